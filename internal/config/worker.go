@@ -1,0 +1,33 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Worker is a worker process's own settings (QFETCH_WORKER_*).
+type Worker struct {
+	Slots      int           `envconfig:"SLOTS" default:"2" desc:"concurrent detection calls in this process"`
+	Grace      time.Duration `envconfig:"GRACE" default:"20s" desc:"on SIGTERM, how long in-flight batches may finish; keep it below the pod's terminationGracePeriodSeconds"`
+	Listen     string        `envconfig:"LISTEN" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
+	ProbeEvery time.Duration `envconfig:"PROBE_EVERY" default:"30s" desc:"while a fleet-wide fault lasts, how often to check whether it cleared"`
+}
+
+// Validate checks the Worker section on its own.
+func (w Worker) Validate() error {
+	var errs []error
+	if w.Slots < 1 || w.Slots > 64 {
+		errs = append(errs, fieldErr("Slots", fmt.Errorf("must be between 1 and 64, got %d", w.Slots)))
+	}
+	if w.Grace < time.Second {
+		errs = append(errs, fieldErr("Grace", fmt.Errorf("must be at least 1s, got %s", w.Grace)))
+	}
+	if w.ProbeEvery < time.Second {
+		errs = append(errs, fieldErr("ProbeEvery", fmt.Errorf("must be at least 1s, got %s", w.ProbeEvery)))
+	}
+	if w.Listen == "" {
+		errs = append(errs, fieldErr("Listen", errors.New("required")))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,338 @@
+package qualys
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// Config describes one Qualys API account. Durations of zero take the
+// defaults below.
+type Config struct {
+	BaseURL    string // e.g. https://qualysapi.qg2.apps.qualys.com; no path, no userinfo
+	Username   string
+	Password   string
+	APIVersion string // path segment, "2.0" unless set
+	UserAgent  string // "qfetch" unless set; also sent as X-Requested-With
+	CAFile     string // extra PEM bundle for TLS-intercepting proxies
+
+	ConnectTimeout time.Duration // dial and TLS handshake; default 30s
+	HeaderTimeout  time.Duration // request sent → response headers; default 10m
+	IdleTimeout    time.Duration // no body byte for this long; default 5m
+
+	Waits Waits // back-pressure waits when Qualys does not say; DefaultWaits unless set
+
+	// Transport replaces the HTTP transport (tests). Timeouts other than
+	// IdleTimeout are then the transport's business.
+	Transport http.RoundTripper
+}
+
+// Client calls the Qualys VM API. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	username  string
+	password  string
+	version   string
+	userAgent string
+	idle      time.Duration
+	waits     Waits
+	hc        *http.Client
+}
+
+// Root elements of the two answers qfetch asks for.
+const (
+	RootHostList   = "HOST_LIST_OUTPUT"
+	RootDetections = "HOST_LIST_VM_DETECTION_OUTPUT"
+)
+
+// New checks cfg and builds a client.
+func New(cfg Config) (*Client, error) {
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("qualys: base URL must be http(s)://host[:port], got %q", redactURL(cfg.BaseURL))
+	}
+	if base.User != nil {
+		return nil, errors.New("qualys: base URL must not carry credentials; set the username and password instead")
+	}
+	if cfg.Username == "" || cfg.Password == "" {
+		return nil, errors.New("qualys: username and password are required")
+	}
+	c := &Client{
+		base:      base,
+		username:  cfg.Username,
+		password:  cfg.Password,
+		version:   orDefault(cfg.APIVersion, "2.0"),
+		userAgent: orDefault(cfg.UserAgent, "qfetch"),
+		idle:      orDefaultDur(cfg.IdleTimeout, 5*time.Minute),
+		waits:     cfg.Waits,
+	}
+	if c.waits == (Waits{}) {
+		c.waits = DefaultWaits
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		if rt, err = newTransport(cfg); err != nil {
+			return nil, err
+		}
+	}
+	// No Client.Timeout: it would kill a long, healthy stream. The idle
+	// timer on the body and the transport's phase timeouts bound stalls.
+	c.hc = &http.Client{Transport: rt, CheckRedirect: noRedirect}
+	return c, nil
+}
+
+func newTransport(cfg Config) (*http.Transport, error) {
+	connect := orDefaultDur(cfg.ConnectTimeout, 30*time.Second)
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	t.DialContext = (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = connect
+	t.ResponseHeaderTimeout = orDefaultDur(cfg.HeaderTimeout, 10*time.Minute)
+	t.MaxIdleConnsPerHost = 16
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("qualys: CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("qualys: CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+// noRedirect keeps Basic credentials from following a redirect to another
+// host, and surfaces a redirect (usually a wrong base URL) as an answer.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Endpoint paths for the configured API version.
+func (c *Client) hostListPath() string     { return "/api/" + c.version + "/fo/asset/host/" }
+func (c *Client) detectionPath() string    { return "/api/" + c.version + "/fo/asset/host/vm/detection/" }
+func (c *Client) endpoint(p string) string { return c.base.String() + p }
+
+// Response is a 200 answer whose body is being streamed. Read passes the
+// body through unchanged and returns io.EOF only when the document arrived
+// whole, well-formed and not an error document; otherwise the final Read
+// returns a classified error. Close it in every case.
+type Response struct {
+	Status int
+	Limits Limits
+
+	v      *Validator
+	body   io.Closer
+	idle   *idleTimer
+	cancel context.CancelCauseFunc
+}
+
+func (r *Response) Read(p []byte) (int, error) { return r.v.Read(p) }
+
+// Summary describes what was read; complete once Read has returned io.EOF.
+func (r *Response) Summary() Summary { return r.v.Summary() }
+
+// Close ends the call. Closing before EOF drops the connection, which is
+// what tells Qualys the call is over.
+func (r *Response) Close() error {
+	r.idle.stop()
+	err := r.body.Close()
+	r.cancel(errResponseClosed)
+	return err
+}
+
+var errResponseClosed = errors.New("response closed")
+
+// ErrIdleTimeout is wrapped when no body byte arrived for the idle timeout.
+var ErrIdleTimeout = errors.New("no byte received within the idle timeout")
+
+// post sends one form request and returns the streaming answer, or a
+// classified error for anything but HTTP 200.
+func (c *Client) post(ctx context.Context, path string, form url.Values, root string, onID func(uint64)) (*Response, error) {
+	callCtx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.endpoint(path), strings.NewReader(form.Encode()))
+	if err != nil {
+		cancel(nil)
+		return nil, failure.Permanent(fmt.Errorf("qualys %s: building request: %w", path, err))
+	}
+	req.SetBasicAuth(c.username, c.password)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Requested-With", c.userAgent)
+	req.Header.Set("User-Agent", c.userAgent)
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		cancel(nil)
+		return nil, transportError(ctx, path, err)
+	}
+	lim := ParseLimits(resp.Header)
+	if resp.StatusCode != http.StatusOK {
+		raw := readErrorBody(resp.Body)
+		_ = resp.Body.Close()
+		cancel(nil)
+		e, ok := parseErrorDocument(raw)
+		if !ok {
+			e = APIError{Text: summarizeBody(raw, resp.Status), SecondsToWait: -1, CallsToFinish: -1}
+		}
+		e.Endpoint, e.Status = path, resp.StatusCode
+		return nil, classify(e, lim, c.waits)
+	}
+
+	idle := startIdleTimer(c.idle, cancel)
+	body := &streamReader{ctx: ctx, callCtx: callCtx, r: resp.Body, path: path, idle: idle, timeout: c.idle}
+	return &Response{
+		Status: resp.StatusCode,
+		Limits: lim,
+		v: NewValidator(body, ValidatorConfig{
+			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, Limits: lim, Waits: c.waits,
+		}),
+		body:   resp.Body,
+		idle:   idle,
+		cancel: cancel,
+	}, nil
+}
+
+// transportError classifies a failure to get response headers.
+func transportError(ctx context.Context, path string, err error) error {
+	if ctx.Err() != nil {
+		// Our caller gave up; that is its decision, not a Qualys fault.
+		return fmt.Errorf("qualys %s: %w", path, context.Cause(ctx))
+	}
+	err = fmt.Errorf("qualys %s: %w", path, stripURL(err))
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+		// A certificate problem fails every call alike; retrying burns the queue.
+		return failure.FleetWide(err)
+	}
+	return failure.Retryable(err)
+}
+
+// stripURL drops the *url.Error wrapper, whose text repeats the method and
+// URL that the caller's message already names by path.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// summarizeBody describes a non-document error body in one short line.
+func summarizeBody(raw []byte, status string) string {
+	s := strings.Join(strings.Fields(string(raw)), " ")
+	if s == "" {
+		return status
+	}
+	return clip(s, 200)
+}
+
+// streamReader turns body read failures into classified errors that say
+// how far the body got.
+type streamReader struct {
+	ctx, callCtx context.Context
+	r            io.Reader
+	path         string
+	idle         *idleTimer
+	timeout      time.Duration
+	n            int64
+}
+
+func (s *streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if n > 0 {
+		s.idle.reset()
+	}
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	switch {
+	case s.ctx.Err() != nil:
+		err = fmt.Errorf("qualys %s: reading body after %d bytes: %w", s.path, s.n, context.Cause(s.ctx))
+	case errors.Is(context.Cause(s.callCtx), ErrIdleTimeout):
+		err = failure.Retryable(fmt.Errorf("qualys %s: body stalled after %d bytes, %s: %w", s.path, s.n, s.timeout, ErrIdleTimeout))
+	case errors.Is(context.Cause(s.callCtx), errResponseClosed):
+		err = fmt.Errorf("qualys %s: read after close: %w", s.path, errResponseClosed)
+	default:
+		err = failure.Retryable(fmt.Errorf("qualys %s: reading body after %d bytes: %w", s.path, s.n, err))
+	}
+	return n, err
+}
+
+// idleTimer cancels a call when no byte has arrived for its timeout. Reset
+// is called per Read, so it is an atomic timestamp checked by one timer,
+// not a timer reset per Read.
+type idleTimer struct {
+	timeout time.Duration
+	last    atomic.Int64 // unix nanos of the last byte
+	stopped atomic.Bool
+	timer   *time.Timer
+	cancel  context.CancelCauseFunc
+}
+
+func startIdleTimer(timeout time.Duration, cancel context.CancelCauseFunc) *idleTimer {
+	t := &idleTimer{timeout: timeout, cancel: cancel}
+	t.last.Store(time.Now().UnixNano())
+	t.timer = time.AfterFunc(timeout, t.check)
+	return t
+}
+
+func (t *idleTimer) check() {
+	if t.stopped.Load() {
+		return
+	}
+	since := time.Since(time.Unix(0, t.last.Load()))
+	if since >= t.timeout {
+		t.cancel(ErrIdleTimeout)
+		return
+	}
+	t.timer.Reset(t.timeout - since)
+}
+
+func (t *idleTimer) reset() { t.last.Store(time.Now().UnixNano()) }
+func (t *idleTimer) stop() {
+	t.stopped.Store(true)
+	t.timer.Stop()
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func orDefaultDur(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// redactURL drops userinfo so that a mistyped base URL never prints a password.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable)"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	return u.String()
+}

@@ -1,0 +1,232 @@
+package qualys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// HostListQuery selects the hosts of one run.
+type HostListQuery struct {
+	// ProcessedAfter and ProcessedBefore bound vm_processed_after and
+	// vm_processed_before; a zero time leaves that side open.
+	ProcessedAfter, ProcessedBefore time.Time
+	// PageSize is the truncation_limit: hosts per page; 0 asks for all in one.
+	PageSize int
+	// Extra holds the operator's filters (ag_ids, use_tags, …). Parameters
+	// qfetch controls are set after it and win.
+	Extra url.Values
+	// Resume continues a pager from a cursor a previous one reported.
+	Resume Cursor
+}
+
+// Cursor is where a Host List walk stands: the page being read, the id_min
+// that page was requested with, and the last ID handed out.
+type Cursor struct {
+	Page  int    // 1-based number of the current page
+	IDMin uint64 // id_min the current page was requested with; 0 for the first
+	Last  uint64 // last ID yielded; IDs up to it are not yielded again
+}
+
+// PageWriter receives the raw bytes of one Host List page as they arrive.
+// Close is called once the page arrived whole and valid and must return only
+// when the page is stored; Abort discards it.
+type PageWriter interface {
+	io.Writer
+	Close() error
+	Abort(cause error)
+}
+
+// OpenPage gives the writer for page number page (1-based); nil tees nothing.
+type OpenPage func(ctx context.Context, page int) (PageWriter, error)
+
+// HostPager walks the Host List page by page.
+type HostPager struct {
+	c      *Client
+	form   url.Values
+	open   OpenPage
+	cursor Cursor
+	done   bool
+}
+
+// FormatTime renders a time as Qualys date parameters want it.
+func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+// controlled are the parameters qfetch sets itself; the operator's extras
+// cannot override them.
+var controlled = []string{"action", "details", "truncation_limit", "id_min", "id_max", "ids",
+	"vm_processed_after", "vm_processed_before", "output_format"}
+
+// HostPager starts a walk over the hosts q selects, teeing each raw page to
+// open (nil: no tee).
+func (c *Client) HostPager(q HostListQuery, open OpenPage) *HostPager {
+	form := url.Values{}
+	for k, v := range q.Extra {
+		form[k] = append([]string(nil), v...)
+	}
+	for _, k := range controlled {
+		form.Del(k)
+	}
+	form.Set("action", "list")
+	form.Set("details", "None")
+	form.Set("truncation_limit", strconv.Itoa(q.PageSize))
+	if !q.ProcessedAfter.IsZero() {
+		form.Set("vm_processed_after", FormatTime(q.ProcessedAfter))
+	}
+	if !q.ProcessedBefore.IsZero() {
+		form.Set("vm_processed_before", FormatTime(q.ProcessedBefore))
+	}
+	cur := q.Resume
+	if cur.Page < 1 {
+		cur.Page = 1
+	}
+	if cur.IDMin > 0 {
+		form.Set("id_min", strconv.FormatUint(cur.IDMin, 10))
+	}
+	return &HostPager{c: c, form: form, open: open, cursor: cur}
+}
+
+// Cursor reports where the walk stands. Inside the loop body of All it
+// includes the ID just yielded.
+func (p *HostPager) Cursor() Cursor { return p.cursor }
+
+// Done reports whether the last page has been read.
+func (p *HostPager) Done() bool { return p.done }
+
+// All yields host IDs in ascending order while each page streams in. After
+// it yields an error, continuing the loop retries the current page from its
+// start (so the tee stays whole) without yielding any ID twice; breaking
+// out stops the walk. The caller decides whether and when to retry, by the
+// error's class.
+func (p *HostPager) All(ctx context.Context) iter.Seq2[uint64, error] {
+	return func(yield func(uint64, error) bool) {
+		for !p.done {
+			more, err := p.page(ctx, yield)
+			if !more {
+				return
+			}
+			if err != nil && !yield(0, err) {
+				return
+			}
+		}
+	}
+}
+
+// errStopped means the consumer broke out of the loop.
+var errStopped = errors.New("stopped by caller")
+
+// page reads the current page. more is false when the consumer stopped.
+func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (more bool, err error) {
+	var pw PageWriter
+	if p.open != nil {
+		if pw, err = p.open(ctx, p.cursor.Page); err != nil {
+			return true, fmt.Errorf("qualys host list page %d: opening the page writer: %w", p.cursor.Page, err)
+		}
+	}
+	abort := func(cause error) {
+		if pw != nil {
+			pw.Abort(cause)
+		}
+	}
+
+	var pending []uint64
+	last := p.cursor.Last
+	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList, func(id uint64) {
+		if id > last { // already yielded before a retry of this page
+			pending = append(pending, id)
+		}
+	})
+	if err != nil {
+		abort(err)
+		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
+	}
+	defer resp.Close()
+
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := resp.Read(buf)
+		if n > 0 && pw != nil {
+			if _, werr := pw.Write(buf[:n]); werr != nil {
+				abort(werr)
+				return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, werr)
+			}
+		}
+		for _, id := range pending {
+			if id <= p.cursor.Last {
+				// The validator checks well-formedness, not order; a
+				// repeat or a step back would break every cursor.
+				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, id, p.cursor.Last))
+				abort(err)
+				return true, err
+			}
+			p.cursor.Last = id
+			if !yield(id, nil) {
+				abort(errStopped)
+				return false, nil
+			}
+		}
+		pending = pending[:0]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			abort(rerr)
+			return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, rerr)
+		}
+	}
+
+	if pw != nil {
+		if err := pw.Close(); err != nil {
+			return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, err)
+		}
+	}
+	w := resp.Summary().Warning
+	if w == nil {
+		p.done = true
+		return true, nil
+	}
+	next, nextMin, err := followWarning(p.form, w, p.cursor)
+	if err != nil {
+		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
+	}
+	p.form = next
+	p.cursor.Page++
+	p.cursor.IDMin = nextMin
+	return true, nil
+}
+
+// followWarning turns a truncation WARNING into the next page's form: the
+// URL's query merged over the current parameters (it may carry parameters
+// we never sent), sent to our own configured server whatever host it names.
+func followWarning(form url.Values, w *Warning, cur Cursor) (url.Values, uint64, error) {
+	if w.Code != CodeTruncated {
+		return nil, 0, failure.Retryable(fmt.Errorf("unexpected WARNING code %d: %s", w.Code, w.Text))
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL unreadable: %w", err))
+	}
+	q := u.Query()
+	nextMin, err := strconv.ParseUint(q.Get("id_min"), 10, 64)
+	if err != nil {
+		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL has no usable id_min: %q", q.Get("id_min")))
+	}
+	if nextMin <= cur.IDMin || nextMin <= cur.Last {
+		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING does not advance: id_min %d after id %d", nextMin, cur.Last))
+	}
+	next := url.Values{}
+	for k, v := range form {
+		next[k] = v
+	}
+	for k, v := range q {
+		next[k] = v
+	}
+	return next, nextMin, nil
+}
