@@ -1,0 +1,55 @@
+// Package qualysim simulates the Qualys VM API (Host List, Host List Detection)
+// over a seeded synthetic subscription: it knows the right answer and misbehaves on request.
+//
+// It is how qfetch is demonstrated, tested end to end and benchmarked
+// without a Qualys account. It imitates what qfetch relies on
+// (qualys-api.md §7): paths, GET and form POST, Basic auth,
+// X-Requested-With, parameters and their errors (1901, 1903, 1905),
+// id_min/truncation paging with the WARNING 1980 URL, hosts without a
+// matching detection omitted, default status without Fixed, limit headers,
+// 409 with 1960/CALLS_TO_FINISH and 1965/SECONDS_TO_WAIT, and the document
+// shapes of the recorded samples. Bodies are generated as they stream and
+// are byte-identical for identical requests at the same simulated time.
+//
+// # Dataset
+//
+// See model.go: host i's ID, processing schedule and detections are pure
+// functions of (Seed, i), so 10M hosts cost no memory; IDs ascend with gaps
+// and the top ones lie above 2^32. The simulated Clock decides which hosts
+// have been processed: a host is re-processed every P_i ≤ ProcessedSpan at
+// a fixed phase, and each re-processing re-draws its detection statuses.
+// vm_processed_after is inclusive and vm_processed_before exclusive — the
+// half-open window qfetch plans with (Qualys does not document which).
+//
+// # Truth
+//
+// HostListTruth, Hosts, DetectionTruth and DetectionCounts (and
+// GET /__sim/truth) answer from the same selection code the endpoints
+// stream from.
+//
+// # Faults
+//
+// See Faults and FaultKind: 500, 503, an error document with 200, GENERIC_RETURN
+// 999, a reset, a stall or a cut mid-body, a slow first byte, a bandwidth
+// cap, and the fleet-wide switches (account expired, logins rejected). Each
+// has a seeded probability; ForceFault queues the next N.
+//
+// # Control
+//
+// /__sim/stats, /__sim/clock, /__sim/faults, /__sim/account, /__sim/config,
+// /__sim/truth: see control.go.
+//
+// # Trying it
+//
+//	$ qfetch sim --hosts 100000 --addr 127.0.0.1:8080 --seed 1
+//	QFETCH_QUALYS_URL=http://127.0.0.1:8080
+//	QFETCH_QUALYS_USERNAME=qsim_user
+//	QFETCH_QUALYS_PASSWORD=…
+//	$ curl -u "qsim_user:$PASSWORD" -H 'X-Requested-With: curl' \
+//	    'http://127.0.0.1:8080/api/2.0/fo/asset/host/?action=list&details=None&truncation_limit=5'
+//	$ curl -u "qsim_user:$PASSWORD" -H 'X-Requested-With: curl' \
+//	    -d 'action=list&show_reopened_info=1&truncation_limit=2&ids=10000000-10000100' \
+//	    http://127.0.0.1:8080/api/2.0/fo/asset/host/vm/detection/
+//	$ curl 'http://127.0.0.1:8080/__sim/truth?kind=detection&vm_processed_after=2025-12-31&count_only=1'
+//	$ curl -X POST 'http://127.0.0.1:8080/__sim/clock?advance=24h'
+package qualysim

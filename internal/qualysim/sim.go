@@ -1,0 +1,435 @@
+package qualysim
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint names one simulated API; limits, faults and stats are per API.
+type Endpoint string
+
+const (
+	HostList  Endpoint = "hostlist"  // /api/<v>/fo/asset/host/
+	Detection Endpoint = "detection" // /api/<v>/fo/asset/host/vm/detection/
+	About     Endpoint = "about"     // /msp/about.php
+)
+
+type endpoint int
+
+const (
+	epHostList endpoint = iota
+	epDetection
+	epAbout
+	numEndpoints
+)
+
+var epNames = [numEndpoints]Endpoint{HostList, Detection, About}
+
+func (e Endpoint) index() (endpoint, bool) {
+	for i, n := range epNames {
+		if n == e {
+			return endpoint(i), true
+		}
+	}
+	return 0, false
+}
+
+// Sim is a simulated Qualys VM API. It is an http.Handler: mount it on an
+// httptest.Server in tests or serve it with Serve. Safe for concurrent use.
+type Sim struct {
+	cfg    Config
+	m      *model
+	corpus *corpus
+	clock  *Clock
+	lim    [numEndpoints]*limiter
+	faults faultState
+	stats  [numEndpoints]epStats
+
+	stalling atomic.Int64 // calls inside a stall fault now
+
+	ctx    context.Context // cancelled by Close: ends stalls and slow starts
+	cancel context.CancelFunc
+	bufs   sync.Pool
+}
+
+// New builds a simulator. It panics on a Config that Validate rejects;
+// callers taking settings from a user call Validate first.
+func New(cfg Config) *Sim {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	s := &Sim{cfg: cfg, m: newModel(&cfg), corpus: newCorpus(cfg.Seed, max(cfg.ResultsSize, 0)), clock: cfg.Clock}
+	if s.clock == nil {
+		s.clock = NewClock(cfg.Start, false)
+	}
+	for i := range s.lim {
+		s.lim[i] = newLimiter(cfg.ConcurrencyLimit, cfg.RateLimit, cfg.RateWindow)
+	}
+	s.faults.set(cfg.Faults)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bufs.New = func() any { b := make([]byte, 0, flushAt+flushAt/2); return &b }
+	return s
+}
+
+// Close ends every stall and slow start in progress and skips later ones,
+// so that a server shutting down does not wait for them. Answers go on.
+func (s *Sim) Close() { s.cancel() }
+
+// Clock is the simulated clock.
+func (s *Sim) Clock() *Clock { return s.clock }
+
+// Advance moves the simulated clock forward by d and returns the new time.
+func (s *Sim) Advance(d time.Duration) time.Time { return s.clock.Advance(d) }
+
+// Username and Password are the credentials the simulator accepts.
+func (s *Sim) Username() string { return s.cfg.Username }
+func (s *Sim) Password() string { return s.cfg.Password }
+
+// Config returns the effective configuration (defaults filled in).
+func (s *Sim) Config() Config { return s.cfg }
+
+// Faults returns the current fault settings.
+func (s *Sim) Faults() Faults { return s.faults.get() }
+
+// SetFaults replaces the fault settings; forced faults stay queued.
+func (s *Sim) SetFaults(f Faults) error {
+	f = f.withDefaults()
+	if err := f.validate(); err != nil {
+		return err
+	}
+	s.faults.set(f)
+	return nil
+}
+
+// SetAccountExpired switches the "account expired" answer (HTTP 200,
+// SIMPLE_RETURN 2001) on or off for every API.
+func (s *Sim) SetAccountExpired(on bool) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.cfg.AccountExpired = on
+}
+
+// SetRejectLogins makes every call fail with 401 "Bad Login/Password", as
+// after a password rotation, or stops doing so.
+func (s *Sim) SetRejectLogins(on bool) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.cfg.RejectLogins = on
+}
+
+// ForceFault makes the next n calls to ep (HostList or Detection) suffer
+// kind, ahead of the random draw. Forced faults queue in order per API;
+// FaultSlowStart and FaultBandwidth combine with an outcome fault.
+func (s *Sim) ForceFault(ep Endpoint, kind FaultKind, n int) error {
+	i, ok := ep.index()
+	if !ok || i == epAbout {
+		return errors.New("qualysim: faults apply to the hostlist and detection endpoints")
+	}
+	if !containsKind(AllFaults, kind) {
+		return errors.New("qualysim: unknown fault kind " + string(kind))
+	}
+	s.faults.force(i, kind, n)
+	return nil
+}
+
+// ClearForcedFaults drops every queued forced fault.
+func (s *Sim) ClearForcedFaults() { s.faults.clearForced() }
+
+func containsKind(ks []FaultKind, k FaultKind) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Running returns the calls to ep running now: admitted and not yet done.
+func (s *Sim) Running(ep Endpoint) int {
+	i, ok := ep.index()
+	if !ok {
+		return 0
+	}
+	r, _, _ := s.lim[i].snapshot(s.clock.Now())
+	return r
+}
+
+// Stats returns a snapshot of what has been served.
+func (s *Sim) Stats() Stats {
+	now := s.clock.Now()
+	st := Stats{Clock: now, Endpoints: map[Endpoint]EndpointStats{}}
+	for i := range numEndpoints {
+		e := s.stats[i].snapshot()
+		e.Running, e.PeakRunning, e.RateUsed = s.lim[i].snapshot(now)
+		st.Endpoints[epNames[i]] = e
+	}
+	return st
+}
+
+// ResetStats zeroes the counters and resets the peaks to what runs now.
+// The rate window is left alone: it is the API's state, not a statistic.
+func (s *Sim) ResetStats() {
+	for i := range numEndpoints {
+		s.stats[i].reset()
+		s.lim[i].resetPeak()
+	}
+}
+
+// route maps a request path to its API. The version segment may be any of
+// the published ones.
+func route(path string) (endpoint, bool) {
+	if path == "/msp/about.php" {
+		return epAbout, true
+	}
+	rest, ok := strings.CutPrefix(path, "/api/")
+	if !ok {
+		return 0, false
+	}
+	ver, rest, _ := strings.Cut(rest, "/")
+	switch ver {
+	case "2.0", "3.0", "4.0", "5.0":
+	default:
+		return 0, false
+	}
+	switch rest {
+	case "fo/asset/host/":
+		return epHostList, true
+	case "fo/asset/host/vm/detection/":
+		return epDetection, true
+	}
+	return 0, false
+}
+
+// ServeHTTP answers the Qualys API paths and the /__sim/ control paths.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/__sim/") {
+		s.serveControl(w, r)
+		return
+	}
+	ep, ok := route(r.URL.Path)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s.serveAPI(w, r, ep)
+}
+
+func (s *Sim) baseURL(r *http.Request) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimRight(s.cfg.BaseURL, "/")
+	}
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+// maxBody bounds a POST form: a million IDs as a comma list fit.
+const maxBody = 64 << 20
+
+// readParams gathers the query and, for a form POST, the body, in order.
+func readParams(r *http.Request) (params, error) {
+	ps, err := parseParams(r.URL.RawQuery, nil)
+	if err != nil {
+		return nil, err
+	}
+	ct := r.Header.Get("Content-Type")
+	if r.Method != http.MethodPost || (ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded")) {
+		return ps, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxBody {
+		return nil, errors.New("request body larger than 64 MiB")
+	}
+	return parseParams(string(body), ps)
+}
+
+func (s *Sim) checkLogin(r *http.Request, reject bool) bool {
+	user, pass, ok := r.BasicAuth()
+	if !ok || reject {
+		return false
+	}
+	u := subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.Username))
+	p := subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.Password))
+	return u&p == 1
+}
+
+// writeDoc sends a small whole document, chunked like every Qualys answer.
+func (st *epStats) writeDoc(w http.ResponseWriter, status int, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_ = http.NewResponseController(w).Flush()
+	n, _ := w.Write(body)
+	st.bytes.Add(int64(n))
+}
+
+// serveAPI answers one API call. The order of checks: credentials, account
+// state, limits (concurrency before rate), X-Requested-With, parameters,
+// faults; then the body streams. Every call after the limit check carries
+// the limit headers; 401 and 2001 answers carry none, as recorded.
+func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
+	st := &s.stats[ep]
+	now := s.clock.Now()
+	base := s.baseURL(r)
+	w.Header().Set("Server", "Qualys")
+
+	outcome, slowed := "ok", []string(nil)
+	var sink *httpSink
+	defer func() {
+		// Runs on the reset fault's panic too.
+		if sink != nil && sink.fired {
+			outcome = "fault/" + string(sink.fault)
+		}
+		st.record(outcome, slowed...)
+	}()
+
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		outcome = "405"
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s.faults.mu.Lock()
+	reject, expired := s.faults.cfg.RejectLogins, s.faults.cfg.AccountExpired
+	s.faults.mu.Unlock()
+	if !s.checkLogin(r, reject) {
+		outcome = "401/2000"
+		w.Header().Set("WWW-Authenticate", `Basic realm="Qualys API"`)
+		st.writeDoc(w, http.StatusUnauthorized, "application/xml", simpleReturn(base, now.Unix(), 2000, "Bad Login/Password", nil, true))
+		return
+	}
+	if expired {
+		outcome = "200/2001"
+		st.writeDoc(w, http.StatusOK, "text/xml;charset=UTF-8", simpleReturn(base, now.Unix(), 2001, "This account has expired.", nil, true))
+		return
+	}
+
+	v := s.lim[ep].admit(now)
+	v.setHeaders(w.Header())
+	if !v.ok {
+		outcome = "409/" + strconv.Itoa(v.code)
+		it := item{"CALLS_TO_FINISH", strconv.Itoa(v.callsToFinish)}
+		if v.code == 1965 {
+			it = item{"SECONDS_TO_WAIT", strconv.Itoa(v.toWait)}
+		}
+		st.writeDoc(w, http.StatusConflict, "application/xml", simpleReturn(base, now.Unix(), v.code, v.refusalText(), []item{it}, true))
+		return
+	}
+	defer s.lim[ep].release()
+
+	fail := func(e *apiError) {
+		outcome = strconv.Itoa(e.status) + "/" + strconv.Itoa(e.code)
+		st.writeDoc(w, e.status, "application/xml", simpleReturn(base, now.Unix(), e.code, e.text, nil, e.status != 400))
+	}
+	if ep != epAbout && r.Header.Get("X-Requested-With") == "" {
+		// Qualys' answer to a missing header is unpublished
+		// (qualys-api.md §9); a 400 that names it is the useful choice.
+		fail(&apiError{400, 1903, "Missing required parameter(s): X-Requested-With header (required for all API v2 calls)"})
+		return
+	}
+	ps, err := readParams(r)
+	if err != nil {
+		fail(&apiError{400, 1905, err.Error()})
+		return
+	}
+	if ep == epAbout {
+		st.writeDoc(w, http.StatusOK, "application/xml", aboutDoc(base))
+		return
+	}
+	req, aerr := parseRequest(ep, ps)
+	if aerr != nil {
+		fail(aerr)
+		return
+	}
+
+	p := s.faults.decide(s.m, ep)
+	ctx := r.Context()
+
+	if p.slowStart > 0 {
+		slowed = append(slowed, string(FaultSlowStart))
+	}
+	if sleepCtx(ctx, s.ctx.Done(), s.cfg.Overhead+p.slowStart) != nil {
+		outcome = "client_gone"
+		return
+	}
+	switch p.outcome {
+	case Fault500:
+		outcome = "fault/500"
+		st.writeDoc(w, http.StatusInternalServerError, "text/html; charset=iso-8859-1", []byte(html500))
+		return
+	case Fault503:
+		outcome = "fault/503"
+		if p.cfg.HTML503 {
+			st.writeDoc(w, http.StatusServiceUnavailable, "text/html; charset=iso-8859-1", []byte(html503))
+		} else {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		return
+	case FaultErrorDoc:
+		outcome = "fault/errordoc"
+		code := p.cfg.ErrorDocCode
+		st.writeDoc(w, http.StatusOK, "application/xml", simpleReturn(base, now.Unix(), code, errorDocText(code), nil, true))
+		return
+	case Fault999:
+		outcome = "fault/999"
+		st.writeDoc(w, http.StatusInternalServerError, "application/xml",
+			genericReturn(base, s.cfg.Username, now.Unix(), 999, "Internal error. Please contact customer support.", s.m.h2(sFault, p.seq, 5)))
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		outcome = "client_gone"
+		return
+	}
+	sink = &httpSink{ctx: ctx, wake: s.ctx.Done(), w: w, rc: rc, bytes: &st.bytes, stalling: &s.stalling}
+	if p.outcome.midBody() {
+		sink.fault, sink.at, sink.stallFor = p.outcome, p.offset, p.cfg.StallFor
+	}
+	if p.bandwidth > 0 {
+		slowed = append(slowed, string(FaultBandwidth))
+		sink.lim, sink.burst = newBandwidth(p.bandwidth)
+	}
+	bp := s.bufs.Get().(*[]byte)
+	o := &out{buf: (*bp)[:0], sink: sink}
+	pg := page{base: base, path: r.URL.Path, now: now.Unix()}
+	if ep == epDetection {
+		s.writeDetections(o, req, pg)
+	} else {
+		s.writeHostList(o, req, pg)
+	}
+	*bp = o.buf[:0]
+	s.bufs.Put(bp)
+	if o.err != nil && !errors.Is(o.err, errCut) {
+		outcome = "client_gone"
+	}
+}
+
+// errorDocText is Qualys' text for the codes an error-document fault may use.
+func errorDocText(code int) string {
+	switch code {
+	case 1981:
+		return "Your request is being processed. Please try this same request again later."
+	case 1999:
+		return "We are performing scheduled maintenance on our System. We apologize for any inconvenience. Please try again later."
+	case 999:
+		return "Internal error. Please contact customer support."
+	case 2001:
+		return "This account has expired."
+	}
+	return "Error " + strconv.Itoa(code)
+}
