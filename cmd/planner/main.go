@@ -1,0 +1,90 @@
+// Command planner opens (or resumes) one qfetch run: it pages the Qualys
+// Host List and publishes the host IDs as batches to JetStream.
+//
+// Configuration comes from QFETCH_* variables (see README); the exit code
+// says what happened (README, "Exit codes").
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/plan"
+)
+
+type spec struct {
+	Qualys config.Qualys
+	NATS   config.NATS
+	S3     config.S3
+	Log    config.Log
+	Plan   config.Plan
+	config.Fleet
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "planner:", err)
+	}
+	os.Exit(app.ExitCode(err))
+}
+
+func run(ctx context.Context) error {
+	var s spec
+	if err := app.LoadConfig(&s); err != nil {
+		return err
+	}
+	log, err := app.Logger(s.Log)
+	if err != nil {
+		return err
+	}
+	client, err := app.Qualys(s.Qualys)
+	if err != nil {
+		return err
+	}
+	store, err := app.S3(s.S3)
+	if err != nil {
+		return err
+	}
+	nc, js, err := app.Connect(s.NATS, "qfetch-planner", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	q, err := app.Queue(ctx, js, s.NATS, s.Fleet)
+	if err != nil {
+		return err
+	}
+	firstAfter, _ := s.Plan.FirstAfterTime() // validated by LoadConfig
+	p := plan.New(plan.Config{
+		Prefix:          s.S3.Prefix,
+		BatchSize:       s.BatchSize,
+		PageSize:        s.Qualys.HostListPageSize,
+		Overlap:         s.Plan.Overlap,
+		FirstAfter:      firstAfter,
+		HostListParams:  s.Qualys.HostListParams.Values(),
+		DetectionParams: s.Qualys.DetectionParams.Values(),
+		Owner:           app.Owner(),
+		LockTTL:         s.Plan.LockTTL,
+	}, q, client, store, nil, log)
+
+	out, err := p.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if out.Skipped {
+		log.Info("nothing to plan", "reason", out.Reason)
+		return nil
+	}
+	log.Info("planned", slog.String("run", out.Run), slog.Bool("resumed", out.Resumed),
+		slog.Int("batches", out.Batches), slog.Int("hosts", out.Hosts))
+	return nil
+}

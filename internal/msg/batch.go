@@ -1,0 +1,196 @@
+package msg
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// SchemaVersion is the batch message version this code writes and reads.
+const SchemaVersion = 1
+
+// ErrBadBatch is wrapped by every Encode/Decode failure; the error is also
+// classified permanent, since no redelivery can fix a message.
+var ErrBadBatch = errors.New("bad batch message")
+
+// Batch is one unit of work: the hosts one detection request covers. It is
+// the JSON body of a message on qfetch.batch.<run>.
+type Batch struct {
+	// V is the schema version; Encode sets it.
+	V int `json:"v"`
+	// Run is the run ID: letters, digits, '-' and '_' (it is a subject token
+	// and a KV key token).
+	Run string `json:"run"`
+	// Number is the planner's batch number, from 1.
+	Number int `json:"batch"`
+	// Part is empty for a batch as planned. When a poison batch is split,
+	// each half gets its parent's Part plus ".1" or ".2" (as "1", "2", "1.2"
+	// …), so that batch 17 becomes 17.1 and 17.2; see [Batch.Key].
+	Part string `json:"part,omitempty"`
+	// After and Before are the run's window, [After, Before). A zero After
+	// means from the beginning.
+	After  time.Time `json:"after"`
+	Before time.Time `json:"before"`
+	// IDs are the host IDs in the compact form of the Qualys ids parameter:
+	// ascending IDs and a-b ranges, comma-separated.
+	IDs string `json:"ids"`
+	// Hosts is the number of hosts IDs holds; Decode checks it.
+	Hosts int `json:"hosts"`
+	// Params are the extra detection request parameters of the run.
+	Params url.Values `json:"params,omitempty"`
+}
+
+var (
+	runIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	partPattern  = regexp.MustCompile(`^[12](\.[12])*$`)
+)
+
+// maxSplitDepth bounds Part: 2^20 halves is far below a single host.
+const maxSplitDepth = 20
+
+// Key identifies the batch within its run: "17" as planned, "17.1", "17.2.1"
+// for split halves. It is the tail of the Msg-Id and of the done key.
+func (b Batch) Key() string {
+	k := strconv.Itoa(b.Number)
+	if b.Part != "" {
+		k += "." + b.Part
+	}
+	return k
+}
+
+// Subject is where the batch is published: qfetch.batch.<run>.
+func (b Batch) Subject() string { return BatchSubject(b.Run) }
+
+// MsgID is the batch's Nats-Msg-Id, <run>.<key>, which makes a republished
+// batch a duplicate JetStream drops (I3).
+func (b Batch) MsgID() string { return MsgID(b.Run, b.Key()) }
+
+// BatchSubject is the subject of a run's batches.
+func BatchSubject(run string) string { return batchSubjectPrefix + run }
+
+// MsgID is the Nats-Msg-Id of batch key (see [Batch.Key]) in run.
+func MsgID(run, key string) string { return run + "." + key }
+
+// ValidRunID reports whether id can name a run (a subject and KV key token).
+func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
+
+// Validate reports what is wrong with b, as an error wrapping [ErrBadBatch]
+// and classified permanent. The version is not checked: Encode sets it.
+func (b Batch) Validate() error {
+	var problems []string
+	if b.Run == "" {
+		problems = append(problems, "missing run")
+	} else if !ValidRunID(b.Run) {
+		problems = append(problems, fmt.Sprintf("run %q is not 1-64 letters, digits, '-' or '_'", b.Run))
+	}
+	if b.Number < 1 {
+		problems = append(problems, fmt.Sprintf("batch number %d is not positive", b.Number))
+	}
+	if b.Part != "" && (!partPattern.MatchString(b.Part) || strings.Count(b.Part, ".") >= maxSplitDepth) {
+		problems = append(problems, fmt.Sprintf("part %q is not a split path like 1.2", b.Part))
+	}
+	if b.Before.IsZero() {
+		problems = append(problems, "missing window end (before)")
+	} else if !b.After.IsZero() && !b.After.Before(b.Before) {
+		problems = append(problems, fmt.Sprintf("window [%s, %s) is empty",
+			b.After.Format(time.RFC3339), b.Before.Format(time.RFC3339)))
+	}
+	if n, err := CountIDs(b.IDs); err != nil {
+		problems = append(problems, err.Error())
+	} else if n != b.Hosts {
+		problems = append(problems, fmt.Sprintf("hosts is %d but IDs hold %d", b.Hosts, n))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return failure.Permanent(fmt.Errorf("%w: %s", ErrBadBatch, strings.Join(problems, "; ")))
+}
+
+// Encode sets the schema version and returns the message body, or a
+// permanent error when b is not a valid batch.
+func Encode(b Batch) ([]byte, error) {
+	b.V = SchemaVersion
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, err))
+	}
+	return data, nil
+}
+
+// Decode parses a message body. A garbled body, an unknown version or an
+// invalid batch is an error wrapping [ErrBadBatch], classified permanent,
+// that says what is wrong.
+func Decode(data []byte) (Batch, error) {
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: not JSON: %w", ErrBadBatch, err))
+	}
+	switch {
+	case head.V == nil:
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: missing schema version", ErrBadBatch))
+	case *head.V != SchemaVersion:
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: unknown schema version %d (this build reads %d)",
+			ErrBadBatch, *head.V, SchemaVersion))
+	}
+	var b Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, err))
+	}
+	if err := b.Validate(); err != nil {
+		return Batch{}, err
+	}
+	return b, nil
+}
+
+// Split halves a batch that cannot be fetched whole: the first half holds
+// the first Hosts/2 hosts. Halves of the same batch are always the same, so
+// their Msg-Ids dedupe when a split is repeated. A single-host batch cannot
+// be split.
+func (b Batch) Split() (Batch, Batch, error) {
+	spans, n, err := parseIDs(b.IDs)
+	if err != nil {
+		return Batch{}, Batch{}, failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, err))
+	}
+	if n < 2 {
+		return Batch{}, Batch{}, failure.Permanent(fmt.Errorf("msg: batch %s has %d host, it cannot be split", b.Key(), n))
+	}
+	if strings.Count(b.Part, ".")+1 >= maxSplitDepth {
+		return Batch{}, Batch{}, failure.Permanent(fmt.Errorf("msg: batch %s is split %d times already", b.Key(), maxSplitDepth))
+	}
+	first, second := b, b
+	first.Params, second.Params = cloneValues(b.Params), cloneValues(b.Params)
+	first.IDs, second.IDs = splitIDs(spans, n/2)
+	first.Hosts, second.Hosts = n/2, n-n/2
+	first.Part, second.Part = childPart(b.Part, "1"), childPart(b.Part, "2")
+	return first, second, nil
+}
+
+func childPart(parent, half string) string {
+	if parent == "" {
+		return half
+	}
+	return parent + "." + half
+}
+
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}

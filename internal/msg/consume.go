@@ -1,0 +1,190 @@
+package msg
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// Fetch sends one pull request for up to n batch messages and calls deliver
+// with each, in this goroutine, as it arrives. It returns when n have arrived
+// or maxWait has passed (nil: an empty queue is not an error).
+//
+// Call it with n = the number of free slots, and let deliver hand the
+// message to one of them without blocking: processing starts as each message
+// arrives, not when the request ends. One pull request for exactly n
+// messages means the server never hands this process a message it has no
+// slot for; Consumer.Messages/Consume would keep a client-side buffer topped
+// up ahead of demand, holding messages idle here that another pod could be
+// fetching (and charging them AckWait). MaxAckPending still caps the whole
+// fleet (I5): while it is reached, the request waits and delivers nothing.
+//
+// Fetch does not abandon its pull request when ctx ends: the server would
+// still deliver into it, and such a message would sit unacked for AckWait.
+// It waits the request out instead (keep maxWait to a few seconds: it bounds
+// how long a stop takes), Naks without delay what arrives after ctx ended,
+// so that another worker takes it at once, and returns ctx's error.
+func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver func(jetstream.Msg)) error {
+	if n < 1 {
+		return fmt.Errorf("msg: fetch %d messages: need at least 1", n)
+	}
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	// Shorter pull requests mostly measure round trips.
+	maxWait = max(maxWait, 100*time.Millisecond)
+	batch, err := q.consumer.Fetch(n, jetstream.FetchMaxWait(maxWait))
+	if err != nil {
+		return classifyAPI(fmt.Errorf("msg: fetch: %w", err))
+	}
+	for m := range batch.Messages() {
+		if ctx.Err() != nil {
+			_ = m.Nak() // best effort: AckWait returns it otherwise
+			continue
+		}
+		deliver(m)
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if err := batch.Error(); err != nil {
+		return classifyAPI(fmt.Errorf("msg: fetch: %w", err))
+	}
+	return nil
+}
+
+// Next pulls one batch message, waiting up to maxWait; it returns nil and no
+// error when none came. A worker slot can loop on it: each slot then has at
+// most one pull request and one message. See [Queue.Fetch].
+func (q *Queue) Next(ctx context.Context, maxWait time.Duration) (jetstream.Msg, error) {
+	var got jetstream.Msg
+	err := q.Fetch(ctx, 1, maxWait, func(m jetstream.Msg) { got = m })
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// DeadLetter is the record [Queue.DeadLetter] publishes to QFETCH_DLQ: the
+// original message and why it was given up, enough to replay it.
+type DeadLetter struct {
+	Run     string `json:"run,omitempty"`
+	Subject string `json:"subject"`
+	MsgID   string `json:"msg_id,omitempty"`
+	// StreamSeq is the original's sequence in QFETCH_BATCHES.
+	StreamSeq uint64 `json:"stream_seq"`
+	// Batch is the original body when it is JSON (the usual case), Body
+	// otherwise (base64 in JSON), so a garbled message is kept byte for byte.
+	Batch json.RawMessage `json:"batch,omitempty"`
+	Body  []byte          `json:"body,omitempty"`
+	// Reason is the decision ("permanent failure", "max deliveries reached").
+	Reason string `json:"reason"`
+	// Class is the failure class of the last error.
+	Class      string    `json:"class"`
+	Deliveries uint64    `json:"deliveries"`
+	LastError  string    `json:"last_error,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// maxTermReason keeps the Term advisory small; the full error is in the
+// dead letter.
+const maxTermReason = 256
+
+// DeadLetter records m in QFETCH_DLQ on qfetch.dlq.<run> with reason and
+// the last error, then terminates m so it is never redelivered. If the
+// record cannot be written, m is left alone and the error returned: the
+// caller should Nak it, since a batch must never vanish without a trace.
+// A repeated dead-lettering of the same delivery chain is deduplicated.
+func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("msg: dead-letter: %w", err)
+	}
+	dl := DeadLetter{
+		Subject:    m.Subject(),
+		MsgID:      m.Headers().Get(jetstream.MsgIDHeader),
+		StreamSeq:  md.Sequence.Stream,
+		Reason:     reason,
+		Deliveries: md.NumDelivered,
+		At:         time.Now().UTC(),
+	}
+	dl.Run = strings.TrimPrefix(m.Subject(), batchSubjectPrefix)
+	if !ValidRunID(dl.Run) {
+		dl.Run = "unknown"
+	}
+	if json.Valid(m.Data()) {
+		dl.Batch = json.RawMessage(m.Data())
+	} else {
+		dl.Body = m.Data()
+	}
+	if lastErr != nil {
+		dl.Class = failure.ClassOf(lastErr).String()
+		dl.LastError = lastErr.Error()
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("msg: dead-letter: %w", err)
+	}
+	out := &nats.Msg{Subject: dlqSubjectPrefix + dl.Run, Data: data, Header: nats.Header{}}
+	// Stream sequence stays the same across redeliveries of one message.
+	id := fmt.Sprintf("dlq.%s.%d", dl.MsgID, dl.StreamSeq)
+	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamDLQ)); err != nil {
+		return classifyAPI(fmt.Errorf("msg: dead-letter %s: %w", m.Subject(), err))
+	}
+	termReason := reason
+	if lastErr != nil {
+		termReason += ": " + lastErr.Error()
+	}
+	if len(termReason) > maxTermReason {
+		termReason = termReason[:maxTermReason]
+	}
+	if err := m.TermWithReason(termReason); err != nil {
+		return classifyAPI(fmt.Errorf("msg: terminate %s after dead-lettering: %w", m.Subject(), err))
+	}
+	return nil
+}
+
+// DeadLetters returns the dead letters of run ("" for every run), oldest
+// first.
+func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+	subject := dlqSubjects
+	if run != "" {
+		subject = dlqSubjectPrefix + run
+	}
+	c, err := q.js.OrderedConsumer(ctx, StreamDLQ, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+	}
+	var out []DeadLetter
+	for {
+		batch, err := c.FetchNoWait(256)
+		if err != nil {
+			return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+		}
+		got, caughtUp := 0, false
+		for m := range batch.Messages() {
+			got++
+			var dl DeadLetter
+			if err := json.Unmarshal(m.Data(), &dl); err != nil {
+				return nil, fmt.Errorf("msg: dead letter on %s: %w", m.Subject(), err)
+			}
+			out = append(out, dl)
+			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
+				caughtUp = true
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+		}
+		if got == 0 || caughtUp {
+			return out, nil
+		}
+	}
+}

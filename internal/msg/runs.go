@@ -1,0 +1,470 @@
+package msg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// Keys in QFETCH_RUNS:
+//
+//	<run>                 the RunRecord (run-level state, updated by compare-and-set)
+//	<run>.done.<key>      one BatchResult per finished batch (key as Batch.Key)
+//	<run>.split.<key>     one Split per batch that was split in two
+//
+// A batch result is its own key so that finishing a batch is one write that
+// contends with nobody, however many batches a run has; the run record is
+// only written at run-level transitions.
+
+// RunState is where a run is in its life.
+type RunState string
+
+// Run states. A run is planning while the planner pages (workers fetch at
+// the same time), fetching once every batch is published, completing while a
+// finisher writes the manifest, then complete or failed.
+const (
+	RunPlanning   RunState = "planning"
+	RunFetching   RunState = "fetching"
+	RunCompleting RunState = "completing"
+	RunComplete   RunState = "complete"
+	RunFailed     RunState = "failed"
+)
+
+// RunRecord is a run's state in QFETCH_RUNS under its ID.
+type RunRecord struct {
+	ID     string     `json:"id"`
+	After  time.Time  `json:"after"`
+	Before time.Time  `json:"before"`
+	Params url.Values `json:"params,omitempty"`
+	State  RunState   `json:"state"`
+	// Planner is who opened (or last resumed) the run.
+	Planner string `json:"planner,omitempty"`
+	// PlanningComplete is set, with BatchesPlanned and HostsPlanned final,
+	// once every batch is published.
+	PlanningComplete bool `json:"planning_complete"`
+	BatchesPlanned   int  `json:"batches_planned"`
+	HostsPlanned     int  `json:"hosts_planned"`
+	// Progress is the planner's last checkpoint: every batch up to it is
+	// acknowledged by the stream. A resumed planner continues from there.
+	Progress PlanProgress `json:"progress"`
+	// Finisher is who claimed completion, at FinishStarted; a claim left
+	// stale by a crash can be taken over.
+	Finisher      string    `json:"finisher,omitempty"`
+	FinishStarted time.Time `json:"finish_started,omitzero"`
+	ManifestKey   string    `json:"manifest_key,omitempty"`
+	// Error says why a failed run failed.
+	Error     string    `json:"error,omitempty"`
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
+	Completed time.Time `json:"completed,omitzero"`
+
+	// Revision is the KV revision this record was read at.
+	Revision uint64 `json:"-"`
+}
+
+// PlanProgress is the planner's write-ahead record. It is written before
+// batch Batches is published, so no batch beyond it can be in the stream;
+// a resumed planner rebuilds batch Batches from the IDs in (Start.Last,
+// End.Last] and publishes it again (the stream drops it if it is there)
+// before it goes on. Batches are thus cut by ID, not by count, across a
+// restart: a host that left the window meanwhile shrinks a batch but never
+// shifts the next one.
+type PlanProgress struct {
+	Batches int        `json:"batches"`
+	Start   PlanCursor `json:"start"` // just before batch Batches
+	End     PlanCursor `json:"end"`   // just after batch Batches
+}
+
+// PlanCursor is a point in a Host List walk.
+type PlanCursor struct {
+	Page   int    `json:"page"`   // Host List page holding Last
+	IDMin  uint64 `json:"id_min"` // id_min that page was requested with
+	LastID uint64 `json:"last_id"`
+	Hosts  int    `json:"hosts"` // hosts in the batches up to here
+}
+
+// BatchResult is what a worker records when a batch is stored, under
+// <run>.done.<key>.
+type BatchResult struct {
+	Run   string `json:"run"`
+	Batch string `json:"batch"` // Batch.Key()
+	// HostsRequested is the batch's Hosts; HostsReturned what the response
+	// held (hosts without detections are left out by the API).
+	HostsRequested int       `json:"hosts_requested"`
+	HostsReturned  int       `json:"hosts_returned"`
+	Objects        []Object  `json:"objects"`
+	Delivery       uint64    `json:"delivery"`
+	Worker         string    `json:"worker,omitempty"`
+	Duration       float64   `json:"duration_seconds"`
+	At             time.Time `json:"at"`
+}
+
+// Object is one stored object of a batch.
+type Object struct {
+	Key    string `json:"key"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+	Hosts  int    `json:"hosts"`
+}
+
+// Split records that a batch was replaced by two halves.
+type Split struct {
+	Batch  string    `json:"batch"`
+	Halves [2]string `json:"halves"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Errors of the run-record helpers.
+var (
+	ErrRunExists   = errors.New("run record already exists")
+	ErrRunNotFound = errors.New("run record not found")
+	// ErrNoChange may be returned by an UpdateRun function to leave the
+	// record as it is; UpdateRun then returns it unchanged with this error.
+	ErrNoChange = errors.New("no change")
+)
+
+// maxCASAttempts bounds UpdateRun's retries; reaching it means something
+// rewrites the record in a loop.
+const maxCASAttempts = 100
+
+func runKey(run string) (string, error) {
+	if !ValidRunID(run) {
+		return "", failure.Permanent(fmt.Errorf("msg: run ID %q is not 1-64 letters, digits, '-' or '_'", run))
+	}
+	return run, nil
+}
+
+// CreateRun stores a new run record, failing with [ErrRunExists] when one
+// with the same ID is there. It sets Created and Updated.
+func (q *Queue) CreateRun(ctx context.Context, r RunRecord) (RunRecord, error) {
+	key, err := runKey(r.ID)
+	if err != nil {
+		return RunRecord{}, err
+	}
+	now := time.Now().UTC()
+	r.Created, r.Updated = now, now
+	data, err := json.Marshal(r)
+	if err != nil {
+		return RunRecord{}, err
+	}
+	rev, err := q.runs.Create(ctx, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return RunRecord{}, fmt.Errorf("msg: run %s: %w", r.ID, ErrRunExists)
+	}
+	if err != nil {
+		return RunRecord{}, classifyAPI(fmt.Errorf("msg: create run %s: %w", r.ID, err))
+	}
+	r.Revision = rev
+	return r, nil
+}
+
+// GetRun returns the run record of id, or an error wrapping [ErrRunNotFound].
+func (q *Queue) GetRun(ctx context.Context, id string) (RunRecord, error) {
+	key, err := runKey(id)
+	if err != nil {
+		return RunRecord{}, err
+	}
+	e, err := q.runs.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return RunRecord{}, fmt.Errorf("msg: run %s: %w", id, ErrRunNotFound)
+	}
+	if err != nil {
+		return RunRecord{}, classifyAPI(fmt.Errorf("msg: read run %s: %w", id, err))
+	}
+	var r RunRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return RunRecord{}, failure.Permanent(fmt.Errorf("msg: run record %s is garbled: %w", id, err))
+	}
+	r.Revision = e.Revision()
+	return r, nil
+}
+
+// UpdateRun changes run id by compare-and-set: it reads the record, calls
+// change on a copy, and writes it only if nobody wrote in between; otherwise
+// it reads again and calls change again. change must therefore decide from
+// the record it is given alone, which is what makes "exactly once" decisions
+// safe: of several processes moving a run from fetching to completing, one
+// write succeeds and the others see the new state on their retry.
+//
+// If change returns an error, nothing is written and UpdateRun returns that
+// error with the record as read ([ErrNoChange] for "nothing to do"). On
+// success the written record is returned, Updated set and Revision new.
+func (q *Queue) UpdateRun(ctx context.Context, id string, change func(*RunRecord) error) (RunRecord, error) {
+	for attempt := 1; ; attempt++ {
+		cur, err := q.GetRun(ctx, id)
+		if err != nil {
+			return RunRecord{}, err
+		}
+		next := cur
+		next.Params = cloneValues(cur.Params)
+		if err := change(&next); err != nil {
+			return cur, err
+		}
+		next.ID = cur.ID // the key, not the caller's to change
+		next.Updated = time.Now().UTC()
+		data, err := json.Marshal(next)
+		if err != nil {
+			return cur, err
+		}
+		rev, err := q.runs.Update(ctx, id, data, cur.Revision)
+		if err == nil {
+			next.Revision = rev
+			return next, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return cur, classifyAPI(fmt.Errorf("msg: update run %s: %w", id, err))
+		}
+		if attempt == maxCASAttempts {
+			return cur, failure.Retryable(fmt.Errorf("msg: update run %s: still contended after %d attempts", id, attempt))
+		}
+		// A short random pause spreads out writers that collided.
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(time.Millisecond))))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return cur, context.Cause(ctx)
+		}
+	}
+}
+
+// RunIDs returns the IDs of every run record, ascending (run IDs sort by
+// time).
+func (q *Queue) RunIDs(ctx context.Context) ([]string, error) {
+	// Run records are the only single-token keys.
+	lister, err := q.runs.ListKeysFiltered(ctx, "*")
+	if err != nil {
+		return nil, classifyAPI(fmt.Errorf("msg: list runs: %w", err))
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, k)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// MarkDone records a batch's result under <run>.done.<batch>. A redelivered
+// batch overwrites its own entry, so recording twice is harmless.
+func (q *Queue) MarkDone(ctx context.Context, r BatchResult) error {
+	key, err := doneKey(r.Run, r.Batch)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := q.runs.Put(ctx, key, data); err != nil {
+		return classifyAPI(fmt.Errorf("msg: record batch %s done: %w", key, err))
+	}
+	return nil
+}
+
+// CountFailure adds one to the retryable failures of batch (a Batch.Key) of
+// run and returns the new count; workers dead-letter the batch once it
+// reaches Config.MaxFailures. Deliveries are no measure: back-pressure and
+// fleet-wide Naks are deliveries too.
+func (q *Queue) CountFailure(ctx context.Context, run, batch string) (int, error) {
+	key, err := doneKey(run, batch)
+	if err != nil {
+		return 0, err
+	}
+	key = run + ".fail." + strings.TrimPrefix(key, run+".done.")
+	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
+		n := 0
+		var rev uint64
+		e, err := q.runs.Get(ctx, key)
+		switch {
+		case err == nil:
+			n, _ = strconv.Atoi(string(e.Value()))
+			rev = e.Revision()
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return 0, classifyAPI(fmt.Errorf("msg: count failure of %s: %w", key, err))
+		}
+		val := []byte(strconv.Itoa(n + 1))
+		if rev == 0 {
+			_, err = q.runs.Create(ctx, key, val)
+		} else {
+			_, err = q.runs.Update(ctx, key, val, rev)
+		}
+		switch {
+		case err == nil:
+			return n + 1, nil
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue
+		default:
+			return 0, classifyAPI(fmt.Errorf("msg: count failure of %s: %w", key, err))
+		}
+	}
+	return 0, failure.Retryable(fmt.Errorf("msg: count failure of %s: still contended", key))
+}
+
+// MarkSplit records that batch (a Batch.Key) of run was split, before its
+// halves are published.
+func (q *Queue) MarkSplit(ctx context.Context, run string, s Split) error {
+	if _, err := runKey(run); err != nil {
+		return err
+	}
+	if !validBatchKey(s.Batch) {
+		return failure.Permanent(fmt.Errorf("msg: batch key %q is not like 17 or 17.1.2", s.Batch))
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := q.runs.Put(ctx, run+".split."+s.Batch, data); err != nil {
+		return classifyAPI(fmt.Errorf("msg: record split of %s.%s: %w", run, s.Batch, err))
+	}
+	return nil
+}
+
+func doneKey(run, batch string) (string, error) {
+	if _, err := runKey(run); err != nil {
+		return "", err
+	}
+	if !validBatchKey(batch) {
+		return "", failure.Permanent(fmt.Errorf("msg: batch key %q is not like 17 or 17.1.2", batch))
+	}
+	return run + ".done." + batch, nil
+}
+
+func validBatchKey(k string) bool {
+	num, part, _ := cutFirst(k)
+	if num == "" || num[0] == '0' {
+		return false
+	}
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return part == "" || partPattern.MatchString(part)
+}
+
+func cutFirst(k string) (string, string, bool) {
+	for i := range len(k) {
+		if k[i] == '.' {
+			return k[:i], k[i+1:], true
+		}
+	}
+	return k, "", false
+}
+
+// CountDone returns how many batch results run has, without transferring
+// them: it asks the server how many distinct done keys a filtered consumer
+// would deliver. Completion code can call it after every batch and list the
+// results only when the count says the run may be complete. Done keys are
+// never deleted, so the count only grows.
+func (q *Queue) CountDone(ctx context.Context, run string) (int, error) {
+	if _, err := runKey(run); err != nil {
+		return 0, err
+	}
+	stream := "KV_" + BucketRuns
+	c, err := q.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject:     "$KV." + BucketRuns + "." + run + ".done.>",
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		HeadersOnly:       true,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute, // in case the delete below is lost
+	})
+	if err != nil {
+		return 0, classifyAPI(fmt.Errorf("msg: count done batches of %s: %w", run, err))
+	}
+	info := c.CachedInfo()
+	_ = q.js.DeleteConsumer(ctx, stream, info.Name) // the inactivity threshold covers a failure
+	return int(info.NumPending), nil
+}
+
+// DoneBatches returns every batch result of run, ordered by batch key.
+func (q *Queue) DoneBatches(ctx context.Context, run string) ([]BatchResult, error) {
+	if _, err := runKey(run); err != nil {
+		return nil, err
+	}
+	var out []BatchResult
+	err := q.eachValue(ctx, run+".done.>", func(key string, v []byte) error {
+		var r BatchResult
+		if err := json.Unmarshal(v, &r); err != nil {
+			return failure.Permanent(fmt.Errorf("msg: batch result %s is garbled: %w", key, err))
+		}
+		out = append(out, r)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b BatchResult) int { return compareBatchKeys(a.Batch, b.Batch) })
+	return out, err
+}
+
+// Splits returns every split recorded for run, ordered by batch key.
+func (q *Queue) Splits(ctx context.Context, run string) ([]Split, error) {
+	if _, err := runKey(run); err != nil {
+		return nil, err
+	}
+	var out []Split
+	err := q.eachValue(ctx, run+".split.>", func(key string, v []byte) error {
+		var s Split
+		if err := json.Unmarshal(v, &s); err != nil {
+			return failure.Permanent(fmt.Errorf("msg: split record %s is garbled: %w", key, err))
+		}
+		out = append(out, s)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b Split) int { return compareBatchKeys(a.Batch, b.Batch) })
+	return out, err
+}
+
+// eachValue calls fn with the latest value of every live key matching
+// pattern.
+func (q *Queue) eachValue(ctx context.Context, pattern string, fn func(key string, value []byte) error) error {
+	w, err := q.runs.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+	if err != nil {
+		return classifyAPI(fmt.Errorf("msg: read %s: %w", pattern, err))
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil { // every current value has been delivered
+				return nil
+			}
+			if err := fn(e.Key(), e.Value()); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// compareBatchKeys orders "2" < "10" < "10.1" < "10.2".
+func compareBatchKeys(a, b string) int {
+	for a != "" || b != "" {
+		var x, y string
+		x, a, _ = cutFirst(a)
+		y, b, _ = cutFirst(b)
+		if c := len(x) - len(y); c != 0 {
+			return c
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}

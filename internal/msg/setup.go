@@ -1,0 +1,311 @@
+package msg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// Names shared by every process and by operators' nats CLI sessions.
+const (
+	StreamBatches   = "QFETCH_BATCHES"
+	StreamDLQ       = "QFETCH_DLQ"
+	ConsumerWorkers = "workers"
+	BucketRuns      = "QFETCH_RUNS"
+	BucketState     = "QFETCH_STATE"
+	BucketLocks     = "QFETCH_LOCKS"
+
+	batchSubjectPrefix = "qfetch.batch."
+	dlqSubjectPrefix   = "qfetch.dlq."
+	batchSubjects      = batchSubjectPrefix + ">"
+	dlqSubjects        = dlqSubjectPrefix + ">"
+
+	runsHistory  = 5
+	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
+	// markerTTL is how long an expired lock leaves its delete marker; per-key
+	// TTLs need limit markers on the bucket.
+	markerTTL = time.Minute
+	// dlqDuplicateWindow covers a worker that dead-letters, dies before Term,
+	// and dead-letters the redelivery again.
+	dlqDuplicateWindow = time.Hour
+)
+
+// ErrIncompatible is wrapped by Setup when a stream, bucket or consumer exists
+// with settings this version cannot use.
+var ErrIncompatible = errors.New("incompatible JetStream object")
+
+// Queue is the set of JetStream objects qfetch uses, created or checked by
+// [Setup]. It is safe for concurrent use.
+type Queue struct {
+	js       jetstream.JetStream
+	cfg      Config
+	consumer jetstream.Consumer
+	runs     jetstream.KeyValue
+	state    jetstream.KeyValue
+	locks    jetstream.KeyValue
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (q *Queue) Config() Config { return q.cfg }
+
+// Setup creates the streams, buckets and consumer, or checks and adopts them
+// when they exist. Several processes may call it at once.
+//
+// Settings that only tune behaviour are brought to cfg when they differ: the
+// duplicate window, max message size, replicas, discard policy and max age of
+// the streams (the batch stream has none: an age limit would drop queued
+// batches, I1), every bucket setting, and the consumer's
+// MaxAckPending, AckWait and MaxDeliver (so that changing
+// QFETCH_MAX_IN_FLIGHT takes effect at the next start). Settings that change
+// what a stream or consumer means (retention, storage, subjects, ack and
+// deliver policy, filter, push vs pull) are never changed: Setup fails with
+// an error wrapping [ErrIncompatible] that names the setting, classified
+// fleet-wide, and the operator decides what happens to the messages inside.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, failure.Permanent(fmt.Errorf("msg: invalid config: %w", err))
+	}
+	q := &Queue{js: js, cfg: cfg}
+
+	batches := jetstream.StreamConfig{
+		Name:        StreamBatches,
+		Description: "qfetch: detection batches waiting for a worker",
+		Subjects:    []string{batchSubjects},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxMsgSize:  cfg.MaxMsgSize,
+		// Should an operator cap the stream, publishing must fail loudly
+		// rather than drop queued batches (I1).
+		Discard: jetstream.DiscardNew,
+	}
+	if err := ensureStream(ctx, js, batches); err != nil {
+		return nil, err
+	}
+	dlq := jetstream.StreamConfig{
+		Name:        StreamDLQ,
+		Description: "qfetch: batches that cannot be fetched, with the reason",
+		Subjects:    []string{dlqSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+		Duplicates:  min(dlqDuplicateWindow, durationOr(cfg.DLQMaxAge, dlqDuplicateWindow)),
+		MaxAge:      cfg.DLQMaxAge,
+		Discard:     jetstream.DiscardNew,
+	}
+	if err := ensureStream(ctx, js, dlq); err != nil {
+		return nil, err
+	}
+
+	var err error
+	if q.runs, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      BucketRuns,
+		Description: "qfetch: run records, batch results and splits",
+		History:     runsHistory,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+	}); err != nil {
+		return nil, err
+	}
+	if q.state, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      BucketState,
+		Description: "qfetch: the watermark, with its history",
+		History:     stateHistory,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+	}); err != nil {
+		return nil, err
+	}
+	// Locks have a bucket of their own: a per-key TTL works only with limit
+	// markers, and the server raises every TTL to the marker TTL (1 minute
+	// at least here) unless the bucket keeps a single revision per key. A
+	// bucket-wide TTL would not do either: it would expire the watermark.
+	if q.locks, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:         BucketLocks,
+		Description:    "qfetch: locks, each key with its own TTL",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.StreamReplicas,
+		LimitMarkerTTL: markerTTL,
+	}); err != nil {
+		return nil, err
+	}
+
+	if q.consumer, err = ensureConsumer(ctx, js, jetstream.ConsumerConfig{
+		Durable:       ConsumerWorkers,
+		Description:   "qfetch: workers share this pull consumer",
+		FilterSubject: batchSubjects,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1, // see Config.MaxFailures
+		MaxAckPending: cfg.MaxInFlight,
+		Replicas:      cfg.StreamReplicas,
+	}); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// ensureStream creates want or reconciles an existing stream with it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	_, err := js.CreateStream(ctx, want)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return classifyAPI(fmt.Errorf("msg: create stream %s: %w", want.Name, err))
+	}
+	// It exists with another configuration (an identical one is accepted by
+	// CreateStream as is).
+	s, err := js.Stream(ctx, want.Name)
+	if err != nil {
+		return classifyAPI(fmt.Errorf("msg: read stream %s: %w", want.Name, err))
+	}
+	have := s.CachedInfo().Config
+	if err := streamCompatible(have, want); err != nil {
+		return err
+	}
+	upd := have
+	upd.Description = want.Description
+	upd.Duplicates = want.Duplicates
+	upd.MaxMsgSize = want.MaxMsgSize
+	upd.Replicas = want.Replicas
+	upd.Discard = want.Discard
+	upd.MaxAge = want.MaxAge
+	if streamTunablesEqual(have, upd) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, upd); err != nil {
+		return classifyAPI(fmt.Errorf("msg: update stream %s: %w", want.Name, err))
+	}
+	return nil
+}
+
+// streamCompatible names the first setting of have that qfetch may not change.
+func streamCompatible(have, want jetstream.StreamConfig) error {
+	bad := func(setting string, h, w any) error {
+		return failure.FleetWide(fmt.Errorf("%w: stream %s exists with %s %v, qfetch needs %v; "+
+			"inspect it (nats stream info %s) and remove or rename it",
+			ErrIncompatible, want.Name, setting, h, w, want.Name))
+	}
+	switch {
+	case have.Retention != want.Retention:
+		return bad("retention", have.Retention, want.Retention)
+	case have.Storage != want.Storage:
+		return bad("storage", have.Storage, want.Storage)
+	case !sameSet(have.Subjects, want.Subjects):
+		return bad("subjects", strings.Join(have.Subjects, ","), strings.Join(want.Subjects, ","))
+	case have.Mirror != nil || len(have.Sources) > 0:
+		return bad("mirror/sources", "set", "none")
+	case have.Sealed:
+		return bad("sealed", true, false)
+	}
+	return nil
+}
+
+func streamTunablesEqual(a, b jetstream.StreamConfig) bool {
+	return a.Description == b.Description && a.Duplicates == b.Duplicates &&
+		a.MaxMsgSize == b.MaxMsgSize && a.Replicas == b.Replicas &&
+		a.Discard == b.Discard && a.MaxAge == b.MaxAge
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// ensureBucket creates a KV bucket or brings an existing one to cfg: every
+// bucket setting qfetch uses is safe to change.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketExists) {
+		return nil, classifyAPI(fmt.Errorf("msg: create bucket %s: %w", cfg.Bucket, err))
+	}
+	kv, err = js.UpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
+			ErrIncompatible, cfg.Bucket, err))
+	}
+	return kv, nil
+}
+
+// ensureConsumer creates the workers consumer or reconciles an existing one.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.CreateConsumer(ctx, StreamBatches, want)
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerExists) {
+		return nil, classifyAPI(fmt.Errorf("msg: create consumer %s: %w", want.Durable, err))
+	}
+	bad := func(setting string, h, w any) error {
+		return failure.FleetWide(fmt.Errorf("%w: consumer %s on %s exists with %s %v, qfetch needs %v; "+
+			"remove it (nats consumer rm %s %s): queued batches stay in the stream",
+			ErrIncompatible, want.Durable, StreamBatches, setting, h, w, StreamBatches, want.Durable))
+	}
+	c, err = js.Consumer(ctx, StreamBatches, want.Durable)
+	if errors.Is(err, jetstream.ErrNotPullConsumer) {
+		return nil, bad("mode", "push", "pull")
+	}
+	if err != nil {
+		return nil, classifyAPI(fmt.Errorf("msg: read consumer %s: %w", want.Durable, err))
+	}
+	have := c.CachedInfo().Config
+	haveFilter := have.FilterSubject
+	if len(have.FilterSubjects) > 0 {
+		haveFilter = strings.Join(have.FilterSubjects, ",")
+	}
+	switch {
+	case have.DeliverSubject != "":
+		return nil, bad("mode", "push", "pull")
+	case have.AckPolicy != want.AckPolicy:
+		return nil, bad("ack policy", have.AckPolicy, want.AckPolicy)
+	case have.DeliverPolicy != want.DeliverPolicy:
+		return nil, bad("deliver policy", have.DeliverPolicy, want.DeliverPolicy)
+	case haveFilter != want.FilterSubject:
+		return nil, bad("filter subject", haveFilter, want.FilterSubject)
+	}
+	upd := have
+	upd.Description = want.Description
+	upd.AckWait = want.AckWait
+	upd.MaxDeliver = want.MaxDeliver
+	upd.MaxAckPending = want.MaxAckPending
+	upd.Replicas = want.Replicas
+	c, err = js.UpdateConsumer(ctx, StreamBatches, upd)
+	if err != nil {
+		return nil, classifyAPI(fmt.Errorf("msg: update consumer %s: %w", want.Durable, err))
+	}
+	return c, nil
+}
+
+// classifyAPI marks a JetStream error for callers that must decide: an
+// account without JetStream is fleet-wide, everything else (timeouts, no
+// responders while a leader is elected) is worth retrying.
+func classifyAPI(err error) error {
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		return failure.FleetWide(err)
+	}
+	return failure.Retryable(err)
+}

@@ -1,0 +1,206 @@
+package msg
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+func TestSetupCreatesEverything(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{MaxInFlight: 3, AckWait: 30 * time.Second, MaxFailures: 7})
+	s, err := e.js.Stream(e.ctx, StreamBatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	if sc.Retention != jetstream.WorkQueuePolicy || sc.Storage != jetstream.FileStorage ||
+		sc.Duplicates != DefaultDuplicateWindow || sc.MaxMsgSize != DefaultMaxMsgSize ||
+		!sameSet(sc.Subjects, []string{"qfetch.batch.>"}) || sc.Discard != jetstream.DiscardNew {
+		t.Errorf("batch stream config: %+v", sc)
+	}
+	d, err := e.js.Stream(e.ctx, StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dc := d.CachedInfo().Config; dc.Retention != jetstream.LimitsPolicy || !sameSet(dc.Subjects, []string{"qfetch.dlq.>"}) {
+		t.Errorf("DLQ stream config: %+v", dc)
+	}
+	c, err := e.js.Consumer(e.ctx, StreamBatches, ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.CachedInfo().Config
+	if cc.MaxAckPending != 3 || cc.AckWait != 30*time.Second || cc.MaxDeliver != -1 ||
+		cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "qfetch.batch.>" {
+		t.Errorf("consumer config: %+v", cc)
+	}
+	for bucket, history := range map[string]int64{BucketRuns: runsHistory, BucketState: stateHistory, BucketLocks: 1} {
+		kv, err := e.js.KeyValue(e.ctx, bucket)
+		if err != nil {
+			t.Fatalf("bucket %s: %v", bucket, err)
+		}
+		st, err := kv.Status(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.History() != history {
+			t.Errorf("bucket %s history %d, want %d", bucket, st.History(), history)
+		}
+	}
+}
+
+func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := Config{MaxInFlight: 2}
+	// Several processes starting at once: one connection each.
+	const procs = 4
+	var wg sync.WaitGroup
+	errs := make([]error, procs)
+	for i := range procs {
+		js := connect(t, e.url)
+		wg.Go(func() { _, errs[i] = Setup(e.ctx, js, cfg) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Setup %d: %v", i, err)
+		}
+	}
+	// And again, one after the other, with data inside.
+	q, err := Setup(e.ctx, e.js, cfg)
+	if err != nil {
+		t.Fatalf("Setup after setup: %v", err)
+	}
+	e.q = q
+	publishAll(t, e, testBatch("r1", 1))
+	if _, err := Setup(e.ctx, e.js, cfg); err != nil {
+		t.Fatalf("Setup with a batch queued: %v", err)
+	}
+	s, err := e.js.Stream(e.ctx, StreamBatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("stream holds %d messages after re-setup, want 1", n)
+	}
+}
+
+func TestSetupUpdatesTunables(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{MaxInFlight: 2})
+	cfg := Config{MaxInFlight: 5, DuplicateWindow: time.Hour, AckWait: time.Minute, MaxFailures: 9, MaxMsgSize: 4096}
+	if _, err := Setup(e.ctx, e.js, cfg); err != nil {
+		t.Fatalf("Setup with new tunables: %v", err)
+	}
+	c, err := e.js.Consumer(e.ctx, StreamBatches, ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := c.CachedInfo().Config; cc.MaxAckPending != 5 || cc.AckWait != time.Minute || cc.MaxDeliver != -1 {
+		t.Errorf("consumer not updated: %+v", cc)
+	}
+	s, err := e.js.Stream(e.ctx, StreamBatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := s.CachedInfo().Config; sc.Duplicates != time.Hour || sc.MaxMsgSize != 4096 {
+		t.Errorf("stream not updated: duplicates %s, max msg size %d", sc.Duplicates, sc.MaxMsgSize)
+	}
+}
+
+func TestSetupRefusesIncompatible(t *testing.T) {
+	t.Parallel()
+	base := jetstream.StreamConfig{
+		Name: StreamBatches, Subjects: []string{"qfetch.batch.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+	}
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, e *env)
+		want    string
+	}{
+		{"limits retention", func(t *testing.T, e *env) {
+			c := base
+			c.Retention = jetstream.LimitsPolicy
+			mustStream(t, e, c)
+		}, "retention"},
+		{"memory storage", func(t *testing.T, e *env) {
+			c := base
+			c.Storage = jetstream.MemoryStorage
+			mustStream(t, e, c)
+		}, "storage"},
+		{"other subjects", func(t *testing.T, e *env) {
+			c := base
+			c.Subjects = []string{"qfetch.batch.*", "other.>"}
+			mustStream(t, e, c)
+		}, "subjects"},
+		{"DLQ with work-queue retention", func(t *testing.T, e *env) {
+			mustStream(t, e, jetstream.StreamConfig{Name: StreamDLQ, Subjects: []string{"qfetch.dlq.>"},
+				Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage})
+		}, "stream QFETCH_DLQ exists with retention"},
+		{"push consumer", func(t *testing.T, e *env) {
+			mustStream(t, e, base)
+			// The jetstream package creates pull consumers only.
+			legacy, err := e.js.Conn().JetStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := legacy.AddConsumer(StreamBatches, &nats.ConsumerConfig{
+				Durable: ConsumerWorkers, AckPolicy: nats.AckExplicitPolicy, FilterSubject: "qfetch.batch.>",
+				DeliverSubject: "somewhere",
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, "mode push"},
+		{"consumer with another filter", func(t *testing.T, e *env) {
+			mustStream(t, e, base)
+			if _, err := e.js.CreateConsumer(e.ctx, StreamBatches, jetstream.ConsumerConfig{
+				Durable: ConsumerWorkers, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "qfetch.batch.only",
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, "filter subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			tt.prepare(t, e)
+			_, err := Setup(e.ctx, e.js, Config{})
+			if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("want ErrIncompatible naming %q, got %v", tt.want, err)
+			}
+			if failure.ClassOf(err) != failure.ClassFleetWide {
+				t.Errorf("class %v, want fleet-wide", failure.ClassOf(err))
+			}
+			t.Log(err) // the operator's view
+		})
+	}
+}
+
+func mustStream(t *testing.T, e *env, c jetstream.StreamConfig) {
+	t.Helper()
+	if _, err := e.js.CreateStream(e.ctx, c); err != nil {
+		t.Fatalf("create stream %s: %v", c.Name, err)
+	}
+}
+
+func TestSetupRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, err := Setup(e.ctx, e.js, Config{MaxInFlight: -3})
+	if err == nil || !strings.Contains(err.Error(), "max in flight") {
+		t.Fatalf("want a config error, got %v", err)
+	}
+	if _, err := e.js.Stream(e.ctx, StreamBatches); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("a bad config must create nothing; stream lookup: %v", err)
+	}
+}

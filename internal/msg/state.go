@@ -1,0 +1,140 @@
+package msg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// watermarkKey in QFETCH_STATE holds the watermark; its KV history (64
+// revisions) is the audit trail of who moved it and why.
+const watermarkKey = "watermark"
+
+// ErrNoWatermark means no run has completed yet.
+var ErrNoWatermark = errors.New("no watermark yet")
+
+// Watermark is where the next run's window starts (before any overlap): the
+// Before of the last completed run, unless an operator set it.
+type Watermark struct {
+	Time time.Time `json:"time"`
+	// Run is the completed run that set it; empty when an operator did.
+	Run    string    `json:"run,omitempty"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+
+	Revision uint64 `json:"-"`
+}
+
+// Watermark returns the current watermark, or an error wrapping
+// [ErrNoWatermark].
+func (q *Queue) Watermark(ctx context.Context) (Watermark, error) {
+	e, err := q.state.Get(ctx, watermarkKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Watermark{}, ErrNoWatermark
+	}
+	if err != nil {
+		return Watermark{}, classifyAPI(fmt.Errorf("msg: read watermark: %w", err))
+	}
+	return decodeWatermark(e)
+}
+
+func decodeWatermark(e jetstream.KeyValueEntry) (Watermark, error) {
+	var w Watermark
+	if err := json.Unmarshal(e.Value(), &w); err != nil {
+		return Watermark{}, failure.Permanent(fmt.Errorf("msg: watermark revision %d is garbled: %w", e.Revision(), err))
+	}
+	w.Revision = e.Revision()
+	return w, nil
+}
+
+// AdvanceWatermark moves the watermark to w.Time if that is later than the
+// current one, by compare-and-set, and reports whether it moved. A run that
+// completes after a later run completed leaves it where it is (I1: it only
+// moves forward on completion).
+func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error) {
+	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
+		cur, err := q.Watermark(ctx)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNoWatermark) {
+			return false, err
+		}
+		if exists && !w.Time.After(cur.Time) {
+			return false, nil
+		}
+		data, err := marshalWatermark(w)
+		if err != nil {
+			return false, err
+		}
+		if exists {
+			_, err = q.state.Update(ctx, watermarkKey, data, cur.Revision)
+		} else {
+			_, err = q.state.Create(ctx, watermarkKey, data)
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
+			continue // someone moved it meanwhile: look again
+		default:
+			return false, classifyAPI(fmt.Errorf("msg: advance watermark: %w", err))
+		}
+	}
+	return false, failure.Retryable(errors.New("msg: advance watermark: still contended"))
+}
+
+// SetWatermark sets the watermark unconditionally, backwards too: the
+// operator's override. By and Reason are kept in the history.
+func (q *Queue) SetWatermark(ctx context.Context, w Watermark) error {
+	if w.By == "" {
+		return failure.Permanent(errors.New("msg: set watermark: say who sets it (By)"))
+	}
+	data, err := marshalWatermark(w)
+	if err != nil {
+		return err
+	}
+	if _, err := q.state.Put(ctx, watermarkKey, data); err != nil {
+		return classifyAPI(fmt.Errorf("msg: set watermark: %w", err))
+	}
+	return nil
+}
+
+// WatermarkHistory returns the watermark's past values, oldest first (the
+// last 64).
+func (q *Queue) WatermarkHistory(ctx context.Context) ([]Watermark, error) {
+	entries, err := q.state.History(ctx, watermarkKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classifyAPI(fmt.Errorf("msg: watermark history: %w", err))
+	}
+	var out []Watermark
+	for _, e := range entries {
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		w, err := decodeWatermark(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func marshalWatermark(w Watermark) ([]byte, error) {
+	if w.Time.IsZero() {
+		return nil, failure.Permanent(errors.New("msg: watermark time is zero"))
+	}
+	if w.At.IsZero() {
+		w.At = time.Now().UTC()
+	}
+	return json.Marshal(w)
+}

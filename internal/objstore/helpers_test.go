@@ -1,0 +1,102 @@
+package objstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"testing"
+)
+
+// store is what the conformance suite asks of both implementations.
+type store interface {
+	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	Stat(ctx context.Context, key string) (Object, error)
+	List(ctx context.Context, prefix string) iter.Seq2[Object, error]
+	Delete(ctx context.Context, key string) error
+	Check(ctx context.Context) error
+	Describe() string
+}
+
+var (
+	_ store = (*S3)(nil)
+	_ store = (*Dir)(nil)
+)
+
+// stream is n bytes of deterministic noise for seed.
+func stream(seed uint64, n int64) io.Reader {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	return io.LimitReader(rand.NewChaCha8(s), n)
+}
+
+// sumOf is the hex SHA-256 of stream(seed, n).
+func sumOf(t testing.TB, seed uint64, n int64) string {
+	t.Helper()
+	return sumReader(t, stream(seed, n))
+}
+
+func sumReader(t testing.TB, r io.Reader) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatalf("hash: %v", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cutReader passes left bytes of r, and returns err with the last of them
+// (or alone, when left is 0). Later reads return then: err again, as most
+// readers do, or io.EOF, as a reader that forgets its failure would.
+type cutReader struct {
+	r     io.Reader
+	left  int64
+	err   error
+	then  error
+	fired bool
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.fired {
+		return 0, c.then
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left == 0 {
+		c.fired = true
+		return n, c.err
+	}
+	return n, err
+}
+
+// cancelReader calls cancel once left bytes have been read, and goes on.
+type cancelReader struct {
+	r      io.Reader
+	left   int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.left -= int64(n); c.left <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+func getSum(t *testing.T, s store, key string) string {
+	t.Helper()
+	rc, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	defer rc.Close()
+	return sumReader(t, rc)
+}

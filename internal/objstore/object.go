@@ -1,0 +1,88 @@
+package objstore
+
+import (
+	"errors"
+	"hash"
+	"io"
+)
+
+// Object describes a stored object.
+type Object struct {
+	Key  string
+	Size int64
+	// SHA256 is the hex SHA-256 of the content. Put always sets it, computed
+	// over the bytes it stored. Stat sets it only when the store recorded it
+	// at write time (S3 objects smaller than one part; see [S3.Put]); List
+	// never does. Empty means unknown, not "no content".
+	SHA256 string
+	// ETag is the store's entity tag (S3: quotes removed; for a multipart
+	// upload it is not an MD5 of the content). The directory store has none.
+	ETag string
+}
+
+// PutOptions are passed through to S3. The directory store keeps neither.
+type PutOptions struct {
+	ContentType string
+	// Metadata becomes S3 user metadata (x-amz-meta-*). The key "sha256" is
+	// reserved for the content hash the store records itself.
+	Metadata map[string]string
+}
+
+// ErrNotFound is wrapped by the error of Get and Stat for a key that does not
+// exist. It carries no failure class: whether a missing object is a failure
+// is the caller's call.
+var ErrNotFound = errors.New("object not found")
+
+// source reads the caller's stream for Put: it hashes what it reads, counts
+// it, and keeps the stream's first error. Put returns that error unchanged,
+// so its failure class (the caller's validator decides it) reaches the worker.
+// A stream's error is sticky here even if the stream itself would not repeat
+// it, so a failure that arrives together with the last bytes of a part is not
+// lost.
+type source struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	err  error // the stream's first error other than io.EOF
+	done bool  // io.EOF seen
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.done {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.h.Write(p[:n])
+		s.n += int64(n)
+	}
+	switch {
+	case err == io.EOF:
+		s.done = true
+	case err != nil:
+		s.err = err
+	}
+	return n, err
+}
+
+// fill reads into buf until it is full, the stream ends or fails. It returns
+// how many bytes it read and the stream's error, never io.EOF: s.done tells
+// the end of the stream.
+func (s *source) fill(buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) && !s.done && s.err == nil {
+		m, _ := s.Read(buf[n:])
+		n += m
+		// A stream that keeps returning nothing and no error would spin
+		// here for ever; bufio gives up the same way.
+		if empty = empty + 1; m > 0 {
+			empty = 0
+		} else if empty == 100 {
+			s.err = io.ErrNoProgress
+		}
+	}
+	return n, s.err
+}

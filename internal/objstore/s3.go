@@ -1,0 +1,374 @@
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// S3 limits on multipart uploads.
+const (
+	DefaultPartSize = 16 << 20
+	MinPartSize     = 5 << 20
+	MaxPartSize     = 5 << 30
+	maxParts        = 10000
+)
+
+// sha256Meta is the user metadata (x-amz-meta-sha256) holding the content's
+// hex SHA-256, on objects small enough to know it before they are sent.
+const sha256Meta = "Sha256"
+
+// abortTimeout bounds the abort of a failed upload, which runs even when the
+// caller's context is cancelled: cancelling must not leave parts behind.
+const abortTimeout = 30 * time.Second
+
+// S3Config says where objects go. Internal packages take it filled; cmd/*
+// fills it from the environment.
+type S3Config struct {
+	Endpoint string // host:port
+	Secure   bool   // TLS
+	// AccessKey and SecretKey are static credentials. Leave both empty to
+	// use the environment (AWS_ACCESS_KEY_ID …, MINIO_ROOT_USER …), the AWS
+	// shared credentials file, then IAM: EC2/ECS roles and EKS IRSA
+	// (AWS_WEB_IDENTITY_TOKEN_FILE).
+	AccessKey string
+	SecretKey string
+	Region    string // empty: asked from the bucket
+	Bucket    string
+	CAFile    string // PEM roots trusted in addition to the system's
+	// PartSize is the multipart part size and so the memory each Put holds.
+	// Default DefaultPartSize; S3 accepts MinPartSize to MaxPartSize. The
+	// largest object is 10000 parts.
+	PartSize uint64
+	// MaxRetries is how many times minio-go tries each request before it
+	// gives up; 0 keeps its default (10). We add no retries of our own.
+	MaxRetries int
+}
+
+// String shows the config without its keys, for logs (I7): only whether
+// static keys are set.
+func (c S3Config) String() string {
+	keys := "none (IAM or environment)"
+	if c.AccessKey != "" || c.SecretKey != "" {
+		keys = "[REDACTED]"
+	}
+	return fmt.Sprintf("{Endpoint:%s Secure:%t Keys:%s Region:%s Bucket:%s CAFile:%s PartSize:%d MaxRetries:%d}",
+		c.Endpoint, c.Secure, keys, c.Region, c.Bucket, c.CAFile, c.PartSize, c.MaxRetries)
+}
+
+// GoString keeps %#v from printing the keys too.
+func (c S3Config) GoString() string { return "objstore.S3Config" + c.String() }
+
+// S3 stores objects in one bucket of an S3-compatible service. It is safe for
+// concurrent use.
+//
+// Put drives the multipart upload itself through minio-go's Core rather than
+// calling PutObject with size -1. That path of minio-go would do for memory
+// (one part buffer, no concurrent parts) and it aborts on a reader error, but
+// it drops an error that arrives with the bytes that fill a part, and so can
+// complete a truncated object when the reader then says EOF; it allocates its
+// part buffer anew on every call; it uploads even a tiny object as three
+// requests; and it hides a failed abort. Requests still go through minio-go's
+// own retries.
+type S3 struct {
+	core     *minio.Core
+	bucket   string
+	endpoint string
+	partSize int
+	// bufs holds part buffers: a Put holds exactly one while it runs, and
+	// reuses one a finished Put gave back.
+	bufs sync.Pool
+}
+
+// NewS3 checks cfg and makes a client. It does not contact the service: call
+// Check for that.
+func NewS3(cfg S3Config) (*S3, error) {
+	switch {
+	case cfg.Endpoint == "":
+		return nil, errors.New("objstore: S3 endpoint is empty")
+	case strings.Contains(cfg.Endpoint, "://"):
+		return nil, fmt.Errorf("objstore: S3 endpoint %q must be host:port, without a scheme (TLS is Secure)", cfg.Endpoint)
+	case cfg.Bucket == "":
+		return nil, errors.New("objstore: S3 bucket is empty")
+	case s3utils.CheckValidBucketName(cfg.Bucket) != nil:
+		return nil, fmt.Errorf("objstore: S3 bucket %q: %w", cfg.Bucket, s3utils.CheckValidBucketName(cfg.Bucket))
+	case (cfg.AccessKey == "") != (cfg.SecretKey == ""):
+		return nil, errors.New("objstore: set both the S3 access key and secret key, or neither (to use IAM or the environment)")
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.PartSize < MinPartSize || cfg.PartSize > MaxPartSize {
+		return nil, fmt.Errorf("objstore: S3 part size %d is outside [%d, %d]", cfg.PartSize, MinPartSize, MaxPartSize)
+	}
+
+	creds := credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
+	if cfg.AccessKey == "" {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.EnvMinio{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{},
+		})
+	}
+	transport, err := minio.DefaultTransport(cfg.Secure)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: S3 transport: %w", err)
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("objstore: S3 CA file: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("objstore: S3 CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		if transport.TLSClientConfig == nil {
+			return nil, errors.New("objstore: an S3 CA file needs Secure (TLS)")
+		}
+		transport.TLSClientConfig.RootCAs = roots
+	}
+	core, err := minio.NewCore(cfg.Endpoint, &minio.Options{
+		Creds:      creds,
+		Secure:     cfg.Secure,
+		Transport:  transport,
+		Region:     cfg.Region,
+		MaxRetries: cfg.MaxRetries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objstore: S3 client for %s: %w", cfg.Endpoint, err)
+	}
+	s := &S3{core: core, bucket: cfg.Bucket, endpoint: cfg.Endpoint, partSize: int(cfg.PartSize)}
+	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	return s, nil
+}
+
+// Describe names the bucket and endpoint for logs: s3://bucket@endpoint.
+func (s *S3) Describe() string { return "s3://" + s.bucket + "@" + s.endpoint }
+
+// Check verifies that the bucket exists and that these credentials may see
+// it. Its errors are fleet-wide (missing bucket, refused credentials, TLS)
+// or retryable (the service is down).
+func (s *S3) Check(ctx context.Context) error {
+	ok, err := s.core.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return s.classify(ctx, "check", "", err)
+	}
+	if !ok {
+		return failure.FleetWide(fmt.Errorf("objstore: check: bucket %q does not exist on %s", s.bucket, s.endpoint))
+	}
+	return nil
+}
+
+// Put streams r, of any length, to key: whole or not at all (I2).
+//
+// It reads r one part at a time into a buffer of PartSize bytes, the only
+// memory it holds (I4), and hashes what it reads. A stream that ends within
+// the first part goes up in a single PUT whose signed payload hash is that
+// SHA-256, so the service checks the bytes, and which records the hash as
+// metadata (Stat then returns it). A longer stream goes up as a multipart
+// upload, one part at a time; the hash of the whole is only known at the end,
+// after the metadata was sent, so it is returned but not recorded: keep it
+// from the returned Object (the manifest does).
+//
+// If r fails, Put aborts the upload, so that neither an object nor an
+// incomplete upload is left, and the previous object at key, if any, stays as
+// it was; it returns r's error unchanged, class and all (joined with the
+// abort's error in the rare case the abort fails too: a bucket lifecycle rule
+// for incomplete uploads is the backstop). A cancelled ctx aborts the same way.
+func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
+	if err := ValidKey(key); err != nil {
+		return Object{}, err
+	}
+	bufp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bufp)
+	buf := *bufp
+
+	src := &source{r: r, h: sha256.New()}
+	n, err := src.fill(buf)
+	if err != nil {
+		return Object{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Object{}, fmt.Errorf("objstore: put %q in %s: %w", key, s.Describe(), err)
+	}
+	popts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: userMetadata(opts.Metadata)}
+
+	if src.done {
+		sum := hex.EncodeToString(src.h.Sum(nil))
+		popts.UserMetadata[sha256Meta] = sum
+		// With the content hash given, minio-go signs it instead of hashing
+		// the body again in signed chunks; the service verifies it.
+		popts.DisableContentSha256 = true
+		info, err := s.core.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), "", sum, popts)
+		if err != nil {
+			return Object{}, s.classify(ctx, "put", key, err)
+		}
+		return Object{Key: key, Size: src.n, SHA256: sum, ETag: info.ETag}, nil
+	}
+
+	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, popts)
+	if err != nil {
+		return Object{}, s.classify(ctx, "put", key, err)
+	}
+	etag, err := s.putParts(ctx, key, uploadID, src, buf, n, popts)
+	if err != nil {
+		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		defer cancel()
+		if aerr := s.core.AbortMultipartUpload(abortCtx, s.bucket, key, uploadID); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("objstore: abort upload of %q in %s: %w", key, s.Describe(), aerr))
+		}
+		return Object{}, err
+	}
+	return Object{Key: key, Size: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
+}
+
+// putParts uploads buf[:n], then the rest of src part by part, and completes
+// the upload. On error the caller aborts it.
+func (s *S3) putParts(ctx context.Context, key, uploadID string, src *source, buf []byte, n int, popts minio.PutObjectOptions) (string, error) {
+	var parts []minio.CompletePart
+	for {
+		if len(parts) == maxParts {
+			return "", failure.Permanent(fmt.Errorf("objstore: put %q in %s: larger than %d parts of %d bytes",
+				key, s.Describe(), maxParts, s.partSize))
+		}
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("objstore: put %q in %s: %w", key, s.Describe(), err)
+		}
+		p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, len(parts)+1,
+			bytes.NewReader(buf[:n]), int64(n), minio.PutObjectPartOptions{})
+		if err != nil {
+			return "", s.classify(ctx, "put", key, err)
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: p.PartNumber, ETag: p.ETag})
+		if src.done {
+			break
+		}
+		if n, err = src.fill(buf); err != nil {
+			return "", err
+		}
+		if n == 0 && src.done {
+			break // the stream ended exactly at a part boundary
+		}
+	}
+	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, popts)
+	if err != nil {
+		return "", s.classify(ctx, "put", key, err)
+	}
+	return info.ETag, nil
+}
+
+func userMetadata(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		if !strings.EqualFold(k, sha256Meta) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Get opens key for reading. A missing key is ErrNotFound. Errors while
+// reading the body are retryable.
+func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	// Core's GetObject sends the request now (the Client's waits for the
+	// first Read), so a missing key is an error here.
+	body, _, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.classify(ctx, "get", key, err)
+	}
+	return &s3Reader{obj: body, s: s, ctx: ctx, key: key}, nil
+}
+
+type s3Reader struct {
+	obj io.ReadCloser
+	s   *S3
+	ctx context.Context
+	key string
+}
+
+func (r *s3Reader) Read(p []byte) (int, error) {
+	n, err := r.obj.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.classify(r.ctx, "read", r.key, err)
+	}
+	return n, err
+}
+
+func (r *s3Reader) Close() error { return r.obj.Close() }
+
+// Stat returns key's size and ETag, and its SHA-256 when it was recorded
+// (see Put). A missing key is ErrNotFound.
+func (s *S3) Stat(ctx context.Context, key string) (Object, error) {
+	if err := ValidKey(key); err != nil {
+		return Object{}, err
+	}
+	info, err := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return Object{}, s.classify(ctx, "stat", key, err)
+	}
+	o := Object{Key: key, Size: info.Size, ETag: info.ETag}
+	for k, v := range info.UserMetadata {
+		if strings.EqualFold(k, sha256Meta) {
+			o.SHA256 = v
+		}
+	}
+	return o, nil
+}
+
+// List yields the objects whose keys start with prefix, in key order (byte
+// order, as S3 lists). SHA256 is not set. Stop early by breaking the loop.
+func (s *S3) List(ctx context.Context, prefix string) iter.Seq2[Object, error] {
+	return func(yield func(Object, error) bool) {
+		if err := validPrefix(prefix); err != nil {
+			yield(Object{}, err)
+			return
+		}
+		// minio-go's lister runs until its context ends: end it when we do.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for info := range s.core.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if info.Err != nil {
+				yield(Object{}, s.classify(ctx, "list", prefix, info.Err))
+				return
+			}
+			if !yield(Object{Key: info.Key, Size: info.Size, ETag: info.ETag}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Delete removes key. Deleting a missing key is not an error.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if err := s.core.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return s.classify(ctx, "delete", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package objstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/qfetch/qfetch/internal/failure"
+)
+
+// S3 error codes by what they ask of the caller. minio-go has already retried
+// the retryable ones by the time we see them (Options.MaxRetries times).
+var (
+	// retryableS3Codes may succeed on a later attempt.
+	retryableS3Codes = set(
+		"InternalError", "ServiceUnavailable", "SlowDown", "SlowDownRead", "SlowDownWrite",
+		"RequestTimeout", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+		"RequestThrottled", "OperationAborted", "XMinioServerNotInitialized",
+		"XMinioReadQuorum", "XMinioWriteQuorum",
+		// Bytes damaged in transit, or an upload aborted under us (a
+		// lifecycle rule): the whole Put can be tried again.
+		"BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody", "NoSuchUpload",
+	)
+	// fleetWideS3Codes fail every object alike until an operator acts:
+	// bucket, credentials, permissions, region, clock, capacity.
+	fleetWideS3Codes = set(
+		"NoSuchBucket", "InvalidBucketName", "AccessDenied", "AllAccessDisabled", "AccountProblem",
+		"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
+		"InvalidToken", "TokenRefreshRequired", "InvalidSecurity", "MissingSecurityHeader",
+		"AuthorizationHeaderMalformed", "PermanentRedirect", "RequestTimeTooSkewed",
+		"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded",
+	)
+	// retryableStatus: any 5xx, plus these.
+	retryableStatus = map[int]bool{http.StatusRequestTimeout: true, http.StatusTooManyRequests: true, 499: true}
+)
+
+func set(codes ...string) map[string]bool {
+	m := make(map[string]bool, len(codes))
+	for _, c := range codes {
+		m[c] = true
+	}
+	return m
+}
+
+// classify wraps err, from an S3 call doing op ("put", "stat" …) on key (""
+// for the bucket), with its failure class and a message that names the bucket
+// and endpoint. It returns ErrNotFound for a missing key and leaves an error
+// of the caller's own context unclassified: the caller knows why it stopped.
+func (s *S3) classify(ctx context.Context, op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	where := s.Describe()
+	if key != "" {
+		where = fmt.Sprintf("%q in %s", key, where)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("objstore: %s %s: %w", op, where, err)
+	}
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		switch {
+		case resp.Code == "NoSuchKey":
+			return fmt.Errorf("objstore: %s %s: %w", op, where, ErrNotFound)
+		case resp.Code == "NoSuchBucket":
+			return failure.FleetWide(fmt.Errorf("objstore: %s: bucket %q does not exist on %s: %w",
+				op, s.bucket, s.endpoint, err))
+		case fleetWideS3Codes[resp.Code] || resp.StatusCode == http.StatusForbidden:
+			return failure.FleetWide(fmt.Errorf("objstore: %s: bucket %q on %s refused us (%s; check the credentials, "+
+				"the bucket policy, the region and the clock): %w", op, s.bucket, s.endpoint, resp.Code, err))
+		case retryableS3Codes[resp.Code] || resp.StatusCode >= 500 || retryableStatus[resp.StatusCode]:
+			return failure.Retryable(fmt.Errorf("objstore: %s %s: %s: %w", op, where, resp.Code, err))
+		default:
+			// Every request we send is well-formed by construction, so an
+			// answer we do not know means the store and our configuration
+			// disagree. Every object would meet it, and no retry fixes it:
+			// pause the fleet rather than dead-letter the batch (I6).
+			return failure.FleetWide(fmt.Errorf("objstore: %s %s: unexpected answer %d %s: %w",
+				op, where, resp.StatusCode, resp.Code, err))
+		}
+	}
+	if tlsError(err) {
+		return failure.FleetWide(fmt.Errorf("objstore: %s: TLS to %s for bucket %q failed (check QFETCH_S3_SECURE and the CA): %w",
+			op, s.endpoint, s.bucket, err))
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return failure.FleetWide(fmt.Errorf("objstore: %s: endpoint %s of bucket %q: %w", op, s.endpoint, s.bucket, err))
+	}
+	// Refused, reset, cut short, timed out: the network or the store is down
+	// for now. minio-go has retried already.
+	return failure.Retryable(fmt.Errorf("objstore: %s %s: %w", op, where, err))
+}
+
+func tlsError(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		record    tls.RecordHeaderError
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	if errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &unknownCA) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return true
+	}
+	// net/http turns a plain-HTTP answer to a TLS hello into this error,
+	// which has no type of its own.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e.Error() == "http: server gave HTTP response to HTTPS client" {
+			return true
+		}
+	}
+	return false
+}

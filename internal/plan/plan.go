@@ -1,0 +1,424 @@
+// Package plan runs one planner pass: open (or resume) a run, page the Host
+// List, publish a batch message every BatchSize host IDs, record the result.
+//
+// Memory grows with nothing but the batch being filled: IDs stream from the
+// page into the batch, the raw page streams into the store, and progress is
+// checkpointed in the run record so that a crashed planner resumes the same
+// run with the same batch boundaries and Msg-Ids.
+package plan
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualys"
+)
+
+// Config is one planner's settings.
+type Config struct {
+	Prefix          string        // object key prefix
+	BatchSize       int           // host IDs per batch
+	PageSize        int           // Host List truncation_limit; 0 = one page
+	Overlap         time.Duration // subtracted from the watermark to start a window
+	FirstAfter      time.Time     // window start of the very first run; zero = everything
+	HostListParams  url.Values    // operator filters for the Host List
+	DetectionParams url.Values    // operator extras for detection requests
+	Owner           string        // who plans: pod or host name, for the lock and the record
+	LockTTL         time.Duration // planner lock lifetime without refresh; default 1m
+	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
+	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
+	Now             func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.LockTTL <= 0 {
+		c.LockTTL = time.Minute
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 2 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Owner == "" {
+		c.Owner = "planner"
+	}
+	return c
+}
+
+// HostLister is the part of the Qualys client the planner uses.
+type HostLister interface {
+	HostPager(q qualys.HostListQuery, open qualys.OpenPage) *qualys.HostPager
+}
+
+// Store is where raw Host List pages land.
+type Store interface {
+	// Put stores r whole under key, or nothing if r fails.
+	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	// Check reports a store no write can succeed on (missing bucket, bad
+	// credentials) before anything is published.
+	Check(ctx context.Context) error
+}
+
+// Finisher completes a run whose batches are all done; the planner calls it
+// once planning ends, so that a run with nothing to fetch completes at once.
+type Finisher interface {
+	TryFinish(ctx context.Context, run string) error
+}
+
+// Planner plans runs.
+type Planner struct {
+	cfg    Config
+	q      *msg.Queue
+	hosts  HostLister
+	store  Store
+	finish Finisher
+	log    *slog.Logger
+}
+
+// New builds a planner; finish may be nil.
+func New(cfg Config, q *msg.Queue, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
+	return &Planner{cfg: cfg.withDefaults(), q: q, hosts: hosts, store: store, finish: finish, log: log}
+}
+
+// Outcome says what a planner pass did.
+type Outcome struct {
+	Run     string
+	Resumed bool
+	// Skipped is set when the pass did nothing: another planner holds the
+	// lock, or an earlier run is still being fetched. Reason says which.
+	Skipped bool
+	Reason  string
+	Batches int
+	Hosts   int
+}
+
+// ErrRunFailed is wrapped when the pass gave up on its run and marked it
+// failed; the error's class says why (fleet-wide, permanent, retries spent).
+var ErrRunFailed = errors.New("run failed")
+
+// lockName is the planner lock's key: one planner at a time per queue.
+const lockName = "planner"
+
+// Run performs one planner pass.
+func (p *Planner) Run(ctx context.Context) (Outcome, error) {
+	if err := p.store.Check(ctx); err != nil {
+		return Outcome{}, fmt.Errorf("plan: the store is not usable: %w", err)
+	}
+	lock, err := p.q.Acquire(ctx, lockName, p.cfg.Owner, p.cfg.LockTTL)
+	var held *msg.HeldError
+	if errors.As(err, &held) {
+		return Outcome{Skipped: true, Reason: fmt.Sprintf("another planner (%s) holds the lock since %s",
+			held.Holder.Owner, held.Holder.Acquired.Format(time.RFC3339))}, nil
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("plan: taking the planner lock: %w", err)
+	}
+	// The lock is refreshed while planning; losing it means another planner
+	// may be running, so planning stops.
+	lockCtx, cancel := context.WithCancelCause(ctx)
+	var keeper sync.WaitGroup
+	keeper.Go(func() {
+		if err := lock.Keep(lockCtx); err != nil {
+			cancel(fmt.Errorf("plan: planner lock lost: %w", err))
+		}
+	})
+	defer func() {
+		cancel(nil)
+		keeper.Wait()
+		relCtx, relCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer relCancel()
+		if err := lock.Release(relCtx); err != nil {
+			p.log.Warn("releasing the planner lock", "err", err)
+		}
+	}()
+
+	rec, resumed, skip, err := p.open(lockCtx)
+	if err != nil || skip != "" {
+		return Outcome{Skipped: skip != "", Reason: skip}, err
+	}
+	out := Outcome{Run: rec.ID, Resumed: resumed}
+	log := p.log.With("run", rec.ID)
+	if resumed {
+		log.Info("resuming run", "after", rec.After, "before", rec.Before,
+			"batches", rec.Progress.Batches, "hosts", rec.Progress.End.Hosts)
+	} else {
+		log.Info("opened run", "after", rec.After, "before", rec.Before)
+	}
+
+	rec, err = p.page(lockCtx, rec, log)
+	out.Batches, out.Hosts = rec.Progress.Batches, rec.HostsPlanned
+	if err != nil {
+		if cause := context.Cause(lockCtx); lockCtx.Err() != nil && ctx.Err() == nil {
+			err = cause // lost the lock: say so, not "context canceled"
+		}
+		if ctx.Err() != nil || lockCtx.Err() != nil {
+			// Stopped from outside: leave the run open for the next pass.
+			return out, err
+		}
+		return out, p.fail(context.WithoutCancel(ctx), rec.ID, err)
+	}
+	log.Info("planning complete", "batches", out.Batches, "hosts", out.Hosts)
+	if p.finish != nil {
+		if err := p.finish.TryFinish(ctx, rec.ID); err != nil {
+			// Workers finish the run when they record its last batch; a
+			// failure here is theirs to repeat.
+			log.Warn("trying to finish the run", "err", err)
+		}
+	}
+	return out, nil
+}
+
+// open resumes the run still being planned, or opens a new one. It refuses
+// (skip) while an earlier run is still being fetched: a new window would
+// overlap it and double the work without finishing anything sooner.
+func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, skip string, err error) {
+	ids, err := p.q.RunIDs(ctx)
+	if err != nil {
+		return rec, false, "", fmt.Errorf("plan: listing runs: %w", err)
+	}
+	// Run IDs sort by time; look from the newest back.
+	for i := len(ids) - 1; i >= 0; i-- {
+		r, err := p.q.GetRun(ctx, ids[i])
+		if err != nil {
+			return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
+		}
+		switch r.State {
+		case msg.RunPlanning:
+			r, err = p.q.UpdateRun(ctx, r.ID, func(r *msg.RunRecord) error {
+				r.Planner = p.cfg.Owner
+				return nil
+			})
+			return r, true, "", err
+		case msg.RunFetching, msg.RunCompleting:
+			return rec, false, fmt.Sprintf("run %s is still being fetched (%d batches planned)", r.ID, r.BatchesPlanned), nil
+		}
+	}
+
+	now := p.cfg.Now().UTC().Truncate(time.Second)
+	after := p.cfg.FirstAfter
+	wm, err := p.q.Watermark(ctx)
+	switch {
+	case err == nil:
+		after = wm.Time.Add(-p.cfg.Overlap)
+	case errors.Is(err, msg.ErrNoWatermark):
+	default:
+		return rec, false, "", fmt.Errorf("plan: reading the watermark: %w", err)
+	}
+	rec = msg.RunRecord{
+		ID:      newRunID(now),
+		After:   after.UTC(),
+		Before:  now,
+		Params:  p.cfg.DetectionParams,
+		State:   msg.RunPlanning,
+		Planner: p.cfg.Owner,
+	}
+	rec, err = p.q.CreateRun(ctx, rec)
+	if err != nil {
+		return rec, false, "", fmt.Errorf("plan: opening run: %w", err)
+	}
+	return rec, false, "", nil
+}
+
+// newRunID makes an ID that sorts by time and does not collide.
+func newRunID(t time.Time) string {
+	var b [3]byte
+	_, _ = crand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// page pages the Host List from the run's progress record and publishes
+// batches. Before each publish it writes the batch's bounds to the run
+// record (see msg.PlanProgress), so a crash at any point resumes with the
+// same batch boundaries and Msg-Ids.
+func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger) (msg.RunRecord, error) {
+	prog := rec.Progress
+	// A resumed run rebuilds its last recorded batch: start from where it
+	// started and take IDs up to where it ended.
+	from := prog.Start
+	redo := prog.Batches
+	pager := p.hosts.HostPager(qualys.HostListQuery{
+		ProcessedAfter:  rec.After,
+		ProcessedBefore: rec.Before,
+		PageSize:        p.cfg.PageSize,
+		Extra:           p.cfg.HostListParams,
+		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
+	}, p.openPage(rec.ID))
+
+	pub := p.q.Publisher(msg.PublisherOptions{})
+	batch := make([]uint64, 0, p.cfg.BatchSize)
+	attempts := 0
+	hosts := from.Hosts // hosts in the batches before the one being filled
+
+	// publish sends the batch being filled as batch number; record writes
+	// the progress record first (a rebuilt batch is recorded already).
+	publish := func(number int, cur qualys.Cursor, record bool) error {
+		end := msg.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
+		if record {
+			next := msg.PlanProgress{Batches: number, Start: prog.End, End: end}
+			var err error
+			if rec, err = p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
+				r.Progress = next
+				return nil
+			}); err != nil {
+				return fmt.Errorf("recording batch %d: %w", number, err)
+			}
+			prog = next
+		}
+		b := msg.Batch{
+			Run:    rec.ID,
+			Number: number,
+			After:  rec.After,
+			Before: rec.Before,
+			IDs:    qualys.EncodeIDs(batch),
+			Hosts:  len(batch),
+			Params: rec.Params,
+		}
+		if err := pub.Publish(ctx, b); err != nil {
+			return fmt.Errorf("publishing batch %d: %w", b.Number, err)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	// finishRedo publishes the rebuilt batch (if any host of it is still in
+	// the window) and carries on after it as the record says.
+	finishRedo := func() error {
+		if len(batch) > 0 {
+			if err := publish(redo, qualys.Cursor{Page: prog.End.Page, IDMin: prog.End.IDMin}, false); err != nil {
+				return err
+			}
+		}
+		hosts, redo = prog.End.Hosts, 0
+		return nil
+	}
+
+	for id, err := range pager.All(ctx) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return rec, context.Cause(ctx)
+			}
+			wait, giveUp := p.decide(err, &attempts)
+			if giveUp {
+				return rec, err
+			}
+			log.Warn("host list page failed; retrying", "page", pager.Cursor().Page,
+				"attempt", attempts, "class", failure.ClassOf(err).String(), "wait", wait, "err", err)
+			if err := sleep(ctx, wait); err != nil {
+				return rec, err
+			}
+			continue
+		}
+		attempts = 0
+		if redo > 0 && id > prog.End.LastID {
+			if err := finishRedo(); err != nil {
+				return rec, err
+			}
+		}
+		batch = append(batch, id)
+		if redo == 0 && len(batch) == p.cfg.BatchSize {
+			if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
+				return rec, err
+			}
+			hosts = prog.End.Hosts
+		}
+	}
+	if ctx.Err() != nil {
+		return rec, context.Cause(ctx)
+	}
+	if redo > 0 {
+		if err := finishRedo(); err != nil {
+			return rec, err
+		}
+	}
+	if len(batch) > 0 {
+		if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
+			return rec, err
+		}
+		hosts = prog.End.Hosts
+	}
+	if err := pub.Wait(ctx); err != nil {
+		return rec, fmt.Errorf("publishing: %w", err)
+	}
+	return p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
+		r.PlanningComplete = true
+		r.BatchesPlanned = prog.Batches
+		r.HostsPlanned = hosts
+		r.State = msg.RunFetching
+		return nil
+	})
+}
+
+// decide says how long to wait before retrying a failed page, or to give up.
+// Back-pressure waits as told and is never counted against the attempts.
+func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp bool) {
+	switch failure.ClassOf(err) {
+	case failure.ClassBackPressure:
+		return jitter(failure.WaitOf(err)), false
+	case failure.ClassFleetWide, failure.ClassPermanent:
+		return 0, true
+	default:
+		*attempts++
+		if *attempts >= p.cfg.MaxAttempts {
+			return 0, true
+		}
+		return Backoff(*attempts, p.cfg.MaxBackoff), false
+	}
+}
+
+// fail marks the run failed with the reason and returns the error wrapped
+// with ErrRunFailed.
+func (p *Planner) fail(ctx context.Context, run string, cause error) error {
+	_, err := p.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
+		r.State = msg.RunFailed
+		r.Error = cause.Error()
+		return nil
+	})
+	if err != nil {
+		p.log.Error("marking the run failed", "run", run, "err", err)
+	}
+	return fmt.Errorf("plan: run %s: %w: %w", run, ErrRunFailed, cause)
+}
+
+// Backoff is the wait before retry number attempt (1-based): exponential
+// from 1s with full jitter over the upper half, capped.
+func Backoff(attempt int, maxWait time.Duration) time.Duration {
+	d := time.Second << min(attempt-1, 20)
+	if d > maxWait || d <= 0 {
+		d = maxWait
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// jitter adds up to 10 % so that many waiters do not return together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + rand.N(d/10+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
