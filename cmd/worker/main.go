@@ -1,0 +1,149 @@
+// Command worker pulls qfetch batches from JetStream, fetches each batch's
+// Qualys host detections and streams them into the bucket.
+//
+// The first SIGTERM stops pulling and gives batches in flight
+// QFETCH_WORKER_GRACE to finish; the second abandons them at once. Either
+// way unfinished batches go back to the queue.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+type spec struct {
+	Qualys config.Qualys
+	NATS   config.NATS
+	S3     config.S3
+	Log    config.Log
+	Worker config.Worker
+	config.Fleet
+}
+
+func main() {
+	soft, hard, stop := signals()
+	err := run(soft, hard)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+	}
+	os.Exit(app.ExitCode(err))
+}
+
+// signals: the first SIGINT/SIGTERM ends soft, the second ends hard.
+func signals() (soft, hard context.Context, stop func()) {
+	soft, cancelSoft := context.WithCancel(context.Background())
+	hard, cancelHard := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-ch:
+				if n == 0 {
+					cancelSoft()
+				} else {
+					cancelHard()
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return soft, hard, func() {
+		signal.Stop(ch)
+		close(done)
+		cancelSoft()
+		cancelHard()
+	}
+}
+
+func run(soft, hard context.Context) error {
+	var s spec
+	if err := app.LoadConfig(&s); err != nil {
+		return err
+	}
+	log, err := app.Logger(s.Log)
+	if err != nil {
+		return err
+	}
+	client, err := app.Qualys(s.Qualys)
+	if err != nil {
+		return err
+	}
+	store, err := app.S3(s.S3)
+	if err != nil {
+		return err
+	}
+	nc, js, err := app.Connect(s.NATS, "qfetch-worker", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	q, err := app.Queue(soft, js, s.NATS, s.Fleet)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w := fetch.New(fetch.Config{
+		Slots:           s.Worker.Slots,
+		Prefix:          s.S3.Prefix,
+		TruncationLimit: s.Qualys.DetectionTruncationLimit,
+		Owner:           app.Owner(),
+		Grace:           s.Worker.Grace,
+		ProbeEvery:      s.Worker.ProbeEvery,
+	}, fetch.Deps{
+		Queue:     q,
+		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		API:       client,
+		Store:     store,
+		Metrics:   fetch.NewMetrics(reg),
+		Log:       log,
+	})
+
+	ln, err := net.Listen("tcp", s.Worker.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: QFETCH_WORKER_LISTEN: %w", app.ErrConfig, err)
+	}
+	srv := &http.Server{Handler: w.Handler(reg, nc.IsConnected), ReadHeaderTimeout: 10 * time.Second}
+
+	log.Info("worker started", "slots", s.Worker.Slots, "listen", ln.Addr().String(), "store", store.Describe())
+	var g errgroup.Group
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+		return w.Run(soft, hard)
+	})
+	err = g.Wait()
+	log.Info("worker stopped")
+	return err
+}

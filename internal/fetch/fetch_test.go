@@ -1,0 +1,511 @@
+package fetch_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const run = "20260110T000000Z-test"
+
+// testWaits shorten Qualys' back-pressure waits so tests wait in
+// milliseconds what production waits in seconds.
+var testWaits = qualys.Waits{Concurrency: 300 * time.Millisecond, RateLimit: time.Second, Maintenance: time.Second}
+
+// env is one test's world: the simulator, a real NATS and a MinIO bucket,
+// and a run's batches published the way the planner does.
+type env struct {
+	t      *testing.T
+	sim    *qualysim.Sim
+	srvURL string
+	js     jetstream.JetStream
+	q      *msg.Queue
+	minio  *testenv.MinIOServer
+	store  *objstore.S3
+	after  time.Time
+	before time.Time
+	batch  []msg.Batch
+}
+
+type opts struct {
+	hosts       int64
+	batchSize   int
+	maxInFlight int
+	ackWait     time.Duration
+	maxFailures int
+	sim         qualysim.Config
+}
+
+func setup(t *testing.T, o opts) *env {
+	t.Helper()
+	if o.maxInFlight == 0 {
+		o.maxInFlight = 2
+	}
+	if o.ackWait == 0 {
+		o.ackWait = 30 * time.Second
+	}
+	sc := o.sim
+	sc.Seed = 11
+	sc.Hosts = o.hosts
+	sc.RateLimit = qualysim.Off
+	if sc.ConcurrencyLimit == 0 {
+		sc.ConcurrencyLimit = qualysim.Off
+	}
+	sim := qualysim.New(sc)
+	t.Cleanup(sim.Close)
+	sim.Advance(10 * 24 * time.Hour)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: o.maxInFlight, AckWait: o.ackWait, MaxFailures: o.maxFailures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testenv.MinIO(t)
+	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
+		Bucket: m.Bucket, PartSize: objstore.MinPartSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, sim: sim, srvURL: srv.URL, js: js, q: q, minio: m, store: store,
+		before: sim.Clock().Now().Truncate(time.Second)}
+
+	// Publish the run's batches as the planner would.
+	ids := slices.Collect(sim.HostListTruth(e.after, e.before))
+	pub := q.Publisher(msg.PublisherOptions{})
+	for n := 0; len(ids) > 0; n++ {
+		k := min(o.batchSize, len(ids))
+		b := msg.Batch{Run: run, Number: n + 1, After: e.after, Before: e.before, IDs: qualys.EncodeIDs(ids[:k]), Hosts: k}
+		if err := pub.Publish(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		e.batch = append(e.batch, b)
+		ids = ids[k:]
+	}
+	if err := pub.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// worker builds a worker against the env with a client of its own.
+func (e *env) worker(cfg fetch.Config, password string) *fetch.Worker {
+	e.t.Helper()
+	if password == "" {
+		password = e.sim.Password()
+	}
+	client, err := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: password,
+		IdleTimeout: 2 * time.Second, Waits: testWaits})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg.Prefix = "qualys"
+	if cfg.ProbeEvery == 0 {
+		cfg.ProbeEvery = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 100 * time.Millisecond
+	}
+	if cfg.PullWait == 0 {
+		cfg.PullWait = 200 * time.Millisecond
+	}
+	return fetch.New(cfg, fetch.Deps{
+		Queue:     e.q,
+		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
+		API:       client,
+		Store:     e.store,
+		Log:       slog.New(slog.DiscardHandler),
+	})
+}
+
+// start runs w until the test ends or stop is called; stop waits for it.
+func (e *env) start(w *fetch.Worker) (stop func()) {
+	ctx, cancel := context.WithCancel(e.t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := w.Run(ctx, ctx); err != nil {
+			e.t.Errorf("worker: %v", err)
+		}
+	})
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+func (e *env) done() int {
+	n, err := e.q.CountDone(e.t.Context(), run)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// queued is the number of batch messages still in the stream.
+func (e *env) queued() uint64 {
+	s, err := e.js.Stream(e.t.Context(), msg.StreamBatches)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func (e *env) deadLetters() []msg.DeadLetter {
+	dl, err := e.q.DeadLetters(e.t.Context(), run)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return dl
+}
+
+func (e *env) incompleteUploads() int {
+	n := 0
+	for u := range e.minio.Client.ListIncompleteUploads(e.t.Context(), e.minio.Bucket, "", true) {
+		if u.Err != nil {
+			e.t.Fatal(u.Err)
+		}
+		n++
+	}
+	return n
+}
+
+// checkBucket compares every stored batch with the simulator's truth, host
+// by host: each object well-formed, each host of the batch with its exact
+// detection count, no host twice.
+func (e *env) checkBucket(batches []msg.Batch) {
+	e.t.Helper()
+	all, err := qualysim.ParseStatuses("New,Active,Re-Opened,Fixed")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, b := range batches {
+		ids, err := qualysim.ParseIDs(b.IDs)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		want := e.sim.DetectionCounts(qualysim.Filter{IDs: ids, After: b.After, Before: b.Before, Statuses: all})
+		key := objstore.DetectionKey("qualys", run, b.Number, 1)
+		r, err := e.store.Get(e.t.Context(), key)
+		if err != nil {
+			e.t.Fatalf("batch %d: %v", b.Number, err)
+		}
+		got := map[uint64]bool{}
+		v := qualys.NewValidator(r, qualys.ValidatorConfig{Root: qualys.RootDetections, OnID: func(id uint64) {
+			if got[id] {
+				e.t.Errorf("batch %d: host %d twice", b.Number, id)
+			}
+			got[id] = true
+		}})
+		if _, err := io.Copy(io.Discard, v); err != nil {
+			e.t.Fatalf("batch %d: stored object: %v", b.Number, err)
+		}
+		r.Close()
+		if len(got) != len(want) || v.Summary().Hosts != len(want) {
+			e.t.Fatalf("batch %d: %d hosts stored, truth %d", b.Number, len(got), len(want))
+		}
+		total := 0
+		for id, n := range want {
+			if !got[id] {
+				e.t.Fatalf("batch %d: host %d missing", b.Number, id)
+			}
+			total += n
+		}
+		if v.Summary().Detections != total {
+			e.t.Fatalf("batch %d: %d detections stored, truth %d", b.Number, v.Summary().Detections, total)
+		}
+	}
+}
+
+func TestCleanRun(t *testing.T) {
+	e := setup(t, opts{hosts: 3000, batchSize: 400})
+	stop := e.start(e.worker(fetch.Config{Slots: 2}, ""))
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not all done")
+	stop()
+	e.checkBucket(e.batch)
+	if n := e.queued(); n != 0 {
+		t.Fatalf("%d batches still queued", n)
+	}
+	if n := e.incompleteUploads(); n != 0 {
+		t.Fatalf("%d incomplete uploads", n)
+	}
+	results, err := e.q.DoneBatches(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if len(r.Objects) != 1 || r.Objects[0].SHA256 == "" || r.Objects[0].Bytes == 0 || r.HostsRequested == 0 {
+			t.Fatalf("result %+v", r)
+		}
+		obj, err := e.store.Stat(t.Context(), r.Objects[0].Key)
+		if err != nil || obj.Size != r.Objects[0].Bytes {
+			t.Fatalf("%s: size %d recorded %d (%v)", r.Objects[0].Key, obj.Size, r.Objects[0].Bytes, err)
+		}
+	}
+}
+
+// TestFaultFates forces each fault class through the simulator and checks
+// the batch's exact fate.
+func TestFaultFates(t *testing.T) {
+	tests := []struct {
+		name    string
+		fault   qualysim.FaultKind
+		n       int
+		wantDLQ bool
+	}{
+		{"500 is retried", qualysim.Fault500, 2, false},
+		{"503 is retried", qualysim.Fault503, 1, false},
+		{"999 is retried", qualysim.Fault999, 1, false},
+		{"200 error document is retried", qualysim.FaultErrorDoc, 1, false},
+		{"reset mid-body is retried", qualysim.FaultReset, 2, false},
+		{"cut body is retried", qualysim.FaultCut, 2, false},
+		{"stall is retried", qualysim.FaultStall, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, opts{hosts: 300, batchSize: 300, sim: qualysim.Config{
+				Faults: qualysim.Faults{StallFor: time.Minute}}})
+			if err := e.sim.ForceFault(qualysim.Detection, tt.fault, tt.n); err != nil {
+				t.Fatal(err)
+			}
+			stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+			testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == 1 }, "batch not done")
+			stop()
+			e.checkBucket(e.batch)
+			st := e.sim.Stats().Endpoints[qualysim.Detection]
+			if st.Requests != int64(tt.n+1) {
+				t.Fatalf("%d detection calls, want %d (faults then success): %v", st.Requests, tt.n+1, st.Outcomes)
+			}
+			if e.queued() != 0 || len(e.deadLetters()) != 0 || e.incompleteUploads() != 0 {
+				t.Fatalf("queued %d, dead letters %d, incomplete uploads %d", e.queued(), len(e.deadLetters()), e.incompleteUploads())
+			}
+		})
+	}
+}
+
+// TestRetriesSpentDeadLetter: a batch that fails every time is dead-lettered
+// after MaxFailures attempts, with its last error, and no object exists.
+func TestRetriesSpentDeadLetter(t *testing.T) {
+	e := setup(t, opts{hosts: 200, batchSize: 200, maxFailures: 3})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 100); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(e.deadLetters()) == 1 }, "no dead letter")
+	stop()
+	dl := e.deadLetters()[0]
+	if dl.Class != "retryable" || dl.LastError == "" || dl.MsgID != e.batch[0].MsgID() {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if st := e.sim.Stats().Endpoints[qualysim.Detection]; st.Requests != 3 {
+		t.Fatalf("%d calls, want 3", st.Requests)
+	}
+	if _, err := e.store.Stat(t.Context(), objstore.DetectionKey("qualys", run, 1, 1)); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("object of a failed batch: %v", err)
+	}
+	if e.queued() != 0 || e.incompleteUploads() != 0 || e.done() != 0 {
+		t.Fatalf("queued %d, incomplete %d, done %d", e.queued(), e.incompleteUploads(), e.done())
+	}
+}
+
+// TestPermanentDeadLetters: a garbled message and a 400/1905 answer go to
+// the DLQ at once.
+func TestPermanentDeadLetters(t *testing.T) {
+	e := setup(t, opts{hosts: 100, batchSize: 100})
+	if _, err := e.js.Publish(t.Context(), msg.BatchSubject(run), []byte(`{"v":1,"run":`)); err != nil {
+		t.Fatal(err)
+	}
+	bad := msg.Batch{Run: run, Number: 2, Before: e.before, IDs: "1-3", Hosts: 3, Params: map[string][]string{"qids": {"abc"}}}
+	pub := e.q.Publisher(msg.PublisherOptions{})
+	if err := pub.Publish(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.deadLetters()) == 2 && e.done() == 1 }, "dead letters not written")
+	stop()
+	for _, dl := range e.deadLetters() {
+		if dl.Class != "permanent" || dl.Deliveries != 1 {
+			t.Fatalf("dead letter %+v", dl)
+		}
+	}
+	if e.queued() != 0 {
+		t.Fatalf("%d still queued", e.queued())
+	}
+}
+
+// TestBackPressureNeverDeadLetters: 409s delay the batch however many
+// there are; with MaxFailures 1 a single counted failure would dead-letter.
+func TestBackPressureNeverDeadLetters(t *testing.T) {
+	e := setup(t, opts{hosts: 200, batchSize: 100, maxFailures: 1, sim: qualysim.Config{ConcurrencyLimit: 1}})
+	// Hold the only concurrency slot with a stalled call from outside.
+	e.sim.SetFaults(qualysim.Faults{StallFor: time.Minute})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 1); err != nil {
+		t.Fatal(err)
+	}
+	client, _ := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: e.sim.Password(), IdleTimeout: time.Minute})
+	holdCtx, release := context.WithCancel(t.Context())
+	resp, err := client.Detections(holdCtx, qualys.DetectionQuery{IDs: []uint64{1}}.Form(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, resp)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.sim.Running(qualysim.Detection) == 1 }, "hold call not running")
+
+	w := e.worker(fetch.Config{Slots: 2}, "")
+	stop := e.start(w)
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return e.sim.Stats().Endpoints[qualysim.Detection].Outcomes["409/1960"] >= 3
+	}, "no 409s seen")
+	if len(e.deadLetters()) != 0 {
+		t.Fatal("back-pressure dead-lettered a batch")
+	}
+	release()
+	resp.Close()
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not done after the slot freed")
+	stop()
+	e.checkBucket(e.batch)
+	if len(e.deadLetters()) != 0 {
+		t.Fatal("dead letters after back-pressure")
+	}
+}
+
+// TestWrongPasswordKeepsQueue: a fleet-wide fault consumes nothing: every
+// batch stays queued, nothing is dead-lettered, the worker is not ready; a
+// fixed password lets it resume by itself.
+func TestWrongPasswordKeepsQueue(t *testing.T) {
+	e := setup(t, opts{hosts: 500, batchSize: 100})
+	e.sim.SetRejectLogins(true)
+	w := e.worker(fetch.Config{Slots: 2, ProbeEvery: 100 * time.Millisecond}, "")
+	stop := e.start(w)
+	testenv.Eventually(t, 10*time.Second, func() bool { return w.Ready() != nil }, "worker still ready")
+	// Let the probe fail a number of times.
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return e.sim.Stats().Endpoints[qualysim.About].Requests >= 10
+	}, "probe not running")
+	if n := e.queued(); n != uint64(len(e.batch)) {
+		t.Fatalf("%d queued, want %d", n, len(e.batch))
+	}
+	if len(e.deadLetters()) != 0 || e.done() != 0 {
+		t.Fatalf("dead letters %d, done %d", len(e.deadLetters()), e.done())
+	}
+	if calls := e.sim.Stats().Endpoints[qualysim.Detection].Requests; calls > 2 {
+		t.Fatalf("%d detection calls during the fault: the worker kept pulling", calls)
+	}
+	e.sim.SetRejectLogins(false)
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "not resumed after the fault cleared")
+	if w.Ready() != nil {
+		t.Fatalf("still not ready: %v", w.Ready())
+	}
+	stop()
+	e.checkBucket(e.batch)
+}
+
+// TestFleetRespectsCap: three workers with four slots each against a fleet
+// cap of two: the simulator never sees more than two calls at once, and
+// every batch is stored once.
+func TestFleetRespectsCap(t *testing.T) {
+	e := setup(t, opts{hosts: 4000, batchSize: 200, maxInFlight: 2})
+	var stops []func()
+	for range 3 {
+		stops = append(stops, e.start(e.worker(fetch.Config{Slots: 4}, "")))
+	}
+	testenv.Eventually(t, 120*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not all done")
+	for _, s := range stops {
+		s()
+	}
+	st := e.sim.Stats().Endpoints[qualysim.Detection]
+	if st.PeakRunning > 2 || st.PeakRunning < 1 {
+		t.Fatalf("peak concurrent calls %d, cap 2", st.PeakRunning)
+	}
+	if st.Requests != int64(len(e.batch)) {
+		t.Fatalf("%d calls for %d batches", st.Requests, len(e.batch))
+	}
+	e.checkBucket(e.batch)
+}
+
+// TestStopMidStreamRedelivers: a worker stopped hard mid-body hands its
+// batch back at once; another worker stores it whole.
+func TestStopMidStreamRedelivers(t *testing.T) {
+	e := setup(t, opts{hosts: 300, batchSize: 300, sim: qualysim.Config{Faults: qualysim.Faults{Bandwidth: 64 << 10}}})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultBandwidth, 1); err != nil {
+		t.Fatal(err)
+	}
+	w1 := e.worker(fetch.Config{Slots: 1, Grace: 50 * time.Millisecond}, "")
+	stop1 := e.start(w1)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.sim.Stats().Endpoints[qualysim.Detection].Bytes > 0 }, "no body streaming")
+	stop1()
+	if e.done() != 0 {
+		t.Fatal("a batch was recorded done by a stopped worker")
+	}
+	if n := e.incompleteUploads(); n != 0 {
+		t.Fatalf("%d incomplete uploads after the stop", n)
+	}
+	stop2 := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	testenv.Eventually(t, 30*time.Second, func() bool { return e.done() == 1 }, "batch not redelivered")
+	stop2()
+	e.checkBucket(e.batch)
+	rs, _ := e.q.DoneBatches(t.Context(), run)
+	if rs[0].Delivery != 2 {
+		t.Fatalf("stored on delivery %d, want 2", rs[0].Delivery)
+	}
+}
+
+// TestInProgressOutlivesAckWait: a body that takes several AckWaits to
+// stream is not redelivered to another worker meanwhile.
+func TestInProgressOutlivesAckWait(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams for several seconds")
+	}
+	e := setup(t, opts{hosts: 200, batchSize: 200, ackWait: time.Second, sim: qualysim.Config{
+		ResultsSize: 4000, Faults: qualysim.Faults{Bandwidth: 2 << 20}}})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultBandwidth, 1); err != nil {
+		t.Fatal(err)
+	}
+	w1 := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	w2 := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	testenv.Eventually(t, 120*time.Second, func() bool { return e.done() == 1 }, "batch not done")
+	w1()
+	w2()
+	st := e.sim.Stats().Endpoints[qualysim.Detection]
+	if st.Requests != 1 {
+		t.Fatalf("%d calls: the batch was redelivered while streaming", st.Requests)
+	}
+	rs, _ := e.q.DoneBatches(t.Context(), run)
+	if secs := rs[0].Duration; secs < 3 {
+		t.Fatalf("the stream took %.1fs, want several AckWaits (1s) for the test to mean anything", secs)
+	}
+	e.checkBucket(e.batch)
+}

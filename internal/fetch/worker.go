@@ -1,0 +1,339 @@
+// Package fetch is one worker process: it pulls batch messages, streams each
+// batch's detection response through the validator into the object store,
+// records the result and acks — or decides, by error class, what happens next.
+//
+// The decisions (design.md I2, I5, I6): a retryable failure Naks with a
+// back-off; back-pressure Naks for as long as Qualys asked and pauses this
+// process; a fleet-wide fault pauses the whole process and probes until it
+// clears, leaving every batch queued; a permanent failure dead-letters.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualys"
+)
+
+// Config is one worker process's settings.
+type Config struct {
+	Slots           int           // concurrent fetches in this process; default 2
+	Prefix          string        // object key prefix
+	TruncationLimit int           // hosts per detection response; 0 = whole batch
+	Owner           string        // this process, for records
+	Grace           time.Duration // on stop: how long in-flight fetches may finish; default 20s
+	PullWait        time.Duration // one pull request's wait; default 5s
+	InProgressEvery time.Duration // InProgress cadence while a batch runs; default AckWait/4
+	MaxBackoff      time.Duration // cap on retry delays; default 10m
+	ProbeEvery      time.Duration // fleet-wide fault probe interval; default 30s
+	SplitAfter      int           // timeouts of one batch before it is split; default 3
+	Now             func() time.Time
+}
+
+func (c Config) withDefaults(ackWait time.Duration) Config {
+	if c.Slots <= 0 {
+		c.Slots = 2
+	}
+	if c.Grace <= 0 {
+		c.Grace = 20 * time.Second
+	}
+	if c.PullWait <= 0 {
+		c.PullWait = 5 * time.Second
+	}
+	if c.InProgressEvery <= 0 {
+		c.InProgressEvery = ackWait / 4
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Minute
+	}
+	if c.ProbeEvery <= 0 {
+		c.ProbeEvery = 30 * time.Second
+	}
+	if c.SplitAfter <= 0 {
+		c.SplitAfter = 3
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Owner == "" {
+		c.Owner = "worker"
+	}
+	return c
+}
+
+// Detector is the part of the Qualys client a worker uses.
+type Detector interface {
+	// Detections starts one detection call; the Response streams the body.
+	Detections(ctx context.Context, form url.Values, onID func(uint64)) (*qualys.Response, error)
+	// Check proves the account can log in, without a detection call.
+	Check(ctx context.Context) (qualys.Limits, error)
+}
+
+// Store is where detection responses land.
+type Store interface {
+	// Put stores r whole under key, or nothing (and returns r's error) if r
+	// fails.
+	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	// Check reports a store no write can succeed on.
+	Check(ctx context.Context) error
+}
+
+// Queue is the part of JetStream a worker uses.
+type Queue interface {
+	Next(ctx context.Context, maxWait time.Duration) (jetstream.Msg, error)
+	MarkDone(ctx context.Context, r msg.BatchResult) error
+	CountFailure(ctx context.Context, run, batch string) (int, error)
+	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
+	MarkSplit(ctx context.Context, run string, s msg.Split) error
+	Config() msg.Config
+}
+
+// Publisher publishes split halves.
+type Publisher interface {
+	Publish(ctx context.Context, b msg.Batch) error
+	Wait(ctx context.Context) error
+}
+
+// Finisher completes a run once its last batch is recorded.
+type Finisher interface {
+	TryFinish(ctx context.Context, run string) error
+}
+
+// Worker pulls and fetches batches.
+type Worker struct {
+	cfg     Config
+	q       Queue
+	pub     func() Publisher
+	api     Detector
+	store   Store
+	finish  Finisher
+	log     *slog.Logger
+	metrics *Metrics
+
+	gate *gate
+}
+
+// Deps are a worker's collaborators; Finish and Metrics may be nil.
+type Deps struct {
+	Queue     Queue
+	Publisher func() Publisher
+	API       Detector
+	Store     Store
+	Finish    Finisher
+	Metrics   *Metrics
+	Log       *slog.Logger
+}
+
+// New builds a worker.
+func New(cfg Config, d Deps) *Worker {
+	cfg = cfg.withDefaults(d.Queue.Config().AckWait)
+	m := d.Metrics
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Worker{
+		cfg: cfg, q: d.Queue, pub: d.Publisher, api: d.API, store: d.Store,
+		finish: d.Finish, log: d.Log, metrics: m, gate: newGate(cfg.Now),
+	}
+}
+
+// Ready reports nil when the worker is pulling, or why it is not: a
+// fleet-wide fault, for /readyz.
+func (w *Worker) Ready() error { return w.gate.fault() }
+
+// Run pulls and fetches until ctx ends (the soft stop: no new pulls, and
+// batches in flight get Config.Grace to finish) or hard ends (everything in
+// flight is abandoned at once and its batch handed back). It returns nil
+// after a clean stop.
+func (w *Worker) Run(ctx, hard context.Context) error {
+	// Each fetch runs under work: it outlives ctx by the grace period.
+	work, cancelWork := context.WithCancelCause(context.WithoutCancel(hard))
+	defer cancelWork(nil)
+	stopWatch := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.Grace, func() { cancelWork(errGraceOver) })
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stopWatch()
+	stopHard := context.AfterFunc(hard, func() { cancelWork(context.Cause(hard)) })
+	defer stopHard()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.probe(gctx) })
+	for slot := range w.cfg.Slots {
+		g.Go(func() error { return w.slot(gctx, work, slot) })
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+var errGraceOver = errors.New("stop grace period over")
+
+// slot is one fetch at a time: wait at the gate, pull one message, run it.
+func (w *Worker) slot(ctx, work context.Context, slot int) error {
+	for {
+		if err := w.gate.wait(ctx); err != nil {
+			return nil
+		}
+		m, err := w.q.Next(ctx, w.cfg.PullWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// NATS unreachable or the consumer gone: wait and pull again;
+			// the client reconnects by itself.
+			w.log.Warn("pulling a batch failed", "slot", slot, "err", err)
+			if sleep(ctx, time.Second) != nil {
+				return nil
+			}
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		w.handle(work, m)
+	}
+}
+
+// gate holds pulling back: until a time (back-pressure) or while a
+// fleet-wide fault lasts.
+type gate struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	until   time.Time
+	faulted error
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newGate(now func() time.Time) *gate {
+	return &gate{now: now, changed: make(chan struct{})}
+}
+
+func (g *gate) notify() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// pauseFor keeps slots from pulling for d (the longest pause wins).
+func (g *gate) pauseFor(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if until := g.now().Add(d); until.After(g.until) {
+		g.until = until
+		g.notify()
+	}
+}
+
+func (g *gate) setFault(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	first := g.faulted == nil
+	g.faulted = err
+	if first {
+		g.notify()
+	}
+}
+
+func (g *gate) clearFault() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.faulted != nil {
+		g.faulted = nil
+		g.notify()
+	}
+}
+
+func (g *gate) fault() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.faulted
+}
+
+// wait returns when pulling is allowed, or ctx's error.
+func (g *gate) wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		faulted, until, changed := g.faulted, g.until, g.changed
+		g.mu.Unlock()
+		var timer <-chan time.Time
+		switch {
+		case faulted != nil:
+		case g.now().Before(until):
+			t := time.NewTimer(until.Sub(g.now()))
+			timer = t.C
+			defer t.Stop()
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-timer:
+		}
+	}
+}
+
+// probe checks, while a fleet-wide fault lasts, whether it has cleared:
+// the Qualys login for a Qualys fault, the bucket for a store fault.
+func (w *Worker) probe(ctx context.Context) error {
+	t := time.NewTicker(w.cfg.ProbeEvery)
+	defer t.Stop()
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		fault := w.gate.fault()
+		if fault == nil {
+			continue
+		}
+		var err error
+		if isQualys(fault) {
+			_, err = w.api.Check(ctx)
+		} else {
+			err = w.store.Check(ctx)
+		}
+		if err == nil {
+			w.log.Info("fleet-wide fault cleared; pulling again", "was", fault)
+			w.gate.clearFault()
+			w.metrics.faulted.Set(0)
+			continue
+		}
+		if w.cfg.Now().Sub(lastLog) >= time.Minute {
+			lastLog = w.cfg.Now()
+			w.log.Error("fleet-wide fault: not pulling batches; they stay queued", "err", err)
+		}
+	}
+}
+
+func isQualys(err error) bool {
+	var api qualys.APIError
+	return errors.As(err, &api)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
