@@ -15,6 +15,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/plan"
 )
 
@@ -74,7 +75,7 @@ func run(ctx context.Context) error {
 		DetectionParams: s.Qualys.DetectionParams.Values(),
 		Owner:           app.Owner(),
 		LockTTL:         s.Plan.LockTTL,
-	}, q, client, store, nil, log)
+	}, q, client, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log), log)
 
 	out, err := p.Run(ctx)
 	if err != nil {

@@ -23,7 +23,8 @@ type command struct {
 
 // commands is the subcommand table: adding one is adding a line.
 var commands = map[string]command{
-	"sim": {"serve the Qualys API simulator (Host List, Host List Detection) for demos and tests", runSim},
+	"local": {"run one whole qfetch run in this process: embedded NATS, the simulator, ./qfetch-data", runLocal},
+	"sim":   {"serve the Qualys API simulator (Host List, Host List Detection) for demos and tests", runSim},
 }
 
 func main() {

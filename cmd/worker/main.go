@@ -24,6 +24,7 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
@@ -103,6 +104,7 @@ func run(soft, hard context.Context) error {
 		return err
 	}
 
+	fin := finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w := fetch.New(fetch.Config{
@@ -117,6 +119,7 @@ func run(soft, hard context.Context) error {
 		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
 		API:       client,
 		Store:     store,
+		Finish:    fin,
 		Metrics:   fetch.NewMetrics(reg),
 		Log:       log,
 	})

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lmittmann/tint"
 )
@@ -381,4 +382,20 @@ func must(l *slog.Logger, err error) *slog.Logger {
 		panic(err)
 	}
 	return l
+}
+
+func TestJSONDurationsAreReadable(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := New(&buf, FormatJSON, "info", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("waiting", "wait", 90*time.Second)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["wait"] != "1m30s" {
+		t.Fatalf("wait = %v, want \"1m30s\"", rec["wait"])
+	}
 }

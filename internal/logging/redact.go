@@ -224,6 +224,11 @@ func replacer(jsonOut bool) func([]string, slog.Attr) slog.Attr {
 				return slog.String(a.Key, Redacted)
 			}
 		}
+		if jsonOut && a.Value.Kind() == slog.KindDuration {
+			// slog writes durations as nanoseconds; "1m30s" is what an
+			// operator reads and what Go parses back.
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
 		a.Value = redactValue(a.Value, jsonOut)
 		return a
 	}

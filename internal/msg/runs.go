@@ -273,6 +273,25 @@ func (q *Queue) MarkDone(ctx context.Context, r BatchResult) error {
 	return nil
 }
 
+// Pending is the number of run's batch messages still in the stream:
+// queued, or delivered and not yet acked. Zero for a planned run means
+// nothing more will happen to it unless an operator replays dead letters.
+func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
+	if _, err := runKey(run); err != nil {
+		return 0, err
+	}
+	s, err := q.js.Stream(ctx, StreamBatches)
+	if err != nil {
+		return 0, classifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
+	}
+	subject := BatchSubject(run)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, classifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
+	}
+	return info.State.Subjects[subject], nil
+}
+
 // CountFailure adds one to the retryable failures of batch (a Batch.Key) of
 // run and returns the new count; workers dead-letter the batch once it
 // reaches Config.MaxFailures. Deliveries are no measure: back-pressure and

@@ -37,6 +37,7 @@ type Config struct {
 	DetectionParams url.Values    // operator extras for detection requests
 	Owner           string        // who plans: pod or host name, for the lock and the record
 	LockTTL         time.Duration // planner lock lifetime without refresh; default 1m
+	StaleAfter      time.Duration // a run still fetching after this long is reported stale; default 26h
 	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
 	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
 	Now             func() time.Time
@@ -45,6 +46,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.LockTTL <= 0 {
 		c.LockTTL = time.Minute
+	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 26 * time.Hour
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
@@ -192,13 +196,17 @@ func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, sk
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: listing runs: %w", err)
 	}
-	// Run IDs sort by time; look from the newest back.
+	// Run IDs sort by time; look from the newest back to the newest
+	// complete one.
+scan:
 	for i := len(ids) - 1; i >= 0; i-- {
 		r, err := p.q.GetRun(ctx, ids[i])
 		if err != nil {
 			return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 		}
 		switch r.State {
+		case msg.RunComplete:
+			break scan
 		case msg.RunPlanning:
 			r, err = p.q.UpdateRun(ctx, r.ID, func(r *msg.RunRecord) error {
 				r.Planner = p.cfg.Owner
@@ -206,7 +214,38 @@ func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, sk
 			})
 			return r, true, "", err
 		case msg.RunFetching, msg.RunCompleting:
-			return rec, false, fmt.Sprintf("run %s is still being fetched (%d batches planned)", r.ID, r.BatchesPlanned), nil
+			// Its finisher may have died halfway: complete it now if it is done.
+			if p.finish != nil {
+				if err := p.finish.TryFinish(ctx, r.ID); err != nil {
+					p.log.Warn("finishing an earlier run", "run", r.ID, "err", err)
+				}
+				if r, err = p.q.GetRun(ctx, r.ID); err != nil {
+					return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
+				}
+				if r.State == msg.RunComplete {
+					break scan
+				}
+			}
+			pending, err := p.q.Pending(ctx, r.ID)
+			if err != nil {
+				return rec, false, "", fmt.Errorf("plan: reading run %s: %w", r.ID, err)
+			}
+			if pending > 0 {
+				// A new window would overlap it and double the work without
+				// finishing anything sooner.
+				age := p.cfg.Now().Sub(r.Created).Round(time.Minute)
+				if age > p.cfg.StaleAfter {
+					p.log.Error("run is stale: batches still queued long after it was opened; are workers running?",
+						"run", r.ID, "age", age, "queued", pending)
+				}
+				return rec, false, fmt.Sprintf("run %s is still being fetched (%d of %d batches queued, opened %s ago)",
+					r.ID, pending, r.BatchesPlanned, age), nil
+			}
+			// Nothing of it is queued, yet it is not complete: batches were
+			// dead-lettered. It stays incomplete, the watermark stays, and the
+			// next window starts from the last completed run (I1).
+			p.log.Error("run cannot complete: its remaining batches are dead-lettered; replay them to complete it",
+				"run", r.ID)
 		}
 	}
 

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/local"
+	"github.com/qfetch/qfetch/internal/logging"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualys"
+)
+
+const localUsage = `usage: qfetch local [flags]
+
+Runs one whole qfetch run in this process: embedded NATS, the Qualys
+simulator, and ./qfetch-data as the bucket. Run it again for the next
+incremental window. With QFETCH_QUALYS_URL (and its username and password)
+set it pulls from that Qualys API instead; with QFETCH_S3_ENDPOINT set it
+writes to that S3 bucket (QFETCH_S3_* as for the worker).
+
+flags:
+`
+
+func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("qfetch local", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), localUsage); fs.PrintDefaults() }
+	cfg := local.Config{Prefix: "qualys"}
+	fs.StringVar(&cfg.Dir, "dir", "qfetch-data", "data directory (NATS store, and the bucket without S3)")
+	fs.Int64Var(&cfg.SimHosts, "hosts", 20000, "simulated hosts")
+	fs.Float64Var(&cfg.SimFaults, "faults", 0, "probability that a simulated call fails (500, 503, resets, cut bodies, …)")
+	fs.Uint64Var(&cfg.SimSeed, "seed", 1, "simulator seed")
+	fs.IntVar(&cfg.Slots, "slots", 2, "concurrent detection calls (the Qualys concurrency cap)")
+	fs.IntVar(&cfg.BatchSize, "batch-size", 1000, "host IDs per batch")
+	fs.IntVar(&cfg.PageSize, "page-size", 5000, "hosts per Host List page")
+	fs.DurationVar(&cfg.Overlap, "overlap", 0, "window overlap with the last completed run")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return errUsage
+	}
+
+	var lc config.Log
+	if err := config.Load(config.Prefix, &struct{ Log *config.Log }{&lc}); err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, lc.Format, lc.Level, logging.IsTerminal(os.Stderr))
+	if err != nil {
+		return err
+	}
+	cfg.Log = log
+	if logging.IsTerminal(os.Stderr) {
+		cfg.Progress = os.Stderr
+	}
+	if os.Getenv("QFETCH_QUALYS_URL") != "" {
+		var s struct{ Qualys config.Qualys }
+		if err := app.LoadConfig(&s); err != nil {
+			return err
+		}
+		cfg.Qualys = &qualys.Config{BaseURL: s.Qualys.URL, Username: s.Qualys.Username, Password: s.Qualys.Password.Reveal(),
+			APIVersion: s.Qualys.APIVersion, CAFile: s.Qualys.CAFile, UserAgent: "qfetch/" + app.Version,
+			ConnectTimeout: s.Qualys.ConnectTimeout, HeaderTimeout: s.Qualys.HeaderTimeout, IdleTimeout: s.Qualys.IdleTimeout}
+	}
+	if os.Getenv("QFETCH_S3_ENDPOINT") != "" {
+		var s struct{ S3 config.S3 }
+		if err := app.LoadConfig(&s); err != nil {
+			return err
+		}
+		cfg.Prefix = s.S3.Prefix
+		cfg.S3 = &objstore.S3Config{Endpoint: s.S3.Endpoint, Secure: s.S3.Secure, AccessKey: s.S3.AccessKey.Reveal(),
+			SecretKey: s.S3.SecretKey.Reveal(), Region: s.S3.Region, Bucket: s.S3.Bucket, CAFile: s.S3.CAFile}
+	}
+
+	sum, err := local.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if sum.Skipped != "" {
+		fmt.Fprintln(stdout, "nothing to do:", sum.Skipped)
+		return nil
+	}
+	mb := float64(sum.Bytes) / 1e6
+	fmt.Fprintf(stdout, "run %s complete: window [%s, %s)\n", sum.Run, fmtTime(sum.After), fmtTime(sum.Before))
+	fmt.Fprintf(stdout, "  %d batches, %d hosts requested, %d with detections, %.1f MB in %.1fs (%.1f MB/s)\n",
+		sum.Batches, sum.HostsRequested, sum.HostsReturned, mb, sum.Seconds, mb/max(sum.Seconds, 0.001))
+	fmt.Fprintf(stdout, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
+	return nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "the beginning"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

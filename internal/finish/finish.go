@@ -1,0 +1,333 @@
+// Package finish completes a run once every batch is stored: it writes
+// manifest.json, then _SUCCESS, advances the watermark, and points
+// latest.json at the run — once, whoever gets there first.
+//
+// Workers call it after recording each batch, the planner after planning;
+// a compare-and-set claim on the run record makes one caller the finisher,
+// and a claim left stale by a crash is taken over by the next caller.
+package finish
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+)
+
+// Queue is the part of JetStream completion reads and claims.
+type Queue interface {
+	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
+	UpdateRun(ctx context.Context, id string, change func(*msg.RunRecord) error) (msg.RunRecord, error)
+	CountDone(ctx context.Context, run string) (int, error)
+	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]msg.Split, error)
+	AdvanceWatermark(ctx context.Context, w msg.Watermark) (bool, error)
+}
+
+// Store is where the manifest and markers go.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
+}
+
+// Finisher completes runs.
+type Finisher struct {
+	q      Queue
+	store  Store
+	prefix string
+	owner  string
+	stale  time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// Config is a finisher's settings.
+type Config struct {
+	Prefix string
+	Owner  string
+	// StaleClaim is how old a finisher's claim may get before another caller
+	// takes the completion over; default 5m.
+	StaleClaim time.Duration
+	Now        func() time.Time
+}
+
+// New builds a finisher.
+func New(cfg Config, q Queue, store Store, log *slog.Logger) *Finisher {
+	if cfg.StaleClaim <= 0 {
+		cfg.StaleClaim = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Finisher{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner, stale: cfg.StaleClaim, now: cfg.Now, log: log}
+}
+
+// errNotMine ends a claim attempt that found the run claimed or done.
+var errNotMine = errors.New("not this caller's to finish")
+
+// TryFinish completes run if planning is over and every batch is done, and
+// nobody else is completing it. It is cheap when the run is not ready.
+func (f *Finisher) TryFinish(ctx context.Context, run string) error {
+	rec, err := f.q.GetRun(ctx, run)
+	if err != nil {
+		return err
+	}
+	if !rec.PlanningComplete || rec.State == msg.RunComplete || rec.State == msg.RunFailed {
+		return nil
+	}
+	if rec.State == msg.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
+		return nil
+	}
+	splits, err := f.q.Splits(ctx, run)
+	if err != nil {
+		return err
+	}
+	// Each split replaces one batch by two: a quick count rules out most
+	// calls before the full check lists every result.
+	n, err := f.q.CountDone(ctx, run)
+	if err != nil {
+		return err
+	}
+	if n < rec.BatchesPlanned+len(splits) {
+		return nil
+	}
+	results, err := f.q.DoneBatches(ctx, run)
+	if err != nil {
+		return err
+	}
+	used, missing := resolve(rec.BatchesPlanned, results, splits)
+	if missing != "" {
+		return nil
+	}
+
+	claimed, err := f.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
+		switch {
+		case r.State == msg.RunComplete || r.State == msg.RunFailed:
+			return errNotMine
+		case r.State == msg.RunCompleting && f.now().Sub(r.FinishStarted) < f.stale:
+			return errNotMine
+		}
+		r.State = msg.RunCompleting
+		r.Finisher = f.owner
+		r.FinishStarted = f.now().UTC()
+		return nil
+	})
+	if errors.Is(err, errNotMine) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finish %s: claiming: %w", run, err)
+	}
+	return f.complete(ctx, claimed, used, splits)
+}
+
+// resolve picks, for every planned batch, the results that stand for it:
+// its own, or (when it was split) its halves', recursively. missing names
+// the first batch with neither.
+func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used []msg.BatchResult, missing string) {
+	done := make(map[string]msg.BatchResult, len(results))
+	for _, r := range results {
+		done[r.Batch] = r
+	}
+	halves := make(map[string][2]string, len(splits))
+	for _, s := range splits {
+		halves[s.Batch] = s.Halves
+	}
+	var walk func(key string, depth int) bool
+	walk = func(key string, depth int) bool {
+		// A split's halves are preferred; a result of the whole batch,
+		// recorded by a redelivery that raced the split, stands in when
+		// they are not both done.
+		if h, ok := halves[key]; ok && depth < 32 {
+			mark := len(used)
+			if walk(h[0], depth+1) && walk(h[1], depth+1) {
+				return true
+			}
+			used = used[:mark]
+		}
+		if r, ok := done[key]; ok {
+			used = append(used, r)
+			return true
+		}
+		return false
+	}
+	for i := 1; i <= planned; i++ {
+		if key := strconv.Itoa(i); !walk(key, 0) {
+			return nil, key
+		}
+	}
+	return used, ""
+}
+
+// Manifest is manifest.json: what an analyst or a job needs to trust a run.
+type Manifest struct {
+	Run       string              `json:"run"`
+	After     time.Time           `json:"after"`
+	Before    time.Time           `json:"before"`
+	Params    map[string][]string `json:"params,omitempty"`
+	Created   time.Time           `json:"created"`
+	Completed time.Time           `json:"completed"`
+	Finisher  string              `json:"finisher"`
+	HostList  []ManifestObject    `json:"hostlist"`
+	Batches   []ManifestBatch     `json:"batches"`
+	Splits    []msg.Split         `json:"splits,omitempty"`
+	Totals    Totals              `json:"totals"`
+}
+
+// ManifestObject is one stored object.
+type ManifestObject struct {
+	Key    string `json:"key"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256,omitempty"`
+	Hosts  int    `json:"hosts,omitempty"`
+}
+
+// ManifestBatch is one batch's outcome. Qualys leaves hosts without a
+// matching detection out of its answer, so HostsReturned below
+// HostsRequested is normal, not loss.
+type ManifestBatch struct {
+	Batch          string           `json:"batch"`
+	HostsRequested int              `json:"hosts_requested"`
+	HostsReturned  int              `json:"hosts_returned"`
+	Objects        []ManifestObject `json:"objects"`
+	Delivery       uint64           `json:"delivery"`
+	Worker         string           `json:"worker,omitempty"`
+	Seconds        float64          `json:"seconds"`
+	At             time.Time        `json:"at"`
+}
+
+// Totals add the batches up.
+type Totals struct {
+	Batches        int     `json:"batches"`
+	Objects        int     `json:"objects"`
+	Bytes          int64   `json:"bytes"`
+	HostsPlanned   int     `json:"hosts_planned"`
+	HostsRequested int     `json:"hosts_requested"`
+	HostsReturned  int     `json:"hosts_returned"`
+	HostListPages  int     `json:"hostlist_pages"`
+	Seconds        float64 `json:"seconds"` // run creation to completion
+}
+
+// Latest is latest.json: the newest complete run.
+type Latest struct {
+	Run      string    `json:"run"`
+	Before   time.Time `json:"before"`
+	Manifest string    `json:"manifest"`
+	Success  string    `json:"success"`
+	Updated  time.Time `json:"updated"`
+}
+
+// complete writes the manifest, then _SUCCESS, then the watermark, then
+// latest.json, then marks the run complete. Every step is safe to repeat,
+// so a finisher taking over a stale claim simply does them all again.
+func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.BatchResult, splits []msg.Split) error {
+	now := f.now().UTC()
+	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
+		Created: rec.Created, Completed: now, Finisher: f.owner, Splits: splits}
+	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, rec.ID)+"hostlist/") {
+		if err != nil {
+			return fmt.Errorf("finish %s: listing host list pages: %w", rec.ID, err)
+		}
+		m.HostList = append(m.HostList, ManifestObject{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256})
+	}
+	slices.SortFunc(used, func(a, b msg.BatchResult) int { return compareKeys(a.Batch, b.Batch) })
+	for _, r := range used {
+		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
+			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
+		for _, o := range r.Objects {
+			mb.Objects = append(mb.Objects, ManifestObject{Key: o.Key, Bytes: o.Bytes, SHA256: o.SHA256, Hosts: o.Hosts})
+			m.Totals.Objects++
+			m.Totals.Bytes += o.Bytes
+		}
+		m.Totals.HostsRequested += r.HostsRequested
+		m.Totals.HostsReturned += r.HostsReturned
+		m.Batches = append(m.Batches, mb)
+	}
+	m.Totals.Batches = len(m.Batches)
+	m.Totals.HostsPlanned = rec.HostsPlanned
+	m.Totals.HostListPages = len(m.HostList)
+	m.Totals.Seconds = now.Sub(rec.Created).Seconds()
+
+	manifestKey := objstore.ManifestKey(f.prefix, rec.ID)
+	successKey := objstore.SuccessKey(f.prefix, rec.ID)
+	if err := f.putJSON(ctx, manifestKey, m); err != nil {
+		return fmt.Errorf("finish %s: writing the manifest: %w", rec.ID, err)
+	}
+	if _, err := f.store.Put(ctx, successKey, strings.NewReader(""), objstore.PutOptions{ContentType: "text/plain"}); err != nil {
+		return fmt.Errorf("finish %s: writing _SUCCESS: %w", rec.ID, err)
+	}
+	// The watermark moves only now that the run is complete (I1), and only
+	// forward: an older run completing late leaves it alone.
+	if _, err := f.q.AdvanceWatermark(ctx, msg.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now}); err != nil {
+		return fmt.Errorf("finish %s: advancing the watermark: %w", rec.ID, err)
+	}
+	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
+		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
+	}
+	_, err := f.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
+		r.State = msg.RunComplete
+		r.Completed = now
+		r.ManifestKey = manifestKey
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("finish %s: marking complete: %w", rec.ID, err)
+	}
+	f.log.Info("run complete", "run", rec.ID, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
+		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
+		"manifest", manifestKey)
+	return nil
+}
+
+// updateLatest points latest.json at l unless it already names a run with a
+// later window end.
+func (f *Finisher) updateLatest(ctx context.Context, l Latest) error {
+	key := objstore.LatestKey(f.prefix)
+	r, err := f.store.Get(ctx, key)
+	switch {
+	case err == nil:
+		var cur Latest
+		derr := json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&cur)
+		r.Close()
+		if derr == nil && cur.Before.After(l.Before) {
+			return nil
+		}
+	case !errors.Is(err, objstore.ErrNotFound):
+		return err
+	}
+	return f.putJSON(ctx, key, l)
+}
+
+func (f *Finisher) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = f.store.Put(ctx, key, bytes.NewReader(b), objstore.PutOptions{ContentType: "application/json"})
+	return err
+}
+
+// compareKeys orders batch keys numerically: 2 < 10, 17 < 17.1 < 17.2.
+func compareKeys(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, _ := strconv.Atoi(as[i])
+		y, _ := strconv.Atoi(bs[i])
+		if x != y {
+			return x - y
+		}
+	}
+	return len(as) - len(bs)
+}

@@ -1,0 +1,317 @@
+package finish_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const prefix = "qualys"
+
+type env struct {
+	t      *testing.T
+	sim    *qualysim.Sim
+	client *qualys.Client
+	q      *msg.Queue
+	store  *countingStore
+	log    *slog.Logger
+}
+
+// countingStore counts Puts of _SUCCESS and can fail the next one.
+type countingStore struct {
+	*objstore.S3
+	successes atomic.Int32
+	failNext  atomic.Bool
+}
+
+func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Object, error) {
+	if strings.HasSuffix(key, "/_SUCCESS") {
+		if s.failNext.CompareAndSwap(true, false) {
+			return objstore.Object{}, errors.New("injected: store failed")
+		}
+		s.successes.Add(1)
+	}
+	return s.S3.Put(ctx, key, r, o)
+}
+
+func setup(t *testing.T, hosts int64, maxFailures int) *env {
+	t.Helper()
+	sim := qualysim.New(qualysim.Config{Seed: 3, Hosts: hosts, RateLimit: qualysim.Off, ConcurrencyLimit: qualysim.Off})
+	t.Cleanup(sim.Close)
+	sim.Advance(10 * 24 * time.Hour)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), IdleTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	q, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: maxFailures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testenv.MinIO(t)
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, sim: sim, client: client, q: q, store: &countingStore{S3: s3}, log: slog.New(slog.DiscardHandler)}
+}
+
+func (e *env) finisher(owner string, stale time.Duration) *finish.Finisher {
+	return finish.New(finish.Config{Prefix: prefix, Owner: owner, StaleClaim: stale}, e.q, e.store, e.log)
+}
+
+func (e *env) plan(fin plan.Finisher) plan.Outcome {
+	e.t.Helper()
+	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, PageSize: 2000, Owner: "planner",
+		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, fin, e.log)
+	out, err := p.Run(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// work runs a worker with fin until cond holds.
+func (e *env) work(fin fetch.Finisher, cond func() bool) {
+	e.t.Helper()
+	w := fetch.New(fetch.Config{Slots: 2, Prefix: prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
+		Queue: e.q, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
+		API: e.client, Store: e.store, Finish: fin, Log: e.log,
+	})
+	ctx, cancel := context.WithCancel(e.t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(ctx, ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	testenv.Eventually(e.t, 60*time.Second, cond, "worker did not get there")
+}
+
+func (e *env) run(id string) msg.RunRecord {
+	r, err := e.q.GetRun(e.t.Context(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func (e *env) getJSON(key string, v any) {
+	e.t.Helper()
+	r, err := e.store.Get(e.t.Context(), key)
+	if err != nil {
+		e.t.Fatalf("%s: %v", key, err)
+	}
+	defer r.Close()
+	if err := json.NewDecoder(r).Decode(v); err != nil {
+		e.t.Fatalf("%s: %v", key, err)
+	}
+}
+
+func TestRunCompletesWithManifest(t *testing.T) {
+	e := setup(t, 3000, 0)
+	fin := e.finisher("w", 0)
+	out := e.plan(fin)
+	e.work(fin, func() bool { return e.run(out.Run).State == msg.RunComplete })
+
+	rec := e.run(out.Run)
+	var m finish.Manifest
+	e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
+	if _, err := e.store.Stat(t.Context(), objstore.SuccessKey(prefix, out.Run)); err != nil {
+		t.Fatalf("_SUCCESS: %v", err)
+	}
+	if e.store.successes.Load() != 1 {
+		t.Fatalf("_SUCCESS written %d times", e.store.successes.Load())
+	}
+	truth := slices.Collect(e.sim.HostListTruth(rec.After, rec.Before))
+	all, _ := qualysim.ParseStatuses("New,Active,Re-Opened,Fixed")
+	withDetections := 0
+	for range e.sim.DetectionTruth(qualysim.Filter{After: rec.After, Before: rec.Before, Statuses: all}) {
+		withDetections++
+	}
+	if m.Run != out.Run || m.Totals.Batches != rec.BatchesPlanned || m.Totals.HostsRequested != len(truth) ||
+		m.Totals.HostsReturned != withDetections || m.Totals.HostListPages != 2 || len(m.Batches) != rec.BatchesPlanned {
+		t.Fatalf("manifest totals %+v, truth %d hosts, %d with detections", m.Totals, len(truth), withDetections)
+	}
+	var bytes int64
+	for i, b := range m.Batches {
+		if want := strconv.Itoa(i + 1); b.Batch != want {
+			t.Fatalf("manifest batch %d is %q, want %q (in order)", i, b.Batch, want)
+		}
+		for _, o := range b.Objects {
+			st, err := e.store.Stat(t.Context(), o.Key)
+			if err != nil || st.Size != o.Bytes || o.SHA256 == "" {
+				t.Fatalf("batch %d object %s: stat %+v, %v", i, o.Key, st, err)
+			}
+			bytes += o.Bytes
+		}
+	}
+	if bytes != m.Totals.Bytes {
+		t.Fatalf("objects add up to %d bytes, totals say %d", bytes, m.Totals.Bytes)
+	}
+	wm, err := e.q.Watermark(t.Context())
+	if err != nil || !wm.Time.Equal(rec.Before) || wm.Run != out.Run {
+		t.Fatalf("watermark %+v, %v; want %s", wm, err, rec.Before)
+	}
+	var latest finish.Latest
+	e.getJSON(objstore.LatestKey(prefix), &latest)
+	if latest.Run != out.Run || latest.Manifest != objstore.ManifestKey(prefix, out.Run) {
+		t.Fatalf("latest.json %+v", latest)
+	}
+	if rec.State != msg.RunComplete || rec.ManifestKey == "" {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// TestFinishOnce: many callers at once on a finished run; one completes it.
+func TestFinishOnce(t *testing.T) {
+	e := setup(t, 1000, 0)
+	out := e.plan(nil)
+	e.work(nil, func() bool {
+		n, _ := e.q.CountDone(t.Context(), out.Run)
+		return n == e.run(out.Run).BatchesPlanned
+	})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		fin := e.finisher("finisher-"+string(rune('a'+i)), 0)
+		wg.Go(func() {
+			if err := fin.TryFinish(t.Context(), out.Run); err != nil {
+				t.Errorf("TryFinish: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := e.store.successes.Load(); got != 1 {
+		t.Fatalf("_SUCCESS written %d times by 8 concurrent finishers", got)
+	}
+	if e.run(out.Run).State != msg.RunComplete {
+		t.Fatal("not complete")
+	}
+}
+
+// TestStaleClaimTakenOver: a finisher that dies after claiming leaves the
+// run completing; a later caller takes over once the claim is stale.
+func TestStaleClaimTakenOver(t *testing.T) {
+	e := setup(t, 1000, 0)
+	out := e.plan(nil)
+	e.work(nil, func() bool {
+		n, _ := e.q.CountDone(t.Context(), out.Run)
+		return n == e.run(out.Run).BatchesPlanned
+	})
+	e.store.failNext.Store(true)
+	if err := e.finisher("dies", time.Hour).TryFinish(t.Context(), out.Run); err == nil {
+		t.Fatal("the injected failure was not reported")
+	}
+	if r := e.run(out.Run); r.State != msg.RunCompleting || r.Finisher != "dies" {
+		t.Fatalf("record after the failed finish: %+v", r)
+	}
+	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, msg.ErrNoWatermark) {
+		t.Fatal("watermark moved for an incomplete run")
+	}
+	// A fresh claim is respected...
+	if err := e.finisher("early", time.Hour).TryFinish(t.Context(), out.Run); err != nil || e.run(out.Run).State != msg.RunCompleting {
+		t.Fatalf("a fresh claim was taken over: %v", err)
+	}
+	// ...a stale one is taken over; here the next planner does it.
+	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, Owner: "next-planner",
+		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, e.finisher("next", time.Nanosecond), e.log)
+	next, err := p.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(out.Run); r.State != msg.RunComplete || r.Finisher != "next" {
+		t.Fatalf("record after the takeover: %+v", r)
+	}
+	if next.Skipped || next.Run == out.Run {
+		t.Fatalf("the next planner did not open a new run: %+v", next)
+	}
+	if rec := e.run(next.Run); !rec.After.Equal(e.run(out.Run).Before) {
+		t.Fatalf("next window starts %s, want %s", rec.After, e.run(out.Run).Before)
+	}
+}
+
+// TestDeadLetterBlocksCompletion: a dead-lettered batch leaves the run
+// incomplete and the watermark where it was; the next planner starts again
+// from the last completed run.
+func TestDeadLetterBlocksCompletion(t *testing.T) {
+	e := setup(t, 1500, 1)
+	fin := e.finisher("w", 0)
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
+		t.Fatal(err)
+	}
+	out := e.plan(fin)
+	planned := e.run(out.Run).BatchesPlanned
+	e.work(fin, func() bool {
+		n, _ := e.q.CountDone(t.Context(), out.Run)
+		dl, _ := e.q.DeadLetters(t.Context(), out.Run)
+		return n == planned-1 && len(dl) == 1
+	})
+	if r := e.run(out.Run); r.State != msg.RunFetching {
+		t.Fatalf("state %s with a dead letter", r.State)
+	}
+	if _, err := e.store.Stat(t.Context(), objstore.SuccessKey(prefix, out.Run)); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("_SUCCESS of an incomplete run: %v", err)
+	}
+	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, msg.ErrNoWatermark) {
+		t.Fatal("watermark moved")
+	}
+	e.sim.Advance(time.Hour)
+	next := e.plan(fin)
+	if next.Skipped || next.Run == out.Run {
+		t.Fatalf("next planner: %+v", next)
+	}
+	if rec := e.run(next.Run); !rec.After.IsZero() {
+		t.Fatalf("next window starts at %s; with no completed run it must start at the beginning", rec.After)
+	}
+}
+
+// TestEmptyRunCompletesAtOnce: a window with no hosts completes during
+// planning, through the same finisher.
+func TestEmptyRunCompletesAtOnce(t *testing.T) {
+	e := setup(t, 500, 0)
+	fin := e.finisher("planner", 0)
+	first := e.plan(fin)
+	e.work(fin, func() bool { return e.run(first.Run).State == msg.RunComplete })
+	e.sim.Advance(time.Second)
+	out := e.plan(fin)
+	rec := e.run(out.Run)
+	if rec.BatchesPlanned != 0 || rec.State != msg.RunComplete {
+		t.Fatalf("empty run: %+v", rec)
+	}
+	var m finish.Manifest
+	e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
+	if len(m.Batches) != 0 || m.Totals.HostsRequested != 0 {
+		t.Fatalf("manifest %+v", m.Totals)
+	}
+	if wm, _ := e.q.Watermark(t.Context()); !wm.Time.Equal(rec.Before) {
+		t.Fatalf("watermark %s, want %s", wm.Time, rec.Before)
+	}
+}

@@ -1,0 +1,294 @@
+// Package local runs a whole qfetch run in one process with no outside
+// services: embedded NATS, the Qualys simulator, a local directory as bucket.
+//
+// It wires the same planner, worker and finisher the cluster runs, so a
+// newcomer sees the real system work; with a Qualys URL or an S3 endpoint
+// configured it uses those instead of the simulator or the directory.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+)
+
+// Config is one local run.
+type Config struct {
+	Dir       string // data directory: NATS store and, without S3, the bucket
+	Prefix    string
+	BatchSize int
+	Slots     int // worker slots (also the fleet cap)
+	PageSize  int // Host List page size
+	Overlap   time.Duration
+	SimHosts  int64   // simulator size
+	SimFaults float64 // simulator outcome-fault probability
+	SimSeed   uint64
+	Qualys    *qualys.Config     // nil: the simulator
+	S3        *objstore.S3Config // nil: a directory under Dir
+	Progress  io.Writer          // live progress line (a terminal), or nil for log lines
+	Log       *slog.Logger
+	TickEvery time.Duration // progress cadence; default 1s on a terminal, 10s otherwise
+}
+
+// Summary is what a local run did.
+type Summary struct {
+	Run            string
+	After, Before  time.Time
+	Batches        int
+	HostsRequested int
+	HostsReturned  int
+	Bytes          int64
+	Seconds        float64
+	Manifest       string // where manifest.json is
+	Success        string // where _SUCCESS is (a path for the directory store)
+	Skipped        string // why nothing ran, if so
+}
+
+// ErrIncomplete means the run ended without completing: batches were
+// dead-lettered.
+var ErrIncomplete = errors.New("run incomplete")
+
+// Run performs one planner run and fetches it to completion.
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return Summary{}, fmt.Errorf("data directory: %w", err)
+	}
+
+	ns, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	if err != nil {
+		return Summary{}, err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		return Summary{}, fmt.Errorf("connecting to the embedded NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return Summary{}, err
+	}
+	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: cfg.Slots})
+	if err != nil {
+		return Summary{}, err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	qc := cfg.Qualys
+	if qc == nil {
+		sim := qualysim.New(qualysim.Config{
+			Seed:   cfg.SimSeed,
+			Hosts:  cfg.SimHosts,
+			Clock:  qualysim.NewClock(time.Now(), true),
+			Faults: qualysim.Faults{Prob: qualysim.Spread(cfg.SimFaults), StallFor: 3 * time.Second},
+			// The local fleet's cap is the simulator's limit, as it would
+			// be with a real subscription.
+			ConcurrencyLimit: cfg.Slots,
+			RateLimit:        qualysim.Off,
+		})
+		defer sim.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return Summary{}, err
+		}
+		simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopSim()
+		g2 := errgroup.Group{}
+		g2.Go(func() error { return sim.Serve(simCtx, ln) })
+		defer func() { stopSim(); _ = g2.Wait() }()
+		qc = &qualys.Config{BaseURL: qualysim.URL(ln), Username: sim.Username(), Password: sim.Password(),
+			IdleTimeout: 2 * time.Second, Waits: qualys.Waits{Concurrency: time.Second, RateLimit: 10 * time.Second, Maintenance: 10 * time.Second}}
+		log.Info("simulated Qualys", "url", qc.BaseURL, "hosts", cfg.SimHosts, "faults", cfg.SimFaults)
+	}
+	client, err := qualys.New(*qc)
+	if err != nil {
+		return Summary{}, err
+	}
+
+	var store interface {
+		fetch.Store
+		finish.Store
+	}
+	var successPath func(key string) string
+	if cfg.S3 != nil {
+		s, err := objstore.NewS3(*cfg.S3)
+		if err != nil {
+			return Summary{}, err
+		}
+		store = s
+		successPath = func(key string) string { return s.Describe() + "/" + key }
+	} else {
+		root := filepath.Join(cfg.Dir, "bucket")
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return Summary{}, err
+		}
+		d, err := objstore.NewDir(root)
+		if err != nil {
+			return Summary{}, err
+		}
+		store = d
+		successPath = func(key string) string { return filepath.Join(root, filepath.FromSlash(key)) }
+	}
+
+	owner := "qfetch-local"
+	fin := finish.New(finish.Config{Prefix: cfg.Prefix, Owner: owner}, q, store, log)
+	planner := plan.New(plan.Config{
+		Prefix: cfg.Prefix, BatchSize: cfg.BatchSize, PageSize: cfg.PageSize, Overlap: cfg.Overlap,
+		Owner: owner, LockTTL: 30 * time.Second,
+	}, q, client, store, fin, log)
+	worker := fetch.New(fetch.Config{Slots: cfg.Slots, Prefix: cfg.Prefix, Owner: owner,
+		MaxBackoff: 2 * time.Second, ProbeEvery: 2 * time.Second, Grace: 5 * time.Second, PullWait: 500 * time.Millisecond,
+	}, fetch.Deps{
+		Queue:     q,
+		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		API:       client, Store: store, Finish: fin, Log: log,
+	})
+
+	// The worker runs until the run ends; the planner's pass ends earlier.
+	workCtx, stopWork := context.WithCancel(gctx)
+	defer stopWork()
+	g.Go(func() error { return worker.Run(workCtx, ctx) })
+
+	start := time.Now()
+	out, err := planner.Run(gctx)
+	if err != nil {
+		stopWork()
+		_ = g.Wait()
+		return Summary{}, err
+	}
+	if out.Skipped {
+		stopWork()
+		return Summary{Skipped: out.Reason}, g.Wait()
+	}
+	rec, err := watch(gctx, q, out.Run, cfg, start)
+	stopWork()
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return Summary{Run: out.Run}, err
+	}
+	return summarize(ctx, q, rec, start, successPath(objstore.SuccessKey(cfg.Prefix, rec.ID)),
+		successPath(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+}
+
+// watch reports progress until the run completes, or until nothing of it
+// is queued any more while it is still incomplete (dead letters).
+func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time.Time) (msg.RunRecord, error) {
+	every := cfg.TickEvery
+	if every <= 0 {
+		every = 10 * time.Second
+		if cfg.Progress != nil {
+			every = time.Second
+		}
+	}
+	// Poll often, show every so often: the end should be noticed at once.
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	p := progress{w: cfg.Progress, log: cfg.Log, start: start}
+	var lastShown time.Time
+	for {
+		rec, err := q.GetRun(ctx, run)
+		if err != nil {
+			return rec, err
+		}
+		done, err := q.CountDone(ctx, run)
+		if err != nil {
+			return rec, err
+		}
+		final := rec.State == msg.RunComplete || rec.State == msg.RunFailed
+		if final || time.Since(lastShown) >= every {
+			p.show(rec, done)
+			lastShown = time.Now()
+		}
+		switch rec.State {
+		case msg.RunComplete:
+			p.end()
+			return rec, nil
+		case msg.RunFailed:
+			p.end()
+			return rec, failure.Permanent(fmt.Errorf("run %s failed: %s", run, rec.Error))
+		}
+		if rec.PlanningComplete {
+			pending, err := q.Pending(ctx, run)
+			if err != nil {
+				return rec, err
+			}
+			if pending == 0 && rec.State == msg.RunFetching {
+				// Give the last finisher a moment: it records, then acks,
+				// then finishes.
+				if dl, _ := q.DeadLetters(ctx, run); len(dl) > 0 {
+					p.end()
+					return rec, fmt.Errorf("%w: %d batch(es) dead-lettered, e.g. batch %s: %s", ErrIncomplete, len(dl), dl[0].MsgID, dl[0].LastError)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			p.end()
+			return rec, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+func summarize(ctx context.Context, q *msg.Queue, rec msg.RunRecord, start time.Time, success, manifest string) (Summary, error) {
+	results, err := q.DoneBatches(ctx, rec.ID)
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{Run: rec.ID, After: rec.After, Before: rec.Before, Batches: rec.BatchesPlanned,
+		Seconds: time.Since(start).Seconds(), Success: success, Manifest: manifest}
+	for _, r := range results {
+		s.HostsRequested += r.HostsRequested
+		s.HostsReturned += r.HostsReturned
+		for _, o := range r.Objects {
+			s.Bytes += o.Bytes
+		}
+	}
+	return s, nil
+}
+
+func startNATS(dir string) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "qfetch-local",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded NATS did not start within 30s")
+	}
+	return ns, nil
+}

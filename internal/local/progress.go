@@ -1,0 +1,47 @@
+package local
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+// progress shows a run's progress: one rewritten line on a terminal,
+// periodic log lines otherwise.
+type progress struct {
+	w     io.Writer
+	log   *slog.Logger
+	start time.Time
+	shown bool
+}
+
+func (p *progress) show(rec msg.RunRecord, done int) {
+	planned := rec.Progress.Batches
+	total := "?"
+	if rec.PlanningComplete {
+		planned = rec.BatchesPlanned
+		total = fmt.Sprint(planned)
+	}
+	elapsed := time.Since(p.start)
+	eta := "-"
+	if rec.PlanningComplete && done > 0 && done < planned {
+		eta = (time.Duration(float64(elapsed) / float64(done) * float64(planned-done))).Round(time.Second).String()
+	}
+	if p.w == nil {
+		p.log.Info("progress", "run", rec.ID, "state", string(rec.State), "batches_done", done,
+			"batches_planned", planned, "planning_complete", rec.PlanningComplete, "elapsed", elapsed.Round(time.Second).String())
+		return
+	}
+	p.shown = true
+	fmt.Fprintf(p.w, "\r\033[K%s  %-9s batches %d/%s  hosts planned %d  elapsed %s  eta %s",
+		rec.ID, rec.State, done, total, rec.Progress.End.Hosts, elapsed.Round(time.Second), eta)
+}
+
+func (p *progress) end() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}
