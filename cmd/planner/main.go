@@ -60,7 +60,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	q, err := app.Queue(ctx, js, s.NATS, s.Fleet)
+	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, false)
 	if err != nil {
 		return err
 	}

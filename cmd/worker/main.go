@@ -99,7 +99,7 @@ func run(soft, hard context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	q, err := app.Queue(soft, js, s.NATS, s.Fleet)
+	q, err := app.Queue(soft, js, s.NATS, s.Fleet, true)
 	if err != nil {
 		return err
 	}

@@ -133,9 +133,10 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstrea
 	return nc, js, nil
 }
 
-// Queue sets up the stream, consumer and buckets for this fleet.
-func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet) (*msg.Queue, error) {
-	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight})
+// Queue sets up the stream, consumer and buckets for this fleet. Only a
+// worker (owner) tunes an existing consumer to its settings.
+func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, owner bool) (*msg.Queue, error) {
+	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight, AdoptConsumer: !owner})
 	if err != nil {
 		return nil, fmt.Errorf("setting up JetStream: %w", err)
 	}

@@ -35,6 +35,13 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
+	if rec, err := w.q.GetRun(ctx, b.Run); err == nil && rec.State == msg.RunComplete {
+		// A late redelivery of a completed run would overwrite objects the
+		// manifest already describes.
+		log.Info("run already complete: dropping a late copy of a batch")
+		_ = m.Ack()
+		return
+	}
 
 	w.metrics.inFlight.Inc()
 	stopProgress := w.keepInProgress(ctx, m)
@@ -46,6 +53,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		res.Duration = w.cfg.Now().Sub(start).Seconds()
 		err = w.record(ctx, m, res)
 		if err == nil {
+			w.streak.reset()
 			w.metrics.batches.WithLabelValues("done", "").Inc()
 			log.Info("batch stored", "bytes", res.bytes(), "objects", len(res.Objects),
 				"hosts_returned", res.HostsReturned, "seconds", res.Duration)
@@ -200,6 +208,16 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 		w.deadLetter(actx, m, log, "permanent failure", err)
 
 	default: // retryable, and anything nobody classified
+		if w.streak.fail(b.Run+"/"+b.Key(), w.cfg.BreakAfter) {
+			// Failures across batches with no success between: an outage,
+			// not this batch. Pause like a fleet-wide fault, uncharged.
+			w.gate.setFault(err)
+			w.metrics.faulted.Set(1)
+			w.metrics.batches.WithLabelValues("delayed", class.String()).Inc()
+			log.Error("repeated failures across batches: pausing this worker; the batch stays queued", "err", err)
+			w.nak(m, w.cfg.ProbeEvery, log)
+			return
+		}
 		n, cerr := w.q.CountFailure(actx, b.Run, b.Key())
 		if cerr != nil {
 			log.Warn("counting the failure", "err", cerr)
@@ -228,7 +246,9 @@ func stopping(ctx context.Context, err error) bool {
 // isTimeout reports a stall or a slow first byte: what an oversized batch
 // does to a call.
 func isTimeout(err error) bool {
-	return errors.Is(err, qualys.ErrIdleTimeout) || errors.Is(err, context.DeadlineExceeded)
+	var te interface{ Timeout() bool }
+	return errors.Is(err, qualys.ErrIdleTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &te) && te.Timeout())
 }
 
 func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/msg"
@@ -413,7 +414,7 @@ func TestWrongPasswordKeepsQueue(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return w.Ready() != nil }, "worker still ready")
 	// Let the probe fail a number of times.
 	testenv.Eventually(t, 20*time.Second, func() bool {
-		return e.sim.Stats().Endpoints[qualysim.About].Requests >= 10
+		return e.sim.Stats().Endpoints[qualysim.About].Requests >= 4
 	}, "probe not running")
 	if n := e.queued(); n != uint64(len(e.batch)) {
 		t.Fatalf("%d queued, want %d", n, len(e.batch))
@@ -508,4 +509,102 @@ func TestInProgressOutlivesAckWait(t *testing.T) {
 		t.Fatalf("the stream took %.1fs, want several AckWaits (1s) for the test to mean anything", secs)
 	}
 	e.checkBucket(e.batch)
+}
+
+// workerWith builds a worker with its own client and metrics registry.
+func (e *env) workerWith(client *qualys.Client, cfg fetch.Config, reg *prometheus.Registry) *fetch.Worker {
+	cfg.Prefix = "qualys"
+	if cfg.ProbeEvery == 0 {
+		cfg.ProbeEvery = 100 * time.Millisecond
+	}
+	cfg.MaxBackoff = 50 * time.Millisecond
+	cfg.PullWait = 200 * time.Millisecond
+	return fetch.New(cfg, fetch.Deps{
+		Queue:     e.q,
+		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
+		API:       client,
+		Store:     e.store,
+		Metrics:   fetch.NewMetrics(reg),
+		Log:       slog.New(slog.DiscardHandler),
+	})
+}
+
+// counter reads a counter of reg by name and label values.
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestOutageDoesNotBurnQueue: Qualys failing every call for a while is an
+// outage, not a fault of each batch: with two failures allowed per batch,
+// no batch is dead-lettered, and all complete once Qualys recovers. (Three
+// failures of one batch would dead-letter it.)
+func TestOutageDoesNotBurnQueue(t *testing.T) {
+	e := setup(t, opts{hosts: 1200, batchSize: 100, maxFailures: 3})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.Fault503, 12); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	client, err := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: e.sim.Password(), Waits: testWaits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := e.start(e.workerWith(client, fetch.Config{Slots: 2}, reg))
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done()+len(e.deadLetters()) == len(e.batch) }, "batches neither done nor dead")
+	stop()
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Fatalf("%d batches dead-lettered by an outage", len(dl))
+	}
+	if st := e.sim.Stats().Endpoints[qualysim.Detection]; st.Outcomes["fault/503"] != 12 {
+		t.Fatalf("outcomes %v: the outage did not happen as planned", st.Outcomes)
+	}
+	e.checkBucket(e.batch)
+}
+
+// TestQualysTLSFaultProbesQualys: a certificate the client does not trust
+// is a fleet-wide fault that no bucket check can clear: the worker stays
+// unready, probing, with every batch queued.
+func TestQualysTLSFaultProbesQualys(t *testing.T) {
+	e := setup(t, opts{hosts: 300, batchSize: 100})
+	tlsSrv := httptest.NewTLSServer(e.sim) // certificate not trusted by the client
+	t.Cleanup(tlsSrv.Close)
+	client, err := qualys.New(qualys.Config{BaseURL: tlsSrv.URL, Username: e.sim.Username(), Password: e.sim.Password(), Waits: testWaits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	w := e.workerWith(client, fetch.Config{Slots: 1, ProbeEvery: 50 * time.Millisecond}, reg)
+	stop := e.start(w)
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return counter(t, reg, "qfetch_worker_fault_probes_total", map[string]string{"result": "failed"}) >= 3
+	}, "no failed probes")
+	if w.Ready() == nil {
+		t.Fatal("worker ready while Qualys TLS is broken")
+	}
+	if ok := counter(t, reg, "qfetch_worker_fault_probes_total", map[string]string{"result": "ok"}); ok != 0 {
+		t.Fatalf("%v probes passed while Qualys TLS is broken", ok)
+	}
+	stop()
+	if e.queued() != uint64(len(e.batch)) || len(e.deadLetters()) != 0 {
+		t.Fatalf("queued %d of %d, dead letters %d", e.queued(), len(e.batch), len(e.deadLetters()))
+	}
 }

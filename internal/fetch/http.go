@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qfetch/qfetch/internal/logging"
 )
 
 // Handler serves /healthz (the process is alive), /readyz (connected to
@@ -21,7 +23,7 @@ func (w *Worker) Handler(reg *prometheus.Registry, connected func() bool) http.H
 			http.Error(rw, "not connected to NATS", http.StatusServiceUnavailable)
 		case err != nil:
 			// The fault's text names endpoints and codes, never credentials.
-			http.Error(rw, "fleet-wide fault: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(rw, "fleet-wide fault: "+logging.Scrub(err.Error()), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(rw, "ready")
 		}

@@ -20,6 +20,7 @@ type Metrics struct {
 	waited    prometheus.Counter
 	upload    prometheus.Histogram
 	faulted   prometheus.Gauge
+	probes    *prometheus.CounterVec // result
 }
 
 // NewMetrics creates the series and registers them with reg (nil: none).
@@ -54,9 +55,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "qfetch_worker_fleet_fault",
 			Help: "1 while this worker is paused by a fleet-wide fault.",
 		}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qfetch_worker_fault_probes_total",
+			Help: "Checks of Qualys and the bucket during a fleet-wide fault, by result (ok, failed).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted)
+		reg.MustRegister(m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes)
 	}
 	return m
 }

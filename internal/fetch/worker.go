@@ -37,7 +37,12 @@ type Config struct {
 	MaxBackoff      time.Duration // cap on retry delays; default 10m
 	ProbeEvery      time.Duration // fleet-wide fault probe interval; default 30s
 	SplitAfter      int           // timeouts of one batch before it is split; default 3
-	Now             func() time.Time
+	// BreakAfter is how many retryable failures, over more than one batch
+	// and with no success between, make the worker treat the fault as
+	// fleet-wide: an outage must not use up every batch's chances. Default
+	// 2 × Slots.
+	BreakAfter int
+	Now        func() time.Time
 }
 
 func (c Config) withDefaults(ackWait time.Duration) Config {
@@ -61,6 +66,9 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 	}
 	if c.SplitAfter <= 0 {
 		c.SplitAfter = 3
+	}
+	if c.BreakAfter <= 0 {
+		c.BreakAfter = 2 * c.Slots
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -91,6 +99,7 @@ type Store interface {
 // Queue is the part of JetStream a worker uses.
 type Queue interface {
 	Next(ctx context.Context, maxWait time.Duration) (jetstream.Msg, error)
+	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
 	MarkDone(ctx context.Context, r msg.BatchResult) error
 	CountFailure(ctx context.Context, run, batch string) (int, error)
 	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
@@ -120,7 +129,39 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	gate *gate
+	gate   *gate
+	streak streak
+}
+
+// streak counts retryable failures since the last success, and the
+// distinct batches they hit. Failures spread over several batches with
+// nothing succeeding is an outage; one batch failing again and again is
+// that batch's problem, and its own failure count deals with it.
+type streak struct {
+	mu    sync.Mutex
+	n     int
+	first string
+	many  bool
+}
+
+// fail records a failure of batch key and reports whether the streak now
+// looks like an outage: at least limit failures, over two or more batches.
+func (s *streak) fail(key string, limit int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		s.first = key
+	} else if key != s.first {
+		s.many = true
+	}
+	s.n++
+	return s.many && s.n >= limit
+}
+
+func (s *streak) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n, s.first, s.many = 0, "", false
 }
 
 // Deps are a worker's collaborators; Finish and Metrics may be nil.
@@ -268,63 +309,66 @@ func (g *gate) wait(ctx context.Context) error {
 		g.mu.Lock()
 		faulted, until, changed := g.faulted, g.until, g.changed
 		g.mu.Unlock()
+		var t *time.Timer
 		var timer <-chan time.Time
 		switch {
 		case faulted != nil:
 		case g.now().Before(until):
-			t := time.NewTimer(until.Sub(g.now()))
+			t = time.NewTimer(until.Sub(g.now()))
 			timer = t.C
-			defer t.Stop()
 		default:
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
 		case <-changed:
 		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 }
 
 // probe checks, while a fleet-wide fault lasts, whether it has cleared:
-// the Qualys login for a Qualys fault, the bucket for a store fault.
+// both the Qualys login and the bucket must pass, since a fault does not
+// always say which side it came from (a certificate, a DNS name). The
+// interval doubles while the fault lasts, up to 16 times ProbeEvery, so a
+// fleet with a wrong password does not hammer the login.
 func (w *Worker) probe(ctx context.Context) error {
-	t := time.NewTicker(w.cfg.ProbeEvery)
-	defer t.Stop()
 	var lastLog time.Time
+	every := w.cfg.ProbeEvery
 	for {
-		select {
-		case <-ctx.Done():
+		if sleep(ctx, every) != nil {
 			return nil
-		case <-t.C:
 		}
 		fault := w.gate.fault()
 		if fault == nil {
+			every = w.cfg.ProbeEvery
 			continue
 		}
-		var err error
-		if isQualys(fault) {
-			_, err = w.api.Check(ctx)
-		} else {
+		_, err := w.api.Check(ctx)
+		if err == nil {
 			err = w.store.Check(ctx)
 		}
 		if err == nil {
+			w.metrics.probes.WithLabelValues("ok").Inc()
 			w.log.Info("fleet-wide fault cleared; pulling again", "was", fault)
 			w.gate.clearFault()
 			w.metrics.faulted.Set(0)
+			every = w.cfg.ProbeEvery
 			continue
 		}
+		w.metrics.probes.WithLabelValues("failed").Inc()
+		every = min(every*2, 16*w.cfg.ProbeEvery)
 		if w.cfg.Now().Sub(lastLog) >= time.Minute {
 			lastLog = w.cfg.Now()
-			w.log.Error("fleet-wide fault: not pulling batches; they stay queued", "err", err)
+			w.log.Error("fleet-wide fault: not pulling batches; they stay queued", "err", err, "next_probe", every)
 		}
 	}
-}
-
-func isQualys(err error) bool {
-	var api qualys.APIError
-	return errors.As(err, &api)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

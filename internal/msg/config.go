@@ -33,6 +33,11 @@ type Config struct {
 	// MaxMsgSize is the largest batch message the stream accepts, in bytes.
 	// Default 1 MiB (the server's default max_payload).
 	MaxMsgSize int32
+	// AdoptConsumer keeps an existing consumer's settings (MaxAckPending,
+	// AckWait) instead of updating them to this Config: set by processes
+	// that do not own the fleet cap, such as the planner, so that only the
+	// workers' QFETCH_MAX_IN_FLIGHT decides it (I5).
+	AdoptConsumer bool
 	// DLQMaxAge is how long dead letters are kept. 0 keeps them until an
 	// operator removes them: a dead letter is evidence of a run that cannot
 	// complete.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/logging"
 )
 
 // Fetch sends one pull request for up to n batch messages and calls deliver
@@ -126,7 +127,9 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 	}
 	if lastErr != nil {
 		dl.Class = failure.ClassOf(lastErr).String()
-		dl.LastError = lastErr.Error()
+		// Defence in depth (I7): error texts are built without secrets, and
+		// whatever looks like one is cut again before it is stored.
+		dl.LastError = logging.Scrub(lastErr.Error())
 	}
 	data, err := json.Marshal(dl)
 	if err != nil {
@@ -140,7 +143,7 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 	}
 	termReason := reason
 	if lastErr != nil {
-		termReason += ": " + lastErr.Error()
+		termReason += ": " + dl.LastError
 	}
 	if len(termReason) > maxTermReason {
 		termReason = termReason[:maxTermReason]

@@ -55,8 +55,8 @@ type RunRecord struct {
 	PlanningComplete bool `json:"planning_complete"`
 	BatchesPlanned   int  `json:"batches_planned"`
 	HostsPlanned     int  `json:"hosts_planned"`
-	// Progress is the planner's last checkpoint: every batch up to it is
-	// acknowledged by the stream. A resumed planner continues from there.
+	// Progress is the planner's write-ahead record (see PlanProgress). A
+	// resumed planner continues from there.
 	Progress PlanProgress `json:"progress"`
 	// Finisher is who claimed completion, at FinishStarted; a claim left
 	// stale by a crash can be taken over.
@@ -73,8 +73,10 @@ type RunRecord struct {
 	Revision uint64 `json:"-"`
 }
 
-// PlanProgress is the planner's write-ahead record. It is written before
-// batch Batches is published, so no batch beyond it can be in the stream;
+// PlanProgress is the planner's write-ahead record. It is written after
+// every earlier batch is acknowledged by the stream and before batch
+// Batches is published, so no batch beyond it can be in the stream and
+// every batch before it is;
 // a resumed planner rebuilds batch Batches from the IDs in (Start.Last,
 // End.Last] and publishes it again (the stream drops it if it is there)
 // before it goes on. Batches are thus cut by ID, not by count, across a

@@ -150,7 +150,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, err
 		MaxDeliver:    -1, // see Config.MaxFailures
 		MaxAckPending: cfg.MaxInFlight,
 		Replicas:      cfg.StreamReplicas,
-	}); err != nil {
+	}, cfg.AdoptConsumer); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -252,7 +252,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 }
 
 // ensureConsumer creates the workers consumer or reconciles an existing one.
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig, adopt bool) (jetstream.Consumer, error) {
 	c, err := js.CreateConsumer(ctx, StreamBatches, want)
 	if err == nil {
 		return c, nil
@@ -286,6 +286,11 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 		return nil, bad("deliver policy", have.DeliverPolicy, want.DeliverPolicy)
 	case haveFilter != want.FilterSubject:
 		return nil, bad("filter subject", haveFilter, want.FilterSubject)
+	}
+	if adopt {
+		// Not this process's to tune: the fleet cap (I5) is the workers'
+		// setting, and a planner with another environment must not move it.
+		return c, nil
 	}
 	upd := have
 	upd.Description = want.Description

@@ -204,3 +204,26 @@ func TestSetupRejectsBadConfig(t *testing.T) {
 		t.Errorf("a bad config must create nothing; stream lookup: %v", err)
 	}
 }
+
+// TestAdoptConsumerLeavesFleetCap: a process that adopts the consumer (the
+// planner) does not move the workers' MaxAckPending.
+func TestAdoptConsumerLeavesFleetCap(t *testing.T) {
+	e := setup(t, Config{MaxInFlight: 5})
+	if _, err := Setup(t.Context(), e.js, Config{MaxInFlight: 2, AdoptConsumer: true}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.js.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.MaxAckPending; got != 5 {
+		t.Fatalf("MaxAckPending = %d after an adopting Setup, want the workers' 5", got)
+	}
+	if _, err := Setup(t.Context(), e.js, Config{MaxInFlight: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = e.js.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
+	if got := c.CachedInfo().Config.MaxAckPending; got != 3 {
+		t.Fatalf("MaxAckPending = %d after an owning Setup, want 3", got)
+	}
+}

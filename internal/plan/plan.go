@@ -300,6 +300,13 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 	}, p.openPage(rec.ID))
 
 	pub := p.q.Publisher(msg.PublisherOptions{})
+	defer func() {
+		// No publish outlives the pass, whatever ended it; a stopped one is
+		// republished by the next pass (it is the recorded batch).
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = pub.Wait(wctx)
+	}()
 	batch := make([]uint64, 0, p.cfg.BatchSize)
 	attempts := 0
 	hosts := from.Hosts // hosts in the batches before the one being filled
@@ -309,6 +316,12 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 	publish := func(number int, cur qualys.Cursor, record bool) error {
 		end := msg.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
 		if record {
+			// Every earlier batch must be in the stream before the record
+			// moves past it: a resumed planner rebuilds only the recorded
+			// batch. One round trip per batch, beside the record's own.
+			if err := pub.Wait(ctx); err != nil {
+				return fmt.Errorf("publishing batch %d: %w", number-1, err)
+			}
 			next := msg.PlanProgress{Batches: number, Start: prog.End, End: end}
 			var err error
 			if rec, err = p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {

@@ -514,3 +514,76 @@ func TestSecondRunStartsAtWatermark(t *testing.T) {
 		t.Fatalf("second run planned %d hosts, truth %d", second.HostsPlanned, len(truth))
 	}
 }
+
+// TestResumeAfterStopWithUnackedPublishes: a planner stopped while the
+// stream refuses its batches must leave nothing unpublished behind the
+// progress record: the resumed planner rebuilds only the recorded batch, so
+// every earlier one must be in the stream before the record moves on.
+func TestResumeAfterStopWithUnackedPublishes(t *testing.T) {
+	e := setup(t, 5_000, qualysim.Config{})
+	e.sim.Advance(10 * 24 * time.Hour)
+	cfg := e.cfg
+	cfg.BatchSize = 10
+	cfg.PageSize = 0
+	cfg.LockTTL = 2 * time.Second
+
+	// Make the stream slow to accept: it takes 3 messages and refuses the
+	// rest for now (stands in for a leader election or a slow disk while
+	// the planner pod is stopped).
+	ctx := t.Context()
+	s, err := e.js.Stream(ctx, "QFETCH_BATCHES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	sc.MaxMsgs = 3
+	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.planner(t, cfg).Run(runCtx)
+		done <- err
+	}()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		ids, _ := e.q.RunIDs(ctx)
+		if len(ids) != 1 {
+			return false
+		}
+		r, _ := e.q.GetRun(ctx, ids[0])
+		return r.Progress.Batches >= 4
+	}, "planner never got to batch 4")
+	cancel() // SIGTERM
+	<-done
+
+	// The stream recovers; the planner is started again and resumes.
+	sc.MaxMsgs = -1
+	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.planner(t, cfg).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Resumed {
+		t.Fatalf("outcome %+v: want the run resumed", out)
+	}
+	rec, _ := e.q.GetRun(ctx, out.Run)
+	var have []int
+	for _, b := range e.batches(t) {
+		have = append(have, b.Number)
+	}
+	slices.Sort(have)
+	var missing []int
+	for n := 1; n <= rec.BatchesPlanned; n++ {
+		if _, ok := slices.BinarySearch(have, n); !ok {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("run %s planned %d batches but the stream never got %d of them: %v (progress at resume pointed past them)",
+			rec.ID, rec.BatchesPlanned, len(missing), missing)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -188,7 +190,14 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		if !ok {
 			e = APIError{Text: summarizeBody(raw, resp.Status), SecondsToWait: -1, CallsToFinish: -1}
 		}
+		e.Text = c.scrub(e.Text)
 		e.Endpoint, e.Status = path, resp.StatusCode
+		if e.Code == 0 && (e.Root == "" || e.Root == "html") && fromIntermediary(resp.StatusCode) {
+			// A 4xx that is no Qualys document comes from something in
+			// between (proxy, firewall, gateway): every call meets it, so
+			// it is no verdict on this request.
+			return nil, failure.FleetWide(e)
+		}
 		return nil, classify(e, lim, c.waits)
 	}
 
@@ -199,12 +208,35 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		Limits: lim,
 		v: NewValidator(body, ValidatorConfig{
 			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, Limits: lim, Waits: c.waits,
+			Scrub: c.scrub,
 		}),
 		body:   resp.Body,
 		idle:   idle,
 		cancel: cancel,
 	}, nil
 }
+
+// fromIntermediary reports a 4xx status that, without a Qualys document,
+// says nothing about the request itself. 408, 409 and 429 keep their
+// meaning whoever sends them.
+func fromIntermediary(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+		return false
+	}
+	return status >= 400 && status < 500
+}
+
+// scrub removes this client's credentials from text copied out of a
+// response: gateways echo requests, Authorization header included (I7).
+func (c *Client) scrub(s string) string {
+	basic := base64.StdEncoding.EncodeToString([]byte(c.username + ":" + c.password))
+	s = strings.ReplaceAll(s, basic, "[redacted]")
+	s = strings.ReplaceAll(s, c.password, "[redacted]")
+	return basicAuthRE.ReplaceAllString(s, "${1}[redacted]")
+}
+
+var basicAuthRE = regexp.MustCompile(`(?i)\b((?:basic|bearer)\s+)[A-Za-z0-9+/=._~-]{8,}`)
 
 // transportError classifies a failure to get response headers.
 func transportError(ctx context.Context, path string, err error) error {
@@ -213,6 +245,11 @@ func transportError(ctx context.Context, path string, err error) error {
 		return fmt.Errorf("qualys %s: %w", path, context.Cause(ctx))
 	}
 	err = fmt.Errorf("qualys %s: %w", path, stripURL(err))
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		// A host that does not exist fails every call alike.
+		return failure.FleetWide(err)
+	}
 	var certErr *tls.CertificateVerificationError
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError

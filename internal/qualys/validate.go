@@ -27,6 +27,10 @@ type ValidatorConfig struct {
 
 	Limits Limits // limit headers of the response, for classify
 	Waits  Waits  // for classify
+
+	// Scrub, if set, cleans text copied from an error body before it goes
+	// into an error: a gateway may echo the request's credentials.
+	Scrub func(string) string
 }
 
 // Summary is what a Validator saw. It is complete once Read has returned
@@ -221,6 +225,9 @@ func (v *Validator) errorDocument() error {
 		v.s.val.sum.Root = e.Root
 	}
 	e.Endpoint, e.Status = v.cfg.Endpoint, v.cfg.Status
+	if v.cfg.Scrub != nil {
+		e.Text = v.cfg.Scrub(e.Text)
+	}
 	return classify(e, v.cfg.Limits, v.cfg.Waits)
 }
 

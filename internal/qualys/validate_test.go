@@ -630,3 +630,23 @@ func valGenHLD(c valGenConfig) valGenerated {
 	g.Body = b.Bytes()
 	return g
 }
+
+// TestErrorDocumentInsideRootIsRejected: design.md I2 says an object
+// under detections/ exists only if the response is well-formed "with no
+// error document inside". A SIMPLE_RETURN (or GENERIC_RETURN) appended inside
+// the root after a partial HOST_LIST is accepted as a whole answer, and the
+// batch would be recorded done with the hosts after the failure missing.
+func TestErrorDocumentInsideRootIsRejected(t *testing.T) {
+	for name, body := range map[string]string{
+		"simple": `<?xml version="1.0" encoding="UTF-8" ?><HOST_LIST_VM_DETECTION_OUTPUT><RESPONSE><DATETIME>2026-01-01T00:00:00Z</DATETIME>` +
+			`<HOST_LIST><HOST><ID>1</ID></HOST></HOST_LIST></RESPONSE>` +
+			`<SIMPLE_RETURN><RESPONSE><CODE>999</CODE><TEXT>Internal error</TEXT></RESPONSE></SIMPLE_RETURN></HOST_LIST_VM_DETECTION_OUTPUT>`,
+		"generic": `<HOST_LIST_VM_DETECTION_OUTPUT><RESPONSE><HOST_LIST><HOST><ID>1</ID></HOST></HOST_LIST>` +
+			`<GENERIC_RETURN><RETURN status="FAILED" number="999">Internal error</RETURN></GENERIC_RETURN></RESPONSE></HOST_LIST_VM_DETECTION_OUTPUT>`,
+	} {
+		v := NewValidator(bytes.NewReader([]byte(body)), ValidatorConfig{Root: RootDetections, Status: 200})
+		if _, err := io.Copy(io.Discard, v); err == nil {
+			t.Errorf("%s: body with an error document inside the root accepted as whole (hosts %d)", name, v.Summary().Hosts)
+		}
+	}
+}

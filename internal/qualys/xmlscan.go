@@ -879,8 +879,16 @@ func (s *xmlScanner) push(i int) bool {
 		if s.halted {
 			return false
 		}
-	} else if parent := s.ctxs[len(s.ctxs)-1]; parent != valCtxNone {
-		ctx = s.childCtx(parent, name)
+	} else {
+		if string(name) == "SIMPLE_RETURN" || string(name) == "GENERIC_RETURN" {
+			// An error document inside the answer (I2): whatever came
+			// before it, the answer is not whole.
+			s.fail(scanKindSyntax, i, "error document %s inside %s", name, s.val.sum.Root)
+			return false
+		}
+		if parent := s.ctxs[len(s.ctxs)-1]; parent != valCtxNone {
+			ctx = s.childCtx(parent, name)
+		}
 	}
 	s.ends = append(s.ends, int32(len(s.names)))
 	s.ctxs = append(s.ctxs, ctx)
