@@ -608,3 +608,105 @@ func TestQualysTLSFaultProbesQualys(t *testing.T) {
 		t.Fatalf("queued %d of %d, dead letters %d", e.queued(), len(e.batch), len(e.deadLetters()))
 	}
 }
+
+// TestTruncatedResponsePages: with a truncation limit the answer comes in
+// pages; each is stored under its own key and the batch is done only when
+// the last is stored.
+func TestTruncatedResponsePages(t *testing.T) {
+	e := setup(t, opts{hosts: 500, batchSize: 500})
+	stop := e.start(e.worker(fetch.Config{Slots: 1, TruncationLimit: 120}, ""))
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == 1 }, "batch not done")
+	stop()
+	rs, err := e.q.DoneBatches(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := qualysim.ParseStatuses("New,Active,Re-Opened,Fixed")
+	ids, _ := qualysim.ParseIDs(e.batch[0].IDs)
+	want := e.sim.DetectionCounts(qualysim.Filter{IDs: ids, After: e.after, Before: e.before, Statuses: all})
+	pages := (len(want) + 119) / 120
+	if len(rs[0].Objects) != pages || rs[0].HostsReturned != len(want) {
+		t.Fatalf("%d objects and %d hosts recorded, want %d pages of %d hosts", len(rs[0].Objects), rs[0].HostsReturned, pages, len(want))
+	}
+	seen := map[uint64]bool{}
+	for i, o := range rs[0].Objects {
+		if wantKey := objstore.DetectionKey("qualys", run, 1, i+1); o.Key != wantKey {
+			t.Fatalf("page %d stored as %s, want %s", i+1, o.Key, wantKey)
+		}
+		r, err := e.store.Get(t.Context(), o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := qualys.NewValidator(r, qualys.ValidatorConfig{Root: qualys.RootDetections, OnID: func(id uint64) {
+			if seen[id] {
+				t.Errorf("host %d on two pages", id)
+			}
+			seen[id] = true
+		}})
+		if _, err := io.Copy(io.Discard, v); err != nil {
+			t.Fatalf("page %d: %v", i+1, err)
+		}
+		r.Close()
+		if last := i == len(rs[0].Objects)-1; (v.Summary().Warning == nil) != last {
+			t.Fatalf("page %d: warning %+v", i+1, v.Summary().Warning)
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Fatalf("host %d on no page", id)
+		}
+	}
+}
+
+// TestPoisonBatchSplits: a batch whose calls keep stalling is split in
+// halves after SplitAfter timeouts; the halves are stored under their own
+// keys and the split is recorded, so completion can add it up.
+func TestPoisonBatchSplits(t *testing.T) {
+	e := setup(t, opts{hosts: 400, batchSize: 400, sim: qualysim.Config{Faults: qualysim.Faults{StallFor: time.Minute}}})
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 2); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.start(e.worker(fetch.Config{Slots: 1, SplitAfter: 2}, ""))
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == 2 }, "halves not done")
+	stop()
+	splits, err := e.q.Splits(t.Context(), run)
+	if err != nil || len(splits) != 1 || splits[0].Batch != "1" || splits[0].Halves != [2]string{"1.1", "1.2"} {
+		t.Fatalf("splits %+v, %v", splits, err)
+	}
+	rs, _ := e.q.DoneBatches(t.Context(), run)
+	first, second, _ := e.batch[0].Split()
+	var halves []msg.Batch
+	for _, r := range rs {
+		switch r.Batch {
+		case "1.1":
+			halves = append(halves, first)
+			if r.Objects[0].Key != objstore.DetectionPartKey("qualys", run, 1, "1", 1) {
+				t.Fatalf("half 1 stored as %s", r.Objects[0].Key)
+			}
+		case "1.2":
+			halves = append(halves, second)
+		default:
+			t.Fatalf("done entry for %s", r.Batch)
+		}
+	}
+	for _, h := range halves {
+		ids, _ := qualysim.ParseIDs(h.IDs)
+		all, _ := qualysim.ParseStatuses("New,Active,Re-Opened,Fixed")
+		want := e.sim.DetectionCounts(qualysim.Filter{IDs: ids, After: h.After, Before: h.Before, Statuses: all})
+		r, err := e.store.Get(t.Context(), objstore.DetectionPartKey("qualys", run, h.Number, h.Part, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := qualys.NewValidator(r, qualys.ValidatorConfig{Root: qualys.RootDetections})
+		if _, err := io.Copy(io.Discard, v); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if v.Summary().Hosts != len(want) {
+			t.Fatalf("half %s holds %d hosts, truth %d", h.Key(), v.Summary().Hosts, len(want))
+		}
+	}
+	if len(e.deadLetters()) != 0 || e.queued() != 0 {
+		t.Fatalf("dead letters %d, queued %d", len(e.deadLetters()), e.queued())
+	}
+}

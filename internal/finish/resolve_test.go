@@ -1,0 +1,49 @@
+package finish
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+func TestResolve(t *testing.T) {
+	done := func(keys ...string) []msg.BatchResult {
+		var out []msg.BatchResult
+		for _, k := range keys {
+			out = append(out, msg.BatchResult{Batch: k})
+		}
+		return out
+	}
+	split := func(b, h1, h2 string) msg.Split { return msg.Split{Batch: b, Halves: [2]string{h1, h2}} }
+	tests := []struct {
+		name    string
+		planned int
+		results []msg.BatchResult
+		splits  []msg.Split
+		used    []string
+		missing string
+	}{
+		{"all done", 3, done("1", "2", "3"), nil, []string{"1", "2", "3"}, ""},
+		{"one missing", 3, done("1", "3"), nil, nil, "2"},
+		{"empty run", 0, nil, nil, nil, ""},
+		{"split halves done", 2, done("1", "2.1", "2.2"), []msg.Split{split("2", "2.1", "2.2")}, []string{"1", "2.1", "2.2"}, ""},
+		{"split, one half missing", 2, done("1", "2.1"), []msg.Split{split("2", "2.1", "2.2")}, nil, "2"},
+		{"split twice", 1, done("1.1", "1.2.1", "1.2.2"),
+			[]msg.Split{split("1", "1.1", "1.2"), split("1.2", "1.2.1", "1.2.2")}, []string{"1.1", "1.2.1", "1.2.2"}, ""},
+		{"whole result stands in for unfinished halves", 1, done("1", "1.1"), []msg.Split{split("1", "1.1", "1.2")}, []string{"1"}, ""},
+		{"halves preferred over a raced whole result", 1, done("1", "1.1", "1.2"), []msg.Split{split("1", "1.1", "1.2")}, []string{"1.1", "1.2"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			used, missing := resolve(tt.planned, tt.results, tt.splits)
+			var keys []string
+			for _, r := range used {
+				keys = append(keys, r.Batch)
+			}
+			if !slices.Equal(keys, tt.used) || missing != tt.missing {
+				t.Fatalf("resolve = %v, %q; want %v, %q", keys, missing, tt.used, tt.missing)
+			}
+		})
+	}
+}
