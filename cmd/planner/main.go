@@ -43,27 +43,12 @@ func run(ctx context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	log, err := app.Logger(s.Log)
+	parts, err := app.Build(ctx, "qfetch-planner", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}, false)
 	if err != nil {
 		return err
 	}
-	client, err := app.Qualys(s.Qualys)
-	if err != nil {
-		return err
-	}
-	store, err := app.S3(s.S3)
-	if err != nil {
-		return err
-	}
-	nc, js, err := app.Connect(s.NATS, "qfetch-planner", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, false)
-	if err != nil {
-		return err
-	}
+	defer parts.Close()
+	log, q, store := parts.Log, parts.Queue, parts.Store
 	firstAfter, _ := s.Plan.FirstAfterTime() // validated by LoadConfig
 	p := plan.New(plan.Config{
 		Prefix:          s.S3.Prefix,
@@ -75,7 +60,7 @@ func run(ctx context.Context) error {
 		DetectionParams: s.Qualys.DetectionParams.Values(),
 		Owner:           app.Owner(),
 		LockTTL:         s.Plan.LockTTL,
-	}, q, client, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log), log)
+	}, q, parts.Qualys, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log), log)
 
 	out, err := p.Run(ctx)
 	if err != nil {

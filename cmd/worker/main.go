@@ -82,28 +82,12 @@ func run(soft, hard context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	log, err := app.Logger(s.Log)
+	parts, err := app.Build(soft, "qfetch-worker", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}, true)
 	if err != nil {
 		return err
 	}
-	client, err := app.Qualys(s.Qualys)
-	if err != nil {
-		return err
-	}
-	store, err := app.S3(s.S3)
-	if err != nil {
-		return err
-	}
-	nc, js, err := app.Connect(s.NATS, "qfetch-worker", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	q, err := app.Queue(soft, js, s.NATS, s.Fleet, true)
-	if err != nil {
-		return err
-	}
-
+	defer parts.Close()
+	log, q, store, nc := parts.Log, parts.Queue, parts.Store, parts.NATS
 	fin := finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -117,7 +101,7 @@ func run(soft, hard context.Context) error {
 	}, fetch.Deps{
 		Queue:     q,
 		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
-		API:       client,
+		API:       parts.Qualys,
 		Store:     store,
 		Finish:    fin,
 		Metrics:   fetch.NewMetrics(reg),

@@ -152,3 +152,52 @@ func Owner() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", h, os.Getpid())
 }
+
+// Parts are what the planner and the worker both build from configuration.
+type Parts struct {
+	Log    *slog.Logger
+	Qualys *qualys.Client
+	Store  *objstore.S3
+	NATS   *nats.Conn
+	Queue  *msg.Queue
+}
+
+// Sections are the configuration sections Build reads.
+type Sections struct {
+	Qualys config.Qualys
+	S3     config.S3
+	NATS   config.NATS
+	Log    config.Log
+	Fleet  config.Fleet
+}
+
+// Build wires the parts for the process called name. ownsConsumer is true
+// for workers: only they tune the consumer's fleet cap. Close the parts
+// when done.
+func Build(ctx context.Context, name string, s Sections, ownsConsumer bool) (*Parts, error) {
+	log, err := Logger(s.Log)
+	if err != nil {
+		return nil, err
+	}
+	client, err := Qualys(s.Qualys)
+	if err != nil {
+		return nil, err
+	}
+	store, err := S3(s.S3)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := Connect(s.NATS, name, log)
+	if err != nil {
+		return nil, err
+	}
+	q, err := Queue(ctx, js, s.NATS, s.Fleet, ownsConsumer)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Parts{Log: log, Qualys: client, Store: store, NATS: nc, Queue: q}, nil
+}
+
+// Close closes the NATS connection.
+func (p *Parts) Close() { p.NATS.Close() }

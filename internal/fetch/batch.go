@@ -14,6 +14,7 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/retry"
 )
 
 // maxPages bounds how many truncated pages one batch may take: a response
@@ -190,7 +191,7 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 	}
 	switch class {
 	case failure.ClassBackPressure:
-		wait := jitter(failure.WaitOf(err))
+		wait := retry.Jitter(failure.WaitOf(err))
 		w.gate.pauseFor(wait)
 		w.metrics.waited.Add(wait.Seconds())
 		w.metrics.batches.WithLabelValues("delayed", class.String()).Inc()
@@ -229,7 +230,9 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 		if n >= w.cfg.SplitAfter && isTimeout(err) && b.Hosts > 1 && w.split(actx, m, b, err, log) {
 			return
 		}
-		wait := Backoff(max(n, 1), w.cfg.MaxBackoff)
+		// 30 s doubling: Qualys' own scripts wait 30 + 2^n s; a 5xx there
+		// is rarely gone in a second, and each early retry spends a call.
+		wait := retry.Backoff(max(n, 1), 30*time.Second, w.cfg.MaxBackoff)
 		w.metrics.batches.WithLabelValues("retried", class.String()).Inc()
 		log.Warn("batch failed; retrying", "attempt", n, "class", class.String(), "next", wait, "err", err)
 		w.nak(m, wait, log)

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/retry"
 )
 
 // Config is one planner's settings.
@@ -420,7 +420,7 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp bool) {
 	switch failure.ClassOf(err) {
 	case failure.ClassBackPressure:
-		return jitter(failure.WaitOf(err)), false
+		return retry.Jitter(failure.WaitOf(err)), false
 	case failure.ClassFleetWide, failure.ClassPermanent:
 		return 0, true
 	default:
@@ -428,7 +428,7 @@ func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp b
 		if *attempts >= p.cfg.MaxAttempts {
 			return 0, true
 		}
-		return Backoff(*attempts, p.cfg.MaxBackoff), false
+		return retry.Backoff(*attempts, time.Second, p.cfg.MaxBackoff), false
 	}
 }
 
@@ -444,24 +444,6 @@ func (p *Planner) fail(ctx context.Context, run string, cause error) error {
 		p.log.Error("marking the run failed", "run", run, "err", err)
 	}
 	return fmt.Errorf("plan: run %s: %w: %w", run, ErrRunFailed, cause)
-}
-
-// Backoff is the wait before retry number attempt (1-based): exponential
-// from 1s with full jitter over the upper half, capped.
-func Backoff(attempt int, maxWait time.Duration) time.Duration {
-	d := time.Second << min(attempt-1, 20)
-	if d > maxWait || d <= 0 {
-		d = maxWait
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// jitter adds up to 10 % so that many waiters do not return together.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d + rand.N(d/10+1)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
