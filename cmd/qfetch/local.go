@@ -50,12 +50,18 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := config.Load(config.Prefix, &struct{ Log *config.Log }{&lc}); err != nil {
 		return err
 	}
-	log, err := logging.New(os.Stderr, lc.Format, lc.Level, logging.IsTerminal(os.Stderr))
+	tty := logging.IsTerminal(os.Stderr)
+	if tty && os.Getenv("QFETCH_LOG_LEVEL") == "" {
+		// The progress line says what per-batch lines would; keep the
+		// terminal for it and for what goes wrong.
+		lc.Level = "warn"
+	}
+	log, err := logging.New(os.Stderr, lc.Format, lc.Level, tty)
 	if err != nil {
 		return err
 	}
 	cfg.Log = log
-	if logging.IsTerminal(os.Stderr) {
+	if tty {
 		cfg.Progress = os.Stderr
 	}
 	if os.Getenv("QFETCH_QUALYS_URL") != "" {
