@@ -1,0 +1,613 @@
+package validate
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/logging"
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+// qfetchContainer is a container running planner or worker.
+type qfetchContainer struct {
+	pod    pod
+	c      *corev1.Container
+	binary string
+	env    map[string]envVal
+}
+
+func qfetchContainers(t *testing.T, o *overlay) []qfetchContainer {
+	t.Helper()
+	var out []qfetchContainer
+	for _, p := range o.pods() {
+		for _, c := range containers(p.spec) {
+			b := binary(c)
+			if _, ok := specs[b]; !ok {
+				continue
+			}
+			env, err := o.env(c)
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.owner, c.Name, err)
+			}
+			out = append(out, qfetchContainer{pod: p, c: c, binary: b, env: env})
+		}
+	}
+	got := map[string]bool{}
+	for _, q := range out {
+		got[q.binary] = true
+	}
+	if !got["planner"] || !got["worker"] {
+		t.Fatalf("overlays/%s: want a planner and a worker container, found %v", o.name, got)
+	}
+	return out
+}
+
+func forEachOverlay(t *testing.T, f func(t *testing.T, o *overlay)) {
+	for _, name := range overlayNames {
+		t.Run(name, func(t *testing.T) { f(t, build(t, name)) })
+	}
+}
+
+func TestRequiredVariablesSet(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, q := range qfetchContainers(t, o) {
+			for _, v := range vars(t, q.binary) {
+				if !v.Required {
+					continue
+				}
+				_, set := q.env[v.Name]
+				_, file := q.env[v.Name+"_FILE"]
+				if !set && !(v.Secret && file) {
+					t.Errorf("%s (%s): required %s is not set", q.pod.owner, q.binary, v.Name)
+				}
+			}
+		}
+	})
+}
+
+// TestConfigLoads feeds each container's resolved environment (ConfigMap,
+// Secret keys, and Secret files written out) to config.Load with the
+// binary's spec: the values must be ones the binary accepts, and every
+// QFETCH_* name must be one that planner or worker reads (a typo in a
+// ConfigMap is otherwise silent).
+func TestConfigLoads(t *testing.T) {
+	known := map[string]bool{}
+	for b := range specs {
+		for _, v := range vars(t, b) {
+			known[v.Name] = true
+			if v.Secret {
+				known[v.Name+"_FILE"] = true
+			}
+		}
+	}
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, q := range qfetchContainers(t, o) {
+			t.Run(q.binary, func(t *testing.T) {
+				for _, kv := range os.Environ() {
+					if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix+"_") {
+						t.Setenv(name, "") // empty counts as unset
+					}
+				}
+				dir := t.TempDir()
+				for name, v := range q.env {
+					if !strings.HasPrefix(name, config.Prefix+"_") {
+						continue
+					}
+					if !known[name] {
+						t.Errorf("%s: %s is read by neither planner nor worker", q.pod.owner, name)
+						continue
+					}
+					val := v.value
+					if strings.HasSuffix(name, "_FILE") {
+						b, err := o.secretFile(q.pod.spec, q.c, val)
+						if err != nil {
+							t.Errorf("%s: %s: %v", q.pod.owner, name, err)
+							continue
+						}
+						val = filepath.Join(dir, name)
+						if err := os.WriteFile(val, b, 0o600); err != nil {
+							t.Fatal(err)
+						}
+					}
+					t.Setenv(name, val)
+				}
+				if err := config.Load(config.Prefix, specs[q.binary]()); err != nil {
+					t.Errorf("%s: the %s would not start:\n%v", q.pod.owner, q.binary, err)
+				}
+			})
+		}
+	})
+}
+
+// TestSecretsOnlyFromSecrets: a secret reaches a container through a
+// secretKeyRef or a file on a Secret volume, never as a literal, a
+// ConfigMap value or a whole-Secret envFrom.
+func TestSecretsOnlyFromSecrets(t *testing.T) {
+	secretVars := map[string]bool{}
+	for b := range specs {
+		for _, v := range vars(t, b) {
+			if v.Secret {
+				secretVars[v.Name] = true
+			}
+		}
+	}
+	isSecret := func(name string) bool {
+		return secretVars[name] || (logging.SecretKey(name) && !strings.HasSuffix(name, "_FILE"))
+	}
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, cm := range objectsOf[*corev1.ConfigMap](o) {
+			for k := range cm.Data {
+				if isSecret(k) {
+					t.Errorf("ConfigMap %s holds secret %s", cm.Name, k)
+				}
+			}
+		}
+		for _, p := range o.pods() {
+			for _, c := range containers(p.spec) {
+				for _, ef := range c.EnvFrom {
+					if ef.SecretRef != nil {
+						t.Errorf("%s %s: envFrom a whole Secret; use secretKeyRef or a file", p.owner, c.Name)
+					}
+				}
+				for _, e := range c.Env {
+					if isSecret(e.Name) && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+						t.Errorf("%s %s: %s not from a secretKeyRef", p.owner, c.Name, e.Name)
+					}
+				}
+				for _, a := range append(slices.Clone(c.Command), c.Args...) {
+					if m := regexp.MustCompile(`\$\((\w+)\)`).FindStringSubmatch(a); m != nil && isSecret(m[1]) && binary(c) != "qfetch" {
+						t.Errorf("%s %s: secret %s on the command line", p.owner, c.Name, m[1])
+					}
+				}
+			}
+		}
+		for _, q := range qfetchContainers(t, o) {
+			for name, v := range q.env {
+				if strings.HasSuffix(name, "_FILE") && secretVars[strings.TrimSuffix(name, "_FILE")] {
+					if _, err := o.secretFile(q.pod.spec, q.c, v.value); err != nil {
+						t.Errorf("%s: %s: %v", q.pod.owner, name, err)
+					}
+				}
+			}
+		}
+	})
+}
+
+var tagRE = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+
+// imagePinned: a tag other than latest, or a digest.
+func imagePinned(image string) error {
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		if !strings.HasPrefix(digest, "sha256:") {
+			return fmt.Errorf("bad digest")
+		}
+		return nil
+	}
+	last := image[strings.LastIndex(image, "/")+1:]
+	_, tag, ok := strings.Cut(last, ":")
+	switch {
+	case !ok:
+		return fmt.Errorf("no tag")
+	case tag == "latest":
+		return fmt.Errorf("tag latest")
+	case !tagRE.MatchString(tag):
+		return fmt.Errorf("bad tag %q", tag)
+	}
+	return nil
+}
+
+func TestImagePinned(t *testing.T) {
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{
+		{"nats:2.15.2-alpine", true}, {"localhost:5000/x:1", true}, {"x@sha256:ab", true},
+		{"nats", false}, {"nats:latest", false}, {"localhost:5000/x", false},
+	} {
+		if err := imagePinned(tc.image); (err == nil) != tc.ok {
+			t.Errorf("imagePinned(%q) = %v, want ok=%v", tc.image, err, tc.ok)
+		}
+	}
+}
+
+func TestImagesPinned(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, p := range o.pods() {
+			for _, c := range containers(p.spec) {
+				if err := imagePinned(c.Image); err != nil {
+					t.Errorf("%s %s: image %q: %v", p.owner, c.Name, c.Image, err)
+				}
+			}
+		}
+	})
+}
+
+func TestResourcesSet(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, p := range o.pods() {
+			for _, c := range containers(p.spec) {
+				r := c.Resources
+				for _, missing := range []struct {
+					what string
+					ok   bool
+				}{
+					{"requests.cpu", !r.Requests.Cpu().IsZero()},
+					{"requests.memory", !r.Requests.Memory().IsZero()},
+					{"limits.memory", !r.Limits.Memory().IsZero()},
+				} {
+					if !missing.ok {
+						t.Errorf("%s %s: no %s", p.owner, c.Name, missing.what)
+					}
+				}
+				if r.Limits.Memory().Cmp(*r.Requests.Memory()) < 0 {
+					t.Errorf("%s %s: memory limit below request", p.owner, c.Name)
+				}
+			}
+		}
+	})
+}
+
+// hasPort: a probe's or Service's port names or numbers one the container
+// exposes.
+func hasPort(c *corev1.Container, port intstr.IntOrString) bool {
+	for _, cp := range c.Ports {
+		if (port.Type == intstr.String && cp.Name == port.StrVal) ||
+			(port.Type == intstr.Int && cp.ContainerPort == port.IntVal) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestProbesAndPorts(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, p := range o.pods() {
+			for _, c := range containers(p.spec) {
+				for kind, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
+					if pr == nil {
+						continue
+					}
+					var port *intstr.IntOrString
+					switch {
+					case pr.HTTPGet != nil:
+						port = &pr.HTTPGet.Port
+					case pr.TCPSocket != nil:
+						port = &pr.TCPSocket.Port
+					}
+					if port != nil && !hasPort(c, *port) {
+						t.Errorf("%s %s: %s probe port %s is not a container port", p.owner, c.Name, kind, port.String())
+					}
+				}
+			}
+		}
+		for _, q := range qfetchContainers(t, o) {
+			if q.binary != "worker" {
+				continue
+			}
+			if q.c.LivenessProbe == nil || q.c.LivenessProbe.HTTPGet == nil || q.c.LivenessProbe.HTTPGet.Path != "/healthz" {
+				t.Errorf("%s: liveness probe is not GET /healthz", q.pod.owner)
+			}
+			if q.c.ReadinessProbe == nil || q.c.ReadinessProbe.HTTPGet == nil || q.c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+				t.Errorf("%s: readiness probe is not GET /readyz", q.pod.owner)
+			}
+			_, port, err := net.SplitHostPort(valueOf(t, "worker", q.env, "QFETCH_WORKER_LISTEN"))
+			if err != nil {
+				t.Fatalf("QFETCH_WORKER_LISTEN: %v", err)
+			}
+			n, _ := strconv.Atoi(port)
+			if !hasPort(q.c, intstr.FromInt32(int32(n))) {
+				t.Errorf("%s: QFETCH_WORKER_LISTEN port %s is not a container port", q.pod.owner, port)
+			}
+		}
+		// Every Service port reaches a container port of the pods it selects.
+		for _, s := range objectsOf[*corev1.Service](o) {
+			var sel []pod
+			for _, p := range o.pods() {
+				if len(s.Spec.Selector) > 0 && matchesAll(s.Spec.Selector, p.labels) {
+					sel = append(sel, p)
+				}
+			}
+			if len(sel) == 0 {
+				t.Errorf("Service %s selects no pod", s.Name)
+			}
+			for _, sp := range s.Spec.Ports {
+				for _, p := range sel {
+					found := false
+					for _, c := range p.spec.Containers {
+						found = found || hasPort(&c, sp.TargetPort)
+					}
+					if !found {
+						t.Errorf("Service %s port %s: target %s not on %s", s.Name, sp.Name, sp.TargetPort.String(), p.owner)
+					}
+				}
+			}
+		}
+	})
+}
+
+func matchesAll(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPodSecurity(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, p := range o.pods() {
+			ps := p.spec.SecurityContext
+			if p.spec.AutomountServiceAccountToken == nil || *p.spec.AutomountServiceAccountToken {
+				t.Errorf("%s: mounts a service account token", p.owner)
+			}
+			for _, c := range containers(p.spec) {
+				sc := c.SecurityContext
+				if sc == nil {
+					t.Errorf("%s %s: no securityContext", p.owner, c.Name)
+					continue
+				}
+				nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (ps != nil && ps.RunAsNonRoot != nil && *ps.RunAsNonRoot)
+				seccomp := (sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault) ||
+					(ps != nil && ps.SeccompProfile != nil && ps.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault)
+				for _, check := range []struct {
+					what string
+					ok   bool
+				}{
+					{"runAsNonRoot", nonRoot},
+					{"seccomp RuntimeDefault", seccomp},
+					{"allowPrivilegeEscalation: false", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+					{"readOnlyRootFilesystem", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
+					{"capabilities drop ALL", sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL") && len(sc.Capabilities.Add) == 0},
+					{"not privileged", sc.Privileged == nil || !*sc.Privileged},
+				} {
+					if !check.ok {
+						t.Errorf("%s %s: want %s", p.owner, c.Name, check.what)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestWorkerDeployment(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, q := range qfetchContainers(t, o) {
+			if q.binary != "worker" {
+				continue
+			}
+			grace, err := time.ParseDuration(valueOf(t, "worker", q.env, "QFETCH_WORKER_GRACE"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The worker's HTTP server gets 5s to shut down after the grace
+			// period (cmd/worker); SIGKILL must come after both.
+			need := grace + 5*time.Second
+			tg := q.pod.spec.TerminationGracePeriodSeconds
+			if tg == nil || time.Duration(*tg)*time.Second <= need {
+				t.Errorf("%s: terminationGracePeriodSeconds %v must exceed QFETCH_WORKER_GRACE %s + 5s", q.pod.owner, deref64(tg), grace)
+			}
+			if len(q.pod.spec.TopologySpreadConstraints) == 0 {
+				t.Errorf("%s: no topology spread", q.pod.owner)
+			}
+		}
+		if n := len(objectsOf[*appsv1.Deployment](o)); n == 0 {
+			t.Fatal("no Deployment")
+		}
+	})
+}
+
+func TestPlannerCronJob(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		var found bool
+		for _, cj := range objectsOf[*batchv1.CronJob](o) {
+			c := cj.Spec.JobTemplate.Spec.Template.Spec.Containers
+			if len(c) != 1 || binary(&c[0]) != "planner" {
+				continue
+			}
+			found = true
+			js := cj.Spec.JobTemplate.Spec
+			for _, check := range []struct {
+				what string
+				ok   bool
+			}{
+				{"concurrencyPolicy Forbid", cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent},
+				{"startingDeadlineSeconds", cj.Spec.StartingDeadlineSeconds != nil},
+				{"history limits", cj.Spec.SuccessfulJobsHistoryLimit != nil && cj.Spec.FailedJobsHistoryLimit != nil},
+				{"schedule in UTC", cj.Spec.TimeZone != nil && (*cj.Spec.TimeZone == "Etc/UTC" || *cj.Spec.TimeZone == "UTC")},
+				{"backoffLimit", js.BackoffLimit != nil},
+				{"activeDeadlineSeconds", js.ActiveDeadlineSeconds != nil},
+				{"restartPolicy Never", js.Template.Spec.RestartPolicy == corev1.RestartPolicyNever},
+			} {
+				if !check.ok {
+					t.Errorf("CronJob %s: want %s", cj.Name, check.what)
+				}
+			}
+		}
+		if !found {
+			t.Error("no planner CronJob")
+		}
+	})
+}
+
+// TestScaledObject: KEDA scales the worker Deployment on the workers
+// consumer's lag, from zero to ceil(QFETCH_MAX_IN_FLIGHT / slots).
+func TestScaledObject(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		sos := objectsOf[*ScaledObject](o)
+		if len(sos) != 1 {
+			t.Fatalf("want one ScaledObject, got %d", len(sos))
+		}
+		so := sos[0]
+		var worker *qfetchContainer
+		for _, q := range qfetchContainers(t, o) {
+			if q.binary == "worker" && q.pod.owner == "Deployment/"+so.Spec.ScaleTargetRef.Name {
+				worker = &q
+			}
+		}
+		if worker == nil {
+			t.Fatalf("ScaledObject %s targets %q, not the worker Deployment", so.Name, so.Spec.ScaleTargetRef.Name)
+		}
+		atoi := func(name string) int {
+			n, err := strconv.Atoi(valueOf(t, "worker", worker.env, name))
+			if err != nil || n < 1 {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return n
+		}
+		maxInFlight, slots := atoi("QFETCH_MAX_IN_FLIGHT"), atoi("QFETCH_WORKER_SLOTS")
+		want := int32(math.Ceil(float64(maxInFlight) / float64(slots)))
+		if m := so.Spec.MaxReplicaCount; m == nil || *m != want {
+			t.Errorf("maxReplicaCount %v, want ceil(%d/%d) = %d", deref(m), maxInFlight, slots, want)
+		}
+		if m := so.Spec.MinReplicaCount; m == nil || *m != 0 {
+			t.Errorf("minReplicaCount %v, want 0", deref(m))
+		}
+		if len(so.Spec.Triggers) != 1 {
+			t.Fatalf("want one trigger, got %d", len(so.Spec.Triggers))
+		}
+		tr := so.Spec.Triggers[0]
+		md := tr.Metadata
+		for k, want := range map[string]string{
+			"stream":       msg.StreamBatches,
+			"consumer":     msg.ConsumerWorkers,
+			"lagThreshold": strconv.Itoa(slots),
+		} {
+			if md[k] != want {
+				t.Errorf("trigger %s = %q, want %q", k, md[k], want)
+			}
+		}
+		if tr.Type != "nats-jetstream" {
+			t.Errorf("trigger type %q", tr.Type)
+		}
+		if _, _, err := net.SplitHostPort(md["natsServerMonitoringEndpoint"]); err != nil {
+			t.Errorf("natsServerMonitoringEndpoint %q: %v", md["natsServerMonitoringEndpoint"], err)
+		}
+	})
+}
+
+func deref(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestNetworkPolicy: every planner and worker pod is isolated both ways;
+// egress reaches DNS, NATS, the S3 endpoint, Qualys and HTTPS and nothing
+// else; ingress only the worker's metrics port.
+func TestNetworkPolicy(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		for _, q := range qfetchContainers(t, o) {
+			var pols []*networkingv1.NetworkPolicy
+			for _, np := range objectsOf[*networkingv1.NetworkPolicy](o) {
+				if labelsMatch(&np.Spec.PodSelector, q.pod.labels) {
+					pols = append(pols, np)
+				}
+			}
+			if len(pols) != 1 {
+				t.Errorf("%s: selected by %d NetworkPolicies, want 1", q.pod.owner, len(pols))
+				continue
+			}
+			np := pols[0]
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+				t.Errorf("NetworkPolicy %s: want policyTypes Ingress and Egress", np.Name)
+			}
+			portOf := func(hostport, def string) int32 {
+				_, p, err := net.SplitHostPort(hostport)
+				if err != nil {
+					p = def
+				}
+				n, _ := strconv.Atoi(p)
+				return int32(n)
+			}
+			u, err := url.Parse(valueOf(t, q.binary, q.env, "QFETCH_QUALYS_URL"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			qualysPort := map[string]string{"https": "443", "http": "80"}[u.Scheme]
+			if u.Port() != "" {
+				qualysPort = u.Port()
+			}
+			natsURL := strings.Split(valueOf(t, q.binary, q.env, "QFETCH_NATS_URL"), ",")[0]
+			if !strings.Contains(natsURL, "://") {
+				natsURL = "nats://" + natsURL
+			}
+			nu, err := url.Parse(natsURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s3Default := "443"
+			if valueOf(t, q.binary, q.env, "QFETCH_S3_SECURE") == "false" {
+				s3Default = "80"
+			}
+			need := map[string]bool{
+				"UDP/53": true, "TCP/443": true,
+				fmt.Sprintf("TCP/%d", portOf(nu.Host, "4222")):                                              true,
+				fmt.Sprintf("TCP/%d", portOf(valueOf(t, q.binary, q.env, "QFETCH_S3_ENDPOINT"), s3Default)): true,
+				fmt.Sprintf("TCP/%d", portOf(u.Host, qualysPort)):                                           true,
+			}
+			have := map[string]bool{}
+			for _, r := range np.Spec.Egress {
+				if len(r.Ports) == 0 {
+					t.Errorf("NetworkPolicy %s: an egress rule without ports opens everything", np.Name)
+				}
+				for _, p := range r.Ports {
+					proto := "TCP"
+					if p.Protocol != nil {
+						proto = string(*p.Protocol)
+					}
+					key := proto + "/" + p.Port.String()
+					have[key] = true
+					if !need[key] && key != "TCP/53" {
+						t.Errorf("NetworkPolicy %s: egress %s is more than qfetch needs", np.Name, key)
+					}
+				}
+			}
+			for k := range need {
+				if !have[k] {
+					t.Errorf("NetworkPolicy %s: no egress %s for %s", np.Name, k, q.binary)
+				}
+			}
+			var ingress []string
+			for _, r := range np.Spec.Ingress {
+				if len(r.Ports) == 0 {
+					t.Errorf("NetworkPolicy %s: an ingress rule without ports opens everything", np.Name)
+				}
+				for _, p := range r.Ports {
+					ingress = append(ingress, p.Port.String())
+					if q.binary != "worker" || !hasPort(q.c, *p.Port) {
+						t.Errorf("NetworkPolicy %s: ingress %s is not the worker's metrics port", np.Name, p.Port.String())
+					}
+				}
+			}
+			if q.binary == "worker" && len(ingress) == 0 {
+				t.Errorf("NetworkPolicy %s: metrics port not reachable", np.Name)
+			}
+		}
+	})
+}
+
+func deref64(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
