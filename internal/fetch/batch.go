@@ -227,7 +227,7 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 			w.deadLetter(actx, m, log, fmt.Sprintf("%d failed attempts", n), err)
 			return
 		}
-		if n >= w.cfg.SplitAfter && isTimeout(err) && b.Hosts > 1 && w.split(actx, m, b, err, log) {
+		if n >= w.cfg.SplitAfter && tooBig(err) && b.Hosts > 1 && w.split(actx, m, b, err, log) {
 			return
 		}
 		// 30 s doubling: Qualys' own scripts wait 30 + 2^n s; a 5xx there
@@ -246,12 +246,12 @@ func stopping(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (errors.Is(err, cause) || errors.Is(err, context.Canceled) || errors.Is(err, errGraceOver))
 }
 
-// isTimeout reports a stall or a slow first byte: what an oversized batch
-// does to a call.
-func isTimeout(err error) bool {
+// tooBig reports what an oversized batch does to a call: a stall, a slow
+// first byte, or a request refused for its size.
+func tooBig(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.Is(err, qualys.ErrIdleTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		(errors.As(err, &te) && te.Timeout())
+		errors.Is(err, qualys.ErrTooLarge) || (errors.As(err, &te) && te.Timeout())
 }
 
 func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {

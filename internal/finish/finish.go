@@ -94,13 +94,14 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if err != nil {
 		return err
 	}
-	// Each split replaces one batch by two: a quick count rules out most
-	// calls before the full check lists every result.
+	// Every planned batch needs at least one result (its own, or its
+	// halves'): a quick count rules out most calls before the full check
+	// lists every result.
 	n, err := f.q.CountDone(ctx, run)
 	if err != nil {
 		return err
 	}
-	if n < rec.BatchesPlanned+len(splits) {
+	if n < rec.BatchesPlanned {
 		return nil
 	}
 	results, err := f.q.DoneBatches(ctx, run)

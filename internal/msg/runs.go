@@ -54,7 +54,10 @@ type RunRecord struct {
 	// once every batch is published.
 	PlanningComplete bool `json:"planning_complete"`
 	BatchesPlanned   int  `json:"batches_planned"`
-	HostsPlanned     int  `json:"hosts_planned"`
+	// HostsPlanned counts the hosts recorded in the planned batches; a
+	// batch rebuilt after a planner restart may hold fewer (hosts that
+	// left the window meanwhile, which the next run covers).
+	HostsPlanned int `json:"hosts_planned"`
 	// Progress is the planner's write-ahead record (see PlanProgress). A
 	// resumed planner continues from there.
 	Progress PlanProgress `json:"progress"`

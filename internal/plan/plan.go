@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -353,6 +354,15 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 		if len(batch) > 0 {
 			if err := publish(redo, qualys.Cursor{Page: prog.End.Page, IDMin: prog.End.IDMin}, false); err != nil {
 				return err
+			}
+		} else {
+			// Every host of the recorded batch left the window before it
+			// was published: nothing to fetch, but the run counts it, so
+			// it is recorded done as empty (a copy published before the
+			// crash, if any, overwrites this when a worker stores it).
+			if err := p.q.MarkDone(ctx, msg.BatchResult{Run: rec.ID, Batch: strconv.Itoa(redo), Worker: p.cfg.Owner,
+				At: p.cfg.Now().UTC()}); err != nil {
+				return fmt.Errorf("recording empty batch %d: %w", redo, err)
 			}
 		}
 		hosts, redo = prog.End.Hosts, 0

@@ -587,3 +587,60 @@ func TestResumeAfterStopWithUnackedPublishes(t *testing.T) {
 			rec.ID, rec.BatchesPlanned, len(missing), missing)
 	}
 }
+
+// TestResumeEmptyRecordedBatch: the planner wrote the record for batch 1
+// and crashed before publishing it; before the restart every host of batch
+// 1 left the window. The resumed planner has nothing to publish for it, so
+// it records it done as empty: every planned batch is in the stream or
+// done, and the run can complete.
+func TestResumeEmptyRecordedBatch(t *testing.T) {
+	e := setup(t, 2_000, qualysim.Config{})
+	e.sim.Advance(10 * 24 * time.Hour)
+	cfg := e.cfg
+	cfg.BatchSize = 10
+	cfg.PageSize = 0
+	ctx := t.Context()
+	before := e.sim.Clock().Now().UTC().Truncate(time.Second)
+	truth := slices.Collect(e.sim.HostListTruth(time.Time{}, before))
+	if len(truth) == 0 || truth[0] < 2 {
+		t.Skipf("truth %d hosts, first %v", len(truth), truth)
+	}
+	// Batch 1 covered IDs (0, truth[0]-1]: all of them gone from the window.
+	rec := msg.RunRecord{ID: "20260110T000000Z-abcdef", Before: before, State: msg.RunPlanning, Planner: "crashed",
+		Progress: msg.PlanProgress{Batches: 1, End: msg.PlanCursor{Page: 1, LastID: truth[0] - 1, Hosts: 10}}}
+	if _, err := e.q.CreateRun(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.planner(t, cfg).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Resumed {
+		t.Fatalf("outcome %+v", out)
+	}
+	got, _ := e.q.GetRun(ctx, rec.ID)
+	have := map[int]bool{}
+	for _, b := range e.batches(t) {
+		have[b.Number] = true
+	}
+	done, err := e.q.DoneBatches(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range done {
+		if r.Batch != "1" || r.HostsRequested != 0 || len(r.Objects) != 0 {
+			t.Fatalf("done record %+v", r)
+		}
+		have[1] = true
+	}
+	var missing []int
+	for n := 1; n <= got.BatchesPlanned; n++ {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("BatchesPlanned %d but batches %v are in neither the stream nor the done records: the run can never complete",
+			got.BatchesPlanned, missing)
+	}
+}

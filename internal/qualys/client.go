@@ -192,6 +192,11 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		}
 		e.Text = c.scrub(e.Text)
 		e.Endpoint, e.Status = path, resp.StatusCode
+		if tooLarge(resp.StatusCode) {
+			// About this request's size, not about the fleet: a smaller
+			// batch gets through.
+			return nil, failure.Retryable(fmt.Errorf("%w: %w", ErrTooLarge, e))
+		}
 		if e.Code == 0 && (e.Root == "" || e.Root == "html") && fromIntermediary(resp.StatusCode) {
 			// A 4xx that is no Qualys document comes from something in
 			// between (proxy, firewall, gateway): every call meets it, so
@@ -214,6 +219,15 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		idle:   idle,
 		cancel: cancel,
 	}, nil
+}
+
+// ErrTooLarge is wrapped when a request was refused for its size (413,
+// 414, 431): the batch should be split, the fleet is fine.
+var ErrTooLarge = errors.New("request too large")
+
+func tooLarge(status int) bool {
+	return status == http.StatusRequestEntityTooLarge || status == http.StatusRequestURITooLong ||
+		status == http.StatusRequestHeaderFieldsTooLarge
 }
 
 // fromIntermediary reports a 4xx status that, without a Qualys document,
