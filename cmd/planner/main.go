@@ -16,6 +16,7 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 )
 
@@ -43,7 +44,8 @@ func run(ctx context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	parts, err := app.Build(ctx, "qfetch-planner", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}, false)
+	parts, err := app.Build(ctx, "qfetch-planner", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet,
+		PartSize: objstore.MinPartSize}, false)
 	if err != nil {
 		return err
 	}

@@ -24,8 +24,6 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
-	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/msg"
 )
 
 type spec struct {
@@ -82,39 +80,25 @@ func run(soft, hard context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	parts, err := app.Build(soft, "qfetch-worker", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}, true)
+	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}
+	parts, err := app.Build(soft, "qfetch-worker", sections, true)
 	if err != nil {
 		return err
 	}
 	defer parts.Close()
-	log, q, store, nc := parts.Log, parts.Queue, parts.Store, parts.NATS
-	fin := finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log)
+	log := parts.Log
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w := fetch.New(fetch.Config{
-		Slots:           s.Worker.Slots,
-		Prefix:          s.S3.Prefix,
-		TruncationLimit: s.Qualys.DetectionTruncationLimit,
-		Owner:           app.Owner(),
-		Grace:           s.Worker.Grace,
-		ProbeEvery:      s.Worker.ProbeEvery,
-	}, fetch.Deps{
-		Queue:     q,
-		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
-		API:       parts.Qualys,
-		Store:     store,
-		Finish:    fin,
-		Metrics:   fetch.NewMetrics(reg),
-		Log:       log,
-	})
+	w := app.Worker(parts, sections, s.Worker, fetch.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", s.Worker.Listen)
 	if err != nil {
 		return fmt.Errorf("%w: QFETCH_WORKER_LISTEN: %w", app.ErrConfig, err)
 	}
-	srv := &http.Server{Handler: w.Handler(reg, nc.IsConnected), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: w.Handler(reg, parts.NATS.IsConnected), ReadHeaderTimeout: 10 * time.Second}
 
-	log.Info("worker started", "slots", s.Worker.Slots, "listen", ln.Addr().String(), "store", store.Describe())
+	log.Info("worker started", "slots", s.Worker.Slots, "listen", ln.Addr().String(), "store", parts.Store.Describe())
 	var g errgroup.Group
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
@@ -86,8 +88,8 @@ func Qualys(c config.Qualys) (*qualys.Client, error) {
 	return cl, nil
 }
 
-// S3 builds the object store.
-func S3(c config.S3) (*objstore.S3, error) {
+// S3 builds the object store; partSize 0 is the default part size.
+func S3(c config.S3, partSize uint64) (*objstore.S3, error) {
 	s, err := objstore.NewS3(objstore.S3Config{
 		Endpoint:  c.Endpoint,
 		Secure:    c.Secure,
@@ -96,6 +98,7 @@ func S3(c config.S3) (*objstore.S3, error) {
 		Region:    c.Region,
 		Bucket:    c.Bucket,
 		CAFile:    c.CAFile,
+		PartSize:  partSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -169,6 +172,9 @@ type Sections struct {
 	NATS   config.NATS
 	Log    config.Log
 	Fleet  config.Fleet
+	// PartSize is the store's multipart part size (0: the default). The
+	// planner's pages are a few MB: the smallest part keeps it lean.
+	PartSize uint64
 }
 
 // Build wires the parts for the process called name. ownsConsumer is true
@@ -183,7 +189,7 @@ func Build(ctx context.Context, name string, s Sections, ownsConsumer bool) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	store, err := S3(s.S3)
+	store, err := S3(s.S3, s.PartSize)
 	if err != nil {
 		return nil, err
 	}
@@ -201,3 +207,24 @@ func Build(ctx context.Context, name string, s Sections, ownsConsumer bool) (*Pa
 
 // Close closes the NATS connection.
 func (p *Parts) Close() { p.NATS.Close() }
+
+// Worker wires a worker on parts, with its finisher; metrics may be nil.
+func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetch.Worker {
+	q := p.Queue
+	return fetch.New(fetch.Config{
+		Slots:           w.Slots,
+		Prefix:          s.S3.Prefix,
+		TruncationLimit: s.Qualys.DetectionTruncationLimit,
+		Owner:           Owner(),
+		Grace:           w.Grace,
+		ProbeEvery:      w.ProbeEvery,
+	}, fetch.Deps{
+		Queue:     q,
+		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		API:       p.Qualys,
+		Store:     p.Store,
+		Finish:    finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: Owner()}, q, p.Store, p.Log),
+		Metrics:   metrics,
+		Log:       p.Log,
+	})
+}

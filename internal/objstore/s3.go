@@ -12,7 +12,6 @@ import (
 	"iter"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -91,9 +90,39 @@ type S3 struct {
 	bucket   string
 	endpoint string
 	partSize int
-	// bufs holds part buffers: a Put holds exactly one while it runs, and
-	// reuses one a finished Put gave back.
-	bufs sync.Pool
+	// free holds idle part buffers for reuse. A bounded free list, not a
+	// sync.Pool: a pool keeps one per processor, so memory would grow with
+	// GOMAXPROCS rather than with the Puts running (I4).
+	free chan []byte
+}
+
+// smallPut is how much a Put reads before it commits to a full part
+// buffer: small objects (manifests, markers, Host List pages under it)
+// never take one.
+const smallPut = 1 << 20
+
+// idleBuffers bounds the free list.
+const idleBuffers = 2
+
+// take returns an idle part buffer, or nil.
+func (s *S3) take() []byte {
+	select {
+	case b := <-s.free:
+		return b
+	default:
+		return nil
+	}
+}
+
+// release keeps a full-size buffer for the next Put if there is room.
+func (s *S3) release(b []byte) {
+	if len(b) != s.partSize {
+		return
+	}
+	select {
+	case s.free <- b:
+	default:
+	}
 }
 
 // NewS3 checks cfg and makes a client. It does not contact the service: call
@@ -159,12 +188,13 @@ func NewS3(cfg S3Config) (*S3, error) {
 		return nil, fmt.Errorf("objstore: S3 client for %s: %w", cfg.Endpoint, err)
 	}
 	s := &S3{core: core, bucket: cfg.Bucket, endpoint: cfg.Endpoint, partSize: int(cfg.PartSize)}
-	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	s.free = make(chan []byte, idleBuffers)
 	return s, nil
 }
 
-// Describe names the bucket and endpoint for logs: s3://bucket@endpoint.
-func (s *S3) Describe() string { return "s3://" + s.bucket + "@" + s.endpoint }
+// Describe names the bucket and endpoint for logs: s3://endpoint/bucket
+// (not bucket@endpoint, which log scrubbing would take for credentials).
+func (s *S3) Describe() string { return "s3://" + s.endpoint + "/" + s.bucket }
 
 // Check verifies that the bucket exists and that these credentials may see
 // it. Its errors are fleet-wide (missing bucket, refused credentials, TLS)
@@ -200,12 +230,25 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
 	}
-	bufp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bufp)
-	buf := *bufp
-
+	// Read a little first: only a stream longer than that takes a whole
+	// part buffer.
+	buf := s.take()
+	if buf == nil {
+		buf = make([]byte, min(smallPut, s.partSize))
+	}
 	src := &source{r: r, h: sha256.New()}
 	n, err := src.fill(buf)
+	if err == nil && !src.done && len(buf) < s.partSize {
+		full := s.take()
+		if full == nil {
+			full = make([]byte, s.partSize)
+		}
+		copy(full, buf[:n])
+		var m int
+		m, err = src.fill(full[n:])
+		n, buf = n+m, full
+	}
+	defer s.release(buf)
 	if err != nil {
 		return Object{}, err
 	}

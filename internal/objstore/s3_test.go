@@ -378,7 +378,7 @@ func TestS3ConfigHidesSecret(t *testing.T) {
 		}
 	}
 	s := newS3(t, cfg)
-	if d := s.Describe(); d != "s3://bkt@h:1" {
+	if d := s.Describe(); d != "s3://h:1/bkt" {
 		t.Errorf("Describe = %q", d)
 	}
 }
