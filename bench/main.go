@@ -1,0 +1,240 @@
+// Command bench measures qfetch end to end against its real parts (pinned
+// nats-server and MinIO, the Qualys simulator, the built planner and worker).
+//
+//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner] [-cpuprofile f] [-v]
+//
+// The machine is assumed shared and noisy: each figure is the min and median
+// of -reps runs, and each case with a baseline is interleaved with it, rep by
+// rep, in the same run. Sizes: small (CI: 64 MiB, 128 MiB, 100k hosts),
+// default (1 GiB, 2 GiB, 1M hosts), big (default plus the planner at 10M).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sizeSpec is what one -size runs.
+type sizeSpec struct {
+	PipelineBytes int64   // scenario pipeline: one response of about this size
+	MemoryBytes   int64   // scenario memory
+	PlannerHosts  []int64 // scenario planner, one row each
+}
+
+var sizes = map[string]sizeSpec{
+	"small":   {PipelineBytes: 64 << 20, MemoryBytes: 128 << 20, PlannerHosts: []int64{100_000}},
+	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000}},
+	"big":     {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000}},
+}
+
+// Fixed shape of the runs.
+const (
+	batchHosts    = 1000    // hosts in the detection batch (QFETCH_BATCH_SIZE default)
+	plannerBatch  = 1000    // QFETCH_BATCH_SIZE for the planner scenario
+	plannerPage   = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
+	bucketName    = "qfetch-bench"
+	allScenarios  = "pipeline,memory,planner"
+	rssTarget     = 64 << 20
+	pipelineRatio = 0.95
+)
+
+type options struct {
+	size       string
+	spec       sizeSpec
+	reps       int
+	jsonOut    string
+	scenarios  []string
+	cpuProfile string
+	keep       bool
+	child      bool
+}
+
+func main() {
+	var o options
+	var scen string
+	flag.StringVar(&o.size, "size", "default", "small (CI), default or big (adds the planner at 10M hosts)")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement (min and median are reported)")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&scen, "scenarios", allScenarios, "comma-separated subset of "+allScenarios)
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "after the pipeline reps, run the worker path once more in-process and write its CPU profile here")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, built binaries) for inspection")
+	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr")
+	flag.BoolVar(&o.child, "child", false, "internal: run as one of the harness's child processes (job on stdin)")
+	flag.Parse()
+
+	if o.child {
+		if err := runChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	spec, ok := sizes[o.size]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: -size must be small, default or big, got %q\n", o.size)
+		os.Exit(2)
+	}
+	o.spec = spec
+	if o.reps < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1")
+		os.Exit(2)
+	}
+	for s := range strings.SplitSeq(scen, ",") {
+		if s = strings.TrimSpace(s); !slices.Contains(strings.Split(allScenarios, ","), s) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want a subset of %s)\n", s, allScenarios)
+			os.Exit(2)
+		}
+		o.scenarios = append(o.scenarios, s)
+	}
+	if o.cpuProfile != "" {
+		abs, err := filepath.Abs(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		o.cpuProfile = abs
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// harness holds what the scenarios share.
+type harness struct {
+	o        options
+	root     string // module root
+	tmp      string
+	self     string // this binary, re-executed for the child processes
+	natsBin  string
+	minioBin string
+	planner  string
+	worker   string
+	s3       *minioServer
+	rep      *report
+}
+
+func run(ctx context.Context, o options) (err error) {
+	h := &harness{o: o, rep: newReport(o)}
+	if h.root, err = moduleRoot(); err != nil {
+		return err
+	}
+	binDir := os.Getenv("QFETCH_BIN_DIR")
+	if binDir == "" {
+		binDir = filepath.Join(h.root, "bin")
+	}
+	h.natsBin, h.minioBin = filepath.Join(binDir, "nats-server"), filepath.Join(binDir, "minio")
+	for _, b := range []string{h.natsBin, h.minioBin} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%s missing: build the pinned tools with scripts/install-tools (%w)", b, err)
+		}
+	}
+	if h.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if h.tmp, err = os.MkdirTemp("", "qfetch-bench-"); err != nil {
+		return err
+	}
+	defer func() {
+		if o.keep {
+			fmt.Fprintln(os.Stderr, "bench: kept", h.tmp)
+			return
+		}
+		if rerr := os.RemoveAll(h.tmp); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+
+	progress("building cmd/planner and cmd/worker")
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(h.tmp, "bin")+"/", "./cmd/planner", "./cmd/worker")
+	build.Dir = h.root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	h.planner, h.worker = filepath.Join(h.tmp, "bin", "planner"), filepath.Join(h.tmp, "bin", "worker")
+
+	progress("starting MinIO")
+	if h.s3, err = startMinIO(ctx, h.minioBin, filepath.Join(h.tmp, "minio"), bucketName); err != nil {
+		return err
+	}
+	defer func() {
+		if serr := h.s3.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	for _, s := range o.scenarios {
+		var err error
+		switch s {
+		case "pipeline":
+			err = h.pipeline(ctx)
+		case "memory":
+			err = h.memory(ctx)
+		case "planner":
+			for _, n := range o.spec.PlannerHosts {
+				if err = h.plannerScale(ctx, n); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+
+	h.rep.Finished = time.Now().UTC()
+	h.rep.print(os.Stdout)
+	if o.jsonOut != "" {
+		data, err := json.MarshalIndent(h.rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// moduleRoot walks up from the working directory to the go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the qfetch module")
+		}
+		dir = parent
+	}
+}
+
+// machine describes where the numbers come from.
+func machine() string {
+	return fmt.Sprintf("%s %s/%s, %d CPUs", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+}
