@@ -34,9 +34,12 @@ type Config struct {
 	Grace           time.Duration // on stop: how long in-flight fetches may finish; default 20s
 	PullWait        time.Duration // one pull request's wait; default 5s
 	InProgressEvery time.Duration // InProgress cadence while a batch runs; default AckWait/4
-	MaxBackoff      time.Duration // cap on retry delays; default 10m
-	ProbeEvery      time.Duration // fleet-wide fault probe interval; default 30s
-	SplitAfter      int           // timeouts of one batch before it is split; default 3
+	// MaxBackoff caps retry delays; default 2m. JetStream counts a batch
+	// Nak'ed with a delay against MaxAckPending until it is redelivered, so
+	// a long delay holds one of the fleet's few slots idle.
+	MaxBackoff time.Duration
+	ProbeEvery time.Duration // fleet-wide fault probe interval; default 30s
+	SplitAfter int           // timeouts of one batch before it is split; default 3
 	// BreakAfter is how many retryable failures, over more than one batch
 	// and with no success between, make the worker treat the fault as
 	// fleet-wide: an outage must not use up every batch's chances. Default
@@ -59,7 +62,7 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 		c.InProgressEvery = ackWait / 4
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 10 * time.Minute
+		c.MaxBackoff = 2 * time.Minute
 	}
 	if c.ProbeEvery <= 0 {
 		c.ProbeEvery = 30 * time.Second

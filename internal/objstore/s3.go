@@ -283,7 +283,29 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		}
 		return Object{}, err
 	}
+	s.abortOrphans(ctx, key)
 	return Object{Key: key, Size: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
+}
+
+// abortOrphans aborts the multipart uploads still open for key once the key
+// is written whole: they belong to a writer that died mid-upload (a killed
+// worker, whose batch was redelivered to us), and nobody else would ever
+// abort them (I2). A live writer of the same key would be a duplicate
+// delivery; its Put fails and its batch is retried, which is harmless.
+// Best effort: a bucket lifecycle rule for incomplete uploads remains the
+// backstop (deploy/README.md).
+func (s *S3) abortOrphans(ctx context.Context, key string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	res, err := s.core.ListMultipartUploads(ctx, s.bucket, key, "", "", "", 100)
+	if err != nil {
+		return
+	}
+	for _, u := range res.Uploads {
+		if u.Key == key {
+			_ = s.core.AbortMultipartUpload(ctx, s.bucket, key, u.UploadID)
+		}
+	}
 }
 
 // putParts uploads buf[:n], then the rest of src part by part, and completes

@@ -260,8 +260,16 @@ scan:
 	default:
 		return rec, false, "", fmt.Errorf("plan: reading the watermark: %w", err)
 	}
+	// Run IDs sort by time to the second; a run opened in the same second
+	// as the newest one (a failed run retried at once) must still sort
+	// after it, since the scan above goes newest first.
+	id := newRunID(now)
+	for t := now; len(ids) > 0 && id <= ids[len(ids)-1]; {
+		t = t.Add(time.Second)
+		id = newRunID(t)
+	}
 	rec = msg.RunRecord{
-		ID:      newRunID(now),
+		ID:      id,
 		After:   after.UTC(),
 		Before:  now,
 		Params:  p.cfg.DetectionParams,

@@ -644,3 +644,23 @@ func TestResumeEmptyRecordedBatch(t *testing.T) {
 			got.BatchesPlanned, missing)
 	}
 }
+
+// TestRunIDsSortAfterSameSecond: a run opened in the same second as the
+// previous one still sorts after it.
+func TestRunIDsSortAfterSameSecond(t *testing.T) {
+	e := setup(t, 2_000, qualysim.Config{})
+	e.sim.SetRejectLogins(true)
+	first, _ := e.planner(t, e.cfg).Run(t.Context()) // fails: the run is marked failed
+	e.sim.SetRejectLogins(false)
+	second, err := e.planner(t, e.cfg).Run(t.Context()) // same frozen clock second
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.q.RunIDs(t.Context())
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("runs %v, %v", ids, err)
+	}
+	if ids[0] != first.Run || ids[1] != second.Run {
+		t.Fatalf("runs sort %v; want the failed %s before the new %s", ids, first.Run, second.Run)
+	}
+}
