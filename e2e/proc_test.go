@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/qfetch/qfetch/internal/testenv"
 )
 
 // stopGrace is how long a process gets after SIGTERM before SIGKILL.
@@ -32,7 +34,7 @@ type bins struct {
 // harness, and the busiest process.
 func buildBinaries(t *testing.T, dir string) bins {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,23 +74,6 @@ func goTool() (string, error) {
 		return p, nil
 	}
 	return "", errors.New("no go command in PATH")
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // proc is one child process. Its stdout and stderr go to one log file

@@ -53,7 +53,7 @@ func findBinary(name string) (string, error) {
 		}
 		tried = append(tried, p)
 	}
-	if root, err := moduleRoot(); err == nil {
+	if root, err := ModuleRoot(); err == nil {
 		p := filepath.Join(root, "bin", name)
 		if isExecutable(p) {
 			return p, nil
@@ -73,9 +73,9 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// moduleRoot walks up from the working directory (a test runs in its
+// ModuleRoot walks up from the working directory (a test runs in its
 // package's directory) to the directory holding go.mod.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
