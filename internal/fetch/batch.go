@@ -209,7 +209,11 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 		w.deadLetter(actx, m, log, "permanent failure", err)
 
 	default: // retryable, and anything nobody classified
-		if w.streak.fail(b.Run+"/"+b.Key(), w.cfg.BreakAfter) {
+		// A stall or a size refusal says the batch is too big, whatever
+		// else fails: it is always charged, so it gets split. Other
+		// failures spread over batches with no success between are an
+		// outage: paused, never charged (I6).
+		if !tooBig(err) && w.streak.fail(b.Run+"/"+b.Key(), w.cfg.BreakAfter) {
 			// Failures across batches with no success between: an outage,
 			// not this batch. Pause like a fleet-wide fault, uncharged.
 			w.gate.setFault(err)

@@ -10,9 +10,9 @@ import (
 )
 
 // TestOversizedBatchesStillSplit: every batch of the run stalls (the
-// batches are too big for one call) while the login probe passes. The
-// outage breaker may trip, but a passing probe resets it, so failures are
-// charged again and the batches reach SplitAfter and get split.
+// batches are too big for one call) while the login probe passes. Stalls
+// are a size signal, not an outage: they are charged whatever else fails,
+// so the batches reach SplitAfter and get split.
 func TestOversizedBatchesStillSplit(t *testing.T) {
 	e := setup(t, opts{hosts: 400, batchSize: 200, maxFailures: 20,
 		sim: qualysim.Config{Faults: qualysim.Faults{StallFor: time.Minute}}})

@@ -358,10 +358,6 @@ func (w *Worker) probe(ctx context.Context) error {
 			err = w.store.Check(ctx)
 		}
 		if err == nil {
-			// The dependencies answer: whatever fails next is judged afresh,
-			// so a batch that fails alone is charged (and split or
-			// dead-lettered) rather than taken for an outage forever.
-			w.streak.reset()
 			w.metrics.probes.WithLabelValues("ok").Inc()
 			w.log.Info("fleet-wide fault cleared; pulling again", "was", fault)
 			w.gate.clearFault()

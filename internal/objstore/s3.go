@@ -94,6 +94,8 @@ type S3 struct {
 	// sync.Pool: a pool keeps one per processor, so memory would grow with
 	// GOMAXPROCS rather than with the Puts running (I4).
 	free chan []byte
+	// orphanAge: see defaultOrphanAge.
+	orphanAge time.Duration
 }
 
 // smallPut is how much a Put reads before it commits to a full part
@@ -189,6 +191,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	}
 	s := &S3{core: core, bucket: cfg.Bucket, endpoint: cfg.Endpoint, partSize: int(cfg.PartSize)}
 	s.free = make(chan []byte, idleBuffers)
+	s.orphanAge = defaultOrphanAge
 	return s, nil
 }
 
@@ -230,6 +233,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
 	}
+	started := time.Now()
 	// Read a little first: only a stream longer than that takes a whole
 	// part buffer.
 	buf := s.take()
@@ -283,18 +287,23 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		}
 		return Object{}, err
 	}
-	s.abortOrphans(ctx, key)
+	s.abortOrphans(ctx, key, started)
 	return Object{Key: key, Size: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
 }
 
+// defaultOrphanAge is how much older than a finished Put an open upload of
+// the same key must be to count as orphaned. A killed worker's batch comes
+// back only after AckWait (minutes); writers racing on one key start
+// together.
+const defaultOrphanAge = time.Minute
+
 // abortOrphans aborts the multipart uploads still open for key once the key
-// is written whole: they belong to a writer that died mid-upload (a killed
-// worker, whose batch was redelivered to us), and nobody else would ever
-// abort them (I2). A live writer of the same key would be a duplicate
-// delivery; its Put fails and its batch is retried, which is harmless.
-// Best effort: a bucket lifecycle rule for incomplete uploads remains the
-// backstop (deploy/README.md).
-func (s *S3) abortOrphans(ctx context.Context, key string) {
+// is written whole, if they began well before this Put: they belong to a
+// writer that died mid-upload (a killed worker, whose batch was redelivered
+// to us), and nobody else would ever abort them (I2). Best effort: a bucket
+// lifecycle rule for incomplete uploads remains the backstop
+// (deploy/README.md).
+func (s *S3) abortOrphans(ctx context.Context, key string, started time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
 	res, err := s.core.ListMultipartUploads(ctx, s.bucket, key, "", "", "", 100)
@@ -302,7 +311,7 @@ func (s *S3) abortOrphans(ctx context.Context, key string) {
 		return
 	}
 	for _, u := range res.Uploads {
-		if u.Key == key {
+		if u.Key == key && u.Initiated.Before(started.Add(-s.orphanAge)) {
 			_ = s.core.AbortMultipartUpload(ctx, s.bucket, key, u.UploadID)
 		}
 	}
