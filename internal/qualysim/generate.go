@@ -234,9 +234,8 @@ func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
 	}
 }
 
-// basicHost is a Host List HOST with details=Basic.
-func (s *Sim) basicHost(o *out, h hostRef) {
-	a := s.attrs(h)
+// hostHead opens a HOST with the elements both APIs start it with.
+func (o *out) hostHead(a *hostAttrs, h hostRef) {
 	o.s("      <HOST>\n        <ID>")
 	o.u(h.id)
 	o.s("</ID>\n        <IP>")
@@ -244,6 +243,12 @@ func (s *Sim) basicHost(o *out, h hostRef) {
 	o.s("</IP>\n        <TRACKING_METHOD>")
 	o.s(a.tracking)
 	o.s("</TRACKING_METHOD>\n")
+}
+
+// basicHost is a Host List HOST with details=Basic.
+func (s *Sim) basicHost(o *out, h hostRef) {
+	a := s.attrs(h)
+	o.hostHead(&a, h)
 	o.dnsData(&a, h.id, "        ")
 	o.s("        <OS><![CDATA[")
 	o.s(a.os)
@@ -265,13 +270,7 @@ func (s *Sim) writeDetections(o *out, req *request, pg page) {
 
 func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	a := s.attrs(h)
-	o.s("      <HOST>\n        <ID>")
-	o.u(h.id)
-	o.s("</ID>\n        <IP>")
-	o.ip(h.i)
-	o.s("</IP>\n        <TRACKING_METHOD>")
-	o.s(a.tracking)
-	o.s("</TRACKING_METHOD>\n")
+	o.hostHead(&a, h)
 	if (a.h>>32)&7 == 0 {
 		// Whitespace around the CDATA, as in Elastic's recorded sample.
 		o.s("        <OS>\n          <![CDATA[")
