@@ -188,7 +188,7 @@ func profiledWorker(ctx context.Context, profile string) (err error) {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}
+	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet, AckWait: s.Worker.AckWait}
 	parts, err := app.Build(ctx, "qfetch-bench-worker", sections, true)
 	if err != nil {
 		return err

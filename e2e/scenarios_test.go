@@ -164,8 +164,8 @@ func testMixedFaults(t *testing.T, b bins) {
 // 3. A worker killed with SIGKILL mid-stream: its batch is redelivered to
 // another worker and stored whole; the dead worker left nothing.
 //
-// The redelivery waits for the consumer's AckWait (2 min, not configurable
-// from the environment), which makes this the longest scenario.
+// The redelivery waits for the consumer's AckWait (QFETCH_WORKER_ACK_WAIT,
+// 30 s here), which makes this the longest scenario.
 func testWorkerKilled(t *testing.T, b bins) {
 	sim := startSim(t, b, append(dataset(sized(4000, 3000), 3), "--concurrency-limit", "0", "--bandwidth", "50000")...)
 	w := newWorld(t, b, sim, sharedBucket(t))
@@ -206,13 +206,9 @@ func testWorkerKilled(t *testing.T, b bins) {
 
 // 3b. A worker killed with SIGKILL while its multipart upload is open (a
 // response longer than one 16 MiB part): the batch is redelivered and
-// stored whole, and no incomplete upload may be left behind (I2).
-//
-// FAILS at the time of writing: objstore.S3.Put aborts its upload when the
-// stream fails, but a killed process aborts nothing, and nothing else does:
-// the redelivered batch uploads its key afresh and the dead worker's upload
-// stays, holding its parts' storage until a bucket lifecycle rule (which
-// qfetch neither sets up nor documents as required) removes it.
+// stored whole, and no incomplete upload may be left behind (I2): a killed
+// process aborts nothing itself, so the redelivered batch's whole Put of the
+// key aborts the orphan (objstore.S3.abortOrphans).
 func testWorkerKilledMidUpload(t *testing.T, b bins) {
 	sim := startSim(t, b, append(dataset(sized(8000, 7000), 10), "--concurrency-limit", "0", "--bandwidth", "2000000")...)
 	w := newWorld(t, b, sim, sharedBucket(t))

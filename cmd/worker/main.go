@@ -80,7 +80,7 @@ func run(soft, hard context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet}
+	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet, AckWait: s.Worker.AckWait}
 	parts, err := app.Build(soft, "qfetch-worker", sections, true)
 	if err != nil {
 		return err

@@ -138,8 +138,9 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstrea
 
 // Queue sets up the stream, consumer and buckets for this fleet. Only a
 // worker (owner) tunes an existing consumer to its settings.
-func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, owner bool) (*msg.Queue, error) {
-	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight, AdoptConsumer: !owner})
+func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, owner bool) (*msg.Queue, error) {
+	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight,
+		AckWait: ackWait, AdoptConsumer: !owner})
 	if err != nil {
 		return nil, fmt.Errorf("setting up JetStream: %w", err)
 	}
@@ -172,6 +173,8 @@ type Sections struct {
 	NATS   config.NATS
 	Log    config.Log
 	Fleet  config.Fleet
+	// AckWait is the consumer's (workers only; 0: the default).
+	AckWait time.Duration
 	// PartSize is the store's multipart part size (0: the default). The
 	// planner's pages are a few MB: the smallest part keeps it lean.
 	PartSize uint64
@@ -197,7 +200,7 @@ func Build(ctx context.Context, name string, s Sections, ownsConsumer bool) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	q, err := Queue(ctx, js, s.NATS, s.Fleet, ownsConsumer)
+	q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, ownsConsumer)
 	if err != nil {
 		nc.Close()
 		return nil, err

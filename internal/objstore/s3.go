@@ -293,9 +293,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 
 // defaultOrphanAge is how much older than a finished Put an open upload of
 // the same key must be to count as orphaned. A killed worker's batch comes
-// back only after AckWait (minutes); writers racing on one key start
-// together.
-const defaultOrphanAge = time.Minute
+// back only after AckWait; writers that start together on one key spare
+// each other. Aborting a live writer's upload is harmless: its Put fails as
+// retryable and its batch comes round again.
+const defaultOrphanAge = 10 * time.Second
 
 // abortOrphans aborts the multipart uploads still open for key once the key
 // is written whole, if they began well before this Put: they belong to a
