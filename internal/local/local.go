@@ -222,7 +222,15 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 		}
 		final := rec.State == msg.RunComplete || rec.State == msg.RunFailed
 		if final || time.Since(lastShown) >= every {
-			p.show(rec, done)
+			var bytes int64
+			if results, err := q.DoneBatches(ctx, run); err == nil {
+				for _, r := range results {
+					for _, o := range r.Objects {
+						bytes += o.Bytes
+					}
+				}
+			}
+			p.show(rec, done, bytes)
 			lastShown = time.Now()
 		}
 		switch rec.State {

@@ -18,7 +18,7 @@ type progress struct {
 	shown bool
 }
 
-func (p *progress) show(rec msg.RunRecord, done int) {
+func (p *progress) show(rec msg.RunRecord, done int, bytes int64) {
 	planned := rec.Progress.Batches
 	total := "?"
 	if rec.PlanningComplete {
@@ -30,14 +30,17 @@ func (p *progress) show(rec msg.RunRecord, done int) {
 	if rec.PlanningComplete && done > 0 && done < planned {
 		eta = (time.Duration(float64(elapsed) / float64(done) * float64(planned-done))).Round(time.Second).String()
 	}
+	mb := float64(bytes) / 1e6
+	rate := mb / max(elapsed.Seconds(), 0.001)
 	if p.w == nil {
 		p.log.Info("progress", "run", rec.ID, "state", string(rec.State), "batches_done", done,
-			"batches_planned", planned, "planning_complete", rec.PlanningComplete, "elapsed", elapsed.Round(time.Second).String())
+			"batches_planned", planned, "planning_complete", rec.PlanningComplete, "mb", int64(mb),
+			"elapsed", elapsed.Round(time.Second).String())
 		return
 	}
 	p.shown = true
-	fmt.Fprintf(p.w, "\r\033[K%s  %-9s batches %d/%s  hosts planned %d  elapsed %s  eta %s",
-		rec.ID, rec.State, done, total, rec.Progress.End.Hosts, elapsed.Round(time.Second), eta)
+	fmt.Fprintf(p.w, "\r\033[K%s  %-9s batches %d/%s  hosts planned %d  %.0f MB  %.1f MB/s  elapsed %s  eta %s",
+		rec.ID, rec.State, done, total, rec.Progress.End.Hosts, mb, rate, elapsed.Round(time.Second), eta)
 }
 
 func (p *progress) end() {
