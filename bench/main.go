@@ -1,7 +1,7 @@
 // Command bench measures qfetch end to end against its real parts (pinned
 // nats-server and MinIO, the Qualys simulator, the built planner and worker).
 //
-//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner] [-cpuprofile f] [-v]
+//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner,fleet,sweep,faults] [-cpuprofile f] [-v]
 //
 // The machine is assumed shared and noisy: each figure is the min and median
 // of -reps runs, and each case with a baseline is interleaved with it, rep by
@@ -31,13 +31,44 @@ type sizeSpec struct {
 	PipelineBytes int64   // scenario pipeline: one response of about this size
 	MemoryBytes   int64   // scenario memory
 	PlannerHosts  []int64 // scenario planner, one row each
+
+	FleetCases        []fleetCase // scenario fleet; grouped by C, one simulator each
+	FleetBatchSeconds int64       // one batch is this many seconds at B
+	FleetRounds       int         // batches per run = C × FleetRounds
+
+	SweepHosts    int64         // scenario sweep: hosts fetched at each batch size
+	SweepSizes    []int         // batch sizes, one row each
+	SweepOverhead time.Duration // the simulator's think-time before each answer
+
+	FaultBatches    int // scenario faults: batches per run; 0 skips the scenario
+	FaultBatchHosts int
 }
 
+const mibps = 8 << 20 // B: per-connection pace in the fleet scenario
+
 var sizes = map[string]sizeSpec{
-	"small":   {PipelineBytes: 64 << 20, MemoryBytes: 128 << 20, PlannerHosts: []int64{100_000}},
-	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000}},
-	"big":     {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000}},
+	"small": {PipelineBytes: 64 << 20, MemoryBytes: 128 << 20, PlannerHosts: []int64{100_000},
+		FleetCases: []fleetCase{{C: 2, W: 1, S: 2, B: mibps}}, FleetBatchSeconds: 1, FleetRounds: 1,
+		SweepHosts: 1000, SweepSizes: []int{500, 1000}, SweepOverhead: 200 * time.Millisecond},
+	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000},
+		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 3,
+		SweepHosts: 10_000, SweepSizes: defaultSweep, SweepOverhead: time.Second,
+		FaultBatches: 40, FaultBatchHosts: 250},
+	"big": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000},
+		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 5,
+		SweepHosts: 20_000, SweepSizes: defaultSweep, SweepOverhead: time.Second,
+		FaultBatches: 40, FaultBatchHosts: 500},
 }
+
+var (
+	// C=10 at 2 MiB/s a call: 20 MiB/s in all, which the 2-core box moves
+	// without being the bottleneck.
+	defaultFleet = []fleetCase{
+		{C: 2, W: 1, S: 1, B: mibps}, {C: 2, W: 1, S: 2, B: mibps}, {C: 2, W: 2, S: 2, B: mibps},
+		{C: 10, W: 5, S: 2, B: 2 << 20},
+	}
+	defaultSweep = []int{500, 1000, 2500, 5000, 10000}
+)
 
 // Fixed shape of the runs.
 const (
@@ -45,7 +76,7 @@ const (
 	plannerBatch  = 1000    // QFETCH_BATCH_SIZE for the planner scenario
 	plannerPage   = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
 	bucketName    = "qfetch-bench"
-	allScenarios  = "pipeline,memory,planner"
+	allScenarios  = "pipeline,memory,planner,fleet,sweep,faults"
 	rssTarget     = 64 << 20
 	pipelineRatio = 0.95
 )
@@ -192,6 +223,17 @@ func run(ctx context.Context, o options) (err error) {
 					break
 				}
 			}
+		case "fleet":
+			err = h.fleetUtil(ctx)
+		case "sweep":
+			err = h.batchSweep(ctx)
+		case "faults":
+			if o.spec.FaultBatches == 0 {
+				// Every retry waits 30 s at least: too slow for CI.
+				h.rep.note("faults: skipped at -size %s (each retry waits ≥ 30 s)", o.size)
+				break
+			}
+			err = h.faultTax(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)

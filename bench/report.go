@@ -231,5 +231,27 @@ func (r *report) summary() string {
 				x.Size, x.SecondsMed, x.Rate, float64(x.RSSMax)/mib, x.Verdict, x.FirstBatchMed))
 		}
 	}
+	var fleet, sweep []string
+	for _, x := range r.Rows {
+		switch x.Scenario {
+		case "fleet":
+			v := ""
+			if x.Verdict != "" {
+				v = " " + x.Verdict
+			}
+			fleet = append(fleet, fmt.Sprintf("%s %.3f%s", x.Case, x.Ratio, v))
+		case "sweep":
+			sweep = append(sweep, fmt.Sprintf("%s %.1f s", strings.TrimPrefix(x.Case, "batch "), x.SecondsMed))
+		}
+	}
+	if len(fleet) > 0 {
+		parts = append(parts, "fleet utilisation: "+strings.Join(fleet, ", "))
+	}
+	if len(sweep) > 0 {
+		parts = append(parts, "batch sweep: "+strings.Join(sweep, ", "))
+	}
+	if x := r.find("faults", "10 % faults"); x != nil {
+		parts = append(parts, fmt.Sprintf("fault tax: throughput %.3f × clean", x.Ratio))
+	}
 	return "summary: " + strings.Join(parts, "; ")
 }
