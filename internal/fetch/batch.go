@@ -56,7 +56,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		if err == nil {
 			w.streak.reset()
 			w.metrics.batches.WithLabelValues("done", "").Inc()
-			log.Info("batch stored", "bytes", res.bytes(), "objects", len(res.Objects),
+			log.Info("batch stored", "bytes", res.Bytes(), "objects", len(res.Objects),
 				"hosts_returned", res.HostsReturned, "seconds", res.Duration)
 			if w.finish != nil {
 				if err := w.finish.TryFinish(ctx, b.Run); err != nil {
@@ -69,22 +69,11 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	w.decide(ctx, m, b, delivery, err, log)
 }
 
-// result is a stored batch, on its way into the run record.
-type result struct{ msg.BatchResult }
-
-func (r result) bytes() int64 {
-	var n int64
-	for _, o := range r.Objects {
-		n += o.Bytes
-	}
-	return n
-}
-
 // fetch calls Qualys for batch b and streams every page into the store.
-func (w *Worker) fetch(ctx context.Context, b msg.Batch) (result, error) {
+func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error) {
 	ids, err := qualys.DecodeIDs(b.IDs)
 	if err != nil {
-		return result{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
+		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
 	form := qualys.DetectionQuery{
 		IDs:             ids,
@@ -94,7 +83,7 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (result, error) {
 		Extra:           b.Params,
 	}.Form()
 
-	res := result{msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}}
+	res := msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
 	var idMin uint64
 	for page := 1; ; page++ {
 		if page > maxPages {
@@ -141,8 +130,8 @@ func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key st
 
 // record writes the batch result, then acks: in that order, so that a crash
 // between the two redelivers the batch, which overwrites its own keys (I3).
-func (w *Worker) record(ctx context.Context, m jetstream.Msg, r result) error {
-	if err := w.q.MarkDone(ctx, r.BatchResult); err != nil {
+func (w *Worker) record(ctx context.Context, m jetstream.Msg, r msg.BatchResult) error {
+	if err := w.q.MarkDone(ctx, r); err != nil {
 		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
 	}
 	if err := m.DoubleAck(ctx); err != nil {

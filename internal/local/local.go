@@ -225,9 +225,7 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 			var bytes int64
 			if results, err := q.DoneBatches(ctx, run); err == nil {
 				for _, r := range results {
-					for _, o := range r.Objects {
-						bytes += o.Bytes
-					}
+					bytes += r.Bytes()
 				}
 			}
 			p.show(rec, done, bytes)
@@ -274,9 +272,7 @@ func summarize(ctx context.Context, q *msg.Queue, rec msg.RunRecord, start time.
 	for _, r := range results {
 		s.HostsRequested += r.HostsRequested
 		s.HostsReturned += r.HostsReturned
-		for _, o := range r.Objects {
-			s.Bytes += o.Bytes
-		}
+		s.Bytes += r.Bytes()
 	}
 	return s, nil
 }

@@ -115,6 +115,15 @@ type BatchResult struct {
 	At             time.Time `json:"at"`
 }
 
+// Bytes is the size of all the batch's objects.
+func (r BatchResult) Bytes() int64 {
+	var n int64
+	for _, o := range r.Objects {
+		n += o.Bytes
+	}
+	return n
+}
+
 // Object is one stored object of a batch.
 type Object struct {
 	Key    string `json:"key"`
