@@ -71,6 +71,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.Password, "password", "", "password to accept (default: generated and printed)")
 	fs.DurationVar(&cfg.RateWindow, "rate-window", time.Hour, "rate window on the simulated clock")
 	fs.DurationVar(&cfg.Overhead, "overhead", 0, "think-time before every answer's first byte")
+	fs.DurationVar(&cfg.PerHostCost, "per-host-cost", 0, "more think-time before a detection answer's first byte, per host asked for (at most 1s)")
 	fs.DurationVar(&cfg.Faults.StallFor, "stall", 30*time.Second, "length of a stall fault")
 	fs.DurationVar(&cfg.Faults.SlowStartFor, "slow-start", 5*time.Second, "delay of a slowstart fault")
 	fs.IntVar(&cfg.Faults.Bandwidth, "bandwidth", 1<<20, "bytes/s under a bandwidth fault (--fault bandwidth=1 caps every answer)")

@@ -45,6 +45,12 @@ type Config struct {
 	// Overhead is a fixed think-time before the first byte of every API
 	// answer (real time), for benchmarks that want a Qualys-like latency.
 	Overhead time.Duration
+	// PerHostCost is more think-time before a detection answer's first
+	// byte, per host the call asks for (the existing hosts its ids,
+	// id_min and id_max select, at most truncation_limit): Qualys gathers
+	// a batch before it streams, so its wait grows with the batch size.
+	// Default 0.
+	PerHostCost time.Duration
 
 	Faults Faults // initial fault settings; change them at run time with SetFaults
 
@@ -141,6 +147,8 @@ func (c Config) Validate() error {
 	check(c.ResultsSize > 1<<20, "qualysim: ResultsSize must be ≤ 1 MiB")
 	check(c.ProcessedSpan < time.Second, "qualysim: ProcessedSpan must be ≥ 1s")
 	check(c.RateWindow < time.Second, "qualysim: RateWindow must be ≥ 1s")
+	check(c.Overhead < 0, "qualysim: Overhead must be ≥ 0")
+	check(c.PerHostCost < 0 || c.PerHostCost > time.Second, "qualysim: PerHostCost must be in 0..1s, got %v", c.PerHostCost)
 	if len(errs) == 0 {
 		m := newModel(&c)
 		check(m.lowIDMax() >= c.HighIDBase, "qualysim: low IDs would reach HighIDBase %d; raise it or lower Hosts/IDGap", c.HighIDBase)

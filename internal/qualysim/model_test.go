@@ -253,6 +253,9 @@ func TestConfigValidate(t *testing.T) {
 		{Faults: Faults{Prob: map[FaultKind]float64{"500": 0.7, "reset": 0.5}}},
 		{Faults: Faults{Prob: map[FaultKind]float64{"boom": 0.1}}},
 		{Hosts: 1 << 30, IDGap: 100}, // low IDs would run into the high range
+		{Overhead: -time.Second},
+		{PerHostCost: -time.Millisecond},
+		{PerHostCost: 2 * time.Second},
 	} {
 		if c.Validate() == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)

@@ -371,6 +371,37 @@ type hostRef struct {
 	sch   sched
 }
 
+// requested counts the hosts q's ID bounds (ids, id_min, id_max) select,
+// before the window and detection filters: what a call asks Qualys to look
+// at. Binary searches only, so a 10M-host range costs no walk.
+func (m *model) requested(q *selector) int64 {
+	n := m.count(q.now)
+	// between counts the hosts with lo ≤ ID ≤ hi, searching from index from.
+	between := func(lo, hi uint64, from int64) (count, next int64) {
+		i := m.lowerBound(lo, from, n)
+		j := n
+		if hi < math.MaxUint64 {
+			j = m.lowerBound(hi+1, i, n)
+		}
+		return j - i, j
+	}
+	if q.ranges == nil {
+		c, _ := between(q.idMin, q.idMax, 0)
+		return c
+	}
+	var total, i int64
+	for _, r := range q.ranges {
+		lo, hi := max(r.First, q.idMin), min(r.Last, q.idMax)
+		if lo > hi {
+			continue
+		}
+		var c int64
+		c, i = between(lo, hi, i)
+		total += c
+	}
+	return total
+}
+
 // scan calls yield for every selected host in ascending ID order until it
 // returns false. Candidates come from a binary search to id_min (or to each
 // ids range), never from a scan starting at host 0.

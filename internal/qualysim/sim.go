@@ -360,7 +360,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	if p.slowStart > 0 {
 		slowed = append(slowed, string(FaultSlowStart))
 	}
-	if sleepCtx(ctx, s.ctx.Done(), s.cfg.Overhead+p.slowStart) != nil {
+	if sleepCtx(ctx, s.ctx.Done(), s.thinkTime(req, now)+p.slowStart) != nil {
 		outcome = "client_gone"
 		return
 	}
@@ -417,6 +417,29 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	if o.err != nil && !errors.Is(o.err, errCut) {
 		outcome = "client_gone"
 	}
+}
+
+// maxThink caps the think-time before an answer, so that PerHostCost over a
+// huge unbounded request cannot overflow a Duration.
+const maxThink = 24 * time.Hour
+
+// thinkTime is how long req waits before its first byte: Overhead, plus
+// PerHostCost for every host a detection call asks for, at most
+// truncation_limit of them (Qualys stops gathering at a full page).
+func (s *Sim) thinkTime(req *request, now time.Time) time.Duration {
+	d, per := s.cfg.Overhead, s.cfg.PerHostCost
+	if req.ep != epDetection || per <= 0 {
+		return min(d, maxThink)
+	}
+	q := req.filter.compile(now, true)
+	n := s.m.requested(&q)
+	if req.limit > 0 {
+		n = min(n, int64(req.limit))
+	}
+	if d >= maxThink || n >= int64((maxThink-d)/per) {
+		return maxThink
+	}
+	return d + time.Duration(n)*per
 }
 
 // errorDocText is Qualys' text for the codes an error-document fault may use.
