@@ -1,5 +1,6 @@
 // Command qfetch is the operator's tool: one binary, one subcommand per job
-// (qfetch sim serves the Qualys API simulator; more join the table below).
+// (runs, status, dead letters, the watermark, the preflight check, the
+// simulator and a whole run in one process).
 package main
 
 import (
@@ -12,6 +13,9 @@ import (
 	"os/signal"
 	"slices"
 	"syscall"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/ops"
 )
 
 // command is one subcommand. run gets the arguments after its name and
@@ -23,8 +27,13 @@ type command struct {
 
 // commands is the subcommand table: adding one is adding a line.
 var commands = map[string]command{
-	"local": {"run one whole qfetch run in this process: embedded NATS, the simulator, ./qfetch-data", runLocal},
-	"sim":   {"serve the Qualys API simulator (Host List, Host List Detection) for demos and tests", runSim},
+	"check":     {"preflight: NATS, JetStream objects, the bucket, Qualys credentials and limits", runCheck},
+	"dlq":       {"dead-lettered batches: list, show, replay, drop", runDLQ},
+	"local":     {"run one whole qfetch run in this process: embedded NATS, the simulator, ./qfetch-data", runLocal},
+	"runs":      {"the newest runs: state, batches, hosts, bytes, retries, dead letters", runRuns},
+	"sim":       {"serve the Qualys API simulator (Host List, Host List Detection) for demos and tests", runSim},
+	"status":    {"one run in detail; --watch follows it with a progress bar", runStatus},
+	"watermark": {"show or set where the next run's window starts", runWatermark},
 }
 
 func main() {
@@ -34,7 +43,8 @@ func main() {
 }
 
 // dispatch runs the named subcommand and returns the exit code: 0 done,
-// 1 failed, 2 usage error.
+// 1 failed, 2 usage or configuration error, 3 a fleet-wide fault (NATS,
+// the bucket or Qualys unusable), 130 interrupted.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
@@ -55,9 +65,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, ops.ErrNeedYes), errors.Is(err, ops.ErrSelection):
+		fmt.Fprintf(stderr, "qfetch %s: %v\n", args[0], err)
+		return 2
 	default:
 		fmt.Fprintf(stderr, "qfetch %s: %v\n", args[0], err)
-		return 1
+		return app.ExitCode(err)
 	}
 }
 
@@ -72,7 +85,7 @@ func usage(w io.Writer) {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", name, commands[name].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(w, "\nqfetch <command> -h describes a command's flags.")
 }

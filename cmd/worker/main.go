@@ -24,6 +24,7 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 type spec struct {
@@ -91,6 +92,7 @@ func run(soft, hard context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w := app.Worker(parts, sections, s.Worker, fetch.NewMetrics(reg))
+	reporter := app.Reporter(parts, sections, s.Worker, runstat.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", s.Worker.Listen)
 	if err != nil {
@@ -106,6 +108,8 @@ func run(soft, hard context.Context) error {
 		}
 		return nil
 	})
+	// Run-level metrics and status.json, until the first signal.
+	g.Go(func() error { return reporter.Run(soft) })
 	g.Go(func() error {
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -23,6 +23,7 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // Version is stamped at build time with -ldflags "-X …/internal/app.Version=…".
@@ -230,4 +231,11 @@ func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetc
 		Metrics:   metrics,
 		Log:       p.Log,
 	})
+}
+
+// Reporter wires the run-level metrics and status.json writer on parts.
+func Reporter(p *Parts, s Sections, w config.Worker, metrics *runstat.Metrics) *runstat.Reporter {
+	q := p.Queue
+	return runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: Owner(), Every: w.StatusEvery},
+		q, q, q, p.Store, metrics, p.Log)
 }

@@ -8,11 +8,12 @@ import (
 
 // Worker is a worker process's own settings (QFETCH_WORKER_*).
 type Worker struct {
-	Slots      int           `envconfig:"SLOTS" default:"2" desc:"concurrent detection calls in this process"`
-	Grace      time.Duration `envconfig:"GRACE" default:"20s" desc:"on SIGTERM, how long in-flight batches may finish; keep it below the pod's terminationGracePeriodSeconds"`
-	Listen     string        `envconfig:"LISTEN" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
-	ProbeEvery time.Duration `envconfig:"PROBE_EVERY" default:"30s" desc:"while a fleet-wide fault lasts, how often to check whether it cleared"`
-	AckWait    time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"how long a batch whose worker went silent waits before another worker gets it; workers signal progress every quarter of it"`
+	Slots       int           `envconfig:"SLOTS" default:"2" desc:"concurrent detection calls in this process"`
+	Grace       time.Duration `envconfig:"GRACE" default:"20s" desc:"on SIGTERM, how long in-flight batches may finish; keep it below the pod's terminationGracePeriodSeconds"`
+	Listen      string        `envconfig:"LISTEN" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
+	ProbeEvery  time.Duration `envconfig:"PROBE_EVERY" default:"30s" desc:"while a fleet-wide fault lasts, how often to check whether it cleared"`
+	AckWait     time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"how long a batch whose worker went silent waits before another worker gets it; workers signal progress every quarter of it"`
+	StatusEvery time.Duration `envconfig:"STATUS_EVERY" default:"30s" desc:"how often run-level metrics and runs/<run>/status.json are refreshed (one worker writes the file)"`
 }
 
 // Validate checks the Worker section on its own.
@@ -26,6 +27,9 @@ func (w Worker) Validate() error {
 	}
 	if w.ProbeEvery < time.Second {
 		errs = append(errs, fieldErr("ProbeEvery", fmt.Errorf("must be at least 1s, got %s", w.ProbeEvery)))
+	}
+	if w.StatusEvery < time.Second {
+		errs = append(errs, fieldErr("StatusEvery", fmt.Errorf("must be at least 1s, got %s", w.StatusEvery)))
 	}
 	if w.AckWait < 4*time.Second {
 		errs = append(errs, fieldErr("AckWait", fmt.Errorf("must be at least 4s, got %s", w.AckWait)))

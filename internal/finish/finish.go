@@ -138,38 +138,62 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 // its own, or (when it was split) its halves', recursively. missing names
 // the first batch with neither.
 func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used []msg.BatchResult, missing string) {
-	done := make(map[string]msg.BatchResult, len(results))
-	for _, r := range results {
-		done[r.Batch] = r
-	}
-	halves := make(map[string][2]string, len(splits))
-	for _, s := range splits {
-		halves[s.Batch] = s.Halves
-	}
-	var walk func(key string, depth int) bool
-	walk = func(key string, depth int) bool {
-		// A split's halves are preferred; a result of the whole batch,
-		// recorded by a redelivery that raced the split, stands in when
-		// they are not both done.
-		if h, ok := halves[key]; ok && depth < 32 {
-			mark := len(used)
-			if walk(h[0], depth+1) && walk(h[1], depth+1) {
-				return true
-			}
-			used = used[:mark]
-		}
-		if r, ok := done[key]; ok {
-			used = append(used, r)
-			return true
-		}
-		return false
-	}
+	r := newResolver(results, splits)
 	for i := 1; i <= planned; i++ {
-		if key := strconv.Itoa(i); !walk(key, 0) {
+		if key := strconv.Itoa(i); !r.walk(key, 0) {
 			return nil, key
 		}
 	}
-	return used, ""
+	return r.used, ""
+}
+
+// Covered counts the planned batches that have results standing for them:
+// a run's progress as completion sees it.
+func Covered(planned int, results []msg.BatchResult, splits []msg.Split) int {
+	r := newResolver(results, splits)
+	n := 0
+	for i := 1; i <= planned; i++ {
+		if r.walk(strconv.Itoa(i), 0) {
+			n++
+		}
+	}
+	return n
+}
+
+type resolver struct {
+	done   map[string]msg.BatchResult
+	halves map[string][2]string
+	used   []msg.BatchResult
+}
+
+func newResolver(results []msg.BatchResult, splits []msg.Split) *resolver {
+	r := &resolver{done: make(map[string]msg.BatchResult, len(results)), halves: make(map[string][2]string, len(splits))}
+	for _, res := range results {
+		r.done[res.Batch] = res
+	}
+	for _, s := range splits {
+		r.halves[s.Batch] = s.Halves
+	}
+	return r
+}
+
+// walk reports whether key is covered and appends the results that cover it.
+func (r *resolver) walk(key string, depth int) bool {
+	// A split's halves are preferred; a result of the whole batch, recorded
+	// by a redelivery that raced the split, stands in when they are not
+	// both done.
+	if h, ok := r.halves[key]; ok && depth < 32 {
+		mark := len(r.used)
+		if r.walk(h[0], depth+1) && r.walk(h[1], depth+1) {
+			return true
+		}
+		r.used = r.used[:mark]
+	}
+	if res, ok := r.done[key]; ok {
+		r.used = append(r.used, res)
+		return true
+	}
+	return false
 }
 
 // Manifest is manifest.json: what an analyst or a job needs to trust a run.
@@ -281,6 +305,8 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 		r.State = msg.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
+		r.Totals = &msg.RunTotals{Batches: m.Totals.Batches, Objects: m.Totals.Objects, Bytes: m.Totals.Bytes,
+			HostsRequested: m.Totals.HostsRequested, HostsReturned: m.Totals.HostsReturned}
 		return nil
 	})
 	if err != nil {

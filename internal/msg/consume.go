@@ -92,6 +92,10 @@ type DeadLetter struct {
 	Deliveries uint64    `json:"deliveries"`
 	LastError  string    `json:"last_error,omitempty"`
 	At         time.Time `json:"at"`
+
+	// Seq is the record's sequence in QFETCH_DLQ, set when it is read: what
+	// an operator names it by.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // maxTermReason keeps the Term advisory small; the full error is in the
@@ -174,14 +178,16 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 		got, caughtUp := 0, false
 		for m := range batch.Messages() {
 			got++
-			var dl DeadLetter
-			if err := json.Unmarshal(m.Data(), &dl); err != nil {
+			md, err := m.Metadata()
+			if err != nil {
 				return nil, fmt.Errorf("msg: dead letter on %s: %w", m.Subject(), err)
 			}
-			out = append(out, dl)
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				caughtUp = true
+			dl, err := decodeDeadLetter(m.Data(), md.Sequence.Stream)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, dl)
+			caughtUp = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil {
 			return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))

@@ -66,6 +66,11 @@ type RunRecord struct {
 	Finisher      string    `json:"finisher,omitempty"`
 	FinishStarted time.Time `json:"finish_started,omitzero"`
 	ManifestKey   string    `json:"manifest_key,omitempty"`
+	// Totals are set when the run completes: what its manifest adds up to.
+	Totals *RunTotals `json:"totals,omitempty"`
+	// Accepted is set when an operator dropped dead-lettered batches of the
+	// run: it stays incomplete on purpose (see [Acceptance]).
+	Accepted *Acceptance `json:"accepted_incomplete,omitempty"`
 	// Error says why a failed run failed.
 	Error     string    `json:"error,omitempty"`
 	Created   time.Time `json:"created"`
@@ -97,6 +102,26 @@ type PlanCursor struct {
 	IDMin  uint64 `json:"id_min"` // id_min that page was requested with
 	LastID uint64 `json:"last_id"`
 	Hosts  int    `json:"hosts"` // hosts in the batches up to here
+}
+
+// RunTotals add a complete run's batches up.
+type RunTotals struct {
+	Batches        int   `json:"batches"`
+	Objects        int   `json:"objects"`
+	Bytes          int64 `json:"bytes"`
+	HostsRequested int   `json:"hosts_requested"`
+	HostsReturned  int   `json:"hosts_returned"`
+}
+
+// Acceptance records an operator's decision to leave a run incomplete by
+// dropping its dead-lettered batches. The watermark still never moves past
+// the run (I1): the next run's window starts at the last completed run, so
+// it asks for the dropped batches' hosts again.
+type Acceptance struct {
+	By      string    `json:"by"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+	Dropped []string  `json:"dropped"` // batch keys
 }
 
 // BatchResult is what a worker records when a batch is stored, under
@@ -344,6 +369,38 @@ func (q *Queue) CountFailure(ctx context.Context, run, batch string) (int, error
 		}
 	}
 	return 0, failure.Retryable(fmt.Errorf("msg: count failure of %s: still contended", key))
+}
+
+// Failures returns the retryable failures counted so far per batch key of
+// run (see [Queue.CountFailure]); their sum is the run's retries.
+func (q *Queue) Failures(ctx context.Context, run string) (map[string]int, error) {
+	if _, err := runKey(run); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	err := q.eachValue(ctx, run+".fail.>", func(key string, v []byte) error {
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return failure.Permanent(fmt.Errorf("msg: failure count %s is garbled: %q", key, v))
+		}
+		out[strings.TrimPrefix(key, run+".fail.")] = n
+		return nil
+	})
+	return out, err
+}
+
+// resetFailures forgets batch's failure count, so that a replayed batch gets
+// its full share of retries again.
+func (q *Queue) resetFailures(ctx context.Context, run, batch string) error {
+	key, err := doneKey(run, batch)
+	if err != nil {
+		return err
+	}
+	key = run + ".fail." + strings.TrimPrefix(key, run+".done.")
+	if err := q.runs.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return classifyAPI(fmt.Errorf("msg: reset failure count %s: %w", key, err))
+	}
+	return nil
 }
 
 // MarkSplit records that batch (a Batch.Key) of run was split, before its

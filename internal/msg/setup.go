@@ -74,86 +74,95 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, err
 		return nil, failure.Permanent(fmt.Errorf("msg: invalid config: %w", err))
 	}
 	q := &Queue{js: js, cfg: cfg}
-
-	batches := jetstream.StreamConfig{
-		Name:        StreamBatches,
-		Description: "qfetch: detection batches waiting for a worker",
-		Subjects:    []string{batchSubjects},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.StreamReplicas,
-		Duplicates:  cfg.DuplicateWindow,
-		MaxMsgSize:  cfg.MaxMsgSize,
-		// Should an operator cap the stream, publishing must fail loudly
-		// rather than drop queued batches (I1).
-		Discard: jetstream.DiscardNew,
+	w := wanted(cfg)
+	for _, sc := range []jetstream.StreamConfig{w.batches, w.dlq} {
+		if err := ensureStream(ctx, js, sc); err != nil {
+			return nil, err
+		}
 	}
-	if err := ensureStream(ctx, js, batches); err != nil {
-		return nil, err
-	}
-	dlq := jetstream.StreamConfig{
-		Name:        StreamDLQ,
-		Description: "qfetch: batches that cannot be fetched, with the reason",
-		Subjects:    []string{dlqSubjects},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.StreamReplicas,
-		Duplicates:  min(dlqDuplicateWindow, durationOr(cfg.DLQMaxAge, dlqDuplicateWindow)),
-		MaxAge:      cfg.DLQMaxAge,
-		Discard:     jetstream.DiscardNew,
-	}
-	if err := ensureStream(ctx, js, dlq); err != nil {
-		return nil, err
-	}
-
 	var err error
-	if q.runs, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      BucketRuns,
-		Description: "qfetch: run records, batch results and splits",
-		History:     runsHistory,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.StreamReplicas,
-	}); err != nil {
-		return nil, err
+	for i, dst := range []*jetstream.KeyValue{&q.runs, &q.state, &q.locks} {
+		if *dst, err = ensureBucket(ctx, js, w.buckets[i]); err != nil {
+			return nil, err
+		}
 	}
-	if q.state, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      BucketState,
-		Description: "qfetch: the watermark, with its history",
-		History:     stateHistory,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.StreamReplicas,
-	}); err != nil {
-		return nil, err
-	}
-	// Locks have a bucket of their own: a per-key TTL works only with limit
-	// markers, and the server raises every TTL to the marker TTL (1 minute
-	// at least here) unless the bucket keeps a single revision per key. A
-	// bucket-wide TTL would not do either: it would expire the watermark.
-	if q.locks, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:         BucketLocks,
-		Description:    "qfetch: locks, each key with its own TTL",
-		History:        1,
-		Storage:        jetstream.FileStorage,
-		Replicas:       cfg.StreamReplicas,
-		LimitMarkerTTL: markerTTL,
-	}); err != nil {
-		return nil, err
-	}
-
-	if q.consumer, err = ensureConsumer(ctx, js, jetstream.ConsumerConfig{
-		Durable:       ConsumerWorkers,
-		Description:   "qfetch: workers share this pull consumer",
-		FilterSubject: batchSubjects,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    -1, // see Config.MaxFailures
-		MaxAckPending: cfg.MaxInFlight,
-		Replicas:      cfg.StreamReplicas,
-	}, cfg.AdoptConsumer); err != nil {
+	if q.consumer, err = ensureConsumer(ctx, js, w.consumer, cfg.AdoptConsumer); err != nil {
 		return nil, err
 	}
 	return q, nil
+}
+
+// objects are the JetStream objects qfetch wants for a Config.
+type objects struct {
+	batches, dlq jetstream.StreamConfig
+	buckets      [3]jetstream.KeyValueConfig // runs, state, locks
+	consumer     jetstream.ConsumerConfig
+}
+
+func wanted(cfg Config) objects {
+	return objects{
+		batches: jetstream.StreamConfig{
+			Name:        StreamBatches,
+			Description: "qfetch: detection batches waiting for a worker",
+			Subjects:    []string{batchSubjects},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+			Duplicates:  cfg.DuplicateWindow,
+			MaxMsgSize:  cfg.MaxMsgSize,
+			// Should an operator cap the stream, publishing must fail loudly
+			// rather than drop queued batches (I1).
+			Discard: jetstream.DiscardNew,
+		},
+		dlq: jetstream.StreamConfig{
+			Name:        StreamDLQ,
+			Description: "qfetch: batches that cannot be fetched, with the reason",
+			Subjects:    []string{dlqSubjects},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+			Duplicates:  min(dlqDuplicateWindow, durationOr(cfg.DLQMaxAge, dlqDuplicateWindow)),
+			MaxAge:      cfg.DLQMaxAge,
+			MaxMsgSize:  -1, // the server's word for no limit; 0 would read back as -1 and differ
+			Discard:     jetstream.DiscardNew,
+		},
+		buckets: [3]jetstream.KeyValueConfig{{
+			Bucket:      BucketRuns,
+			Description: "qfetch: run records, batch results and splits",
+			History:     runsHistory,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+		}, {
+			Bucket:      BucketState,
+			Description: "qfetch: the watermark, with its history",
+			History:     stateHistory,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+		}, {
+			// Locks have a bucket of their own: a per-key TTL works only
+			// with limit markers, and the server raises every TTL to the
+			// marker TTL (1 minute at least here) unless the bucket keeps
+			// a single revision per key. A bucket-wide TTL would not do
+			// either: it would expire the watermark.
+			Bucket:         BucketLocks,
+			Description:    "qfetch: locks, each key with its own TTL",
+			History:        1,
+			Storage:        jetstream.FileStorage,
+			Replicas:       cfg.StreamReplicas,
+			LimitMarkerTTL: markerTTL,
+		}},
+		consumer: jetstream.ConsumerConfig{
+			Durable:       ConsumerWorkers,
+			Description:   "qfetch: workers share this pull consumer",
+			FilterSubject: batchSubjects,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    -1, // see Config.MaxFailures
+			MaxAckPending: cfg.MaxInFlight,
+			Replicas:      cfg.StreamReplicas,
+		},
+	}
 }
 
 func durationOr(d, def time.Duration) time.Duration {
@@ -182,13 +191,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if err := streamCompatible(have, want); err != nil {
 		return err
 	}
-	upd := have
-	upd.Description = want.Description
-	upd.Duplicates = want.Duplicates
-	upd.MaxMsgSize = want.MaxMsgSize
-	upd.Replicas = want.Replicas
-	upd.Discard = want.Discard
-	upd.MaxAge = want.MaxAge
+	upd := tuned(have, want)
 	if streamTunablesEqual(have, upd) {
 		return nil
 	}
@@ -260,32 +263,16 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 	if !errors.Is(err, jetstream.ErrConsumerExists) {
 		return nil, classifyAPI(fmt.Errorf("msg: create consumer %s: %w", want.Durable, err))
 	}
-	bad := func(setting string, h, w any) error {
-		return failure.FleetWide(fmt.Errorf("%w: consumer %s on %s exists with %s %v, qfetch needs %v; "+
-			"remove it (nats consumer rm %s %s): queued batches stay in the stream",
-			ErrIncompatible, want.Durable, StreamBatches, setting, h, w, StreamBatches, want.Durable))
-	}
 	c, err = js.Consumer(ctx, StreamBatches, want.Durable)
 	if errors.Is(err, jetstream.ErrNotPullConsumer) {
-		return nil, bad("mode", "push", "pull")
+		return nil, badConsumer(want, "mode", "push", "pull")
 	}
 	if err != nil {
 		return nil, classifyAPI(fmt.Errorf("msg: read consumer %s: %w", want.Durable, err))
 	}
 	have := c.CachedInfo().Config
-	haveFilter := have.FilterSubject
-	if len(have.FilterSubjects) > 0 {
-		haveFilter = strings.Join(have.FilterSubjects, ",")
-	}
-	switch {
-	case have.DeliverSubject != "":
-		return nil, bad("mode", "push", "pull")
-	case have.AckPolicy != want.AckPolicy:
-		return nil, bad("ack policy", have.AckPolicy, want.AckPolicy)
-	case have.DeliverPolicy != want.DeliverPolicy:
-		return nil, bad("deliver policy", have.DeliverPolicy, want.DeliverPolicy)
-	case haveFilter != want.FilterSubject:
-		return nil, bad("filter subject", haveFilter, want.FilterSubject)
+	if err := consumerCompatible(have, want); err != nil {
+		return nil, err
 	}
 	if adopt {
 		// Not this process's to tune: the fleet cap (I5) is the workers'
@@ -303,6 +290,32 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 		return nil, classifyAPI(fmt.Errorf("msg: update consumer %s: %w", want.Durable, err))
 	}
 	return c, nil
+}
+
+func badConsumer(want jetstream.ConsumerConfig, setting string, h, w any) error {
+	return failure.FleetWide(fmt.Errorf("%w: consumer %s on %s exists with %s %v, qfetch needs %v; "+
+		"remove it (nats consumer rm %s %s): queued batches stay in the stream",
+		ErrIncompatible, want.Durable, StreamBatches, setting, h, w, StreamBatches, want.Durable))
+}
+
+// consumerCompatible names the first setting of have that qfetch may not
+// change.
+func consumerCompatible(have, want jetstream.ConsumerConfig) error {
+	haveFilter := have.FilterSubject
+	if len(have.FilterSubjects) > 0 {
+		haveFilter = strings.Join(have.FilterSubjects, ",")
+	}
+	switch {
+	case have.DeliverSubject != "":
+		return badConsumer(want, "mode", "push", "pull")
+	case have.AckPolicy != want.AckPolicy:
+		return badConsumer(want, "ack policy", have.AckPolicy, want.AckPolicy)
+	case have.DeliverPolicy != want.DeliverPolicy:
+		return badConsumer(want, "deliver policy", have.DeliverPolicy, want.DeliverPolicy)
+	case haveFilter != want.FilterSubject:
+		return badConsumer(want, "filter subject", haveFilter, want.FilterSubject)
+	}
+	return nil
 }
 
 // classifyAPI marks a JetStream error for callers that must decide: an

@@ -245,6 +245,9 @@ scan:
 			// Nothing of it is queued, yet it is not complete: batches were
 			// dead-lettered. It stays incomplete, the watermark stays, and the
 			// next window starts from the last completed run (I1).
+			if r.Accepted != nil {
+				continue // an operator dropped its dead letters: known and accepted
+			}
 			p.log.Error("run cannot complete: its remaining batches are dead-lettered; replay them to complete it",
 				"run", r.ID)
 		}

@@ -1,0 +1,342 @@
+package runstat
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+)
+
+// Metrics are the run-level series: what an alert on the whole system
+// needs, whichever worker pod serves them. Labels carry states only.
+type Metrics struct {
+	lastComplete *prometheus.GaugeVec // no labels; absent until a run completed
+	deadLetters  prometheus.Gauge
+	queued       prometheus.Gauge
+	inFlight     prometheus.Gauge
+	maxInFlight  prometheus.Gauge
+	runs         *prometheus.GaugeVec // state
+	current      *prometheus.GaugeVec // measure; only from the status writer
+	refreshed    prometheus.Gauge
+	errors       prometheus.Counter
+
+	lastCompleteNS atomic.Int64 // unix nanoseconds; 0 until a run completed
+	now            func() time.Time
+}
+
+// NewMetrics creates the series and registers them with reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{now: time.Now}
+	m.lastComplete = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "qfetch_last_complete_run_timestamp_seconds",
+		Help: "Unix time the newest complete run completed; absent until one has.",
+	}, nil)
+	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qfetch_last_complete_run_age_seconds",
+		Help: "Seconds since the newest complete run completed, at scrape time; +Inf until one has.",
+	}, m.age)
+	m.deadLetters = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_dead_letters",
+		Help: "Dead-lettered batches waiting for an operator (records in QFETCH_DLQ).",
+	})
+	m.queued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_queue_batches",
+		Help: "Batches queued for a worker and not yet delivered: the queue lag.",
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_queue_in_flight_batches",
+		Help: "Batches delivered and not yet acknowledged (fetching, or waiting out a retry delay).",
+	})
+	m.maxInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_queue_max_in_flight",
+		Help: "The fleet's cap on batches in flight (the consumer's MaxAckPending, QFETCH_MAX_IN_FLIGHT).",
+	})
+	m.runs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "qfetch_runs",
+		Help: "Recent runs (the last 10 and any open one) by state.",
+	}, []string{"state"})
+	for _, s := range States {
+		m.runs.WithLabelValues(string(s))
+	}
+	m.current = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "qfetch_current_run",
+		Help: "The newest open run: batches_planned, batches_done, batches_queued, bytes, eta_seconds. Served by the worker that writes status.json.",
+	}, []string{"measure"})
+	m.refreshed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_status_refresh_timestamp_seconds",
+		Help: "Unix time the run-level series were last refreshed.",
+	})
+	m.errors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "qfetch_status_refresh_errors_total",
+		Help: "Refreshes of the run-level series that failed.",
+	})
+	if reg != nil {
+		reg.MustRegister(m.lastComplete, age, m.deadLetters, m.queued, m.inFlight, m.maxInFlight, m.runs,
+			m.current, m.refreshed, m.errors)
+	}
+	return m
+}
+
+// age runs in the scrape's goroutine.
+func (m *Metrics) age() float64 {
+	ns := m.lastCompleteNS.Load()
+	if ns == 0 {
+		return math.Inf(1)
+	}
+	return m.now().Sub(time.Unix(0, ns)).Seconds()
+}
+
+// Reporter refreshes the run-level metrics, and, in the one process that
+// holds the status lock, writes runs/<run>/status.json for open runs.
+type Reporter struct {
+	q       Queue
+	state   QueueStater
+	locker  Locker
+	store   Store
+	prefix  string
+	owner   string
+	every   time.Duration
+	cfg     Config
+	metrics *Metrics
+	log     *slog.Logger
+
+	lock    *msg.Lock
+	written map[string][32]byte
+}
+
+// QueueStater reads the queue's counters.
+type QueueStater interface {
+	State(ctx context.Context) (msg.QueueState, error)
+}
+
+// Locker takes the status writer's lock.
+type Locker interface {
+	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*msg.Lock, error)
+}
+
+// Store is where status.json goes.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+}
+
+// ReporterConfig are a reporter's settings.
+type ReporterConfig struct {
+	Prefix string
+	Owner  string
+	// Every is the refresh period, and so the most often a status.json is
+	// rewritten; default 30s.
+	Every  time.Duration
+	Status Config
+}
+
+// statusLock names the lock of the process that writes status.json.
+const statusLock = "status-writer"
+
+// recentRuns is how many of the newest runs the state gauge counts.
+const recentRuns = 10
+
+// NewReporter builds a reporter; q is usually a *msg.Queue for all three.
+func NewReporter(cfg ReporterConfig, q Queue, state QueueStater, locker Locker, store Store, m *Metrics, log *slog.Logger) *Reporter {
+	if cfg.Every <= 0 {
+		cfg.Every = 30 * time.Second
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Reporter{q: q, state: state, locker: locker, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
+		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string][32]byte{}}
+}
+
+// Run refreshes at once and then every period until ctx ends; a failed
+// refresh is logged, counted and tried again at the next tick.
+func (r *Reporter) Run(ctx context.Context) error {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	defer r.release()
+	for {
+		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+			r.metrics.errors.Inc()
+			r.log.Warn("refreshing run status failed; trying again at the next tick", "err", err, "every", r.every)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Reporter) release() {
+	if r.lock == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.lock.Release(ctx)
+	r.lock = nil
+}
+
+// Refresh reads the queue and the recent runs once, updates the metrics,
+// and writes the status of open runs if this process holds the lock.
+func (r *Reporter) Refresh(ctx context.Context) error {
+	now := r.cfg.Now()
+	qs, err := r.state.State(ctx)
+	if err != nil {
+		return err
+	}
+	m := r.metrics
+	m.deadLetters.Set(float64(qs.DeadLetters))
+	m.queued.Set(float64(qs.Queued))
+	m.inFlight.Set(float64(qs.InFlight))
+	m.maxInFlight.Set(float64(qs.MaxInFlight))
+
+	ids, err := r.q.RunIDs(ctx)
+	if err != nil {
+		return err
+	}
+	counts := map[State]int{}
+	var open []msg.RunRecord // newest first
+	var lastComplete time.Time
+	for i := len(ids) - 1; i >= 0; i-- {
+		recent := len(ids)-1-i < recentRuns
+		if !recent && !lastComplete.IsZero() {
+			break
+		}
+		rec, err := r.q.GetRun(ctx, ids[i])
+		if err != nil {
+			return err
+		}
+		if rec.State == msg.RunComplete && lastComplete.IsZero() {
+			lastComplete = rec.Completed
+		}
+		if !recent {
+			continue
+		}
+		st, err := r.quickState(ctx, rec, now)
+		if err != nil {
+			return err
+		}
+		counts[st]++
+		// Open runs, and runs that ended lately (their last status.json
+		// must say so).
+		if !st.Terminal() || now.Sub(rec.Updated) < 2*r.every {
+			open = append(open, rec)
+		}
+	}
+	for _, s := range States {
+		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
+	}
+	if !lastComplete.IsZero() {
+		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
+		m.lastCompleteNS.Store(lastComplete.UnixNano())
+	}
+	m.refreshed.Set(float64(now.UnixNano()) / 1e9)
+
+	if !r.holdLock(ctx) {
+		m.current.Reset()
+		return nil
+	}
+	return r.writeStatuses(ctx, open)
+}
+
+// quickState classifies a run without listing its batches.
+func (r *Reporter) quickState(ctx context.Context, rec msg.RunRecord, now time.Time) (State, error) {
+	if rec.State == msg.RunComplete || rec.State == msg.RunFailed {
+		return classify(rec, 0, 0, now, r.cfg.StaleAfter), nil
+	}
+	queued, err := r.q.Pending(ctx, rec.ID)
+	if err != nil {
+		return "", err
+	}
+	dls := 0
+	if queued == 0 {
+		d, err := r.q.DeadLetters(ctx, rec.ID)
+		if err != nil {
+			return "", err
+		}
+		dls = len(d)
+	}
+	return classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
+}
+
+// holdLock takes or keeps the status writer's lock; false when another
+// process has it.
+func (r *Reporter) holdLock(ctx context.Context) bool {
+	if r.lock != nil {
+		err := r.lock.Refresh(ctx)
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, msg.ErrLockLost) {
+			r.log.Warn("refreshing the status writer's lock", "err", err)
+			return true // still ours until its TTL says otherwise
+		}
+		r.lock = nil
+	}
+	l, err := r.locker.Acquire(ctx, statusLock, r.owner, 3*r.every)
+	if err != nil {
+		if !errors.Is(err, msg.ErrLocked) {
+			r.log.Warn("taking the status writer's lock", "err", err)
+		}
+		return false
+	}
+	r.lock = l
+	return true
+}
+
+// writeStatuses writes status.json of each run whose status changed since
+// it was last written here, and the newest open run's gauges.
+func (r *Reporter) writeStatuses(ctx context.Context, runs []msg.RunRecord) error {
+	r.metrics.current.Reset()
+	var errs []error
+	for i, rec := range runs {
+		s, err := Of(ctx, r.q, r.cfg, rec)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if i == 0 && !s.State.Terminal() {
+			c := r.metrics.current
+			c.WithLabelValues("batches_planned").Set(float64(s.BatchesPlanned))
+			c.WithLabelValues("batches_done").Set(float64(s.BatchesDone))
+			c.WithLabelValues("batches_queued").Set(float64(s.BatchesQueued))
+			c.WithLabelValues("bytes").Set(float64(s.Bytes))
+			c.WithLabelValues("eta_seconds").Set(s.ETASeconds)
+		}
+		sum := digest(s)
+		if r.written[s.Run] == sum {
+			continue
+		}
+		body, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return err
+		}
+		key := objstore.StatusKey(r.prefix, s.Run)
+		if _, err := r.store.Put(ctx, key, bytes.NewReader(body), objstore.PutOptions{ContentType: "application/json"}); err != nil {
+			errs = append(errs, fmt.Errorf("writing %s: %w", key, err))
+			continue
+		}
+		r.written[s.Run] = sum
+	}
+	return errors.Join(errs...)
+}
+
+// digest identifies a status apart from the moment it was taken, so that an
+// unchanged run is not rewritten every period.
+func digest(s Status) [32]byte {
+	s.At, s.AgeSeconds, s.ETASeconds, s.BytesPerSecond = time.Time{}, 0, 0, 0
+	b, _ := json.Marshal(s)
+	return sha256.Sum256(b)
+}

@@ -1,0 +1,253 @@
+// Package runstat says where qfetch's runs are, for operators: one run's
+// status, the run-level metrics alerts use, and runs/<run>/status.json.
+//
+// It reads what planners and workers record in JetStream and changes none
+// of it.
+package runstat
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+// Queue is what status is read from.
+type Queue interface {
+	RunIDs(ctx context.Context) ([]string, error)
+	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
+	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]msg.Split, error)
+	Failures(ctx context.Context, run string) (map[string]int, error)
+	Pending(ctx context.Context, run string) (uint64, error)
+	DeadLetters(ctx context.Context, run string) ([]msg.DeadLetter, error)
+}
+
+// State is a run's state as an operator needs it: the record's, refined by
+// what the queue says.
+type State string
+
+// States. Failed covers both a planner that gave up and a run whose last
+// batches are dead-lettered (nothing queued, not complete): either way an
+// operator must act. Stale is a run still open after StaleAfter.
+const (
+	Planning           State = "planning"
+	Fetching           State = "fetching"
+	Completing         State = "completing"
+	Complete           State = "complete"
+	Failed             State = "failed"
+	Stale              State = "stale"
+	AcceptedIncomplete State = "accepted-incomplete"
+)
+
+// States lists every State, in the order a run goes through them.
+var States = []State{Planning, Fetching, Completing, Complete, Failed, Stale, AcceptedIncomplete}
+
+// Terminal reports whether nothing more happens to a run in s without an
+// operator.
+func (s State) Terminal() bool { return s == Complete || s == Failed || s == AcceptedIncomplete }
+
+// DefaultStaleAfter matches the "no complete run in 26 h" alert: a daily
+// run still open after a day and two hours is late.
+const DefaultStaleAfter = 26 * time.Hour
+
+// Config is how status is judged.
+type Config struct {
+	StaleAfter time.Duration // default DefaultStaleAfter
+	Now        func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = DefaultStaleAfter
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Status is one run as `qfetch status` shows it and status.json holds it.
+type Status struct {
+	Run         string       `json:"run"`
+	State       State        `json:"state"`
+	RecordState msg.RunState `json:"record_state"`
+	After       time.Time    `json:"after"`
+	Before      time.Time    `json:"before"`
+	Created     time.Time    `json:"created"`
+	Updated     time.Time    `json:"updated"`
+	Completed   time.Time    `json:"completed,omitzero"`
+	AgeSeconds  float64      `json:"age_seconds"`
+
+	// BatchesPlanned grows while the run is planning; PlanningComplete
+	// says it is final.
+	PlanningComplete bool   `json:"planning_complete"`
+	BatchesPlanned   int    `json:"batches_planned"`
+	BatchesDone      int    `json:"batches_done"`
+	BatchesQueued    uint64 `json:"batches_queued"`
+	Splits           int    `json:"splits"`
+	HostsPlanned     int    `json:"hosts_planned"`
+	HostsRequested   int    `json:"hosts_requested"`
+	HostsReturned    int    `json:"hosts_returned"`
+	Bytes            int64  `json:"bytes"`
+	// Retries are the retryable failures charged to the run's batches
+	// (back-pressure waits are not failures and not counted).
+	Retries     int `json:"retries"`
+	DeadLetters int `json:"dead_letters"`
+
+	// BytesPerSecond and ETASeconds are averages since the run opened;
+	// ETASeconds is set only while batches remain.
+	BytesPerSecond float64 `json:"bytes_per_second"`
+	ETASeconds     float64 `json:"eta_seconds,omitempty"`
+
+	Manifest string          `json:"manifest,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Accepted *msg.Acceptance `json:"accepted_incomplete,omitempty"`
+	// Action says what an operator should do, when anything.
+	Action string `json:"action,omitempty"`
+
+	At time.Time `json:"at"`
+}
+
+// Of returns run's status. It lists the run's batch results unless the run
+// completed (its record then holds the totals).
+func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, error) {
+	cfg = cfg.withDefaults()
+	now := cfg.Now().UTC()
+	s := Status{Run: rec.ID, RecordState: rec.State, After: rec.After, Before: rec.Before,
+		Created: rec.Created, Updated: rec.Updated, Completed: rec.Completed,
+		AgeSeconds: now.Sub(rec.Created).Seconds(), PlanningComplete: rec.PlanningComplete,
+		BatchesPlanned: rec.BatchesPlanned, HostsPlanned: rec.HostsPlanned,
+		Manifest: rec.ManifestKey, Error: rec.Error, Accepted: rec.Accepted, At: now}
+	if !rec.PlanningComplete {
+		s.BatchesPlanned = rec.Progress.Batches
+		s.HostsPlanned = rec.Progress.Start.Hosts
+	}
+	var err error
+	if s.BatchesQueued, err = q.Pending(ctx, rec.ID); err != nil {
+		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+	}
+	dls, err := q.DeadLetters(ctx, rec.ID)
+	if err != nil {
+		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+	}
+	s.DeadLetters = len(dls)
+	fails, err := q.Failures(ctx, rec.ID)
+	if err != nil {
+		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+	}
+	for _, n := range fails {
+		s.Retries += n
+	}
+	splits, err := q.Splits(ctx, rec.ID)
+	if err != nil {
+		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+	}
+	s.Splits = len(splits)
+
+	var lastAt time.Time
+	if t := rec.Totals; rec.State == msg.RunComplete && t != nil {
+		s.BatchesDone = rec.BatchesPlanned
+		s.HostsRequested, s.HostsReturned, s.Bytes = t.HostsRequested, t.HostsReturned, t.Bytes
+		lastAt = rec.Completed
+	} else {
+		results, err := q.DoneBatches(ctx, rec.ID)
+		if err != nil {
+			return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+		}
+		// Counted as completion counts them: a split batch is done when
+		// both halves are.
+		s.BatchesDone = finish.Covered(s.BatchesPlanned, results, splits)
+		for _, r := range results {
+			s.HostsRequested += r.HostsRequested
+			s.HostsReturned += r.HostsReturned
+			s.Bytes += r.Bytes()
+			lastAt = later(lastAt, r.At)
+		}
+	}
+	if elapsed := lastAt.Sub(rec.Created).Seconds(); elapsed > 0 {
+		s.BytesPerSecond = float64(s.Bytes) / elapsed
+	}
+	s.State = classify(rec, s.BatchesQueued, s.DeadLetters, now, cfg.StaleAfter)
+	if left := s.BatchesPlanned - s.BatchesDone; !s.State.Terminal() && s.BatchesDone > 0 && left > 0 {
+		s.ETASeconds = now.Sub(rec.Created).Seconds() / float64(s.BatchesDone) * float64(left)
+	}
+	s.Action = action(s)
+	return s, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// classify refines the record's state with what only the queue knows.
+func classify(rec msg.RunRecord, queued uint64, deadLetters int, now time.Time, staleAfter time.Duration) State {
+	switch rec.State {
+	case msg.RunComplete:
+		return Complete
+	case msg.RunFailed:
+		return Failed
+	}
+	if queued == 0 && rec.PlanningComplete && rec.State != msg.RunCompleting {
+		switch {
+		case deadLetters > 0:
+			return Failed
+		case rec.Accepted != nil:
+			return AcceptedIncomplete
+		}
+	}
+	if now.Sub(rec.Created) > staleAfter {
+		return Stale
+	}
+	switch rec.State {
+	case msg.RunPlanning:
+		return Planning
+	case msg.RunCompleting:
+		return Completing
+	default:
+		return Fetching
+	}
+}
+
+func action(s Status) string {
+	switch {
+	case s.State == Failed && s.DeadLetters > 0:
+		return fmt.Sprintf("%d batch(es) dead-lettered: see `qfetch dlq list --run %s`, fix the cause, then `qfetch dlq replay --run %s` (or `qfetch dlq drop --run %s --yes` to accept the run as incomplete)",
+			s.DeadLetters, s.Run, s.Run, s.Run)
+	case s.State == Failed:
+		return "planning failed (see error); the next planner run opens a new run from the watermark"
+	case s.State == Stale && s.BatchesQueued > 0:
+		return "batches are still queued long after the run opened: are workers running and healthy (qfetch check)?"
+	case s.State == Stale:
+		return "the run is still open long after it started: is its planner running (qfetch check)?"
+	case s.State == AcceptedIncomplete:
+		return "accepted as incomplete; the next run asks for its hosts again"
+	}
+	return ""
+}
+
+// Recent returns the status of up to n runs, newest first.
+func Recent(ctx context.Context, q Queue, cfg Config, n int) ([]Status, error) {
+	ids, err := q.RunIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Status
+	for i := len(ids) - 1; i >= 0 && len(out) < n; i-- {
+		rec, err := q.GetRun(ctx, ids[i])
+		if err != nil {
+			return out, err
+		}
+		s, err := Of(ctx, q, cfg, rec)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
