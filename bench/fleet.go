@@ -29,6 +29,10 @@ type fleet struct {
 	js      jetstream.JetStream
 	q       *msg.Queue
 	workers []*proc
+	// maxBackoff, when set, runs the workers as this binary's in-process
+	// copy of cmd/worker with that retry delay cap; env is added to theirs.
+	maxBackoff time.Duration
+	env        []string
 }
 
 // startFleet serves cfg and starts NATS; the workers come with setWorkers.
@@ -81,11 +85,17 @@ func (f *fleet) stopWorkers() {
 // consumer's in-flight cap at inFlight, and waits until each one pulls.
 func (f *fleet) setWorkers(ctx context.Context, w, s, inFlight int) error {
 	f.stopWorkers()
-	env := f.h.qfetchEnv(f.sim, f.nats.URL,
-		"QFETCH_WORKER_SLOTS="+strconv.Itoa(s), "QFETCH_WORKER_LISTEN=127.0.0.1:0",
-		"QFETCH_MAX_IN_FLIGHT="+strconv.Itoa(inFlight))
+	env := f.h.qfetchEnv(f.sim, f.nats.URL, append([]string{
+		"QFETCH_WORKER_SLOTS=" + strconv.Itoa(s), "QFETCH_WORKER_LISTEN=127.0.0.1:0",
+		"QFETCH_MAX_IN_FLIGHT=" + strconv.Itoa(inFlight)}, f.env...)...)
 	for i := range w {
-		p, err := startProc(fmt.Sprintf("worker-%d", i+1), f.h.worker, nil, env, f.h.secrets(f.sim))
+		var p *proc
+		var err error
+		if f.maxBackoff > 0 {
+			p, err = f.h.startChild(env, childJob{Mode: modeWorker, MaxBackoff: f.maxBackoff}, f.h.secrets(f.sim))
+		} else {
+			p, err = startProc(fmt.Sprintf("worker-%d", i+1), f.h.worker, nil, env, f.h.secrets(f.sim))
+		}
 		if err != nil {
 			return err
 		}
@@ -145,6 +155,10 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 			return fleetResult{}, err
 		}
 		cpu0[i] = c
+		// The workers live across runs: their peak RSS is this run's.
+		if err := resetHWM(w.pid()); err != nil {
+			return fleetResult{}, err
+		}
 	}
 	others := cpuSince(f.h.s3.pid(), f.nats.pid())
 	start := time.Now()
@@ -322,18 +336,18 @@ func (h *harness) fleetUtilC(ctx context.Context, cases []fleetCase) error {
 		h.rep.note("fleet %s: a batch takes %.2f s (median, pull to recorded) against %.2f s for its bytes at B; %d calls refused 409 over %d reps, peak %d calls at once",
 			x.Case, median(batchSecs), float64(size)/float64(B), conflicts, h.o.reps, peak)
 	}
-	h.rep.note("fleet C=%d: ratio column is utilisation, bytes / busy span / (C × B), median / best; every batch the same %d hosts, %s",
+	h.rep.note("fleet C=%d: ratio column is utilisation, bytes / busy span / (C × B), median / best; every batch the same %d hosts, %s; peak RSS is the largest worker's VmHWM, reset before each run",
 		C, batchHosts, sizeText(size))
 	return nil
 }
 
 // sweepConfig is a subscription of hosts hosts with small answers (a few
-// detections, no RESULTS), so the per-request overhead is what counts.
-func sweepConfig(hosts int64, overhead time.Duration) qualysim.Config {
+// detections, no RESULTS), so that the think-time is what counts.
+func sweepConfig(hosts int64, t think) qualysim.Config {
 	cfg := simConfig(hosts)
 	cfg.MeanDetections = 4
 	cfg.ResultsSize = qualysim.Off
-	cfg.Overhead = overhead
+	cfg.Overhead, cfg.PerHostCost = t.Overhead, t.PerHost
 	cfg.ConcurrencyLimit = 2
 	return cfg
 }
@@ -349,31 +363,42 @@ func split(ids []uint64, n int) [][]uint64 {
 	return out
 }
 
+// Best practice for Host List Detection batches (qualys-api.md §6.1: the
+// vendor splits ids into 1,000–5,000) and Qualys' standard rate limit.
+const (
+	bestBatchMin, bestBatchMax = 1000, 5000
+	callsPerHour               = 300
+)
+
 // batchSweep: the same hosts fetched in batches of each size, the
-// simulator's per-request overhead on, one worker × 2 slots against
-// concurrency 2. Time is publish to run complete; the ratio column is
-// speed against the 1000-host batch (QFETCH_BATCH_SIZE's default).
+// simulator thinking Think.Overhead per call plus Think.PerHost per host
+// before the first byte, one worker × 2 slots against concurrency 2. Small
+// batches pay the overhead often; large ones leave a slot idle at the tail
+// (fewer batches than slots in the last round) and wait longer for each
+// first byte. Time is publish to run complete; the ratio column is speed
+// against the 1000-host batch (QFETCH_BATCH_SIZE's default).
 func (h *harness) batchSweep(ctx context.Context) error {
 	spec := h.o.spec
-	f, err := h.startFleet(ctx, "sweep", sweepConfig(spec.SweepHosts, spec.SweepOverhead))
+	const slots = 2
+	f, err := h.startFleet(ctx, "sweep", sweepConfig(spec.SweepHosts, spec.Think))
 	if err != nil {
 		return err
 	}
 	defer f.stop()
-	if err := f.setWorkers(ctx, 1, 2, 2); err != nil {
+	if err := f.setWorkers(ctx, 1, slots, slots); err != nil {
 		return err
 	}
 	ids := f.sim.ids(int(spec.SweepHosts))
 	rows := map[int]*row{}
 	for _, n := range spec.SweepSizes {
 		rows[n] = &row{Scenario: "sweep", Case: fmt.Sprintf("batch %d", n),
-			Size: fmt.Sprintf("%s, overhead %v", hostsText(spec.SweepHosts), spec.SweepOverhead)}
+			Size: fmt.Sprintf("%s, think %v", hostsText(spec.SweepHosts), spec.Think)}
 	}
 	// Interleaved rep by rep, so that a noisy minute does not land on one size.
 	for i := range h.o.reps {
 		for _, n := range spec.SweepSizes {
 			batches := split(ids, n)
-			limit := time.Minute + time.Duration(len(batches))*(spec.SweepOverhead+5*time.Second)
+			limit := time.Minute + time.Duration(len(batches))*(spec.Think.of(n)+5*time.Second)
 			r, err := f.runBatches(ctx, "sweep", batches, limit)
 			if err != nil {
 				return err
@@ -383,8 +408,24 @@ func (h *harness) batchSweep(ctx context.Context) error {
 		}
 	}
 	base := rows[1000]
+	fastest := rows[spec.SweepSizes[0]]
+	var model []string
 	for _, n := range spec.SweepSizes {
-		rows[n].derive()
+		x := rows[n]
+		x.derive()
+		// Hosts per second says what a batch size buys whatever the host count.
+		x.Rate = median(each(x.Samples, func(s sample) float64 { return float64(spec.SweepHosts) / s.Seconds }))
+		x.RateUnit = "hosts/s"
+		if x.SecondsMed < fastest.SecondsMed {
+			fastest = x
+		}
+		if n >= bestBatchMin && n <= bestBatchMax {
+			x.Target = fmt.Sprintf("best practice %d–%d", bestBatchMin, bestBatchMax)
+		}
+		// The think-time alone, slots busy in rounds: what the worker and
+		// the transfer add comes on top.
+		rounds := (int(spec.SweepHosts) + n*slots - 1) / (n * slots)
+		model = append(model, fmt.Sprintf("%d %.1f s", n, float64(rounds)*spec.Think.of(n).Seconds()))
 	}
 	for _, n := range spec.SweepSizes {
 		if base != nil && rows[n] != base {
@@ -392,60 +433,76 @@ func (h *harness) batchSweep(ctx context.Context) error {
 		}
 		h.rep.add(rows[n])
 	}
-	h.rep.note("sweep: one worker × 2 slots, concurrency 2, %v before each answer's first byte; time is publish to run complete", spec.SweepOverhead)
+	var inRange []string
+	for _, n := range spec.SweepSizes {
+		if n >= bestBatchMin && n <= bestBatchMax {
+			inRange = append(inRange, fmt.Sprintf("%d %.2f×", n, rows[n].SecondsMed/fastest.SecondsMed))
+		}
+	}
+	h.rep.note("sweep: one worker × %d slots, concurrency %d; the simulator thinks %v per call + %v per host before the first byte (plausible, not measured: Qualys' own are seconds to minutes; the ratio that shapes the curve is one call's overhead = %d hosts); time is publish to run complete",
+		slots, slots, spec.Think.Overhead, spec.Think.PerHost, int(spec.Think.Overhead/max(spec.Think.PerHost, 1)))
+	h.rep.note("sweep: think-time alone, in rounds of %d calls: %s; fastest measured: %s; best-practice sizes against it (time ×): %s; at Qualys' standard %d detection calls/h a batch of n caps a subscription at %d·n hosts/h (1000: %dk/h, 5000: %.1fM/h)",
+		slots, strings.Join(model, ", "), fastest.Case, strings.Join(inRange, ", "), callsPerHour, callsPerHour, callsPerHour, float64(callsPerHour*5000)/1e6)
 	return nil
 }
 
 // faultTax: the same run clean and with 10 % of detection calls failing
 // (qualysim.Spread: 500, 503, error document, 999, reset, stall, cut in
-// equal shares), interleaved. The worker's retry back-off starts at 30 s
-// (not settable from the environment), so each retry costs at least that.
+// equal shares), interleaved, on the sweep's think-time. Each rep serves a
+// new simulator seed (its own hosts and fault draws), shared by its clean
+// and faulty runs. The worker is cmd/worker's wiring with a retry delay cap
+// of FaultMaxBackoff: cmd/worker's back-off starts at 30 s, which against
+// seconds-long batches would measure nothing but that wait.
 func (h *harness) faultTax(ctx context.Context) error {
 	spec := h.o.spec
-	cfg := sweepConfig(int64(spec.FaultBatches*spec.FaultBatchHosts), 0)
-	f, err := h.startFleet(ctx, "faults", cfg)
-	if err != nil {
-		return err
-	}
-	defer f.stop()
-	if err := f.setWorkers(ctx, 1, 2, 2); err != nil {
-		return err
-	}
-	batches := split(f.sim.ids(spec.FaultBatches*spec.FaultBatchHosts), spec.FaultBatchHosts)
-	size := fmt.Sprintf("%d × %d hosts", len(batches), spec.FaultBatchHosts)
+	hosts := spec.FaultBatches * spec.FaultBatchHosts
+	size := fmt.Sprintf("%d × %d hosts", spec.FaultBatches, spec.FaultBatchHosts)
 	clean := &row{Scenario: "faults", Case: "clean", Size: size}
 	faulty := &row{Scenario: "faults", Case: "10 % faults", Size: size}
-	var retries []float64
+	var retries, paired []float64
 	outcomes := map[string]int64{}
 	for i := range h.o.reps {
-		for _, x := range []*row{clean, faulty} {
-			fs := qualysim.Faults{}
-			if x == faulty {
-				fs.Prob = qualysim.Spread(0.1)
-			}
-			if err := f.sim.sim.SetFaults(fs); err != nil {
-				return err
-			}
-			// Each failure waits 30 s or more before its retry.
-			limit := 2*time.Minute + time.Duration(len(batches))*30*time.Second
-			r, err := f.runBatches(ctx, "faults", batches, limit)
-			if err != nil {
-				return err
-			}
-			rt := float64(r.Requests-int64(len(batches))) / float64(len(batches))
-			progress("faults %s %d/%d: %.2f s, %d requests (%.2f retries/batch), %v", x.Case, i+1, h.o.reps, r.Seconds, r.Requests, rt, r.Outcomes)
-			if x == faulty {
-				retries = append(retries, rt)
-				for k, v := range r.Outcomes {
-					outcomes[k] += v
+		seed := uint64(i + 1)
+		err := h.faultRep(ctx, seed, hosts, func(f *fleet, batches [][]uint64) error {
+			var secs [2]float64
+			for j, x := range []*row{clean, faulty} {
+				fs := qualysim.Faults{StallFor: spec.FaultStall}
+				if x == faulty {
+					fs.Prob = qualysim.Spread(0.1)
 				}
+				if err := f.sim.sim.SetFaults(fs); err != nil {
+					return err
+				}
+				// A failed call waits at most FaultMaxBackoff before its retry,
+				// a stall FaultStall; a generous bound for either, every batch.
+				per := spec.Think.of(spec.FaultBatchHosts) + spec.FaultMaxBackoff + spec.FaultStall
+				limit := 2*time.Minute + time.Duration(len(batches))*per
+				r, err := f.runBatches(ctx, "faults", batches, limit)
+				if err != nil {
+					return err
+				}
+				rt := float64(r.Requests-int64(len(batches))) / float64(len(batches))
+				progress("faults %s seed %d (%d/%d): %.2f s, %d requests (%.2f retries/batch), %v", x.Case, seed, i+1, h.o.reps, r.Seconds, r.Requests, rt, r.Outcomes)
+				if x == faulty {
+					retries = append(retries, rt)
+					for k, v := range r.Outcomes {
+						outcomes[k] += v
+					}
+				}
+				x.Samples = append(x.Samples, r.sample)
+				secs[j] = r.Seconds
 			}
-			x.Samples = append(x.Samples, r.sample)
+			paired = append(paired, secs[0]/secs[1])
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	clean.derive()
 	faulty.derive()
 	faulty.against(clean)
+	faulty.RetriesPerBatch = median(retries)
 	h.rep.add(clean)
 	h.rep.add(faulty)
 	keys := make([]string, 0, len(outcomes))
@@ -457,7 +514,44 @@ func (h *harness) faultTax(ctx context.Context) error {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, outcomes[k]))
 	}
-	h.rep.note("faults: %.2f retries per batch (median; requests beyond one per batch); detection outcomes over all faulty reps: %s; the worker's retry back-off starts at 30 s, so the tax is mostly waiting",
-		median(retries), strings.Join(parts, ", "))
+	var pairs []string
+	for _, p := range paired {
+		pairs = append(pairs, fmt.Sprintf("%.3f", p))
+	}
+	h.rep.note("faults: one worker × 2 slots, concurrency 2, think %v, seeds 1..%d (one per rep, its clean and faulty runs share it); %.2f retries per batch (median; requests beyond one per batch: %s); clean/faulty throughput per seed %s; detection outcomes over all faulty reps: %s",
+		spec.Think, h.o.reps, median(retries), joinFloats(retries), strings.Join(pairs, ", "), strings.Join(parts, ", "))
+	h.rep.note("faults: bench settings, not production: the worker's retry delay is capped at %v (fetch.Config.MaxBackoff, set in the bench's in-process copy of cmd/worker; cmd/worker's first retry waits 15–30 s and its cap is 2 m), QFETCH_WORKER_PROBE_EVERY=%v, a stall pauses the body %v (qualysim default 30 s)",
+		spec.FaultMaxBackoff, faultProbeEvery, spec.FaultStall)
 	return nil
+}
+
+// faultProbeEvery is the faults scenario's QFETCH_WORKER_PROBE_EVERY (the
+// least it takes): a pause for a fault that looks fleet-wide lasts seconds.
+const faultProbeEvery = time.Second
+
+// faultRep serves a simulator with seed and the first hosts hosts in
+// batches of FaultBatchHosts, runs one worker × 2 slots on it and calls run.
+func (h *harness) faultRep(ctx context.Context, seed uint64, hosts int, run func(*fleet, [][]uint64) error) error {
+	spec := h.o.spec
+	cfg := sweepConfig(int64(hosts), spec.Think)
+	cfg.Seed = seed
+	f, err := h.startFleet(ctx, fmt.Sprintf("faults-%d", seed), cfg)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	f.maxBackoff = spec.FaultMaxBackoff
+	f.env = []string{"QFETCH_WORKER_PROBE_EVERY=" + faultProbeEvery.String()}
+	if err := f.setWorkers(ctx, 1, 2, 2); err != nil {
+		return err
+	}
+	return run(f, split(f.sim.ids(hosts), spec.FaultBatchHosts))
+}
+
+func joinFloats(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, fmt.Sprintf("%.2f", x))
+	}
+	return strings.Join(s, ", ")
 }

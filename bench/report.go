@@ -60,8 +60,10 @@ type row struct {
 	HarnessCPU float64 `json:"harness_cpu_median"`
 	Ratio      float64 `json:"ratio_median,omitempty"`
 	RatioBest  float64 `json:"ratio_best,omitempty"`
-	Target     string  `json:"target,omitempty"`
-	Verdict    string  `json:"verdict,omitempty"` // ok, MISS, or empty when there is no target
+	// RetriesPerBatch: detection calls beyond one per batch, median (faults).
+	RetriesPerBatch float64 `json:"retries_per_batch,omitempty"`
+	Target          string  `json:"target,omitempty"`
+	Verdict         string  `json:"verdict,omitempty"` // ok, MISS, or empty when there is no target
 }
 
 type report struct {
@@ -197,7 +199,7 @@ func (r *report) print(w io.Writer) {
 			ratio = fmt.Sprintf("%.3f / %.3f", x.Ratio, x.RatioBest)
 		}
 		if x.Target != "" {
-			target = x.Target + " " + x.Verdict
+			target = strings.TrimSpace(x.Target + " " + x.Verdict)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d | %.2f / %.2f | %.1f %s | %.2f %s | %.2f / %.2f / %.2f | %.1f / %.1f | %s | %s | %s |\n",
 			x.Scenario, x.Case, x.Size, len(x.Samples), x.SecondsMin, x.SecondsMed, x.Rate, x.RateUnit,
@@ -251,7 +253,7 @@ func (r *report) summary() string {
 		parts = append(parts, "batch sweep: "+strings.Join(sweep, ", "))
 	}
 	if x := r.find("faults", "10 % faults"); x != nil {
-		parts = append(parts, fmt.Sprintf("fault tax: throughput %.3f × clean", x.Ratio))
+		parts = append(parts, fmt.Sprintf("fault tax: throughput %.3f × clean, %.2f retries per batch", x.Ratio, x.RetriesPerBatch))
 	}
 	return "summary: " + strings.Join(parts, "; ")
 }
