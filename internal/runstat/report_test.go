@@ -1,0 +1,258 @@
+package runstat_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/runstat"
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const prefix = "qualys"
+
+// countingStore counts the status.json writes.
+type countingStore struct {
+	*objstore.S3
+	puts atomic.Int32
+}
+
+func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Object, error) {
+	s.puts.Add(1)
+	return s.S3.Put(ctx, key, r, o)
+}
+
+type env struct {
+	t      *testing.T
+	sim    *qualysim.Sim
+	client *qualys.Client
+	q      *msg.Queue
+	store  *objstore.S3
+	log    *slog.Logger
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	sim := qualysim.New(qualysim.Config{Seed: 9, Hosts: 1000, RateLimit: qualysim.Off})
+	t.Cleanup(sim.Close)
+	sim.Advance(10 * 24 * time.Hour)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), IdleTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	q, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testenv.MinIO(t)
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, sim: sim, client: client, q: q, store: s3, log: slog.New(slog.DiscardHandler)}
+}
+
+func (e *env) finisher() *finish.Finisher {
+	return finish.New(finish.Config{Prefix: prefix, Owner: "test"}, e.q, e.store, e.log)
+}
+
+func (e *env) plan() string {
+	e.t.Helper()
+	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 200, PageSize: 500, Owner: "planner",
+		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, e.finisher(), e.log)
+	out, err := p.Run(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out.Run
+}
+
+func (e *env) work(cond func() bool) {
+	e.t.Helper()
+	w := fetch.New(fetch.Config{Slots: 2, Prefix: prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
+		Queue: e.q, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
+		API: e.client, Store: e.store, Finish: e.finisher(), Log: e.log,
+	})
+	ctx, cancel := context.WithCancel(e.t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(ctx, ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	testenv.Eventually(e.t, 60*time.Second, cond, "worker did not get there")
+}
+
+type reporter struct {
+	*runstat.Reporter
+	reg   *prometheus.Registry
+	store *countingStore
+}
+
+func (e *env) reporter(owner string) reporter {
+	reg := prometheus.NewRegistry()
+	st := &countingStore{S3: e.store}
+	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: owner, Every: time.Minute},
+		e.q, e.q, e.q, st, runstat.NewMetrics(reg), e.log)
+	return reporter{Reporter: r, reg: reg, store: st}
+}
+
+func (r reporter) refresh(t *testing.T) {
+	t.Helper()
+	if err := r.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// value is the gauge name{labels}; ok is false when the series is absent.
+func (r reporter) value(t *testing.T, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func (r reporter) want(t *testing.T, name string, labels map[string]string, want float64) {
+	t.Helper()
+	got, ok := r.value(t, name, labels)
+	if !ok || got != want {
+		t.Errorf("%s%v = %v (present %v), want %v", name, labels, got, ok, want)
+	}
+}
+
+func (e *env) status(run string) runstat.Status {
+	e.t.Helper()
+	rd, err := e.store.Get(e.t.Context(), objstore.StatusKey(prefix, run))
+	if err != nil {
+		e.t.Fatalf("status.json of %s: %v", run, err)
+	}
+	defer rd.Close()
+	var s runstat.Status
+	if err := json.NewDecoder(rd).Decode(&s); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// TestReporter follows a run with a dead letter to completion: the gauges
+// and status.json say what the queue and the run records say, and only the
+// lock holder writes status.json, only when it changed.
+func TestReporter(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
+		t.Fatal(err)
+	}
+	run := e.plan()
+	rec, _ := e.q.GetRun(ctx, run)
+	planned := float64(rec.BatchesPlanned)
+
+	r1, r2 := e.reporter("w1"), e.reporter("w2")
+	r1.refresh(t)
+	r2.refresh(t)
+	for _, r := range []reporter{r1, r2} {
+		r.want(t, "qfetch_queue_batches", nil, planned)
+		r.want(t, "qfetch_dead_letters", nil, 0)
+		r.want(t, "qfetch_runs", map[string]string{"state": "fetching"}, 1)
+		r.want(t, "qfetch_runs", map[string]string{"state": "complete"}, 0)
+		if _, ok := r.value(t, "qfetch_last_complete_run_timestamp_seconds", nil); ok {
+			t.Error("last complete run timestamp before any run completed")
+		}
+		if age, _ := r.value(t, "qfetch_last_complete_run_age_seconds", nil); !math.IsInf(age, 1) {
+			t.Errorf("age %v before any run completed, want +Inf", age)
+		}
+	}
+	r1.want(t, "qfetch_current_run", map[string]string{"measure": "batches_planned"}, planned)
+	r1.want(t, "qfetch_current_run", map[string]string{"measure": "batches_queued"}, planned)
+	if _, ok := r2.value(t, "qfetch_current_run", map[string]string{"measure": "batches_planned"}); ok {
+		t.Error("the process without the lock serves the current run's series")
+	}
+	if s := e.status(run); s.State != runstat.Fetching || s.BatchesPlanned != rec.BatchesPlanned || s.BatchesQueued != uint64(rec.BatchesPlanned) {
+		t.Fatalf("status.json: %+v", s)
+	}
+	if n := r2.store.puts.Load(); n != 0 {
+		t.Fatalf("the process without the lock wrote %d objects", n)
+	}
+	r1.refresh(t)
+	if n := r1.store.puts.Load(); n != 1 {
+		t.Fatalf("%d status.json writes for an unchanged run, want 1", n)
+	}
+
+	// Workers: every batch but the dead-lettered one is done.
+	e.work(func() bool {
+		dl, _ := e.q.DeadLetters(ctx, run)
+		n, _ := e.q.CountDone(ctx, run)
+		return len(dl) == 1 && n == rec.BatchesPlanned-1
+	})
+	r1.refresh(t)
+	r1.want(t, "qfetch_dead_letters", nil, 1)
+	r1.want(t, "qfetch_queue_batches", nil, 0)
+	r1.want(t, "qfetch_runs", map[string]string{"state": "failed"}, 1)
+	if s := e.status(run); s.State != runstat.Failed || s.DeadLetters != 1 || s.BatchesDone != rec.BatchesPlanned-1 || s.Action == "" {
+		t.Fatalf("status.json with a dead letter: %+v", s)
+	}
+
+	// Replayed and fetched, the run completes; its last status.json says so.
+	dls, _ := e.q.DeadLetters(ctx, run)
+	if _, err := e.q.Replay(ctx, dls[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	e.work(func() bool { r, _ := e.q.GetRun(ctx, run); return r.State == msg.RunComplete })
+	r1.refresh(t)
+	rec, _ = e.q.GetRun(ctx, run)
+	r1.want(t, "qfetch_dead_letters", nil, 0)
+	r1.want(t, "qfetch_runs", map[string]string{"state": "complete"}, 1)
+	r1.want(t, "qfetch_runs", map[string]string{"state": "failed"}, 0)
+	r1.want(t, "qfetch_last_complete_run_timestamp_seconds", nil, float64(rec.Completed.UnixNano())/1e9)
+	if age, _ := r1.value(t, "qfetch_last_complete_run_age_seconds", nil); age < 0 || age > 600 {
+		t.Errorf("age of a run completed just now: %v", age)
+	}
+	if _, ok := r1.value(t, "qfetch_current_run", map[string]string{"measure": "batches_planned"}); ok {
+		t.Error("current run series with no run open")
+	}
+	s := e.status(run)
+	if s.State != runstat.Complete || s.BatchesDone != rec.BatchesPlanned || s.Bytes != rec.Totals.Bytes || s.Manifest == "" {
+		t.Fatalf("final status.json: %+v", s)
+	}
+}
