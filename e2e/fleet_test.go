@@ -242,6 +242,7 @@ func (w *world) worker(name string, slots int, password string) *workerProc {
 		"QFETCH_WORKER_LISTEN="+listen,
 		"QFETCH_WORKER_PROBE_EVERY=1s",
 		"QFETCH_WORKER_ACK_WAIT=30s",
+		"QFETCH_WORKER_STATUS_EVERY=1s",
 		"QFETCH_WORKER_GRACE=3s",
 	)
 	p := startProc(w.t, name, w.bins.Worker, nil, env)

@@ -88,13 +88,15 @@ func testClean(t *testing.T, b bins) {
 		"--concurrency-limit", "0", "--slow-start", "200ms", "--fault", "slowstart=1")...)
 	w := newWorld(t, b, sim, sharedBucket(t))
 	w.MaxInFlight = 3
+	var workers []*workerProc
 	for i := range 3 {
-		w.worker(fmt.Sprintf("worker-%d", i+1), 2, "")
+		workers = append(workers, w.worker(fmt.Sprintf("worker-%d", i+1), 2, ""))
 	}
 	id := w.plan()
 	w.waitComplete(id, 3*time.Minute)
 	t.Logf("run complete %v after start", time.Since(start).Round(time.Millisecond))
-	w.finalChecks(id, time.Time{})
+	got := w.finalChecks(id, time.Time{})
+	w.checkStatus(id, got, workers)
 	w.checkPeak()
 	w.noDeadLetters()
 }
