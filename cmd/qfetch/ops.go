@@ -65,6 +65,12 @@ func openQueue(ctx context.Context) (*msg.Queue, func(), error) {
 	return q, nc.Close, nil
 }
 
+// validRun checks a run ID from the command line before it becomes part of
+// a subject ("*" or ">" would select every run).
+func validRun(id string, emptyOK bool) bool {
+	return (emptyOK && id == "") || msg.ValidRunID(id)
+}
+
 func operator() string {
 	user := os.Getenv("USER")
 	if user == "" {
@@ -114,7 +120,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 1 || *every <= 0 {
+	if fs.NArg() > 1 || *every <= 0 || !validRun(fs.Arg(0), true) {
 		fs.Usage()
 		return errUsage
 	}
@@ -163,6 +169,10 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 			return errUsage
 		}
 		seqs = append(seqs, n)
+	}
+	if !validRun(*run, true) {
+		fmt.Fprintf(os.Stderr, "qfetch dlq %s: --run %q is not a run ID (see qfetch runs)\n", verb, *run)
+		return errUsage
 	}
 	switch verb {
 	case "list", "show", "replay", "drop":

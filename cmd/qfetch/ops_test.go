@@ -55,7 +55,9 @@ func TestOperatorCommandsExitCodes(t *testing.T) {
 		{[]string{"watermark", "set", "--time", "2026-01-01T00:00:00Z", "--reason", "test"}, 2, ""},
 		{[]string{"watermark", "set", "--time", "2026-01-01T00:00:00Z", "--reason", "test", "--yes"}, 0, "watermark moved"},
 		{[]string{"status"}, 1, ""},
-		{[]string{"status", "bad id!"}, 1, ""},
+		{[]string{"status", "bad id!"}, 2, ""},
+		{[]string{"dlq", "list", "--run", "*"}, 2, ""},
+		{[]string{"dlq", "drop", "--yes", "--run", ">"}, 2, ""},
 	} {
 		code, out, errs := run(tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.out) {

@@ -295,7 +295,7 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 	}
 	// The watermark moves only now that the run is complete (I1), and only
 	// forward: an older run completing late leaves it alone.
-	if _, err := f.q.AdvanceWatermark(ctx, msg.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now}); err != nil {
+	if _, err := f.q.AdvanceWatermark(ctx, msg.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
 		return fmt.Errorf("finish %s: advancing the watermark: %w", rec.ID, err)
 	}
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {

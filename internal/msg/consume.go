@@ -159,16 +159,26 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 }
 
 // DeadLetters returns the dead letters of run ("" for every run), oldest
-// first.
+// first. A record that does not decode is returned as it is (Body, with
+// Reason saying so), so that it can be seen and dropped.
 func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
-	subject := dlqSubjects
-	if run != "" {
-		subject = dlqSubjectPrefix + run
+	subject, err := dlqSubject(run)
+	if err != nil {
+		return nil, err
 	}
 	c, err := q.js.OrderedConsumer(ctx, StreamDLQ, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
 	}
+	// The server would keep the consumer for its inactivity threshold;
+	// listings are frequent (status, the reporter on every pod).
+	defer func() {
+		if info := c.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = q.js.DeleteConsumer(dctx, StreamDLQ, info.Name)
+		}
+	}()
 	var out []DeadLetter
 	for {
 		batch, err := c.FetchNoWait(256)
@@ -182,11 +192,7 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 			if err != nil {
 				return nil, fmt.Errorf("msg: dead letter on %s: %w", m.Subject(), err)
 			}
-			dl, err := decodeDeadLetter(m.Data(), md.Sequence.Stream)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, dl)
+			out = append(out, decodeDeadLetter(m.Subject(), m.Data(), md.Sequence.Stream))
 			caughtUp = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil {
@@ -196,4 +202,35 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 			return out, nil
 		}
 	}
+}
+
+// DeadLetterCount is how many dead letters run ("" for every run) has,
+// without reading them.
+func (q *Queue) DeadLetterCount(ctx context.Context, run string) (int, error) {
+	subject, err := dlqSubject(run)
+	if err != nil {
+		return 0, err
+	}
+	s, err := q.js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return 0, classifyAPI(fmt.Errorf("msg: count dead letters: %w", err))
+	}
+	if run == "" {
+		return int(s.CachedInfo().State.Msgs), nil
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, classifyAPI(fmt.Errorf("msg: count dead letters of %s: %w", run, err))
+	}
+	return int(info.State.Subjects[subject]), nil
+}
+
+func dlqSubject(run string) (string, error) {
+	if run == "" {
+		return dlqSubjects, nil
+	}
+	if _, err := runKey(run); err != nil {
+		return "", err
+	}
+	return dlqSubjectPrefix + run, nil
 }

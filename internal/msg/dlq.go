@@ -23,13 +23,18 @@ var ErrNoDeadLetter = errors.New("no such dead letter")
 // a valid batch: it can only be dropped.
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 
-func decodeDeadLetter(data []byte, seq uint64) (DeadLetter, error) {
+// garbledRecord is the Reason of a dead-letter record that does not decode
+// (written by hand, or by another version).
+const garbledRecord = "garbled dead-letter record"
+
+func decodeDeadLetter(subject string, data []byte, seq uint64) DeadLetter {
 	var dl DeadLetter
 	if err := json.Unmarshal(data, &dl); err != nil {
-		return DeadLetter{}, failure.Permanent(fmt.Errorf("msg: dead letter %d is garbled: %w", seq, err))
+		dl = DeadLetter{Subject: subject, Body: data, Reason: garbledRecord, LastError: err.Error()}
+		dl.Run = strings.TrimPrefix(subject, dlqSubjectPrefix)
 	}
 	dl.Seq = seq
-	return dl, nil
+	return dl
 }
 
 // BatchKey is the dead-lettered batch's key ("17", "17.1"), from the batch
@@ -58,7 +63,7 @@ func (q *Queue) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error
 	if err != nil {
 		return DeadLetter{}, classifyAPI(fmt.Errorf("msg: read dead letter %d: %w", seq, err))
 	}
-	return decodeDeadLetter(m.Data, seq)
+	return decodeDeadLetter(m.Subject, m.Data, seq), nil
 }
 
 // Replay puts the dead-lettered batch at seq back on the work queue, byte
@@ -82,6 +87,19 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
 	if err := q.resetFailures(ctx, b.Run, b.Key()); err != nil {
 		return Batch{}, err
 	}
+	// A dead letter whose Term was lost leaves its original in the queue:
+	// it gets the reset count and its turn, and a second copy would fetch
+	// the batch twice (I3).
+	queued, err := q.stillQueued(ctx, dl)
+	if err != nil {
+		return Batch{}, err
+	}
+	if queued {
+		if err := q.deleteDeadLetter(ctx, seq); err != nil {
+			return b, err
+		}
+		return b, nil
+	}
 	m := &nats.Msg{Subject: b.Subject(), Data: dl.Batch, Header: nats.Header{}}
 	id := fmt.Sprintf("%s.replay.%d", b.MsgID(), seq)
 	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamBatches)); err != nil {
@@ -94,15 +112,16 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
 }
 
 // DropDeadLetter removes the dead letter at seq for good. When it belongs to
-// a known run, the run record first records the drop (who, why, which
-// batch) as an [Acceptance]: the run is accepted as incomplete.
-func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (DeadLetter, error) {
+// a known run that has not completed, the run record first records the drop
+// (who, why, which batch) as an [Acceptance]: the run is accepted as
+// incomplete; accepted says whether that happened.
+func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (dl DeadLetter, accepted bool, err error) {
 	if by == "" {
-		return DeadLetter{}, failure.Permanent(errors.New("msg: drop dead letter: say who drops it"))
+		return DeadLetter{}, false, failure.Permanent(errors.New("msg: drop dead letter: say who drops it"))
 	}
-	dl, err := q.DeadLetterAt(ctx, seq)
+	dl, err = q.DeadLetterAt(ctx, seq)
 	if err != nil {
-		return DeadLetter{}, err
+		return DeadLetter{}, false, err
 	}
 	if ValidRunID(dl.Run) {
 		key := dl.BatchKey()
@@ -110,6 +129,9 @@ func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason strin
 			key = fmt.Sprintf("dlq-%d", seq)
 		}
 		_, err := q.UpdateRun(ctx, dl.Run, func(r *RunRecord) error {
+			if r.State == RunComplete {
+				return ErrNoChange // a leftover of a batch done since: nothing to accept
+			}
 			a := Acceptance{By: by, Reason: reason, At: time.Now().UTC()}
 			if r.Accepted != nil {
 				a.Dropped = slices.Clone(r.Accepted.Dropped)
@@ -123,14 +145,35 @@ func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason strin
 			r.Accepted = &a
 			return nil
 		})
-		if err != nil && !errors.Is(err, ErrRunNotFound) {
-			return dl, fmt.Errorf("msg: drop dead letter %d: recording it in run %s: %w", seq, dl.Run, err)
+		switch {
+		case err == nil:
+			accepted = true
+		case errors.Is(err, ErrNoChange), errors.Is(err, ErrRunNotFound):
+		default:
+			return dl, false, fmt.Errorf("msg: drop dead letter %d: recording it in run %s: %w", seq, dl.Run, err)
 		}
 	}
 	if err := q.deleteDeadLetter(ctx, seq); err != nil {
-		return dl, err
+		return dl, accepted, err
 	}
-	return dl, nil
+	return dl, accepted, nil
+}
+
+// stillQueued reports whether dl's original message is still in
+// QFETCH_BATCHES.
+func (q *Queue) stillQueued(ctx context.Context, dl DeadLetter) (bool, error) {
+	s, err := q.js.Stream(ctx, StreamBatches)
+	if err != nil {
+		return false, classifyAPI(fmt.Errorf("msg: stream %s: %w", StreamBatches, err))
+	}
+	m, err := s.GetMsg(ctx, dl.StreamSeq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, classifyAPI(fmt.Errorf("msg: look for dead letter %d's original: %w", dl.Seq, err))
+	}
+	return m.Header.Get(jetstream.MsgIDHeader) == dl.MsgID && m.Subject == dl.Subject, nil
 }
 
 func (q *Queue) deleteDeadLetter(ctx context.Context, seq uint64) error {

@@ -101,11 +101,11 @@ func TestDropDeadLetter(t *testing.T) {
 	if len(dls) != 3 {
 		t.Fatalf("dead letters: %+v", dls)
 	}
-	if _, err := e.q.DropDeadLetter(e.ctx, dls[0].Seq, "", "no"); err == nil {
+	if _, _, err := e.q.DropDeadLetter(e.ctx, dls[0].Seq, "", "no"); err == nil {
 		t.Fatal("a drop by nobody was accepted")
 	}
 	for _, d := range dls {
-		if _, err := e.q.DropDeadLetter(e.ctx, d.Seq, "op", "known bad hosts"); err != nil {
+		if _, _, err := e.q.DropDeadLetter(e.ctx, d.Seq, "op", "known bad hosts"); err != nil {
 			t.Fatalf("drop %d: %v", d.Seq, err)
 		}
 	}

@@ -28,6 +28,9 @@ type Watermark struct {
 	By     string    `json:"by"`
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
+	// RunOpened is when Run was opened, for AdvanceWatermark's rule on
+	// operators' settings.
+	RunOpened time.Time `json:"run_opened,omitzero"`
 
 	Revision uint64 `json:"-"`
 }
@@ -57,7 +60,10 @@ func decodeWatermark(e jetstream.KeyValueEntry) (Watermark, error) {
 // AdvanceWatermark moves the watermark to w.Time if that is later than the
 // current one, by compare-and-set, and reports whether it moved. A run that
 // completes after a later run completed leaves it where it is (I1: it only
-// moves forward on completion).
+// moves forward on completion). So does a run that was opened before an
+// operator set the watermark (w.RunOpened before the setting): its window
+// was cut from the old watermark, and the operator asked for the next
+// window to start at theirs.
 func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error) {
 	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
 		cur, err := q.Watermark(ctx)
@@ -66,6 +72,9 @@ func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error)
 			return false, err
 		}
 		if exists && !w.Time.After(cur.Time) {
+			return false, nil
+		}
+		if exists && cur.Run == "" && !w.RunOpened.IsZero() && cur.At.After(w.RunOpened) {
 			return false, nil
 		}
 		data, err := marshalWatermark(w)

@@ -17,7 +17,7 @@ type DeadLetters interface {
 	DeadLetters(ctx context.Context, run string) ([]msg.DeadLetter, error)
 	DeadLetterAt(ctx context.Context, seq uint64) (msg.DeadLetter, error)
 	Replay(ctx context.Context, seq uint64) (msg.Batch, error)
-	DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (msg.DeadLetter, error)
+	DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (msg.DeadLetter, bool, error)
 	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
 }
 
@@ -162,8 +162,9 @@ func DLQReplay(ctx context.Context, q DeadLetters, sel Selection, out Output) er
 	return errors.Join(errs...)
 }
 
-// errRunEnded refuses to replay into a run that cannot use it.
-var errRunEnded = errors.New("its run has ended")
+// ErrRunEnded refuses a replay into a run that completed or failed while
+// planning: no worker would use the batch.
+var ErrRunEnded = errors.New("its run has ended")
 
 func replayable(ctx context.Context, q DeadLetters, d msg.DeadLetter) error {
 	rec, err := q.GetRun(ctx, d.Run)
@@ -172,9 +173,9 @@ func replayable(ctx context.Context, q DeadLetters, d msg.DeadLetter) error {
 	}
 	switch rec.State {
 	case msg.RunComplete:
-		return fmt.Errorf("%w: run %s is complete, so workers would discard the batch; drop it", errRunEnded, d.Run)
+		return fmt.Errorf("%w: run %s is complete, so workers would discard the batch; drop it", ErrRunEnded, d.Run)
 	case msg.RunFailed:
-		return fmt.Errorf("%w: run %s failed while planning and cannot complete; drop it (the next run covers its window)", errRunEnded, d.Run)
+		return fmt.Errorf("%w: run %s failed while planning and cannot complete; drop it (the next run covers its window)", ErrRunEnded, d.Run)
 	}
 	return nil
 }
@@ -206,14 +207,18 @@ func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason strin
 	var errs []error
 	var dropped []msg.DeadLetter
 	for _, d := range list {
-		got, err := q.DropDeadLetter(ctx, d.Seq, by, reason)
+		got, accepted, err := q.DropDeadLetter(ctx, d.Seq, by, reason)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
 			continue
 		}
 		dropped = append(dropped, got)
 		if !out.JSON {
-			fmt.Fprintf(out.W, "dropped %d: run %s batch %s (run accepted as incomplete)\n", got.Seq, got.Run, orDash(got.BatchKey()))
+			note := "no run record to mark"
+			if accepted {
+				note = "run accepted as incomplete"
+			}
+			fmt.Fprintf(out.W, "dropped %d: run %s batch %s (%s)\n", got.Seq, got.Run, orDash(got.BatchKey()), note)
 		}
 	}
 	if out.JSON {

@@ -65,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	m.runs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "qfetch_runs",
-		Help: "Recent runs (the last 10 and any open one) by state.",
+		Help: "The 10 newest runs by state.",
 	}, []string{"state"})
 	for _, s := range States {
 		m.runs.WithLabelValues(string(s))
@@ -113,6 +113,7 @@ type Reporter struct {
 	log     *slog.Logger
 
 	lock    *msg.Lock
+	lockOK  time.Time // last successful take or refresh
 	written map[string][32]byte
 }
 
@@ -207,7 +208,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		return err
 	}
 	counts := map[State]int{}
-	var open []msg.RunRecord // newest first
+	var open, recentIDs []string // newest first
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
 		recent := len(ids)-1-i < recentRuns
@@ -229,10 +230,11 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 			return err
 		}
 		counts[st]++
+		recentIDs = append(recentIDs, rec.ID)
 		// Open runs, and runs that ended lately (their last status.json
 		// must say so).
 		if !st.Terminal() || now.Sub(rec.Updated) < 2*r.every {
-			open = append(open, rec)
+			open = append(open, rec.ID)
 		}
 	}
 	for _, s := range States {
@@ -244,9 +246,16 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	}
 	m.refreshed.Set(float64(now.UnixNano()) / 1e9)
 
-	if !r.holdLock(ctx) {
+	fresh, held := r.holdLock(ctx)
+	if !held {
 		m.current.Reset()
 		return nil
+	}
+	if fresh {
+		// Whoever held the lock before may have died between a run's end
+		// and its last status.json: a new writer rewrites every recent
+		// run's once (unchanged ones cost a small PUT each).
+		open = recentIDs
 	}
 	return r.writeStatuses(ctx, open)
 }
@@ -262,46 +271,56 @@ func (r *Reporter) quickState(ctx context.Context, rec msg.RunRecord, now time.T
 	}
 	dls := 0
 	if queued == 0 {
-		d, err := r.q.DeadLetters(ctx, rec.ID)
-		if err != nil {
+		if dls, err = r.q.DeadLetterCount(ctx, rec.ID); err != nil {
 			return "", err
 		}
-		dls = len(d)
 	}
 	return classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
 }
 
-// holdLock takes or keeps the status writer's lock; false when another
-// process has it.
-func (r *Reporter) holdLock(ctx context.Context) bool {
+// holdLock takes or keeps the status writer's lock: held is false when
+// another process has it, fresh true when it was taken just now.
+func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
+	ttl := 3 * r.every
 	if r.lock != nil {
 		err := r.lock.Refresh(ctx)
-		if err == nil {
-			return true
-		}
-		if !errors.Is(err, msg.ErrLockLost) {
+		switch {
+		case err == nil:
+			r.lockOK = time.Now()
+			return false, true
+		case !errors.Is(err, msg.ErrLockLost) && time.Since(r.lockOK) < ttl:
+			// Not refreshed, but not expired either: nobody else can hold it.
 			r.log.Warn("refreshing the status writer's lock", "err", err)
-			return true // still ours until its TTL says otherwise
+			return false, true
 		}
 		r.lock = nil
 	}
-	l, err := r.locker.Acquire(ctx, statusLock, r.owner, 3*r.every)
+	l, err := r.locker.Acquire(ctx, statusLock, r.owner, ttl)
 	if err != nil {
 		if !errors.Is(err, msg.ErrLocked) {
 			r.log.Warn("taking the status writer's lock", "err", err)
 		}
-		return false
+		return false, false
 	}
-	r.lock = l
-	return true
+	r.lock, r.lockOK = l, time.Now()
+	// What this process wrote before may have been overwritten since.
+	clear(r.written)
+	return true, true
 }
 
 // writeStatuses writes status.json of each run whose status changed since
 // it was last written here, and the newest open run's gauges.
-func (r *Reporter) writeStatuses(ctx context.Context, runs []msg.RunRecord) error {
+func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 	r.metrics.current.Reset()
 	var errs []error
-	for i, rec := range runs {
+	for i, id := range runs {
+		// Read just before writing: a status taken from a record read
+		// before the run ended would overwrite the final one.
+		rec, err := r.q.GetRun(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		s, err := Of(ctx, r.q, r.cfg, rec)
 		if err != nil {
 			errs = append(errs, err)

@@ -22,7 +22,7 @@ type Queue interface {
 	Splits(ctx context.Context, run string) ([]msg.Split, error)
 	Failures(ctx context.Context, run string) (map[string]int, error)
 	Pending(ctx context.Context, run string) (uint64, error)
-	DeadLetters(ctx context.Context, run string) ([]msg.DeadLetter, error)
+	DeadLetterCount(ctx context.Context, run string) (int, error)
 }
 
 // State is a run's state as an operator needs it: the record's, refined by
@@ -129,11 +129,9 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 	if s.BatchesQueued, err = q.Pending(ctx, rec.ID); err != nil {
 		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
 	}
-	dls, err := q.DeadLetters(ctx, rec.ID)
-	if err != nil {
+	if s.DeadLetters, err = q.DeadLetterCount(ctx, rec.ID); err != nil {
 		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
 	}
-	s.DeadLetters = len(dls)
 	fails, err := q.Failures(ctx, rec.ID)
 	if err != nil {
 		return s, fmt.Errorf("status of %s: %w", rec.ID, err)

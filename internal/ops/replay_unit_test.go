@@ -1,0 +1,54 @@
+package ops_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ops"
+)
+
+// fakeDLQ holds one dead letter of a run in a given state; Replay records
+// whether it was called.
+type fakeDLQ struct {
+	state    msg.RunState
+	replayed bool
+}
+
+func (f *fakeDLQ) DeadLetters(context.Context, string) ([]msg.DeadLetter, error) {
+	return []msg.DeadLetter{{Seq: 4, Run: "r1", MsgID: "r1.3"}}, nil
+}
+func (f *fakeDLQ) DeadLetterAt(context.Context, uint64) (msg.DeadLetter, error) {
+	return msg.DeadLetter{Seq: 4, Run: "r1", MsgID: "r1.3"}, nil
+}
+func (f *fakeDLQ) Replay(context.Context, uint64) (msg.Batch, error) {
+	f.replayed = true
+	return msg.Batch{Run: "r1", Number: 3}, nil
+}
+func (f *fakeDLQ) DropDeadLetter(context.Context, uint64, string, string) (msg.DeadLetter, bool, error) {
+	return msg.DeadLetter{}, false, nil
+}
+func (f *fakeDLQ) GetRun(context.Context, string) (msg.RunRecord, error) {
+	return msg.RunRecord{ID: "r1", State: f.state}, nil
+}
+
+func TestReplayRefusesEndedRuns(t *testing.T) {
+	for _, tc := range []struct {
+		state  msg.RunState
+		refuse bool
+	}{
+		{msg.RunFetching, false},
+		{msg.RunPlanning, false},
+		{msg.RunComplete, true},
+		{msg.RunFailed, true},
+	} {
+		f := &fakeDLQ{state: tc.state}
+		var buf bytes.Buffer
+		err := ops.DLQReplay(t.Context(), f, ops.Selection{Run: "r1"}, ops.Output{W: &buf})
+		if refused := errors.Is(err, ops.ErrRunEnded); refused != tc.refuse || f.replayed == tc.refuse {
+			t.Errorf("run %s: err %v, replayed %v; want refused %v", tc.state, err, f.replayed, tc.refuse)
+		}
+	}
+}

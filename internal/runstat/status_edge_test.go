@@ -1,0 +1,83 @@
+package runstat_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runstat"
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+// hookQueue runs hook once, right after the reporter read run's record: the
+// run moves on between the read and the status.json write.
+type hookQueue struct {
+	*msg.Queue
+	run  string
+	hook func()
+}
+
+func (q *hookQueue) GetRun(ctx context.Context, id string) (msg.RunRecord, error) {
+	rec, err := q.Queue.GetRun(ctx, id)
+	if id == q.run && q.hook != nil {
+		h := q.hook
+		q.hook = nil
+		h()
+	}
+	return rec, err
+}
+
+// TestStatusJSONStaleAfterCompletion: the status writer reads a run
+// record, the run completes (manifest, _SUCCESS), and the writer then puts
+// a status.json saying "fetching" into the complete run's prefix, after
+// _SUCCESS. If that writer then dies, the next lock holder only gets the
+// lock after its TTL (3 periods), by which time the run "ended" more than
+// 2 periods ago and is skipped: status.json says "fetching" for good, next
+// to _SUCCESS.
+func TestStatusJSONStaleAfterCompletion(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	run := e.plan()
+
+	const every = time.Second
+	hq := &hookQueue{Queue: e.q, run: run}
+	hq.hook = func() { e.work(func() bool { r, _ := e.q.GetRun(ctx, run); return r.State == msg.RunComplete }) }
+	r1 := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: "w1", Every: every},
+		hq, e.q, e.q, e.store, runstat.NewMetrics(prometheus.NewRegistry()), e.log)
+	if err := r1.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Stat(ctx, objstore.SuccessKey(prefix, run)); err != nil {
+		t.Fatalf("the run did not complete during the refresh: %v", err)
+	}
+	if s := e.status(run); s.State != runstat.Complete {
+		t.Logf("status.json written after _SUCCESS says %q", s.State)
+	}
+
+	// w1 dies without releasing the lock; w2 takes over once it expires.
+	r2 := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: "w2", Every: every},
+		e.q, e.q, e.q, e.store, runstat.NewMetrics(prometheus.NewRegistry()), e.log)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		if err := r2.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := e.q.Acquire(ctx, "status-writer", "probe", time.Minute)
+		if err == nil { // free between w1's expiry and w2's next try: give it back
+			_ = l.Release(ctx)
+			return false
+		}
+		var held *msg.HeldError
+		return errors.As(err, &held) && held.Holder.Owner == "w2"
+	}, "w2 never took the status writer's lock")
+	if err := r2.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.status(run); s.State != runstat.Complete {
+		t.Errorf("run %s is complete, its status.json says %q for good", run, s.State)
+	}
+}
