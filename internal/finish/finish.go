@@ -147,17 +147,28 @@ func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used [
 	return r.used, ""
 }
 
-// Covered counts the planned batches that have results standing for them:
-// a run's progress as completion sees it.
-func Covered(planned int, results []msg.BatchResult, splits []msg.Split) int {
+// Progress counts the planned batches that have results standing for them
+// (a run's progress as completion sees it) and returns the results that
+// count: those standing for covered batches, and whatever halves of an
+// uncovered one are done. A whole batch's result that its halves replace is
+// left out, so hosts and bytes are not counted twice.
+func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (covered int, counted []msg.BatchResult) {
 	r := newResolver(results, splits)
-	n := 0
-	for i := 1; i <= planned; i++ {
-		if r.walk(strconv.Itoa(i), 0) {
-			n++
-		}
+	partial := map[string][]msg.BatchResult{}
+	for _, res := range results {
+		top, _, _ := strings.Cut(res.Batch, ".")
+		partial[top] = append(partial[top], res)
 	}
-	return n
+	for i := 1; i <= planned; i++ {
+		key := strconv.Itoa(i)
+		if r.walk(key, 0) {
+			covered++
+			continue
+		}
+		// Nothing of it stands yet: no whole result, so only halves.
+		counted = append(counted, partial[key]...)
+	}
+	return covered, append(counted, r.used...)
 }
 
 type resolver struct {

@@ -47,3 +47,42 @@ func TestResolve(t *testing.T) {
 		})
 	}
 }
+
+func TestProgress(t *testing.T) {
+	done := func(keys ...string) []msg.BatchResult {
+		var out []msg.BatchResult
+		for _, k := range keys {
+			out = append(out, msg.BatchResult{Batch: k})
+		}
+		return out
+	}
+	split := func(b, h1, h2 string) msg.Split { return msg.Split{Batch: b, Halves: [2]string{h1, h2}} }
+	tests := []struct {
+		name    string
+		planned int
+		results []msg.BatchResult
+		splits  []msg.Split
+		covered int
+		counted []string
+	}{
+		{"nothing done", 3, nil, nil, 0, nil},
+		{"some done", 3, done("1", "3"), nil, 2, []string{"1", "3"}},
+		{"one half of a split done", 2, done("1", "2.1"), []msg.Split{split("2", "2.1", "2.2")}, 1, []string{"1", "2.1"}},
+		{"whole and halves both done: halves only", 1, done("1", "1.1", "1.2"), []msg.Split{split("1", "1.1", "1.2")}, 1, []string{"1.1", "1.2"}},
+		{"whole and one half: the whole only", 1, done("1", "1.1"), []msg.Split{split("1", "1.1", "1.2")}, 1, []string{"1"}},
+		{"batch beyond those planned so far", 1, done("1", "2"), nil, 1, []string{"1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			covered, counted := Progress(tt.planned, tt.results, tt.splits)
+			var keys []string
+			for _, r := range counted {
+				keys = append(keys, r.Batch)
+			}
+			slices.Sort(keys)
+			if covered != tt.covered || !slices.Equal(keys, tt.counted) {
+				t.Fatalf("Progress = %d, %v; want %d, %v", covered, keys, tt.covered, tt.counted)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
@@ -201,6 +202,11 @@ func checkQualys(step func() (context.Context, context.CancelFunc), cfg CheckCon
 	// hourly rate limit.
 	form := qualys.DetectionQuery{IDs: []uint64{1}}.Form()
 	resp, err := cfg.API.Detections(ctx, form, nil)
+	if failure.ClassOf(err) == failure.ClassBackPressure {
+		// A fleet at the cap is working, not broken (I6).
+		add("qualys limits", Warn, "not read: Qualys asked to wait (its concurrency or rate limit is in use, e.g. by running workers): %v", err)
+		return
+	}
 	if err != nil {
 		add("qualys limits", Fail, "a one-host detection call failed: %v", err)
 		return

@@ -2,20 +2,25 @@ package ops_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/ops"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/testenv"
 )
 
 // natsWithoutJetStream is a NATS server as some installations have one.
@@ -187,4 +192,39 @@ func natsURLWithStream(t *testing.T, e *env) string {
 		t.Fatal(fmt.Errorf("creating the stream: %w", err))
 	}
 	return s.ClientURL()
+}
+
+// TestCheckAtTheCap: with the fleet using every Qualys slot, the limits
+// cannot be read; that is a warning, not a failure (I6).
+func TestCheckAtTheCap(t *testing.T) {
+	e := setup(t, 100)
+	if err := e.sim.SetFaults(qualysim.Faults{SlowStartFor: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultSlowStart, 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range 2 {
+		wg.Go(func() {
+			form := qualys.DetectionQuery{IDs: []uint64{1}}.Form()
+			if resp, err := e.client.Detections(ctx, form, nil); err == nil {
+				resp.Close()
+			}
+		})
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.sim.Running(qualysim.Detection) == 2 }, "two calls holding the slots")
+	var buf bytes.Buffer
+	results, err := ops.Check(t.Context(), ops.CheckConfig{NATSURL: e.natsURL, Store: e.store, Prefix: prefix, API: e.client,
+		Queue: msg.Config{MaxInFlight: 2}}, ops.Output{W: &buf})
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, buf.String())
+	}
+	for _, r := range results {
+		if r.Name == "qualys limits" && (r.Level != ops.Warn || !strings.Contains(r.Detail, "asked to wait")) {
+			t.Fatalf("%+v", r)
+		}
+	}
 }

@@ -157,8 +157,9 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 		}
 		// Counted as completion counts them: a split batch is done when
 		// both halves are.
-		s.BatchesDone = finish.Covered(s.BatchesPlanned, results, splits)
-		for _, r := range results {
+		var counted []msg.BatchResult
+		s.BatchesDone, counted = finish.Progress(s.BatchesPlanned, results, splits)
+		for _, r := range counted {
 			s.HostsRequested += r.HostsRequested
 			s.HostsReturned += r.HostsReturned
 			s.Bytes += r.Bytes()
