@@ -30,6 +30,7 @@ import (
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // Config is one local run.
@@ -168,10 +169,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		API:       client, Store: store, Finish: fin, Log: log,
 	})
 
+	// status.json as the worker fleet writes it, more often: a local run
+	// is short.
+	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: cfg.Prefix, Owner: owner, Every: 5 * time.Second},
+		q, q, q, store, nil, log)
+
 	// The worker runs until the run ends; the planner's pass ends earlier.
 	workCtx, stopWork := context.WithCancel(gctx)
 	defer stopWork()
 	g.Go(func() error { return worker.Run(workCtx, ctx) })
+	g.Go(func() error { return reporter.Run(workCtx) })
 
 	start := time.Now()
 	out, err := planner.Run(gctx)
@@ -191,6 +198,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	if err != nil {
 		return Summary{Run: out.Run}, err
+	}
+	// The run's final status.json (the reporter stopped with the worker).
+	if err := reporter.Refresh(ctx); err != nil {
+		log.Warn("writing the run's final status.json", "run", rec.ID, "err", err)
 	}
 	return summarize(ctx, q, rec, start, successPath(objstore.SuccessKey(cfg.Prefix, rec.ID)),
 		successPath(objstore.ManifestKey(cfg.Prefix, rec.ID)))

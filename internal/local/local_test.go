@@ -1,11 +1,14 @@
 package local_test
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/qfetch/qfetch/internal/local"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // TestLocalTwice: the first run fetches everything into the directory and
@@ -25,6 +28,15 @@ func TestLocalTwice(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
+	}
+	// status.json sits next to the manifest and says the run completed.
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(first.Manifest), "status.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st runstat.Status
+	if err := json.Unmarshal(b, &st); err != nil || st.State != runstat.Complete || st.Run != first.Run || st.Bytes != first.Bytes {
+		t.Fatalf("status.json: %+v, %v", st, err)
 	}
 	second, err := local.Run(t.Context(), cfg)
 	if err != nil {
