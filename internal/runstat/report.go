@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -308,12 +309,13 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 	return true, true
 }
 
-// writeStatuses writes status.json of each run whose status changed since
-// it was last written here, and the newest open run's gauges.
+// writeStatuses writes status.json of each run (newest first) whose status
+// changed since it was last written here, and the newest open run's gauges.
 func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 	r.metrics.current.Reset()
 	var errs []error
-	for i, id := range runs {
+	current := false
+	for _, id := range runs {
 		// Read just before writing: a status taken from a record read
 		// before the run ended would overwrite the final one.
 		rec, err := r.q.GetRun(ctx, id)
@@ -326,7 +328,8 @@ func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if i == 0 && !s.State.Terminal() {
+		if !current && !s.State.Terminal() {
+			current = true
 			c := r.metrics.current
 			c.WithLabelValues("batches_planned").Set(float64(s.BatchesPlanned))
 			c.WithLabelValues("batches_done").Set(float64(s.BatchesDone))
@@ -348,6 +351,11 @@ func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 			continue
 		}
 		r.written[s.Run] = sum
+	}
+	for run := range r.written {
+		if !slices.Contains(runs, run) {
+			delete(r.written, run) // ended: not written again unless the lock changes hands
+		}
 	}
 	return errors.Join(errs...)
 }
