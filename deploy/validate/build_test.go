@@ -79,16 +79,28 @@ var (
 // `cp`, and an operator's real secret.env is never read by a test.
 func build(t *testing.T, name string) *overlay {
 	t.Helper()
+	return buildDir(t, path.Join("overlays", name), name)
+}
+
+// buildBase builds the base alone, for checks of what every overlay starts
+// from.
+func buildBase(t *testing.T) *overlay {
+	t.Helper()
+	return buildDir(t, "base", "base")
+}
+
+func buildDir(t *testing.T, rel, name string) *overlay {
+	t.Helper()
 	builtMu.Lock()
 	defer builtMu.Unlock()
-	if o := built[name]; o != nil {
+	if o := built[rel]; o != nil {
 		return o
 	}
 	dir := copyTree(t, k8sDir)
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(dir, "overlays", name))
+	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(dir, filepath.FromSlash(rel)))
 	if err != nil {
-		t.Fatalf("kustomize build overlays/%s: %v", name, err)
+		t.Fatalf("kustomize build %s: %v", rel, err)
 	}
 	o := &overlay{name: name}
 	for _, r := range m.Resources() {
@@ -99,11 +111,11 @@ func build(t *testing.T, name string) *overlay {
 		}
 		v, err := decodeStrict(gvk, data)
 		if err != nil {
-			t.Fatalf("overlays/%s: %s %s: %v", name, gvk.Kind, r.GetName(), err)
+			t.Fatalf("%s: %s %s: %v", rel, gvk.Kind, r.GetName(), err)
 		}
 		o.objs = append(o.objs, object{gvk: gvk, name: r.GetName(), v: v})
 	}
-	built[name] = o
+	built[rel] = o
 	return o
 }
 
@@ -388,6 +400,7 @@ func TestStrictDecodingRejects(t *testing.T) {
 		{appsv1.SchemeGroupVersion.WithKind("Deployment"), `{"apiVersion":"apps/v1","kind":"Deployment","spec":{"Replicas":1}}`},
 		{scaledObjectGVK, `{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","spec":{"maxReplicas":1}}`},
 		{monitoringv1.SchemeGroupVersion.WithKind("PodMonitor"), `{"apiVersion":"monitoring.coreos.com/v1","kind":"PodMonitor","spec":{"endpoints":[]}}`},
+		{monitoringv1.SchemeGroupVersion.WithKind("PrometheusRule"), `{"apiVersion":"monitoring.coreos.com/v1","kind":"PrometheusRule","spec":{"groups":[{"name":"g","rules":[{"alert":"A","expr":"up","fore":"5m"}]}]}}`},
 	} {
 		if _, err := decodeStrict(tc.gvk, []byte(tc.json)); err == nil {
 			t.Errorf("%s %s: decoded without error", tc.gvk.Kind, tc.json)
