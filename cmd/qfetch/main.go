@@ -29,6 +29,7 @@ type command struct {
 var commands = map[string]command{
 	"check":     {"preflight: NATS, JetStream objects, the bucket, Qualys credentials and limits", runCheck},
 	"dlq":       {"dead-lettered batches: list, show, replay, drop", runDLQ},
+	"exporter":  {"serve the run-level metrics and write status.json (one always-on pod)", runExporter},
 	"local":     {"run one whole qfetch run in this process: embedded NATS, the simulator, ./qfetch-data", runLocal},
 	"runs":      {"the newest runs: state, batches, hosts, bytes, retries, dead letters", runRuns},
 	"sim":       {"serve the Qualys API simulator (Host List, Host List Detection) for demos and tests", runSim},

@@ -8,7 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qfetch/qfetch/internal/testenv"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestDispatchExitCodes(t *testing.T) {
 	for _, tc := range []struct {

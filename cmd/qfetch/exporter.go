@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/runstat"
+)
+
+const exporterUsage = `usage: qfetch exporter
+
+Serves the run-level metrics (/metrics) and writes runs/<run>/status.json,
+whether or not workers are running: run it as one always-on pod, so that
+alerts see the last complete run, dead letters and the queue even while the
+workers are scaled to zero. Reads QFETCH_NATS_*, QFETCH_S3_*, QFETCH_LOG_*,
+QFETCH_MAX_IN_FLIGHT and QFETCH_EXPORTER_LISTEN / QFETCH_EXPORTER_EVERY.
+It never changes the workers' consumer settings.
+`
+
+func runExporter(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlags("exporter", exporterUsage)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	var s struct {
+		NATS     config.NATS
+		S3       config.S3
+		Log      config.Log
+		Exporter config.Exporter
+		config.Fleet
+	}
+	if err := app.LoadConfig(&s); err != nil {
+		return err
+	}
+	log, err := app.Logger(s.Log)
+	if err != nil {
+		return err
+	}
+	store, err := app.S3(s.S3, 0)
+	if err != nil {
+		return err
+	}
+	nc, js, err := app.Connect(s.NATS, "qfetch-exporter", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	// Like the planner it may create what is missing on a new
+	// installation, and adopts the consumer as the workers set it (I5).
+	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, 0, false)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: app.Owner(), Every: s.Exporter.Every},
+		q, q, q, store, runstat.NewMetrics(reg), log)
+
+	ln, err := net.Listen("tcp", s.Exporter.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: QFETCH_EXPORTER_LISTEN: %w", app.ErrConfig, err)
+	}
+	srv := &http.Server{Handler: runstat.Handler(reg, nc.IsConnected), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("exporter started", "listen", ln.Addr().String(), "every", s.Exporter.Every.String(), "store", store.Describe())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		return reporter.Run(gctx)
+	})
+	// The reporter ends at a signal, the server with it: exit 0.
+	return g.Wait()
+}
