@@ -21,9 +21,6 @@ import (
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
-	"github.com/qfetch/qfetch/internal/fetch"
-	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
 
@@ -32,7 +29,7 @@ import (
 const (
 	modeRaw    = "raw"    // stream the response into PutObject(size -1)
 	modeNaive  = "naive"  // read the whole response, then upload it
-	modeWorker = "worker" // cmd/worker's wiring in-process, with a CPU profile or another MaxBackoff
+	modeWorker = "worker" // cmd/worker's wiring in-process, under a CPU profile
 )
 
 // childJob travels on the child's stdin, so that no secret is on a command line.
@@ -48,8 +45,6 @@ type childJob struct {
 	Bucket     string `json:"bucket"`
 	Key        string `json:"key"`
 	CPUProfile string `json:"cpu_profile,omitempty"`
-	// MaxBackoff is the worker's fetch.Config.MaxBackoff (0: cmd/worker's).
-	MaxBackoff time.Duration `json:"max_backoff,omitempty"`
 }
 
 // childResult is a transfer child's answer on stdout.
@@ -184,8 +179,7 @@ type workerSpec struct {
 }
 
 // inProcessWorker is cmd/worker's run without its HTTP endpoints, until
-// SIGTERM: under a CPU profile when job.CPUProfile is set, with a retry
-// delay cap of job.MaxBackoff when that is.
+// SIGTERM, under a CPU profile when job.CPUProfile is set.
 func inProcessWorker(ctx context.Context, job childJob) (err error) {
 	var s workerSpec
 	if err := app.LoadConfig(&s); err != nil {
@@ -197,39 +191,11 @@ func inProcessWorker(ctx context.Context, job childJob) (err error) {
 		return err
 	}
 	defer parts.Close()
-	var w *fetch.Worker
-	if job.MaxBackoff > 0 {
-		w = shortBackoffWorker(parts, sections, s.Worker, job.MaxBackoff)
-	} else {
-		w = app.Worker(parts, sections, s.Worker, nil)
-	}
+	w := app.Worker(parts, sections, s.Worker, nil)
 	if job.CPUProfile == "" {
 		return w.Run(ctx, context.Background())
 	}
 	return profiled(job.CPUProfile, func() error { return w.Run(ctx, context.Background()) })
-}
-
-// shortBackoffWorker is app.Worker with fetch.Config.MaxBackoff set, which
-// cmd/worker does not expose: its retry delays start at 30 s, which would
-// swamp a benchmark's few-second batches. Keep it in step with app.Worker.
-func shortBackoffWorker(p *app.Parts, s app.Sections, w config.Worker, maxBackoff time.Duration) *fetch.Worker {
-	q := p.Queue
-	return fetch.New(fetch.Config{
-		Slots:           w.Slots,
-		Prefix:          s.S3.Prefix,
-		TruncationLimit: s.Qualys.DetectionTruncationLimit,
-		Owner:           app.Owner(),
-		Grace:           w.Grace,
-		ProbeEvery:      w.ProbeEvery,
-		MaxBackoff:      maxBackoff,
-	}, fetch.Deps{
-		Queue:     q,
-		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
-		API:       p.Qualys,
-		Store:     p.Store,
-		Finish:    finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, p.Store, p.Log),
-		Log:       p.Log,
-	})
 }
 
 // profiled runs run under a CPU profile written to path, then writes where

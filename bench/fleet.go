@@ -85,17 +85,14 @@ func (f *fleet) stopWorkers() {
 // consumer's in-flight cap at inFlight, and waits until each one pulls.
 func (f *fleet) setWorkers(ctx context.Context, w, s, inFlight int) error {
 	f.stopWorkers()
-	env := f.h.qfetchEnv(f.sim, f.nats.URL, append([]string{
-		"QFETCH_WORKER_SLOTS=" + strconv.Itoa(s), "QFETCH_WORKER_LISTEN=127.0.0.1:0",
-		"QFETCH_MAX_IN_FLIGHT=" + strconv.Itoa(inFlight)}, f.env...)...)
+	vars := []string{"QFETCH_WORKER_SLOTS=" + strconv.Itoa(s), "QFETCH_WORKER_LISTEN=127.0.0.1:0",
+		"QFETCH_MAX_IN_FLIGHT=" + strconv.Itoa(inFlight)}
+	if f.maxBackoff > 0 {
+		vars = append(vars, "QFETCH_WORKER_MAX_BACKOFF="+f.maxBackoff.String())
+	}
+	env := f.h.qfetchEnv(f.sim, f.nats.URL, append(vars, f.env...)...)
 	for i := range w {
-		var p *proc
-		var err error
-		if f.maxBackoff > 0 {
-			p, err = f.h.startChild(env, childJob{Mode: modeWorker, MaxBackoff: f.maxBackoff}, f.h.secrets(f.sim))
-		} else {
-			p, err = startProc(fmt.Sprintf("worker-%d", i+1), f.h.worker, nil, env, f.h.secrets(f.sim))
-		}
+		p, err := startProc(fmt.Sprintf("worker-%d", i+1), f.h.worker, nil, env, f.h.secrets(f.sim))
 		if err != nil {
 			return err
 		}
@@ -450,8 +447,8 @@ func (h *harness) batchSweep(ctx context.Context) error {
 // (qualysim.Spread: 500, 503, error document, 999, reset, stall, cut in
 // equal shares), interleaved, on the sweep's think-time. Each rep serves a
 // new simulator seed (its own hosts and fault draws), shared by its clean
-// and faulty runs. The worker is cmd/worker's wiring with a retry delay cap
-// of FaultMaxBackoff: cmd/worker's back-off starts at 30 s, which against
+// and faulty runs. The worker is cmd/worker with QFETCH_WORKER_MAX_BACKOFF
+// at FaultMaxBackoff: its default back-off starts at 30 s, which against
 // seconds-long batches would measure nothing but that wait.
 func (h *harness) faultTax(ctx context.Context) error {
 	spec := h.o.spec
@@ -520,7 +517,7 @@ func (h *harness) faultTax(ctx context.Context) error {
 	}
 	h.rep.note("faults: one worker × 2 slots, concurrency 2, think %v, seeds 1..%d (one per rep, its clean and faulty runs share it); %.2f retries per batch (median; requests beyond one per batch: %s); clean/faulty throughput per seed %s; detection outcomes over all faulty reps: %s",
 		spec.Think, h.o.reps, median(retries), joinFloats(retries), strings.Join(pairs, ", "), strings.Join(parts, ", "))
-	h.rep.note("faults: bench settings, not production: the worker's retry delay is capped at %v (fetch.Config.MaxBackoff, set in the bench's in-process copy of cmd/worker; cmd/worker's first retry waits 15–30 s and its cap is 2 m), QFETCH_WORKER_PROBE_EVERY=%v, a stall pauses the body %v (qualysim default 30 s)",
+	h.rep.note("faults: bench settings, not production: the worker's retry delay is capped at %v (QFETCH_WORKER_MAX_BACKOFF; by default the first retry waits 15–30 s and the cap is 2 m), QFETCH_WORKER_PROBE_EVERY=%v, a stall pauses the body %v (qualysim default 30 s)",
 		spec.FaultMaxBackoff, faultProbeEvery, spec.FaultStall)
 	return nil
 }

@@ -222,6 +222,7 @@ func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetc
 		Owner:           Owner(),
 		Grace:           w.Grace,
 		ProbeEvery:      w.ProbeEvery,
+		MaxBackoff:      w.MaxBackoff,
 	}, fetch.Deps{
 		Queue:     q,
 		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },

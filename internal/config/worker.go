@@ -13,6 +13,7 @@ type Worker struct {
 	Listen      string        `envconfig:"LISTEN" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
 	ProbeEvery  time.Duration `envconfig:"PROBE_EVERY" default:"30s" desc:"while a fleet-wide fault lasts, how often to check whether it cleared"`
 	AckWait     time.Duration `envconfig:"ACK_WAIT" default:"2m" desc:"how long a batch whose worker went silent waits before another worker gets it; workers signal progress every quarter of it"`
+	MaxBackoff  time.Duration `envconfig:"MAX_BACKOFF" default:"2m" desc:"longest wait before a failed batch is retried (the first waits 15-30s, each next twice as long); a waiting batch holds one of QFETCH_MAX_IN_FLIGHT's slots"`
 	StatusEvery time.Duration `envconfig:"STATUS_EVERY" default:"30s" desc:"how often run-level metrics and runs/<run>/status.json are refreshed (one worker writes the file)"`
 }
 
@@ -27,6 +28,9 @@ func (w Worker) Validate() error {
 	}
 	if w.ProbeEvery < time.Second {
 		errs = append(errs, fieldErr("ProbeEvery", fmt.Errorf("must be at least 1s, got %s", w.ProbeEvery)))
+	}
+	if w.MaxBackoff < 100*time.Millisecond {
+		errs = append(errs, fieldErr("MaxBackoff", fmt.Errorf("must be at least 100ms, got %s", w.MaxBackoff)))
 	}
 	if w.StatusEvery < time.Second {
 		errs = append(errs, fieldErr("StatusEvery", fmt.Errorf("must be at least 1s, got %s", w.StatusEvery)))
