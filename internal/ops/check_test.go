@@ -21,6 +21,7 @@ import (
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // natsWithoutJetStream is a NATS server as some installations have one.
@@ -57,17 +58,17 @@ func TestCheck(t *testing.T) {
 	const wrongPassword = "hunter2-wrong"
 	const wrongSecret = "wrong-secret-key-1234"
 	good := func() ops.CheckConfig {
-		return ops.CheckConfig{NATSURL: e.natsURL, Store: e.store, Prefix: prefix, API: e.client, Timeout: 10 * time.Second}
+		return ops.CheckConfig{NATSURL: e.NATSURL, Store: e.Store, Prefix: testrun.Prefix, API: e.Client, Timeout: 10 * time.Second}
 	}
 	s3 := func(bucket, secret string) ops.ProbeStore {
-		st, err := objstore.NewS3(objstore.S3Config{Endpoint: e.minio.Endpoint, AccessKey: e.minio.AccessKey, SecretKey: secret, Bucket: bucket})
+		st, err := objstore.NewS3(objstore.S3Config{Endpoint: e.MinIO.Endpoint, AccessKey: e.MinIO.AccessKey, SecretKey: secret, Bucket: bucket})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return st
 	}
 	api := func(url, password string) ops.Detections {
-		c, err := qualys.New(qualys.Config{BaseURL: url, Username: e.sim.Username(), Password: password, ConnectTimeout: 2 * time.Second})
+		c, err := qualys.New(qualys.Config{BaseURL: url, Username: e.Sim.Username(), Password: password, ConnectTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,13 +88,13 @@ func TestCheck(t *testing.T) {
 			map[string]ops.Level{"jetstream": ops.Fail}},
 		{"fleet cap differs", func(c *ops.CheckConfig) { c.Queue.MaxInFlight = 1 },
 			map[string]ops.Level{"consumer workers": ops.Warn}},
-		{"bucket missing", func(c *ops.CheckConfig) { c.Store = s3("no-such-bucket", e.minio.SecretKey) },
+		{"bucket missing", func(c *ops.CheckConfig) { c.Store = s3("no-such-bucket", e.MinIO.SecretKey) },
 			map[string]ops.Level{"bucket": ops.Fail, "bucket writable": ops.Fail}},
-		{"wrong S3 secret", func(c *ops.CheckConfig) { c.Store = s3(e.minio.Bucket, wrongSecret) },
+		{"wrong S3 secret", func(c *ops.CheckConfig) { c.Store = s3(e.MinIO.Bucket, wrongSecret) },
 			map[string]ops.Level{"bucket": ops.Fail, "bucket writable": ops.Fail}},
-		{"wrong Qualys password", func(c *ops.CheckConfig) { c.API = api(e.srv.URL, wrongPassword) },
+		{"wrong Qualys password", func(c *ops.CheckConfig) { c.API = api(e.SimURL, wrongPassword) },
 			map[string]ops.Level{"qualys login": ops.Fail, "qualys limits": ops.Fail}},
-		{"Qualys unreachable", func(c *ops.CheckConfig) { c.API = api("http://"+closedPort(t), e.sim.Password()) },
+		{"Qualys unreachable", func(c *ops.CheckConfig) { c.API = api("http://"+closedPort(t), e.Sim.Password()) },
 			map[string]ops.Level{"qualys login": ops.Fail, "qualys limits": ops.Fail}},
 		{"in flight above the Qualys limit", func(c *ops.CheckConfig) { c.Queue.MaxInFlight = 5 },
 			map[string]ops.Level{"qualys limits": ops.Warn, "consumer workers": ops.Warn}},
@@ -130,7 +131,7 @@ func TestCheck(t *testing.T) {
 			if lines := strings.Count(buf.String(), "\n"); lines != len(results) {
 				t.Errorf("%d lines for %d checks:\n%s", lines, len(results), buf.String())
 			}
-			for _, secret := range []string{wrongPassword, wrongSecret, "natspass", e.sim.Password(), e.minio.SecretKey} {
+			for _, secret := range []string{wrongPassword, wrongSecret, "natspass", e.Sim.Password(), e.MinIO.SecretKey} {
 				if strings.Contains(buf.String(), secret) {
 					t.Errorf("output shows a secret:\n%s", buf.String())
 				}
@@ -154,7 +155,7 @@ func TestCheckIncompatibleStream(t *testing.T) {
 	e := setup(t, 100)
 	other := natsURLWithStream(t, e)
 	var buf bytes.Buffer
-	results, err := ops.Check(t.Context(), ops.CheckConfig{NATSURL: other, Store: e.store, Prefix: prefix, API: e.client}, ops.Output{W: &buf, JSON: true})
+	results, err := ops.Check(t.Context(), ops.CheckConfig{NATSURL: other, Store: e.Store, Prefix: testrun.Prefix, API: e.Client}, ops.Output{W: &buf, JSON: true})
 	if !errors.Is(err, ops.ErrCheckFailed) {
 		t.Fatalf("check: %v", err)
 	}
@@ -186,8 +187,7 @@ func natsURLWithStream(t *testing.T, e *env) string {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(s.Shutdown)
-	nc, js := connect(t, s.ClientURL())
-	defer nc()
+	js := testrun.Connect(t, s.ClientURL())
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "QFETCH_BATCHES", Subjects: []string{"qfetch.batch.>"}}); err != nil {
 		t.Fatal(fmt.Errorf("creating the stream: %w", err))
 	}
@@ -198,10 +198,10 @@ func natsURLWithStream(t *testing.T, e *env) string {
 // cannot be read; that is a warning, not a failure (I6).
 func TestCheckAtTheCap(t *testing.T) {
 	e := setup(t, 100)
-	if err := e.sim.SetFaults(qualysim.Faults{SlowStartFor: time.Minute}); err != nil {
+	if err := e.Sim.SetFaults(qualysim.Faults{SlowStartFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultSlowStart, 2); err != nil {
+	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultSlowStart, 2); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -210,14 +210,14 @@ func TestCheckAtTheCap(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			form := qualys.DetectionQuery{IDs: []uint64{1}}.Form()
-			if resp, err := e.client.Detections(ctx, form, nil); err == nil {
+			if resp, err := e.Client.Detections(ctx, form, nil); err == nil {
 				resp.Close()
 			}
 		})
 	}
-	testenv.Eventually(t, 10*time.Second, func() bool { return e.sim.Running(qualysim.Detection) == 2 }, "two calls holding the slots")
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.Sim.Running(qualysim.Detection) == 2 }, "two calls holding the slots")
 	var buf bytes.Buffer
-	results, err := ops.Check(t.Context(), ops.CheckConfig{NATSURL: e.natsURL, Store: e.store, Prefix: prefix, API: e.client,
+	results, err := ops.Check(t.Context(), ops.CheckConfig{NATSURL: e.NATSURL, Store: e.Store, Prefix: testrun.Prefix, API: e.Client,
 		Queue: msg.Config{MaxInFlight: 2}}, ops.Output{W: &buf})
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, buf.String())

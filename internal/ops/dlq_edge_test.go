@@ -15,22 +15,22 @@ import (
 func TestGarbledDeadLetterBreaksRuns(t *testing.T) {
 	e := setup(t, 300)
 	ctx := t.Context()
-	a := e.plan()
-	e.work(e.complete(a.Run))
-	ack, err := e.js.Publish(ctx, "qfetch.dlq."+a.Run, []byte("{truncated"))
+	a := e.Plan()
+	e.Work(e.Complete(a.Run))
+	ack, err := e.JS.Publish(ctx, "qfetch.dlq."+a.Run, []byte("{truncated"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := ops.Runs(ctx, e.q, runstat.Config{}, 10, ops.Output{W: &buf}); err != nil {
+	if err := ops.Runs(ctx, e.Q, runstat.Config{}, 10, ops.Output{W: &buf}); err != nil {
 		t.Errorf("qfetch runs fails for every run: %v", err)
 	}
 	buf.Reset()
-	if err := ops.DLQList(ctx, e.q, "", ops.Output{W: &buf}); err != nil {
+	if err := ops.DLQList(ctx, e.Q, "", ops.Output{W: &buf}); err != nil {
 		t.Errorf("qfetch dlq list fails: %v", err)
 	}
 	buf.Reset()
-	if err := ops.DLQDrop(ctx, e.q, ops.Selection{Seqs: []uint64{ack.Sequence}}, "op", "garbage", true, ops.Output{W: &buf}); err != nil {
+	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{Seqs: []uint64{ack.Sequence}}, "op", "garbage", true, ops.Output{W: &buf}); err != nil {
 		t.Errorf("qfetch dlq drop --yes %d: %v", ack.Sequence, err)
 	}
 }

@@ -16,20 +16,20 @@ import (
 func TestWatermarkSetUndoneByOpenRun(t *testing.T) {
 	e := setup(t, 500)
 	ctx := t.Context()
-	a := e.plan() // open, fetching, nobody working on it yet
-	rec := e.record(a.Run)
+	a := e.Plan() // open, fetching, nobody working on it yet
+	rec := e.Record(a.Run)
 	to := rec.Before.Add(-72 * time.Hour)
 
 	var buf bytes.Buffer
-	err := ops.WatermarkSet(ctx, e.q, to, "bob@ops", "bucket lost three days, fetch them again", true, ops.Output{W: &buf})
+	err := ops.WatermarkSet(ctx, e.Q, to, "bob@ops", "bucket lost three days, fetch them again", true, ops.Output{W: &buf})
 	if err != nil {
 		t.Logf("set refused while a run is open (acceptable): %v", err)
 		return
 	}
 	t.Logf("set said: %s", buf.String())
-	e.work(e.complete(a.Run))
+	e.Work(e.Complete(a.Run))
 
-	wm, err := e.q.Watermark(ctx)
+	wm, err := e.Q.Watermark(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,32 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"math"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/qfetch/qfetch/internal/fetch"
-	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
-	"github.com/qfetch/qfetch/internal/plan"
-	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-const prefix = "qualys"
 
 // countingStore counts the status.json writes.
 type countingStore struct {
@@ -42,71 +32,14 @@ func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objs
 	return s.S3.Put(ctx, key, r, o)
 }
 
-type env struct {
-	t      *testing.T
-	sim    *qualysim.Sim
-	client *qualys.Client
-	q      *msg.Queue
-	store  *objstore.S3
-	log    *slog.Logger
-}
+// env is a whole qfetch on real parts (testrun).
+type env struct{ *testrun.Env }
 
 func setup(t *testing.T) *env {
-	t.Helper()
-	sim := qualysim.New(qualysim.Config{Seed: 9, Hosts: 1000, RateLimit: qualysim.Off})
-	t.Cleanup(sim.Close)
-	sim.Advance(10 * 24 * time.Hour)
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), IdleTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	q, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := testenv.MinIO(t)
-	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, sim: sim, client: client, q: q, store: s3, log: slog.New(slog.DiscardHandler)}
+	return &env{testrun.New(t, testrun.Options{Hosts: 1000, Seed: 9, MaxFailures: 1, BatchSize: 200, PageSize: 500})}
 }
 
-func (e *env) finisher() *finish.Finisher {
-	return finish.New(finish.Config{Prefix: prefix, Owner: "test"}, e.q, e.store, e.log)
-}
-
-func (e *env) plan() string {
-	e.t.Helper()
-	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 200, PageSize: 500, Owner: "planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, e.finisher(), e.log)
-	out, err := p.Run(e.t.Context())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out.Run
-}
-
-func (e *env) work(cond func() bool) {
-	e.t.Helper()
-	w := fetch.New(fetch.Config{Slots: 2, Prefix: prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
-		Queue: e.q, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
-		API: e.client, Store: e.store, Finish: e.finisher(), Log: e.log,
-	})
-	ctx, cancel := context.WithCancel(e.t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx, ctx) })
-	defer func() { cancel(); wg.Wait() }()
-	testenv.Eventually(e.t, 60*time.Second, cond, "worker did not get there")
-}
+func (e *env) plan() string { return e.Plan().Run }
 
 type reporter struct {
 	*runstat.Reporter
@@ -116,9 +49,9 @@ type reporter struct {
 
 func (e *env) reporter(owner string) reporter {
 	reg := prometheus.NewRegistry()
-	st := &countingStore{S3: e.store}
-	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: owner, Every: time.Minute},
-		e.q, e.q, e.q, st, runstat.NewMetrics(reg), e.log)
+	st := &countingStore{S3: e.Store}
+	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: owner, Every: time.Minute},
+		e.Q, e.Q, e.Q, st, runstat.NewMetrics(reg), e.Log)
 	return reporter{Reporter: r, reg: reg, store: st}
 }
 
@@ -162,15 +95,15 @@ func (r reporter) want(t *testing.T, name string, labels map[string]string, want
 }
 
 func (e *env) status(run string) runstat.Status {
-	e.t.Helper()
-	rd, err := e.store.Get(e.t.Context(), objstore.StatusKey(prefix, run))
+	e.T.Helper()
+	rd, err := e.Store.Get(e.T.Context(), objstore.StatusKey(testrun.Prefix, run))
 	if err != nil {
-		e.t.Fatalf("status.json of %s: %v", run, err)
+		e.T.Fatalf("status.json of %s: %v", run, err)
 	}
 	defer rd.Close()
 	var s runstat.Status
 	if err := json.NewDecoder(rd).Decode(&s); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return s
 }
@@ -181,11 +114,11 @@ func (e *env) status(run string) runstat.Status {
 func TestReporter(t *testing.T) {
 	e := setup(t)
 	ctx := t.Context()
-	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
+	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
 		t.Fatal(err)
 	}
 	run := e.plan()
-	rec, _ := e.q.GetRun(ctx, run)
+	rec, _ := e.Q.GetRun(ctx, run)
 	planned := float64(rec.BatchesPlanned)
 
 	r1, r2 := e.reporter("w1"), e.reporter("w2")
@@ -220,9 +153,9 @@ func TestReporter(t *testing.T) {
 	}
 
 	// Workers: every batch but the dead-lettered one is done.
-	e.work(func() bool {
-		dl, _ := e.q.DeadLetters(ctx, run)
-		n, _ := e.q.CountDone(ctx, run)
+	e.Work(func() bool {
+		dl, _ := e.Q.DeadLetters(ctx, run)
+		n, _ := e.Q.CountDone(ctx, run)
 		return len(dl) == 1 && n == rec.BatchesPlanned-1
 	})
 	r1.refresh(t)
@@ -234,13 +167,13 @@ func TestReporter(t *testing.T) {
 	}
 
 	// Replayed and fetched, the run completes; its last status.json says so.
-	dls, _ := e.q.DeadLetters(ctx, run)
-	if _, err := e.q.Replay(ctx, dls[0].Seq); err != nil {
+	dls, _ := e.Q.DeadLetters(ctx, run)
+	if _, err := e.Q.Replay(ctx, dls[0].Seq); err != nil {
 		t.Fatal(err)
 	}
-	e.work(func() bool { r, _ := e.q.GetRun(ctx, run); return r.State == msg.RunComplete })
+	e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete })
 	r1.refresh(t)
-	rec, _ = e.q.GetRun(ctx, run)
+	rec, _ = e.Q.GetRun(ctx, run)
 	r1.want(t, "qfetch_dead_letters", nil, 0)
 	r1.want(t, "qfetch_runs", map[string]string{"state": "complete"}, 1)
 	r1.want(t, "qfetch_runs", map[string]string{"state": "failed"}, 0)

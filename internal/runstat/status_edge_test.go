@@ -12,6 +12,7 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // hookQueue runs hook once, right after the reporter read run's record: the
@@ -45,14 +46,14 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	run := e.plan()
 
 	const every = time.Second
-	hq := &hookQueue{Queue: e.q, run: run}
-	hq.hook = func() { e.work(func() bool { r, _ := e.q.GetRun(ctx, run); return r.State == msg.RunComplete }) }
-	r1 := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: "w1", Every: every},
-		hq, e.q, e.q, e.store, runstat.NewMetrics(prometheus.NewRegistry()), e.log)
+	hq := &hookQueue{Queue: e.Q, run: run}
+	hq.hook = func() { e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete }) }
+	r1 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w1", Every: every},
+		hq, e.Q, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 	if err := r1.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Stat(ctx, objstore.SuccessKey(prefix, run)); err != nil {
+	if _, err := e.Store.Stat(ctx, objstore.SuccessKey(testrun.Prefix, run)); err != nil {
 		t.Fatalf("the run did not complete during the refresh: %v", err)
 	}
 	if s := e.status(run); s.State != runstat.Complete {
@@ -60,13 +61,13 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	}
 
 	// w1 dies without releasing the lock; w2 takes over once it expires.
-	r2 := runstat.NewReporter(runstat.ReporterConfig{Prefix: prefix, Owner: "w2", Every: every},
-		e.q, e.q, e.q, e.store, runstat.NewMetrics(prometheus.NewRegistry()), e.log)
+	r2 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w2", Every: every},
+		e.Q, e.Q, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		if err := r2.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
-		l, err := e.q.Acquire(ctx, "status-writer", "probe", time.Minute)
+		l, err := e.Q.Acquire(ctx, "status-writer", "probe", time.Minute)
 		if err == nil { // free between w1's expiry and w2's next try: give it back
 			_ = l.Release(ctx)
 			return false
