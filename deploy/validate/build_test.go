@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -255,16 +256,22 @@ func containers(p *corev1.PodSpec) []*corev1.Container {
 	return out
 }
 
-// binary names the qfetch binary a container runs ("planner", "worker",
-// "qfetch"), or "" for other images.
+// binary names the qfetch program a container runs: "planner", "worker",
+// "exporter" (`qfetch exporter`), "qfetch" (another qfetch subcommand), or
+// "" for other images.
 func binary(c *corev1.Container) string {
 	if !strings.HasPrefix(c.Image, qfetchImage+":") && !strings.HasPrefix(c.Image, qfetchImage+"@") {
 		return ""
 	}
-	if len(c.Command) == 0 {
-		return "qfetch" // the image's ENTRYPOINT
+	args := c.Args
+	name := "qfetch" // the image's ENTRYPOINT
+	if len(c.Command) > 0 {
+		name, args = path.Base(c.Command[0]), append(slices.Clone(c.Command[1:]), c.Args...)
 	}
-	return path.Base(c.Command[0])
+	if name == "qfetch" && len(args) > 0 && args[0] == "exporter" {
+		return "exporter"
+	}
+	return name
 }
 
 // envVal is one resolved environment variable.
@@ -330,9 +337,26 @@ func (o *overlay) env(c *corev1.Container) (map[string]envVal, error) {
 	return out, nil
 }
 
-// secretFile finds the Secret key a file path inside the container reads,
-// through a volume mount of a Secret volume.
+// secretFile reads the Secret key a file path inside the container reads.
 func (o *overlay) secretFile(p *corev1.PodSpec, c *corev1.Container, file string) ([]byte, error) {
+	name, key, err := o.secretFileRef(p, c, file)
+	if err != nil {
+		return nil, err
+	}
+	s := o.secret(name)
+	if s == nil {
+		return nil, fmt.Errorf("%s: no Secret %q", file, name)
+	}
+	b, ok := s.Data[key]
+	if !ok {
+		return nil, fmt.Errorf("%s: Secret %q has no key %q", file, name, key)
+	}
+	return b, nil
+}
+
+// secretFileRef finds the Secret and key a file path inside the container
+// reads, through a volume mount of a Secret volume.
+func (o *overlay) secretFileRef(p *corev1.PodSpec, c *corev1.Container, file string) (secret, key string, err error) {
 	for _, m := range c.VolumeMounts {
 		rel, err := filepath.Rel(m.MountPath, file)
 		if err != nil || strings.HasPrefix(rel, "..") || rel == "." {
@@ -343,27 +367,26 @@ func (o *overlay) secretFile(p *corev1.PodSpec, c *corev1.Container, file string
 				continue
 			}
 			if v.Secret == nil {
-				return nil, fmt.Errorf("%s is on volume %q, which is not a Secret", file, v.Name)
+				return "", "", fmt.Errorf("%s is on volume %q, which is not a Secret", file, v.Name)
 			}
 			key := rel
-			for _, it := range v.Secret.Items {
-				if it.Path == rel {
-					key = it.Key
+			if len(v.Secret.Items) > 0 {
+				// With items, only the listed keys are there.
+				key = ""
+				for _, it := range v.Secret.Items {
+					if it.Path == rel {
+						key = it.Key
+					}
+				}
+				if key == "" {
+					return "", "", fmt.Errorf("%s: volume %q lists no item at %s", file, v.Name, rel)
 				}
 			}
-			s := o.secret(v.Secret.SecretName)
-			if s == nil {
-				return nil, fmt.Errorf("%s: no Secret %q", file, v.Secret.SecretName)
-			}
-			b, ok := s.Data[key]
-			if !ok {
-				return nil, fmt.Errorf("%s: Secret %q has no key %q", file, v.Secret.SecretName, key)
-			}
-			return b, nil
+			return v.Secret.SecretName, key, nil
 		}
-		return nil, fmt.Errorf("%s: mount %q has no volume", file, m.Name)
+		return "", "", fmt.Errorf("%s: mount %q has no volume", file, m.Name)
 	}
-	return nil, fmt.Errorf("%s is on no volume mount", file)
+	return "", "", fmt.Errorf("%s is on no volume mount", file)
 }
 
 func labelsMatch(sel *metav1.LabelSelector, labels map[string]string) bool {

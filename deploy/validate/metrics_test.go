@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,25 +20,51 @@ import (
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
-// workerCollectors are the constructors cmd/worker registers its /metrics
-// with, by the name it calls them; TestWorkerCollectorsMirrorBinary holds
-// the two together.
-var workerCollectors = map[string]func(prometheus.Registerer){
+// goCollectors are the client library's, as the binaries register them.
+var goCollectors = map[string]func(prometheus.Registerer){
 	"collectors.NewGoCollector": func(r prometheus.Registerer) { r.MustRegister(collectors.NewGoCollector()) },
 	"collectors.NewProcessCollector": func(r prometheus.Registerer) {
 		r.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	},
-	"fetch.NewMetrics":   func(r prometheus.Registerer) { fetch.NewMetrics(r) },
-	"runstat.NewMetrics": func(r prometheus.Registerer) { runstat.NewMetrics(r) },
 }
 
-// series is one name a worker's /metrics can carry: a metric family's
-// name, or a histogram's or summary's _bucket, _sum and _count.
+// metricsCollectors are the constructors each program that serves /metrics
+// fills its registry with, by the name it calls them;
+// TestCollectorsMirrorBinaries holds them to the source.
+var metricsCollectors = map[string]map[string]func(prometheus.Registerer){
+	"worker": withGo(map[string]func(prometheus.Registerer){
+		"fetch.NewMetrics":   func(r prometheus.Registerer) { fetch.NewMetrics(r) },
+		"runstat.NewMetrics": func(r prometheus.Registerer) { runstat.NewMetrics(r) },
+	}),
+	// `qfetch exporter`: the run-level series and nothing of the workers'.
+	"exporter": withGo(map[string]func(prometheus.Registerer){
+		"runstat.NewMetrics": func(r prometheus.Registerer) { runstat.NewMetrics(r) },
+	}),
+}
+
+// collectorSources is where each program registers them: every non-test
+// file of a directory, or one function of one file.
+var collectorSources = map[string]struct{ dir, file, fn string }{
+	"worker":   {dir: "cmd/worker"},
+	"exporter": {file: "cmd/qfetch/exporter.go", fn: "runExporter"},
+}
+
+func withGo(m map[string]func(prometheus.Registerer)) map[string]func(prometheus.Registerer) {
+	for k, v := range goCollectors {
+		m[k] = v
+	}
+	return m
+}
+
+// series is one name a worker's or the exporter's /metrics can carry: a
+// metric family's name, or a histogram's or summary's _bucket, _sum and
+// _count.
 type series struct {
 	family string
 	typ    dto.MetricType
 	from   string          // the constructor that registered it
 	labels map[string]bool // nil: not known (a recording rule's output)
+	by     map[string]bool // the programs that serve it: worker, exporter
 }
 
 // recorder is a Registerer that remembers what was registered through it.
@@ -65,9 +92,30 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 	}
 }
 
-// exportedSeries registers the worker's collectors into one registry, as
-// cmd/worker does, and lists every series name they can expose.
+// exportedSeries registers each program's collectors into a registry of its
+// own, as the binaries do, and lists every series name they can expose, with
+// the programs that serve it.
 func exportedSeries(t *testing.T) map[string]series {
+	t.Helper()
+	out := map[string]series{}
+	for _, program := range sortedKeys(metricsCollectors) {
+		for name, s := range programSeries(t, program) {
+			if o, ok := out[name]; ok {
+				if o.typ != s.typ || o.from != s.from || !maps.Equal(o.labels, s.labels) {
+					t.Fatalf("%s: %s %s %v in %s, %s %s %v elsewhere", name, s.typ, s.from, s.labels, program, o.typ, o.from, o.labels)
+				}
+				s = o
+			} else {
+				s.by = map[string]bool{}
+			}
+			s.by[program] = true
+			out[name] = s
+		}
+	}
+	return out
+}
+
+func programSeries(t *testing.T, program string) map[string]series {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	type origin struct {
@@ -75,11 +123,11 @@ func exportedSeries(t *testing.T) map[string]series {
 		c    prometheus.Collector
 	}
 	var all []origin
-	for _, from := range sortedKeys(workerCollectors) {
+	for _, from := range sortedKeys(metricsCollectors[program]) {
 		rec := &recorder{Registerer: reg}
-		workerCollectors[from](rec)
+		metricsCollectors[program][from](rec)
 		if len(rec.collectors) == 0 {
-			t.Fatalf("%s registered no collector", from)
+			t.Fatalf("%s: %s registered no collector", program, from)
 		}
 		for _, c := range rec.collectors {
 			all = append(all, origin{from, c})
@@ -89,7 +137,7 @@ func exportedSeries(t *testing.T) map[string]series {
 	// without children, typed by their Go type below.
 	mfs, err := reg.Gather()
 	if err != nil {
-		t.Fatalf("gathering the worker's metrics: %v", err)
+		t.Fatalf("gathering the %s's metrics: %v", program, err)
 	}
 	gathered := map[string]dto.MetricType{}
 	for _, mf := range mfs {
@@ -213,23 +261,29 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // TestExportedSeries pins the inventory itself: names the issue and the
-// alerts rely on, Vecs without children, and histogram series.
+// alerts rely on, Vecs without children, histogram series, and which
+// program serves what (the rules tell a worker being up by
+// qfetch_worker_fleet_fault, the exporter by its refresh timestamp).
 func TestExportedSeries(t *testing.T) {
 	got := exportedSeries(t)
+	both := []string{"exporter", "worker"}
 	for name, want := range map[string]struct {
 		typ    dto.MetricType
 		labels []string
+		by     []string
 	}{
-		"qfetch_worker_batches_total":                {dto.MetricType_COUNTER, []string{"outcome", "class"}},
-		"qfetch_worker_qualys_responses_total":       {dto.MetricType_COUNTER, []string{"status", "code"}},
-		"qfetch_worker_upload_seconds_bucket":        {dto.MetricType_HISTOGRAM, []string{"le"}},
-		"qfetch_worker_upload_seconds_count":         {dto.MetricType_HISTOGRAM, nil},
-		"qfetch_last_complete_run_timestamp_seconds": {dto.MetricType_GAUGE, nil},
-		"qfetch_last_complete_run_age_seconds":       {dto.MetricType_GAUGE, nil},
-		"qfetch_runs":                                {dto.MetricType_GAUGE, []string{"state"}},
-		"qfetch_current_run":                         {dto.MetricType_GAUGE, []string{"measure"}},
-		"qfetch_status_refresh_errors_total":         {dto.MetricType_COUNTER, nil},
-		"process_resident_memory_bytes":              {dto.MetricType_GAUGE, nil},
+		"qfetch_worker_batches_total":                {dto.MetricType_COUNTER, []string{"outcome", "class"}, []string{"worker"}},
+		"qfetch_worker_qualys_responses_total":       {dto.MetricType_COUNTER, []string{"status", "code"}, []string{"worker"}},
+		"qfetch_worker_upload_seconds_bucket":        {dto.MetricType_HISTOGRAM, []string{"le"}, []string{"worker"}},
+		"qfetch_worker_upload_seconds_count":         {dto.MetricType_HISTOGRAM, nil, []string{"worker"}},
+		"qfetch_worker_fleet_fault":                  {dto.MetricType_GAUGE, nil, []string{"worker"}},
+		"qfetch_last_complete_run_timestamp_seconds": {dto.MetricType_GAUGE, nil, both},
+		"qfetch_last_complete_run_age_seconds":       {dto.MetricType_GAUGE, nil, both},
+		"qfetch_runs":                                {dto.MetricType_GAUGE, []string{"state"}, both},
+		"qfetch_current_run":                         {dto.MetricType_GAUGE, []string{"measure"}, both},
+		"qfetch_status_refresh_timestamp_seconds":    {dto.MetricType_GAUGE, nil, both},
+		"qfetch_status_refresh_errors_total":         {dto.MetricType_COUNTER, nil, both},
+		"process_resident_memory_bytes":              {dto.MetricType_GAUGE, nil, both},
 	} {
 		s, ok := got[name]
 		if !ok {
@@ -243,11 +297,19 @@ func TestExportedSeries(t *testing.T) {
 		if s.typ != want.typ || !sameSet(labels, want.labels) {
 			t.Errorf("%s: %s %v, want %s %v", name, s.typ, labels, want.typ, want.labels)
 		}
+		if by := sortedKeys(s.by); !slices.Equal(by, want.by) {
+			t.Errorf("%s: served by %q, want %q", name, by, want.by)
+		}
 	}
 	if _, ok := got["qfetch_worker_upload_seconds"]; ok {
 		t.Error("a histogram's family name is not a series name")
 	}
-	t.Logf("%d series names from %d constructors", len(got), len(workerCollectors))
+	for name, s := range got {
+		if s.by["exporter"] && strings.HasPrefix(name, "qfetch_worker_") {
+			t.Errorf("%s: a worker's series from the exporter", name)
+		}
+	}
+	t.Logf("%d series names from %d programs", len(got), len(metricsCollectors))
 }
 
 func sameSet(a, b []string) bool {
@@ -257,42 +319,70 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// TestWorkerCollectorsMirrorBinary: the constructors cmd/worker calls to
-// fill its registry are the ones exportedSeries registers, so the names the
-// rules and the dashboard are checked against are the names it serves.
-func TestWorkerCollectorsMirrorBinary(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(repoRoot, "cmd", "worker", "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("cmd/worker: %v", err)
-	}
-	var got []string
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(af, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
+// TestCollectorsMirrorBinaries: the constructors cmd/worker and `qfetch
+// exporter` call to fill their registries are the ones exportedSeries
+// registers, so the names the rules and the dashboard are checked against
+// are the names they serve.
+func TestCollectorsMirrorBinaries(t *testing.T) {
+	for _, program := range sortedKeys(metricsCollectors) {
+		t.Run(program, func(t *testing.T) {
+			src, ok := collectorSources[program]
 			if !ok {
-				return true
+				t.Fatalf("no collectorSources entry for %s", program)
 			}
-			name := exprString(call.Fun)
-			if name == "" || name == "?" {
-				return true
+			var files []string
+			if src.dir != "" {
+				all, err := filepath.Glob(filepath.Join(repoRoot, filepath.FromSlash(src.dir), "*.go"))
+				if err != nil || len(all) == 0 {
+					t.Fatalf("%s: %v", src.dir, err)
+				}
+				for _, f := range all {
+					if !strings.HasSuffix(f, "_test.go") {
+						files = append(files, f)
+					}
+				}
+			} else {
+				files = []string{filepath.Join(repoRoot, filepath.FromSlash(src.file))}
 			}
-			pkg, fn := name[:max(strings.LastIndex(name, "."), 0)], name[strings.LastIndex(name, ".")+1:]
-			if (pkg == "collectors" && strings.HasPrefix(fn, "New")) || fn == "NewMetrics" {
-				got = append(got, name)
+			var got []string
+			for _, f := range files {
+				af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var root ast.Node = af
+				if src.fn != "" {
+					root = nil
+					for _, d := range af.Decls {
+						if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == src.fn {
+							root = fd
+						}
+					}
+					if root == nil {
+						t.Fatalf("%s: no func %s", src.file, src.fn)
+					}
+				}
+				ast.Inspect(root, func(n ast.Node) bool {
+					call, ok := n.(*ast.CallExpr)
+					if !ok {
+						return true
+					}
+					name := exprString(call.Fun)
+					if name == "" || name == "?" {
+						return true
+					}
+					pkg, fn := name[:max(strings.LastIndex(name, "."), 0)], name[strings.LastIndex(name, ".")+1:]
+					if (pkg == "collectors" && strings.HasPrefix(fn, "New")) || fn == "NewMetrics" {
+						got = append(got, name)
+					}
+					return true
+				})
 			}
-			return true
+			slices.Sort(got)
+			got = slices.Compact(got)
+			if want := sortedKeys(metricsCollectors[program]); !slices.Equal(got, want) {
+				t.Errorf("%s registers %q; the metric inventory registers %q: update metricsCollectors", program, got, want)
+			}
 		})
-	}
-	slices.Sort(got)
-	got = slices.Compact(got)
-	if want := sortedKeys(workerCollectors); !slices.Equal(got, want) {
-		t.Errorf("cmd/worker registers %q; the metric inventory registers %q: update workerCollectors", got, want)
 	}
 }

@@ -17,8 +17,11 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/qfetch/qfetch/internal/config"
@@ -36,8 +39,8 @@ var requiredAlerts = []string{
 	"QfetchFleetFault",             // a fleet-wide fault lasting 15 min
 	"QfetchWorkersAtCapLagGrowing", // workers at the fleet cap, queue lag growing
 	"QfetchRunStale",               // a run open too long
-	"QfetchWorkersMissing",         // work waiting, no worker reporting
-	"QfetchStatusNotReported",      // no run-level series at all
+	"QfetchWorkersMissing",         // work waiting, no worker running
+	"QfetchExporterDown",           // the exporter's run-level series absent
 	"QfetchStatusRefreshFailing",   // the run-level series are out of date
 }
 
@@ -167,15 +170,102 @@ func checkAlert(t *testing.T, group string, r rulefmt.Rule) {
 }
 
 // The dev overlay drops the operator's kinds (kind has no CRDs for them);
-// where the PodMonitor is, the PrometheusRule is too.
+// where the PodMonitors are, the PrometheusRule is too, and every pod that
+// serves /metrics (workers, the exporter) is scraped by exactly one
+// PodMonitor, on a port its container declares.
 func TestMonitoringObjectsTogether(t *testing.T) {
 	forEachOverlay(t, func(t *testing.T, o *overlay) {
-		pm := len(objectsOf[*monitoringv1.PodMonitor](o))
+		pms := objectsOf[*monitoringv1.PodMonitor](o)
 		pr := len(objectsOf[*monitoringv1.PrometheusRule](o))
-		if pm != pr {
-			t.Errorf("%d PodMonitor(s), %d PrometheusRule(s): scraped without alerts, or alerts on nothing", pm, pr)
+		if (len(pms) > 0) != (pr > 0) {
+			t.Fatalf("%d PodMonitor(s), %d PrometheusRule(s): scraped without alerts, or alerts on nothing", len(pms), pr)
+		}
+		if len(pms) == 0 {
+			return
+		}
+		selected := map[string]int{}
+		for _, q := range qfetchContainers(t, o) {
+			if _, serves := listenVars[q.binary]; !serves {
+				continue
+			}
+			var by []string
+			for _, pm := range pms {
+				if !labelsMatch(&pm.Spec.Selector, q.pod.labels) {
+					continue
+				}
+				selected[pm.Name]++
+				by = append(by, pm.Name)
+				for _, ep := range pm.Spec.PodMetricsEndpoints {
+					if ep.Port == nil || !hasPort(q.c, intstr.FromString(*ep.Port)) {
+						t.Errorf("PodMonitor %s: endpoint port %v is not a port of %s %s", pm.Name, ep.Port, q.pod.owner, q.c.Name)
+					}
+					if ep.Path != "" && ep.Path != "/metrics" {
+						t.Errorf("PodMonitor %s: path %q, want /metrics", pm.Name, ep.Path)
+					}
+				}
+			}
+			if len(by) != 1 {
+				t.Errorf("%s (%s): scraped by PodMonitors %q, want exactly one", q.pod.owner, q.binary, by)
+			}
+		}
+		for _, pm := range pms {
+			if selected[pm.Name] == 0 {
+				t.Errorf("PodMonitor %s selects no qfetch pod", pm.Name)
+			}
 		}
 	})
+}
+
+// TestRulesContainerLabels: a rule that tells the exporter's or a worker's
+// series by the container label (as the PodMonitor sets it) names a
+// container of the base that runs that program and serves that series.
+func TestRulesContainerLabels(t *testing.T) {
+	_, groups := baseRules(t)
+	known := exportedSeries(t)
+	programOf := map[string]string{} // container name -> program
+	for _, p := range buildBase(t).pods() {
+		for _, c := range containers(p.spec) {
+			if b := binary(c); b != "" {
+				if prev, ok := programOf[c.Name]; ok && prev != b {
+					t.Errorf("container name %s runs both %s and %s: the container label cannot tell them apart", c.Name, prev, b)
+				}
+				programOf[c.Name] = b
+			}
+		}
+	}
+	var n int
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			e, err := promql.ParseExpr(r.Expr)
+			if err != nil {
+				continue // TestPrometheusRules says so
+			}
+			parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+				vs, ok := node.(*parser.VectorSelector)
+				if !ok {
+					return nil
+				}
+				for _, m := range vs.LabelMatchers {
+					if m.Name != "container" {
+						continue
+					}
+					n++
+					program, ok := programOf[m.Value]
+					if m.Type != labels.MatchEqual || !ok {
+						t.Errorf("%s: %s: container %s %q is no qfetch container of the base (%v)", r.Alert+r.Record, vs, m.Type, m.Value, programOf)
+						continue
+					}
+					if s, ok := known[vs.Name]; ok && !s.by[program] {
+						t.Errorf("%s: %s: the %s does not serve %s", r.Alert+r.Record, vs, program, vs.Name)
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if n == 0 {
+		t.Error("no rule tells the exporter's series apart: QfetchExporterDown needs container=\"exporter\"")
+	}
 }
 
 // qfetchCommands are the `qfetch ...` command lines quoted in a text.
@@ -193,10 +283,6 @@ func qfetchCommands(text string) []string {
 func TestDocumentedCommandsExist(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/qfetch")
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
 	}
 	_, groups := baseRules(t)
 	cmds := map[string]string{} // command line -> where
@@ -218,11 +304,7 @@ func TestDocumentedCommandsExist(t *testing.T) {
 	if len(cmds) == 0 {
 		t.Fatal("no qfetch command quoted anywhere")
 	}
-	root, _ := filepath.Abs(repoRoot)
-	qfetchBin := filepath.Join(t.TempDir(), "qfetch")
-	if out, err := exec.Command(gobin, "build", "-C", root, "-o", qfetchBin, "./cmd/qfetch").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/qfetch: %v\n%s", err, out)
-	}
+	qfetchBin := goBuild(t, "./cmd/qfetch")
 	for _, line := range sortedKeys(cmds) {
 		var words, flags []string
 		for _, f := range strings.Fields(line)[1:] {

@@ -25,7 +25,7 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
-// qfetchContainer is a container running planner or worker.
+// qfetchContainer is a container running planner, worker or exporter.
 type qfetchContainer struct {
 	pod    pod
 	c      *corev1.Container
@@ -53,10 +53,23 @@ func qfetchContainers(t *testing.T, o *overlay) []qfetchContainer {
 	for _, q := range out {
 		got[q.binary] = true
 	}
-	if !got["planner"] || !got["worker"] {
-		t.Fatalf("overlays/%s: want a planner and a worker container, found %v", o.name, got)
+	if !got["planner"] || !got["worker"] || !got["exporter"] {
+		t.Fatalf("overlays/%s: want a planner, a worker and an exporter container, found %v", o.name, got)
 	}
 	return out
+}
+
+// listenVars are the programs that serve /healthz, /readyz and /metrics,
+// and the variable with their address.
+var listenVars = map[string]string{
+	"worker":   "QFETCH_WORKER_LISTEN",
+	"exporter": "QFETCH_EXPORTER_LISTEN",
+}
+
+// reads reports whether a program reads a variable.
+func reads(t *testing.T, binary, name string) bool {
+	t.Helper()
+	return slices.ContainsFunc(vars(t, binary), func(v config.Var) bool { return v.Name == name })
 }
 
 func forEachOverlay(t *testing.T, f func(t *testing.T, o *overlay)) {
@@ -85,8 +98,8 @@ func TestRequiredVariablesSet(t *testing.T) {
 // TestConfigLoads feeds each container's resolved environment (ConfigMap,
 // Secret keys, and Secret files written out) to config.Load with the
 // binary's spec: the values must be ones the binary accepts, and every
-// QFETCH_* name must be one that planner or worker reads (a typo in a
-// ConfigMap is otherwise silent).
+// QFETCH_* name must be one that planner, worker or exporter reads (a typo
+// in a ConfigMap is otherwise silent).
 func TestConfigLoads(t *testing.T) {
 	known := map[string]bool{}
 	for b := range specs {
@@ -111,7 +124,7 @@ func TestConfigLoads(t *testing.T) {
 						continue
 					}
 					if !known[name] {
-						t.Errorf("%s: %s is read by neither planner nor worker", q.pod.owner, name)
+						t.Errorf("%s: %s is read by no qfetch program (planner, worker, exporter)", q.pod.owner, name)
 						continue
 					}
 					val := v.value
@@ -298,7 +311,8 @@ func TestProbesAndPorts(t *testing.T) {
 			}
 		}
 		for _, q := range qfetchContainers(t, o) {
-			if q.binary != "worker" {
+			listen, ok := listenVars[q.binary]
+			if !ok {
 				continue
 			}
 			if q.c.LivenessProbe == nil || q.c.LivenessProbe.HTTPGet == nil || q.c.LivenessProbe.HTTPGet.Path != "/healthz" {
@@ -307,13 +321,13 @@ func TestProbesAndPorts(t *testing.T) {
 			if q.c.ReadinessProbe == nil || q.c.ReadinessProbe.HTTPGet == nil || q.c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 				t.Errorf("%s: readiness probe is not GET /readyz", q.pod.owner)
 			}
-			_, port, err := net.SplitHostPort(valueOf(t, "worker", q.env, "QFETCH_WORKER_LISTEN"))
+			_, port, err := net.SplitHostPort(valueOf(t, q.binary, q.env, listen))
 			if err != nil {
-				t.Fatalf("QFETCH_WORKER_LISTEN: %v", err)
+				t.Fatalf("%s: %v", listen, err)
 			}
 			n, _ := strconv.Atoi(port)
 			if !hasPort(q.c, intstr.FromInt32(int32(n))) {
-				t.Errorf("%s: QFETCH_WORKER_LISTEN port %s is not a container port", q.pod.owner, port)
+				t.Errorf("%s: %s port %s is not a container port", q.pod.owner, listen, port)
 			}
 		}
 		// Every Service port reaches a container port of the pods it selects.
@@ -510,12 +524,48 @@ func deref(p *int32) any {
 	return *p
 }
 
-// TestNetworkPolicy: every planner and worker pod is isolated both ways;
-// egress reaches DNS, NATS, the S3 endpoint, Qualys and HTTPS and nothing
-// else; ingress only the worker's metrics port.
+// TestNetworkPolicy: every planner, worker and exporter pod is isolated
+// both ways; egress reaches DNS, NATS, the S3 endpoint and HTTPS, and
+// Qualys for the programs that read QFETCH_QUALYS_URL, nothing else;
+// ingress only the metrics port of the programs that serve one.
 func TestNetworkPolicy(t *testing.T) {
 	forEachOverlay(t, func(t *testing.T, o *overlay) {
-		for _, q := range qfetchContainers(t, o) {
+		qcs := qfetchContainers(t, o)
+		qualysURL := ""
+		for _, q := range qcs {
+			if q.binary == "worker" {
+				qualysURL = valueOf(t, "worker", q.env, "QFETCH_QUALYS_URL")
+			}
+		}
+		u, err := url.Parse(qualysURL)
+		if err != nil || u.Host == "" {
+			t.Fatalf("QFETCH_QUALYS_URL %q: %v", qualysURL, err)
+		}
+		qualysPort := map[string]string{"https": "443", "http": "80"}[u.Scheme]
+		if u.Port() != "" {
+			qualysPort = u.Port()
+		}
+		// Qualys as pods of this overlay (the dev simulator): the pods its
+		// Service selects.
+		var qualysPods []pod
+		for _, svc := range objectsOf[*corev1.Service](o) {
+			if svc.Name == strings.Split(u.Hostname(), ".")[0] && len(svc.Spec.Selector) > 0 {
+				for _, p := range o.pods() {
+					if matchesAll(svc.Spec.Selector, p.labels) {
+						qualysPods = append(qualysPods, p)
+					}
+				}
+			}
+		}
+		portOf := func(hostport, def string) int32 {
+			_, p, err := net.SplitHostPort(hostport)
+			if err != nil {
+				p = def
+			}
+			n, _ := strconv.Atoi(p)
+			return int32(n)
+		}
+		for _, q := range qcs {
 			var pols []*networkingv1.NetworkPolicy
 			for _, np := range objectsOf[*networkingv1.NetworkPolicy](o) {
 				if labelsMatch(&np.Spec.PodSelector, q.pod.labels) {
@@ -530,22 +580,6 @@ func TestNetworkPolicy(t *testing.T) {
 			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
 				t.Errorf("NetworkPolicy %s: want policyTypes Ingress and Egress", np.Name)
 			}
-			portOf := func(hostport, def string) int32 {
-				_, p, err := net.SplitHostPort(hostport)
-				if err != nil {
-					p = def
-				}
-				n, _ := strconv.Atoi(p)
-				return int32(n)
-			}
-			u, err := url.Parse(valueOf(t, q.binary, q.env, "QFETCH_QUALYS_URL"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			qualysPort := map[string]string{"https": "443", "http": "80"}[u.Scheme]
-			if u.Port() != "" {
-				qualysPort = u.Port()
-			}
 			natsURL := strings.Split(valueOf(t, q.binary, q.env, "QFETCH_NATS_URL"), ",")[0]
 			if !strings.Contains(natsURL, "://") {
 				natsURL = "nats://" + natsURL
@@ -558,11 +592,15 @@ func TestNetworkPolicy(t *testing.T) {
 			if valueOf(t, q.binary, q.env, "QFETCH_S3_SECURE") == "false" {
 				s3Default = "80"
 			}
+			// 443: S3 over HTTPS, STS (IRSA), and Qualys.
 			need := map[string]bool{
 				"UDP/53": true, "TCP/443": true,
 				fmt.Sprintf("TCP/%d", portOf(nu.Host, "4222")):                                              true,
 				fmt.Sprintf("TCP/%d", portOf(valueOf(t, q.binary, q.env, "QFETCH_S3_ENDPOINT"), s3Default)): true,
-				fmt.Sprintf("TCP/%d", portOf(u.Host, qualysPort)):                                           true,
+			}
+			readsQualys := reads(t, q.binary, "QFETCH_QUALYS_URL")
+			if readsQualys {
+				need[fmt.Sprintf("TCP/%d", portOf(u.Host, qualysPort))] = true
 			}
 			have := map[string]bool{}
 			for _, r := range np.Spec.Egress {
@@ -577,7 +615,17 @@ func TestNetworkPolicy(t *testing.T) {
 					key := proto + "/" + p.Port.String()
 					have[key] = true
 					if !need[key] && key != "TCP/53" {
-						t.Errorf("NetworkPolicy %s: egress %s is more than qfetch needs", np.Name, key)
+						t.Errorf("NetworkPolicy %s: egress %s is more than the %s needs", np.Name, key, q.binary)
+					}
+				}
+				if readsQualys {
+					continue
+				}
+				for _, peer := range r.To {
+					for _, qp := range qualysPods {
+						if peer.PodSelector != nil && peer.NamespaceSelector == nil && labelsMatch(peer.PodSelector, qp.labels) {
+							t.Errorf("NetworkPolicy %s: the %s reaches Qualys (%s, %s); it needs no Qualys", np.Name, q.binary, u.Host, qp.owner)
+						}
 					}
 				}
 			}
@@ -586,6 +634,7 @@ func TestNetworkPolicy(t *testing.T) {
 					t.Errorf("NetworkPolicy %s: no egress %s for %s", np.Name, k, q.binary)
 				}
 			}
+			_, serves := listenVars[q.binary]
 			var ingress []string
 			for _, r := range np.Spec.Ingress {
 				if len(r.Ports) == 0 {
@@ -593,13 +642,148 @@ func TestNetworkPolicy(t *testing.T) {
 				}
 				for _, p := range r.Ports {
 					ingress = append(ingress, p.Port.String())
-					if q.binary != "worker" || !hasPort(q.c, *p.Port) {
-						t.Errorf("NetworkPolicy %s: ingress %s is not the worker's metrics port", np.Name, p.Port.String())
+					if !serves || !hasPort(q.c, *p.Port) {
+						t.Errorf("NetworkPolicy %s: ingress %s is not the %s's metrics port", np.Name, p.Port.String(), q.binary)
 					}
 				}
 			}
-			if q.binary == "worker" && len(ingress) == 0 {
+			if serves && len(ingress) == 0 {
 				t.Errorf("NetworkPolicy %s: metrics port not reachable", np.Name)
+			}
+		}
+	})
+}
+
+// TestExporterDeployment: one always-on exporter per overlay, which KEDA
+// does not scale and a rollout never leaves absent, running `qfetch
+// exporter` with the ConfigMap's settings.
+func TestExporterDeployment(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		var deps []*appsv1.Deployment
+		for _, d := range objectsOf[*appsv1.Deployment](o) {
+			for i := range d.Spec.Template.Spec.Containers {
+				if binary(&d.Spec.Template.Spec.Containers[i]) == "exporter" {
+					deps = append(deps, d)
+					break
+				}
+			}
+		}
+		if len(deps) != 1 {
+			t.Fatalf("%d Deployments run `qfetch exporter`, want 1", len(deps))
+		}
+		d := deps[0]
+		if r := d.Spec.Replicas; r == nil || *r != 1 {
+			t.Errorf("Deployment %s: replicas %v, want 1", d.Name, deref(r))
+		}
+		if ru := d.Spec.Strategy.RollingUpdate; d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
+			ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxUnavailable.Type != intstr.Int {
+			t.Errorf("Deployment %s: want a RollingUpdate with maxUnavailable 0 (no gap in the series)", d.Name)
+		}
+		if cs := d.Spec.Template.Spec.Containers; len(cs) != 1 || !slices.Equal(cs[0].Args, []string{"exporter"}) {
+			t.Errorf("Deployment %s: want one container with args [exporter]", d.Name)
+		}
+		for _, so := range objectsOf[*ScaledObject](o) {
+			if so.Spec.ScaleTargetRef.Name == d.Name {
+				t.Errorf("ScaledObject %s scales the exporter: it would go to zero with the workers", so.Name)
+			}
+		}
+		// The reporter stops at SIGTERM and the HTTP server gets 5s.
+		if tg := d.Spec.Template.Spec.TerminationGracePeriodSeconds; tg != nil && *tg <= 5 {
+			t.Errorf("Deployment %s: terminationGracePeriodSeconds %d leaves the server no 5s", d.Name, *tg)
+		}
+	})
+}
+
+// TestExporterWithoutQualys: `qfetch exporter` reads no Qualys setting, and
+// its pod can reach no Secret key that planner or worker read a Qualys
+// setting from (the NetworkPolicy keeps Qualys out of reach: TestNetworkPolicy).
+func TestExporterWithoutQualys(t *testing.T) {
+	for _, v := range vars(t, "exporter") {
+		if strings.HasPrefix(v.Name, config.Prefix+"_QUALYS_") {
+			t.Errorf("the exporter reads %s", v.Name)
+		}
+	}
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		type key struct{ secret, key string }
+		qualysKeys := map[key]string{} // -> the variable that reads it
+		qcs := qfetchContainers(t, o)
+		for _, q := range qcs {
+			if q.binary == "exporter" {
+				continue
+			}
+			for _, e := range q.c.Env {
+				if !strings.HasPrefix(e.Name, config.Prefix+"_QUALYS_") {
+					continue
+				}
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					qualysKeys[key{e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key}] = e.Name
+				}
+			}
+			for name, v := range q.env {
+				if strings.HasPrefix(name, config.Prefix+"_QUALYS_") && strings.HasSuffix(name, "_FILE") {
+					if s, k, err := o.secretFileRef(q.pod.spec, q.c, v.value); err == nil {
+						qualysKeys[key{s, k}] = name
+					}
+				}
+			}
+		}
+		if len(qualysKeys) == 0 {
+			t.Fatal("found no Secret key the planner or worker reads Qualys credentials from")
+		}
+		for _, q := range qcs {
+			if q.binary != "exporter" {
+				continue
+			}
+			for name, v := range q.env {
+				if strings.HasPrefix(name, config.Prefix+"_QUALYS_") && v.source != "configmap" {
+					t.Errorf("%s: the exporter gets %s (%s)", q.pod.owner, name, v.source)
+				}
+			}
+			// Every Secret key the pod can reach.
+			reach := map[key]bool{}
+			all := func(secret string) {
+				if s := o.secret(secret); s != nil {
+					for k := range s.Data {
+						reach[key{secret, k}] = true
+					}
+				}
+			}
+			for _, c := range containers(q.pod.spec) {
+				for _, ef := range c.EnvFrom {
+					if ef.SecretRef != nil {
+						all(ef.SecretRef.Name)
+					}
+				}
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						reach[key{e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key}] = true
+					}
+				}
+			}
+			secretVolume := func(name string, items []corev1.KeyToPath) {
+				if len(items) == 0 {
+					all(name)
+				}
+				for _, it := range items {
+					reach[key{name, it.Key}] = true
+				}
+			}
+			for _, v := range q.pod.spec.Volumes {
+				if v.Secret != nil {
+					secretVolume(v.Secret.SecretName, v.Secret.Items)
+				}
+				if v.Projected != nil {
+					for _, src := range v.Projected.Sources {
+						if src.Secret != nil {
+							secretVolume(src.Secret.Name, src.Secret.Items)
+						}
+					}
+				}
+			}
+			for k := range reach {
+				if v, ok := qualysKeys[k]; ok {
+					t.Errorf("%s: the exporter can read Secret %s key %s (%s)", q.pod.owner, k.secret, k.key, v)
+				}
 			}
 		}
 	})

@@ -36,8 +36,9 @@ var labelValues = map[string]func() []string{
 
 // checkExpr parses a PromQL expression and checks that every selector
 // names a known series, matches only labels that series carries (its own
-// or a target label), and that run-level gauges, which every worker pod
-// serves alike, are never summed, averaged or counted across pods.
+// or a target label), and that run-level gauges, which the exporter and
+// every worker pod serve alike, are never summed, averaged or counted
+// across pods.
 func checkExpr(known map[string]series, expr string) []error {
 	e, err := promql.ParseExpr(expr)
 	if err != nil {
@@ -63,7 +64,7 @@ func checkExpr(known map[string]series, expr string) []error {
 		}
 		s, ok := known[name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: no such metric (the worker exports none by that name, no rule records it)", name))
+			errs = append(errs, fmt.Errorf("%s: no such metric (neither the worker nor the exporter exports it, no rule records it)", name))
 			return nil
 		}
 		for _, m := range vs.LabelMatchers {
@@ -81,7 +82,7 @@ func checkExpr(known map[string]series, expr string) []error {
 			for i := len(path) - 1; i >= 0; i-- {
 				if a, ok := path[i].(*parser.AggregateExpr); ok {
 					if op := a.Op.String(); op != "max" && op != "min" {
-						errs = append(errs, fmt.Errorf("%s: %s across pods; every worker serves the same value: use max", name, op))
+						errs = append(errs, fmt.Errorf("%s: %s across pods; every pod serves the same value: use max", name, op))
 					}
 					break
 				}

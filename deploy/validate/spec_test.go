@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/qfetch/qfetch/internal/config"
@@ -38,9 +39,36 @@ type workerSpec struct {
 	config.Fleet
 }
 
+// exporterSpec is `qfetch exporter`'s: no Qualys section.
+type exporterSpec struct {
+	NATS     config.NATS
+	S3       config.S3
+	Log      config.Log
+	Exporter config.Exporter
+	config.Fleet
+}
+
+// specs are the programs the overlays run with QFETCH_* settings, by the
+// name binary() gives their containers.
 var specs = map[string]func() any{
-	"planner": func() any { return &plannerSpec{} },
-	"worker":  func() any { return &workerSpec{} },
+	"planner":  func() any { return &plannerSpec{} },
+	"worker":   func() any { return &workerSpec{} },
+	"exporter": func() any { return &exporterSpec{} },
+}
+
+// specSource is where a program declares its spec and how it is run: a
+// `type spec struct` in file, or, with fn set, the struct-typed `var` in
+// that function; pkg and args run it.
+type specSource struct {
+	file, fn string
+	pkg      string
+	args     []string
+}
+
+var specSources = map[string]specSource{
+	"planner":  {file: "cmd/planner/main.go", pkg: "./cmd/planner"},
+	"worker":   {file: "cmd/worker/main.go", pkg: "./cmd/worker"},
+	"exporter": {file: "cmd/qfetch/exporter.go", fn: "runExporter", pkg: "./cmd/qfetch", args: []string{"exporter"}},
 }
 
 func vars(t *testing.T, binary string) []config.Var {
@@ -70,38 +98,35 @@ func valueOf(t *testing.T, binary string, env map[string]envVal, name string) st
 func TestSpecsMirrorBinaries(t *testing.T) {
 	for binary, mk := range specs {
 		t.Run(binary, func(t *testing.T) {
-			src := filepath.Join(repoRoot, "cmd", binary, "main.go")
-			f, err := parser.ParseFile(token.NewFileSet(), src, nil, parser.SkipObjectResolution)
+			src := specSources[binary]
+			if src.file == "" {
+				t.Fatalf("no specSources entry for %s", binary)
+			}
+			file := filepath.Join(repoRoot, filepath.FromSlash(src.file))
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.SkipObjectResolution)
 			if err != nil {
 				t.Fatal(err)
 			}
+			st := specStruct(f, src.fn)
+			if st == nil {
+				if src.fn == "" {
+					t.Fatalf("%s: no type spec struct", src.file)
+				}
+				t.Fatalf("%s: no struct-typed var in func %s", src.file, src.fn)
+			}
 			var got []string
-			ast.Inspect(f, func(n ast.Node) bool {
-				ts, ok := n.(*ast.TypeSpec)
-				if !ok || ts.Name.Name != "spec" {
-					return true
+			for _, fl := range st.Fields.List {
+				typ := exprString(fl.Type)
+				tag := ""
+				if fl.Tag != nil {
+					tag = fl.Tag.Value
 				}
-				st, ok := ts.Type.(*ast.StructType)
-				if !ok {
-					t.Fatalf("%s: spec is not a struct", src)
+				if len(fl.Names) == 0 {
+					got = append(got, "embedded "+typ+" "+tag)
 				}
-				for _, fl := range st.Fields.List {
-					typ := exprString(fl.Type)
-					tag := ""
-					if fl.Tag != nil {
-						tag = fl.Tag.Value
-					}
-					if len(fl.Names) == 0 {
-						got = append(got, "embedded "+typ+" "+tag)
-					}
-					for _, n := range fl.Names {
-						got = append(got, n.Name+" "+typ+" "+tag)
-					}
+				for _, n := range fl.Names {
+					got = append(got, n.Name+" "+typ+" "+tag)
 				}
-				return false
-			})
-			if got == nil {
-				t.Fatalf("%s: no type spec", src)
 			}
 			var want []string
 			rt := reflect.TypeOf(mk()).Elem()
@@ -119,10 +144,50 @@ func TestSpecsMirrorBinaries(t *testing.T) {
 				}
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("cmd/%s spec fields\n got %q\nwant %q\nupdate the mirror in spec_test.go", binary, got, want)
+				t.Errorf("%s spec fields\n got %q\nwant %q\nupdate the mirror in spec_test.go", src.file, got, want)
 			}
 		})
 	}
+}
+
+// specStruct finds a program's spec: `type spec struct` at top level, or,
+// in func fn, the one variable declared with a struct type.
+func specStruct(f *ast.File, fn string) *ast.StructType {
+	var found *ast.StructType
+	var n int
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.GenDecl:
+			if fn != "" || d.Tok != token.TYPE {
+				continue
+			}
+			for _, sp := range d.Specs {
+				if ts := sp.(*ast.TypeSpec); ts.Name.Name == "spec" {
+					if st, ok := ts.Type.(*ast.StructType); ok {
+						found, n = st, n+1
+					}
+				}
+			}
+		case *ast.FuncDecl:
+			if fn == "" || d.Recv != nil || d.Name.Name != fn || d.Body == nil {
+				continue
+			}
+			ast.Inspect(d.Body, func(x ast.Node) bool {
+				vs, ok := x.(*ast.ValueSpec)
+				if !ok {
+					return true
+				}
+				if st, ok := vs.Type.(*ast.StructType); ok {
+					found, n = st, n+len(vs.Names)
+				}
+				return true
+			})
+		}
+	}
+	if n != 1 {
+		return nil
+	}
+	return found
 }
 
 func exprString(e ast.Expr) string {
@@ -137,27 +202,19 @@ func exprString(e ast.Expr) string {
 	return "?"
 }
 
-// TestRequiredMatchesBinaries builds planner and worker and runs each with no
+// TestRequiredMatchesBinaries builds each program and runs it with no
 // QFETCH_* variable: each prints one "NAME: required" line per required
 // variable and exits 2 (README, exit codes).
 func TestRequiredMatchesBinaries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	dir := t.TempDir()
-	root, _ := filepath.Abs(repoRoot)
 	for binary := range specs {
 		t.Run(binary, func(t *testing.T) {
-			exe := filepath.Join(dir, binary)
-			out, err := exec.Command(gobin, "build", "-C", root, "-o", exe, "./cmd/"+binary).CombinedOutput()
-			if err != nil {
-				t.Fatalf("go build: %v\n%s", err, out)
-			}
-			cmd := exec.Command(exe)
+			t.Parallel()
+			src := specSources[binary]
+			exe := goBuild(t, src.pkg)
+			cmd := exec.Command(exe, src.args...)
 			for _, kv := range os.Environ() {
 				if !strings.HasPrefix(kv, config.Prefix+"_") {
 					cmd.Env = append(cmd.Env, kv)
@@ -165,7 +222,7 @@ func TestRequiredMatchesBinaries(t *testing.T) {
 			}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
-			err = cmd.Run()
+			err := cmd.Run()
 			if code := cmd.ProcessState.ExitCode(); code != 2 {
 				t.Fatalf("exit %d (%v), want 2; stderr:\n%s", code, err, stderr.String())
 			}
@@ -185,8 +242,62 @@ func TestRequiredMatchesBinaries(t *testing.T) {
 			slices.Sort(got)
 			slices.Sort(want)
 			if len(want) == 0 || !slices.Equal(got, want) {
-				t.Errorf("required: binary says %q, config.Vars says %q", got, want)
+				t.Errorf("required: %s says %q, config.Vars says %q", strings.Join(append([]string{src.pkg}, src.args...), " "), got, want)
 			}
 		})
 	}
+}
+
+var (
+	buildMu   sync.Mutex
+	buildsDir string
+	builds    = map[string]*buildResult{}
+)
+
+type buildResult struct {
+	once sync.Once
+	exe  string
+	err  error
+	out  []byte
+}
+
+// goBuild builds a package of the root module once per test binary (planner,
+// worker and qfetch are needed by several tests) and returns the executable.
+func goBuild(t *testing.T, pkg string) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	buildMu.Lock()
+	if buildsDir == "" {
+		if buildsDir, err = os.MkdirTemp("", "qfetch-deploy-validate-"); err != nil {
+			buildMu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	b := builds[pkg]
+	if b == nil {
+		b = &buildResult{}
+		builds[pkg] = b
+	}
+	dir := buildsDir
+	buildMu.Unlock()
+	b.once.Do(func() {
+		root, _ := filepath.Abs(repoRoot)
+		b.exe = filepath.Join(dir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "_"))
+		b.out, b.err = exec.Command(gobin, "build", "-C", root, "-o", b.exe, pkg).CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, b.err, b.out)
+	}
+	return b.exe
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildsDir != "" {
+		os.RemoveAll(buildsDir)
+	}
+	os.Exit(code)
 }
