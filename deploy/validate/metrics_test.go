@@ -123,6 +123,9 @@ func programSeries(t *testing.T, program string) map[string]series {
 		c    prometheus.Collector
 	}
 	var all []origin
+	// Collectors behind a gate, registered here on their own so that
+	// Gather sees them whether or not the gate is open.
+	ungated := prometheus.NewPedanticRegistry()
 	for _, from := range sortedKeys(metricsCollectors[program]) {
 		rec := &recorder{Registerer: reg}
 		metricsCollectors[program][from](rec)
@@ -130,6 +133,15 @@ func programSeries(t *testing.T, program string) map[string]series {
 			t.Fatalf("%s: %s registered no collector", program, from)
 		}
 		for _, c := range rec.collectors {
+			// A collector that serves others only once it knows their
+			// values (runstat's gate) is inventoried through them.
+			if g, ok := c.(interface{ Collectors() []prometheus.Collector }); ok {
+				for _, inner := range g.Collectors() {
+					all = append(all, origin{from, inner})
+					ungated.MustRegister(inner)
+				}
+				continue
+			}
 			all = append(all, origin{from, c})
 		}
 	}
@@ -139,8 +151,12 @@ func programSeries(t *testing.T, program string) map[string]series {
 	if err != nil {
 		t.Fatalf("gathering the %s's metrics: %v", program, err)
 	}
+	more, err := ungated.Gather()
+	if err != nil {
+		t.Fatalf("gathering the %s's gated metrics: %v", program, err)
+	}
 	gathered := map[string]dto.MetricType{}
-	for _, mf := range mfs {
+	for _, mf := range append(mfs, more...) {
 		gathered[mf.GetName()] = mf.GetType()
 	}
 	out := map[string]series{}

@@ -33,6 +33,7 @@ type Metrics struct {
 	refreshed    prometheus.Gauge
 	errors       prometheus.Counter
 
+	gate           *gate
 	lastCompleteNS atomic.Int64 // unix nanoseconds; 0 until a run completed
 	now            func() time.Time
 }
@@ -83,11 +84,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_status_refresh_errors_total",
 		Help: "Refreshes of the run-level series that failed.",
 	})
+	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.inFlight,
+		m.maxInFlight, m.runs, m.current, m.refreshed}}
 	if reg != nil {
-		reg.MustRegister(m.lastComplete, age, m.deadLetters, m.queued, m.inFlight, m.maxInFlight, m.runs,
-			m.current, m.refreshed, m.errors)
+		reg.MustRegister(m.gate, m.errors)
 	}
 	return m
+}
+
+// gate serves its collectors only once opened: before the first refresh
+// every gauge would read 0 (no dead letters, no cap), which an alert must
+// not take for the truth; absent series say "not known yet".
+type gate struct {
+	cs   []prometheus.Collector
+	open atomic.Bool
+}
+
+func (g *gate) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range g.cs {
+		c.Describe(ch)
+	}
+}
+
+// Collectors lists what the gate holds, for whoever inventories the series
+// a process can serve.
+func (g *gate) Collectors() []prometheus.Collector { return g.cs }
+
+func (g *gate) Collect(ch chan<- prometheus.Metric) {
+	if !g.open.Load() {
+		return
+	}
+	for _, c := range g.cs {
+		c.Collect(ch)
+	}
 }
 
 // age runs in the scrape's goroutine.
@@ -246,6 +275,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		m.lastCompleteNS.Store(lastComplete.UnixNano())
 	}
 	m.refreshed.Set(float64(now.UnixNano()) / 1e9)
+	m.gate.open.Store(true)
 
 	fresh, held := r.holdLock(ctx)
 	if !held {

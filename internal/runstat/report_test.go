@@ -122,6 +122,10 @@ func TestReporter(t *testing.T) {
 	planned := float64(rec.BatchesPlanned)
 
 	r1, r2 := e.reporter("w1"), e.reporter("w2")
+	// Before the first refresh nothing is known, and nothing is served.
+	if v, ok := r1.value(t, "qfetch_dead_letters", nil); ok {
+		t.Errorf("qfetch_dead_letters = %v served before the first refresh", v)
+	}
 	r1.refresh(t)
 	r2.refresh(t)
 	for _, r := range []reporter{r1, r2} {
