@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,10 +49,12 @@ func TestExporterServesRunMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
-	go func() {
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() }) // also when the test fails early
+	wg.Go(func() {
 		var out, errs strings.Builder
 		done <- dispatch(ctx, []string{"exporter"}, &out, &errs)
-	}()
+	})
 	var body string
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")

@@ -29,8 +29,8 @@ func (w Worker) Validate() error {
 	if w.ProbeEvery < time.Second {
 		errs = append(errs, fieldErr("ProbeEvery", fmt.Errorf("must be at least 1s, got %s", w.ProbeEvery)))
 	}
-	if w.MaxBackoff < 100*time.Millisecond {
-		errs = append(errs, fieldErr("MaxBackoff", fmt.Errorf("must be at least 100ms, got %s", w.MaxBackoff)))
+	if w.MaxBackoff < 100*time.Millisecond || w.MaxBackoff > time.Hour {
+		errs = append(errs, fieldErr("MaxBackoff", fmt.Errorf("must be between 100ms and 1h (a waiting batch holds a fleet slot), got %s", w.MaxBackoff)))
 	}
 	if w.StatusEvery < time.Second {
 		errs = append(errs, fieldErr("StatusEvery", fmt.Errorf("must be at least 1s, got %s", w.StatusEvery)))

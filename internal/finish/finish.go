@@ -149,15 +149,21 @@ func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used [
 
 // Progress counts the planned batches that have results standing for them
 // (a run's progress as completion sees it) and returns the results that
-// count: those standing for covered batches, and whatever halves of an
-// uncovered one are done. A whole batch's result that its halves replace is
-// left out, so hosts and bytes are not counted twice.
+// count: those standing for covered batches, and for an uncovered one those
+// standing for its covered parts (its halves', recursively). A whole
+// batch's result that its halves replace is left out, so hosts and bytes
+// are not counted twice.
 func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (covered int, counted []msg.BatchResult) {
 	r := newResolver(results, splits)
-	partial := map[string][]msg.BatchResult{}
-	for _, res := range results {
-		top, _, _ := strings.Cut(res.Batch, ".")
-		partial[top] = append(partial[top], res)
+	var partial func(key string, depth int)
+	partial = func(key string, depth int) {
+		if r.walk(key, depth) {
+			return
+		}
+		if h, ok := r.halves[key]; ok && depth < 32 {
+			partial(h[0], depth+1)
+			partial(h[1], depth+1)
+		}
 	}
 	for i := 1; i <= planned; i++ {
 		key := strconv.Itoa(i)
@@ -165,10 +171,9 @@ func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (cover
 			covered++
 			continue
 		}
-		// Nothing of it stands yet: no whole result, so only halves.
-		counted = append(counted, partial[key]...)
+		partial(key, 0)
 	}
-	return covered, append(counted, r.used...)
+	return covered, r.used
 }
 
 type resolver struct {

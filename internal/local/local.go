@@ -199,8 +199,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return Summary{Run: out.Run}, err
 	}
-	// The run's final status.json (the reporter stopped with the worker).
-	if err := reporter.Refresh(ctx); err != nil {
+	// The run's final status.json (the reporter stopped with the worker),
+	// and the status lock released for the next run.
+	if err := reporter.Final(ctx); err != nil {
 		log.Warn("writing the run's final status.json", "run", rec.ID, "err", err)
 	}
 	return summarize(ctx, q, rec, start, successPath(objstore.SuccessKey(cfg.Prefix, rec.ID)),

@@ -222,6 +222,9 @@ func TestCheckAtTheCap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, buf.String())
 	}
+	if !hasCheck(results, "qualys limits") {
+		t.Fatalf("no qualys limits check: %+v", results)
+	}
 	for _, r := range results {
 		if r.Name == "qualys limits" && (r.Level != ops.Warn || !strings.Contains(r.Detail, "asked to wait")) {
 			t.Fatalf("%+v", r)

@@ -143,8 +143,14 @@ type Reporter struct {
 	log     *slog.Logger
 
 	lock    *msg.Lock
-	lockOK  time.Time // last successful take or refresh
-	written map[string][32]byte
+	lockOK  time.Time          // last successful take or refresh
+	written map[string]written // by run: what this process last wrote
+}
+
+// written is what a status.json held when this process wrote it.
+type written struct {
+	sum   [32]byte
+	state State
 }
 
 // QueueStater reads the queue's counters.
@@ -187,7 +193,7 @@ func NewReporter(cfg ReporterConfig, q Queue, state QueueStater, locker Locker, 
 		m = NewMetrics(nil)
 	}
 	return &Reporter{q: q, state: state, locker: locker, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
-		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string][32]byte{}}
+		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{}}
 }
 
 // Run refreshes at once and then every period until ctx ends; a failed
@@ -261,9 +267,10 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		}
 		counts[st]++
 		recentIDs = append(recentIDs, rec.ID)
-		// Open runs, and runs that ended lately (their last status.json
-		// must say so).
-		if !st.Terminal() || now.Sub(rec.Updated) < 2*r.every {
+		// Open runs, and runs whose end this process has not written yet
+		// (a run's record does not change when its last batch is
+		// dead-lettered, so its time says nothing).
+		if !st.Terminal() || r.written[rec.ID].state != st {
 			open = append(open, rec.ID)
 		}
 	}
@@ -274,12 +281,10 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
 		m.lastCompleteNS.Store(lastComplete.UnixNano())
 	}
-	m.refreshed.Set(float64(now.UnixNano()) / 1e9)
-	m.gate.open.Store(true)
-
 	fresh, held := r.holdLock(ctx)
 	if !held {
 		m.current.Reset()
+		r.refreshed(now)
 		return nil
 	}
 	if fresh {
@@ -288,7 +293,28 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		// run's once (unchanged ones cost a small PUT each).
 		open = recentIDs
 	}
-	return r.writeStatuses(ctx, open)
+	if err := r.writeStatuses(ctx, open, recentIDs); err != nil {
+		// The timestamp stays: status.json not being written (a missing
+		// bucket, wrong keys) is what its staleness alerts on.
+		m.gate.open.Store(true)
+		return err
+	}
+	r.refreshed(now)
+	return nil
+}
+
+// refreshed marks a complete refresh.
+func (r *Reporter) refreshed(now time.Time) {
+	r.metrics.refreshed.Set(float64(now.UnixNano()) / 1e9)
+	r.metrics.gate.open.Store(true)
+}
+
+// Final refreshes once more, so that a run that just ended gets its last
+// status.json, and releases the status writer's lock: for a process that
+// stops after a run (qfetch local), where Run has already returned.
+func (r *Reporter) Final(ctx context.Context) error {
+	defer r.release()
+	return r.Refresh(ctx)
 }
 
 // quickState classifies a run without listing its batches.
@@ -341,7 +367,7 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 
 // writeStatuses writes status.json of each run (newest first) whose status
 // changed since it was last written here, and the newest open run's gauges.
-func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
+func (r *Reporter) writeStatuses(ctx context.Context, runs, recent []string) error {
 	r.metrics.current.Reset()
 	var errs []error
 	current := false
@@ -368,7 +394,7 @@ func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 			c.WithLabelValues("eta_seconds").Set(s.ETASeconds)
 		}
 		sum := digest(s)
-		if r.written[s.Run] == sum {
+		if r.written[s.Run].sum == sum {
 			continue
 		}
 		body, err := json.MarshalIndent(s, "", "  ")
@@ -380,11 +406,11 @@ func (r *Reporter) writeStatuses(ctx context.Context, runs []string) error {
 			errs = append(errs, fmt.Errorf("writing %s: %w", key, err))
 			continue
 		}
-		r.written[s.Run] = sum
+		r.written[s.Run] = written{sum: sum, state: s.State}
 	}
 	for run := range r.written {
-		if !slices.Contains(runs, run) {
-			delete(r.written, run) // ended: not written again unless the lock changes hands
+		if !slices.Contains(recent, run) {
+			delete(r.written, run) // no longer among the recent runs
 		}
 	}
 	return errors.Join(errs...)

@@ -12,13 +12,13 @@ import (
 	"github.com/qfetch/qfetch/internal/testrun"
 )
 
-// TestCheck2FailedRunStatusJSON: a run's last outstanding batch is
+// TestFailedRunStatusJSON: a run's last outstanding batch is
 // dead-lettered some minutes after its record last changed (planning
 // ended; the record is not touched when a batch is done or dead-lettered).
 // The status writer, which held the lock all along, must write the run's
 // status.json once more so that it says "failed" with the action to take,
 // as `qfetch status` does.
-func TestCheck2FailedRunStatusJSON(t *testing.T) {
+func TestFailedRunStatusJSON(t *testing.T) {
 	e := setup(t)
 	var skew atomic.Int64 // the reporter's clock runs this far ahead
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
