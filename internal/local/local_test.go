@@ -29,15 +29,7 @@ func TestLocalTwice(t *testing.T) {
 			t.Fatalf("%s: %v", p, err)
 		}
 	}
-	// status.json sits next to the manifest and says the run completed.
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(first.Manifest), "status.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st runstat.Status
-	if err := json.Unmarshal(b, &st); err != nil || st.State != runstat.Complete || st.Run != first.Run || st.Bytes != first.Bytes {
-		t.Fatalf("status.json: %+v, %v", st, err)
-	}
+	checkStatus(t, first)
 	second, err := local.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -47,5 +39,21 @@ func TestLocalTwice(t *testing.T) {
 	}
 	if _, err := os.Stat(second.Success); err != nil {
 		t.Fatal(err)
+	}
+	// The first run's status lock is gone: the second writes its own.
+	checkStatus(t, second)
+}
+
+// checkStatus: status.json sits next to the run's manifest and says the run
+// completed, with its bytes.
+func checkStatus(t *testing.T, sum local.Summary) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(sum.Manifest), "status.json"))
+	if err != nil {
+		t.Fatalf("run %s: no status.json: %v", sum.Run, err)
+	}
+	var st runstat.Status
+	if err := json.Unmarshal(b, &st); err != nil || st.State != runstat.Complete || st.Run != sum.Run || st.Bytes != sum.Bytes {
+		t.Fatalf("run %s: status.json %+v, %v", sum.Run, st, err)
 	}
 }
