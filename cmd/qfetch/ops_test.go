@@ -55,8 +55,12 @@ func TestOperatorCommandsExitCodes(t *testing.T) {
 		{[]string{"watermark", "set", "--time", "2026-01-01T00:00:00Z", "--reason", "test"}, 2, ""},
 		{[]string{"watermark", "set", "--time", "2026-01-01T00:00:00Z", "--reason", "test", "--yes"}, 0, "watermark moved"},
 		{[]string{"status"}, 1, ""},
+		// A run ID that cannot be one is a usage error; a wildcard is not
+		// a run (it would select every run's dead letters).
 		{[]string{"status", "bad id!"}, 2, ""},
+		{[]string{"dlq", "list", "--run", "bad id"}, 2, ""},
 		{[]string{"dlq", "list", "--run", "*"}, 2, ""},
+		{[]string{"dlq", "drop", "--yes", "--run", "*"}, 2, ""},
 		{[]string{"dlq", "drop", "--yes", "--run", ">"}, 2, ""},
 	} {
 		code, out, errs := run(tc.args...)
