@@ -211,18 +211,19 @@ func (q *Queue) DeadLetterCount(ctx context.Context, run string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	s, err := q.js.Stream(ctx, StreamDLQ)
-	if err != nil {
-		return 0, classifyAPI(fmt.Errorf("msg: count dead letters: %w", err))
-	}
 	if run == "" {
+		// Every message of the stream is a dead letter.
+		s, err := q.js.Stream(ctx, StreamDLQ)
+		if err != nil {
+			return 0, classifyAPI(fmt.Errorf("msg: count dead letters: %w", err))
+		}
 		return int(s.CachedInfo().State.Msgs), nil
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	n, err := q.subjectCount(ctx, StreamDLQ, subject)
 	if err != nil {
 		return 0, classifyAPI(fmt.Errorf("msg: count dead letters of %s: %w", run, err))
 	}
-	return int(info.State.Subjects[subject]), nil
+	return int(n), nil
 }
 
 func dlqSubject(run string) (string, error) {

@@ -170,15 +170,15 @@ func (q *Queue) State(ctx context.Context) (QueueState, error) {
 	if err != nil {
 		return QueueState{}, classifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}
-	s, err := q.js.Stream(ctx, StreamDLQ)
+	dls, err := q.DeadLetterCount(ctx, "")
 	if err != nil {
-		return QueueState{}, classifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
+		return QueueState{}, err
 	}
 	return QueueState{
 		Queued:      ci.NumPending,
 		InFlight:    ci.NumAckPending,
 		MaxInFlight: ci.Config.MaxAckPending,
-		DeadLetters: s.CachedInfo().State.Msgs,
+		DeadLetters: uint64(dls),
 		At:          ci.TimeStamp,
 	}, nil
 }

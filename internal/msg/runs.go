@@ -319,14 +319,23 @@ func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
 	if _, err := runKey(run); err != nil {
 		return 0, err
 	}
-	s, err := q.js.Stream(ctx, StreamBatches)
+	n, err := q.subjectCount(ctx, StreamBatches, BatchSubject(run))
 	if err != nil {
 		return 0, classifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
 	}
-	subject := BatchSubject(run)
+	return n, nil
+}
+
+// subjectCount is how many messages stream holds on subject (a literal
+// subject), asked of the server without reading them.
+func (q *Queue) subjectCount(ctx context.Context, stream, subject string) (uint64, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return 0, classifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
+		return 0, err
 	}
 	return info.State.Subjects[subject], nil
 }
