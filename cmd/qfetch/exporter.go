@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -71,25 +66,15 @@ func runExporter(ctx context.Context, args []string, _ io.Writer) error {
 	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: app.Owner(), Every: s.Exporter.Every},
 		q, q, q, store, runstat.NewMetrics(reg), log)
 
-	ln, err := net.Listen("tcp", s.Exporter.Listen)
+	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, app.Connected(nc)))
 	if err != nil {
-		return fmt.Errorf("%w: QFETCH_EXPORTER_LISTEN: %w", app.ErrConfig, err)
+		return err
 	}
-	srv := &http.Server{Handler: runstat.Handler(reg, nc.IsConnected), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("exporter started", "listen", ln.Addr().String(), "every", s.Exporter.Every.String(), "store", store.Describe())
+	log.Info("exporter started", "listen", srv.Addr(), "every", s.Exporter.Every.String(), "store", store.Describe())
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(srv.Serve)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
+		defer srv.Shutdown()
 		return reporter.Run(gctx)
 	})
 	// The reporter ends at a signal, the server with it: exit 0.

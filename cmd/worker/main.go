@@ -8,14 +8,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -94,28 +90,18 @@ func run(soft, hard context.Context) error {
 	w := app.Worker(parts, sections, s.Worker, fetch.NewMetrics(reg))
 	reporter := app.Reporter(parts, sections, s.Worker, runstat.NewMetrics(reg))
 
-	ln, err := net.Listen("tcp", s.Worker.Listen)
+	srv, err := app.Listen(s.Worker.Listen, "QFETCH_WORKER_LISTEN", app.Handler(reg, w.Readiness(app.Connected(parts.NATS))))
 	if err != nil {
-		return fmt.Errorf("%w: QFETCH_WORKER_LISTEN: %w", app.ErrConfig, err)
+		return err
 	}
-	srv := &http.Server{Handler: w.Handler(reg, parts.NATS.IsConnected), ReadHeaderTimeout: 10 * time.Second}
 
-	log.Info("worker started", "slots", s.Worker.Slots, "listen", ln.Addr().String(), "store", parts.Store.Describe())
+	log.Info("worker started", "slots", s.Worker.Slots, "listen", srv.Addr(), "store", parts.Store.Describe())
 	var g errgroup.Group
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	g.Go(srv.Serve)
 	// Run-level metrics and status.json, until the first signal.
 	g.Go(func() error { return reporter.Run(soft) })
 	g.Go(func() error {
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		}()
+		defer srv.Shutdown()
 		return w.Run(soft, hard)
 	})
 	err = g.Wait()

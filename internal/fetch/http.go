@@ -2,32 +2,21 @@ package fetch
 
 import (
 	"fmt"
-	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qfetch/qfetch/internal/logging"
 )
 
-// Handler serves /healthz (the process is alive), /readyz (connected to
-// NATS and not paused by a fleet-wide fault) and /metrics.
-func (w *Worker) Handler(reg *prometheus.Registry, connected func() bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(rw, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		switch err := w.Ready(); {
-		case !connected():
-			http.Error(rw, "not connected to NATS", http.StatusServiceUnavailable)
-		case err != nil:
-			// The fault's text names endpoints and codes, never credentials.
-			http.Error(rw, "fleet-wide fault: "+logging.Scrub(err.Error()), http.StatusServiceUnavailable)
-		default:
-			fmt.Fprintln(rw, "ready")
+// Readiness is the worker's answer to /readyz: connected (to NATS) must
+// say nil, and the worker must not be paused by a fleet-wide fault.
+func (w *Worker) Readiness(connected func() error) func() error {
+	return func() error {
+		if err := connected(); err != nil {
+			return err
 		}
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux
+		if err := w.Ready(); err != nil {
+			// The fault's text names endpoints and codes, never credentials.
+			return fmt.Errorf("fleet-wide fault: %s", logging.Scrub(err.Error()))
+		}
+		return nil
+	}
 }
