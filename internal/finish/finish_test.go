@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,9 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
@@ -26,11 +22,12 @@ import (
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const prefix = "qualys"
+const prefix = testrun.Prefix
 
 type env struct {
 	t      *testing.T
@@ -60,31 +57,8 @@ func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objs
 
 func setup(t *testing.T, hosts int64, maxFailures int) *env {
 	t.Helper()
-	sim := qualysim.New(qualysim.Config{Seed: 3, Hosts: hosts, RateLimit: qualysim.Off, ConcurrencyLimit: qualysim.Off})
-	t.Cleanup(sim.Close)
-	sim.Advance(10 * 24 * time.Hour)
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), IdleTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	q, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: maxFailures})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := testenv.MinIO(t)
-	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, sim: sim, client: client, q: q, store: &countingStore{S3: s3}, log: slog.New(slog.DiscardHandler)}
+	r := testrun.New(t, testrun.Options{Hosts: hosts, Seed: 3, MaxFailures: maxFailures, ConcurrencyLimit: qualysim.Off})
+	return &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
 }
 
 func (e *env) finisher(owner string, stale time.Duration) *finish.Finisher {

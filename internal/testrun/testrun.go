@@ -34,6 +34,9 @@ type Options struct {
 	MaxFailures int    // msg.Config.MaxFailures; 1 makes one forced fault a dead letter
 	BatchSize   int    // default 100
 	PageSize    int    // Host List page size; default 200
+	// ConcurrencyLimit is the simulator's (0: its default of 2;
+	// qualysim.Off for none).
+	ConcurrencyLimit int
 }
 
 // Env is one test's qfetch. Its parts are there to be used directly.
@@ -68,7 +71,7 @@ func New(t *testing.T, o Options) *Env {
 	if o.PageSize == 0 {
 		o.PageSize = 200
 	}
-	sim := qualysim.New(qualysim.Config{Seed: o.Seed, Hosts: o.Hosts, RateLimit: qualysim.Off})
+	sim := qualysim.New(qualysim.Config{Seed: o.Seed, Hosts: o.Hosts, RateLimit: qualysim.Off, ConcurrencyLimit: o.ConcurrencyLimit})
 	t.Cleanup(sim.Close)
 	sim.Advance(10 * 24 * time.Hour)
 	srv := httptest.NewServer(sim)
