@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/msg"
@@ -21,16 +20,14 @@ import (
 // slots each, sharing QFETCH_MAX_IN_FLIGHT: what the fleet, sweep and
 // faults scenarios run batches through.
 type fleet struct {
-	h       *harness
-	name    string
-	sim     *simServer
-	nats    *natsServer
-	nc      *nats.Conn
+	h    *harness
+	name string
+	backing
 	js      jetstream.JetStream
 	q       *msg.Queue
 	workers []*proc
-	// maxBackoff, when set, runs the workers as this binary's in-process
-	// copy of cmd/worker with that retry delay cap; env is added to theirs.
+	// maxBackoff, when set, is the workers' QFETCH_WORKER_MAX_BACKOFF; env
+	// is added to theirs.
 	maxBackoff time.Duration
 	env        []string
 }
@@ -57,19 +54,7 @@ func (h *harness) startFleet(ctx context.Context, name string, cfg qualysim.Conf
 
 func (f *fleet) stop() {
 	f.stopWorkers()
-	if f.nc != nil {
-		f.nc.Close()
-	}
-	if f.nats != nil {
-		if err := f.nats.stop(); err != nil {
-			progress("stopping NATS: %v", err)
-		}
-	}
-	if f.sim != nil {
-		if err := f.sim.stop(); err != nil {
-			progress("stopping the simulator: %v", err)
-		}
-	}
+	f.backing.stop()
 }
 
 func (f *fleet) stopWorkers() {

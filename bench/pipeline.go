@@ -25,10 +25,8 @@ import (
 // sized for the target, a NATS server, the harness's view of the queue, and
 // one worker process.
 type dataRun struct {
-	h      *harness
-	sim    *simServer
-	nats   *natsServer
-	nc     *nats.Conn
+	h *harness
+	backing
 	js     jetstream.JetStream
 	q      *msg.Queue
 	ids    []uint64
@@ -99,16 +97,29 @@ func (d *dataRun) stop() {
 			progress("stopping the worker: %v", err)
 		}
 	}
-	if d.nc != nil {
-		d.nc.Close()
+	d.backing.stop()
+}
+
+// backing is what a scenario's workers run against: a simulator, a NATS
+// server, and the harness's connection to it.
+type backing struct {
+	sim  *simServer
+	nats *natsServer
+	nc   *nats.Conn
+}
+
+// stop stops whichever of them were started.
+func (b *backing) stop() {
+	if b.nc != nil {
+		b.nc.Close()
 	}
-	if d.nats != nil {
-		if err := d.nats.stop(); err != nil {
+	if b.nats != nil {
+		if err := b.nats.stop(); err != nil {
 			progress("stopping NATS: %v", err)
 		}
 	}
-	if d.sim != nil {
-		if err := d.sim.stop(); err != nil {
+	if b.sim != nil {
+		if err := b.sim.stop(); err != nil {
 			progress("stopping the simulator: %v", err)
 		}
 	}
