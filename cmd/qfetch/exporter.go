@@ -64,7 +64,7 @@ func runExporter(ctx context.Context, args []string, _ io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: app.Owner(), Every: s.Exporter.Every},
-		q, q, q, store, runstat.NewMetrics(reg), log)
+		q, store, runstat.NewMetrics(reg), log)
 
 	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, app.Connected(nc)))
 	if err != nil {

@@ -238,5 +238,5 @@ func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetc
 func Reporter(p *Parts, s Sections, w config.Worker, metrics *runstat.Metrics) *runstat.Reporter {
 	q := p.Queue
 	return runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: Owner(), Every: w.StatusEvery},
-		q, q, q, p.Store, metrics, p.Log)
+		q, p.Store, metrics, p.Log)
 }

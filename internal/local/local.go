@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// status.json as the worker fleet writes it, more often: a local run
 	// is short.
 	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: cfg.Prefix, Owner: owner, Every: 5 * time.Second},
-		q, q, q, store, nil, log)
+		q, store, nil, log)
 
 	// The worker runs until the run ends; the planner's pass ends earlier.
 	workCtx, stopWork := context.WithCancel(gctx)

@@ -24,7 +24,7 @@ func TestFailedRunStatusJSON(t *testing.T) {
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	const every = 30 * time.Second // QFETCH_EXPORTER_EVERY's default
 	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "exporter", Every: every,
-		Status: runstat.Config{Now: now}}, e.Q, e.Q, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
+		Status: runstat.Config{Now: now}}, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 
 	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
 		t.Fatal(err)

@@ -131,9 +131,7 @@ func (m *Metrics) age() float64 {
 // Reporter refreshes the run-level metrics, and, in the one process that
 // holds the status lock, writes runs/<run>/status.json for open runs.
 type Reporter struct {
-	q       Queue
-	state   QueueStater
-	locker  Locker
+	q       ReporterQueue
 	store   Store
 	prefix  string
 	owner   string
@@ -153,13 +151,11 @@ type written struct {
 	state State
 }
 
-// QueueStater reads the queue's counters.
-type QueueStater interface {
+// ReporterQueue is what a reporter reads and locks: the run records and
+// batch counts, the queue's counters, and the status writer's lock.
+type ReporterQueue interface {
+	Queue
 	State(ctx context.Context) (msg.QueueState, error)
-}
-
-// Locker takes the status writer's lock.
-type Locker interface {
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*msg.Lock, error)
 }
 
@@ -184,15 +180,15 @@ const statusLock = "status-writer"
 // recentRuns is how many of the newest runs the state gauge counts.
 const recentRuns = 10
 
-// NewReporter builds a reporter; q is usually a *msg.Queue for all three.
-func NewReporter(cfg ReporterConfig, q Queue, state QueueStater, locker Locker, store Store, m *Metrics, log *slog.Logger) *Reporter {
+// NewReporter builds a reporter; q is usually a *msg.Queue.
+func NewReporter(cfg ReporterConfig, q ReporterQueue, store Store, m *Metrics, log *slog.Logger) *Reporter {
 	if cfg.Every <= 0 {
 		cfg.Every = 30 * time.Second
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Reporter{q: q, state: state, locker: locker, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
+	return &Reporter{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
 		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{}}
 }
 
@@ -229,7 +225,7 @@ func (r *Reporter) release() {
 // and writes the status of open runs if this process holds the lock.
 func (r *Reporter) Refresh(ctx context.Context) error {
 	now := r.cfg.Now()
-	qs, err := r.state.State(ctx)
+	qs, err := r.q.State(ctx)
 	if err != nil {
 		return err
 	}
@@ -352,7 +348,7 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 		}
 		r.lock = nil
 	}
-	l, err := r.locker.Acquire(ctx, statusLock, r.owner, ttl)
+	l, err := r.q.Acquire(ctx, statusLock, r.owner, ttl)
 	if err != nil {
 		if !errors.Is(err, msg.ErrLocked) {
 			r.log.Warn("taking the status writer's lock", "err", err)

@@ -51,7 +51,7 @@ func (e *env) reporter(owner string) reporter {
 	reg := prometheus.NewRegistry()
 	st := &countingStore{S3: e.Store}
 	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: owner, Every: time.Minute},
-		e.Q, e.Q, e.Q, st, runstat.NewMetrics(reg), e.Log)
+		e.Q, st, runstat.NewMetrics(reg), e.Log)
 	return reporter{Reporter: r, reg: reg, store: st}
 }
 

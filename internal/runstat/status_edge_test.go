@@ -49,7 +49,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	hq := &hookQueue{Queue: e.Q, run: run}
 	hq.hook = func() { e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete }) }
 	r1 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w1", Every: every},
-		hq, e.Q, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
+		hq, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 	if err := r1.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 
 	// w1 dies without releasing the lock; w2 takes over once it expires.
 	r2 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w2", Every: every},
-		e.Q, e.Q, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
+		e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		if err := r2.Refresh(ctx); err != nil {
 			t.Fatal(err)
