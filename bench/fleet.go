@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
-	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 )
 
@@ -146,7 +146,7 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 	start := time.Now()
 	pub := f.q.Publisher(msg.PublisherOptions{})
 	for i, b := range batches {
-		if err := pub.Publish(ctx, msg.Batch{Run: run, Number: i + 1, Before: before, IDs: qualys.EncodeIDs(b), Hosts: len(b)}); err != nil {
+		if err := pub.Publish(ctx, msg.Batch{Run: run, Number: i + 1, Before: before, IDs: hostids.Of(b).String(), Hosts: len(b)}); err != nil {
 			return fleetResult{}, err
 		}
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
-	"github.com/qfetch/qfetch/internal/qualys"
 )
 
 // dataRun is what the pipeline and memory scenarios share: a simulator
@@ -206,7 +206,7 @@ func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
 	others := d.othersCPU()
 	start := time.Now()
 	pub := d.q.Publisher(msg.PublisherOptions{})
-	if err := pub.Publish(ctx, msg.Batch{Run: run, Number: 1, Before: before, IDs: qualys.EncodeIDs(d.ids), Hosts: len(d.ids)}); err != nil {
+	if err := pub.Publish(ctx, msg.Batch{Run: run, Number: 1, Before: before, IDs: hostids.Of(d.ids).String(), Hosts: len(d.ids)}); err != nil {
 		return sample{}, err
 	}
 	if err := pub.Wait(ctx); err != nil {

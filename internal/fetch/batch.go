@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -71,12 +72,12 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 
 // fetch calls Qualys for batch b and streams every page into the store.
 func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error) {
-	ids, err := qualys.DecodeIDs(b.IDs)
+	ids, err := hostids.Parse(b.IDs)
 	if err != nil {
 		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
 	form := qualys.DetectionQuery{
-		IDs:             ids,
+		IDs:             ids.IDs(),
 		ProcessedAfter:  b.After,
 		ProcessedBefore: b.Before,
 		TruncationLimit: w.cfg.TruncationLimit,

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -103,7 +104,7 @@ func setup(t *testing.T, o opts) *env {
 	pub := q.Publisher(msg.PublisherOptions{})
 	for n := 0; len(ids) > 0; n++ {
 		k := min(o.batchSize, len(ids))
-		b := msg.Batch{Run: run, Number: n + 1, After: e.after, Before: e.before, IDs: qualys.EncodeIDs(ids[:k]), Hosts: k}
+		b := msg.Batch{Run: run, Number: n + 1, After: e.after, Before: e.before, IDs: hostids.Of(ids[:k]).String(), Hosts: k}
 		if err := pub.Publish(t.Context(), b); err != nil {
 			t.Fatal(err)
 		}

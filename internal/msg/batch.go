@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 )
 
 // SchemaVersion is the batch message version this code writes and reads.
@@ -38,8 +39,8 @@ type Batch struct {
 	// means from the beginning.
 	After  time.Time `json:"after"`
 	Before time.Time `json:"before"`
-	// IDs are the host IDs in the compact form of the Qualys ids parameter:
-	// ascending IDs and a-b ranges, comma-separated.
+	// IDs are the host IDs in the strict form of [hostids.Parse] (the Qualys
+	// ids parameter: ascending IDs and a-b ranges, comma-separated).
 	IDs string `json:"ids"`
 	// Hosts is the number of hosts IDs holds; Decode checks it.
 	Hosts int `json:"hosts"`
@@ -102,10 +103,10 @@ func (b Batch) Validate() error {
 		problems = append(problems, fmt.Sprintf("window [%s, %s) is empty",
 			b.After.Format(time.RFC3339), b.Before.Format(time.RFC3339)))
 	}
-	if n, err := CountIDs(b.IDs); err != nil {
+	if ids, err := b.hostSet(); err != nil {
 		problems = append(problems, err.Error())
-	} else if n != b.Hosts {
-		problems = append(problems, fmt.Sprintf("hosts is %d but IDs hold %d", b.Hosts, n))
+	} else if ids.Len() != b.Hosts {
+		problems = append(problems, fmt.Sprintf("hosts is %d but IDs hold %d", b.Hosts, ids.Len()))
 	}
 	if len(problems) == 0 {
 		return nil
@@ -159,10 +160,11 @@ func Decode(data []byte) (Batch, error) {
 // their Msg-Ids dedupe when a split is repeated. A single-host batch cannot
 // be split.
 func (b Batch) Split() (Batch, Batch, error) {
-	spans, n, err := parseIDs(b.IDs)
+	ids, err := b.hostSet()
 	if err != nil {
 		return Batch{}, Batch{}, failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, err))
 	}
+	n := ids.Len()
 	if n < 2 {
 		return Batch{}, Batch{}, failure.Permanent(fmt.Errorf("msg: batch %s has %d host, it cannot be split", b.Key(), n))
 	}
@@ -171,10 +173,20 @@ func (b Batch) Split() (Batch, Batch, error) {
 	}
 	first, second := b, b
 	first.Params, second.Params = cloneValues(b.Params), cloneValues(b.Params)
-	first.IDs, second.IDs = splitIDs(spans, n/2)
+	head, tail := ids.Split(n / 2)
+	first.IDs, second.IDs = head.String(), tail.String()
 	first.Hosts, second.Hosts = n/2, n-n/2
 	first.Part, second.Part = childPart(b.Part, "1"), childPart(b.Part, "2")
 	return first, second, nil
+}
+
+// hostSet parses IDs; a batch, unlike a set, is never empty.
+func (b Batch) hostSet() (hostids.Set, error) {
+	ids, err := hostids.Parse(b.IDs)
+	if err == nil && ids.Len() == 0 {
+		err = errors.New("no host IDs")
+	}
+	return ids, err
 }
 
 func childPart(parent, half string) string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -93,17 +94,11 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 // expand lists the IDs of a canonical ids string (tests only: ranges are small).
 func expand(t *testing.T, s string) []uint64 {
 	t.Helper()
-	spans, _, err := parseIDs(s)
+	ids, err := hostids.Parse(s)
 	if err != nil {
-		t.Fatalf("parseIDs(%q): %v", s, err)
+		t.Fatalf("hostids.Parse(%q): %v", s, err)
 	}
-	var out []uint64
-	for _, sp := range spans {
-		for id := sp.lo; id <= sp.hi; id++ {
-			out = append(out, id)
-		}
-	}
-	return out
+	return ids.IDs()
 }
 
 func TestSplit(t *testing.T) {
@@ -120,7 +115,7 @@ func TestSplit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.ids, func(t *testing.T) {
-			n, err := CountIDs(tt.ids)
+			n, err := hostids.Count(tt.ids)
 			if err != nil {
 				t.Fatal(err)
 			}

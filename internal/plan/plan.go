@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -349,7 +350,7 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 			Number: number,
 			After:  rec.After,
 			Before: rec.Before,
-			IDs:    qualys.EncodeIDs(batch),
+			IDs:    hostids.Of(batch).String(),
 			Hosts:  len(batch),
 			Params: rec.Params,
 		}

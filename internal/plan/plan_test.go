@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -204,7 +205,8 @@ func checkBatches(t *testing.T, bs []msg.Batch, want []uint64, size int, rec msg
 		if b.Hosts > size || (i < len(bs)-1 && b.Hosts != size) {
 			t.Fatalf("batch %d holds %d hosts, size %d", b.Number, b.Hosts, size)
 		}
-		ids, err := qualys.DecodeIDs(b.IDs)
+		set, err := hostids.Parse(b.IDs)
+		ids := set.IDs()
 		if err != nil || len(ids) != b.Hosts {
 			t.Fatalf("batch %d: %d ids, Hosts %d, err %v", b.Number, len(ids), b.Hosts, err)
 		}
@@ -360,11 +362,11 @@ func TestPlanResumesAfterCrash(t *testing.T) {
 		if b.Number != i+1 {
 			t.Fatalf("batch numbers: position %d holds batch %d", i, b.Number)
 		}
-		ids, err := qualys.DecodeIDs(b.IDs)
+		ids, err := hostids.Parse(b.IDs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, ids...)
+		got = append(got, ids.IDs()...)
 	}
 	if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
 		t.Fatal("a host is in two batches, or batches overlap")

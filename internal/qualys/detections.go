@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/qfetch/qfetch/internal/hostids"
 )
 
 // DetectionQuery is one batch's Host List Detection request.
@@ -45,7 +47,7 @@ func (q DetectionQuery) Form() url.Values {
 	form.Set("action", "list")
 	form.Set("output_format", "XML")
 	form.Set("truncation_limit", strconv.Itoa(q.TruncationLimit))
-	form.Set("ids", EncodeIDs(q.IDs))
+	form.Set("ids", hostids.Of(q.IDs).String())
 	if !q.ProcessedAfter.IsZero() {
 		form.Set("vm_processed_after", FormatTime(q.ProcessedAfter))
 	}

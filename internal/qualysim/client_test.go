@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 )
@@ -126,7 +127,7 @@ func TestClientReadsDetectionsAsTheTruthSays(t *testing.T) {
 	}
 	for start := 0; start < len(ids); start += 1000 {
 		batch := ids[start:min(start+1000, len(ids))]
-		rs, _ := qualysim.ParseIDs(qualys.EncodeIDs(batch))
+		rs, _ := qualysim.ParseIDs(hostids.Of(batch).String())
 		truth := sim.DetectionCounts(qualysim.Filter{IDs: rs, After: after, Statuses: qualysim.AllStatuses})
 		truthDets := 0
 		for _, n := range truth {
