@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +16,38 @@ import (
 	"github.com/qfetch/qfetch/internal/hostids"
 )
 
-// SchemaVersion is the batch message version this code writes and reads.
+// SchemaVersion is the batch message version this code writes.
+//
+// Batches wait in the stream across deploys, so a bump ships in two releases:
+// the first only adds the new version to [decoders], the second writes it,
+// and a version's decoder stays while its messages can still be queued. Each
+// released version keeps an encoded message in testdata/batch-v<N>.json that
+// the tests decode. A version this build has no decoder for is refused as
+// permanent: guessing at a newer schema could fetch the wrong hosts.
 const SchemaVersion = 1
+
+// decoders reads each schema version this build accepts into today's Batch.
+// A previous version's entry maps its fields onto the current ones.
+var decoders = map[int]func(data []byte) (Batch, error){
+	1: decodeV1,
+}
+
+// decodeV1 reads version 1, the current version: Batch's own JSON.
+func decodeV1(data []byte) (Batch, error) {
+	var b Batch
+	err := json.Unmarshal(data, &b)
+	return b, err
+}
+
+// readVersions lists the versions in [decoders], for an error message.
+func readVersions() string {
+	vs := slices.Sorted(maps.Keys(decoders))
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = strconv.Itoa(v)
+	}
+	return strings.Join(out, ", ")
+}
 
 // ErrBadBatch is wrapped by every Encode/Decode failure; the error is also
 // classified permanent, since no redelivery can fix a message.
@@ -128,7 +160,8 @@ func Encode(b Batch) ([]byte, error) {
 	return data, nil
 }
 
-// Decode parses a message body. A garbled body, an unknown version or an
+// Decode parses a message body of any version in [decoders]; the batch's V
+// is the version it was written in. A garbled body, an unknown version or an
 // invalid batch is an error wrapping [ErrBadBatch], classified permanent,
 // that says what is wrong.
 func Decode(data []byte) (Batch, error) {
@@ -138,17 +171,19 @@ func Decode(data []byte) (Batch, error) {
 	if err := json.Unmarshal(data, &head); err != nil {
 		return Batch{}, failure.Permanent(fmt.Errorf("%w: not JSON: %w", ErrBadBatch, err))
 	}
-	switch {
-	case head.V == nil:
+	if head.V == nil {
 		return Batch{}, failure.Permanent(fmt.Errorf("%w: missing schema version", ErrBadBatch))
-	case *head.V != SchemaVersion:
-		return Batch{}, failure.Permanent(fmt.Errorf("%w: unknown schema version %d (this build reads %d)",
-			ErrBadBatch, *head.V, SchemaVersion))
 	}
-	var b Batch
-	if err := json.Unmarshal(data, &b); err != nil {
-		return Batch{}, failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, err))
+	decode, ok := decoders[*head.V]
+	if !ok {
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: unknown schema version %d (this build reads %s)",
+			ErrBadBatch, *head.V, readVersions()))
 	}
+	b, err := decode(data)
+	if err != nil {
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: version %d: %w", ErrBadBatch, *head.V, err))
+	}
+	b.V = *head.V
 	if err := b.Validate(); err != nil {
 		return Batch{}, err
 	}
