@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"strings"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/tlsca"
 )
 
 // S3 limits on multipart uploads.
@@ -163,16 +162,9 @@ func NewS3(cfg S3Config) (*S3, error) {
 		return nil, fmt.Errorf("objstore: S3 transport: %w", err)
 	}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		roots, err := tlsca.Pool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("objstore: S3 CA file: %w", err)
-		}
-		roots, err := x509.SystemCertPool()
-		if err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("objstore: S3 CA file %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("objstore: S3 %w", err)
 		}
 		if transport.TLSClientConfig == nil {
 			return nil, errors.New("objstore: an S3 CA file needs Secure (TLS)")

@@ -11,13 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/tlsca"
 )
 
 // Config describes one Qualys API account. Durations of zero take the
@@ -104,16 +104,9 @@ func newTransport(cfg Config) (*http.Transport, error) {
 	t.ResponseHeaderTimeout = orDefaultDur(cfg.HeaderTimeout, 10*time.Minute)
 	t.MaxIdleConnsPerHost = 16
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := tlsca.Pool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("qualys: CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("qualys: CA file %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("qualys: %w", err)
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
