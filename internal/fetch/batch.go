@@ -17,10 +17,6 @@ import (
 	"github.com/qfetch/qfetch/internal/retry"
 )
 
-// maxPages bounds how many truncated pages one batch may take: a response
-// that keeps saying "more" past it is a fault, not data.
-const maxPages = 10000
-
 // handle runs one delivered message to its fate.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	start := w.cfg.Now()
@@ -75,47 +71,41 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 	if err != nil {
 		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
-	form := qualys.DetectionQuery{
+	pager := w.api.DetectionPager(qualys.DetectionQuery{
 		IDs:             ids,
 		ProcessedAfter:  b.After,
 		ProcessedBefore: b.Before,
 		TruncationLimit: w.cfg.TruncationLimit,
 		Extra:           b.Params,
-	}.Form()
-
+	})
 	res := msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
-	var idMin uint64
-	for page := 1; ; page++ {
-		if page > maxPages {
-			return res, failure.Retryable(fmt.Errorf("batch %s: more than %d truncated pages", b.Key(), maxPages))
-		}
+	for !pager.Done() {
+		page := pager.Cursor().Page
 		key := objstore.DetectionPartKey(w.cfg.Prefix, b.Run, b.Number, b.Part, page)
-		obj, sum, err := w.fetchPage(ctx, form, key)
+		obj, resp, err := w.fetchPage(ctx, pager, key)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
+		sum := resp.Summary()
 		res.Objects = append(res.Objects, msg.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
 		res.HostsReturned += sum.Hosts
 		w.metrics.bytes.Add(float64(obj.Size))
-		if sum.Warning == nil {
-			return res, nil
-		}
-		next, nextMin, err := qualys.NextDetectionForm(form, sum.Warning, idMin, sum.LastID)
-		if err != nil {
+		if err := pager.Advance(resp); err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		form, idMin = next, nextMin
 	}
+	return res, nil
 }
 
-// fetchPage streams one detection response into key. The validator inside
-// the response fails the last read of anything but a whole, well-formed
-// answer, so the store aborts the upload and nothing partial appears (I2).
-func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key string) (objstore.Object, qualys.Summary, error) {
-	resp, err := w.api.Detections(ctx, form, nil)
+// fetchPage streams the pager's current page into key and returns the
+// closed response, read whole. The validator inside the response fails the
+// last read of anything but a whole, well-formed answer, so the store
+// aborts the upload and nothing partial appears (I2).
+func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, key string) (objstore.Object, *qualys.Response, error) {
+	resp, err := pager.Open(ctx, nil)
 	if err != nil {
 		w.metrics.observeResponse(err, 0)
-		return objstore.Object{}, qualys.Summary{}, err
+		return objstore.Object{}, nil, err
 	}
 	defer resp.Close()
 	putStart := w.cfg.Now()
@@ -123,9 +113,9 @@ func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key st
 	w.metrics.observeResponse(err, resp.Status)
 	w.metrics.upload.Observe(w.cfg.Now().Sub(putStart).Seconds())
 	if err != nil {
-		return objstore.Object{}, qualys.Summary{}, err
+		return objstore.Object{}, nil, err
 	}
-	return obj, resp.Summary(), nil
+	return obj, resp, nil
 }
 
 // record writes the batch result, then acks: in that order, so that a crash

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/url"
 	"sync"
 	"time"
 
@@ -84,8 +83,8 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 
 // Detector is the part of the Qualys client a worker uses.
 type Detector interface {
-	// Detections starts one detection call; the Response streams the body.
-	Detections(ctx context.Context, form url.Values, onID func(uint64)) (*qualys.Response, error)
+	// DetectionPager walks one batch's detection answer, page by page.
+	DetectionPager(q qualys.DetectionQuery) *qualys.DetectionPager
 	// Check proves the account can log in, without a detection call.
 	Check(ctx context.Context) (qualys.Limits, error)
 }
