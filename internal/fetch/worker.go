@@ -146,9 +146,8 @@ type streak struct {
 	many  bool
 }
 
-// fail records a failure of batch key and reports whether the streak now
-// looks like an outage: at least limit failures, over two or more batches.
-func (s *streak) fail(key string, limit int) bool {
+// fail records a failure of batch key and returns the streak with it.
+func (s *streak) fail(key string) streakState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n == 0 {
@@ -157,7 +156,7 @@ func (s *streak) fail(key string, limit int) bool {
 		s.many = true
 	}
 	s.n++
-	return s.many && s.n >= limit
+	return streakState{Failures: s.n, Spread: s.many}
 }
 
 func (s *streak) reset() {
