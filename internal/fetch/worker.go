@@ -2,10 +2,11 @@
 // batch's detection response through the validator into the object store,
 // records the result and acks — or decides, by error class, what happens next.
 //
-// The decisions (design.md I2, I5, I6): a retryable failure Naks with a
-// back-off; back-pressure Naks for as long as Qualys asked and pauses this
-// process; a fleet-wide fault pauses the whole process and probes until it
-// clears, leaving every batch queued; a permanent failure dead-letters.
+// The decisions (design.md I2, I5, I6) are one pure function, decide: a
+// retryable failure Naks with a back-off; back-pressure Naks for as long as
+// Qualys asked and pauses this process; a fleet-wide fault pauses the whole
+// process and probes until it clears, leaving every batch queued; a
+// permanent failure dead-letters. Worker.apply carries them out.
 package fetch
 
 import (
