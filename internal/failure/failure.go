@@ -44,19 +44,6 @@ func (c Class) String() string {
 	return "invalid"
 }
 
-// Sentinels for errors.Is: errors.Is(err, failure.ErrFleetWide) reports
-// whether err was classified fleet-wide anywhere in its chain.
-var (
-	ErrRetryable    error = sentinel(ClassRetryable)
-	ErrBackPressure error = sentinel(ClassBackPressure)
-	ErrFleetWide    error = sentinel(ClassFleetWide)
-	ErrPermanent    error = sentinel(ClassPermanent)
-)
-
-type sentinel Class
-
-func (s sentinel) Error() string { return Class(s).String() }
-
 // Error is a classified error. Wait, when set, is how long the remote asked us
 // to wait before trying again.
 type Error struct {
@@ -73,12 +60,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Is makes errors.Is(err, ErrRetryable) and friends work.
-func (e *Error) Is(target error) bool {
-	s, ok := target.(sentinel)
-	return ok && Class(s) == e.Class
-}
 
 // Retryable marks err as worth another attempt later.
 func Retryable(err error) error { return wrap(ClassRetryable, 0, err) }

@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,12 +14,7 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
-	"github.com/qfetch/qfetch/internal/retry"
 )
-
-// maxPages bounds how many truncated pages one batch may take: a response
-// that keeps saying "more" past it is a fault, not data.
-const maxPages = 10000
 
 // handle runs one delivered message to its fate.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
@@ -54,20 +48,9 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		res.Delivery, res.Worker, res.At = delivery, w.cfg.Owner, w.cfg.Now().UTC()
 		res.Duration = w.cfg.Now().Sub(start).Seconds()
 		err = w.record(ctx, m, res)
-		if err == nil {
-			w.streak.reset()
-			w.metrics.batches.WithLabelValues("done", "").Inc()
-			log.Info("batch stored", "bytes", res.Bytes(), "objects", len(res.Objects),
-				"hosts_returned", res.HostsReturned, "seconds", res.Duration)
-			if w.finish != nil {
-				if err := w.finish.TryFinish(ctx, b.Run); err != nil {
-					log.Warn("trying to finish the run", "err", err)
-				}
-			}
-			return
-		}
 	}
-	w.decide(ctx, m, b, delivery, err, log)
+	d := delivered{m: m, b: b, log: log}
+	w.apply(ctx, d, decide(w.assess(ctx, d, err), w.rules()), res, err)
 }
 
 // fetch calls Qualys for batch b and streams every page into the store.
@@ -76,47 +59,41 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 	if err != nil {
 		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
-	form := qualys.DetectionQuery{
+	pager := w.api.DetectionPager(qualys.DetectionQuery{
 		IDs:             ids.IDs(),
 		ProcessedAfter:  b.After,
 		ProcessedBefore: b.Before,
 		TruncationLimit: w.cfg.TruncationLimit,
 		Extra:           b.Params,
-	}.Form()
-
+	})
 	res := msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
-	var idMin uint64
-	for page := 1; ; page++ {
-		if page > maxPages {
-			return res, failure.Retryable(fmt.Errorf("batch %s: more than %d truncated pages", b.Key(), maxPages))
-		}
+	for !pager.Done() {
+		page := pager.Cursor().Page
 		key := objstore.DetectionPartKey(w.cfg.Prefix, b.Run, b.Number, b.Part, page)
-		obj, sum, err := w.fetchPage(ctx, form, key)
+		obj, resp, err := w.fetchPage(ctx, pager, key)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
+		sum := resp.Summary()
 		res.Objects = append(res.Objects, msg.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
 		res.HostsReturned += sum.Hosts
 		w.metrics.bytes.Add(float64(obj.Size))
-		if sum.Warning == nil {
-			return res, nil
-		}
-		next, nextMin, err := qualys.NextDetectionForm(form, sum.Warning, idMin, sum.LastID)
-		if err != nil {
+		if err := pager.Advance(resp); err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		form, idMin = next, nextMin
 	}
+	return res, nil
 }
 
-// fetchPage streams one detection response into key. The validator inside
-// the response fails the last read of anything but a whole, well-formed
-// answer, so the store aborts the upload and nothing partial appears (I2).
-func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key string) (objstore.Object, qualys.Summary, error) {
-	resp, err := w.api.Detections(ctx, form, nil)
+// fetchPage streams the pager's current page into key and returns the
+// closed response, read whole. The validator inside the response fails the
+// last read of anything but a whole, well-formed answer, so the store
+// aborts the upload and nothing partial appears (I2).
+func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, key string) (objstore.Object, *qualys.Response, error) {
+	resp, err := pager.Open(ctx, nil)
 	if err != nil {
 		w.metrics.observeResponse(err, 0)
-		return objstore.Object{}, qualys.Summary{}, err
+		return objstore.Object{}, nil, err
 	}
 	defer resp.Close()
 	putStart := w.cfg.Now()
@@ -124,9 +101,9 @@ func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key st
 	w.metrics.observeResponse(err, resp.Status)
 	w.metrics.upload.Observe(w.cfg.Now().Sub(putStart).Seconds())
 	if err != nil {
-		return objstore.Object{}, qualys.Summary{}, err
+		return objstore.Object{}, nil, err
 	}
-	return obj, resp.Summary(), nil
+	return obj, resp, nil
 }
 
 // record writes the batch result, then acks: in that order, so that a crash
@@ -166,86 +143,92 @@ func (w *Worker) keepInProgress(ctx context.Context, m jetstream.Msg) func() {
 	}
 }
 
-// decide acts on a failed batch, by the class of its error.
-func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, delivery uint64, err error, log *slog.Logger) {
+// delivered is one message being handled, with its batch and logger.
+type delivered struct {
+	m   jetstream.Msg
+	b   msg.Batch
+	log *slog.Logger
+}
+
+func (w *Worker) rules() rules {
+	return rules{MaxFailures: w.q.Config().MaxFailures, SplitAfter: w.cfg.SplitAfter,
+		BreakAfter: w.cfg.BreakAfter, ProbeEvery: w.cfg.ProbeEvery, MaxBackoff: w.cfg.MaxBackoff}
+}
+
+// assess gathers what decide needs about an attempt that ended with err
+// (nil: stored). The streak and the batch's failure count change only for
+// the failures that count in them.
+func (w *Worker) assess(ctx context.Context, d delivered, err error) attempt {
+	if err == nil {
+		return attempt{Stored: true}
+	}
+	b := d.b
+	a := attempt{Class: failure.ClassOf(err), Stopping: stopping(ctx, err), TooBig: tooBig(err),
+		Wait: failure.WaitOf(err), CanSplit: b.Hosts > 1}
+	if counted(a) {
+		a.Streak = w.streak.fail(b.Run + "/" + b.Key())
+	}
+	if charged(a, w.rules()) {
+		n, cerr := w.q.CountFailure(context.WithoutCancel(ctx), b.Run, b.Key())
+		if cerr != nil {
+			d.log.Warn("counting the failure", "err", cerr)
+		}
+		a.Failures = n
+	}
+	return a
+}
+
+// apply carries out verdict v on a delivered batch: the one place where a
+// decision becomes Acks, Naks, pauses, metrics and logs. res is the stored
+// result (ack) and err the attempt's failure (all others).
+func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res msg.BatchResult, err error) {
 	// Whatever happened, a batch handed back must not wait on a context
 	// that is already over.
 	actx := context.WithoutCancel(ctx)
-	class := failure.ClassOf(err)
-	if stopping(ctx, err) {
-		// Cut short by our own stop: hand it back at once, uncharged.
+	class := failure.ClassOf(err).String()
+	switch v.Kind {
+	case ack:
+		w.streak.reset()
+		w.metrics.batches.WithLabelValues("done", "").Inc()
+		d.log.Info("batch stored", "bytes", res.Bytes(), "objects", len(res.Objects),
+			"hosts_returned", res.HostsReturned, "seconds", res.Duration)
+		if w.finish != nil {
+			if err := w.finish.TryFinish(ctx, d.b.Run); err != nil {
+				d.log.Warn("trying to finish the run", "err", err)
+			}
+		}
+	case handBack:
 		w.metrics.batches.WithLabelValues("returned", "stop").Inc()
-		log.Info("stopping: batch handed back", "err", err)
-		w.nak(m, 0, log)
-		return
-	}
-	switch class {
-	case failure.ClassBackPressure:
-		wait := retry.Jitter(failure.WaitOf(err))
-		w.gate.pauseFor(wait)
-		w.metrics.waited.Add(wait.Seconds())
-		w.metrics.batches.WithLabelValues("delayed", class.String()).Inc()
-		log.Warn("back-pressure: batch delayed", "wait", wait, "err", err)
-		w.nak(m, wait, log)
-
-	case failure.ClassFleetWide:
+		d.log.Info("stopping: batch handed back", "err", err)
+		w.nak(d.m, 0, d.log)
+	case delay:
+		w.gate.pauseFor(v.Delay)
+		w.metrics.waited.Add(v.Delay.Seconds())
+		w.metrics.batches.WithLabelValues("delayed", class).Inc()
+		d.log.Warn("back-pressure: batch delayed", "wait", v.Delay, "err", err)
+		w.nak(d.m, v.Delay, d.log)
+	case pause:
 		w.gate.setFault(err)
 		w.metrics.faulted.Set(1)
-		w.metrics.batches.WithLabelValues("delayed", class.String()).Inc()
-		log.Error("fleet-wide fault: pausing this worker; the batch stays queued", "err", err)
-		w.nak(m, w.cfg.ProbeEvery, log)
-
-	case failure.ClassPermanent:
-		w.deadLetter(actx, m, log, "permanent failure", err)
-
-	default: // retryable, and anything nobody classified
-		// A stall or a size refusal says the batch is too big, whatever
-		// else fails: it is always charged, so it gets split. Other
-		// failures spread over batches with no success between are an
-		// outage: paused, never charged (I6).
-		if !tooBig(err) && w.streak.fail(b.Run+"/"+b.Key(), w.cfg.BreakAfter) {
-			// Failures across batches with no success between: an outage,
-			// not this batch. Pause like a fleet-wide fault, uncharged.
-			w.gate.setFault(err)
-			w.metrics.faulted.Set(1)
-			w.metrics.batches.WithLabelValues("delayed", class.String()).Inc()
-			log.Error("repeated failures across batches: pausing this worker; the batch stays queued", "err", err)
-			w.nak(m, w.cfg.ProbeEvery, log)
+		w.metrics.batches.WithLabelValues("delayed", class).Inc()
+		d.log.Error(v.Reason+": pausing this worker; the batch stays queued", "err", err)
+		w.nak(d.m, v.Delay, d.log)
+	case deadLetter:
+		w.deadLetter(actx, d.m, d.log, v.Reason, err)
+	case split:
+		if w.split(actx, d.m, d.b, err, d.log) {
 			return
 		}
-		n, cerr := w.q.CountFailure(actx, b.Run, b.Key())
-		if cerr != nil {
-			log.Warn("counting the failure", "err", cerr)
-		}
-		if n >= w.q.Config().MaxFailures {
-			w.deadLetter(actx, m, log, fmt.Sprintf("%d failed attempts", n), err)
-			return
-		}
-		if n >= w.cfg.SplitAfter && tooBig(err) && b.Hosts > 1 && w.split(actx, m, b, err, log) {
-			return
-		}
-		// 30 s doubling: Qualys' own scripts wait 30 + 2^n s; a 5xx there
-		// is rarely gone in a second, and each early retry spends a call.
-		wait := retry.Backoff(max(n, 1), 30*time.Second, w.cfg.MaxBackoff)
-		w.metrics.batches.WithLabelValues("retried", class.String()).Inc()
-		log.Warn("batch failed; retrying", "attempt", n, "class", class.String(), "next", wait, "err", err)
-		w.nak(m, wait, log)
+		w.retry(d, v, class, err)
+	case retryLater:
+		w.retry(d, v, class, err)
 	}
 }
 
-// stopping reports whether err comes from this worker stopping rather than
-// from the batch.
-func stopping(ctx context.Context, err error) bool {
-	cause := context.Cause(ctx)
-	return ctx.Err() != nil && (errors.Is(err, cause) || errors.Is(err, context.Canceled) || errors.Is(err, errGraceOver))
-}
-
-// tooBig reports what an oversized batch does to a call: a stall, a slow
-// first byte, or a request refused for its size.
-func tooBig(err error) bool {
-	var te interface{ Timeout() bool }
-	return errors.Is(err, qualys.ErrIdleTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, qualys.ErrTooLarge) || (errors.As(err, &te) && te.Timeout())
+func (w *Worker) retry(d delivered, v verdict, class string, err error) {
+	w.metrics.batches.WithLabelValues("retried", class).Inc()
+	d.log.Warn("batch failed; retrying", "attempt", v.Attempt, "class", class, "next", v.Delay, "err", err)
+	w.nak(d.m, v.Delay, d.log)
 }
 
 func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {

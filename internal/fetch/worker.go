@@ -2,10 +2,11 @@
 // batch's detection response through the validator into the object store,
 // records the result and acks — or decides, by error class, what happens next.
 //
-// The decisions (design.md I2, I5, I6): a retryable failure Naks with a
-// back-off; back-pressure Naks for as long as Qualys asked and pauses this
-// process; a fleet-wide fault pauses the whole process and probes until it
-// clears, leaving every batch queued; a permanent failure dead-letters.
+// The decisions (design.md I2, I5, I6) are one pure function, decide: a
+// retryable failure Naks with a back-off; back-pressure Naks for as long as
+// Qualys asked and pauses this process; a fleet-wide fault pauses the whole
+// process and probes until it clears, leaving every batch queued; a
+// permanent failure dead-letters. Worker.apply carries them out.
 package fetch
 
 import (
@@ -13,7 +14,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/url"
 	"sync"
 	"time"
 
@@ -84,8 +84,8 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 
 // Detector is the part of the Qualys client a worker uses.
 type Detector interface {
-	// Detections starts one detection call; the Response streams the body.
-	Detections(ctx context.Context, form url.Values, onID func(uint64)) (*qualys.Response, error)
+	// DetectionPager walks one batch's detection answer, page by page.
+	DetectionPager(q qualys.DetectionQuery) *qualys.DetectionPager
 	// Check proves the account can log in, without a detection call.
 	Check(ctx context.Context) (qualys.Limits, error)
 }
@@ -147,9 +147,8 @@ type streak struct {
 	many  bool
 }
 
-// fail records a failure of batch key and reports whether the streak now
-// looks like an outage: at least limit failures, over two or more batches.
-func (s *streak) fail(key string, limit int) bool {
+// fail records a failure of batch key and returns the streak with it.
+func (s *streak) fail(key string) streakState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n == 0 {
@@ -158,7 +157,7 @@ func (s *streak) fail(key string, limit int) bool {
 		s.many = true
 	}
 	s.n++
-	return s.many && s.n >= limit
+	return streakState{Failures: s.n, Spread: s.many}
 }
 
 func (s *streak) reset() {

@@ -618,24 +618,6 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-func TestNextDetectionForm(t *testing.T) {
-	form := DetectionQuery{IDs: []uint64{1, 2, 3, 50}, TruncationLimit: 2}.Form()
-	w := &Warning{Code: 1980, URL: "https://qualysapi.qualys.com/api/2.0/fo/asset/host/vm/detection/?action=list&truncation_limit=2&ids=1-3,50&id_min=3"}
-	next, idMin, err := NextDetectionForm(form, w, 0, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if idMin != 3 || next.Get("id_min") != "3" || next.Get("status") != form.Get("status") || next.Get("ids") != "1-3,50" {
-		t.Fatalf("next = %v, idMin %d", next, idMin)
-	}
-	if form.Get("id_min") != "" {
-		t.Fatal("the original form was changed")
-	}
-	if _, _, err := NextDetectionForm(form, &Warning{Code: 1234, Text: "odd"}, 0, 2); failure.ClassOf(err) != failure.ClassRetryable {
-		t.Fatalf("non-1980 warning: %v", err)
-	}
-}
-
 func wrap64(der []byte) string {
 	s := base64.StdEncoding.EncodeToString(der)
 	var b strings.Builder

@@ -2,11 +2,14 @@ package qualys
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
 )
 
@@ -59,16 +62,70 @@ func (q DetectionQuery) Form() url.Values {
 
 // Detections posts one detection request and returns the streaming answer.
 // onID, if not nil, sees each host ID as its element arrives. Read the
-// Response to io.EOF before trusting it; if its Summary carries a truncation
-// Warning, NextDetectionForm gives the next page's request.
+// Response to io.EOF before trusting it. A batch whose answer may be
+// truncated is walked with a DetectionPager instead.
 func (c *Client) Detections(ctx context.Context, form url.Values, onID func(uint64)) (*Response, error) {
 	return c.post(ctx, c.detectionPath(), form, RootDetections, onID)
 }
 
-// NextDetectionForm turns a truncated detection page's WARNING into the
-// next request. last is the last host ID the page held.
-func NextDetectionForm(form url.Values, w *Warning, idMin, last uint64) (url.Values, uint64, error) {
-	return followWarning(form, w, Cursor{IDMin: idMin, Last: last})
+// maxDetectionPages bounds how many truncated pages one batch may take: an
+// answer that keeps saying "more" past it is a fault, not data.
+const maxDetectionPages = 10000
+
+// DetectionPager walks one batch's detection answer page by page, as
+// HostPager walks the Host List: a truncated page's WARNING names the next
+// one (its id_min). The caller streams each page where it belongs, so the
+// pager hands out the page's Response and learns the next request from it
+// once it was read whole.
+type DetectionPager struct {
+	c        *Client
+	form     url.Values
+	cursor   Cursor
+	maxPages int
+	done     bool
+}
+
+// DetectionPager starts a walk over the detection answer q asks for.
+func (c *Client) DetectionPager(q DetectionQuery) *DetectionPager {
+	return &DetectionPager{c: c, form: q.Form(), cursor: Cursor{Page: 1}, maxPages: maxDetectionPages}
+}
+
+// Cursor reports where the walk stands: Page is the page Open asks for.
+func (p *DetectionPager) Cursor() Cursor { return p.cursor }
+
+// Done reports whether the last page has been read.
+func (p *DetectionPager) Done() bool { return p.done }
+
+// Open asks for the current page and returns its streaming answer (onID as
+// for Detections). Read it to io.EOF, close it, then Advance.
+func (p *DetectionPager) Open(ctx context.Context, onID func(uint64)) (*Response, error) {
+	return p.c.Detections(ctx, p.form, onID)
+}
+
+// Advance moves past the current page, whose answer resp was read to io.EOF:
+// to the page its truncation WARNING names, or to the end. Its errors are
+// retryable: a WARNING that cannot be followed, or more pages than any
+// batch should take.
+func (p *DetectionPager) Advance(resp *Response) error {
+	if resp.v.final != io.EOF {
+		// The WARNING comes last: a page not read whole looks like the end.
+		return errors.New("advancing past a page not read whole")
+	}
+	sum := resp.Summary()
+	if sum.Warning == nil {
+		p.done = true
+		return nil
+	}
+	next, nextMin, err := followWarning(p.form, sum.Warning, Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
+	if err != nil {
+		return err
+	}
+	if p.cursor.Page >= p.maxPages {
+		return failure.Retryable(fmt.Errorf("more than %d truncated pages", p.maxPages))
+	}
+	p.form = next
+	p.cursor = Cursor{Page: p.cursor.Page + 1, IDMin: nextMin, Last: sum.LastID}
+	return nil
 }
 
 // Check calls /msp/about.php, the API's own credential probe: it proves the

@@ -134,13 +134,12 @@ func TestClientReadsDetectionsAsTheTruthSays(t *testing.T) {
 			truthDets += n
 		}
 		for _, limit := range []int{0, 333} { // the whole batch, and pages by the WARNING
-			form := qualys.DetectionQuery{IDs: batch, ProcessedAfter: after, TruncationLimit: limit}.Form()
+			pager := c.DetectionPager(qualys.DetectionQuery{IDs: batch, ProcessedAfter: after, TruncationLimit: limit})
 			var hosts []uint64
 			dets, pages := 0, 0
-			var idMin uint64
-			for {
+			for !pager.Done() {
 				pages++
-				resp, err := c.Detections(context.Background(), form, func(id uint64) { hosts = append(hosts, id) })
+				resp, err := pager.Open(context.Background(), func(id uint64) { hosts = append(hosts, id) })
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -149,12 +148,8 @@ func TestClientReadsDetectionsAsTheTruthSays(t *testing.T) {
 				if err != nil {
 					t.Fatalf("batch at %d, page %d: %v", start, pages, err)
 				}
-				sum := resp.Summary()
-				dets += sum.Detections
-				if sum.Warning == nil {
-					break
-				}
-				if form, idMin, err = qualys.NextDetectionForm(form, sum.Warning, idMin, sum.LastID); err != nil {
+				dets += resp.Summary().Detections
+				if err := pager.Advance(resp); err != nil {
 					t.Fatal(err)
 				}
 			}
