@@ -3,7 +3,6 @@ package serverproc
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,15 +61,4 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// FreePort returns a TCP port free on 127.0.0.1 now. Another process may
-// take it before the caller binds it: callers retry with a fresh one.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
