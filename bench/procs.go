@@ -23,7 +23,7 @@ import (
 )
 
 const (
-	readyTimeout = 60 * time.Second // a cold MinIO on a loaded 2-core box takes seconds
+	readyTimeout = 60 * time.Second // a cold start on a loaded 2-core box takes seconds
 	stopGrace    = 10 * time.Second
 	tailBytes    = 32 << 10
 )
