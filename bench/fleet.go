@@ -3,15 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
 )
@@ -23,8 +19,6 @@ type fleet struct {
 	h    *harness
 	name string
 	backing
-	js      jetstream.JetStream
-	q       *msg.Queue
 	workers []*proc
 	// maxBackoff, when set, is the workers' QFETCH_WORKER_MAX_BACKOFF; env
 	// is added to theirs.
@@ -33,23 +27,12 @@ type fleet struct {
 }
 
 // startFleet serves cfg and starts NATS; the workers come with setWorkers.
-func (h *harness) startFleet(ctx context.Context, name string, cfg qualysim.Config) (_ *fleet, err error) {
-	f := &fleet{h: h, name: name}
-	defer func() {
-		if err != nil {
-			f.stop()
-		}
-	}()
-	if f.sim, err = serveSim(cfg); err != nil {
+func (h *harness) startFleet(ctx context.Context, name string, cfg qualysim.Config) (*fleet, error) {
+	b, err := h.startBacking(ctx, name, cfg)
+	if err != nil {
 		return nil, err
 	}
-	if f.nats, err = startNATS(ctx, h.natsBin, filepath.Join(h.tmp, "nats-"+name)); err != nil {
-		return nil, err
-	}
-	if f.nc, f.js, f.q, err = connectQueue(ctx, f.nats.URL); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return &fleet{h: h, name: name, backing: b}, nil
 }
 
 func (f *fleet) stop() {
@@ -117,16 +100,8 @@ type fleetResult struct {
 // runBatches publishes one run of the given batches and waits until it is
 // complete. Seconds is the wall time from publish to complete.
 func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, limit time.Duration) (fleetResult, error) {
-	run := runID(tag)
-	before := time.Now().UTC().Truncate(time.Second)
-	hosts := 0
-	for _, b := range batches {
-		hosts += len(b)
-	}
-	if _, err := f.q.CreateRun(ctx, msg.RunRecord{
-		ID: run, Before: before, State: msg.RunFetching,
-		PlanningComplete: true, BatchesPlanned: len(batches), HostsPlanned: hosts,
-	}); err != nil {
+	run, err := openRun(ctx, f.q, tag, batches)
+	if err != nil {
 		return fleetResult{}, err
 	}
 	f.sim.sim.ResetStats()
@@ -143,38 +118,13 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 		}
 	}
 	others := cpuSince(f.h.s3.pid(), f.nats.pid())
-	start := time.Now()
-	pub := f.q.Publisher(msg.PublisherOptions{})
-	for i, b := range batches {
-		if err := pub.Publish(ctx, msg.Batch{Run: run, Number: i + 1, Before: before, IDs: hostids.Of(b).String(), Hosts: len(b)}); err != nil {
-			return fleetResult{}, err
-		}
-	}
-	if err := pub.Wait(ctx); err != nil {
-		return fleetResult{}, err
-	}
-	err := poll(ctx, limit, 25*time.Millisecond, func() (bool, error) {
-		for _, w := range f.workers {
-			if w.exited() {
-				return false, fmt.Errorf("%s exited:\n%s", w.name, w.out)
-			}
-		}
-		rec, err := f.q.GetRun(ctx, run)
-		if err != nil {
-			return false, err
-		}
-		if rec.State == msg.RunFailed {
-			return false, fmt.Errorf("run failed: %s", rec.Error)
-		}
-		return rec.State == msg.RunComplete, nil
-	})
-	wall := time.Since(start)
+	wall, err := run.publishAndWait(ctx, f.q, f.workers, limit)
 	if err != nil {
 		var outs []string
 		for _, w := range f.workers {
 			outs = append(outs, w.out.String())
 		}
-		return fleetResult{}, fmt.Errorf("run %s: %w; workers' output:\n%s", run, err, strings.Join(outs, "\n"))
+		return fleetResult{}, fmt.Errorf("run %s: %w; workers' output:\n%s", run.id, err, strings.Join(outs, "\n"))
 	}
 	minioCPU, natsCPU, harnessCPU := others()
 	r := fleetResult{sample: sample{Wall: wall.Seconds(), Batches: len(batches),
@@ -192,9 +142,9 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 	st := f.sim.sim.Stats().Endpoints[qualysim.Detection]
 	r.Requests, r.Outcomes, r.Peak = st.Requests, st.Outcomes, st.PeakRunning
 
-	done, err := f.q.DoneBatches(ctx, run)
+	done, err := f.q.DoneBatches(ctx, run.id)
 	if err != nil || len(done) < len(batches) {
-		return fleetResult{}, fmt.Errorf("run %s: %d batch results for %d batches, %v", run, len(done), len(batches), err)
+		return fleetResult{}, fmt.Errorf("run %s: %d batch results for %d batches, %v", run.id, len(done), len(batches), err)
 	}
 	var first, last time.Time
 	for _, d := range done {
@@ -213,7 +163,7 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 	}
 	r.Span = last.Sub(first).Seconds()
 	r.Seconds = wall.Seconds()
-	return r, f.h.removePrefix(ctx, "qualys/runs/"+run+"/")
+	return r, f.h.removePrefix(ctx, "qualys/runs/"+run.id+"/")
 }
 
 // sameBatches is n batches of the same ids: every batch answers the same bytes.

@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/qfetch/qfetch/internal/serverproc"
 )
 
 // sizeSpec is what one -size runs.
@@ -190,18 +191,14 @@ type harness struct {
 
 func run(ctx context.Context, o options) (err error) {
 	h := &harness{o: o, rep: newReport(o)}
-	if h.root, err = moduleRoot(); err != nil {
+	if h.root, err = serverproc.ModuleRoot(); err != nil {
 		return err
 	}
-	binDir := os.Getenv("QFETCH_BIN_DIR")
-	if binDir == "" {
-		binDir = filepath.Join(h.root, "bin")
+	if h.natsBin, err = serverproc.FindBinary("nats-server"); err != nil {
+		return err
 	}
-	h.natsBin, h.minioBin = filepath.Join(binDir, "nats-server"), filepath.Join(binDir, "minio")
-	for _, b := range []string{h.natsBin, h.minioBin} {
-		if _, err := os.Stat(b); err != nil {
-			return fmt.Errorf("%s missing: build the pinned tools with scripts/install-tools (%w)", b, err)
-		}
+	if h.minioBin, err = serverproc.FindBinary("minio"); err != nil {
+		return err
 	}
 	if h.self, err = os.Executable(); err != nil {
 		return err
@@ -278,24 +275,6 @@ func run(ctx context.Context, o options) (err error) {
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
-// moduleRoot walks up from the working directory to the go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run from the qfetch module")
-		}
-		dir = parent
-	}
 }
 
 // machine describes where the numbers come from.

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/qualysim"
 )
 
 // dataRun is what the pipeline and memory scenarios share: a simulator
@@ -27,8 +26,6 @@ import (
 type dataRun struct {
 	h *harness
 	backing
-	js     jetstream.JetStream
-	q      *msg.Queue
 	ids    []uint64
 	bytes  int64 // the calibrated response size
 	worker *proc
@@ -36,7 +33,7 @@ type dataRun struct {
 	hwmNoted bool
 }
 
-func (h *harness) startDataRun(ctx context.Context, name string, target int64) (_ *dataRun, err error) {
+func (h *harness) startDataRun(ctx context.Context, name string, target int64) (*dataRun, error) {
 	progress("%s: sizing the simulator for %s", name, sizeText(target))
 	cfg, size, err := dataConfig(ctx, target, batchHosts)
 	if err != nil {
@@ -44,23 +41,11 @@ func (h *harness) startDataRun(ctx context.Context, name string, target int64) (
 	}
 	progress("%s: %d hosts, %.0f detections/host, ResultsSize %d: %s per response",
 		name, batchHosts, cfg.MeanDetections, cfg.ResultsSize, sizeText(size))
-	d := &dataRun{h: h, bytes: size}
-	defer func() {
-		if err != nil {
-			d.stop()
-		}
-	}()
-	if d.sim, err = serveSim(cfg); err != nil {
+	b, err := h.startBacking(ctx, name, cfg)
+	if err != nil {
 		return nil, err
 	}
-	d.ids = d.sim.ids(batchHosts)
-	if d.nats, err = startNATS(ctx, h.natsBin, filepath.Join(h.tmp, "nats-"+name)); err != nil {
-		return nil, err
-	}
-	if d.nc, d.js, d.q, err = connectQueue(ctx, d.nats.URL); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return &dataRun{h: h, backing: b, bytes: size, ids: b.sim.ids(batchHosts)}, nil
 }
 
 // connectQueue opens the harness's own view of the queue.
@@ -101,11 +86,33 @@ func (d *dataRun) stop() {
 }
 
 // backing is what a scenario's workers run against: a simulator, a NATS
-// server, and the harness's connection to it.
+// server, and the harness's connection to it and view of the queue.
 type backing struct {
 	sim  *simServer
 	nats *natsServer
 	nc   *nats.Conn
+	js   jetstream.JetStream
+	q    *msg.Queue
+}
+
+// startBacking serves cfg, starts NATS with its store under name and
+// connects the harness's queue; on failure it stops what it started.
+func (h *harness) startBacking(ctx context.Context, name string, cfg qualysim.Config) (b backing, err error) {
+	defer func() {
+		if err != nil {
+			b.stop()
+		}
+	}()
+	if b.sim, err = serveSim(cfg); err != nil {
+		return b, err
+	}
+	if b.nats, err = startNATS(ctx, h.natsBin, filepath.Join(h.tmp, "nats-"+name)); err != nil {
+		return b, err
+	}
+	if b.nc, b.js, b.q, err = connectQueue(ctx, b.nats.URL); err != nil {
+		return b, err
+	}
+	return b, nil
 }
 
 // stop stops whichever of them were started.
@@ -189,12 +196,8 @@ func (d *dataRun) stopWorker() error {
 // until the run is complete: its own recorded batch duration, the CPU it
 // used meanwhile, and its peak RSS (reset before).
 func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
-	run := runID(tag)
-	before := time.Now().UTC().Truncate(time.Second)
-	if _, err := d.q.CreateRun(ctx, msg.RunRecord{
-		ID: run, Before: before, State: msg.RunFetching,
-		PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: len(d.ids),
-	}); err != nil {
+	run, err := openRun(ctx, d.q, tag, [][]uint64{d.ids})
+	if err != nil {
 		return sample{}, err
 	}
 	pid := d.worker.pid()
@@ -204,32 +207,11 @@ func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
 		return sample{}, err
 	}
 	others := d.othersCPU()
-	start := time.Now()
-	pub := d.q.Publisher(msg.PublisherOptions{})
-	if err := pub.Publish(ctx, msg.Batch{Run: run, Number: 1, Before: before, IDs: hostids.Of(d.ids).String(), Hosts: len(d.ids)}); err != nil {
-		return sample{}, err
-	}
-	if err := pub.Wait(ctx); err != nil {
-		return sample{}, err
-	}
 	// Generous: a loaded box at 20 MiB/s, plus a minute.
 	limit := time.Minute + time.Duration(d.bytes/(20<<20))*time.Second
-	err = poll(ctx, limit, 25*time.Millisecond, func() (bool, error) {
-		if d.worker.exited() {
-			return false, errors.New("worker exited")
-		}
-		rec, err := d.q.GetRun(ctx, run)
-		if err != nil {
-			return false, err
-		}
-		if rec.State == msg.RunFailed {
-			return false, fmt.Errorf("run failed: %s", rec.Error)
-		}
-		return rec.State == msg.RunComplete, nil
-	})
-	wall := time.Since(start)
+	wall, err := run.publishAndWait(ctx, d.q, []*proc{d.worker}, limit)
 	if err != nil {
-		return sample{}, fmt.Errorf("run %s: %w; worker output:\n%s", run, err, d.worker.out)
+		return sample{}, fmt.Errorf("run %s: %w; worker output:\n%s", run.id, err, d.worker.out)
 	}
 	cpu1, err := procCPU(pid)
 	if err != nil {
@@ -244,9 +226,9 @@ func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
 		d.hwmNoted = true
 		d.h.rep.note("could not reset the worker's VmHWM between reps: its peak RSS is since process start")
 	}
-	done, err := d.q.DoneBatches(ctx, run)
+	done, err := d.q.DoneBatches(ctx, run.id)
 	if err != nil || len(done) != 1 {
-		return sample{}, fmt.Errorf("run %s: %d batch results, %v", run, len(done), err)
+		return sample{}, fmt.Errorf("run %s: %d batch results, %v", run.id, len(done), err)
 	}
 	res := done[0]
 	var n int64

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +16,14 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/serverproc"
 )
 
 const (
-	readyTimeout = 60 * time.Second // a cold MinIO on a loaded 2-core box takes seconds
+	readyTimeout = 60 * time.Second // a cold start on a loaded 2-core box takes seconds
 	stopGrace    = 10 * time.Second
 	tailBytes    = 32 << 10
 )
@@ -170,15 +169,6 @@ func (t *tail) redact(b []byte) []byte {
 	return b
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // childEnv is the harness's environment without QFETCH_ and MINIO_ settings
 // a developer may have exported, plus extra.
 func childEnv(extra ...string) []string {
@@ -193,68 +183,42 @@ func childEnv(extra ...string) []string {
 
 // minioServer is bin/minio on a free loopback port with one bucket.
 type minioServer struct {
-	*proc
+	proc                                   *serverproc.MinIO
 	Endpoint, AccessKey, SecretKey, Bucket string
 	Client                                 *minio.Client
 }
 
+// startMinIO starts MinIO on dir and makes the bucket. With -v its output
+// goes to stderr, line by line, like every child's.
 func startMinIO(ctx context.Context, bin, dir, bucket string) (*minioServer, error) {
-	var lastErr error
-	// A free port may be taken before MinIO binds it: try a few.
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		m := &minioServer{
-			Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			AccessKey: "bench-" + strings.ToLower(rand.Text()[:10]),
-			SecretKey: rand.Text(),
-			Bucket:    bucket,
-		}
-		env := childEnv("MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
-			"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off",
-			"MINIO_CI_CD=1", "MINIO_SCANNER_SPEED=slowest")
-		m.proc, err = startProc("minio", bin, []string{"server", "--quiet", "--anonymous", "--address", m.Endpoint, dir},
-			env, []string{m.SecretKey})
-		if err != nil {
-			return nil, err
-		}
-		if lastErr = waitMinIO(ctx, m); lastErr == nil {
-			return m, nil
-		}
-		_ = m.stop()
-		lastErr = fmt.Errorf("%w; output:\n%s", lastErr, m.out)
+	var echo io.Writer
+	if verbose {
+		echo = &prefixed{name: "minio"}
 	}
-	return nil, fmt.Errorf("minio: %w", lastErr)
+	p, err := serverproc.StartMinIO(bin, dir, echo)
+	if err != nil {
+		return nil, err
+	}
+	m := &minioServer{proc: p, Endpoint: p.Endpoint, AccessKey: p.AccessKey, SecretKey: p.SecretKey, Bucket: bucket}
+	if m.Client, err = p.Client(); err == nil {
+		err = m.Client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
+	}
+	if err != nil {
+		_ = p.Stop()
+		return nil, fmt.Errorf("minio: %w", err)
+	}
+	return m, nil
 }
 
-// waitMinIO polls the liveness endpoint until the object layer is up, then
-// makes the client and the bucket.
-func waitMinIO(ctx context.Context, m *minioServer) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	url := "http://" + m.Endpoint + "/minio/health/live"
-	err := poll(ctx, readyTimeout, 20*time.Millisecond, func() (bool, error) {
-		if m.exited() {
-			return false, errors.New("exited before it was ready")
-		}
-		resp, err := hc.Get(url)
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline", nil
-	})
-	if err != nil {
-		return err
-	}
-	m.Client, err = minio.New(m.Endpoint, &minio.Options{
-		Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""), Secure: false, Region: "us-east-1",
-	})
-	if err != nil {
-		return err
-	}
-	return m.Client.MakeBucket(ctx, m.Bucket, minio.MakeBucketOptions{})
+func (m *minioServer) pid() int    { return m.proc.PID() }
+func (m *minioServer) stop() error { return m.proc.Stop() }
+
+// prefixed copies whole lines to stderr behind the child's name.
+type prefixed struct{ name string }
+
+func (p *prefixed) Write(line []byte) (int, error) {
+	fmt.Fprintf(os.Stderr, "[%s] %s", p.name, line)
+	return len(line), nil
 }
 
 // natsServer is bin/nats-server with JetStream on a free loopback port.
@@ -266,7 +230,7 @@ type natsServer struct {
 func startNATS(ctx context.Context, bin, dir string) (*natsServer, error) {
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := serverproc.FreePort()
 		if err != nil {
 			return nil, err
 		}

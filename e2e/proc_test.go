@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/serverproc"
 )
 
 // stopGrace is how long a process gets after SIGTERM before SIGKILL.
@@ -34,7 +34,7 @@ type bins struct {
 // harness, and the busiest process.
 func buildBinaries(t *testing.T, dir string) bins {
 	t.Helper()
-	root, err := testenv.ModuleRoot()
+	root, err := serverproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,12 +210,11 @@ func (p *proc) tail(n int) string {
 // freePort returns a port that was free a moment ago on 127.0.0.1.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := serverproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

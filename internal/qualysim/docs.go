@@ -22,19 +22,29 @@ func escapeText(s string) string {
 	return b.String()
 }
 
+// appendDoctype starts a document: the XML declaration when decl, then a
+// DOCTYPE for root whose DTD is at the concatenation of dtdURL.
+func appendDoctype(b []byte, decl bool, root string, dtdURL ...string) []byte {
+	if decl {
+		b = append(b, xmlDecl...)
+	}
+	b = append(b, "<!DOCTYPE "...)
+	b = append(b, root...)
+	b = append(b, " SYSTEM \""...)
+	for _, part := range dtdURL {
+		b = append(b, part...)
+	}
+	return append(b, "\">\n"...)
+}
+
 // item is one ITEM of a SIMPLE_RETURN's ITEM_LIST.
 type item struct{ key, value string }
 
 // simpleReturn is the v2 error document. decl=false leaves out the XML
 // declaration, as the recorded 400/1905 answer does.
 func simpleReturn(base string, now int64, code int, text string, items []item, decl bool) []byte {
-	b := make([]byte, 0, 512)
-	if decl {
-		b = append(b, xmlDecl...)
-	}
-	b = append(b, "<!DOCTYPE SIMPLE_RETURN SYSTEM \""...)
-	b = append(b, base...)
-	b = append(b, "/api/2.0/simple_return.dtd\">\n<SIMPLE_RETURN>\n  <RESPONSE>\n    <DATETIME>"...)
+	b := appendDoctype(make([]byte, 0, 512), decl, "SIMPLE_RETURN", base, "/api/2.0/simple_return.dtd")
+	b = append(b, "<SIMPLE_RETURN>\n  <RESPONSE>\n    <DATETIME>"...)
 	b = appendTime(b, now)
 	b = append(b, "</DATETIME>\n    <CODE>"...)
 	b = strconv.AppendInt(b, int64(code), 10)
@@ -59,11 +69,8 @@ func simpleReturn(base string, now int64, code int, text string, items []item, d
 // genericReturn is the legacy error shape Qualys uses for internal errors
 // (999), in its well-formed variant, with the incident signature comment.
 func genericReturn(base, user string, now int64, code int, text string, signature uint64) []byte {
-	b := make([]byte, 0, 512)
-	b = append(b, xmlDecl...)
-	b = append(b, "<!DOCTYPE GENERIC_RETURN SYSTEM \""...)
-	b = append(b, base...)
-	b = append(b, "/generic_return.dtd\">\n<GENERIC_RETURN>\n <API name=\"index.php\" username=\""...)
+	b := appendDoctype(make([]byte, 0, 512), true, "GENERIC_RETURN", base, "/generic_return.dtd")
+	b = append(b, "<GENERIC_RETURN>\n <API name=\"index.php\" username=\""...)
 	b = append(b, escapeText(user)...)
 	b = append(b, "\" at=\""...)
 	b = appendTime(b, now)
@@ -79,12 +86,12 @@ func genericReturn(base, user string, now int64, code int, text string, signatur
 
 // aboutDoc answers /msp/about.php, the credential check of several clients.
 func aboutDoc(base string) []byte {
-	return []byte(xmlDecl + "<!DOCTYPE ABOUT SYSTEM \"" + base + "/about.dtd\">\n<ABOUT>\n" +
-		"  <API-VERSION MAJOR=\"2\" MINOR=\"0\"/>\n" +
-		"  <WEB-VERSION>10.38.2.0-1 (qualysim)</WEB-VERSION>\n" +
-		"  <SCANNER-VERSION>13.2.27-1</SCANNER-VERSION>\n" +
-		"  <VULNSIGS-VERSION>2.6.300-2</VULNSIGS-VERSION>\n" +
-		"</ABOUT>\n")
+	return append(appendDoctype(nil, true, "ABOUT", base, "/about.dtd"), "<ABOUT>\n"+
+		"  <API-VERSION MAJOR=\"2\" MINOR=\"0\"/>\n"+
+		"  <WEB-VERSION>10.38.2.0-1 (qualysim)</WEB-VERSION>\n"+
+		"  <SCANNER-VERSION>13.2.27-1</SCANNER-VERSION>\n"+
+		"  <VULNSIGS-VERSION>2.6.300-2</VULNSIGS-VERSION>\n"+
+		"</ABOUT>\n"...)
 }
 
 const html500 = `<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">

@@ -23,14 +23,7 @@ type page struct {
 // writePage streams the selected hosts of req, at most req.limit, then the
 // truncation WARNING when more remain. emit writes one host.
 func (s *Sim) writePage(o *out, req *request, pg page, root, dtd string, emit func(o *out, h hostRef), open string, end func(*out)) {
-	o.s(xmlDecl)
-	o.s("<!DOCTYPE ")
-	o.s(root)
-	o.s(" SYSTEM \"")
-	o.s(pg.base)
-	o.s(pg.path)
-	o.s(dtd)
-	o.s("\">\n")
+	o.buf = appendDoctype(o.buf, true, root, pg.base, pg.path, dtd)
 	o.s(evalNote)
 	o.s("<")
 	o.s(root)
@@ -199,12 +192,16 @@ func (o *out) hostname(a *hostAttrs, id uint64) {
 	o.u(id)
 }
 
-func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
-	o.s(indent)
-	o.s("<DNS><![CDATA[")
+func (o *out) fqdn(a *hostAttrs, id uint64) {
 	o.hostname(a, id)
 	o.s(".")
 	o.s(a.domain)
+}
+
+func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
+	o.s(indent)
+	o.s("<DNS><![CDATA[")
+	o.fqdn(a, id)
 	o.s("]]></DNS>\n")
 	o.s(indent)
 	o.s("<DNS_DATA>\n")
@@ -218,9 +215,7 @@ func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
 	o.s("]]></DOMAIN>\n")
 	o.s(indent)
 	o.s("  <FQDN><![CDATA[")
-	o.hostname(a, id)
-	o.s(".")
-	o.s(a.domain)
+	o.fqdn(a, id)
 	o.s("]]></FQDN>\n")
 	o.s(indent)
 	o.s("</DNS_DATA>\n")
@@ -250,15 +245,39 @@ func (s *Sim) basicHost(o *out, h hostRef) {
 	a := s.attrs(h)
 	o.hostHead(&a, h)
 	o.dnsData(&a, h.id, "        ")
+	o.hostOS(&a, false)
+	o.scanDates(&a, "LAST_VULN_SCAN_DATETIME")
+	o.s("      </HOST>\n")
+}
+
+// hostOS writes a HOST's OS; spaced puts whitespace around the CDATA, as in
+// Elastic's recorded sample.
+func (o *out) hostOS(a *hostAttrs, spaced bool) {
+	if spaced {
+		o.s("        <OS>\n          <![CDATA[")
+		o.s(a.os)
+		o.s("]]>\n        </OS>\n")
+		return
+	}
 	o.s("        <OS><![CDATA[")
 	o.s(a.os)
-	o.s("]]></OS>\n        <LAST_VULN_SCAN_DATETIME>")
+	o.s("]]></OS>\n")
+}
+
+// scanDates writes the last scan's time, date and duration, which both APIs
+// give a HOST; they name the first element differently.
+func (o *out) scanDates(a *hostAttrs, scanTag string) {
+	o.s("        <")
+	o.s(scanTag)
+	o.s(">")
 	o.t(a.scanEnd)
-	o.s("</LAST_VULN_SCAN_DATETIME>\n        <LAST_VM_SCANNED_DATE>")
+	o.s("</")
+	o.s(scanTag)
+	o.s(">\n        <LAST_VM_SCANNED_DATE>")
 	o.t(a.vmScan)
 	o.s("</LAST_VM_SCANNED_DATE>\n        <LAST_VM_SCANNED_DURATION>")
 	o.i(a.duration)
-	o.s("</LAST_VM_SCANNED_DURATION>\n      </HOST>\n")
+	o.s("</LAST_VM_SCANNED_DURATION>\n")
 }
 
 // writeDetections streams a Host List Detection answer.
@@ -271,29 +290,14 @@ func (s *Sim) writeDetections(o *out, req *request, pg page) {
 func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	a := s.attrs(h)
 	o.hostHead(&a, h)
-	if (a.h>>32)&7 == 0 {
-		// Whitespace around the CDATA, as in Elastic's recorded sample.
-		o.s("        <OS>\n          <![CDATA[")
-		o.s(a.os)
-		o.s("]]>\n        </OS>\n")
-	} else {
-		o.s("        <OS><![CDATA[")
-		o.s(a.os)
-		o.s("]]></OS>\n")
-	}
+	o.hostOS(&a, (a.h>>32)&7 == 0)
 	o.dnsData(&a, h.id, "        ")
-	o.s("        <LAST_SCAN_DATETIME>")
-	o.t(a.scanEnd)
-	o.s("</LAST_SCAN_DATETIME>\n        <LAST_VM_SCANNED_DATE>")
-	o.t(a.vmScan)
-	o.s("</LAST_VM_SCANNED_DATE>\n        <LAST_VM_SCANNED_DURATION>")
-	o.i(a.duration)
-	o.s("</LAST_VM_SCANNED_DURATION>\n        <DETECTION_LIST>\n")
+	o.scanDates(&a, "LAST_SCAN_DATETIME")
+	o.s("        <DETECTION_LIST>\n")
 
 	// Dates shared by every detection of the host, formatted once.
 	var lastBuf, scanBuf [20]byte
-	lastTS := appendTime(lastBuf[:0], h.last)
-	scanTS := appendTime(scanBuf[:0], a.scanEnd)
+	d := det{h: h, scan: a.scanEnd, lastTS: appendTime(lastBuf[:0], h.last), scanTS: appendTime(scanBuf[:0], a.scanEnd)}
 	sel := &req.filter
 	statuses := sel.Statuses
 	if statuses == 0 {
@@ -301,17 +305,18 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	}
 	n := s.m.ndet(h.i)
 	for j := range n {
-		key := s.m.detKey(h.i, j)
-		da := s.m.h(sDet, key)
-		typ := s.m.detType(da)
-		if typ == typeInfo && !sel.ShowIGs {
+		d.j, d.key = j, s.m.detKey(h.i, j)
+		d.da = s.m.h(sDet, d.key)
+		d.typ = s.m.detType(d.da)
+		if d.typ == typeInfo && !sel.ShowIGs {
 			continue
 		}
-		st := s.m.status(key, h.epoch)
-		if st&statuses == 0 {
+		d.st = s.m.status(d.key, h.epoch)
+		if d.st&statuses == 0 {
 			continue
 		}
-		s.detection(o, req, h, &a, j, key, da, typ, st, lastTS, scanTS)
+		d.db = s.m.h(sResults, d.key)
+		s.detection(o, req, &d)
 		if len(o.buf) >= flushAt && !o.flush() {
 			return
 		}
@@ -333,105 +338,153 @@ func qdsSeverity(score uint64) string {
 	return "CRITICAL"
 }
 
-func (s *Sim) detection(o *out, req *request, h hostRef, a *hostAttrs, j int, key, da uint64, typ int, st StatusSet,
-	lastTS, scanTS []byte) {
-	db := s.m.h(sResults, key)
-	period := h.sch.period
-	scan := a.scanEnd
+// det is one detection being written: its place on the host, its hashes
+// (da: attributes, db: results and dates), type and status, and the host's
+// dates it shares with its siblings.
+type det struct {
+	h              hostRef
+	scan           int64 // the host's last scan
+	j              int
+	key, da, db    uint64
+	typ            int
+	st             StatusSet
+	lastTS, scanTS []byte // the host's last processed and last scan times, formatted
+}
 
-	o.s("          <DETECTION>\n            <UNIQUE_VULN_ID>")
-	o.u(h.id<<16 | uint64(j))
-	o.s("</UNIQUE_VULN_ID>\n            <QID>")
-	if typ == typeInfo {
-		o.u(45000 + (da>>16)%1000)
-	} else {
-		o.u(10000 + (da>>16)%380000)
-	}
-	o.s("</QID>\n            <TYPE>")
-	o.s(typeNames[typ])
-	o.s("</TYPE>\n            <SEVERITY>")
-	o.u(1 + (da>>8)%5)
-	o.s("</SEVERITY>\n")
-	if typ != typeInfo {
-		port := 0
-		if (da>>36)&3 != 0 {
-			port = commonPorts[(da>>40)%uint64(len(commonPorts))]
-			o.s("            <PORT>")
-			o.u(uint64(port))
-			o.s("</PORT>\n            <PROTOCOL>")
-			if port == 53 {
-				o.s("udp")
-			} else {
-				o.s("tcp")
-			}
-			o.s("</PROTOCOL>\n")
-		}
-		if port == 443 || port == 8443 {
-			o.s("            <SSL>1</SSL>\n")
-		} else {
-			o.s("            <SSL>0</SSL>\n")
-		}
-	}
+// detection writes one DETECTION, its elements in DTD order.
+func (s *Sim) detection(o *out, req *request, d *det) {
+	o.detectionHead(d)
 	if req.showResults && s.corpus.mean > 0 {
-		if db>>60 == 0 {
-			// A newline inside the start tag, as in the JupiterOne fixture.
-			o.s("            <RESULTS\n            ><![CDATA[")
-		} else {
-			o.s("            <RESULTS><![CDATA[")
-		}
-		o.b(s.corpus.slice(db))
-		o.s("]]></RESULTS>\n")
+		o.results(s.corpus.slice(d.db), d.db>>60 == 0)
 	}
+	first, lastFound := d.found()
 	o.s("            <STATUS>")
-	o.s(statusNames[bits.TrailingZeros8(uint8(st))])
+	o.s(statusNames[bits.TrailingZeros8(uint8(d.st))])
 	o.s("</STATUS>\n            <FIRST_FOUND_DATETIME>")
-
-	first := scan - int64((db>>20)%(400*day))
-	if st == StatusNew {
-		first = scan - int64((db>>20)%uint64(period))
-	}
-	lastFound := scan
-	if st == StatusFixed {
-		lastFound = max(scan-period, first)
-	}
 	o.t(first)
 	o.s("</FIRST_FOUND_DATETIME>\n            <LAST_FOUND_DATETIME>")
 	o.t(lastFound)
 	o.s("</LAST_FOUND_DATETIME>\n")
-	if typ != typeInfo && req.showQDS {
-		score := 1 + (da>>44)%100
-		o.s("            <QDS severity=\"")
-		o.s(qdsSeverity(score))
-		o.s("\">")
-		o.u(score)
-		o.s("</QDS>\n")
-		if req.showFactors {
-			o.s("            <QDS_FACTORS>\n              <QDS_FACTOR name=\"CVSS\"><![CDATA[")
-			o.u(1 + (da>>50)%9)
-			o.s(".")
-			o.u((da >> 54) % 10)
-			o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_version\"><![CDATA[v3.x]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"epss\"><![CDATA[0.")
-			o.u(10000 + (db>>8)%90000)
-			o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_vector\"><![CDATA[")
-			o.s(cvssVectors[(da>>58)%uint64(len(cvssVectors))])
-			o.s("]]></QDS_FACTOR>\n            </QDS_FACTORS>\n")
-		}
+	if d.typ != typeInfo && req.showQDS {
+		o.qds(d, req.showFactors)
 	}
 	o.s("            <TIMES_FOUND>")
-	o.i(1 + (lastFound-first)/period)
+	o.i(1 + (lastFound-first)/d.h.sch.period)
 	o.s("</TIMES_FOUND>\n            <LAST_TEST_DATETIME>")
-	o.b(scanTS)
+	o.b(d.scanTS)
 	o.s("</LAST_TEST_DATETIME>\n            <LAST_UPDATE_DATETIME>")
-	o.b(lastTS)
+	o.b(d.lastTS)
 	o.s("</LAST_UPDATE_DATETIME>\n")
+	o.fixHistory(d, first, req.showReopened)
+	o.s("            <IS_IGNORED>0</IS_IGNORED>\n            <IS_DISABLED>0</IS_DISABLED>\n")
+	if d.typ != typeInfo && (d.da>>28)&7 == 0 {
+		o.s("            <AFFECT_RUNNING_KERNEL>1</AFFECT_RUNNING_KERNEL>\n")
+	}
+	o.s("            <LAST_PROCESSED_DATETIME>")
+	o.b(d.lastTS)
+	o.s("</LAST_PROCESSED_DATETIME>\n          </DETECTION>\n")
+}
 
+// detectionHead opens a DETECTION with what identifies it: ID, QID, type,
+// severity and, but for Information Gathered, port and SSL.
+func (o *out) detectionHead(d *det) {
+	o.s("          <DETECTION>\n            <UNIQUE_VULN_ID>")
+	o.u(d.h.id<<16 | uint64(d.j))
+	o.s("</UNIQUE_VULN_ID>\n            <QID>")
+	if d.typ == typeInfo {
+		o.u(45000 + (d.da>>16)%1000)
+	} else {
+		o.u(10000 + (d.da>>16)%380000)
+	}
+	o.s("</QID>\n            <TYPE>")
+	o.s(typeNames[d.typ])
+	o.s("</TYPE>\n            <SEVERITY>")
+	o.u(1 + (d.da>>8)%5)
+	o.s("</SEVERITY>\n")
+	if d.typ == typeInfo {
+		return
+	}
+	port := 0
+	if (d.da>>36)&3 != 0 {
+		port = commonPorts[(d.da>>40)%uint64(len(commonPorts))]
+		o.s("            <PORT>")
+		o.u(uint64(port))
+		o.s("</PORT>\n            <PROTOCOL>")
+		if port == 53 {
+			o.s("udp")
+		} else {
+			o.s("tcp")
+		}
+		o.s("</PROTOCOL>\n")
+	}
+	if port == 443 || port == 8443 {
+		o.s("            <SSL>1</SSL>\n")
+	} else {
+		o.s("            <SSL>0</SSL>\n")
+	}
+}
+
+// results writes RESULTS; newlineInTag breaks the start tag, as in the
+// JupiterOne fixture.
+func (o *out) results(text []byte, newlineInTag bool) {
+	if newlineInTag {
+		o.s("            <RESULTS\n            ><![CDATA[")
+	} else {
+		o.s("            <RESULTS><![CDATA[")
+	}
+	o.b(text)
+	o.s("]]></RESULTS>\n")
+}
+
+// found is when the detection was first and last found: a New one first
+// within the host's last scan period, a Fixed one last a period before the
+// last scan.
+func (d *det) found() (first, last int64) {
+	period := d.h.sch.period
+	first = d.scan - int64((d.db>>20)%(400*day))
+	if d.st == StatusNew {
+		first = d.scan - int64((d.db>>20)%uint64(period))
+	}
+	last = d.scan
+	if d.st == StatusFixed {
+		last = max(d.scan-period, first)
+	}
+	return first, last
+}
+
+// qds writes the QDS score and, with factors, the QDS_FACTORS behind it.
+func (o *out) qds(d *det, factors bool) {
+	score := 1 + (d.da>>44)%100
+	o.s("            <QDS severity=\"")
+	o.s(qdsSeverity(score))
+	o.s("\">")
+	o.u(score)
+	o.s("</QDS>\n")
+	if !factors {
+		return
+	}
+	o.s("            <QDS_FACTORS>\n              <QDS_FACTOR name=\"CVSS\"><![CDATA[")
+	o.u(1 + (d.da>>50)%9)
+	o.s(".")
+	o.u((d.da >> 54) % 10)
+	o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_version\"><![CDATA[v3.x]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"epss\"><![CDATA[0.")
+	o.u(10000 + (d.db>>8)%90000)
+	o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_vector\"><![CDATA[")
+	o.s(cvssVectors[(d.da>>58)%uint64(len(cvssVectors))])
+	o.s("]]></QDS_FACTOR>\n            </QDS_FACTORS>\n")
+}
+
+// fixHistory writes when the detection was last fixed, if ever, and for a
+// reopened one with show_reopened_info, when it was reopened.
+func (o *out) fixHistory(d *det, first int64, showReopened bool) {
+	scan := d.scan
 	var lastFixed int64
 	switch {
-	case st == StatusFixed:
+	case d.st == StatusFixed:
 		lastFixed = scan
-	case st == StatusReopened:
+	case d.st == StatusReopened:
 		lastFixed = first + (scan-first)/2
-	case (db>>4)&7 == 0:
+	case (d.db>>4)&7 == 0:
 		lastFixed = first + (scan-first)/3
 	}
 	if lastFixed != 0 {
@@ -439,20 +492,13 @@ func (s *Sim) detection(o *out, req *request, h hostRef, a *hostAttrs, j int, ke
 		o.t(lastFixed)
 		o.s("</LAST_FIXED_DATETIME>\n")
 	}
-	if st == StatusReopened && req.showReopened {
+	if d.st == StatusReopened && showReopened {
 		o.s("            <FIRST_REOPENED_DATETIME>")
 		o.t(lastFixed + (scan-lastFixed)/2)
 		o.s("</FIRST_REOPENED_DATETIME>\n            <LAST_REOPENED_DATETIME>")
-		o.b(scanTS)
+		o.b(d.scanTS)
 		o.s("</LAST_REOPENED_DATETIME>\n            <TIMES_REOPENED>")
-		o.u(1 + db%3)
+		o.u(1 + d.db%3)
 		o.s("</TIMES_REOPENED>\n")
 	}
-	o.s("            <IS_IGNORED>0</IS_IGNORED>\n            <IS_DISABLED>0</IS_DISABLED>\n")
-	if typ != typeInfo && (da>>28)&7 == 0 {
-		o.s("            <AFFECT_RUNNING_KERNEL>1</AFFECT_RUNNING_KERNEL>\n")
-	}
-	o.s("            <LAST_PROCESSED_DATETIME>")
-	o.b(lastTS)
-	o.s("</LAST_PROCESSED_DATETIME>\n          </DETECTION>\n")
 }

@@ -186,8 +186,25 @@ func badValue(key, val string, why string) *apiError {
 	return &apiError{status: 400, code: 1905, text: t}
 }
 
-// parseRequest validates ps for ep.
+// parseRequest validates ps for ep. Each step returns the first refusal in
+// the order Qualys checks: names, action, selection, flags, output.
 func parseRequest(ep endpoint, ps params) (*request, *apiError) {
+	if err := checkNames(ep, ps); err != nil {
+		return nil, err
+	}
+	req := &request{ep: ep, ps: ps, limit: 1000, details: "Basic", showResults: true, showQDS: true, showFactors: true}
+	req.filter.Statuses = DefaultStatuses
+	for _, parse := range []func(*request) *apiError{parseSelection, parseFlags, parseOutput} {
+		if err := parse(req); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// checkNames refuses a parameter ep does not know (1901) and a missing or
+// other action than list.
+func checkNames(ep endpoint, ps params) *apiError {
 	known := slices.Concat(commonParams, ignoredBool, ignoredAny)
 	if ep == epHostList {
 		known = append(known, hostListParams...)
@@ -201,113 +218,120 @@ func parseRequest(ep endpoint, ps params) (*request, *apiError) {
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, &apiError{400, 1901, "Unrecognized parameter(s): " + clip(strings.Join(unknown, ", "), 300)}
+		return &apiError{400, 1901, "Unrecognized parameter(s): " + clip(strings.Join(unknown, ", "), 300)}
 	}
 	action, ok := ps.get("action")
 	if !ok {
-		return nil, &apiError{400, 1903, "Missing required parameter(s): action"}
+		return &apiError{400, 1903, "Missing required parameter(s): action"}
 	}
 	if action != "list" {
-		return nil, badValue("action", action, "")
+		return badValue("action", action, "")
 	}
+	return nil
+}
 
-	req := &request{ep: ep, ps: ps, limit: 1000, details: "Basic", showResults: true, showQDS: true, showFactors: true}
-	f := &req.filter
-	f.Statuses = DefaultStatuses
+// parseSelection reads which hosts the call selects: ids, the ID bounds,
+// the page size and the processed-time window.
+func parseSelection(req *request) *apiError {
+	ps, f := req.ps, &req.filter
 	if v, ok := ps.get("ids"); ok {
 		rs, err := ParseIDs(v)
 		if err != nil {
-			return nil, &apiError{400, 1905, err.Error()}
+			return &apiError{400, 1905, err.Error()}
 		}
 		f.IDs = rs
 	}
-	for _, k := range []string{"id_min", "id_max"} {
-		v, ok := ps.get(k)
-		if !ok {
-			continue
-		}
-		n, err := parsePositive(v)
-		if err != nil {
-			return nil, badValue(k, v, "not a positive integer")
-		}
-		if k == "id_min" {
-			f.IDMin = n
-		} else {
-			f.IDMax = n
-		}
-	}
-	if v, ok := ps.get("truncation_limit"); ok {
-		n, err := strconv.ParseUint(v, 10, 31)
-		if err != nil {
-			return nil, badValue("truncation_limit", v, "not a non-negative integer")
-		}
-		req.limit = int(n)
-	}
-	for _, k := range []string{"vm_processed_after", "vm_processed_before"} {
-		v, ok := ps.get(k)
-		if !ok {
-			continue
-		}
-		t, err := ParseDate(v)
-		if err != nil {
-			return nil, badValue(k, v, "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
-		}
-		if k == "vm_processed_after" {
-			f.After = t
-		} else {
-			f.Before = t
-		}
-	}
-	type boolParam struct {
+	// cmp.Or keeps the first refusal, in order; the parses after it only
+	// write into req, which a refusal discards.
+	const notDate = "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+	return cmp.Or(
+		optional(ps, "id_min", parsePositive, "not a positive integer", &f.IDMin),
+		optional(ps, "id_max", parsePositive, "not a positive integer", &f.IDMax),
+		optional(ps, "truncation_limit", parseLimit, "not a non-negative integer", &req.limit),
+		optional(ps, "vm_processed_after", ParseDate, notDate, &f.After),
+		optional(ps, "vm_processed_before", ParseDate, notDate, &f.Before),
+	)
+}
+
+// parseFlags reads the 0/1 parameters: the ignored ones are checked too,
+// and a detection call's output switches are set.
+func parseFlags(req *request) *apiError {
+	type flag struct {
 		key string
 		dst *bool
 	}
-	var bools []boolParam
+	var flags []flag
 	for _, k := range ignoredBool {
-		bools = append(bools, boolParam{k, new(bool)})
+		flags = append(flags, flag{k, new(bool)})
 	}
-	if ep == epDetection {
-		bools = append(bools,
-			boolParam{"show_reopened_info", &req.showReopened},
-			boolParam{"show_results", &req.showResults},
-			boolParam{"show_igs", &f.ShowIGs},
-			boolParam{"show_qds", &req.showQDS},
-			boolParam{"show_qds_factors", &req.showFactors})
+	if req.ep == epDetection {
+		flags = append(flags,
+			flag{"show_reopened_info", &req.showReopened},
+			flag{"show_results", &req.showResults},
+			flag{"show_igs", &req.filter.ShowIGs},
+			flag{"show_qds", &req.showQDS},
+			flag{"show_qds_factors", &req.showFactors})
 	}
-	for _, b := range bools {
-		v, ok := ps.get(b.key)
-		if !ok {
-			continue
-		}
-		switch v {
-		case "0":
-			*b.dst = false
-		case "1":
-			*b.dst = true
-		default:
-			return nil, badValue(b.key, v, "expected 0 or 1")
+	for _, fl := range flags {
+		if err := optional(req.ps, fl.key, parseFlag, "expected 0 or 1", fl.dst); err != nil {
+			return err
 		}
 	}
-	if ep == epHostList {
+	return nil
+}
+
+// parseOutput reads what the answer holds: details on the Host List, the
+// statuses and format on detections.
+func parseOutput(req *request) *apiError {
+	ps := req.ps
+	if req.ep == epHostList {
 		if v, ok := ps.get("details"); ok {
 			if v != "None" && v != "Basic" {
-				return nil, badValue("details", v, "the simulator serves None and Basic")
+				return badValue("details", v, "the simulator serves None and Basic")
 			}
 			req.details = v
 		}
-		return req, nil
+		return nil
 	}
-	if v, ok := ps.get("status"); ok {
-		set, err := ParseStatuses(v)
-		if err != nil {
-			return nil, badValue("status", v, "")
-		}
-		f.Statuses = set
+	if err := optional(ps, "status", ParseStatuses, "", &req.filter.Statuses); err != nil {
+		return err
 	}
 	if v, ok := ps.get("output_format"); ok && v != "XML" {
-		return nil, badValue("output_format", v, "the simulator serves XML only")
+		return badValue("output_format", v, "the simulator serves XML only")
 	}
-	return req, nil
+	return nil
+}
+
+// optional sets *dst from key's value when the call has key; a value parse
+// rejects is refused as invalid (1905), saying why.
+func optional[T any](ps params, key string, parse func(string) (T, error), why string, dst *T) *apiError {
+	v, ok := ps.get(key)
+	if !ok {
+		return nil
+	}
+	x, err := parse(v)
+	if err != nil {
+		return badValue(key, v, why)
+	}
+	*dst = x
+	return nil
+}
+
+// parseLimit reads truncation_limit: 0 (no limit) or a page size.
+func parseLimit(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 31)
+	return int(n), err
+}
+
+// parseFlag reads a 0/1 switch.
+func parseFlag(s string) (bool, error) {
+	switch s {
+	case "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, strconv.ErrSyntax
 }
 
 func clip(s string, n int) string {

@@ -275,139 +275,192 @@ func (st *epStats) writeDoc(w http.ResponseWriter, status int, contentType strin
 	st.bytes.Add(int64(n))
 }
 
+// apiCall is one API call being answered: what the steps of serveAPI share,
+// and the outcome its stats record ends with.
+type apiCall struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	ep      endpoint
+	st      *epStats
+	now     time.Time
+	base    string
+	outcome string
+	slowed  []string
+	sink    *httpSink // set once the body streams
+}
+
+// record counts the call. It runs deferred, on the reset fault's panic too,
+// when a fault that fired in the sink decides the outcome.
+func (c *apiCall) record() {
+	if c.sink != nil && c.sink.fired {
+		c.outcome = "fault/" + string(c.sink.fault)
+	}
+	c.st.record(c.outcome, c.slowed...)
+}
+
+// doc answers with a whole small document.
+func (c *apiCall) doc(outcome string, status int, contentType string, body []byte) {
+	c.outcome = outcome
+	c.st.writeDoc(c.w, status, contentType, body)
+}
+
+// refuse answers with a SIMPLE_RETURN; a 400 leaves out the XML
+// declaration, as the recorded one does.
+func (c *apiCall) refuse(e *apiError) {
+	c.doc(strconv.Itoa(e.status)+"/"+strconv.Itoa(e.code), e.status, "application/xml",
+		simpleReturn(c.base, c.now.Unix(), e.code, e.text, nil, e.status != 400))
+}
+
 // serveAPI answers one API call. The order of checks: credentials, account
 // state, limits (concurrency before rate), X-Requested-With, parameters,
 // faults; then the body streams. Every call after the limit check carries
 // the limit headers; 401 and 2001 answers carry none, as recorded.
 func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
-	st := &s.stats[ep]
-	now := s.clock.Now()
-	base := s.baseURL(r)
+	c := &apiCall{w: w, r: r, ep: ep, st: &s.stats[ep], now: s.clock.Now(), base: s.baseURL(r), outcome: "ok"}
 	w.Header().Set("Server", "Qualys")
+	defer c.record()
 
-	outcome, slowed := "ok", []string(nil)
-	var sink *httpSink
-	defer func() {
-		// Runs on the reset fault's panic too.
-		if sink != nil && sink.fired {
-			outcome = "fault/" + string(sink.fault)
-		}
-		st.record(outcome, slowed...)
-	}()
-
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		outcome = "405"
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !s.admitAccount(c) {
 		return
 	}
-	s.faults.mu.Lock()
-	reject, expired := s.faults.cfg.RejectLogins, s.faults.cfg.AccountExpired
-	s.faults.mu.Unlock()
-	if !s.checkLogin(r, reject) {
-		outcome = "401/2000"
-		w.Header().Set("WWW-Authenticate", `Basic realm="Qualys API"`)
-		st.writeDoc(w, http.StatusUnauthorized, "application/xml", simpleReturn(base, now.Unix(), 2000, "Bad Login/Password", nil, true))
-		return
-	}
-	if expired {
-		outcome = "200/2001"
-		st.writeDoc(w, http.StatusOK, "text/xml;charset=UTF-8", simpleReturn(base, now.Unix(), 2001, "This account has expired.", nil, true))
-		return
-	}
-
-	v := s.lim[ep].admit(now)
+	v := s.lim[ep].admit(c.now)
 	v.setHeaders(w.Header())
 	if !v.ok {
-		outcome = "409/" + strconv.Itoa(v.code)
-		it := item{"CALLS_TO_FINISH", strconv.Itoa(v.callsToFinish)}
-		if v.code == 1965 {
-			it = item{"SECONDS_TO_WAIT", strconv.Itoa(v.toWait)}
-		}
-		st.writeDoc(w, http.StatusConflict, "application/xml", simpleReturn(base, now.Unix(), v.code, v.refusalText(), []item{it}, true))
+		refuseOverLimit(c, v)
 		return
 	}
 	defer s.lim[ep].release()
 
-	fail := func(e *apiError) {
-		outcome = strconv.Itoa(e.status) + "/" + strconv.Itoa(e.code)
-		st.writeDoc(w, e.status, "application/xml", simpleReturn(base, now.Unix(), e.code, e.text, nil, e.status != 400))
+	req, ok := s.readRequest(c)
+	if !ok {
+		return
 	}
-	if ep != epAbout && r.Header.Get("X-Requested-With") == "" {
+	p := s.faults.decide(s.m, ep)
+	if p.slowStart > 0 {
+		c.slowed = append(c.slowed, string(FaultSlowStart))
+	}
+	if sleepCtx(r.Context(), s.ctx.Done(), s.thinkTime(req, c.now)+p.slowStart) != nil {
+		c.outcome = "client_gone"
+		return
+	}
+	if s.serveOutcomeFault(c, p) {
+		return
+	}
+	s.streamBody(c, req, p)
+}
+
+// admitAccount answers a call the account may not make (wrong method, bad
+// login, expired account) and reports whether the call goes on.
+func (s *Sim) admitAccount(c *apiCall) bool {
+	if c.r.Method != http.MethodGet && c.r.Method != http.MethodPost {
+		c.outcome = "405"
+		c.w.Header().Set("Allow", "GET, POST")
+		http.Error(c.w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	}
+	s.faults.mu.Lock()
+	reject, expired := s.faults.cfg.RejectLogins, s.faults.cfg.AccountExpired
+	s.faults.mu.Unlock()
+	if !s.checkLogin(c.r, reject) {
+		c.w.Header().Set("WWW-Authenticate", `Basic realm="Qualys API"`)
+		c.doc("401/2000", http.StatusUnauthorized, "application/xml",
+			simpleReturn(c.base, c.now.Unix(), 2000, "Bad Login/Password", nil, true))
+		return false
+	}
+	if expired {
+		c.doc("200/2001", http.StatusOK, "text/xml;charset=UTF-8",
+			simpleReturn(c.base, c.now.Unix(), 2001, "This account has expired.", nil, true))
+		return false
+	}
+	return true
+}
+
+// refuseOverLimit answers a call the concurrency or rate limit turned away.
+func refuseOverLimit(c *apiCall, v verdict) {
+	it := item{"CALLS_TO_FINISH", strconv.Itoa(v.callsToFinish)}
+	if v.code == 1965 {
+		it = item{"SECONDS_TO_WAIT", strconv.Itoa(v.toWait)}
+	}
+	c.doc("409/"+strconv.Itoa(v.code), http.StatusConflict, "application/xml",
+		simpleReturn(c.base, c.now.Unix(), v.code, v.refusalText(), []item{it}, true))
+}
+
+// readRequest checks the header and parameters of an admitted call. It
+// answers about.php whole, and any call it refuses; ok means a Host List or
+// detection answer is to be streamed for req.
+func (s *Sim) readRequest(c *apiCall) (req *request, ok bool) {
+	if c.ep != epAbout && c.r.Header.Get("X-Requested-With") == "" {
 		// Qualys' answer to a missing header is unpublished
 		// (qualys-api.md §9); a 400 that names it is the useful choice.
-		fail(&apiError{400, 1903, "Missing required parameter(s): X-Requested-With header (required for all API v2 calls)"})
-		return
+		c.refuse(&apiError{400, 1903, "Missing required parameter(s): X-Requested-With header (required for all API v2 calls)"})
+		return nil, false
 	}
-	ps, err := readParams(r)
+	ps, err := readParams(c.r)
 	if err != nil {
-		fail(&apiError{400, 1905, err.Error()})
-		return
+		c.refuse(&apiError{400, 1905, err.Error()})
+		return nil, false
 	}
-	if ep == epAbout {
-		st.writeDoc(w, http.StatusOK, "application/xml", aboutDoc(base))
-		return
+	if c.ep == epAbout {
+		c.st.writeDoc(c.w, http.StatusOK, "application/xml", aboutDoc(c.base))
+		return nil, false
 	}
-	req, aerr := parseRequest(ep, ps)
+	req, aerr := parseRequest(c.ep, ps)
 	if aerr != nil {
-		fail(aerr)
-		return
+		c.refuse(aerr)
+		return nil, false
 	}
+	return req, true
+}
 
-	p := s.faults.decide(s.m, ep)
-	ctx := r.Context()
-
-	if p.slowStart > 0 {
-		slowed = append(slowed, string(FaultSlowStart))
-	}
-	if sleepCtx(ctx, s.ctx.Done(), s.thinkTime(req, now)+p.slowStart) != nil {
-		outcome = "client_gone"
-		return
-	}
+// serveOutcomeFault answers with a fault that replaces the whole answer,
+// if p drew one, and reports whether it did.
+func (s *Sim) serveOutcomeFault(c *apiCall, p plan) bool {
 	switch p.outcome {
 	case Fault500:
-		outcome = "fault/500"
-		st.writeDoc(w, http.StatusInternalServerError, "text/html; charset=iso-8859-1", []byte(html500))
-		return
+		c.doc("fault/500", http.StatusInternalServerError, "text/html; charset=iso-8859-1", []byte(html500))
 	case Fault503:
-		outcome = "fault/503"
+		c.outcome = "fault/503"
 		if p.cfg.HTML503 {
-			st.writeDoc(w, http.StatusServiceUnavailable, "text/html; charset=iso-8859-1", []byte(html503))
+			c.st.writeDoc(c.w, http.StatusServiceUnavailable, "text/html; charset=iso-8859-1", []byte(html503))
 		} else {
-			w.WriteHeader(http.StatusServiceUnavailable)
+			c.w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		return
 	case FaultErrorDoc:
-		outcome = "fault/errordoc"
 		code := p.cfg.ErrorDocCode
-		st.writeDoc(w, http.StatusOK, "application/xml", simpleReturn(base, now.Unix(), code, errorDocText(code), nil, true))
-		return
+		c.doc("fault/errordoc", http.StatusOK, "application/xml",
+			simpleReturn(c.base, c.now.Unix(), code, errorDocText(code), nil, true))
 	case Fault999:
-		outcome = "fault/999"
-		st.writeDoc(w, http.StatusInternalServerError, "application/xml",
-			genericReturn(base, s.cfg.Username, now.Unix(), 999, "Internal error. Please contact customer support.", s.m.h2(sFault, p.seq, 5)))
-		return
+		c.doc("fault/999", http.StatusInternalServerError, "application/xml",
+			genericReturn(c.base, s.cfg.Username, c.now.Unix(), 999, "Internal error. Please contact customer support.", s.m.h2(sFault, p.seq, 5)))
+	default:
+		return false
 	}
+	return true
+}
 
-	w.Header().Set("Content-Type", "application/xml")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+// streamBody sends the 200 header, then writes the Host List or detection
+// document through a sink that applies p's mid-body fault and bandwidth.
+func (s *Sim) streamBody(c *apiCall, req *request, p plan) {
+	c.w.Header().Set("Content-Type", "application/xml")
+	c.w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(c.w)
 	if rc.Flush() != nil {
-		outcome = "client_gone"
+		c.outcome = "client_gone"
 		return
 	}
-	sink = &httpSink{ctx: ctx, wake: s.ctx.Done(), w: w, rc: rc, bytes: &st.bytes, stalling: &s.stalling}
+	sink := &httpSink{ctx: c.r.Context(), wake: s.ctx.Done(), w: c.w, rc: rc, bytes: &c.st.bytes, stalling: &s.stalling}
+	c.sink = sink
 	if p.outcome.midBody() {
 		sink.fault, sink.at, sink.stallFor = p.outcome, p.offset, p.cfg.StallFor
 	}
 	if p.bandwidth > 0 {
-		slowed = append(slowed, string(FaultBandwidth))
+		c.slowed = append(c.slowed, string(FaultBandwidth))
 		sink.lim, sink.burst = newBandwidth(p.bandwidth)
 	}
 	bp := s.bufs.Get().(*[]byte)
 	o := &out{buf: (*bp)[:0], sink: sink}
-	pg := page{base: base, path: r.URL.Path, now: now.Unix()}
-	if ep == epDetection {
+	pg := page{base: c.base, path: c.r.URL.Path, now: c.now.Unix()}
+	if c.ep == epDetection {
 		s.writeDetections(o, req, pg)
 	} else {
 		s.writeHostList(o, req, pg)
@@ -415,7 +468,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	*bp = o.buf[:0]
 	s.bufs.Put(bp)
 	if o.err != nil && !errors.Is(o.err, errCut) {
-		outcome = "client_gone"
+		c.outcome = "client_gone"
 	}
 }
 
