@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
@@ -24,7 +26,7 @@ type fleet struct {
 	name string
 	backing
 	js      jetstream.JetStream
-	q       *msg.Queue
+	q       app.JetStream
 	workers []*proc
 	// maxBackoff, when set, is the workers' QFETCH_WORKER_MAX_BACKOFF; env
 	// is added to theirs.
@@ -123,8 +125,8 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 	for _, b := range batches {
 		hosts += len(b)
 	}
-	if _, err := f.q.CreateRun(ctx, msg.RunRecord{
-		ID: run, Before: before, State: msg.RunFetching,
+	if _, err := f.q.CreateRun(ctx, ledger.RunRecord{
+		ID: run, Before: before, State: ledger.RunFetching,
 		PlanningComplete: true, BatchesPlanned: len(batches), HostsPlanned: hosts,
 	}); err != nil {
 		return fleetResult{}, err
@@ -163,10 +165,10 @@ func (f *fleet) runBatches(ctx context.Context, tag string, batches [][]uint64, 
 		if err != nil {
 			return false, err
 		}
-		if rec.State == msg.RunFailed {
+		if rec.State == ledger.RunFailed {
 			return false, fmt.Errorf("run failed: %s", rec.Error)
 		}
-		return rec.State == msg.RunComplete, nil
+		return rec.State == ledger.RunComplete, nil
 	})
 	wall := time.Since(start)
 	if err != nil {

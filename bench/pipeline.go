@@ -17,6 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
@@ -28,7 +31,7 @@ type dataRun struct {
 	h *harness
 	backing
 	js     jetstream.JetStream
-	q      *msg.Queue
+	q      app.JetStream
 	ids    []uint64
 	bytes  int64 // the calibrated response size
 	worker *proc
@@ -64,29 +67,29 @@ func (h *harness) startDataRun(ctx context.Context, name string, target int64) (
 }
 
 // connectQueue opens the harness's own view of the queue.
-func connectQueue(ctx context.Context, url string) (*nats.Conn, jetstream.JetStream, *msg.Queue, error) {
+func connectQueue(ctx context.Context, url string) (*nats.Conn, jetstream.JetStream, app.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("qfetch-bench"))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	_, js, q, err := connectQueueOn(ctx, nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	return nc, js, q, nil
 }
 
 // connectQueueOn sets the queue up on nc. It adopts the consumer: the
 // worker's QFETCH_MAX_IN_FLIGHT owns it.
-func connectQueueOn(ctx context.Context, nc *nats.Conn) (*nats.Conn, jetstream.JetStream, *msg.Queue, error) {
+func connectQueueOn(ctx context.Context, nc *nats.Conn) (*nats.Conn, jetstream.JetStream, app.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
-	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: 1, AdoptConsumer: true})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 1}, 0, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	return nc, js, q, nil
 }
@@ -191,8 +194,8 @@ func (d *dataRun) stopWorker() error {
 func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
 	run := runID(tag)
 	before := time.Now().UTC().Truncate(time.Second)
-	if _, err := d.q.CreateRun(ctx, msg.RunRecord{
-		ID: run, Before: before, State: msg.RunFetching,
+	if _, err := d.q.CreateRun(ctx, ledger.RunRecord{
+		ID: run, Before: before, State: ledger.RunFetching,
 		PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: len(d.ids),
 	}); err != nil {
 		return sample{}, err
@@ -222,10 +225,10 @@ func (d *dataRun) workerRep(ctx context.Context, tag string) (sample, error) {
 		if err != nil {
 			return false, err
 		}
-		if rec.State == msg.RunFailed {
+		if rec.State == ledger.RunFailed {
 			return false, fmt.Errorf("run failed: %s", rec.Error)
 		}
-		return rec.State == msg.RunComplete, nil
+		return rec.State == ledger.RunComplete, nil
 	})
 	wall := time.Since(start)
 	if err != nil {

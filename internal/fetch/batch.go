@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -36,7 +37,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
-	if rec, err := w.q.GetRun(ctx, b.Run); err == nil && rec.State == msg.RunComplete {
+	if rec, err := w.ledger.GetRun(ctx, b.Run); err == nil && rec.State == ledger.RunComplete {
 		// A late redelivery of a completed run would overwrite objects the
 		// manifest already describes.
 		log.Info("run already complete: dropping a late copy of a batch")
@@ -70,10 +71,10 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 }
 
 // fetch calls Qualys for batch b and streams every page into the store.
-func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error) {
+func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, error) {
 	ids, err := qualys.DecodeIDs(b.IDs)
 	if err != nil {
-		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
+		return ledger.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
 	form := qualys.DetectionQuery{
 		IDs:             ids,
@@ -83,7 +84,7 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 		Extra:           b.Params,
 	}.Form()
 
-	res := msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
+	res := ledger.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
 	var idMin uint64
 	for page := 1; ; page++ {
 		if page > maxPages {
@@ -94,7 +95,7 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		res.Objects = append(res.Objects, msg.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
+		res.Objects = append(res.Objects, ledger.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
 		res.HostsReturned += sum.Hosts
 		w.metrics.bytes.Add(float64(obj.Size))
 		if sum.Warning == nil {
@@ -130,8 +131,8 @@ func (w *Worker) fetchPage(ctx context.Context, form map[string][]string, key st
 
 // record writes the batch result, then acks: in that order, so that a crash
 // between the two redelivers the batch, which overwrites its own keys (I3).
-func (w *Worker) record(ctx context.Context, m jetstream.Msg, r msg.BatchResult) error {
-	if err := w.q.MarkDone(ctx, r); err != nil {
+func (w *Worker) record(ctx context.Context, m jetstream.Msg, r ledger.BatchResult) error {
+	if err := w.ledger.MarkDone(ctx, r); err != nil {
 		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
 	}
 	if err := m.DoubleAck(ctx); err != nil {
@@ -212,7 +213,7 @@ func (w *Worker) decide(ctx context.Context, m jetstream.Msg, b msg.Batch, deliv
 			w.nak(m, w.cfg.ProbeEvery, log)
 			return
 		}
-		n, cerr := w.q.CountFailure(actx, b.Run, b.Key())
+		n, cerr := w.ledger.CountFailure(actx, b.Run, b.Key())
 		if cerr != nil {
 			log.Warn("counting the failure", "err", cerr)
 		}
@@ -276,10 +277,10 @@ func (w *Worker) split(ctx context.Context, m jetstream.Msg, b msg.Batch, cause 
 	if err != nil {
 		return false
 	}
-	s := msg.Split{Batch: b.Key(), Halves: [2]string{first.Key(), second.Key()}, Reason: cause.Error(), At: w.cfg.Now().UTC()}
+	s := ledger.Split{Batch: b.Key(), Halves: [2]string{first.Key(), second.Key()}, Reason: cause.Error(), At: w.cfg.Now().UTC()}
 	// Record first: completion must know the batch is replaced before the
 	// halves can finish.
-	if err := w.q.MarkSplit(ctx, b.Run, s); err != nil {
+	if err := w.ledger.MarkSplit(ctx, b.Run, s); err != nil {
 		log.Warn("recording a split failed", "err", err)
 		return false
 	}

@@ -21,18 +21,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
 
-// Queue is the part of JetStream completion reads and claims.
-type Queue interface {
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
-	UpdateRun(ctx context.Context, id string, change func(*msg.RunRecord) error) (msg.RunRecord, error)
+// Ledger is the part of the run ledger completion reads and claims.
+type Ledger interface {
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	UpdateRun(ctx context.Context, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
 	CountDone(ctx context.Context, run string) (int, error)
-	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
-	Splits(ctx context.Context, run string) ([]msg.Split, error)
-	AdvanceWatermark(ctx context.Context, w msg.Watermark) (bool, error)
+	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]ledger.Split, error)
+	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
 }
 
 // Store is where the manifest and markers go.
@@ -44,7 +44,7 @@ type Store interface {
 
 // Finisher completes runs.
 type Finisher struct {
-	q      Queue
+	q      Ledger
 	store  Store
 	prefix string
 	owner  string
@@ -64,7 +64,7 @@ type Config struct {
 }
 
 // New builds a finisher.
-func New(cfg Config, q Queue, store Store, log *slog.Logger) *Finisher {
+func New(cfg Config, q Ledger, store Store, log *slog.Logger) *Finisher {
 	if cfg.StaleClaim <= 0 {
 		cfg.StaleClaim = 5 * time.Minute
 	}
@@ -84,10 +84,10 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if err != nil {
 		return err
 	}
-	if !rec.PlanningComplete || rec.State == msg.RunComplete || rec.State == msg.RunFailed {
+	if !rec.PlanningComplete || rec.State == ledger.RunComplete || rec.State == ledger.RunFailed {
 		return nil
 	}
-	if rec.State == msg.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
+	if rec.State == ledger.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
 		return nil
 	}
 	splits, err := f.q.Splits(ctx, run)
@@ -113,14 +113,14 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 		return nil
 	}
 
-	claimed, err := f.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
+	claimed, err := f.q.UpdateRun(ctx, run, func(r *ledger.RunRecord) error {
 		switch {
-		case r.State == msg.RunComplete || r.State == msg.RunFailed:
+		case r.State == ledger.RunComplete || r.State == ledger.RunFailed:
 			return errNotMine
-		case r.State == msg.RunCompleting && f.now().Sub(r.FinishStarted) < f.stale:
+		case r.State == ledger.RunCompleting && f.now().Sub(r.FinishStarted) < f.stale:
 			return errNotMine
 		}
-		r.State = msg.RunCompleting
+		r.State = ledger.RunCompleting
 		r.Finisher = f.owner
 		r.FinishStarted = f.now().UTC()
 		return nil
@@ -137,7 +137,7 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 // resolve picks, for every planned batch, the results that stand for it:
 // its own, or (when it was split) its halves', recursively. missing names
 // the first batch with neither.
-func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used []msg.BatchResult, missing string) {
+func resolve(planned int, results []ledger.BatchResult, splits []ledger.Split) (used []ledger.BatchResult, missing string) {
 	r := newResolver(results, splits)
 	for i := 1; i <= planned; i++ {
 		if key := strconv.Itoa(i); !r.walk(key, 0) {
@@ -153,7 +153,7 @@ func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used [
 // standing for its covered parts (its halves', recursively). A whole
 // batch's result that its halves replace is left out, so hosts and bytes
 // are not counted twice.
-func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (covered int, counted []msg.BatchResult) {
+func Progress(planned int, results []ledger.BatchResult, splits []ledger.Split) (covered int, counted []ledger.BatchResult) {
 	r := newResolver(results, splits)
 	var partial func(key string, depth int)
 	partial = func(key string, depth int) {
@@ -177,13 +177,13 @@ func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (cover
 }
 
 type resolver struct {
-	done   map[string]msg.BatchResult
+	done   map[string]ledger.BatchResult
 	halves map[string][2]string
-	used   []msg.BatchResult
+	used   []ledger.BatchResult
 }
 
-func newResolver(results []msg.BatchResult, splits []msg.Split) *resolver {
-	r := &resolver{done: make(map[string]msg.BatchResult, len(results)), halves: make(map[string][2]string, len(splits))}
+func newResolver(results []ledger.BatchResult, splits []ledger.Split) *resolver {
+	r := &resolver{done: make(map[string]ledger.BatchResult, len(results)), halves: make(map[string][2]string, len(splits))}
 	for _, res := range results {
 		r.done[res.Batch] = res
 	}
@@ -223,7 +223,7 @@ type Manifest struct {
 	Finisher  string              `json:"finisher"`
 	HostList  []ManifestObject    `json:"hostlist"`
 	Batches   []ManifestBatch     `json:"batches"`
-	Splits    []msg.Split         `json:"splits,omitempty"`
+	Splits    []ledger.Split      `json:"splits,omitempty"`
 	Totals    Totals              `json:"totals"`
 }
 
@@ -273,7 +273,7 @@ type Latest struct {
 // complete writes the manifest, then _SUCCESS, then the watermark, then
 // latest.json, then marks the run complete. Every step is safe to repeat,
 // so a finisher taking over a stale claim simply does them all again.
-func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.BatchResult, splits []msg.Split) error {
+func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []ledger.BatchResult, splits []ledger.Split) error {
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
 		Created: rec.Created, Completed: now, Finisher: f.owner, Splits: splits}
@@ -283,7 +283,7 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 		}
 		m.HostList = append(m.HostList, ManifestObject{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256})
 	}
-	slices.SortFunc(used, func(a, b msg.BatchResult) int { return compareKeys(a.Batch, b.Batch) })
+	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return compareKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
 			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
@@ -311,17 +311,17 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 	}
 	// The watermark moves only now that the run is complete (I1), and only
 	// forward: an older run completing late leaves it alone.
-	if _, err := f.q.AdvanceWatermark(ctx, msg.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
+	if _, err := f.q.AdvanceWatermark(ctx, ledger.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
 		return fmt.Errorf("finish %s: advancing the watermark: %w", rec.ID, err)
 	}
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
 	}
-	_, err := f.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
-		r.State = msg.RunComplete
+	_, err := f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+		r.State = ledger.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
-		r.Totals = &msg.RunTotals{Batches: m.Totals.Batches, Objects: m.Totals.Objects, Bytes: m.Totals.Bytes,
+		r.Totals = &ledger.RunTotals{Batches: m.Totals.Batches, Objects: m.Totals.Objects, Bytes: m.Totals.Bytes,
 			HostsRequested: m.Totals.HostsRequested, HostsReturned: m.Totals.HostsReturned}
 		return nil
 	})

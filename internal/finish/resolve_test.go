@@ -4,35 +4,35 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 func TestResolve(t *testing.T) {
-	done := func(keys ...string) []msg.BatchResult {
-		var out []msg.BatchResult
+	done := func(keys ...string) []ledger.BatchResult {
+		var out []ledger.BatchResult
 		for _, k := range keys {
-			out = append(out, msg.BatchResult{Batch: k})
+			out = append(out, ledger.BatchResult{Batch: k})
 		}
 		return out
 	}
-	split := func(b, h1, h2 string) msg.Split { return msg.Split{Batch: b, Halves: [2]string{h1, h2}} }
+	split := func(b, h1, h2 string) ledger.Split { return ledger.Split{Batch: b, Halves: [2]string{h1, h2}} }
 	tests := []struct {
 		name    string
 		planned int
-		results []msg.BatchResult
-		splits  []msg.Split
+		results []ledger.BatchResult
+		splits  []ledger.Split
 		used    []string
 		missing string
 	}{
 		{"all done", 3, done("1", "2", "3"), nil, []string{"1", "2", "3"}, ""},
 		{"one missing", 3, done("1", "3"), nil, nil, "2"},
 		{"empty run", 0, nil, nil, nil, ""},
-		{"split halves done", 2, done("1", "2.1", "2.2"), []msg.Split{split("2", "2.1", "2.2")}, []string{"1", "2.1", "2.2"}, ""},
-		{"split, one half missing", 2, done("1", "2.1"), []msg.Split{split("2", "2.1", "2.2")}, nil, "2"},
+		{"split halves done", 2, done("1", "2.1", "2.2"), []ledger.Split{split("2", "2.1", "2.2")}, []string{"1", "2.1", "2.2"}, ""},
+		{"split, one half missing", 2, done("1", "2.1"), []ledger.Split{split("2", "2.1", "2.2")}, nil, "2"},
 		{"split twice", 1, done("1.1", "1.2.1", "1.2.2"),
-			[]msg.Split{split("1", "1.1", "1.2"), split("1.2", "1.2.1", "1.2.2")}, []string{"1.1", "1.2.1", "1.2.2"}, ""},
-		{"whole result stands in for unfinished halves", 1, done("1", "1.1"), []msg.Split{split("1", "1.1", "1.2")}, []string{"1"}, ""},
-		{"halves preferred over a raced whole result", 1, done("1", "1.1", "1.2"), []msg.Split{split("1", "1.1", "1.2")}, []string{"1.1", "1.2"}, ""},
+			[]ledger.Split{split("1", "1.1", "1.2"), split("1.2", "1.2.1", "1.2.2")}, []string{"1.1", "1.2.1", "1.2.2"}, ""},
+		{"whole result stands in for unfinished halves", 1, done("1", "1.1"), []ledger.Split{split("1", "1.1", "1.2")}, []string{"1"}, ""},
+		{"halves preferred over a raced whole result", 1, done("1", "1.1", "1.2"), []ledger.Split{split("1", "1.1", "1.2")}, []string{"1.1", "1.2"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,27 +49,27 @@ func TestResolve(t *testing.T) {
 }
 
 func TestProgress(t *testing.T) {
-	done := func(keys ...string) []msg.BatchResult {
-		var out []msg.BatchResult
+	done := func(keys ...string) []ledger.BatchResult {
+		var out []ledger.BatchResult
 		for _, k := range keys {
-			out = append(out, msg.BatchResult{Batch: k})
+			out = append(out, ledger.BatchResult{Batch: k})
 		}
 		return out
 	}
-	split := func(b, h1, h2 string) msg.Split { return msg.Split{Batch: b, Halves: [2]string{h1, h2}} }
+	split := func(b, h1, h2 string) ledger.Split { return ledger.Split{Batch: b, Halves: [2]string{h1, h2}} }
 	tests := []struct {
 		name    string
 		planned int
-		results []msg.BatchResult
-		splits  []msg.Split
+		results []ledger.BatchResult
+		splits  []ledger.Split
 		covered int
 		counted []string
 	}{
 		{"nothing done", 3, nil, nil, 0, nil},
 		{"some done", 3, done("1", "3"), nil, 2, []string{"1", "3"}},
-		{"one half of a split done", 2, done("1", "2.1"), []msg.Split{split("2", "2.1", "2.2")}, 1, []string{"1", "2.1"}},
-		{"whole and halves both done: halves only", 1, done("1", "1.1", "1.2"), []msg.Split{split("1", "1.1", "1.2")}, 1, []string{"1.1", "1.2"}},
-		{"whole and one half: the whole only", 1, done("1", "1.1"), []msg.Split{split("1", "1.1", "1.2")}, 1, []string{"1"}},
+		{"one half of a split done", 2, done("1", "2.1"), []ledger.Split{split("2", "2.1", "2.2")}, 1, []string{"1", "2.1"}},
+		{"whole and halves both done: halves only", 1, done("1", "1.1", "1.2"), []ledger.Split{split("1", "1.1", "1.2")}, 1, []string{"1.1", "1.2"}},
+		{"whole and one half: the whole only", 1, done("1", "1.1"), []ledger.Split{split("1", "1.1", "1.2")}, 1, []string{"1"}},
 		{"batch beyond those planned so far", 1, done("1", "2"), nil, 1, []string{"1"}},
 	}
 	for _, tt := range tests {

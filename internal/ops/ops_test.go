@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/ops"
@@ -102,7 +103,7 @@ func TestRunsInEveryState(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = e.Planner().Run(pctx) })
-	var d msg.RunRecord
+	var d ledger.RunRecord
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		ids, _ := e.Q.RunIDs(ctx)
 		if len(ids) < 4 {
@@ -172,12 +173,19 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 
 	// Replay B's dead letter; the workers complete B (and D).
+	if fails, err := e.Q.Failures(ctx, b.ID); err != nil || fails[dls[0].BatchKey()] == 0 {
+		t.Fatalf("failure count before replay: %v, %v", fails, err)
+	}
 	buf.Reset()
 	if err := ops.DLQReplay(ctx, e.Q, ops.Selection{Run: b.ID}, ops.Output{W: &buf}); err != nil {
 		t.Fatalf("replay: %v\n%s", err, buf.String())
 	}
 	if n := len(e.deadLetters("")); n != 0 {
 		t.Fatalf("%d dead letters after replay", n)
+	}
+	// Replayed with its failure count reset: a full share of retries again.
+	if fails, err := e.Q.Failures(ctx, b.ID); err != nil || fails[dls[0].BatchKey()] != 0 {
+		t.Fatalf("failure count after replay: %v, %v", fails, err)
 	}
 	e.Work(func() bool { return e.Complete(b.ID)() && e.Complete(d.ID)() })
 	got = e.runs(runstat.Config{})
@@ -255,6 +263,12 @@ func TestDropAcceptsIncomplete(t *testing.T) {
 	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{}, "alice@ops", "", true, ops.Output{W: &buf}); !errors.Is(err, ops.ErrSelection) {
 		t.Fatalf("drop of nothing named: %v", err)
 	}
+	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{Seqs: []uint64{dls[0].Seq}}, "", "no", true, ops.Output{W: &buf}); err == nil {
+		t.Fatal("a drop by nobody was accepted")
+	}
+	if n := len(e.deadLetters(b.ID)); n != 1 || e.Record(b.ID).Accepted != nil {
+		t.Fatalf("a drop by nobody removed or recorded it: %d left", n)
+	}
 	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{Seqs: []uint64{dls[0].Seq}}, "alice@ops", "host decommissioned", true, ops.Output{W: &buf}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +282,7 @@ func TestDropAcceptsIncomplete(t *testing.T) {
 	if s := e.runs(runstat.Config{})[b.ID]; s.State != runstat.AcceptedIncomplete {
 		t.Fatalf("state %q, want accepted-incomplete", s.State)
 	}
-	if _, err := e.Q.Watermark(ctx); !errors.Is(err, msg.ErrNoWatermark) {
+	if _, err := e.Q.Watermark(ctx); !errors.Is(err, ledger.ErrNoWatermark) {
 		t.Fatalf("drop moved the watermark: %v", err)
 	}
 	// Dropping again finds nothing: the dead letter is gone for good.
@@ -312,8 +326,8 @@ func TestWatermarkSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var shown struct {
-		Current *msg.Watermark  `json:"current"`
-		History []msg.Watermark `json:"history"`
+		Current *ledger.Watermark  `json:"current"`
+		History []ledger.Watermark `json:"history"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &shown); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -90,15 +91,16 @@ type Finisher interface {
 type Planner struct {
 	cfg    Config
 	q      *msg.Queue
+	l      *ledger.Ledger
 	hosts  HostLister
 	store  Store
 	finish Finisher
 	log    *slog.Logger
 }
 
-// New builds a planner; finish may be nil.
-func New(cfg Config, q *msg.Queue, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
-	return &Planner{cfg: cfg.withDefaults(), q: q, hosts: hosts, store: store, finish: finish, log: log}
+// New builds a planner publishing on q and recording in l; finish may be nil.
+func New(cfg Config, q *msg.Queue, l *ledger.Ledger, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
+	return &Planner{cfg: cfg.withDefaults(), q: q, l: l, hosts: hosts, store: store, finish: finish, log: log}
 }
 
 // Outcome says what a planner pass did.
@@ -125,8 +127,8 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	if err := p.store.Check(ctx); err != nil {
 		return Outcome{}, fmt.Errorf("plan: the store is not usable: %w", err)
 	}
-	lock, err := p.q.Acquire(ctx, lockName, p.cfg.Owner, p.cfg.LockTTL)
-	var held *msg.HeldError
+	lock, err := p.l.Acquire(ctx, lockName, p.cfg.Owner, p.cfg.LockTTL)
+	var held *ledger.HeldError
 	if errors.As(err, &held) {
 		return Outcome{Skipped: true, Reason: fmt.Sprintf("another planner (%s) holds the lock since %s",
 			held.Holder.Owner, held.Holder.Acquired.Format(time.RFC3339))}, nil
@@ -192,8 +194,8 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 // open resumes the run still being planned, or opens a new one. It refuses
 // (skip) while an earlier run is still being fetched: a new window would
 // overlap it and double the work without finishing anything sooner.
-func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, skip string, err error) {
-	ids, err := p.q.RunIDs(ctx)
+func (p *Planner) open(ctx context.Context) (rec ledger.RunRecord, resumed bool, skip string, err error) {
+	ids, err := p.l.RunIDs(ctx)
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: listing runs: %w", err)
 	}
@@ -201,29 +203,29 @@ func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, sk
 	// complete one.
 scan:
 	for i := len(ids) - 1; i >= 0; i-- {
-		r, err := p.q.GetRun(ctx, ids[i])
+		r, err := p.l.GetRun(ctx, ids[i])
 		if err != nil {
 			return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 		}
 		switch r.State {
-		case msg.RunComplete:
+		case ledger.RunComplete:
 			break scan
-		case msg.RunPlanning:
-			r, err = p.q.UpdateRun(ctx, r.ID, func(r *msg.RunRecord) error {
+		case ledger.RunPlanning:
+			r, err = p.l.UpdateRun(ctx, r.ID, func(r *ledger.RunRecord) error {
 				r.Planner = p.cfg.Owner
 				return nil
 			})
 			return r, true, "", err
-		case msg.RunFetching, msg.RunCompleting:
+		case ledger.RunFetching, ledger.RunCompleting:
 			// Its finisher may have died halfway: complete it now if it is done.
 			if p.finish != nil {
 				if err := p.finish.TryFinish(ctx, r.ID); err != nil {
 					p.log.Warn("finishing an earlier run", "run", r.ID, "err", err)
 				}
-				if r, err = p.q.GetRun(ctx, r.ID); err != nil {
+				if r, err = p.l.GetRun(ctx, r.ID); err != nil {
 					return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 				}
-				if r.State == msg.RunComplete {
+				if r.State == ledger.RunComplete {
 					break scan
 				}
 			}
@@ -255,11 +257,11 @@ scan:
 
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	after := p.cfg.FirstAfter
-	wm, err := p.q.Watermark(ctx)
+	wm, err := p.l.Watermark(ctx)
 	switch {
 	case err == nil:
 		after = wm.Time.Add(-p.cfg.Overlap)
-	case errors.Is(err, msg.ErrNoWatermark):
+	case errors.Is(err, ledger.ErrNoWatermark):
 	default:
 		return rec, false, "", fmt.Errorf("plan: reading the watermark: %w", err)
 	}
@@ -271,15 +273,15 @@ scan:
 		t = t.Add(time.Second)
 		id = newRunID(t)
 	}
-	rec = msg.RunRecord{
+	rec = ledger.RunRecord{
 		ID:      id,
 		After:   after.UTC(),
 		Before:  now,
 		Params:  p.cfg.DetectionParams,
-		State:   msg.RunPlanning,
+		State:   ledger.RunPlanning,
 		Planner: p.cfg.Owner,
 	}
-	rec, err = p.q.CreateRun(ctx, rec)
+	rec, err = p.l.CreateRun(ctx, rec)
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: opening run: %w", err)
 	}
@@ -295,9 +297,9 @@ func newRunID(t time.Time) string {
 
 // page pages the Host List from the run's progress record and publishes
 // batches. Before each publish it writes the batch's bounds to the run
-// record (see msg.PlanProgress), so a crash at any point resumes with the
+// record (see ledger.PlanProgress), so a crash at any point resumes with the
 // same batch boundaries and Msg-Ids.
-func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger) (msg.RunRecord, error) {
+func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logger) (ledger.RunRecord, error) {
 	prog := rec.Progress
 	// A resumed run rebuilds its last recorded batch: start from where it
 	// started and take IDs up to where it ended.
@@ -326,7 +328,7 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 	// publish sends the batch being filled as batch number; record writes
 	// the progress record first (a rebuilt batch is recorded already).
 	publish := func(number int, cur qualys.Cursor, record bool) error {
-		end := msg.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
+		end := ledger.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
 		if record {
 			// Every earlier batch must be in the stream before the record
 			// moves past it: a resumed planner rebuilds only the recorded
@@ -334,9 +336,9 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 			if err := pub.Wait(ctx); err != nil {
 				return fmt.Errorf("publishing batch %d: %w", number-1, err)
 			}
-			next := msg.PlanProgress{Batches: number, Start: prog.End, End: end}
+			next := ledger.PlanProgress{Batches: number, Start: prog.End, End: end}
 			var err error
-			if rec, err = p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
+			if rec, err = p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
 				r.Progress = next
 				return nil
 			}); err != nil {
@@ -371,7 +373,7 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 			// was published: nothing to fetch, but the run counts it, so
 			// it is recorded done as empty (a copy published before the
 			// crash, if any, overwrites this when a worker stores it).
-			if err := p.q.MarkDone(ctx, msg.BatchResult{Run: rec.ID, Batch: strconv.Itoa(redo), Worker: p.cfg.Owner,
+			if err := p.l.MarkDone(ctx, ledger.BatchResult{Run: rec.ID, Batch: strconv.Itoa(redo), Worker: p.cfg.Owner,
 				At: p.cfg.Now().UTC()}); err != nil {
 				return fmt.Errorf("recording empty batch %d: %w", redo, err)
 			}
@@ -427,11 +429,11 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 	if err := pub.Wait(ctx); err != nil {
 		return rec, fmt.Errorf("publishing: %w", err)
 	}
-	return p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
+	return p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
 		r.PlanningComplete = true
 		r.BatchesPlanned = prog.Batches
 		r.HostsPlanned = hosts
-		r.State = msg.RunFetching
+		r.State = ledger.RunFetching
 		return nil
 	})
 }
@@ -456,8 +458,8 @@ func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp b
 // fail marks the run failed with the reason and returns the error wrapped
 // with ErrRunFailed.
 func (p *Planner) fail(ctx context.Context, run string, cause error) error {
-	_, err := p.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
-		r.State = msg.RunFailed
+	_, err := p.l.UpdateRun(ctx, run, func(r *ledger.RunRecord) error {
+		r.State = ledger.RunFailed
 		r.Error = cause.Error()
 		return nil
 	})

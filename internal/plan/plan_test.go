@@ -18,7 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -35,7 +38,7 @@ type env struct {
 	gate   *gate
 	client *qualys.Client
 	js     jetstream.JetStream
-	q      *msg.Queue
+	q      app.JetStream
 	store  *objstore.S3
 	cfg    plan.Config
 	prefix string
@@ -126,7 +129,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: 2})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 2}, 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 }
 
 func (e *env) planner(t *testing.T, cfg plan.Config) *plan.Planner {
-	return plan.New(cfg, e.q, e.client, e.store, nil, slog.New(slog.DiscardHandler))
+	return plan.New(cfg, e.q.Queue, e.q.Ledger, e.client, e.store, nil, slog.New(slog.DiscardHandler))
 }
 
 // batches reads every message in the batch stream without consuming it.
@@ -190,7 +193,7 @@ func (e *env) streamCount(t *testing.T) uint64 {
 
 // checkBatches asserts the batches cover want exactly once, numbered 1..n,
 // each at most size hosts, all of one run and window.
-func checkBatches(t *testing.T, bs []msg.Batch, want []uint64, size int, rec msg.RunRecord) {
+func checkBatches(t *testing.T, bs []msg.Batch, want []uint64, size int, rec ledger.RunRecord) {
 	t.Helper()
 	slices.SortFunc(bs, func(a, b msg.Batch) int { return a.Number - b.Number })
 	var got []uint64
@@ -241,7 +244,7 @@ func TestPlanMatchesTruth(t *testing.T) {
 	if out.Batches != wantBatches || out.Hosts != len(truth) || out.Resumed || out.Skipped {
 		t.Fatalf("outcome %+v, want %d batches, %d hosts", out, wantBatches, len(truth))
 	}
-	if rec.State != msg.RunFetching || !rec.PlanningComplete || rec.BatchesPlanned != wantBatches || rec.HostsPlanned != len(truth) {
+	if rec.State != ledger.RunFetching || !rec.PlanningComplete || rec.BatchesPlanned != wantBatches || rec.HostsPlanned != len(truth) {
 		t.Fatalf("run record %+v", rec)
 	}
 	if !rec.After.IsZero() || !rec.Before.Equal(e.sim.Clock().Now().Truncate(time.Second)) {
@@ -330,7 +333,7 @@ func TestPlanResumesAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mid.State != msg.RunPlanning || mid.PlanningComplete || mid.Progress.Batches < 5 {
+	if mid.State != ledger.RunPlanning || mid.PlanningComplete || mid.Progress.Batches < 5 {
 		t.Fatalf("run after the crash: %+v", mid)
 	}
 
@@ -435,7 +438,7 @@ func TestWrongPasswordPublishesNothing(t *testing.T) {
 	}
 	ids, _ := e.q.RunIDs(t.Context())
 	rec, err := e.q.GetRun(t.Context(), ids[0])
-	if err != nil || rec.State != msg.RunFailed || rec.Error == "" {
+	if err != nil || rec.State != ledger.RunFailed || rec.Error == "" {
 		t.Fatalf("run record %+v, %v", rec, err)
 	}
 }
@@ -447,7 +450,7 @@ func TestMissingBucketPublishesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.New(e.cfg, e.q, e.client, store, nil, slog.New(slog.DiscardHandler))
+	p := plan.New(e.cfg, e.q.Queue, e.q.Ledger, e.client, store, nil, slog.New(slog.DiscardHandler))
 	_, err = p.Run(t.Context())
 	if failure.ClassOf(err) != failure.ClassFleetWide || !strings.Contains(err.Error(), "no-such-bucket-here") {
 		t.Fatalf("err = %v (class %v)", err, failure.ClassOf(err))
@@ -494,10 +497,10 @@ func TestSecondRunStartsAtWatermark(t *testing.T) {
 	}
 	first, _ := e.q.GetRun(t.Context(), out.Run)
 	// Stand-in for completion: the run is done and the watermark moves.
-	if _, err := e.q.UpdateRun(t.Context(), first.ID, func(r *msg.RunRecord) error { r.State = msg.RunComplete; return nil }); err != nil {
+	if _, err := e.q.UpdateRun(t.Context(), first.ID, func(r *ledger.RunRecord) error { r.State = ledger.RunComplete; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.q.AdvanceWatermark(t.Context(), msg.Watermark{Time: first.Before, Run: first.ID, By: "test"}); err != nil {
+	if _, err := e.q.AdvanceWatermark(t.Context(), ledger.Watermark{Time: first.Before, Run: first.ID, By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	e.sim.Advance(24 * time.Hour)
@@ -606,8 +609,8 @@ func TestResumeEmptyRecordedBatch(t *testing.T) {
 		t.Skipf("truth %d hosts, first %v", len(truth), truth)
 	}
 	// Batch 1 covered IDs (0, truth[0]-1]: all of them gone from the window.
-	rec := msg.RunRecord{ID: "20260110T000000Z-abcdef", Before: before, State: msg.RunPlanning, Planner: "crashed",
-		Progress: msg.PlanProgress{Batches: 1, End: msg.PlanCursor{Page: 1, LastID: truth[0] - 1, Hosts: 10}}}
+	rec := ledger.RunRecord{ID: "20260110T000000Z-abcdef", Before: before, State: ledger.RunPlanning, Planner: "crashed",
+		Progress: ledger.PlanProgress{Batches: 1, End: ledger.PlanCursor{Page: 1, LastID: truth[0] - 1, Hosts: 10}}}
 	if _, err := e.q.CreateRun(ctx, rec); err != nil {
 		t.Fatal(err)
 	}

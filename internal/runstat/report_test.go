@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualysim"
@@ -172,10 +173,10 @@ func TestReporter(t *testing.T) {
 
 	// Replayed and fetched, the run completes; its last status.json says so.
 	dls, _ := e.Q.DeadLetters(ctx, run)
-	if _, err := e.Q.Replay(ctx, dls[0].Seq); err != nil {
+	if _, err := e.Q.Replay(ctx, dls[0].Seq, func(b msg.Batch) error { return e.Q.ResetFailures(ctx, b.Run, b.Key()) }); err != nil {
 		t.Fatal(err)
 	}
-	e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete })
+	e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == ledger.RunComplete })
 	r1.refresh(t)
 	rec, _ = e.Q.GetRun(ctx, run)
 	r1.want(t, "qfetch_dead_letters", nil, 0)

@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // Queue is what status is read from.
 type Queue interface {
 	RunIDs(ctx context.Context) ([]string, error)
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
-	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
-	Splits(ctx context.Context, run string) ([]msg.Split, error)
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]ledger.Split, error)
 	Failures(ctx context.Context, run string) (map[string]int, error)
 	Pending(ctx context.Context, run string) (uint64, error)
 	DeadLetterCount(ctx context.Context, run string) (int, error)
@@ -71,15 +71,15 @@ func (c Config) withDefaults() Config {
 
 // Status is one run as `qfetch status` shows it and status.json holds it.
 type Status struct {
-	Run         string       `json:"run"`
-	State       State        `json:"state"`
-	RecordState msg.RunState `json:"record_state"`
-	After       time.Time    `json:"after"`
-	Before      time.Time    `json:"before"`
-	Created     time.Time    `json:"created"`
-	Updated     time.Time    `json:"updated"`
-	Completed   time.Time    `json:"completed,omitzero"`
-	AgeSeconds  float64      `json:"age_seconds"`
+	Run         string          `json:"run"`
+	State       State           `json:"state"`
+	RecordState ledger.RunState `json:"record_state"`
+	After       time.Time       `json:"after"`
+	Before      time.Time       `json:"before"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	Completed   time.Time       `json:"completed,omitzero"`
+	AgeSeconds  float64         `json:"age_seconds"`
 
 	// BatchesPlanned grows while the run is planning; PlanningComplete
 	// says it is final.
@@ -102,9 +102,9 @@ type Status struct {
 	BytesPerSecond float64 `json:"bytes_per_second"`
 	ETASeconds     float64 `json:"eta_seconds,omitempty"`
 
-	Manifest string          `json:"manifest,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Accepted *msg.Acceptance `json:"accepted_incomplete,omitempty"`
+	Manifest string             `json:"manifest,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Accepted *ledger.Acceptance `json:"accepted_incomplete,omitempty"`
 	// Action says what an operator should do, when anything.
 	Action string `json:"action,omitempty"`
 
@@ -113,7 +113,7 @@ type Status struct {
 
 // Of returns run's status. It lists the run's batch results unless the run
 // completed (its record then holds the totals).
-func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, error) {
+func Of(ctx context.Context, q Queue, cfg Config, rec ledger.RunRecord) (Status, error) {
 	cfg = cfg.withDefaults()
 	now := cfg.Now().UTC()
 	s := Status{Run: rec.ID, RecordState: rec.State, After: rec.After, Before: rec.Before,
@@ -146,7 +146,7 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 	s.Splits = len(splits)
 
 	var lastAt time.Time
-	if t := rec.Totals; rec.State == msg.RunComplete && t != nil {
+	if t := rec.Totals; rec.State == ledger.RunComplete && t != nil {
 		s.BatchesDone = rec.BatchesPlanned
 		s.HostsRequested, s.HostsReturned, s.Bytes = t.HostsRequested, t.HostsReturned, t.Bytes
 		lastAt = rec.Completed
@@ -157,7 +157,7 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 		}
 		// Counted as completion counts them: a split batch is done when
 		// both halves are.
-		var counted []msg.BatchResult
+		var counted []ledger.BatchResult
 		s.BatchesDone, counted = finish.Progress(s.BatchesPlanned, results, splits)
 		for _, r := range counted {
 			s.HostsRequested += r.HostsRequested
@@ -185,14 +185,14 @@ func later(a, b time.Time) time.Time {
 }
 
 // classify refines the record's state with what only the queue knows.
-func classify(rec msg.RunRecord, queued uint64, deadLetters int, now time.Time, staleAfter time.Duration) State {
+func classify(rec ledger.RunRecord, queued uint64, deadLetters int, now time.Time, staleAfter time.Duration) State {
 	switch rec.State {
-	case msg.RunComplete:
+	case ledger.RunComplete:
 		return Complete
-	case msg.RunFailed:
+	case ledger.RunFailed:
 		return Failed
 	}
-	if queued == 0 && rec.PlanningComplete && rec.State != msg.RunCompleting {
+	if queued == 0 && rec.PlanningComplete && rec.State != ledger.RunCompleting {
 		switch {
 		case deadLetters > 0:
 			return Failed
@@ -204,9 +204,9 @@ func classify(rec msg.RunRecord, queued uint64, deadLetters int, now time.Time, 
 		return Stale
 	}
 	switch rec.State {
-	case msg.RunPlanning:
+	case ledger.RunPlanning:
 		return Planning
-	case msg.RunCompleting:
+	case ledger.RunCompleting:
 		return Completing
 	default:
 		return Fetching
