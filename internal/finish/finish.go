@@ -17,7 +17,6 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -108,7 +107,7 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if err != nil {
 		return err
 	}
-	used, missing := resolve(rec.BatchesPlanned, results, splits)
+	used, missing := ledger.Resolve(rec.BatchesPlanned, results, splits)
 	if missing != "" {
 		return nil
 	}
@@ -132,84 +131,6 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 		return fmt.Errorf("finish %s: claiming: %w", run, err)
 	}
 	return f.complete(ctx, claimed, used, splits)
-}
-
-// resolve picks, for every planned batch, the results that stand for it:
-// its own, or (when it was split) its halves', recursively. missing names
-// the first batch with neither.
-func resolve(planned int, results []ledger.BatchResult, splits []ledger.Split) (used []ledger.BatchResult, missing string) {
-	r := newResolver(results, splits)
-	for i := 1; i <= planned; i++ {
-		if key := strconv.Itoa(i); !r.walk(key, 0) {
-			return nil, key
-		}
-	}
-	return r.used, ""
-}
-
-// Progress counts the planned batches that have results standing for them
-// (a run's progress as completion sees it) and returns the results that
-// count: those standing for covered batches, and for an uncovered one those
-// standing for its covered parts (its halves', recursively). A whole
-// batch's result that its halves replace is left out, so hosts and bytes
-// are not counted twice.
-func Progress(planned int, results []ledger.BatchResult, splits []ledger.Split) (covered int, counted []ledger.BatchResult) {
-	r := newResolver(results, splits)
-	var partial func(key string, depth int)
-	partial = func(key string, depth int) {
-		if r.walk(key, depth) {
-			return
-		}
-		if h, ok := r.halves[key]; ok && depth < 32 {
-			partial(h[0], depth+1)
-			partial(h[1], depth+1)
-		}
-	}
-	for i := 1; i <= planned; i++ {
-		key := strconv.Itoa(i)
-		if r.walk(key, 0) {
-			covered++
-			continue
-		}
-		partial(key, 0)
-	}
-	return covered, r.used
-}
-
-type resolver struct {
-	done   map[string]ledger.BatchResult
-	halves map[string][2]string
-	used   []ledger.BatchResult
-}
-
-func newResolver(results []ledger.BatchResult, splits []ledger.Split) *resolver {
-	r := &resolver{done: make(map[string]ledger.BatchResult, len(results)), halves: make(map[string][2]string, len(splits))}
-	for _, res := range results {
-		r.done[res.Batch] = res
-	}
-	for _, s := range splits {
-		r.halves[s.Batch] = s.Halves
-	}
-	return r
-}
-
-// walk reports whether key is covered and appends the results that cover it.
-func (r *resolver) walk(key string, depth int) bool {
-	// A split's halves are preferred; a result of the whole batch, recorded
-	// by a redelivery that raced the split, stands in when they are not
-	// both done.
-	if h, ok := r.halves[key]; ok && depth < 32 {
-		mark := len(r.used)
-		if r.walk(h[0], depth+1) && r.walk(h[1], depth+1) {
-			return true
-		}
-		r.used = r.used[:mark]
-	}
-	if res, ok := r.done[key]; ok {
-		r.used = append(r.used, res)
-		return true
-	}
-	return false
 }
 
 // Manifest is manifest.json: what an analyst or a job needs to trust a run.
@@ -283,7 +204,7 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		}
 		m.HostList = append(m.HostList, ManifestObject{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256})
 	}
-	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return compareKeys(a.Batch, b.Batch) })
+	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
 			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
@@ -360,17 +281,4 @@ func (f *Finisher) putJSON(ctx context.Context, key string, v any) error {
 	}
 	_, err = f.store.Put(ctx, key, bytes.NewReader(b), objstore.PutOptions{ContentType: "application/json"})
 	return err
-}
-
-// compareKeys orders batch keys numerically: 2 < 10, 17 < 17.1 < 17.2.
-func compareKeys(a, b string) int {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		x, _ := strconv.Atoi(as[i])
-		y, _ := strconv.Atoi(bs[i])
-		if x != y {
-			return x - y
-		}
-	}
-	return len(as) - len(bs)
 }

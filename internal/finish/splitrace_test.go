@@ -53,7 +53,7 @@ func TestWholeResultWithUnpublishedSplitCompletes(t *testing.T) {
 		results: []ledger.BatchResult{{Run: "20260110T000000Z-abcdef", Batch: "1"}, {Run: "20260110T000000Z-abcdef", Batch: "2"}},
 		splits:  []ledger.Split{{Batch: "2", Halves: [2]string{"2.1", "2.2"}}},
 	}
-	if _, missing := resolve(q.rec.BatchesPlanned, q.results, q.splits); missing != "" {
+	if _, missing := ledger.Resolve(q.rec.BatchesPlanned, q.results, q.splits); missing != "" {
 		t.Fatalf("precondition: resolve says %s missing", missing)
 	}
 	f := New(Config{Prefix: "qualys", Owner: "t"}, q, dir, slog.New(slog.DiscardHandler))

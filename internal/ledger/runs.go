@@ -29,20 +29,6 @@ import (
 // contends with nobody, however many batches a run has; the run record is
 // only written at run-level transitions.
 
-// RunState is where a run is in its life.
-type RunState string
-
-// Run states. A run is planning while the planner pages (workers fetch at
-// the same time), fetching once every batch is published, completing while a
-// finisher writes the manifest, then complete or failed.
-const (
-	RunPlanning   RunState = "planning"
-	RunFetching   RunState = "fetching"
-	RunCompleting RunState = "completing"
-	RunComplete   RunState = "complete"
-	RunFailed     RunState = "failed"
-)
-
 // RunRecord is a run's state in QFETCH_RUNS under its ID.
 type RunRecord struct {
 	ID     string     `json:"id"`

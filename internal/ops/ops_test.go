@@ -120,7 +120,7 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 
 	got := e.runs(runstat.Config{})
-	want := map[string]runstat.State{a.Run: runstat.Complete, b.ID: runstat.Failed, c.ID: runstat.Failed, d.ID: runstat.Planning}
+	want := map[string]ledger.RunState{a.Run: ledger.RunComplete, b.ID: ledger.RunFailed, c.ID: ledger.RunFailed, d.ID: ledger.RunPlanning}
 	for run, st := range want {
 		if got[run].State != st {
 			t.Errorf("run %s: state %q, want %q (%+v)", run, got[run].State, st, got[run])
@@ -144,11 +144,11 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 	d = e.Record(d.ID)
 	s := e.runs(runstat.Config{})[d.ID]
-	if s.State != runstat.Fetching || s.BatchesQueued != uint64(d.BatchesPlanned) || s.BatchesDone != 0 || !s.PlanningComplete {
+	if s.State != ledger.RunFetching || s.BatchesQueued != uint64(d.BatchesPlanned) || s.BatchesDone != 0 || !s.PlanningComplete {
 		t.Errorf("run %s after planning: %+v", d.ID, s)
 	}
 	later := runstat.Config{Now: func() time.Time { return time.Now().Add(27 * time.Hour) }}
-	if s := e.runs(later)[d.ID]; s.State != runstat.Stale {
+	if s := e.runs(later)[d.ID]; s.State != ledger.RunStale {
 		t.Errorf("run %s 27h on: state %q, want stale", d.ID, s.State)
 	}
 
@@ -190,7 +190,7 @@ func TestRunsInEveryState(t *testing.T) {
 	e.Work(func() bool { return e.Complete(b.ID)() && e.Complete(d.ID)() })
 	got = e.runs(runstat.Config{})
 	for _, run := range []string{a.Run, b.ID, d.ID} {
-		if s := got[run]; s.State != runstat.Complete || s.BatchesDone != s.BatchesPlanned || s.DeadLetters != 0 {
+		if s := got[run]; s.State != ledger.RunComplete || s.BatchesDone != s.BatchesPlanned || s.DeadLetters != 0 {
 			t.Errorf("run %s at the end: %+v", run, s)
 		}
 	}
@@ -279,7 +279,7 @@ func TestDropAcceptsIncomplete(t *testing.T) {
 	if a := rec.Accepted; a == nil || a.By != "alice@ops" || a.Reason != "host decommissioned" || !slices.Equal(a.Dropped, []string{dls[0].BatchKey()}) {
 		t.Fatalf("acceptance: %+v", rec.Accepted)
 	}
-	if s := e.runs(runstat.Config{})[b.ID]; s.State != runstat.AcceptedIncomplete {
+	if s := e.runs(runstat.Config{})[b.ID]; s.State != ledger.RunAcceptedIncomplete {
 		t.Fatalf("state %q, want accepted-incomplete", s.State)
 	}
 	if _, err := e.Q.Watermark(ctx); !errors.Is(err, ledger.ErrNoWatermark) {

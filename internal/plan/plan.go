@@ -39,7 +39,7 @@ type Config struct {
 	DetectionParams url.Values    // operator extras for detection requests
 	Owner           string        // who plans: pod or host name, for the lock and the record
 	LockTTL         time.Duration // planner lock lifetime without refresh; default 1m
-	StaleAfter      time.Duration // a run still fetching after this long is reported stale; default 26h
+	StaleAfter      time.Duration // a run still fetching after this long is reported stale; default ledger.DefaultStaleAfter
 	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
 	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
 	Now             func() time.Time
@@ -50,7 +50,7 @@ func (c Config) withDefaults() Config {
 		c.LockTTL = time.Minute
 	}
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = 26 * time.Hour
+		c.StaleAfter = ledger.DefaultStaleAfter
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8

@@ -70,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_runs",
 		Help: "The 10 newest runs by state.",
 	}, []string{"state"})
-	for _, s := range States {
+	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s))
 	}
 	m.current = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -149,7 +149,7 @@ type Reporter struct {
 // written is what a status.json held when this process wrote it.
 type written struct {
 	sum   [32]byte
-	state State
+	state ledger.RunState
 }
 
 // ReporterQueue is what a reporter reads and locks: the run records and
@@ -241,7 +241,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	counts := map[State]int{}
+	counts := map[ledger.RunState]int{}
 	var open, recentIDs []string // newest first
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
@@ -272,7 +272,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 			open = append(open, rec.ID)
 		}
 	}
-	for _, s := range States {
+	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 	if !lastComplete.IsZero() {
@@ -316,9 +316,9 @@ func (r *Reporter) Final(ctx context.Context) error {
 }
 
 // quickState classifies a run without listing its batches.
-func (r *Reporter) quickState(ctx context.Context, rec ledger.RunRecord, now time.Time) (State, error) {
+func (r *Reporter) quickState(ctx context.Context, rec ledger.RunRecord, now time.Time) (ledger.RunState, error) {
 	if rec.State == ledger.RunComplete || rec.State == ledger.RunFailed {
-		return classify(rec, 0, 0, now, r.cfg.StaleAfter), nil
+		return ledger.Classify(rec, 0, 0, now, r.cfg.StaleAfter), nil
 	}
 	queued, err := r.q.Pending(ctx, rec.ID)
 	if err != nil {
@@ -330,7 +330,7 @@ func (r *Reporter) quickState(ctx context.Context, rec ledger.RunRecord, now tim
 			return "", err
 		}
 	}
-	return classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
+	return ledger.Classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
 }
 
 // holdLock takes or keeps the status writer's lock: held is false when

@@ -57,7 +57,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	if _, err := e.Store.Stat(ctx, objstore.SuccessKey(testrun.Prefix, run)); err != nil {
 		t.Fatalf("the run did not complete during the refresh: %v", err)
 	}
-	if s := e.status(run); s.State != runstat.Complete {
+	if s := e.status(run); s.State != ledger.RunComplete {
 		t.Logf("status.json written after _SUCCESS says %q", s.State)
 	}
 
@@ -79,7 +79,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	if err := r2.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.status(run); s.State != runstat.Complete {
+	if s := e.status(run); s.State != ledger.RunComplete {
 		t.Errorf("run %s is complete, its status.json says %q for good", run, s.State)
 	}
 }
