@@ -52,7 +52,7 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 	if rec.State != ledger.RunComplete || !rec.PlanningComplete {
 		t.Fatalf("run %s: state %s, planning complete %v; want complete", id, rec.State, rec.PlanningComplete)
 	}
-	if st, err := w.store.Stat(ctx, objstore.SuccessKey(prefix, id)); err != nil || st.Size != 0 {
+	if st, err := w.store.Stat(ctx, objstore.SuccessKey(prefix, id)); err != nil || st.Bytes != 0 {
 		t.Errorf("run %s: _SUCCESS: %+v, %v", id, st, err)
 	}
 	var m finish.Manifest
@@ -69,11 +69,11 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 		if err != nil {
 			t.Fatalf("run %s: listing: %v", id, err)
 		}
-		listed[o.Key] = o.Size
+		listed[o.Key] = o.Bytes
 	}
 	inManifest := map[string]bool{}
 	// read fetches an object the manifest names and checks its size and hash.
-	read := func(o finish.ManifestObject) []byte {
+	read := func(o objstore.Object) []byte {
 		inManifest[o.Key] = true
 		size, ok := listed[o.Key]
 		if !ok {

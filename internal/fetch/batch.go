@@ -95,9 +95,10 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, er
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		res.Objects = append(res.Objects, ledger.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
+		obj.Hosts = sum.Hosts
+		res.Objects = append(res.Objects, obj)
 		res.HostsReturned += sum.Hosts
-		w.metrics.bytes.Add(float64(obj.Size))
+		w.metrics.bytes.Add(float64(obj.Bytes))
 		if sum.Warning == nil {
 			return res, nil
 		}

@@ -277,8 +277,8 @@ func TestCleanRun(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 		obj, err := e.store.Stat(t.Context(), r.Objects[0].Key)
-		if err != nil || obj.Size != r.Objects[0].Bytes {
-			t.Fatalf("%s: size %d recorded %d (%v)", r.Objects[0].Key, obj.Size, r.Objects[0].Bytes, err)
+		if err != nil || obj.Bytes != r.Objects[0].Bytes {
+			t.Fatalf("%s: size %d recorded %d (%v)", r.Objects[0].Key, obj.Bytes, r.Objects[0].Bytes, err)
 		}
 	}
 }

@@ -142,44 +142,47 @@ type Manifest struct {
 	Created   time.Time           `json:"created"`
 	Completed time.Time           `json:"completed"`
 	Finisher  string              `json:"finisher"`
-	HostList  []ManifestObject    `json:"hostlist"`
+	HostList  Objects             `json:"hostlist"`
 	Batches   []ManifestBatch     `json:"batches"`
 	Splits    []ledger.Split      `json:"splits,omitempty"`
-	Totals    Totals              `json:"totals"`
+	Totals    ledger.Totals       `json:"totals"`
 }
 
-// ManifestObject is one stored object.
-type ManifestObject struct {
-	Key    string `json:"key"`
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256,omitempty"`
-	Hosts  int    `json:"hosts,omitempty"`
+// Objects are stored objects as manifest.json lists them: the one object
+// record, with sha256 left out when unknown and hosts when zero, as the
+// manifest always had them (the ledger keeps every field).
+type Objects []objstore.Object
+
+// MarshalJSON writes the manifest's encoding of each object.
+func (l Objects) MarshalJSON() ([]byte, error) {
+	type object struct {
+		Key    string `json:"key"`
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256,omitempty"`
+		Hosts  int    `json:"hosts,omitempty"`
+	}
+	if l == nil {
+		return []byte("null"), nil
+	}
+	out := make([]object, len(l))
+	for i, o := range l {
+		out[i] = object{Key: o.Key, Bytes: o.Bytes, SHA256: o.SHA256, Hosts: o.Hosts}
+	}
+	return json.Marshal(out)
 }
 
 // ManifestBatch is one batch's outcome. Qualys leaves hosts without a
 // matching detection out of its answer, so HostsReturned below
 // HostsRequested is normal, not loss.
 type ManifestBatch struct {
-	Batch          string           `json:"batch"`
-	HostsRequested int              `json:"hosts_requested"`
-	HostsReturned  int              `json:"hosts_returned"`
-	Objects        []ManifestObject `json:"objects"`
-	Delivery       uint64           `json:"delivery"`
-	Worker         string           `json:"worker,omitempty"`
-	Seconds        float64          `json:"seconds"`
-	At             time.Time        `json:"at"`
-}
-
-// Totals add the batches up.
-type Totals struct {
-	Batches        int     `json:"batches"`
-	Objects        int     `json:"objects"`
-	Bytes          int64   `json:"bytes"`
-	HostsPlanned   int     `json:"hosts_planned"`
-	HostsRequested int     `json:"hosts_requested"`
-	HostsReturned  int     `json:"hosts_returned"`
-	HostListPages  int     `json:"hostlist_pages"`
-	Seconds        float64 `json:"seconds"` // run creation to completion
+	Batch          string    `json:"batch"`
+	HostsRequested int       `json:"hosts_requested"`
+	HostsReturned  int       `json:"hosts_returned"`
+	Objects        Objects   `json:"objects"`
+	Delivery       uint64    `json:"delivery"`
+	Worker         string    `json:"worker,omitempty"`
+	Seconds        float64   `json:"seconds"`
+	At             time.Time `json:"at"`
 }
 
 // Latest is latest.json: the newest complete run.
@@ -202,14 +205,14 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		if err != nil {
 			return fmt.Errorf("finish %s: listing host list pages: %w", rec.ID, err)
 		}
-		m.HostList = append(m.HostList, ManifestObject{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256})
+		m.HostList = append(m.HostList, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
 	}
 	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
 			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
 		for _, o := range r.Objects {
-			mb.Objects = append(mb.Objects, ManifestObject{Key: o.Key, Bytes: o.Bytes, SHA256: o.SHA256, Hosts: o.Hosts})
+			mb.Objects = append(mb.Objects, o)
 			m.Totals.Objects++
 			m.Totals.Bytes += o.Bytes
 		}
@@ -242,8 +245,8 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		r.State = ledger.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
-		r.Totals = &ledger.RunTotals{Batches: m.Totals.Batches, Objects: m.Totals.Objects, Bytes: m.Totals.Bytes,
-			HostsRequested: m.Totals.HostsRequested, HostsReturned: m.Totals.HostsReturned}
+		totals := m.Totals
+		r.Totals = &totals
 		return nil
 	})
 	if err != nil {

@@ -144,7 +144,7 @@ func TestRunCompletesWithManifest(t *testing.T) {
 		}
 		for _, o := range b.Objects {
 			st, err := e.store.Stat(t.Context(), o.Key)
-			if err != nil || st.Size != o.Bytes || o.SHA256 == "" {
+			if err != nil || st.Bytes != o.Bytes || o.SHA256 == "" {
 				t.Fatalf("batch %d object %s: stat %+v, %v", i, o.Key, st, err)
 			}
 			bytes += o.Bytes

@@ -17,6 +17,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
 )
 
 // Keys in QFETCH_RUNS:
@@ -55,7 +56,7 @@ type RunRecord struct {
 	FinishStarted time.Time `json:"finish_started,omitzero"`
 	ManifestKey   string    `json:"manifest_key,omitempty"`
 	// Totals are set when the run completes: what its manifest adds up to.
-	Totals *RunTotals `json:"totals,omitempty"`
+	Totals *Totals `json:"totals,omitempty"`
 	// Accepted is set when an operator dropped dead-lettered batches of the
 	// run: it stays incomplete on purpose (see [Acceptance]).
 	Accepted *Acceptance `json:"accepted_incomplete,omitempty"`
@@ -92,13 +93,18 @@ type PlanCursor struct {
 	Hosts  int    `json:"hosts"` // hosts in the batches up to here
 }
 
-// RunTotals add a complete run's batches up.
-type RunTotals struct {
-	Batches        int   `json:"batches"`
-	Objects        int   `json:"objects"`
-	Bytes          int64 `json:"bytes"`
-	HostsRequested int   `json:"hosts_requested"`
-	HostsReturned  int   `json:"hosts_returned"`
+// Totals add a complete run up, as its manifest and its record say.
+// Records written before HostsPlanned, HostListPages and Seconds were kept
+// here lack them (they read as zero).
+type Totals struct {
+	Batches        int     `json:"batches"`
+	Objects        int     `json:"objects"`
+	Bytes          int64   `json:"bytes"`
+	HostsPlanned   int     `json:"hosts_planned"`
+	HostsRequested int     `json:"hosts_requested"`
+	HostsReturned  int     `json:"hosts_returned"`
+	HostListPages  int     `json:"hostlist_pages"`
+	Seconds        float64 `json:"seconds"` // run creation to completion
 }
 
 // Acceptance records an operator's decision to leave a run incomplete by
@@ -119,13 +125,13 @@ type BatchResult struct {
 	Batch string `json:"batch"` // Batch.Key()
 	// HostsRequested is the batch's Hosts; HostsReturned what the response
 	// held (hosts without detections are left out by the API).
-	HostsRequested int       `json:"hosts_requested"`
-	HostsReturned  int       `json:"hosts_returned"`
-	Objects        []Object  `json:"objects"`
-	Delivery       uint64    `json:"delivery"`
-	Worker         string    `json:"worker,omitempty"`
-	Duration       float64   `json:"duration_seconds"`
-	At             time.Time `json:"at"`
+	HostsRequested int               `json:"hosts_requested"`
+	HostsReturned  int               `json:"hosts_returned"`
+	Objects        []objstore.Object `json:"objects"`
+	Delivery       uint64            `json:"delivery"`
+	Worker         string            `json:"worker,omitempty"`
+	Duration       float64           `json:"duration_seconds"`
+	At             time.Time         `json:"at"`
 }
 
 // Bytes is the size of all the batch's objects.
@@ -135,14 +141,6 @@ func (r BatchResult) Bytes() int64 {
 		n += o.Bytes
 	}
 	return n
-}
-
-// Object is one stored object of a batch.
-type Object struct {
-	Key    string `json:"key"`
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256"`
-	Hosts  int    `json:"hosts"`
 }
 
 // Split records that a batch was replaced by two halves.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
@@ -137,7 +138,7 @@ func TestBatchResults(t *testing.T) {
 	keys := []string{"1", "2", "3", "10", "7.1", "7.2.1", "7.2.2"}
 	for _, k := range keys {
 		res := BatchResult{Run: run, Batch: k, HostsRequested: 4, HostsReturned: 3, Delivery: 1, At: time.Now(),
-			Objects: []Object{{Key: "runs/r1/detections/batch-" + k + ".xml", Bytes: 10, SHA256: "ab", Hosts: 3}}}
+			Objects: []objstore.Object{{Key: "runs/r1/detections/batch-" + k + ".xml", Bytes: 10, SHA256: "ab", Hosts: 3}}}
 		if err := e.l.MarkDone(e.ctx, res); err != nil {
 			t.Fatalf("MarkDone %s: %v", k, err)
 		}
