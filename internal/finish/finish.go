@@ -31,6 +31,7 @@ type Ledger interface {
 	CountDone(ctx context.Context, run string) (int, error)
 	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
 	Splits(ctx context.Context, run string) ([]ledger.Split, error)
+	Pages(ctx context.Context, run string) ([]objstore.Object, error)
 	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
 }
 
@@ -201,12 +202,11 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
 		Created: rec.Created, Completed: now, Finisher: f.owner, Splits: splits}
-	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, rec.ID)+"hostlist/") {
-		if err != nil {
-			return fmt.Errorf("finish %s: listing host list pages: %w", rec.ID, err)
-		}
-		m.HostList = append(m.HostList, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
+	pages, err := f.hostList(ctx, rec.ID)
+	if err != nil {
+		return err
 	}
+	m.HostList = pages
 	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
@@ -241,7 +241,7 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
 	}
-	_, err := f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+	_, err = f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
 		r.State = ledger.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
@@ -256,6 +256,28 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
 		"manifest", manifestKey)
 	return nil
+}
+
+// hostList returns run's Host List pages as the ledger recorded them. A
+// run planned before pages were recorded (by an earlier version, during an
+// upgrade) has none there: its pages are listed from the bucket instead,
+// without checksums or host counts, as manifests of that version had them.
+func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
+	pages, err := f.q.Pages(ctx, run)
+	if err != nil {
+		return nil, fmt.Errorf("finish %s: reading host list pages: %w", run, err)
+	}
+	if len(pages) > 0 {
+		return pages, nil
+	}
+	var listed Objects
+	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
+		if err != nil {
+			return nil, fmt.Errorf("finish %s: listing host list pages: %w", run, err)
+		}
+		listed = append(listed, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
+	}
+	return listed, nil
 }
 
 // updateLatest points latest.json at l unless it already names a run with a

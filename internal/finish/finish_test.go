@@ -2,9 +2,12 @@ package finish_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -40,11 +43,18 @@ type env struct {
 	log    *slog.Logger
 }
 
-// countingStore counts Puts of _SUCCESS and can fail the next one.
+// countingStore counts Puts of _SUCCESS and can fail the next one, and
+// counts Lists.
 type countingStore struct {
 	*objstore.S3
 	successes atomic.Int32
 	failNext  atomic.Bool
+	lists     atomic.Int32
+}
+
+func (s *countingStore) List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error] {
+	s.lists.Add(1)
+	return s.S3.List(ctx, prefix)
 }
 
 func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Object, error) {
@@ -136,6 +146,31 @@ func TestRunCompletesWithManifest(t *testing.T) {
 	if m.Run != out.Run || m.Totals.Batches != rec.BatchesPlanned || m.Totals.HostsRequested != len(truth) ||
 		m.Totals.HostsReturned != withDetections || m.Totals.HostListPages != 2 || len(m.Batches) != rec.BatchesPlanned {
 		t.Fatalf("manifest totals %+v, truth %d hosts, %d with detections", m.Totals, len(truth), withDetections)
+	}
+	// The Host List pages come from the ledger, not from listing the
+	// bucket: each with the bytes, checksum and hosts of its object.
+	if n := e.store.lists.Load(); n != 0 {
+		t.Errorf("the bucket was listed %d times", n)
+	}
+	pageHosts := 0
+	for i, o := range m.HostList {
+		if o.Key != objstore.HostListPageKey(prefix, out.Run, i+1) {
+			t.Fatalf("manifest host list page %d is %s", i+1, o.Key)
+		}
+		r, err := e.store.Get(t.Context(), o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(r)
+		r.Close()
+		sum := sha256.Sum256(body)
+		if err != nil || int64(len(body)) != o.Bytes || hex.EncodeToString(sum[:]) != o.SHA256 || o.Hosts == 0 {
+			t.Fatalf("host list page %s: manifest says %+v, bucket holds %d bytes", o.Key, o, len(body))
+		}
+		pageHosts += o.Hosts
+	}
+	if pageHosts != len(truth) {
+		t.Fatalf("host list pages hold %d hosts, truth %d", pageHosts, len(truth))
 	}
 	var bytes int64
 	for i, b := range m.Batches {

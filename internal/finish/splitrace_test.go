@@ -32,7 +32,8 @@ func (q *rv2Queue) CountDone(context.Context, string) (int, error) { return len(
 func (q *rv2Queue) DoneBatches(context.Context, string) ([]ledger.BatchResult, error) {
 	return q.results, nil
 }
-func (q *rv2Queue) Splits(context.Context, string) ([]ledger.Split, error) { return q.splits, nil }
+func (q *rv2Queue) Splits(context.Context, string) ([]ledger.Split, error)   { return q.splits, nil }
+func (q *rv2Queue) Pages(context.Context, string) ([]objstore.Object, error) { return nil, nil }
 func (q *rv2Queue) AdvanceWatermark(_ context.Context, w ledger.Watermark) (bool, error) {
 	q.wm = &w
 	return true, nil

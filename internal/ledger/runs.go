@@ -25,6 +25,8 @@ import (
 //	<run>                 the RunRecord (run-level state, updated by compare-and-set)
 //	<run>.done.<key>      one BatchResult per finished batch (key as Batch.Key)
 //	<run>.split.<key>     one Split per batch that was split in two
+//	<run>.fail.<key>      the retryable failures counted for a batch
+//	<run>.page.<n>        Host List page n as stored (see MarkPage)
 //
 // A batch result is its own key so that finishing a batch is one write that
 // contends with nobody, however many batches a run has; the run record is

@@ -398,3 +398,36 @@ func TestAccept(t *testing.T) {
 		t.Fatalf("Accept on a complete run: %v, %v", ok, err)
 	}
 }
+
+// TestPages: pages come back in page order (10 after 9), a page recorded
+// again replaces its record, and other runs' pages do not count.
+func TestPages(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	for _, n := range []int{10, 2, 1, 9, 2} {
+		o := objstore.Object{Key: fmt.Sprintf("runs/r1/hostlist/page-%06d.xml", n), Bytes: int64(n), SHA256: "ab", Hosts: n}
+		if err := e.l.MarkPage(e.ctx, "r1", n, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.l.MarkPage(e.ctx, "r11", 1, objstore.Object{Key: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.l.MarkPage(e.ctx, "r1", 0, objstore.Object{}); err == nil {
+		t.Error("page 0 was recorded")
+	}
+	pages, err := e.l.Pages(e.ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, p := range pages {
+		got = append(got, p.Hosts)
+	}
+	if !slices.Equal(got, []int{1, 2, 9, 10}) {
+		t.Fatalf("pages %v, want 1, 2, 9, 10", got)
+	}
+	if none, err := e.l.Pages(e.ctx, "r2"); err != nil || len(none) != 0 {
+		t.Fatalf("pages of a run without any: %v, %v", none, err)
+	}
+}

@@ -3,6 +3,8 @@ package plan_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -278,6 +280,49 @@ func TestPlanMatchesTruth(t *testing.T) {
 	if !slices.Equal(fromPages, truth) {
 		t.Fatalf("stored pages hold %d ids, truth %d, or in another order", len(fromPages), len(truth))
 	}
+	if hosts := e.checkPages(t, rec.ID); hosts != len(truth) {
+		t.Fatalf("page records hold %d hosts, truth %d", hosts, len(truth))
+	}
+}
+
+// checkPages checks that the ledger records each Host List page in the
+// bucket once, in order, with its bytes, checksum and host count, and
+// returns the hosts of all pages.
+func (e *env) checkPages(t *testing.T, run string) (hosts int) {
+	t.Helper()
+	recorded, err := e.q.Pages(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for obj, err := range e.store.List(t.Context(), objstore.RunPrefix(e.prefix, run)+"hostlist/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, obj.Key)
+	}
+	if len(recorded) != len(listed) {
+		t.Fatalf("%d pages recorded, %d in the bucket", len(recorded), len(listed))
+	}
+	for i, o := range recorded {
+		if o.Key != listed[i] {
+			t.Fatalf("page record %d is %s, the bucket's page %s", i+1, o.Key, listed[i])
+		}
+		r, err := e.store.Get(t.Context(), o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		ids := 0
+		v := qualys.NewValidator(io.TeeReader(r, h), qualys.ValidatorConfig{Root: qualys.RootHostList, OnID: func(uint64) { ids++ }})
+		n, err := io.Copy(io.Discard, v)
+		r.Close()
+		if err != nil || n != o.Bytes || hex.EncodeToString(h.Sum(nil)) != o.SHA256 || ids != o.Hosts {
+			t.Fatalf("page %s recorded %+v; stored %d bytes, %d hosts (%v)", o.Key, o, n, ids, err)
+		}
+		hosts += o.Hosts
+	}
+	return hosts
 }
 
 // TestPlanPipelines: batch 1 is in the stream while the request for page 2
@@ -375,6 +420,9 @@ func TestPlanResumesAfterCrash(t *testing.T) {
 	if rec.HostsPlanned != len(got) {
 		t.Fatalf("record says %d hosts, batches hold %d", rec.HostsPlanned, len(got))
 	}
+	// The page stored again on resume is recorded once, as it was stored
+	// last.
+	e.checkPages(t, rec.ID)
 	// Every host still in the window is in a batch; every host in a batch
 	// was in the window when it was planned.
 	now := slices.Collect(e.sim.HostListTruth(rec.After, rec.Before))
