@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
@@ -95,15 +96,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	mq, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: cfg.Slots})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, true)
 	if err != nil {
 		return Summary{}, err
 	}
-	l, err := ledger.Setup(ctx, js, ledger.Config{})
-	if err != nil {
-		return Summary{}, err
-	}
-	q := app.JetStream{Queue: mq, Ledger: l}
+	mq, l := q.Queue, q.Ledger
 
 	g, gctx := errgroup.WithContext(ctx)
 	qc := cfg.Qualys

@@ -300,11 +300,9 @@ func newRunID(t time.Time) string {
 // record (see ledger.PlanProgress), so a crash at any point resumes with the
 // same batch boundaries and Msg-Ids.
 func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logger) (ledger.RunRecord, error) {
-	prog := rec.Progress
 	// A resumed run rebuilds its last recorded batch: start from where it
 	// started and take IDs up to where it ended.
-	from := prog.Start
-	redo := prog.Batches
+	from := rec.Progress.Start
 	pager := p.hosts.HostPager(qualys.HostListQuery{
 		ProcessedAfter:  rec.After,
 		ProcessedBefore: rec.Before,
@@ -312,130 +310,160 @@ func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logg
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
 	}, p.openPage(rec.ID))
-
-	pub := p.q.Publisher(msg.PublisherOptions{})
+	w := &walk{p: p, rec: rec, prog: rec.Progress, pub: p.q.Publisher(msg.PublisherOptions{}),
+		batch: make([]uint64, 0, p.cfg.BatchSize), hosts: from.Hosts, redo: rec.Progress.Batches}
 	defer func() {
 		// No publish outlives the pass, whatever ended it; a stopped one is
 		// republished by the next pass (it is the recorded batch).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = pub.Wait(wctx)
+		_ = w.pub.Wait(wctx)
 	}()
-	batch := make([]uint64, 0, p.cfg.BatchSize)
+	if err := w.all(ctx, pager, log); err != nil {
+		return w.rec, err
+	}
+	return p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+		r.PlanningComplete = true
+		r.BatchesPlanned = w.prog.Batches
+		r.HostsPlanned = w.hosts
+		r.State = ledger.RunFetching
+		return nil
+	})
+}
+
+// walk is one pass over the Host List: the batch being filled, and the
+// progress record batches are cut against.
+type walk struct {
+	p     *Planner
+	rec   ledger.RunRecord
+	prog  ledger.PlanProgress
+	pub   *msg.Publisher
+	batch []uint64
+	hosts int // hosts in the batches before the one being filled
+	// redo is the recorded batch a resumed run rebuilds first; 0 once it is
+	// published (or there is none).
+	redo int
+}
+
+// all takes every host ID of the window into batches, retrying failed
+// pages as decide says, and waits until every batch is published.
+func (w *walk) all(ctx context.Context, pager *qualys.HostPager, log *slog.Logger) error {
 	attempts := 0
-	hosts := from.Hosts // hosts in the batches before the one being filled
-
-	// publish sends the batch being filled as batch number; record writes
-	// the progress record first (a rebuilt batch is recorded already).
-	publish := func(number int, cur qualys.Cursor, record bool) error {
-		end := ledger.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
-		if record {
-			// Every earlier batch must be in the stream before the record
-			// moves past it: a resumed planner rebuilds only the recorded
-			// batch. One round trip per batch, beside the record's own.
-			if err := pub.Wait(ctx); err != nil {
-				return fmt.Errorf("publishing batch %d: %w", number-1, err)
-			}
-			next := ledger.PlanProgress{Batches: number, Start: prog.End, End: end}
-			var err error
-			if rec, err = p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
-				r.Progress = next
-				return nil
-			}); err != nil {
-				return fmt.Errorf("recording batch %d: %w", number, err)
-			}
-			prog = next
-		}
-		b := msg.Batch{
-			Run:    rec.ID,
-			Number: number,
-			After:  rec.After,
-			Before: rec.Before,
-			IDs:    qualys.EncodeIDs(batch),
-			Hosts:  len(batch),
-			Params: rec.Params,
-		}
-		if err := pub.Publish(ctx, b); err != nil {
-			return fmt.Errorf("publishing batch %d: %w", b.Number, err)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	// finishRedo publishes the rebuilt batch (if any host of it is still in
-	// the window) and carries on after it as the record says.
-	finishRedo := func() error {
-		if len(batch) > 0 {
-			if err := publish(redo, qualys.Cursor{Page: prog.End.Page, IDMin: prog.End.IDMin}, false); err != nil {
-				return err
-			}
-		} else {
-			// Every host of the recorded batch left the window before it
-			// was published: nothing to fetch, but the run counts it, so
-			// it is recorded done as empty (a copy published before the
-			// crash, if any, overwrites this when a worker stores it).
-			if err := p.l.MarkDone(ctx, ledger.BatchResult{Run: rec.ID, Batch: strconv.Itoa(redo), Worker: p.cfg.Owner,
-				At: p.cfg.Now().UTC()}); err != nil {
-				return fmt.Errorf("recording empty batch %d: %w", redo, err)
-			}
-		}
-		hosts, redo = prog.End.Hosts, 0
-		return nil
-	}
-
 	for id, err := range pager.All(ctx) {
 		if err != nil {
 			if ctx.Err() != nil {
-				return rec, context.Cause(ctx)
+				return context.Cause(ctx)
 			}
-			wait, giveUp := p.decide(err, &attempts)
+			wait, giveUp := w.p.decide(err, &attempts)
 			if giveUp {
-				return rec, err
+				return err
 			}
 			log.Warn("host list page failed; retrying", "page", pager.Cursor().Page,
 				"attempt", attempts, "class", failure.ClassOf(err).String(), "wait", wait, "err", err)
 			if err := sleep(ctx, wait); err != nil {
-				return rec, err
+				return err
 			}
 			continue
 		}
 		attempts = 0
-		if redo > 0 && id > prog.End.LastID {
-			if err := finishRedo(); err != nil {
-				return rec, err
-			}
-		}
-		batch = append(batch, id)
-		if redo == 0 && len(batch) == p.cfg.BatchSize {
-			if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
-				return rec, err
-			}
-			hosts = prog.End.Hosts
+		if err := w.add(ctx, id, pager.Cursor()); err != nil {
+			return err
 		}
 	}
 	if ctx.Err() != nil {
-		return rec, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
-	if redo > 0 {
-		if err := finishRedo(); err != nil {
-			return rec, err
+	if w.redo > 0 {
+		if err := w.finishRedo(ctx); err != nil {
+			return err
 		}
 	}
-	if len(batch) > 0 {
-		if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
-			return rec, err
+	if len(w.batch) > 0 {
+		if err := w.publish(ctx, w.prog.Batches+1, pager.Cursor(), true); err != nil {
+			return err
 		}
-		hosts = prog.End.Hosts
+		w.hosts = w.prog.End.Hosts
 	}
-	if err := pub.Wait(ctx); err != nil {
-		return rec, fmt.Errorf("publishing: %w", err)
+	if err := w.pub.Wait(ctx); err != nil {
+		return fmt.Errorf("publishing: %w", err)
 	}
-	return p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
-		r.PlanningComplete = true
-		r.BatchesPlanned = prog.Batches
-		r.HostsPlanned = hosts
-		r.State = ledger.RunFetching
-		return nil
-	})
+	return nil
+}
+
+// add puts id into the batch being filled and publishes it when full; cur
+// is where the pager is.
+func (w *walk) add(ctx context.Context, id uint64, cur qualys.Cursor) error {
+	if w.redo > 0 && id > w.prog.End.LastID {
+		if err := w.finishRedo(ctx); err != nil {
+			return err
+		}
+	}
+	w.batch = append(w.batch, id)
+	if w.redo == 0 && len(w.batch) == w.p.cfg.BatchSize {
+		if err := w.publish(ctx, w.prog.Batches+1, cur, true); err != nil {
+			return err
+		}
+		w.hosts = w.prog.End.Hosts
+	}
+	return nil
+}
+
+// publish sends the batch being filled as batch number; record writes the
+// progress record first (a rebuilt batch is recorded already).
+func (w *walk) publish(ctx context.Context, number int, cur qualys.Cursor, record bool) error {
+	end := ledger.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: w.batch[len(w.batch)-1], Hosts: w.hosts + len(w.batch)}
+	if record {
+		// Every earlier batch must be in the stream before the record
+		// moves past it: a resumed planner rebuilds only the recorded
+		// batch. One round trip per batch, beside the record's own.
+		if err := w.pub.Wait(ctx); err != nil {
+			return fmt.Errorf("publishing batch %d: %w", number-1, err)
+		}
+		next := ledger.PlanProgress{Batches: number, Start: w.prog.End, End: end}
+		rec, err := w.p.l.UpdateRun(ctx, w.rec.ID, func(r *ledger.RunRecord) error {
+			r.Progress = next
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("recording batch %d: %w", number, err)
+		}
+		w.rec, w.prog = rec, next
+	}
+	b := msg.Batch{
+		Run:    w.rec.ID,
+		Number: number,
+		After:  w.rec.After,
+		Before: w.rec.Before,
+		IDs:    qualys.EncodeIDs(w.batch),
+		Hosts:  len(w.batch),
+		Params: w.rec.Params,
+	}
+	if err := w.pub.Publish(ctx, b); err != nil {
+		return fmt.Errorf("publishing batch %d: %w", b.Number, err)
+	}
+	w.batch = w.batch[:0]
+	return nil
+}
+
+// finishRedo publishes the rebuilt batch (if any host of it is still in
+// the window) and carries on after it as the record says.
+func (w *walk) finishRedo(ctx context.Context) error {
+	if len(w.batch) > 0 {
+		if err := w.publish(ctx, w.redo, qualys.Cursor{Page: w.prog.End.Page, IDMin: w.prog.End.IDMin}, false); err != nil {
+			return err
+		}
+	} else {
+		// Every host of the recorded batch left the window before it
+		// was published: nothing to fetch, but the run counts it, so
+		// it is recorded done as empty (a copy published before the
+		// crash, if any, overwrites this when a worker stores it).
+		if err := w.p.l.MarkDone(ctx, ledger.BatchResult{Run: w.rec.ID, Batch: strconv.Itoa(w.redo), Worker: w.p.cfg.Owner,
+			At: w.p.cfg.Now().UTC()}); err != nil {
+			return fmt.Errorf("recording empty batch %d: %w", w.redo, err)
+		}
+	}
+	w.hosts, w.redo = w.prog.End.Hosts, 0
+	return nil
 }
 
 // decide says how long to wait before retrying a failed page, or to give up.
