@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
 )
@@ -49,29 +51,29 @@ func (h *harness) startDataRun(ctx context.Context, name string, target int64) (
 }
 
 // connectQueue opens the harness's own view of the queue.
-func connectQueue(ctx context.Context, url string) (*nats.Conn, jetstream.JetStream, *msg.Queue, error) {
+func connectQueue(ctx context.Context, url string) (*nats.Conn, jetstream.JetStream, app.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("qfetch-bench"))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	_, js, q, err := connectQueueOn(ctx, nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	return nc, js, q, nil
 }
 
 // connectQueueOn sets the queue up on nc. It adopts the consumer: the
 // worker's QFETCH_MAX_IN_FLIGHT owns it.
-func connectQueueOn(ctx context.Context, nc *nats.Conn) (*nats.Conn, jetstream.JetStream, *msg.Queue, error) {
+func connectQueueOn(ctx context.Context, nc *nats.Conn) (*nats.Conn, jetstream.JetStream, app.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
-	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: 1, AdoptConsumer: true})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 1}, 0, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, app.JetStream{}, err
 	}
 	return nc, js, q, nil
 }
@@ -92,7 +94,7 @@ type backing struct {
 	nats *natsServer
 	nc   *nats.Conn
 	js   jetstream.JetStream
-	q    *msg.Queue
+	q    app.JetStream
 }
 
 // startBacking serves cfg, starts NATS with its store under name and

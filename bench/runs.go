@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
@@ -18,14 +20,14 @@ type benchRun struct {
 }
 
 // openRun records a run of batches as planned and fetching.
-func openRun(ctx context.Context, q *msg.Queue, tag string, batches [][]uint64) (benchRun, error) {
+func openRun(ctx context.Context, q app.JetStream, tag string, batches [][]uint64) (benchRun, error) {
 	r := benchRun{id: runID(tag), before: time.Now().UTC().Truncate(time.Second), batches: batches}
 	hosts := 0
 	for _, b := range batches {
 		hosts += len(b)
 	}
-	_, err := q.CreateRun(ctx, msg.RunRecord{
-		ID: r.id, Before: r.before, State: msg.RunFetching,
+	_, err := q.CreateRun(ctx, ledger.RunRecord{
+		ID: r.id, Before: r.before, State: ledger.RunFetching,
 		PlanningComplete: true, BatchesPlanned: len(batches), HostsPlanned: hosts,
 	})
 	return r, err
@@ -34,7 +36,7 @@ func openRun(ctx context.Context, q *msg.Queue, tag string, batches [][]uint64) 
 // publishAndWait publishes the run's batches and waits, at most limit,
 // until the run is complete. It returns the wall time from the first publish
 // to complete, and fails early when one of workers exits or the run fails.
-func (r benchRun) publishAndWait(ctx context.Context, q *msg.Queue, workers []*proc, limit time.Duration) (time.Duration, error) {
+func (r benchRun) publishAndWait(ctx context.Context, q app.JetStream, workers []*proc, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	pub := q.Publisher(msg.PublisherOptions{})
 	for i, b := range r.batches {
@@ -55,10 +57,10 @@ func (r benchRun) publishAndWait(ctx context.Context, q *msg.Queue, workers []*p
 		if err != nil {
 			return false, err
 		}
-		if rec.State == msg.RunFailed {
+		if rec.State == ledger.RunFailed {
 			return false, fmt.Errorf("run failed: %s", rec.Error)
 		}
-		return rec.State == msg.RunComplete, nil
+		return rec.State == ledger.RunComplete, nil
 	})
 	return time.Since(start), err
 }

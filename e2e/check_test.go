@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
 // runContent is what a completed run holds, as read back from the bucket.
 type runContent struct {
-	Rec      msg.RunRecord
+	Rec      ledger.RunRecord
 	Manifest finish.Manifest
 	Planned  []uint64       // host IDs of the Host List pages, ascending
 	Counts   map[uint64]int // host ID -> DETECTION elements stored
@@ -49,10 +49,10 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 	t.Helper()
 	ctx := t.Context()
 	rec := w.Run(id)
-	if rec.State != msg.RunComplete || !rec.PlanningComplete {
+	if rec.State != ledger.RunComplete || !rec.PlanningComplete {
 		t.Fatalf("run %s: state %s, planning complete %v; want complete", id, rec.State, rec.PlanningComplete)
 	}
-	if st, err := w.store.Stat(ctx, objstore.SuccessKey(prefix, id)); err != nil || st.Size != 0 {
+	if st, err := w.store.Stat(ctx, objstore.SuccessKey(prefix, id)); err != nil || st.Bytes != 0 {
 		t.Errorf("run %s: _SUCCESS: %+v, %v", id, st, err)
 	}
 	var m finish.Manifest
@@ -69,11 +69,11 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 		if err != nil {
 			t.Fatalf("run %s: listing: %v", id, err)
 		}
-		listed[o.Key] = o.Size
+		listed[o.Key] = o.Bytes
 	}
 	inManifest := map[string]bool{}
 	// read fetches an object the manifest names and checks its size and hash.
-	read := func(o finish.ManifestObject) []byte {
+	read := func(o objstore.Object) []byte {
 		inManifest[o.Key] = true
 		size, ok := listed[o.Key]
 		if !ok {
@@ -232,7 +232,7 @@ func (w *world) checkIncomplete(id string) {
 	t := w.t
 	t.Helper()
 	ctx := t.Context()
-	if r := w.Run(id); r.State == msg.RunComplete || r.State == msg.RunCompleting {
+	if r := w.Run(id); r.State == ledger.RunComplete || r.State == ledger.RunCompleting {
 		t.Errorf("run %s is %s", id, r.State)
 	}
 	for _, key := range []string{objstore.SuccessKey(prefix, id), objstore.ManifestKey(prefix, id)} {

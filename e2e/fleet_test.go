@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -105,7 +108,7 @@ type world struct {
 
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	q       *msg.Queue
+	q       app.JetStream
 	store   *objstore.S3
 	workers int
 }
@@ -164,10 +167,10 @@ func (w *world) env(password string) []string {
 
 // Queue is the test's own view of the JetStream objects. It adopts the
 // consumer as it is (like a planner), so it never changes the fleet cap.
-func (w *world) Queue() *msg.Queue {
+func (w *world) Queue() app.JetStream {
 	w.t.Helper()
-	if w.q == nil {
-		q, err := msg.Setup(w.t.Context(), w.js, msg.Config{MaxInFlight: w.MaxInFlight, AdoptConsumer: true})
+	if w.q.Queue == nil {
+		q, err := app.Queue(w.t.Context(), w.js, config.NATS{}, config.Fleet{MaxInFlight: w.MaxInFlight}, 0, false)
 		if err != nil {
 			w.t.Fatalf("test's JetStream view: %v", err)
 		}
@@ -201,7 +204,7 @@ func (w *world) plan() string {
 		return opened[0]
 	case 0:
 		// Resumed: the record the planner updated last.
-		var last msg.RunRecord
+		var last ledger.RunRecord
 		for _, id := range after {
 			if r := w.Run(id); r.Updated.After(last.Updated) {
 				last = r
@@ -275,7 +278,7 @@ func (wp *workerProc) Ready() (bool, error) {
 }
 
 // Run reads a run record.
-func (w *world) Run(id string) msg.RunRecord {
+func (w *world) Run(id string) ledger.RunRecord {
 	w.t.Helper()
 	r, err := w.Queue().GetRun(w.t.Context(), id)
 	if err != nil {
@@ -285,16 +288,16 @@ func (w *world) Run(id string) msg.RunRecord {
 }
 
 // waitComplete waits until run id is complete.
-func (w *world) waitComplete(id string, timeout time.Duration) msg.RunRecord {
+func (w *world) waitComplete(id string, timeout time.Duration) ledger.RunRecord {
 	w.t.Helper()
-	var rec msg.RunRecord
+	var rec ledger.RunRecord
 	testenv.Eventually(w.t, timeout, func() bool {
 		r, err := w.Queue().GetRun(w.t.Context(), id)
 		if err != nil {
 			return false // NATS may be restarting
 		}
 		rec = r
-		return r.State == msg.RunComplete
+		return r.State == ledger.RunComplete
 	}, "run %s complete", id)
 	return rec
 }
@@ -334,7 +337,7 @@ func (w *world) deadLetters() []msg.DeadLetter {
 
 // plannerLockFree reports whether no planner holds the lock.
 func (w *world) plannerLockFree() bool {
-	kv, err := w.js.KeyValue(w.t.Context(), msg.BucketLocks)
+	kv, err := w.js.KeyValue(w.t.Context(), ledger.BucketLocks)
 	if err != nil {
 		return false
 	}

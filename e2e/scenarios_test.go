@@ -10,6 +10,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -330,7 +331,7 @@ func testWrongPassword(t *testing.T, b bins) {
 	failedRun := ""
 	if ids := w.runIDs(); len(ids) > 0 {
 		failedRun = ids[len(ids)-1]
-		if r := w.Run(failedRun); r.State != msg.RunFailed || r.BatchesPlanned != 0 {
+		if r := w.Run(failedRun); r.State != ledger.RunFailed || r.BatchesPlanned != 0 {
 			t.Errorf("run planned with a wrong password: %+v", r)
 		}
 	}
@@ -532,7 +533,7 @@ func testDailyRuns(t *testing.T, b bins) {
 
 	// Each completed run against the truth at its time; windows chained.
 	content := map[string]runContent{}
-	var prev msg.RunRecord
+	var prev ledger.RunRecord
 	for i, d := range completed {
 		got := w.checkRun(d.run, d.at)
 		content[d.run] = got

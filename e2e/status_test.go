@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -30,7 +31,7 @@ func (w *world) checkStatus(id string, got runContent, workers []*workerProc) {
 		}
 		defer r.Close()
 		s = runstat.Status{}
-		return json.NewDecoder(r).Decode(&s) == nil && s.State == runstat.Complete
+		return json.NewDecoder(r).Decode(&s) == nil && s.State == ledger.RunComplete
 	}, "status.json of run %s says complete", id)
 	tot := got.Manifest.Totals
 	if s.Run != id || s.BatchesDone != tot.Batches || s.BatchesPlanned != tot.Batches || s.Bytes != tot.Bytes ||

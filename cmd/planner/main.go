@@ -62,7 +62,7 @@ func run(ctx context.Context) error {
 		DetectionParams: s.Qualys.DetectionParams.Values(),
 		Owner:           app.Owner(),
 		LockTTL:         s.Plan.LockTTL,
-	}, q, parts.Qualys, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q, store, log), log)
+	}, q.Queue, q.Ledger, parts.Qualys, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q.Ledger, store, log), log)
 
 	out, err := p.Run(ctx)
 	if err != nil {

@@ -44,23 +44,23 @@ func output(stdout io.Writer, asJSON bool) ops.Output {
 
 // openQueue connects to NATS and binds to qfetch's objects without
 // creating or changing any.
-func openQueue(ctx context.Context) (*msg.Queue, func(), error) {
+func openQueue(ctx context.Context) (app.JetStream, func(), error) {
 	var s struct{ NATS config.NATS }
 	if err := app.LoadConfig(&s); err != nil {
-		return nil, nil, err
+		return app.JetStream{}, nil, err
 	}
 	log, err := app.Logger(config.Log{Level: "error"})
 	if err != nil {
-		return nil, nil, err
+		return app.JetStream{}, nil, err
 	}
 	nc, js, err := app.Connect(s.NATS, "qfetch-ops", log)
 	if err != nil {
-		return nil, nil, err
+		return app.JetStream{}, nil, err
 	}
-	q, err := msg.Open(ctx, js)
+	q, err := app.Open(ctx, js)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return app.JetStream{}, nil, err
 	}
 	return q, nc.Close, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
@@ -33,6 +34,9 @@ func TestOperatorCommandsExitCodes(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	if _, err := msg.Setup(t.Context(), js, msg.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Setup(t.Context(), js, ledger.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

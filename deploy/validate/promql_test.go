@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/qfetch/qfetch/internal/runstat"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // promql parses as a default Prometheus does: no experimental functions.
@@ -27,7 +27,7 @@ var targetLabels = map[string]bool{
 var labelValues = map[string]func() []string{
 	"state": func() []string {
 		var out []string
-		for _, s := range runstat.States {
+		for _, s := range ledger.States {
 			out = append(out, string(s))
 		}
 		return out

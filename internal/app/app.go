@@ -1,5 +1,6 @@
 // Package app builds qfetch's parts from configuration for the cmd/* mains:
-// logger, Qualys client, object store, JetStream queue, and exit codes.
+// logger, Qualys client, object store, JetStream queue and run ledger, and
+// exit codes.
 //
 // It holds wiring only; every rule lives in the package that owns it.
 package app
@@ -19,6 +20,7 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
@@ -137,15 +139,40 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstrea
 	return nc, js, nil
 }
 
-// Queue sets up the stream, consumer and buckets for this fleet. Only a
-// worker (owner) tunes an existing consumer to its settings.
-func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, owner bool) (*msg.Queue, error) {
+// JetStream is the batch transport and the run ledger on one connection;
+// most roles use both.
+type JetStream struct {
+	*msg.Queue
+	*ledger.Ledger
+}
+
+// Queue sets up the ledger's buckets, the streams and the consumer for this
+// fleet. Only a worker (owner) tunes an existing consumer to its settings.
+func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, owner bool) (JetStream, error) {
+	l, err := ledger.Setup(ctx, js, ledger.Config{Replicas: c.StreamReplicas})
+	if err != nil {
+		return JetStream{}, fmt.Errorf("setting up JetStream: %w", err)
+	}
 	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight,
 		AckWait: ackWait, AdoptConsumer: !owner})
 	if err != nil {
-		return nil, fmt.Errorf("setting up JetStream: %w", err)
+		return JetStream{}, fmt.Errorf("setting up JetStream: %w", err)
 	}
-	return q, nil
+	return JetStream{Queue: q, Ledger: l}, nil
+}
+
+// Open binds to the ledger, streams and consumer a planner or worker set up,
+// creating and changing nothing: for operator commands.
+func Open(ctx context.Context, js jetstream.JetStream) (JetStream, error) {
+	l, err := ledger.Open(ctx, js)
+	if err != nil {
+		return JetStream{}, err
+	}
+	q, err := msg.Open(ctx, js)
+	if err != nil {
+		return JetStream{}, err
+	}
+	return JetStream{Queue: q, Ledger: l}, nil
 }
 
 // Owner names this process for locks and records: the pod name in a
@@ -164,7 +191,7 @@ type Parts struct {
 	Qualys *qualys.Client
 	Store  *objstore.S3
 	NATS   *nats.Conn
-	Queue  *msg.Queue
+	Queue  JetStream
 }
 
 // Sections are the configuration sections Build reads.
@@ -224,11 +251,12 @@ func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetc
 		ProbeEvery:      w.ProbeEvery,
 		MaxBackoff:      w.MaxBackoff,
 	}, fetch.Deps{
-		Queue:     q,
+		Queue:     q.Queue,
+		Ledger:    q.Ledger,
 		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
 		API:       p.Qualys,
 		Store:     p.Store,
-		Finish:    finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: Owner()}, q, p.Store, p.Log),
+		Finish:    finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: Owner()}, q.Ledger, p.Store, p.Log),
 		Metrics:   metrics,
 		Log:       p.Log,
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -31,7 +32,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
-	if rec, err := w.q.GetRun(ctx, b.Run); err == nil && rec.State == msg.RunComplete {
+	if rec, err := w.ledger.GetRun(ctx, b.Run); err == nil && rec.State == ledger.RunComplete {
 		// A late redelivery of a completed run would overwrite objects the
 		// manifest already describes.
 		log.Info("run already complete: dropping a late copy of a batch")
@@ -54,10 +55,10 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 }
 
 // fetch calls Qualys for batch b and streams every page into the store.
-func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error) {
+func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, error) {
 	ids, err := hostids.Parse(b.IDs)
 	if err != nil {
-		return msg.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
+		return ledger.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
 	pager := w.api.DetectionPager(qualys.DetectionQuery{
 		IDs:             ids.IDs(),
@@ -66,7 +67,7 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 		TruncationLimit: w.cfg.TruncationLimit,
 		Extra:           b.Params,
 	})
-	res := msg.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
+	res := ledger.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
 	for !pager.Done() {
 		page := pager.Cursor().Page
 		key := objstore.DetectionPartKey(w.cfg.Prefix, b.Run, b.Number, b.Part, page)
@@ -75,9 +76,10 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (msg.BatchResult, error
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
 		sum := resp.Summary()
-		res.Objects = append(res.Objects, msg.Object{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256, Hosts: sum.Hosts})
+		obj.Hosts = sum.Hosts
+		res.Objects = append(res.Objects, obj)
 		res.HostsReturned += sum.Hosts
-		w.metrics.bytes.Add(float64(obj.Size))
+		w.metrics.bytes.Add(float64(obj.Bytes))
 		if err := pager.Advance(resp); err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
@@ -108,8 +110,8 @@ func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, ke
 
 // record writes the batch result, then acks: in that order, so that a crash
 // between the two redelivers the batch, which overwrites its own keys (I3).
-func (w *Worker) record(ctx context.Context, m jetstream.Msg, r msg.BatchResult) error {
-	if err := w.q.MarkDone(ctx, r); err != nil {
+func (w *Worker) record(ctx context.Context, m jetstream.Msg, r ledger.BatchResult) error {
+	if err := w.ledger.MarkDone(ctx, r); err != nil {
 		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
 	}
 	if err := m.DoubleAck(ctx); err != nil {
@@ -169,7 +171,7 @@ func (w *Worker) assess(ctx context.Context, d delivered, err error) attempt {
 		a.Streak = w.streak.fail(b.Run + "/" + b.Key())
 	}
 	if charged(a, w.rules()) {
-		n, cerr := w.q.CountFailure(context.WithoutCancel(ctx), b.Run, b.Key())
+		n, cerr := w.ledger.CountFailure(context.WithoutCancel(ctx), b.Run, b.Key())
 		if cerr != nil {
 			d.log.Warn("counting the failure", "err", cerr)
 		}
@@ -181,7 +183,7 @@ func (w *Worker) assess(ctx context.Context, d delivered, err error) attempt {
 // apply carries out verdict v on a delivered batch: the one place where a
 // decision becomes Acks, Naks, pauses, metrics and logs. res is the stored
 // result (ack) and err the attempt's failure (all others).
-func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res msg.BatchResult, err error) {
+func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.BatchResult, err error) {
 	// Whatever happened, a batch handed back must not wait on a context
 	// that is already over.
 	actx := context.WithoutCancel(ctx)
@@ -260,10 +262,10 @@ func (w *Worker) split(ctx context.Context, m jetstream.Msg, b msg.Batch, cause 
 	if err != nil {
 		return false
 	}
-	s := msg.Split{Batch: b.Key(), Halves: [2]string{first.Key(), second.Key()}, Reason: cause.Error(), At: w.cfg.Now().UTC()}
+	s := ledger.Split{Batch: b.Key(), Halves: [2]string{first.Key(), second.Key()}, Reason: cause.Error(), At: w.cfg.Now().UTC()}
 	// Record first: completion must know the batch is replaced before the
 	// halves can finish.
-	if err := w.q.MarkSplit(ctx, b.Run, s); err != nil {
+	if err := w.ledger.MarkSplit(ctx, b.Run, s); err != nil {
 		log.Warn("recording a split failed", "err", err)
 		return false
 	}

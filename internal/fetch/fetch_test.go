@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -39,7 +41,7 @@ type env struct {
 	sim    *qualysim.Sim
 	srvURL string
 	js     jetstream.JetStream
-	q      *msg.Queue
+	q      app.JetStream
 	minio  *testenv.MinIOServer
 	store  *objstore.S3
 	after  time.Time
@@ -86,10 +88,15 @@ func setup(t *testing.T, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: o.maxInFlight, AckWait: o.ackWait, MaxFailures: o.maxFailures})
+	mq, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: o.maxInFlight, AckWait: o.ackWait, MaxFailures: o.maxFailures})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l, err := ledger.Setup(t.Context(), js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := app.JetStream{Queue: mq, Ledger: l}
 	m := testenv.MinIO(t)
 	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
 		Bucket: m.Bucket, PartSize: objstore.MinPartSize})
@@ -139,7 +146,8 @@ func (e *env) worker(cfg fetch.Config, password string) *fetch.Worker {
 		cfg.PullWait = 200 * time.Millisecond
 	}
 	return fetch.New(cfg, fetch.Deps{
-		Queue:     e.q,
+		Queue:     e.q.Queue,
+		Ledger:    e.q.Ledger,
 		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
 		API:       client,
 		Store:     e.store,
@@ -270,8 +278,8 @@ func TestCleanRun(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 		obj, err := e.store.Stat(t.Context(), r.Objects[0].Key)
-		if err != nil || obj.Size != r.Objects[0].Bytes {
-			t.Fatalf("%s: size %d recorded %d (%v)", r.Objects[0].Key, obj.Size, r.Objects[0].Bytes, err)
+		if err != nil || obj.Bytes != r.Objects[0].Bytes {
+			t.Fatalf("%s: size %d recorded %d (%v)", r.Objects[0].Key, obj.Bytes, r.Objects[0].Bytes, err)
 		}
 	}
 }
@@ -521,7 +529,8 @@ func (e *env) workerWith(client *qualys.Client, cfg fetch.Config, reg *prometheu
 	cfg.MaxBackoff = 50 * time.Millisecond
 	cfg.PullWait = 200 * time.Millisecond
 	return fetch.New(cfg, fetch.Deps{
-		Queue:     e.q,
+		Queue:     e.q.Queue,
+		Ledger:    e.q.Ledger,
 		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
 		API:       client,
 		Store:     e.store,

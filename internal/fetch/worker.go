@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -99,15 +100,19 @@ type Store interface {
 	Check(ctx context.Context) error
 }
 
-// Queue is the part of JetStream a worker uses.
+// Queue is the part of the JetStream transport a worker uses.
 type Queue interface {
 	Next(ctx context.Context, maxWait time.Duration) (jetstream.Msg, error)
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
-	MarkDone(ctx context.Context, r msg.BatchResult) error
-	CountFailure(ctx context.Context, run, batch string) (int, error)
 	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
-	MarkSplit(ctx context.Context, run string, s msg.Split) error
 	Config() msg.Config
+}
+
+// Ledger is the part of the run ledger a worker reads and records in.
+type Ledger interface {
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	MarkDone(ctx context.Context, r ledger.BatchResult) error
+	CountFailure(ctx context.Context, run, batch string) (int, error)
+	MarkSplit(ctx context.Context, run string, s ledger.Split) error
 }
 
 // Publisher publishes split halves.
@@ -125,6 +130,7 @@ type Finisher interface {
 type Worker struct {
 	cfg     Config
 	q       Queue
+	ledger  Ledger
 	pub     func() Publisher
 	api     Detector
 	store   Store
@@ -169,6 +175,7 @@ func (s *streak) reset() {
 // Deps are a worker's collaborators; Finish and Metrics may be nil.
 type Deps struct {
 	Queue     Queue
+	Ledger    Ledger
 	Publisher func() Publisher
 	API       Detector
 	Store     Store
@@ -185,7 +192,7 @@ func New(cfg Config, d Deps) *Worker {
 		m = NewMetrics(nil)
 	}
 	return &Worker{
-		cfg: cfg, q: d.Queue, pub: d.Publisher, api: d.API, store: d.Store,
+		cfg: cfg, q: d.Queue, ledger: d.Ledger, pub: d.Publisher, api: d.API, store: d.Store,
 		finish: d.Finish, log: d.Log, metrics: m, gate: newGate(cfg.Now),
 	}
 }

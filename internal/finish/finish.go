@@ -17,22 +17,22 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
 
-// Queue is the part of JetStream completion reads and claims.
-type Queue interface {
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
-	UpdateRun(ctx context.Context, id string, change func(*msg.RunRecord) error) (msg.RunRecord, error)
+// Ledger is the part of the run ledger completion reads and claims.
+type Ledger interface {
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	UpdateRun(ctx context.Context, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
 	CountDone(ctx context.Context, run string) (int, error)
-	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
-	Splits(ctx context.Context, run string) ([]msg.Split, error)
-	AdvanceWatermark(ctx context.Context, w msg.Watermark) (bool, error)
+	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]ledger.Split, error)
+	Pages(ctx context.Context, run string) ([]objstore.Object, error)
+	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
 }
 
 // Store is where the manifest and markers go.
@@ -44,7 +44,7 @@ type Store interface {
 
 // Finisher completes runs.
 type Finisher struct {
-	q      Queue
+	q      Ledger
 	store  Store
 	prefix string
 	owner  string
@@ -64,7 +64,7 @@ type Config struct {
 }
 
 // New builds a finisher.
-func New(cfg Config, q Queue, store Store, log *slog.Logger) *Finisher {
+func New(cfg Config, q Ledger, store Store, log *slog.Logger) *Finisher {
 	if cfg.StaleClaim <= 0 {
 		cfg.StaleClaim = 5 * time.Minute
 	}
@@ -84,10 +84,10 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if err != nil {
 		return err
 	}
-	if !rec.PlanningComplete || rec.State == msg.RunComplete || rec.State == msg.RunFailed {
+	if !rec.PlanningComplete || rec.State == ledger.RunComplete || rec.State == ledger.RunFailed {
 		return nil
 	}
-	if rec.State == msg.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
+	if rec.State == ledger.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
 		return nil
 	}
 	splits, err := f.q.Splits(ctx, run)
@@ -108,19 +108,19 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if err != nil {
 		return err
 	}
-	used, missing := resolve(rec.BatchesPlanned, results, splits)
+	used, missing := ledger.Resolve(rec.BatchesPlanned, results, splits)
 	if missing != "" {
 		return nil
 	}
 
-	claimed, err := f.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
+	claimed, err := f.q.UpdateRun(ctx, run, func(r *ledger.RunRecord) error {
 		switch {
-		case r.State == msg.RunComplete || r.State == msg.RunFailed:
+		case r.State == ledger.RunComplete || r.State == ledger.RunFailed:
 			return errNotMine
-		case r.State == msg.RunCompleting && f.now().Sub(r.FinishStarted) < f.stale:
+		case r.State == ledger.RunCompleting && f.now().Sub(r.FinishStarted) < f.stale:
 			return errNotMine
 		}
-		r.State = msg.RunCompleting
+		r.State = ledger.RunCompleting
 		r.Finisher = f.owner
 		r.FinishStarted = f.now().UTC()
 		return nil
@@ -134,84 +134,6 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	return f.complete(ctx, claimed, used, splits)
 }
 
-// resolve picks, for every planned batch, the results that stand for it:
-// its own, or (when it was split) its halves', recursively. missing names
-// the first batch with neither.
-func resolve(planned int, results []msg.BatchResult, splits []msg.Split) (used []msg.BatchResult, missing string) {
-	r := newResolver(results, splits)
-	for i := 1; i <= planned; i++ {
-		if key := strconv.Itoa(i); !r.walk(key, 0) {
-			return nil, key
-		}
-	}
-	return r.used, ""
-}
-
-// Progress counts the planned batches that have results standing for them
-// (a run's progress as completion sees it) and returns the results that
-// count: those standing for covered batches, and for an uncovered one those
-// standing for its covered parts (its halves', recursively). A whole
-// batch's result that its halves replace is left out, so hosts and bytes
-// are not counted twice.
-func Progress(planned int, results []msg.BatchResult, splits []msg.Split) (covered int, counted []msg.BatchResult) {
-	r := newResolver(results, splits)
-	var partial func(key string, depth int)
-	partial = func(key string, depth int) {
-		if r.walk(key, depth) {
-			return
-		}
-		if h, ok := r.halves[key]; ok && depth < 32 {
-			partial(h[0], depth+1)
-			partial(h[1], depth+1)
-		}
-	}
-	for i := 1; i <= planned; i++ {
-		key := strconv.Itoa(i)
-		if r.walk(key, 0) {
-			covered++
-			continue
-		}
-		partial(key, 0)
-	}
-	return covered, r.used
-}
-
-type resolver struct {
-	done   map[string]msg.BatchResult
-	halves map[string][2]string
-	used   []msg.BatchResult
-}
-
-func newResolver(results []msg.BatchResult, splits []msg.Split) *resolver {
-	r := &resolver{done: make(map[string]msg.BatchResult, len(results)), halves: make(map[string][2]string, len(splits))}
-	for _, res := range results {
-		r.done[res.Batch] = res
-	}
-	for _, s := range splits {
-		r.halves[s.Batch] = s.Halves
-	}
-	return r
-}
-
-// walk reports whether key is covered and appends the results that cover it.
-func (r *resolver) walk(key string, depth int) bool {
-	// A split's halves are preferred; a result of the whole batch, recorded
-	// by a redelivery that raced the split, stands in when they are not
-	// both done.
-	if h, ok := r.halves[key]; ok && depth < 32 {
-		mark := len(r.used)
-		if r.walk(h[0], depth+1) && r.walk(h[1], depth+1) {
-			return true
-		}
-		r.used = r.used[:mark]
-	}
-	if res, ok := r.done[key]; ok {
-		r.used = append(r.used, res)
-		return true
-	}
-	return false
-}
-
 // Manifest is manifest.json: what an analyst or a job needs to trust a run.
 type Manifest struct {
 	Run       string              `json:"run"`
@@ -221,44 +143,47 @@ type Manifest struct {
 	Created   time.Time           `json:"created"`
 	Completed time.Time           `json:"completed"`
 	Finisher  string              `json:"finisher"`
-	HostList  []ManifestObject    `json:"hostlist"`
+	HostList  Objects             `json:"hostlist"`
 	Batches   []ManifestBatch     `json:"batches"`
-	Splits    []msg.Split         `json:"splits,omitempty"`
-	Totals    Totals              `json:"totals"`
+	Splits    []ledger.Split      `json:"splits,omitempty"`
+	Totals    ledger.Totals       `json:"totals"`
 }
 
-// ManifestObject is one stored object.
-type ManifestObject struct {
-	Key    string `json:"key"`
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256,omitempty"`
-	Hosts  int    `json:"hosts,omitempty"`
+// Objects are stored objects as manifest.json lists them: the one object
+// record, with sha256 left out when unknown and hosts when zero, as the
+// manifest always had them (the ledger keeps every field).
+type Objects []objstore.Object
+
+// MarshalJSON writes the manifest's encoding of each object.
+func (l Objects) MarshalJSON() ([]byte, error) {
+	type object struct {
+		Key    string `json:"key"`
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256,omitempty"`
+		Hosts  int    `json:"hosts,omitempty"`
+	}
+	if l == nil {
+		return []byte("null"), nil
+	}
+	out := make([]object, len(l))
+	for i, o := range l {
+		out[i] = object{Key: o.Key, Bytes: o.Bytes, SHA256: o.SHA256, Hosts: o.Hosts}
+	}
+	return json.Marshal(out)
 }
 
 // ManifestBatch is one batch's outcome. Qualys leaves hosts without a
 // matching detection out of its answer, so HostsReturned below
 // HostsRequested is normal, not loss.
 type ManifestBatch struct {
-	Batch          string           `json:"batch"`
-	HostsRequested int              `json:"hosts_requested"`
-	HostsReturned  int              `json:"hosts_returned"`
-	Objects        []ManifestObject `json:"objects"`
-	Delivery       uint64           `json:"delivery"`
-	Worker         string           `json:"worker,omitempty"`
-	Seconds        float64          `json:"seconds"`
-	At             time.Time        `json:"at"`
-}
-
-// Totals add the batches up.
-type Totals struct {
-	Batches        int     `json:"batches"`
-	Objects        int     `json:"objects"`
-	Bytes          int64   `json:"bytes"`
-	HostsPlanned   int     `json:"hosts_planned"`
-	HostsRequested int     `json:"hosts_requested"`
-	HostsReturned  int     `json:"hosts_returned"`
-	HostListPages  int     `json:"hostlist_pages"`
-	Seconds        float64 `json:"seconds"` // run creation to completion
+	Batch          string    `json:"batch"`
+	HostsRequested int       `json:"hosts_requested"`
+	HostsReturned  int       `json:"hosts_returned"`
+	Objects        Objects   `json:"objects"`
+	Delivery       uint64    `json:"delivery"`
+	Worker         string    `json:"worker,omitempty"`
+	Seconds        float64   `json:"seconds"`
+	At             time.Time `json:"at"`
 }
 
 // Latest is latest.json: the newest complete run.
@@ -273,22 +198,21 @@ type Latest struct {
 // complete writes the manifest, then _SUCCESS, then the watermark, then
 // latest.json, then marks the run complete. Every step is safe to repeat,
 // so a finisher taking over a stale claim simply does them all again.
-func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.BatchResult, splits []msg.Split) error {
+func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []ledger.BatchResult, splits []ledger.Split) error {
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
 		Created: rec.Created, Completed: now, Finisher: f.owner, Splits: splits}
-	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, rec.ID)+"hostlist/") {
-		if err != nil {
-			return fmt.Errorf("finish %s: listing host list pages: %w", rec.ID, err)
-		}
-		m.HostList = append(m.HostList, ManifestObject{Key: obj.Key, Bytes: obj.Size, SHA256: obj.SHA256})
+	pages, err := f.hostList(ctx, rec.ID)
+	if err != nil {
+		return err
 	}
-	slices.SortFunc(used, func(a, b msg.BatchResult) int { return compareKeys(a.Batch, b.Batch) })
+	m.HostList = pages
+	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
 			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
 		for _, o := range r.Objects {
-			mb.Objects = append(mb.Objects, ManifestObject{Key: o.Key, Bytes: o.Bytes, SHA256: o.SHA256, Hosts: o.Hosts})
+			mb.Objects = append(mb.Objects, o)
 			m.Totals.Objects++
 			m.Totals.Bytes += o.Bytes
 		}
@@ -311,18 +235,18 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 	}
 	// The watermark moves only now that the run is complete (I1), and only
 	// forward: an older run completing late leaves it alone.
-	if _, err := f.q.AdvanceWatermark(ctx, msg.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
+	if _, err := f.q.AdvanceWatermark(ctx, ledger.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
 		return fmt.Errorf("finish %s: advancing the watermark: %w", rec.ID, err)
 	}
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
 	}
-	_, err := f.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
-		r.State = msg.RunComplete
+	_, err = f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+		r.State = ledger.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
-		r.Totals = &msg.RunTotals{Batches: m.Totals.Batches, Objects: m.Totals.Objects, Bytes: m.Totals.Bytes,
-			HostsRequested: m.Totals.HostsRequested, HostsReturned: m.Totals.HostsReturned}
+		totals := m.Totals
+		r.Totals = &totals
 		return nil
 	})
 	if err != nil {
@@ -332,6 +256,28 @@ func (f *Finisher) complete(ctx context.Context, rec msg.RunRecord, used []msg.B
 		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
 		"manifest", manifestKey)
 	return nil
+}
+
+// hostList returns run's Host List pages as the ledger recorded them. A
+// run planned before pages were recorded (by an earlier version, during an
+// upgrade) has none there: its pages are listed from the bucket instead,
+// without checksums or host counts, as manifests of that version had them.
+func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
+	pages, err := f.q.Pages(ctx, run)
+	if err != nil {
+		return nil, fmt.Errorf("finish %s: reading host list pages: %w", run, err)
+	}
+	if len(pages) > 0 {
+		return pages, nil
+	}
+	var listed Objects
+	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
+		if err != nil {
+			return nil, fmt.Errorf("finish %s: listing host list pages: %w", run, err)
+		}
+		listed = append(listed, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
+	}
+	return listed, nil
 }
 
 // updateLatest points latest.json at l unless it already names a run with a
@@ -360,17 +306,4 @@ func (f *Finisher) putJSON(ctx context.Context, key string, v any) error {
 	}
 	_, err = f.store.Put(ctx, key, bytes.NewReader(b), objstore.PutOptions{ContentType: "application/json"})
 	return err
-}
-
-// compareKeys orders batch keys numerically: 2 < 10, 17 < 17.1 < 17.2.
-func compareKeys(a, b string) int {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		x, _ := strconv.Atoi(as[i])
-		y, _ := strconv.Atoi(bs[i])
-		if x != y {
-			return x - y
-		}
-	}
-	return len(as) - len(bs)
 }

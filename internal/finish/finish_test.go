@@ -2,9 +2,12 @@ package finish_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -14,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -33,16 +38,23 @@ type env struct {
 	t      *testing.T
 	sim    *qualysim.Sim
 	client *qualys.Client
-	q      *msg.Queue
+	q      app.JetStream
 	store  *countingStore
 	log    *slog.Logger
 }
 
-// countingStore counts Puts of _SUCCESS and can fail the next one.
+// countingStore counts Puts of _SUCCESS and can fail the next one, and
+// counts Lists.
 type countingStore struct {
 	*objstore.S3
 	successes atomic.Int32
 	failNext  atomic.Bool
+	lists     atomic.Int32
+}
+
+func (s *countingStore) List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error] {
+	s.lists.Add(1)
+	return s.S3.List(ctx, prefix)
 }
 
 func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Object, error) {
@@ -62,13 +74,13 @@ func setup(t *testing.T, hosts int64, maxFailures int) *env {
 }
 
 func (e *env) finisher(owner string, stale time.Duration) *finish.Finisher {
-	return finish.New(finish.Config{Prefix: prefix, Owner: owner, StaleClaim: stale}, e.q, e.store, e.log)
+	return finish.New(finish.Config{Prefix: prefix, Owner: owner, StaleClaim: stale}, e.q.Ledger, e.store, e.log)
 }
 
 func (e *env) plan(fin plan.Finisher) plan.Outcome {
 	e.t.Helper()
 	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, PageSize: 2000, Owner: "planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, fin, e.log)
+		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q.Queue, e.q.Ledger, e.client, e.store, fin, e.log)
 	out, err := p.Run(e.t.Context())
 	if err != nil {
 		e.t.Fatal(err)
@@ -80,7 +92,7 @@ func (e *env) plan(fin plan.Finisher) plan.Outcome {
 func (e *env) work(fin fetch.Finisher, cond func() bool) {
 	e.t.Helper()
 	w := fetch.New(fetch.Config{Slots: 2, Prefix: prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
-		Queue: e.q, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
+		Queue: e.q.Queue, Ledger: e.q.Ledger, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
 		API: e.client, Store: e.store, Finish: fin, Log: e.log,
 	})
 	ctx, cancel := context.WithCancel(e.t.Context())
@@ -90,7 +102,7 @@ func (e *env) work(fin fetch.Finisher, cond func() bool) {
 	testenv.Eventually(e.t, 60*time.Second, cond, "worker did not get there")
 }
 
-func (e *env) run(id string) msg.RunRecord {
+func (e *env) run(id string) ledger.RunRecord {
 	r, err := e.q.GetRun(e.t.Context(), id)
 	if err != nil {
 		e.t.Fatal(err)
@@ -114,7 +126,7 @@ func TestRunCompletesWithManifest(t *testing.T) {
 	e := setup(t, 3000, 0)
 	fin := e.finisher("w", 0)
 	out := e.plan(fin)
-	e.work(fin, func() bool { return e.run(out.Run).State == msg.RunComplete })
+	e.work(fin, func() bool { return e.run(out.Run).State == ledger.RunComplete })
 
 	rec := e.run(out.Run)
 	var m finish.Manifest
@@ -135,6 +147,31 @@ func TestRunCompletesWithManifest(t *testing.T) {
 		m.Totals.HostsReturned != withDetections || m.Totals.HostListPages != 2 || len(m.Batches) != rec.BatchesPlanned {
 		t.Fatalf("manifest totals %+v, truth %d hosts, %d with detections", m.Totals, len(truth), withDetections)
 	}
+	// The Host List pages come from the ledger, not from listing the
+	// bucket: each with the bytes, checksum and hosts of its object.
+	if n := e.store.lists.Load(); n != 0 {
+		t.Errorf("the bucket was listed %d times", n)
+	}
+	pageHosts := 0
+	for i, o := range m.HostList {
+		if o.Key != objstore.HostListPageKey(prefix, out.Run, i+1) {
+			t.Fatalf("manifest host list page %d is %s", i+1, o.Key)
+		}
+		r, err := e.store.Get(t.Context(), o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(r)
+		r.Close()
+		sum := sha256.Sum256(body)
+		if err != nil || int64(len(body)) != o.Bytes || hex.EncodeToString(sum[:]) != o.SHA256 || o.Hosts == 0 {
+			t.Fatalf("host list page %s: manifest says %+v, bucket holds %d bytes", o.Key, o, len(body))
+		}
+		pageHosts += o.Hosts
+	}
+	if pageHosts != len(truth) {
+		t.Fatalf("host list pages hold %d hosts, truth %d", pageHosts, len(truth))
+	}
 	var bytes int64
 	for i, b := range m.Batches {
 		if want := strconv.Itoa(i + 1); b.Batch != want {
@@ -142,7 +179,7 @@ func TestRunCompletesWithManifest(t *testing.T) {
 		}
 		for _, o := range b.Objects {
 			st, err := e.store.Stat(t.Context(), o.Key)
-			if err != nil || st.Size != o.Bytes || o.SHA256 == "" {
+			if err != nil || st.Bytes != o.Bytes || o.SHA256 == "" {
 				t.Fatalf("batch %d object %s: stat %+v, %v", i, o.Key, st, err)
 			}
 			bytes += o.Bytes
@@ -160,7 +197,7 @@ func TestRunCompletesWithManifest(t *testing.T) {
 	if latest.Run != out.Run || latest.Manifest != objstore.ManifestKey(prefix, out.Run) {
 		t.Fatalf("latest.json %+v", latest)
 	}
-	if rec.State != msg.RunComplete || rec.ManifestKey == "" {
+	if rec.State != ledger.RunComplete || rec.ManifestKey == "" {
 		t.Fatalf("record %+v", rec)
 	}
 }
@@ -186,7 +223,7 @@ func TestFinishOnce(t *testing.T) {
 	if got := e.store.successes.Load(); got != 1 {
 		t.Fatalf("_SUCCESS written %d times by 8 concurrent finishers", got)
 	}
-	if e.run(out.Run).State != msg.RunComplete {
+	if e.run(out.Run).State != ledger.RunComplete {
 		t.Fatal("not complete")
 	}
 }
@@ -204,24 +241,24 @@ func TestStaleClaimTakenOver(t *testing.T) {
 	if err := e.finisher("dies", time.Hour).TryFinish(t.Context(), out.Run); err == nil {
 		t.Fatal("the injected failure was not reported")
 	}
-	if r := e.run(out.Run); r.State != msg.RunCompleting || r.Finisher != "dies" {
+	if r := e.run(out.Run); r.State != ledger.RunCompleting || r.Finisher != "dies" {
 		t.Fatalf("record after the failed finish: %+v", r)
 	}
-	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, msg.ErrNoWatermark) {
+	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, ledger.ErrNoWatermark) {
 		t.Fatal("watermark moved for an incomplete run")
 	}
 	// A fresh claim is respected...
-	if err := e.finisher("early", time.Hour).TryFinish(t.Context(), out.Run); err != nil || e.run(out.Run).State != msg.RunCompleting {
+	if err := e.finisher("early", time.Hour).TryFinish(t.Context(), out.Run); err != nil || e.run(out.Run).State != ledger.RunCompleting {
 		t.Fatalf("a fresh claim was taken over: %v", err)
 	}
 	// ...a stale one is taken over; here the next planner does it.
 	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, Owner: "next-planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q, e.client, e.store, e.finisher("next", time.Nanosecond), e.log)
+		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q.Queue, e.q.Ledger, e.client, e.store, e.finisher("next", time.Nanosecond), e.log)
 	next, err := p.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := e.run(out.Run); r.State != msg.RunComplete || r.Finisher != "next" {
+	if r := e.run(out.Run); r.State != ledger.RunComplete || r.Finisher != "next" {
 		t.Fatalf("record after the takeover: %+v", r)
 	}
 	if next.Skipped || next.Run == out.Run {
@@ -248,13 +285,13 @@ func TestDeadLetterBlocksCompletion(t *testing.T) {
 		dl, _ := e.q.DeadLetters(t.Context(), out.Run)
 		return n == planned-1 && len(dl) == 1
 	})
-	if r := e.run(out.Run); r.State != msg.RunFetching {
+	if r := e.run(out.Run); r.State != ledger.RunFetching {
 		t.Fatalf("state %s with a dead letter", r.State)
 	}
 	if _, err := e.store.Stat(t.Context(), objstore.SuccessKey(prefix, out.Run)); !errors.Is(err, objstore.ErrNotFound) {
 		t.Fatalf("_SUCCESS of an incomplete run: %v", err)
 	}
-	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, msg.ErrNoWatermark) {
+	if _, err := e.q.Watermark(t.Context()); !errors.Is(err, ledger.ErrNoWatermark) {
 		t.Fatal("watermark moved")
 	}
 	e.sim.Advance(time.Hour)
@@ -273,11 +310,11 @@ func TestEmptyRunCompletesAtOnce(t *testing.T) {
 	e := setup(t, 500, 0)
 	fin := e.finisher("planner", 0)
 	first := e.plan(fin)
-	e.work(fin, func() bool { return e.run(first.Run).State == msg.RunComplete })
+	e.work(fin, func() bool { return e.run(first.Run).State == ledger.RunComplete })
 	e.sim.Advance(time.Second)
 	out := e.plan(fin)
 	rec := e.run(out.Run)
-	if rec.BatchesPlanned != 0 || rec.State != msg.RunComplete {
+	if rec.BatchesPlanned != 0 || rec.State != ledger.RunComplete {
 		t.Fatalf("empty run: %+v", rec)
 	}
 	var m finish.Manifest

@@ -22,9 +22,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -93,10 +96,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: cfg.Slots})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, true)
 	if err != nil {
 		return Summary{}, err
 	}
+	mq, l := q.Queue, q.Ledger
 
 	g, gctx := errgroup.WithContext(ctx)
 	qc := cfg.Qualys
@@ -156,16 +160,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 
 	owner := "qfetch-local"
-	fin := finish.New(finish.Config{Prefix: cfg.Prefix, Owner: owner}, q, store, log)
+	fin := finish.New(finish.Config{Prefix: cfg.Prefix, Owner: owner}, l, store, log)
 	planner := plan.New(plan.Config{
 		Prefix: cfg.Prefix, BatchSize: cfg.BatchSize, PageSize: cfg.PageSize, Overlap: cfg.Overlap,
 		Owner: owner, LockTTL: 30 * time.Second,
-	}, q, client, store, fin, log)
+	}, mq, l, client, store, fin, log)
 	worker := fetch.New(fetch.Config{Slots: cfg.Slots, Prefix: cfg.Prefix, Owner: owner,
 		MaxBackoff: 2 * time.Second, ProbeEvery: 2 * time.Second, Grace: 5 * time.Second, PullWait: 500 * time.Millisecond,
 	}, fetch.Deps{
-		Queue:     q,
-		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		Queue:     mq,
+		Ledger:    l,
+		Publisher: func() fetch.Publisher { return mq.Publisher(msg.PublisherOptions{}) },
 		API:       client, Store: store, Finish: fin, Log: log,
 	})
 
@@ -210,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 
 // watch reports progress until the run completes, or until nothing of it
 // is queued any more while it is still incomplete (dead letters).
-func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time.Time) (msg.RunRecord, error) {
+func watch(ctx context.Context, q app.JetStream, run string, cfg Config, start time.Time) (ledger.RunRecord, error) {
 	every := cfg.TickEvery
 	if every <= 0 {
 		every = 10 * time.Second
@@ -232,7 +237,7 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 		if err != nil {
 			return rec, err
 		}
-		final := rec.State == msg.RunComplete || rec.State == msg.RunFailed
+		final := rec.State == ledger.RunComplete || rec.State == ledger.RunFailed
 		if final || time.Since(lastShown) >= every {
 			var bytes int64
 			if results, err := q.DoneBatches(ctx, run); err == nil {
@@ -244,10 +249,10 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 			lastShown = time.Now()
 		}
 		switch rec.State {
-		case msg.RunComplete:
+		case ledger.RunComplete:
 			p.end()
 			return rec, nil
-		case msg.RunFailed:
+		case ledger.RunFailed:
 			p.end()
 			return rec, failure.Permanent(fmt.Errorf("run %s failed: %s", run, rec.Error))
 		}
@@ -256,7 +261,7 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 			if err != nil {
 				return rec, err
 			}
-			if pending == 0 && rec.State == msg.RunFetching {
+			if pending == 0 && rec.State == ledger.RunFetching {
 				// Give the last finisher a moment: it records, then acks,
 				// then finishes.
 				if dl, _ := q.DeadLetters(ctx, run); len(dl) > 0 {
@@ -274,7 +279,7 @@ func watch(ctx context.Context, q *msg.Queue, run string, cfg Config, start time
 	}
 }
 
-func summarize(ctx context.Context, q *msg.Queue, rec msg.RunRecord, start time.Time, success, manifest string) (Summary, error) {
+func summarize(ctx context.Context, q app.JetStream, rec ledger.RunRecord, start time.Time, success, manifest string) (Summary, error) {
 	results, err := q.DoneBatches(ctx, rec.ID)
 	if err != nil {
 		return Summary{}, err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/local"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
@@ -53,7 +54,7 @@ func checkStatus(t *testing.T, sum local.Summary) {
 		t.Fatalf("run %s: no status.json: %v", sum.Run, err)
 	}
 	var st runstat.Status
-	if err := json.Unmarshal(b, &st); err != nil || st.State != runstat.Complete || st.Run != sum.Run || st.Bytes != sum.Bytes {
+	if err := json.Unmarshal(b, &st); err != nil || st.State != ledger.RunComplete || st.Run != sum.Run || st.Bytes != sum.Bytes {
 		t.Fatalf("run %s: status.json %+v, %v", sum.Run, st, err)
 	}
 }

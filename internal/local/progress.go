@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // progress shows a run's progress: one rewritten line on a terminal,
@@ -18,7 +18,7 @@ type progress struct {
 	shown bool
 }
 
-func (p *progress) show(rec msg.RunRecord, done int, bytes int64) {
+func (p *progress) show(rec ledger.RunRecord, done int, bytes int64) {
 	planned := rec.Progress.Batches
 	total := "?"
 	if rec.PlanningComplete {

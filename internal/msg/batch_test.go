@@ -154,18 +154,6 @@ func TestSplit(t *testing.T) {
 	}
 }
 
-func TestCompareBatchKeys(t *testing.T) {
-	keys := []string{"1", "2", "2.1", "2.1.2", "2.2", "10", "10.1", "100"}
-	for i := range keys {
-		for j := range keys {
-			got := compareBatchKeys(keys[i], keys[j])
-			if (i < j && got >= 0) || (i > j && got <= 0) || (i == j && got != 0) {
-				t.Errorf("compare(%q, %q) = %d", keys[i], keys[j], got)
-			}
-		}
-	}
-}
-
 func FuzzDecode(f *testing.F) {
 	for _, n := range []int{1, 2, 17} {
 		b := testBatch("r-"+strconv.Itoa(n), n)

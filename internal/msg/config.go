@@ -25,7 +25,7 @@ type Config struct {
 	// signal progress well inside it. Default 2m.
 	AckWait time.Duration
 	// MaxFailures is how many retryable failures of one batch workers
-	// accept before they dead-letter it (counted by [Queue.CountFailure]).
+	// accept before they dead-letter it (counted by ledger.Ledger.CountFailure).
 	// The consumer itself redelivers without limit: a Nak for back-pressure
 	// or a fleet-wide fault also counts as a delivery, and neither may ever
 	// use up a batch's chances (I6). Default 10.

@@ -43,7 +43,7 @@ func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver
 	maxWait = max(maxWait, 100*time.Millisecond)
 	batch, err := q.consumer.Fetch(n, jetstream.FetchMaxWait(maxWait))
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: fetch: %w", err))
+		return ClassifyAPI(fmt.Errorf("msg: fetch: %w", err))
 	}
 	for m := range batch.Messages() {
 		if ctx.Err() != nil {
@@ -56,7 +56,7 @@ func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver
 		return context.Cause(ctx)
 	}
 	if err := batch.Error(); err != nil {
-		return classifyAPI(fmt.Errorf("msg: fetch: %w", err))
+		return ClassifyAPI(fmt.Errorf("msg: fetch: %w", err))
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 	// Stream sequence stays the same across redeliveries of one message.
 	id := fmt.Sprintf("dlq.%s.%d", dl.MsgID, dl.StreamSeq)
 	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamDLQ)); err != nil {
-		return classifyAPI(fmt.Errorf("msg: dead-letter %s: %w", m.Subject(), err))
+		return ClassifyAPI(fmt.Errorf("msg: dead-letter %s: %w", m.Subject(), err))
 	}
 	termReason := reason
 	if lastErr != nil {
@@ -153,7 +153,7 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 		termReason = termReason[:maxTermReason]
 	}
 	if err := m.TermWithReason(termReason); err != nil {
-		return classifyAPI(fmt.Errorf("msg: terminate %s after dead-lettering: %w", m.Subject(), err))
+		return ClassifyAPI(fmt.Errorf("msg: terminate %s after dead-lettering: %w", m.Subject(), err))
 	}
 	return nil
 }
@@ -168,7 +168,7 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 	}
 	c, err := q.js.OrderedConsumer(ctx, StreamDLQ, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
 	}
 	// The server would keep the consumer for its inactivity threshold;
 	// listings are frequent (status, the reporter on every pod).
@@ -183,7 +183,7 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 	for {
 		batch, err := c.FetchNoWait(256)
 		if err != nil {
-			return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+			return nil, ClassifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
 		}
 		got, caughtUp := 0, false
 		for m := range batch.Messages() {
@@ -196,7 +196,7 @@ func (q *Queue) DeadLetters(ctx context.Context, run string) ([]DeadLetter, erro
 			caughtUp = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil {
-			return nil, classifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
+			return nil, ClassifyAPI(fmt.Errorf("msg: read dead letters: %w", err))
 		}
 		if got == 0 || caughtUp {
 			return out, nil
@@ -215,13 +215,13 @@ func (q *Queue) DeadLetterCount(ctx context.Context, run string) (int, error) {
 		// Every message of the stream is a dead letter.
 		s, err := q.js.Stream(ctx, StreamDLQ)
 		if err != nil {
-			return 0, classifyAPI(fmt.Errorf("msg: count dead letters: %w", err))
+			return 0, ClassifyAPI(fmt.Errorf("msg: count dead letters: %w", err))
 		}
 		return int(s.CachedInfo().State.Msgs), nil
 	}
 	n, err := q.subjectCount(ctx, StreamDLQ, subject)
 	if err != nil {
-		return 0, classifyAPI(fmt.Errorf("msg: count dead letters of %s: %w", run, err))
+		return 0, ClassifyAPI(fmt.Errorf("msg: count dead letters of %s: %w", run, err))
 	}
 	return int(n), nil
 }
@@ -230,8 +230,36 @@ func dlqSubject(run string) (string, error) {
 	if run == "" {
 		return dlqSubjects, nil
 	}
-	if _, err := runKey(run); err != nil {
+	if err := checkRun(run); err != nil {
 		return "", err
 	}
 	return dlqSubjectPrefix + run, nil
+}
+
+// Pending is the number of run's batch messages still in the stream:
+// queued, or delivered and not yet acked. Zero for a planned run means
+// nothing more will happen to it unless an operator replays dead letters.
+func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
+	if err := checkRun(run); err != nil {
+		return 0, err
+	}
+	n, err := q.subjectCount(ctx, StreamBatches, BatchSubject(run))
+	if err != nil {
+		return 0, ClassifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
+	}
+	return n, nil
+}
+
+// subjectCount is how many messages stream holds on subject (a literal
+// subject), asked of the server without reading them.
+func (q *Queue) subjectCount(ctx context.Context, stream, subject string) (uint64, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Subjects[subject], nil
 }

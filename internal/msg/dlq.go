@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,7 +41,7 @@ func (d DeadLetter) BatchKey() string {
 	if b, err := Decode(d.Batch); err == nil {
 		return b.Key()
 	}
-	if k, ok := strings.CutPrefix(d.MsgID, d.Run+"."); ok && validBatchKey(k) {
+	if k, ok := strings.CutPrefix(d.MsgID, d.Run+"."); ok && ValidBatchKey(k) {
 		return k
 	}
 	return ""
@@ -54,24 +52,26 @@ func (d DeadLetter) BatchKey() string {
 func (q *Queue) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error) {
 	s, err := q.js.Stream(ctx, StreamDLQ)
 	if err != nil {
-		return DeadLetter{}, classifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
+		return DeadLetter{}, ClassifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
 	}
 	m, err := s.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return DeadLetter{}, failure.Permanent(fmt.Errorf("msg: dead letter %d: %w", seq, ErrNoDeadLetter))
 	}
 	if err != nil {
-		return DeadLetter{}, classifyAPI(fmt.Errorf("msg: read dead letter %d: %w", seq, err))
+		return DeadLetter{}, ClassifyAPI(fmt.Errorf("msg: read dead letter %d: %w", seq, err))
 	}
 	return decodeDeadLetter(m.Subject, m.Data, seq), nil
 }
 
 // Replay puts the dead-lettered batch at seq back on the work queue, byte
-// for byte (same run, same key, so the same objects, I3), with its failure
-// count reset, and then removes the dead letter. The republished message
+// for byte (same run, same key, so the same objects, I3), and then removes
+// the dead letter. before is called with the batch once it is known to be
+// replayable and before anything is published (the run ledger resets the
+// batch's failure count there); its error stops the replay. The republished message
 // has a Msg-Id of its own: the original's may still be in the duplicate
 // window. Replaying the same dead letter twice publishes it once.
-func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
+func (q *Queue) Replay(ctx context.Context, seq uint64, before func(Batch) error) (Batch, error) {
 	dl, err := q.DeadLetterAt(ctx, seq)
 	if err != nil {
 		return Batch{}, err
@@ -84,7 +84,7 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
 	if err != nil {
 		return Batch{}, failure.Permanent(fmt.Errorf("msg: dead letter %d: %w: %w; drop it", seq, ErrNotReplayable, err))
 	}
-	if err := q.resetFailures(ctx, b.Run, b.Key()); err != nil {
+	if err := before(b); err != nil {
 		return Batch{}, err
 	}
 	// A dead letter whose Term was lost leaves its original in the queue:
@@ -103,7 +103,7 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
 	m := &nats.Msg{Subject: b.Subject(), Data: dl.Batch, Header: nats.Header{}}
 	id := fmt.Sprintf("%s.replay.%d", b.MsgID(), seq)
 	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamBatches)); err != nil {
-		return Batch{}, classifyAPI(fmt.Errorf("msg: replay dead letter %d (run %s batch %s): %w", seq, b.Run, b.Key(), err))
+		return Batch{}, ClassifyAPI(fmt.Errorf("msg: replay dead letter %d (run %s batch %s): %w", seq, b.Run, b.Key(), err))
 	}
 	if err := q.deleteDeadLetter(ctx, seq); err != nil {
 		return b, fmt.Errorf("msg: dead letter %d was replayed but is still listed: %w", seq, err)
@@ -111,52 +111,22 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (Batch, error) {
 	return b, nil
 }
 
-// DropDeadLetter removes the dead letter at seq for good. When it belongs to
-// a known run that has not completed, the run record first records the drop
-// (who, why, which batch) as an [Acceptance]: the run is accepted as
-// incomplete; accepted says whether that happened.
-func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (dl DeadLetter, accepted bool, err error) {
-	if by == "" {
-		return DeadLetter{}, false, failure.Permanent(errors.New("msg: drop dead letter: say who drops it"))
-	}
-	dl, err = q.DeadLetterAt(ctx, seq)
+// DropDeadLetter removes the dead letter at seq for good. record is called
+// with the dead letter first (the operator's acceptance goes into the run
+// ledger there); if it fails, the dead letter stays and its error is
+// returned, so that no drop goes unrecorded.
+func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, record func(DeadLetter) error) (DeadLetter, error) {
+	dl, err := q.DeadLetterAt(ctx, seq)
 	if err != nil {
-		return DeadLetter{}, false, err
+		return DeadLetter{}, err
 	}
-	if ValidRunID(dl.Run) {
-		key := dl.BatchKey()
-		if key == "" {
-			key = fmt.Sprintf("dlq-%d", seq)
-		}
-		_, err := q.UpdateRun(ctx, dl.Run, func(r *RunRecord) error {
-			if r.State == RunComplete {
-				return ErrNoChange // a leftover of a batch done since: nothing to accept
-			}
-			a := Acceptance{By: by, Reason: reason, At: time.Now().UTC()}
-			if r.Accepted != nil {
-				a.Dropped = slices.Clone(r.Accepted.Dropped)
-				if reason == "" {
-					a.Reason = r.Accepted.Reason
-				}
-			}
-			if !slices.Contains(a.Dropped, key) {
-				a.Dropped = append(a.Dropped, key)
-			}
-			r.Accepted = &a
-			return nil
-		})
-		switch {
-		case err == nil:
-			accepted = true
-		case errors.Is(err, ErrNoChange), errors.Is(err, ErrRunNotFound):
-		default:
-			return dl, false, fmt.Errorf("msg: drop dead letter %d: recording it in run %s: %w", seq, dl.Run, err)
-		}
+	if err := record(dl); err != nil {
+		return dl, fmt.Errorf("msg: drop dead letter %d: %w", seq, err)
 	}
 	if err := q.deleteDeadLetter(ctx, seq); err != nil {
-		return dl, accepted, err
+		return dl, err
 	}
-	return dl, accepted, nil
+	return dl, nil
 }
 
 // stillQueued reports whether dl's original message is still in
@@ -164,14 +134,14 @@ func (q *Queue) DropDeadLetter(ctx context.Context, seq uint64, by, reason strin
 func (q *Queue) stillQueued(ctx context.Context, dl DeadLetter) (bool, error) {
 	s, err := q.js.Stream(ctx, StreamBatches)
 	if err != nil {
-		return false, classifyAPI(fmt.Errorf("msg: stream %s: %w", StreamBatches, err))
+		return false, ClassifyAPI(fmt.Errorf("msg: stream %s: %w", StreamBatches, err))
 	}
 	m, err := s.GetMsg(ctx, dl.StreamSeq)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return false, nil
 	case err != nil:
-		return false, classifyAPI(fmt.Errorf("msg: look for dead letter %d's original: %w", dl.Seq, err))
+		return false, ClassifyAPI(fmt.Errorf("msg: look for dead letter %d's original: %w", dl.Seq, err))
 	}
 	return m.Header.Get(jetstream.MsgIDHeader) == dl.MsgID && m.Subject == dl.Subject, nil
 }
@@ -179,7 +149,7 @@ func (q *Queue) stillQueued(ctx context.Context, dl DeadLetter) (bool, error) {
 func (q *Queue) deleteDeadLetter(ctx context.Context, seq uint64) error {
 	s, err := q.js.Stream(ctx, StreamDLQ)
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
+		return ClassifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
 	}
 	err = s.DeleteMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
@@ -188,7 +158,7 @@ func (q *Queue) deleteDeadLetter(ctx context.Context, seq uint64) error {
 		}
 	}
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: remove dead letter %d: %w", seq, err))
+		return ClassifyAPI(fmt.Errorf("msg: remove dead letter %d: %w", seq, err))
 	}
 	return nil
 }

@@ -1,9 +1,9 @@
-// Package msg is qfetch's JetStream layer: the batch stream and its consumer,
-// the dead-letter stream, the run-record and state buckets, and their schemas.
+// Package msg is qfetch's JetStream transport: the batch stream and its
+// consumer, the batch message schema, publish, consume, and dead letters.
 //
-// It knows nothing of Qualys or object storage: a batch carries host IDs and
-// request parameters as opaque values, and a batch result names objects by
-// key. [Setup] creates (or checks) everything once per process; the planner
-// publishes with a [Publisher], workers pull with [Queue.Fetch] and act on the
-// returned messages, and completion code decides with [Queue.UpdateRun].
+// It knows nothing of Qualys, object storage or what a run's state is (that
+// is package ledger): a batch carries host IDs and request parameters as
+// opaque values. [Setup] creates (or checks) the streams and the consumer
+// once per process; the planner publishes with a [Publisher], workers pull
+// with [Queue.Fetch] and act on the returned messages.
 package msg

@@ -88,3 +88,6 @@ func publishAll(t *testing.T, e *env, bs ...Batch) PublishStats {
 	}
 	return p.Stats()
 }
+
+// noHook is a Replay hook that does nothing.
+func noHook(Batch) error { return nil }

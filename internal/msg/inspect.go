@@ -11,12 +11,12 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 )
 
-// ErrNotSetUp is wrapped by [Open] when qfetch's streams or buckets are not
+// ErrNotSetUp is wrapped by [Open] (and ledger.Open) when qfetch's streams or buckets are not
 // on this server: no planner or worker has run against it yet, or it is the
 // wrong server or account.
 var ErrNotSetUp = errors.New("qfetch's JetStream objects are not set up here")
 
-// Open binds to the streams, buckets and consumer a planner or worker set up,
+// Open binds to the streams and consumer a planner or worker set up,
 // creating and changing nothing: what operator commands use, so that
 // looking never alters the fleet's settings. The Config it reports is read
 // from the consumer.
@@ -29,28 +29,16 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Queue, error) {
 		if _, err := js.Stream(ctx, name); errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, missing("stream "+name, err)
 		} else if err != nil {
-			return nil, classifyAPI(fmt.Errorf("msg: stream %s: %w", name, err))
+			return nil, ClassifyAPI(fmt.Errorf("msg: stream %s: %w", name, err))
 		}
 	}
 	var err error
-	for _, b := range []struct {
-		name string
-		dst  *jetstream.KeyValue
-	}{{BucketRuns, &q.runs}, {BucketState, &q.state}, {BucketLocks, &q.locks}} {
-		*b.dst, err = js.KeyValue(ctx, b.name)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, missing("bucket "+b.name, err)
-		}
-		if err != nil {
-			return nil, classifyAPI(fmt.Errorf("msg: bucket %s: %w", b.name, err))
-		}
-	}
 	q.consumer, err = js.Consumer(ctx, StreamBatches, ConsumerWorkers)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, missing("consumer "+ConsumerWorkers, err)
 	}
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}
 	cc := q.consumer.CachedInfo().Config
 	q.cfg = Config{MaxInFlight: cc.MaxAckPending, AckWait: cc.AckWait}.withDefaults()
@@ -68,8 +56,8 @@ type Finding struct {
 	Fatal bool
 }
 
-// Inspect compares the JetStream objects on the server with what cfg asks
-// for, changing nothing. An error means the server could not be asked; a
+// Inspect compares the streams and the consumer on the server with what cfg
+// asks for, changing nothing (ledger.Inspect does the buckets). An error means the server could not be asked; a
 // finding per object says how it compares.
 func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding, error) {
 	cfg = cfg.withDefaults()
@@ -85,32 +73,13 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			f.Problem = "missing; the first planner or worker creates it"
 		case err != nil:
-			return nil, classifyAPI(fmt.Errorf("msg: stream %s: %w", want.Name, err))
+			return nil, ClassifyAPI(fmt.Errorf("msg: stream %s: %w", want.Name, err))
 		default:
 			have := s.CachedInfo().Config
 			if err := streamCompatible(have, want); err != nil {
 				f.Problem, f.Fatal = err.Error(), true
 			} else if !streamTunablesEqual(have, tuned(have, want)) {
 				f.Problem = "settings differ from this configuration (replicas, duplicate window, size or age limits); the next worker or planner updates them"
-			}
-		}
-		out = append(out, f)
-	}
-	for _, want := range w.buckets {
-		f := Finding{Object: "bucket " + want.Bucket}
-		kv, err := js.KeyValue(ctx, want.Bucket)
-		switch {
-		case errors.Is(err, jetstream.ErrBucketNotFound):
-			f.Problem = "missing; the first planner or worker creates it"
-		case err != nil:
-			return nil, classifyAPI(fmt.Errorf("msg: bucket %s: %w", want.Bucket, err))
-		default:
-			st, err := kv.Status(ctx)
-			if err != nil {
-				return nil, classifyAPI(fmt.Errorf("msg: bucket %s: %w", want.Bucket, err))
-			}
-			if st.History() != int64(want.History) {
-				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next worker or planner updates it", st.History(), want.History)
 			}
 		}
 		out = append(out, f)
@@ -123,7 +92,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 	case errors.Is(err, jetstream.ErrNotPullConsumer):
 		f.Problem, f.Fatal = badConsumer(w.consumer, "mode", "push", "pull").Error(), true
 	case err != nil:
-		return nil, classifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	default:
 		have := c.CachedInfo().Config
 		switch err := consumerCompatible(have, w.consumer); {
@@ -168,7 +137,7 @@ type QueueState struct {
 func (q *Queue) State(ctx context.Context) (QueueState, error) {
 	ci, err := q.consumer.Info(ctx)
 	if err != nil {
-		return QueueState{}, classifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+		return QueueState{}, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}
 	dls, err := q.DeadLetterCount(ctx, "")
 	if err != nil {

@@ -75,12 +75,12 @@ func TestPublishTwiceStoresEachBatchOnce(t *testing.T) {
 	for _, b := range streamBatches(t, e) {
 		keys = append(keys, b.Key())
 	}
-	slices.SortFunc(keys, compareBatchKeys)
+	slices.Sort(keys)
 	var want []string
 	for _, b := range bs {
 		want = append(want, b.Key())
 	}
-	slices.SortFunc(want, compareBatchKeys)
+	slices.Sort(want)
 	if !slices.Equal(keys, want) {
 		t.Fatalf("stream holds %v\nwant each once: %v", keys, want)
 	}

@@ -18,50 +18,39 @@ const (
 	StreamBatches   = "QFETCH_BATCHES"
 	StreamDLQ       = "QFETCH_DLQ"
 	ConsumerWorkers = "workers"
-	BucketRuns      = "QFETCH_RUNS"
-	BucketState     = "QFETCH_STATE"
-	BucketLocks     = "QFETCH_LOCKS"
 
 	batchSubjectPrefix = "qfetch.batch."
 	dlqSubjectPrefix   = "qfetch.dlq."
 	batchSubjects      = batchSubjectPrefix + ">"
 	dlqSubjects        = dlqSubjectPrefix + ">"
 
-	runsHistory  = 5
-	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
-	// markerTTL is how long an expired lock leaves its delete marker; per-key
-	// TTLs need limit markers on the bucket.
-	markerTTL = time.Minute
 	// dlqDuplicateWindow covers a worker that dead-letters, dies before Term,
 	// and dead-letters the redelivery again.
 	dlqDuplicateWindow = time.Hour
 )
 
-// ErrIncompatible is wrapped by Setup when a stream, bucket or consumer exists
-// with settings this version cannot use.
+// ErrIncompatible is wrapped by Setup (and ledger.Setup) when a stream,
+// bucket or consumer exists with settings this version cannot use.
 var ErrIncompatible = errors.New("incompatible JetStream object")
 
-// Queue is the set of JetStream objects qfetch uses, created or checked by
-// [Setup]. It is safe for concurrent use.
+// Queue is the streams and the consumer qfetch's batches travel by, created
+// or checked by [Setup]. It is safe for concurrent use.
 type Queue struct {
 	js       jetstream.JetStream
 	cfg      Config
 	consumer jetstream.Consumer
-	runs     jetstream.KeyValue
-	state    jetstream.KeyValue
-	locks    jetstream.KeyValue
 }
 
 // Config returns the configuration in force, defaults filled in.
 func (q *Queue) Config() Config { return q.cfg }
 
-// Setup creates the streams, buckets and consumer, or checks and adopts them
+// Setup creates the streams and the consumer, or checks and adopts them
 // when they exist. Several processes may call it at once.
 //
 // Settings that only tune behaviour are brought to cfg when they differ: the
 // duplicate window, max message size, replicas, discard policy and max age of
 // the streams (the batch stream has none: an age limit would drop queued
-// batches, I1), every bucket setting, and the consumer's
+// batches, I1), and the consumer's
 // MaxAckPending, AckWait and MaxDeliver (so that changing
 // QFETCH_MAX_IN_FLIGHT takes effect at the next start). Settings that change
 // what a stream or consumer means (retention, storage, subjects, ack and
@@ -81,11 +70,6 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, err
 		}
 	}
 	var err error
-	for i, dst := range []*jetstream.KeyValue{&q.runs, &q.state, &q.locks} {
-		if *dst, err = ensureBucket(ctx, js, w.buckets[i]); err != nil {
-			return nil, err
-		}
-	}
 	if q.consumer, err = ensureConsumer(ctx, js, w.consumer, cfg.AdoptConsumer); err != nil {
 		return nil, err
 	}
@@ -95,7 +79,6 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, err
 // objects are the JetStream objects qfetch wants for a Config.
 type objects struct {
 	batches, dlq jetstream.StreamConfig
-	buckets      [3]jetstream.KeyValueConfig // runs, state, locks
 	consumer     jetstream.ConsumerConfig
 }
 
@@ -126,31 +109,6 @@ func wanted(cfg Config) objects {
 			MaxMsgSize:  -1, // the server's word for no limit; 0 would read back as -1 and differ
 			Discard:     jetstream.DiscardNew,
 		},
-		buckets: [3]jetstream.KeyValueConfig{{
-			Bucket:      BucketRuns,
-			Description: "qfetch: run records, batch results and splits",
-			History:     runsHistory,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.StreamReplicas,
-		}, {
-			Bucket:      BucketState,
-			Description: "qfetch: the watermark, with its history",
-			History:     stateHistory,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.StreamReplicas,
-		}, {
-			// Locks have a bucket of their own: a per-key TTL works only
-			// with limit markers, and the server raises every TTL to the
-			// marker TTL (1 minute at least here) unless the bucket keeps
-			// a single revision per key. A bucket-wide TTL would not do
-			// either: it would expire the watermark.
-			Bucket:         BucketLocks,
-			Description:    "qfetch: locks, each key with its own TTL",
-			History:        1,
-			Storage:        jetstream.FileStorage,
-			Replicas:       cfg.StreamReplicas,
-			LimitMarkerTTL: markerTTL,
-		}},
 		consumer: jetstream.ConsumerConfig{
 			Durable:       ConsumerWorkers,
 			Description:   "qfetch: workers share this pull consumer",
@@ -179,13 +137,13 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return classifyAPI(fmt.Errorf("msg: create stream %s: %w", want.Name, err))
+		return ClassifyAPI(fmt.Errorf("msg: create stream %s: %w", want.Name, err))
 	}
 	// It exists with another configuration (an identical one is accepted by
 	// CreateStream as is).
 	s, err := js.Stream(ctx, want.Name)
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: read stream %s: %w", want.Name, err))
+		return ClassifyAPI(fmt.Errorf("msg: read stream %s: %w", want.Name, err))
 	}
 	have := s.CachedInfo().Config
 	if err := streamCompatible(have, want); err != nil {
@@ -196,7 +154,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return nil
 	}
 	if _, err := js.UpdateStream(ctx, upd); err != nil {
-		return classifyAPI(fmt.Errorf("msg: update stream %s: %w", want.Name, err))
+		return ClassifyAPI(fmt.Errorf("msg: update stream %s: %w", want.Name, err))
 	}
 	return nil
 }
@@ -236,24 +194,6 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// ensureBucket creates a KV bucket or brings an existing one to cfg: every
-// bucket setting qfetch uses is safe to change.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateKeyValue(ctx, cfg)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketExists) {
-		return nil, classifyAPI(fmt.Errorf("msg: create bucket %s: %w", cfg.Bucket, err))
-	}
-	kv, err = js.UpdateKeyValue(ctx, cfg)
-	if err != nil {
-		return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
-			ErrIncompatible, cfg.Bucket, err))
-	}
-	return kv, nil
-}
-
 // ensureConsumer creates the workers consumer or reconciles an existing one.
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig, adopt bool) (jetstream.Consumer, error) {
 	c, err := js.CreateConsumer(ctx, StreamBatches, want)
@@ -261,14 +201,14 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 		return c, nil
 	}
 	if !errors.Is(err, jetstream.ErrConsumerExists) {
-		return nil, classifyAPI(fmt.Errorf("msg: create consumer %s: %w", want.Durable, err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: create consumer %s: %w", want.Durable, err))
 	}
 	c, err = js.Consumer(ctx, StreamBatches, want.Durable)
 	if errors.Is(err, jetstream.ErrNotPullConsumer) {
 		return nil, badConsumer(want, "mode", "push", "pull")
 	}
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: read consumer %s: %w", want.Durable, err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: read consumer %s: %w", want.Durable, err))
 	}
 	have := c.CachedInfo().Config
 	if err := consumerCompatible(have, want); err != nil {
@@ -287,7 +227,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 	upd.Replicas = want.Replicas
 	c, err = js.UpdateConsumer(ctx, StreamBatches, upd)
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: update consumer %s: %w", want.Durable, err))
+		return nil, ClassifyAPI(fmt.Errorf("msg: update consumer %s: %w", want.Durable, err))
 	}
 	return c, nil
 }
@@ -318,10 +258,10 @@ func consumerCompatible(have, want jetstream.ConsumerConfig) error {
 	return nil
 }
 
-// classifyAPI marks a JetStream error for callers that must decide: an
+// ClassifyAPI marks a JetStream error for callers that must decide: an
 // account without JetStream is fleet-wide, everything else (timeouts, no
 // responders while a leader is elected) is worth retrying.
-func classifyAPI(err error) error {
+func ClassifyAPI(err error) error {
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return failure.FleetWide(err)
 	}

@@ -42,19 +42,6 @@ func TestSetupCreatesEverything(t *testing.T) {
 		cc.AckPolicy != jetstream.AckExplicitPolicy || cc.FilterSubject != "qfetch.batch.>" {
 		t.Errorf("consumer config: %+v", cc)
 	}
-	for bucket, history := range map[string]int64{BucketRuns: runsHistory, BucketState: stateHistory, BucketLocks: 1} {
-		kv, err := e.js.KeyValue(e.ctx, bucket)
-		if err != nil {
-			t.Fatalf("bucket %s: %v", bucket, err)
-		}
-		st, err := kv.Status(e.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.History() != history {
-			t.Errorf("bucket %s history %d, want %d", bucket, st.History(), history)
-		}
-	}
 }
 
 func TestSetupIsIdempotentAndConcurrent(t *testing.T) {

@@ -60,7 +60,7 @@ func testRoundTrip(t *testing.T, sub subject) {
 			if err != nil {
 				t.Fatalf("Put: %v", err)
 			}
-			if obj.Key != key || obj.Size != size || obj.SHA256 != want {
+			if obj.Key != key || obj.Bytes != size || obj.SHA256 != want {
 				t.Errorf("Put = %+v, want key %s, size %d, sha256 %s", obj, key, size, want)
 			}
 			if got := getSum(t, sub.s, key); got != want {
@@ -70,7 +70,7 @@ func testRoundTrip(t *testing.T, sub subject) {
 			if err != nil {
 				t.Fatalf("Stat: %v", err)
 			}
-			if st.Key != key || st.Size != size || (st.SHA256 != "" && st.SHA256 != want) {
+			if st.Key != key || st.Bytes != size || (st.SHA256 != "" && st.SHA256 != want) {
 				t.Errorf("Stat = %+v, want key %s, size %d, sha256 %s or none", st, key, size, want)
 			}
 			if left := sub.leftovers(t, key); len(left) > 0 {
@@ -140,7 +140,7 @@ func testFailedOverwrite(t *testing.T, sub subject) {
 			if got := getSum(t, sub.s, key); got != old {
 				t.Errorf("after a failed overwrite the object has sha256 %s, want the old %s", got, old)
 			}
-			if st, err := sub.s.Stat(ctx, key); err != nil || st.Size != 5000 {
+			if st, err := sub.s.Stat(ctx, key); err != nil || st.Bytes != 5000 {
 				t.Errorf("Stat = %+v, %v; want the old size 5000", st, err)
 			}
 			if left := sub.leftovers(t, key); len(left) > 0 {
@@ -253,8 +253,8 @@ func testList(t *testing.T, sub subject) {
 				if err != nil {
 					t.Fatalf("List: %v", err)
 				}
-				if o.Size != sizeOf[o.Key] {
-					t.Errorf("%s: size %d, want %d", o.Key, o.Size, sizeOf[o.Key])
+				if o.Bytes != sizeOf[o.Key] {
+					t.Errorf("%s: size %d, want %d", o.Key, o.Bytes, sizeOf[o.Key])
 				}
 				got = append(got, o.Key)
 			}

@@ -156,7 +156,7 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) (O
 	if err := syncDir(root, parent); err != nil {
 		return Object{}, d.classify("put", key, err)
 	}
-	return Object{Key: key, Size: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil))}, nil
+	return Object{Key: key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil))}, nil
 }
 
 // syncDir makes a rename or remove in dir durable.
@@ -217,7 +217,7 @@ func (d *Dir) Stat(ctx context.Context, key string) (Object, error) {
 	if !fi.Mode().IsRegular() {
 		return Object{}, fmt.Errorf("objstore: stat %q in %s: %w", key, d.Describe(), ErrNotFound)
 	}
-	return Object{Key: key, Size: fi.Size()}, nil
+	return Object{Key: key, Bytes: fi.Size()}, nil
 }
 
 // List yields the objects whose keys start with prefix, in key order (byte
@@ -287,7 +287,7 @@ func (d *Dir) walk(ctx context.Context, fsys fs.FS, dir, prefix string, yield fu
 			if err != nil {
 				return yield(Object{}, d.classify("list", prefix, err))
 			}
-			if !yield(Object{Key: key, Size: fi.Size()}, nil) {
+			if !yield(Object{Key: key, Bytes: fi.Size()}, nil) {
 				return false
 			}
 		}

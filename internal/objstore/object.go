@@ -6,18 +6,25 @@ import (
 	"io"
 )
 
-// Object describes a stored object.
+// Object describes a stored object: what Put returns, and the one record
+// of an object that the run ledger and manifest.json keep. Its JSON is the
+// ledger's encoding (every field present); manifest.json leaves out an
+// unknown sha256 and zero hosts (see finish.Objects).
 type Object struct {
-	Key  string
-	Size int64
+	Key   string `json:"key"`
+	Bytes int64  `json:"bytes"`
 	// SHA256 is the hex SHA-256 of the content. Put always sets it, computed
 	// over the bytes it stored. Stat sets it only when the store recorded it
 	// at write time (S3 objects smaller than one part; see [S3.Put]); List
 	// never does. Empty means unknown, not "no content".
-	SHA256 string
+	SHA256 string `json:"sha256"`
+	// Hosts is how many hosts the object holds. The store never knows it:
+	// the caller that parsed the content sets it.
+	Hosts int `json:"hosts"`
 	// ETag is the store's entity tag (S3: quotes removed; for a multipart
 	// upload it is not an MD5 of the content). The directory store has none.
-	ETag string
+	// It is not recorded.
+	ETag string `json:"-"`
 }
 
 // PutOptions are passed through to S3. The directory store keeps neither.

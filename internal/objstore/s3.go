@@ -263,7 +263,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		if err != nil {
 			return Object{}, s.classify(ctx, "put", key, err)
 		}
-		return Object{Key: key, Size: src.n, SHA256: sum, ETag: info.ETag}, nil
+		return Object{Key: key, Bytes: src.n, SHA256: sum, ETag: info.ETag}, nil
 	}
 
 	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, popts)
@@ -280,7 +280,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		return Object{}, err
 	}
 	s.abortOrphans(ctx, key, started)
-	return Object{Key: key, Size: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
+	return Object{Key: key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
 }
 
 // defaultOrphanAge is how much older than a finished Put an open upload of
@@ -397,7 +397,7 @@ func (s *S3) Stat(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, s.classify(ctx, "stat", key, err)
 	}
-	o := Object{Key: key, Size: info.Size, ETag: info.ETag}
+	o := Object{Key: key, Bytes: info.Size, ETag: info.ETag}
 	for k, v := range info.UserMetadata {
 		if strings.EqualFold(k, sha256Meta) {
 			o.SHA256 = v
@@ -422,7 +422,7 @@ func (s *S3) List(ctx context.Context, prefix string) iter.Seq2[Object, error] {
 				yield(Object{}, s.classify(ctx, "list", prefix, info.Err))
 				return
 			}
-			if !yield(Object{Key: info.Key, Size: info.Size, ETag: info.ETag}, nil) {
+			if !yield(Object{Key: info.Key, Bytes: info.Size, ETag: info.ETag}, nil) {
 				return
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
@@ -143,6 +145,13 @@ func checkNATS(step func() (context.Context, context.CancelFunc), cfg CheckConfi
 		add("jetstream objects", Fail, "cannot inspect: %v", err)
 		return
 	}
+	buckets, err := ledger.Inspect(ctx, js, ledger.Config{Replicas: cfg.Queue.StreamReplicas})
+	if err != nil {
+		add("jetstream objects", Fail, "cannot inspect: %v", err)
+		return
+	}
+	// Streams, then buckets, then the consumer: the order operators know.
+	findings = slices.Insert(findings, len(findings)-1, buckets...)
 	for _, f := range findings {
 		switch {
 		case f.Problem == "":

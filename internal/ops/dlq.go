@@ -9,16 +9,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
-// DeadLetters is the dead-letter part of the queue.
+// DeadLetters is the dead-letter part of the queue and what the run ledger
+// records about them: replay resets a batch's failure count, drop records
+// the operator's acceptance.
 type DeadLetters interface {
 	DeadLetters(ctx context.Context, run string) ([]msg.DeadLetter, error)
 	DeadLetterAt(ctx context.Context, seq uint64) (msg.DeadLetter, error)
-	Replay(ctx context.Context, seq uint64) (msg.Batch, error)
-	DropDeadLetter(ctx context.Context, seq uint64, by, reason string) (msg.DeadLetter, bool, error)
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
+	Replay(ctx context.Context, seq uint64, before func(msg.Batch) error) (msg.Batch, error)
+	DropDeadLetter(ctx context.Context, seq uint64, record func(msg.DeadLetter) error) (msg.DeadLetter, error)
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	ResetFailures(ctx context.Context, run, batch string) error
+	Accept(ctx context.Context, run, key, by, reason string) (bool, error)
 }
 
 // Errors a caller maps to a usage message.
@@ -144,7 +150,7 @@ func DLQReplay(ctx context.Context, q DeadLetters, sel Selection, out Output) er
 		r := result{Seq: d.Seq, Run: d.Run, Batch: d.BatchKey()}
 		err := replayable(ctx, q, d)
 		if err == nil {
-			_, err = q.Replay(ctx, d.Seq)
+			_, err = replay(ctx, q, d.Seq)
 		}
 		if err != nil {
 			r.Error = err.Error()
@@ -172,9 +178,9 @@ func replayable(ctx context.Context, q DeadLetters, d msg.DeadLetter) error {
 		return err
 	}
 	switch rec.State {
-	case msg.RunComplete:
+	case ledger.RunComplete:
 		return fmt.Errorf("%w: run %s is complete, so workers would discard the batch; drop it", ErrRunEnded, d.Run)
-	case msg.RunFailed:
+	case ledger.RunFailed:
 		return fmt.Errorf("%w: run %s failed while planning and cannot complete; drop it (the next run covers its window)", ErrRunEnded, d.Run)
 	}
 	return nil
@@ -207,7 +213,7 @@ func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason strin
 	var errs []error
 	var dropped []msg.DeadLetter
 	for _, d := range list {
-		got, accepted, err := q.DropDeadLetter(ctx, d.Seq, by, reason)
+		got, accepted, err := drop(ctx, q, d.Seq, by, reason)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
 			continue
@@ -229,6 +235,36 @@ func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason strin
 		fmt.Fprintf(out.W, "%s\n", b)
 	}
 	return errors.Join(errs...)
+}
+
+// replay puts the dead letter at seq back on the work queue with its
+// batch's failure count reset first, so the batch gets its full share of
+// retries again.
+func replay(ctx context.Context, q DeadLetters, seq uint64) (msg.Batch, error) {
+	return q.Replay(ctx, seq, func(b msg.Batch) error { return q.ResetFailures(ctx, b.Run, b.Key()) })
+}
+
+// drop removes the dead letter at seq for good. When it belongs to a known
+// run that has not completed, the run record first records the drop (who,
+// why, which batch): the run is accepted as incomplete; accepted says
+// whether that happened. A failure to record leaves the dead letter.
+func drop(ctx context.Context, q DeadLetters, seq uint64, by, reason string) (dl msg.DeadLetter, accepted bool, err error) {
+	if by == "" {
+		return msg.DeadLetter{}, false, failure.Permanent(errors.New("drop dead letter: say who drops it"))
+	}
+	dl, err = q.DropDeadLetter(ctx, seq, func(dl msg.DeadLetter) error {
+		if !msg.ValidRunID(dl.Run) {
+			return nil
+		}
+		key := dl.BatchKey()
+		if key == "" {
+			key = fmt.Sprintf("dlq-%d", seq)
+		}
+		var err error
+		accepted, err = q.Accept(ctx, dl.Run, key, by, reason)
+		return err
+	})
+	return dl, accepted, err
 }
 
 func orDash(s string) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/ops"
@@ -102,7 +103,7 @@ func TestRunsInEveryState(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = e.Planner().Run(pctx) })
-	var d msg.RunRecord
+	var d ledger.RunRecord
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		ids, _ := e.Q.RunIDs(ctx)
 		if len(ids) < 4 {
@@ -119,7 +120,7 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 
 	got := e.runs(runstat.Config{})
-	want := map[string]runstat.State{a.Run: runstat.Complete, b.ID: runstat.Failed, c.ID: runstat.Failed, d.ID: runstat.Planning}
+	want := map[string]ledger.RunState{a.Run: ledger.RunComplete, b.ID: ledger.RunFailed, c.ID: ledger.RunFailed, d.ID: ledger.RunPlanning}
 	for run, st := range want {
 		if got[run].State != st {
 			t.Errorf("run %s: state %q, want %q (%+v)", run, got[run].State, st, got[run])
@@ -143,11 +144,11 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 	d = e.Record(d.ID)
 	s := e.runs(runstat.Config{})[d.ID]
-	if s.State != runstat.Fetching || s.BatchesQueued != uint64(d.BatchesPlanned) || s.BatchesDone != 0 || !s.PlanningComplete {
+	if s.State != ledger.RunFetching || s.BatchesQueued != uint64(d.BatchesPlanned) || s.BatchesDone != 0 || !s.PlanningComplete {
 		t.Errorf("run %s after planning: %+v", d.ID, s)
 	}
 	later := runstat.Config{Now: func() time.Time { return time.Now().Add(27 * time.Hour) }}
-	if s := e.runs(later)[d.ID]; s.State != runstat.Stale {
+	if s := e.runs(later)[d.ID]; s.State != ledger.RunStale {
 		t.Errorf("run %s 27h on: state %q, want stale", d.ID, s.State)
 	}
 
@@ -172,6 +173,9 @@ func TestRunsInEveryState(t *testing.T) {
 	}
 
 	// Replay B's dead letter; the workers complete B (and D).
+	if fails, err := e.Q.Failures(ctx, b.ID); err != nil || fails[dls[0].BatchKey()] == 0 {
+		t.Fatalf("failure count before replay: %v, %v", fails, err)
+	}
 	buf.Reset()
 	if err := ops.DLQReplay(ctx, e.Q, ops.Selection{Run: b.ID}, ops.Output{W: &buf}); err != nil {
 		t.Fatalf("replay: %v\n%s", err, buf.String())
@@ -179,10 +183,14 @@ func TestRunsInEveryState(t *testing.T) {
 	if n := len(e.deadLetters("")); n != 0 {
 		t.Fatalf("%d dead letters after replay", n)
 	}
+	// Replayed with its failure count reset: a full share of retries again.
+	if fails, err := e.Q.Failures(ctx, b.ID); err != nil || fails[dls[0].BatchKey()] != 0 {
+		t.Fatalf("failure count after replay: %v, %v", fails, err)
+	}
 	e.Work(func() bool { return e.Complete(b.ID)() && e.Complete(d.ID)() })
 	got = e.runs(runstat.Config{})
 	for _, run := range []string{a.Run, b.ID, d.ID} {
-		if s := got[run]; s.State != runstat.Complete || s.BatchesDone != s.BatchesPlanned || s.DeadLetters != 0 {
+		if s := got[run]; s.State != ledger.RunComplete || s.BatchesDone != s.BatchesPlanned || s.DeadLetters != 0 {
 			t.Errorf("run %s at the end: %+v", run, s)
 		}
 	}
@@ -255,6 +263,12 @@ func TestDropAcceptsIncomplete(t *testing.T) {
 	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{}, "alice@ops", "", true, ops.Output{W: &buf}); !errors.Is(err, ops.ErrSelection) {
 		t.Fatalf("drop of nothing named: %v", err)
 	}
+	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{Seqs: []uint64{dls[0].Seq}}, "", "no", true, ops.Output{W: &buf}); err == nil {
+		t.Fatal("a drop by nobody was accepted")
+	}
+	if n := len(e.deadLetters(b.ID)); n != 1 || e.Record(b.ID).Accepted != nil {
+		t.Fatalf("a drop by nobody removed or recorded it: %d left", n)
+	}
 	if err := ops.DLQDrop(ctx, e.Q, ops.Selection{Seqs: []uint64{dls[0].Seq}}, "alice@ops", "host decommissioned", true, ops.Output{W: &buf}); err != nil {
 		t.Fatal(err)
 	}
@@ -265,10 +279,10 @@ func TestDropAcceptsIncomplete(t *testing.T) {
 	if a := rec.Accepted; a == nil || a.By != "alice@ops" || a.Reason != "host decommissioned" || !slices.Equal(a.Dropped, []string{dls[0].BatchKey()}) {
 		t.Fatalf("acceptance: %+v", rec.Accepted)
 	}
-	if s := e.runs(runstat.Config{})[b.ID]; s.State != runstat.AcceptedIncomplete {
+	if s := e.runs(runstat.Config{})[b.ID]; s.State != ledger.RunAcceptedIncomplete {
 		t.Fatalf("state %q, want accepted-incomplete", s.State)
 	}
-	if _, err := e.Q.Watermark(ctx); !errors.Is(err, msg.ErrNoWatermark) {
+	if _, err := e.Q.Watermark(ctx); !errors.Is(err, ledger.ErrNoWatermark) {
 		t.Fatalf("drop moved the watermark: %v", err)
 	}
 	// Dropping again finds nothing: the dead letter is gone for good.
@@ -312,8 +326,8 @@ func TestWatermarkSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var shown struct {
-		Current *msg.Watermark  `json:"current"`
-		History []msg.Watermark `json:"history"`
+		Current *ledger.Watermark  `json:"current"`
+		History []ledger.Watermark `json:"history"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &shown); err != nil {
 		t.Fatal(err)

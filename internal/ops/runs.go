@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
@@ -66,7 +66,7 @@ func Status(ctx context.Context, q runstat.Queue, cfg runstat.Config, run string
 			return err
 		}
 		if len(ids) == 0 {
-			return fmt.Errorf("no runs yet: %w", msg.ErrRunNotFound)
+			return fmt.Errorf("no runs yet: %w", ledger.ErrRunNotFound)
 		}
 		run = ids[len(ids)-1]
 	}

@@ -7,14 +7,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // Watermarks is the watermark part of the queue.
 type Watermarks interface {
-	Watermark(ctx context.Context) (msg.Watermark, error)
-	WatermarkHistory(ctx context.Context) ([]msg.Watermark, error)
-	SetWatermark(ctx context.Context, w msg.Watermark) error
+	Watermark(ctx context.Context) (ledger.Watermark, error)
+	WatermarkHistory(ctx context.Context) ([]ledger.Watermark, error)
+	SetWatermark(ctx context.Context, w ledger.Watermark) error
 }
 
 // WatermarkShow prints the watermark and its history, newest first.
@@ -24,19 +24,19 @@ func WatermarkShow(ctx context.Context, q Watermarks, out Output) error {
 		return err
 	}
 	cur, err := q.Watermark(ctx)
-	if err != nil && !errors.Is(err, msg.ErrNoWatermark) {
+	if err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
 		return err
 	}
 	if out.JSON {
 		v := struct {
-			Current *msg.Watermark  `json:"current"`
-			History []msg.Watermark `json:"history"`
+			Current *ledger.Watermark  `json:"current"`
+			History []ledger.Watermark `json:"history"`
 		}{History: hist}
 		if err == nil {
 			v.Current = &cur
 		}
 		if v.History == nil {
-			v.History = []msg.Watermark{}
+			v.History = []ledger.Watermark{}
 		}
 		return out.json(v)
 	}
@@ -68,7 +68,7 @@ func WatermarkSet(ctx context.Context, q Watermarks, t time.Time, by, reason str
 	from := "none"
 	if cur, err := q.Watermark(ctx); err == nil {
 		from = cur.Time.UTC().Format(time.RFC3339)
-	} else if !errors.Is(err, msg.ErrNoWatermark) {
+	} else if !errors.Is(err, ledger.ErrNoWatermark) {
 		return err
 	}
 	to := t.UTC().Format(time.RFC3339)
@@ -76,7 +76,7 @@ func WatermarkSet(ctx context.Context, q Watermarks, t time.Time, by, reason str
 		return fmt.Errorf("set moves the watermark from %s to %s: the next run's window starts there "+
 			"(earlier: hosts fetched again; later: hosts processed in between are never fetched): %w", from, to, ErrNeedYes)
 	}
-	if err := q.SetWatermark(ctx, msg.Watermark{Time: t.UTC(), By: by, Reason: reason}); err != nil {
+	if err := q.SetWatermark(ctx, ledger.Watermark{Time: t.UTC(), By: by, Reason: reason}); err != nil {
 		return err
 	}
 	if out.JSON {

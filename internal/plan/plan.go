@@ -22,6 +22,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -39,7 +40,7 @@ type Config struct {
 	DetectionParams url.Values    // operator extras for detection requests
 	Owner           string        // who plans: pod or host name, for the lock and the record
 	LockTTL         time.Duration // planner lock lifetime without refresh; default 1m
-	StaleAfter      time.Duration // a run still fetching after this long is reported stale; default 26h
+	StaleAfter      time.Duration // a run still fetching after this long is reported stale; default ledger.DefaultStaleAfter
 	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
 	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
 	Now             func() time.Time
@@ -50,7 +51,7 @@ func (c Config) withDefaults() Config {
 		c.LockTTL = time.Minute
 	}
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = 26 * time.Hour
+		c.StaleAfter = ledger.DefaultStaleAfter
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
@@ -91,15 +92,16 @@ type Finisher interface {
 type Planner struct {
 	cfg    Config
 	q      *msg.Queue
+	l      *ledger.Ledger
 	hosts  HostLister
 	store  Store
 	finish Finisher
 	log    *slog.Logger
 }
 
-// New builds a planner; finish may be nil.
-func New(cfg Config, q *msg.Queue, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
-	return &Planner{cfg: cfg.withDefaults(), q: q, hosts: hosts, store: store, finish: finish, log: log}
+// New builds a planner publishing on q and recording in l; finish may be nil.
+func New(cfg Config, q *msg.Queue, l *ledger.Ledger, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
+	return &Planner{cfg: cfg.withDefaults(), q: q, l: l, hosts: hosts, store: store, finish: finish, log: log}
 }
 
 // Outcome says what a planner pass did.
@@ -126,8 +128,8 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	if err := p.store.Check(ctx); err != nil {
 		return Outcome{}, fmt.Errorf("plan: the store is not usable: %w", err)
 	}
-	lock, err := p.q.Acquire(ctx, lockName, p.cfg.Owner, p.cfg.LockTTL)
-	var held *msg.HeldError
+	lock, err := p.l.Acquire(ctx, lockName, p.cfg.Owner, p.cfg.LockTTL)
+	var held *ledger.HeldError
 	if errors.As(err, &held) {
 		return Outcome{Skipped: true, Reason: fmt.Sprintf("another planner (%s) holds the lock since %s",
 			held.Holder.Owner, held.Holder.Acquired.Format(time.RFC3339))}, nil
@@ -193,8 +195,8 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 // open resumes the run still being planned, or opens a new one. It refuses
 // (skip) while an earlier run is still being fetched: a new window would
 // overlap it and double the work without finishing anything sooner.
-func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, skip string, err error) {
-	ids, err := p.q.RunIDs(ctx)
+func (p *Planner) open(ctx context.Context) (rec ledger.RunRecord, resumed bool, skip string, err error) {
+	ids, err := p.l.RunIDs(ctx)
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: listing runs: %w", err)
 	}
@@ -202,29 +204,29 @@ func (p *Planner) open(ctx context.Context) (rec msg.RunRecord, resumed bool, sk
 	// complete one.
 scan:
 	for i := len(ids) - 1; i >= 0; i-- {
-		r, err := p.q.GetRun(ctx, ids[i])
+		r, err := p.l.GetRun(ctx, ids[i])
 		if err != nil {
 			return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 		}
 		switch r.State {
-		case msg.RunComplete:
+		case ledger.RunComplete:
 			break scan
-		case msg.RunPlanning:
-			r, err = p.q.UpdateRun(ctx, r.ID, func(r *msg.RunRecord) error {
+		case ledger.RunPlanning:
+			r, err = p.l.UpdateRun(ctx, r.ID, func(r *ledger.RunRecord) error {
 				r.Planner = p.cfg.Owner
 				return nil
 			})
 			return r, true, "", err
-		case msg.RunFetching, msg.RunCompleting:
+		case ledger.RunFetching, ledger.RunCompleting:
 			// Its finisher may have died halfway: complete it now if it is done.
 			if p.finish != nil {
 				if err := p.finish.TryFinish(ctx, r.ID); err != nil {
 					p.log.Warn("finishing an earlier run", "run", r.ID, "err", err)
 				}
-				if r, err = p.q.GetRun(ctx, r.ID); err != nil {
+				if r, err = p.l.GetRun(ctx, r.ID); err != nil {
 					return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 				}
-				if r.State == msg.RunComplete {
+				if r.State == ledger.RunComplete {
 					break scan
 				}
 			}
@@ -256,11 +258,11 @@ scan:
 
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	after := p.cfg.FirstAfter
-	wm, err := p.q.Watermark(ctx)
+	wm, err := p.l.Watermark(ctx)
 	switch {
 	case err == nil:
 		after = wm.Time.Add(-p.cfg.Overlap)
-	case errors.Is(err, msg.ErrNoWatermark):
+	case errors.Is(err, ledger.ErrNoWatermark):
 	default:
 		return rec, false, "", fmt.Errorf("plan: reading the watermark: %w", err)
 	}
@@ -272,15 +274,15 @@ scan:
 		t = t.Add(time.Second)
 		id = newRunID(t)
 	}
-	rec = msg.RunRecord{
+	rec = ledger.RunRecord{
 		ID:      id,
 		After:   after.UTC(),
 		Before:  now,
 		Params:  p.cfg.DetectionParams,
-		State:   msg.RunPlanning,
+		State:   ledger.RunPlanning,
 		Planner: p.cfg.Owner,
 	}
-	rec, err = p.q.CreateRun(ctx, rec)
+	rec, err = p.l.CreateRun(ctx, rec)
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: opening run: %w", err)
 	}
@@ -296,14 +298,12 @@ func newRunID(t time.Time) string {
 
 // page pages the Host List from the run's progress record and publishes
 // batches. Before each publish it writes the batch's bounds to the run
-// record (see msg.PlanProgress), so a crash at any point resumes with the
+// record (see ledger.PlanProgress), so a crash at any point resumes with the
 // same batch boundaries and Msg-Ids.
-func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger) (msg.RunRecord, error) {
-	prog := rec.Progress
+func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logger) (ledger.RunRecord, error) {
 	// A resumed run rebuilds its last recorded batch: start from where it
 	// started and take IDs up to where it ended.
-	from := prog.Start
-	redo := prog.Batches
+	from := rec.Progress.Start
 	pager := p.hosts.HostPager(qualys.HostListQuery{
 		ProcessedAfter:  rec.After,
 		ProcessedBefore: rec.Before,
@@ -311,130 +311,160 @@ func (p *Planner) page(ctx context.Context, rec msg.RunRecord, log *slog.Logger)
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
 	}, p.openPage(rec.ID))
-
-	pub := p.q.Publisher(msg.PublisherOptions{})
+	w := &walk{p: p, rec: rec, prog: rec.Progress, pub: p.q.Publisher(msg.PublisherOptions{}),
+		batch: make([]uint64, 0, p.cfg.BatchSize), hosts: from.Hosts, redo: rec.Progress.Batches}
 	defer func() {
 		// No publish outlives the pass, whatever ended it; a stopped one is
 		// republished by the next pass (it is the recorded batch).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = pub.Wait(wctx)
+		_ = w.pub.Wait(wctx)
 	}()
-	batch := make([]uint64, 0, p.cfg.BatchSize)
+	if err := w.all(ctx, pager, log); err != nil {
+		return w.rec, err
+	}
+	return p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+		r.PlanningComplete = true
+		r.BatchesPlanned = w.prog.Batches
+		r.HostsPlanned = w.hosts
+		r.State = ledger.RunFetching
+		return nil
+	})
+}
+
+// walk is one pass over the Host List: the batch being filled, and the
+// progress record batches are cut against.
+type walk struct {
+	p     *Planner
+	rec   ledger.RunRecord
+	prog  ledger.PlanProgress
+	pub   *msg.Publisher
+	batch []uint64
+	hosts int // hosts in the batches before the one being filled
+	// redo is the recorded batch a resumed run rebuilds first; 0 once it is
+	// published (or there is none).
+	redo int
+}
+
+// all takes every host ID of the window into batches, retrying failed
+// pages as decide says, and waits until every batch is published.
+func (w *walk) all(ctx context.Context, pager *qualys.HostPager, log *slog.Logger) error {
 	attempts := 0
-	hosts := from.Hosts // hosts in the batches before the one being filled
-
-	// publish sends the batch being filled as batch number; record writes
-	// the progress record first (a rebuilt batch is recorded already).
-	publish := func(number int, cur qualys.Cursor, record bool) error {
-		end := msg.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: batch[len(batch)-1], Hosts: hosts + len(batch)}
-		if record {
-			// Every earlier batch must be in the stream before the record
-			// moves past it: a resumed planner rebuilds only the recorded
-			// batch. One round trip per batch, beside the record's own.
-			if err := pub.Wait(ctx); err != nil {
-				return fmt.Errorf("publishing batch %d: %w", number-1, err)
-			}
-			next := msg.PlanProgress{Batches: number, Start: prog.End, End: end}
-			var err error
-			if rec, err = p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
-				r.Progress = next
-				return nil
-			}); err != nil {
-				return fmt.Errorf("recording batch %d: %w", number, err)
-			}
-			prog = next
-		}
-		b := msg.Batch{
-			Run:    rec.ID,
-			Number: number,
-			After:  rec.After,
-			Before: rec.Before,
-			IDs:    hostids.Of(batch).String(),
-			Hosts:  len(batch),
-			Params: rec.Params,
-		}
-		if err := pub.Publish(ctx, b); err != nil {
-			return fmt.Errorf("publishing batch %d: %w", b.Number, err)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	// finishRedo publishes the rebuilt batch (if any host of it is still in
-	// the window) and carries on after it as the record says.
-	finishRedo := func() error {
-		if len(batch) > 0 {
-			if err := publish(redo, qualys.Cursor{Page: prog.End.Page, IDMin: prog.End.IDMin}, false); err != nil {
-				return err
-			}
-		} else {
-			// Every host of the recorded batch left the window before it
-			// was published: nothing to fetch, but the run counts it, so
-			// it is recorded done as empty (a copy published before the
-			// crash, if any, overwrites this when a worker stores it).
-			if err := p.q.MarkDone(ctx, msg.BatchResult{Run: rec.ID, Batch: strconv.Itoa(redo), Worker: p.cfg.Owner,
-				At: p.cfg.Now().UTC()}); err != nil {
-				return fmt.Errorf("recording empty batch %d: %w", redo, err)
-			}
-		}
-		hosts, redo = prog.End.Hosts, 0
-		return nil
-	}
-
 	for id, err := range pager.All(ctx) {
 		if err != nil {
 			if ctx.Err() != nil {
-				return rec, context.Cause(ctx)
+				return context.Cause(ctx)
 			}
-			wait, giveUp := p.decide(err, &attempts)
+			wait, giveUp := w.p.decide(err, &attempts)
 			if giveUp {
-				return rec, err
+				return err
 			}
 			log.Warn("host list page failed; retrying", "page", pager.Cursor().Page,
 				"attempt", attempts, "class", failure.ClassOf(err).String(), "wait", wait, "err", err)
 			if err := sleep(ctx, wait); err != nil {
-				return rec, err
+				return err
 			}
 			continue
 		}
 		attempts = 0
-		if redo > 0 && id > prog.End.LastID {
-			if err := finishRedo(); err != nil {
-				return rec, err
-			}
-		}
-		batch = append(batch, id)
-		if redo == 0 && len(batch) == p.cfg.BatchSize {
-			if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
-				return rec, err
-			}
-			hosts = prog.End.Hosts
+		if err := w.add(ctx, id, pager.Cursor()); err != nil {
+			return err
 		}
 	}
 	if ctx.Err() != nil {
-		return rec, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
-	if redo > 0 {
-		if err := finishRedo(); err != nil {
-			return rec, err
+	if w.redo > 0 {
+		if err := w.finishRedo(ctx); err != nil {
+			return err
 		}
 	}
-	if len(batch) > 0 {
-		if err := publish(prog.Batches+1, pager.Cursor(), true); err != nil {
-			return rec, err
+	if len(w.batch) > 0 {
+		if err := w.publish(ctx, w.prog.Batches+1, pager.Cursor(), true); err != nil {
+			return err
 		}
-		hosts = prog.End.Hosts
+		w.hosts = w.prog.End.Hosts
 	}
-	if err := pub.Wait(ctx); err != nil {
-		return rec, fmt.Errorf("publishing: %w", err)
+	if err := w.pub.Wait(ctx); err != nil {
+		return fmt.Errorf("publishing: %w", err)
 	}
-	return p.q.UpdateRun(ctx, rec.ID, func(r *msg.RunRecord) error {
-		r.PlanningComplete = true
-		r.BatchesPlanned = prog.Batches
-		r.HostsPlanned = hosts
-		r.State = msg.RunFetching
-		return nil
-	})
+	return nil
+}
+
+// add puts id into the batch being filled and publishes it when full; cur
+// is where the pager is.
+func (w *walk) add(ctx context.Context, id uint64, cur qualys.Cursor) error {
+	if w.redo > 0 && id > w.prog.End.LastID {
+		if err := w.finishRedo(ctx); err != nil {
+			return err
+		}
+	}
+	w.batch = append(w.batch, id)
+	if w.redo == 0 && len(w.batch) == w.p.cfg.BatchSize {
+		if err := w.publish(ctx, w.prog.Batches+1, cur, true); err != nil {
+			return err
+		}
+		w.hosts = w.prog.End.Hosts
+	}
+	return nil
+}
+
+// publish sends the batch being filled as batch number; record writes the
+// progress record first (a rebuilt batch is recorded already).
+func (w *walk) publish(ctx context.Context, number int, cur qualys.Cursor, record bool) error {
+	end := ledger.PlanCursor{Page: cur.Page, IDMin: cur.IDMin, LastID: w.batch[len(w.batch)-1], Hosts: w.hosts + len(w.batch)}
+	if record {
+		// Every earlier batch must be in the stream before the record
+		// moves past it: a resumed planner rebuilds only the recorded
+		// batch. One round trip per batch, beside the record's own.
+		if err := w.pub.Wait(ctx); err != nil {
+			return fmt.Errorf("publishing batch %d: %w", number-1, err)
+		}
+		next := ledger.PlanProgress{Batches: number, Start: w.prog.End, End: end}
+		rec, err := w.p.l.UpdateRun(ctx, w.rec.ID, func(r *ledger.RunRecord) error {
+			r.Progress = next
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("recording batch %d: %w", number, err)
+		}
+		w.rec, w.prog = rec, next
+	}
+	b := msg.Batch{
+		Run:    w.rec.ID,
+		Number: number,
+		After:  w.rec.After,
+		Before: w.rec.Before,
+		IDs:    hostids.Of(w.batch).String(),
+		Hosts:  len(w.batch),
+		Params: w.rec.Params,
+	}
+	if err := w.pub.Publish(ctx, b); err != nil {
+		return fmt.Errorf("publishing batch %d: %w", b.Number, err)
+	}
+	w.batch = w.batch[:0]
+	return nil
+}
+
+// finishRedo publishes the rebuilt batch (if any host of it is still in
+// the window) and carries on after it as the record says.
+func (w *walk) finishRedo(ctx context.Context) error {
+	if len(w.batch) > 0 {
+		if err := w.publish(ctx, w.redo, qualys.Cursor{Page: w.prog.End.Page, IDMin: w.prog.End.IDMin}, false); err != nil {
+			return err
+		}
+	} else {
+		// Every host of the recorded batch left the window before it
+		// was published: nothing to fetch, but the run counts it, so
+		// it is recorded done as empty (a copy published before the
+		// crash, if any, overwrites this when a worker stores it).
+		if err := w.p.l.MarkDone(ctx, ledger.BatchResult{Run: w.rec.ID, Batch: strconv.Itoa(w.redo), Worker: w.p.cfg.Owner,
+			At: w.p.cfg.Now().UTC()}); err != nil {
+			return fmt.Errorf("recording empty batch %d: %w", w.redo, err)
+		}
+	}
+	w.hosts, w.redo = w.prog.End.Hosts, 0
+	return nil
 }
 
 // decide says how long to wait before retrying a failed page, or to give up.
@@ -457,8 +487,8 @@ func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp b
 // fail marks the run failed with the reason and returns the error wrapped
 // with ErrRunFailed.
 func (p *Planner) fail(ctx context.Context, run string, cause error) error {
-	_, err := p.q.UpdateRun(ctx, run, func(r *msg.RunRecord) error {
-		r.State = msg.RunFailed
+	_, err := p.l.UpdateRun(ctx, run, func(r *ledger.RunRecord) error {
+		r.State = ledger.RunFailed
 		r.Error = cause.Error()
 		return nil
 	})

@@ -3,6 +3,8 @@ package plan_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,8 +20,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -36,7 +41,7 @@ type env struct {
 	gate   *gate
 	client *qualys.Client
 	js     jetstream.JetStream
-	q      *msg.Queue
+	q      app.JetStream
 	store  *objstore.S3
 	cfg    plan.Config
 	prefix string
@@ -127,7 +132,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	q, err := msg.Setup(ctx, js, msg.Config{MaxInFlight: 2})
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 2}, 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +149,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 }
 
 func (e *env) planner(t *testing.T, cfg plan.Config) *plan.Planner {
-	return plan.New(cfg, e.q, e.client, e.store, nil, slog.New(slog.DiscardHandler))
+	return plan.New(cfg, e.q.Queue, e.q.Ledger, e.client, e.store, nil, slog.New(slog.DiscardHandler))
 }
 
 // batches reads every message in the batch stream without consuming it.
@@ -191,7 +196,7 @@ func (e *env) streamCount(t *testing.T) uint64 {
 
 // checkBatches asserts the batches cover want exactly once, numbered 1..n,
 // each at most size hosts, all of one run and window.
-func checkBatches(t *testing.T, bs []msg.Batch, want []uint64, size int, rec msg.RunRecord) {
+func checkBatches(t *testing.T, bs []msg.Batch, want []uint64, size int, rec ledger.RunRecord) {
 	t.Helper()
 	slices.SortFunc(bs, func(a, b msg.Batch) int { return a.Number - b.Number })
 	var got []uint64
@@ -243,7 +248,7 @@ func TestPlanMatchesTruth(t *testing.T) {
 	if out.Batches != wantBatches || out.Hosts != len(truth) || out.Resumed || out.Skipped {
 		t.Fatalf("outcome %+v, want %d batches, %d hosts", out, wantBatches, len(truth))
 	}
-	if rec.State != msg.RunFetching || !rec.PlanningComplete || rec.BatchesPlanned != wantBatches || rec.HostsPlanned != len(truth) {
+	if rec.State != ledger.RunFetching || !rec.PlanningComplete || rec.BatchesPlanned != wantBatches || rec.HostsPlanned != len(truth) {
 		t.Fatalf("run record %+v", rec)
 	}
 	if !rec.After.IsZero() || !rec.Before.Equal(e.sim.Clock().Now().Truncate(time.Second)) {
@@ -277,6 +282,49 @@ func TestPlanMatchesTruth(t *testing.T) {
 	if !slices.Equal(fromPages, truth) {
 		t.Fatalf("stored pages hold %d ids, truth %d, or in another order", len(fromPages), len(truth))
 	}
+	if hosts := e.checkPages(t, rec.ID); hosts != len(truth) {
+		t.Fatalf("page records hold %d hosts, truth %d", hosts, len(truth))
+	}
+}
+
+// checkPages checks that the ledger records each Host List page in the
+// bucket once, in order, with its bytes, checksum and host count, and
+// returns the hosts of all pages.
+func (e *env) checkPages(t *testing.T, run string) (hosts int) {
+	t.Helper()
+	recorded, err := e.q.Pages(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for obj, err := range e.store.List(t.Context(), objstore.RunPrefix(e.prefix, run)+"hostlist/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, obj.Key)
+	}
+	if len(recorded) != len(listed) {
+		t.Fatalf("%d pages recorded, %d in the bucket", len(recorded), len(listed))
+	}
+	for i, o := range recorded {
+		if o.Key != listed[i] {
+			t.Fatalf("page record %d is %s, the bucket's page %s", i+1, o.Key, listed[i])
+		}
+		r, err := e.store.Get(t.Context(), o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		ids := 0
+		v := qualys.NewValidator(io.TeeReader(r, h), qualys.ValidatorConfig{Root: qualys.RootHostList, OnID: func(uint64) { ids++ }})
+		n, err := io.Copy(io.Discard, v)
+		r.Close()
+		if err != nil || n != o.Bytes || hex.EncodeToString(h.Sum(nil)) != o.SHA256 || ids != o.Hosts {
+			t.Fatalf("page %s recorded %+v; stored %d bytes, %d hosts (%v)", o.Key, o, n, ids, err)
+		}
+		hosts += o.Hosts
+	}
+	return hosts
 }
 
 // TestPlanPipelines: batch 1 is in the stream while the request for page 2
@@ -332,7 +380,7 @@ func TestPlanResumesAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mid.State != msg.RunPlanning || mid.PlanningComplete || mid.Progress.Batches < 5 {
+	if mid.State != ledger.RunPlanning || mid.PlanningComplete || mid.Progress.Batches < 5 {
 		t.Fatalf("run after the crash: %+v", mid)
 	}
 
@@ -374,6 +422,9 @@ func TestPlanResumesAfterCrash(t *testing.T) {
 	if rec.HostsPlanned != len(got) {
 		t.Fatalf("record says %d hosts, batches hold %d", rec.HostsPlanned, len(got))
 	}
+	// The page stored again on resume is recorded once, as it was stored
+	// last.
+	e.checkPages(t, rec.ID)
 	// Every host still in the window is in a batch; every host in a batch
 	// was in the window when it was planned.
 	now := slices.Collect(e.sim.HostListTruth(rec.After, rec.Before))
@@ -437,7 +488,7 @@ func TestWrongPasswordPublishesNothing(t *testing.T) {
 	}
 	ids, _ := e.q.RunIDs(t.Context())
 	rec, err := e.q.GetRun(t.Context(), ids[0])
-	if err != nil || rec.State != msg.RunFailed || rec.Error == "" {
+	if err != nil || rec.State != ledger.RunFailed || rec.Error == "" {
 		t.Fatalf("run record %+v, %v", rec, err)
 	}
 }
@@ -449,7 +500,7 @@ func TestMissingBucketPublishesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.New(e.cfg, e.q, e.client, store, nil, slog.New(slog.DiscardHandler))
+	p := plan.New(e.cfg, e.q.Queue, e.q.Ledger, e.client, store, nil, slog.New(slog.DiscardHandler))
 	_, err = p.Run(t.Context())
 	if failure.ClassOf(err) != failure.ClassFleetWide || !strings.Contains(err.Error(), "no-such-bucket-here") {
 		t.Fatalf("err = %v (class %v)", err, failure.ClassOf(err))
@@ -496,10 +547,10 @@ func TestSecondRunStartsAtWatermark(t *testing.T) {
 	}
 	first, _ := e.q.GetRun(t.Context(), out.Run)
 	// Stand-in for completion: the run is done and the watermark moves.
-	if _, err := e.q.UpdateRun(t.Context(), first.ID, func(r *msg.RunRecord) error { r.State = msg.RunComplete; return nil }); err != nil {
+	if _, err := e.q.UpdateRun(t.Context(), first.ID, func(r *ledger.RunRecord) error { r.State = ledger.RunComplete; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.q.AdvanceWatermark(t.Context(), msg.Watermark{Time: first.Before, Run: first.ID, By: "test"}); err != nil {
+	if _, err := e.q.AdvanceWatermark(t.Context(), ledger.Watermark{Time: first.Before, Run: first.ID, By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	e.sim.Advance(24 * time.Hour)
@@ -608,8 +659,8 @@ func TestResumeEmptyRecordedBatch(t *testing.T) {
 		t.Skipf("truth %d hosts, first %v", len(truth), truth)
 	}
 	// Batch 1 covered IDs (0, truth[0]-1]: all of them gone from the window.
-	rec := msg.RunRecord{ID: "20260110T000000Z-abcdef", Before: before, State: msg.RunPlanning, Planner: "crashed",
-		Progress: msg.PlanProgress{Batches: 1, End: msg.PlanCursor{Page: 1, LastID: truth[0] - 1, Hosts: 10}}}
+	rec := ledger.RunRecord{ID: "20260110T000000Z-abcdef", Before: before, State: ledger.RunPlanning, Planner: "crashed",
+		Progress: ledger.PlanProgress{Batches: 1, End: ledger.PlanCursor{Page: 1, LastID: truth[0] - 1, Hosts: 10}}}
 	if _, err := e.q.CreateRun(ctx, rec); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -117,6 +118,7 @@ type pageWriter struct {
 type pageStore struct {
 	mu      sync.Mutex
 	pages   map[int]string
+	hosts   map[int]int
 	aborted int
 }
 
@@ -125,13 +127,14 @@ func (s *pageStore) open(_ context.Context, page int) (PageWriter, error) {
 }
 
 func (w *pageWriter) Write(p []byte) (int, error) { return w.buf.Write(p) }
-func (w *pageWriter) Close() error {
+func (w *pageWriter) Close(hosts int) error {
 	w.store.mu.Lock()
 	defer w.store.mu.Unlock()
 	if w.store.pages == nil {
-		w.store.pages = map[int]string{}
+		w.store.pages, w.store.hosts = map[int]string{}, map[int]int{}
 	}
 	w.store.pages[w.page] = w.buf.String()
+	w.store.hosts[w.page] = hosts
 	return nil
 }
 func (w *pageWriter) Abort(error) {
@@ -174,6 +177,10 @@ func TestHostPagerThreePages(t *testing.T) {
 	}
 	if !p.Done() || p.Cursor().Page != 3 || p.Cursor().Last != all[len(all)-1] {
 		t.Fatalf("cursor = %+v, done %v", p.Cursor(), p.Done())
+	}
+	// Each stored page is closed with the number of hosts it holds.
+	if !maps.Equal(store.hosts, map[int]int{1: 3, 2: 3, 3: 2}) {
+		t.Fatalf("hosts per stored page %v, want 3, 3, 2", store.hosts)
 	}
 
 	forms := f.forms()

@@ -36,11 +36,12 @@ type Cursor struct {
 }
 
 // PageWriter receives the raw bytes of one Host List page as they arrive.
-// Close is called once the page arrived whole and valid and must return only
-// when the page is stored; Abort discards it.
+// Close is called once the page arrived whole and valid, with the number of
+// host IDs it holds, and must return only when the page is stored (and
+// recorded); Abort discards it.
 type PageWriter interface {
 	io.Writer
-	Close() error
+	Close(hosts int) error
 	Abort(cause error)
 }
 
@@ -183,7 +184,7 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 	}
 
 	if pw != nil {
-		if err := pw.Close(); err != nil {
+		if err := pw.Close(resp.Summary().Hosts); err != nil {
 			return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, err)
 		}
 	}

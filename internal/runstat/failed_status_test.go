@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/testrun"
@@ -33,7 +34,7 @@ func TestFailedRunStatusJSON(t *testing.T) {
 	if err := r.Refresh(t.Context()); err != nil { // takes the lock, writes "fetching"
 		t.Fatal(err)
 	}
-	if s := e.status(run); s.State != runstat.Fetching {
+	if s := e.status(run); s.State != ledger.RunFetching {
 		t.Fatalf("status.json says %s before any work", s.State)
 	}
 	planned := e.Record(run).BatchesPlanned
@@ -49,10 +50,10 @@ func TestFailedRunStatusJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s, _ := runstat.Of(t.Context(), e.Q, runstat.Config{Now: now}, e.Record(run)); s.State != runstat.Failed {
+	if s, _ := runstat.Of(t.Context(), e.Q, runstat.Config{Now: now}, e.Record(run)); s.State != ledger.RunFailed {
 		t.Fatalf("qfetch status says %s, want failed", s.State)
 	}
-	if s := e.status(run); s.State != runstat.Failed || s.DeadLetters != 1 {
+	if s := e.status(run); s.State != ledger.RunFailed || s.DeadLetters != 1 {
 		t.Fatalf("status.json says %q with %d dead letters, %d of %d batches done; `qfetch status` says failed with 1 dead letter",
 			s.State, s.DeadLetters, s.BatchesDone, s.BatchesPlanned)
 	}

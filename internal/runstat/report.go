@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
@@ -69,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_runs",
 		Help: "The 10 newest runs by state.",
 	}, []string{"state"})
-	for _, s := range States {
+	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s))
 	}
 	m.current = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -140,7 +141,7 @@ type Reporter struct {
 	metrics *Metrics
 	log     *slog.Logger
 
-	lock    *msg.Lock
+	lock    *ledger.Lock
 	lockOK  time.Time          // last successful take or refresh
 	written map[string]written // by run: what this process last wrote
 }
@@ -148,7 +149,7 @@ type Reporter struct {
 // written is what a status.json held when this process wrote it.
 type written struct {
 	sum   [32]byte
-	state State
+	state ledger.RunState
 }
 
 // ReporterQueue is what a reporter reads and locks: the run records and
@@ -156,7 +157,7 @@ type written struct {
 type ReporterQueue interface {
 	Queue
 	State(ctx context.Context) (msg.QueueState, error)
-	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*msg.Lock, error)
+	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*ledger.Lock, error)
 }
 
 // Store is where status.json goes.
@@ -180,7 +181,8 @@ const statusLock = "status-writer"
 // recentRuns is how many of the newest runs the state gauge counts.
 const recentRuns = 10
 
-// NewReporter builds a reporter; q is usually a *msg.Queue.
+// NewReporter builds a reporter; q is usually an app.JetStream (the
+// transport and the ledger).
 func NewReporter(cfg ReporterConfig, q ReporterQueue, store Store, m *Metrics, log *slog.Logger) *Reporter {
 	if cfg.Every <= 0 {
 		cfg.Every = 30 * time.Second
@@ -239,7 +241,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	counts := map[State]int{}
+	counts := map[ledger.RunState]int{}
 	var open, recentIDs []string // newest first
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
@@ -251,7 +253,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if rec.State == msg.RunComplete && lastComplete.IsZero() {
+		if rec.State == ledger.RunComplete && lastComplete.IsZero() {
 			lastComplete = rec.Completed
 		}
 		if !recent {
@@ -270,7 +272,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 			open = append(open, rec.ID)
 		}
 	}
-	for _, s := range States {
+	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 	if !lastComplete.IsZero() {
@@ -314,9 +316,9 @@ func (r *Reporter) Final(ctx context.Context) error {
 }
 
 // quickState classifies a run without listing its batches.
-func (r *Reporter) quickState(ctx context.Context, rec msg.RunRecord, now time.Time) (State, error) {
-	if rec.State == msg.RunComplete || rec.State == msg.RunFailed {
-		return classify(rec, 0, 0, now, r.cfg.StaleAfter), nil
+func (r *Reporter) quickState(ctx context.Context, rec ledger.RunRecord, now time.Time) (ledger.RunState, error) {
+	if rec.State == ledger.RunComplete || rec.State == ledger.RunFailed {
+		return ledger.Classify(rec, 0, 0, now, r.cfg.StaleAfter), nil
 	}
 	queued, err := r.q.Pending(ctx, rec.ID)
 	if err != nil {
@@ -328,7 +330,7 @@ func (r *Reporter) quickState(ctx context.Context, rec msg.RunRecord, now time.T
 			return "", err
 		}
 	}
-	return classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
+	return ledger.Classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
 }
 
 // holdLock takes or keeps the status writer's lock: held is false when
@@ -341,7 +343,7 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 		case err == nil:
 			r.lockOK = time.Now()
 			return false, true
-		case !errors.Is(err, msg.ErrLockLost) && time.Since(r.lockOK) < ttl:
+		case !errors.Is(err, ledger.ErrLockLost) && time.Since(r.lockOK) < ttl:
 			// Not refreshed, but not expired either: nobody else can hold it.
 			r.log.Warn("refreshing the status writer's lock", "err", err)
 			return false, true
@@ -350,7 +352,7 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 	}
 	l, err := r.q.Acquire(ctx, statusLock, r.owner, ttl)
 	if err != nil {
-		if !errors.Is(err, msg.ErrLocked) {
+		if !errors.Is(err, ledger.ErrLocked) {
 			r.log.Warn("taking the status writer's lock", "err", err)
 		}
 		return false, false

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualysim"
@@ -145,7 +146,7 @@ func TestReporter(t *testing.T) {
 	if _, ok := r2.value(t, "qfetch_current_run", map[string]string{"measure": "batches_planned"}); ok {
 		t.Error("the process without the lock serves the current run's series")
 	}
-	if s := e.status(run); s.State != runstat.Fetching || s.BatchesPlanned != rec.BatchesPlanned || s.BatchesQueued != uint64(rec.BatchesPlanned) {
+	if s := e.status(run); s.State != ledger.RunFetching || s.BatchesPlanned != rec.BatchesPlanned || s.BatchesQueued != uint64(rec.BatchesPlanned) {
 		t.Fatalf("status.json: %+v", s)
 	}
 	if n := r2.store.puts.Load(); n != 0 {
@@ -166,16 +167,16 @@ func TestReporter(t *testing.T) {
 	r1.want(t, "qfetch_dead_letters", nil, 1)
 	r1.want(t, "qfetch_queue_batches", nil, 0)
 	r1.want(t, "qfetch_runs", map[string]string{"state": "failed"}, 1)
-	if s := e.status(run); s.State != runstat.Failed || s.DeadLetters != 1 || s.BatchesDone != rec.BatchesPlanned-1 || s.Action == "" {
+	if s := e.status(run); s.State != ledger.RunFailed || s.DeadLetters != 1 || s.BatchesDone != rec.BatchesPlanned-1 || s.Action == "" {
 		t.Fatalf("status.json with a dead letter: %+v", s)
 	}
 
 	// Replayed and fetched, the run completes; its last status.json says so.
 	dls, _ := e.Q.DeadLetters(ctx, run)
-	if _, err := e.Q.Replay(ctx, dls[0].Seq); err != nil {
+	if _, err := e.Q.Replay(ctx, dls[0].Seq, func(b msg.Batch) error { return e.Q.ResetFailures(ctx, b.Run, b.Key()) }); err != nil {
 		t.Fatal(err)
 	}
-	e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete })
+	e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == ledger.RunComplete })
 	r1.refresh(t)
 	rec, _ = e.Q.GetRun(ctx, run)
 	r1.want(t, "qfetch_dead_letters", nil, 0)
@@ -189,7 +190,7 @@ func TestReporter(t *testing.T) {
 		t.Error("current run series with no run open")
 	}
 	s := e.status(run)
-	if s.State != runstat.Complete || s.BatchesDone != rec.BatchesPlanned || s.Bytes != rec.Totals.Bytes || s.Manifest == "" {
+	if s.State != ledger.RunComplete || s.BatchesDone != rec.BatchesPlanned || s.Bytes != rec.Totals.Bytes || s.Manifest == "" {
 		t.Fatalf("final status.json: %+v", s)
 	}
 }

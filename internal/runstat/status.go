@@ -10,58 +10,29 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // Queue is what status is read from.
 type Queue interface {
 	RunIDs(ctx context.Context) ([]string, error)
-	GetRun(ctx context.Context, id string) (msg.RunRecord, error)
-	DoneBatches(ctx context.Context, run string) ([]msg.BatchResult, error)
-	Splits(ctx context.Context, run string) ([]msg.Split, error)
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
+	Splits(ctx context.Context, run string) ([]ledger.Split, error)
 	Failures(ctx context.Context, run string) (map[string]int, error)
 	Pending(ctx context.Context, run string) (uint64, error)
 	DeadLetterCount(ctx context.Context, run string) (int, error)
 }
 
-// State is a run's state as an operator needs it: the record's, refined by
-// what the queue says.
-type State string
-
-// States. Failed covers both a planner that gave up and a run whose last
-// batches are dead-lettered (nothing queued, not complete): either way an
-// operator must act. Stale is a run still open after StaleAfter.
-const (
-	Planning           State = "planning"
-	Fetching           State = "fetching"
-	Completing         State = "completing"
-	Complete           State = "complete"
-	Failed             State = "failed"
-	Stale              State = "stale"
-	AcceptedIncomplete State = "accepted-incomplete"
-)
-
-// States lists every State, in the order a run goes through them.
-var States = []State{Planning, Fetching, Completing, Complete, Failed, Stale, AcceptedIncomplete}
-
-// Terminal reports whether nothing more happens to a run in s without an
-// operator.
-func (s State) Terminal() bool { return s == Complete || s == Failed || s == AcceptedIncomplete }
-
-// DefaultStaleAfter matches the "no complete run in 26 h" alert: a daily
-// run still open after a day and two hours is late.
-const DefaultStaleAfter = 26 * time.Hour
-
 // Config is how status is judged.
 type Config struct {
-	StaleAfter time.Duration // default DefaultStaleAfter
+	StaleAfter time.Duration // default ledger.DefaultStaleAfter
 	Now        func() time.Time
 }
 
 func (c Config) withDefaults() Config {
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = DefaultStaleAfter
+		c.StaleAfter = ledger.DefaultStaleAfter
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -71,15 +42,16 @@ func (c Config) withDefaults() Config {
 
 // Status is one run as `qfetch status` shows it and status.json holds it.
 type Status struct {
-	Run         string       `json:"run"`
-	State       State        `json:"state"`
-	RecordState msg.RunState `json:"record_state"`
-	After       time.Time    `json:"after"`
-	Before      time.Time    `json:"before"`
-	Created     time.Time    `json:"created"`
-	Updated     time.Time    `json:"updated"`
-	Completed   time.Time    `json:"completed,omitzero"`
-	AgeSeconds  float64      `json:"age_seconds"`
+	Run string `json:"run"`
+	// State is the record's state refined by the queue ([ledger.Classify]).
+	State       ledger.RunState `json:"state"`
+	RecordState ledger.RunState `json:"record_state"`
+	After       time.Time       `json:"after"`
+	Before      time.Time       `json:"before"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	Completed   time.Time       `json:"completed,omitzero"`
+	AgeSeconds  float64         `json:"age_seconds"`
 
 	// BatchesPlanned grows while the run is planning; PlanningComplete
 	// says it is final.
@@ -102,9 +74,9 @@ type Status struct {
 	BytesPerSecond float64 `json:"bytes_per_second"`
 	ETASeconds     float64 `json:"eta_seconds,omitempty"`
 
-	Manifest string          `json:"manifest,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Accepted *msg.Acceptance `json:"accepted_incomplete,omitempty"`
+	Manifest string             `json:"manifest,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Accepted *ledger.Acceptance `json:"accepted_incomplete,omitempty"`
 	// Action says what an operator should do, when anything.
 	Action string `json:"action,omitempty"`
 
@@ -113,7 +85,7 @@ type Status struct {
 
 // Of returns run's status. It lists the run's batch results unless the run
 // completed (its record then holds the totals).
-func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, error) {
+func Of(ctx context.Context, q Queue, cfg Config, rec ledger.RunRecord) (Status, error) {
 	cfg = cfg.withDefaults()
 	now := cfg.Now().UTC()
 	s := Status{Run: rec.ID, RecordState: rec.State, After: rec.After, Before: rec.Before,
@@ -146,7 +118,7 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 	s.Splits = len(splits)
 
 	var lastAt time.Time
-	if t := rec.Totals; rec.State == msg.RunComplete && t != nil {
+	if t := rec.Totals; rec.State == ledger.RunComplete && t != nil {
 		s.BatchesDone = rec.BatchesPlanned
 		s.HostsRequested, s.HostsReturned, s.Bytes = t.HostsRequested, t.HostsReturned, t.Bytes
 		lastAt = rec.Completed
@@ -157,8 +129,8 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 		}
 		// Counted as completion counts them: a split batch is done when
 		// both halves are.
-		var counted []msg.BatchResult
-		s.BatchesDone, counted = finish.Progress(s.BatchesPlanned, results, splits)
+		var counted []ledger.BatchResult
+		s.BatchesDone, counted = ledger.Progress(s.BatchesPlanned, results, splits)
 		for _, r := range counted {
 			s.HostsRequested += r.HostsRequested
 			s.HostsReturned += r.HostsReturned
@@ -169,7 +141,7 @@ func Of(ctx context.Context, q Queue, cfg Config, rec msg.RunRecord) (Status, er
 	if elapsed := lastAt.Sub(rec.Created).Seconds(); elapsed > 0 {
 		s.BytesPerSecond = float64(s.Bytes) / elapsed
 	}
-	s.State = classify(rec, s.BatchesQueued, s.DeadLetters, now, cfg.StaleAfter)
+	s.State = ledger.Classify(rec, s.BatchesQueued, s.DeadLetters, now, cfg.StaleAfter)
 	if left := s.BatchesPlanned - s.BatchesDone; !s.State.Terminal() && s.BatchesDone > 0 && left > 0 {
 		s.ETASeconds = now.Sub(rec.Created).Seconds() / float64(s.BatchesDone) * float64(left)
 	}
@@ -184,47 +156,18 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// classify refines the record's state with what only the queue knows.
-func classify(rec msg.RunRecord, queued uint64, deadLetters int, now time.Time, staleAfter time.Duration) State {
-	switch rec.State {
-	case msg.RunComplete:
-		return Complete
-	case msg.RunFailed:
-		return Failed
-	}
-	if queued == 0 && rec.PlanningComplete && rec.State != msg.RunCompleting {
-		switch {
-		case deadLetters > 0:
-			return Failed
-		case rec.Accepted != nil:
-			return AcceptedIncomplete
-		}
-	}
-	if now.Sub(rec.Created) > staleAfter {
-		return Stale
-	}
-	switch rec.State {
-	case msg.RunPlanning:
-		return Planning
-	case msg.RunCompleting:
-		return Completing
-	default:
-		return Fetching
-	}
-}
-
 func action(s Status) string {
 	switch {
-	case s.State == Failed && s.DeadLetters > 0:
+	case s.State == ledger.RunFailed && s.DeadLetters > 0:
 		return fmt.Sprintf("%d batch(es) dead-lettered: see `qfetch dlq list --run %s`, fix the cause, then `qfetch dlq replay --run %s` (or `qfetch dlq drop --run %s --yes` to accept the run as incomplete)",
 			s.DeadLetters, s.Run, s.Run, s.Run)
-	case s.State == Failed:
+	case s.State == ledger.RunFailed:
 		return "planning failed (see error); the next planner run opens a new run from the watermark"
-	case s.State == Stale && s.BatchesQueued > 0:
+	case s.State == ledger.RunStale && s.BatchesQueued > 0:
 		return "batches are still queued long after the run opened: are workers running and healthy (qfetch check)?"
-	case s.State == Stale:
+	case s.State == ledger.RunStale:
 		return "the run is still open long after it started: is its planner running (qfetch check)?"
-	case s.State == AcceptedIncomplete:
+	case s.State == ledger.RunAcceptedIncomplete:
 		return "accepted as incomplete; the next run asks for its hosts again"
 	}
 	return ""

@@ -8,7 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -18,13 +19,13 @@ import (
 // hookQueue runs hook once, right after the reporter read run's record: the
 // run moves on between the read and the status.json write.
 type hookQueue struct {
-	*msg.Queue
+	app.JetStream
 	run  string
 	hook func()
 }
 
-func (q *hookQueue) GetRun(ctx context.Context, id string) (msg.RunRecord, error) {
-	rec, err := q.Queue.GetRun(ctx, id)
+func (q *hookQueue) GetRun(ctx context.Context, id string) (ledger.RunRecord, error) {
+	rec, err := q.JetStream.GetRun(ctx, id)
 	if id == q.run && q.hook != nil {
 		h := q.hook
 		q.hook = nil
@@ -46,8 +47,8 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	run := e.plan()
 
 	const every = time.Second
-	hq := &hookQueue{Queue: e.Q, run: run}
-	hq.hook = func() { e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == msg.RunComplete }) }
+	hq := &hookQueue{JetStream: e.Q, run: run}
+	hq.hook = func() { e.Work(func() bool { r, _ := e.Q.GetRun(ctx, run); return r.State == ledger.RunComplete }) }
 	r1 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w1", Every: every},
 		hq, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
 	if err := r1.Refresh(ctx); err != nil {
@@ -56,7 +57,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	if _, err := e.Store.Stat(ctx, objstore.SuccessKey(testrun.Prefix, run)); err != nil {
 		t.Fatalf("the run did not complete during the refresh: %v", err)
 	}
-	if s := e.status(run); s.State != runstat.Complete {
+	if s := e.status(run); s.State != ledger.RunComplete {
 		t.Logf("status.json written after _SUCCESS says %q", s.State)
 	}
 
@@ -72,13 +73,13 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 			_ = l.Release(ctx)
 			return false
 		}
-		var held *msg.HeldError
+		var held *ledger.HeldError
 		return errors.As(err, &held) && held.Holder.Owner == "w2"
 	}, "w2 never took the status writer's lock")
 	if err := r2.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.status(run); s.State != runstat.Complete {
+	if s := e.status(run); s.State != ledger.RunComplete {
 		t.Errorf("run %s is complete, its status.json says %q for good", run, s.State)
 	}
 }

@@ -14,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -47,7 +49,7 @@ type Env struct {
 	Client  *qualys.Client
 	NATSURL string
 	JS      jetstream.JetStream
-	Q       *msg.Queue
+	Q       app.JetStream
 	Store   *objstore.S3
 	MinIO   *testenv.MinIOServer
 	Log     *slog.Logger
@@ -82,10 +84,15 @@ func New(t *testing.T, o Options) *Env {
 	}
 	url := testenv.NATSURL(t)
 	js := Connect(t, url)
-	q, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: o.MaxFailures})
+	mq, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: o.MaxFailures})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l, err := ledger.Setup(t.Context(), js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := app.JetStream{Queue: mq, Ledger: l}
 	m := testenv.MinIO(t)
 	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
 	if err != nil {
@@ -112,13 +119,13 @@ func Connect(t *testing.T, url string) jetstream.JetStream {
 
 // Finisher is the finisher planners and workers of this Env use.
 func (e *Env) Finisher() *finish.Finisher {
-	return finish.New(finish.Config{Prefix: Prefix, Owner: "test"}, e.Q, e.Store, e.Log)
+	return finish.New(finish.Config{Prefix: Prefix, Owner: "test"}, e.Q.Ledger, e.Store, e.Log)
 }
 
 // Planner is a planner on the simulator's clock.
 func (e *Env) Planner() *plan.Planner {
 	return plan.New(plan.Config{Prefix: Prefix, BatchSize: e.opts.BatchSize, PageSize: e.opts.PageSize, Owner: "planner",
-		Now: func() time.Time { return e.Sim.Clock().Now() }}, e.Q, e.Client, e.Store, e.Finisher(), e.Log)
+		Now: func() time.Time { return e.Sim.Clock().Now() }}, e.Q.Queue, e.Q.Ledger, e.Client, e.Store, e.Finisher(), e.Log)
 }
 
 // Plan runs one planner pass, failing the test on an error.
@@ -136,7 +143,7 @@ func (e *Env) Plan() plan.Outcome {
 func (e *Env) Work(cond func() bool) {
 	e.T.Helper()
 	w := fetch.New(fetch.Config{Slots: 2, Prefix: Prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
-		Queue: e.Q, Publisher: func() fetch.Publisher { return e.Q.Publisher(msg.PublisherOptions{}) },
+		Queue: e.Q.Queue, Ledger: e.Q.Ledger, Publisher: func() fetch.Publisher { return e.Q.Publisher(msg.PublisherOptions{}) },
 		API: e.Client, Store: e.Store, Finish: e.Finisher(), Log: e.Log,
 	})
 	ctx, cancel := context.WithCancel(e.T.Context())
@@ -147,7 +154,7 @@ func (e *Env) Work(cond func() bool) {
 }
 
 // Record reads run id's record.
-func (e *Env) Record(id string) msg.RunRecord {
+func (e *Env) Record(id string) ledger.RunRecord {
 	e.T.Helper()
 	r, err := e.Q.GetRun(e.T.Context(), id)
 	if err != nil {
@@ -158,12 +165,15 @@ func (e *Env) Record(id string) msg.RunRecord {
 
 // Complete is a condition for Work: run id is complete.
 func (e *Env) Complete(id string) func() bool {
-	return func() bool { r, err := e.Q.GetRun(e.T.Context(), id); return err == nil && r.State == msg.RunComplete }
+	return func() bool {
+		r, err := e.Q.GetRun(e.T.Context(), id)
+		return err == nil && r.State == ledger.RunComplete
+	}
 }
 
 // FailedRun plans a run in which one batch is dead-lettered (MaxFailures
 // must be 1) and works it until every other batch is done.
-func (e *Env) FailedRun() msg.RunRecord {
+func (e *Env) FailedRun() ledger.RunRecord {
 	e.T.Helper()
 	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
 		e.T.Fatal(err)

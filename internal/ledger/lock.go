@@ -1,4 +1,4 @@
-package msg
+package ledger
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
 )
 
 // A lock is the key <name> in QFETCH_LOCKS, created only if absent and
@@ -72,17 +73,17 @@ type Lock struct {
 // "planner pod-x run 20250101T000000Z"), for ttl (at least 1s, whole
 // seconds). If someone else holds it, the error is a *[HeldError] wrapping
 // [ErrLocked].
-func (q *Queue) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*Lock, error) {
-	if !ValidRunID(name) {
-		return nil, failure.Permanent(fmt.Errorf("msg: lock name %q is not 1-64 letters, digits, '-' or '_'", name))
+func (led *Ledger) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*Lock, error) {
+	if !msg.ValidRunID(name) {
+		return nil, failure.Permanent(fmt.Errorf("ledger: lock name %q is not 1-64 letters, digits, '-' or '_'", name))
 	}
 	if ttl < time.Second {
-		return nil, failure.Permanent(fmt.Errorf("msg: lock TTL %s is below the server's 1s resolution", ttl))
+		return nil, failure.Permanent(fmt.Errorf("ledger: lock TTL %s is below the server's 1s resolution", ttl))
 	}
 	ttl = ttl.Round(time.Second)
 	l := &Lock{
-		kv:      q.locks,
-		js:      q.js,
+		kv:      led.locks,
+		js:      led.js,
 		name:    name,
 		key:     name,
 		ttl:     ttl,
@@ -102,20 +103,20 @@ func (q *Queue) Acquire(ctx context.Context, name, owner string, ttl time.Durati
 			return l, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, classifyAPI(fmt.Errorf("msg: acquire lock %s: %w", name, err))
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: acquire lock %s: %w", name, err))
 		}
 		e, err := l.kv.Get(ctx, l.key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
 		}
 		if err != nil {
-			return nil, classifyAPI(fmt.Errorf("msg: acquire lock %s: read holder: %w", name, err))
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: acquire lock %s: read holder: %w", name, err))
 		}
 		held := &HeldError{Name: name}
 		_ = json.Unmarshal(e.Value(), &held.Holder) // a garbled holder still holds it
 		return nil, held
 	}
-	return nil, failure.Retryable(fmt.Errorf("msg: acquire lock %s: it keeps changing hands", name))
+	return nil, failure.Retryable(fmt.Errorf("ledger: acquire lock %s: it keeps changing hands", name))
 }
 
 // Refresh extends the lock by its TTL from now, or fails with [ErrLockLost]
@@ -136,9 +137,9 @@ func (l *Lock) Refresh(ctx context.Context) error {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return fmt.Errorf("msg: lock %s: %w", l.name, ErrLockLost)
+			return fmt.Errorf("ledger: lock %s: %w", l.name, ErrLockLost)
 		}
-		return classifyAPI(fmt.Errorf("msg: refresh lock %s: %w", l.name, err))
+		return msg.ClassifyAPI(fmt.Errorf("ledger: refresh lock %s: %w", l.name, err))
 	}
 	l.rev, l.info, l.lastOK = ack.Sequence, info, time.Now()
 	return nil
@@ -170,7 +171,7 @@ func (l *Lock) Keep(ctx context.Context) error {
 			since := time.Since(l.lastOK)
 			l.mu.Unlock()
 			if since >= l.ttl {
-				return fmt.Errorf("msg: lock %s: no refresh for %s (%w): %w", l.name, since.Round(time.Second), ErrLockLost, err)
+				return fmt.Errorf("ledger: lock %s: no refresh for %s (%w): %w", l.name, since.Round(time.Second), ErrLockLost, err)
 			}
 		}
 	}
@@ -183,10 +184,10 @@ func (l *Lock) Release(ctx context.Context) error {
 	defer l.mu.Unlock()
 	err := l.kv.Purge(ctx, l.key, jetstream.LastRevision(l.rev), jetstream.PurgeTTL(markerTTL))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("msg: release lock %s: %w", l.name, ErrLockLost)
+		return fmt.Errorf("ledger: release lock %s: %w", l.name, ErrLockLost)
 	}
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: release lock %s: %w", l.name, err))
+		return msg.ClassifyAPI(fmt.Errorf("ledger: release lock %s: %w", l.name, err))
 	}
 	return nil
 }

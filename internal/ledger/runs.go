@@ -1,10 +1,11 @@
-package msg
+package ledger
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
 )
 
 // Keys in QFETCH_RUNS:
@@ -22,24 +25,12 @@ import (
 //	<run>                 the RunRecord (run-level state, updated by compare-and-set)
 //	<run>.done.<key>      one BatchResult per finished batch (key as Batch.Key)
 //	<run>.split.<key>     one Split per batch that was split in two
+//	<run>.fail.<key>      the retryable failures counted for a batch
+//	<run>.page.<n>        Host List page n as stored (see MarkPage)
 //
 // A batch result is its own key so that finishing a batch is one write that
 // contends with nobody, however many batches a run has; the run record is
 // only written at run-level transitions.
-
-// RunState is where a run is in its life.
-type RunState string
-
-// Run states. A run is planning while the planner pages (workers fetch at
-// the same time), fetching once every batch is published, completing while a
-// finisher writes the manifest, then complete or failed.
-const (
-	RunPlanning   RunState = "planning"
-	RunFetching   RunState = "fetching"
-	RunCompleting RunState = "completing"
-	RunComplete   RunState = "complete"
-	RunFailed     RunState = "failed"
-)
 
 // RunRecord is a run's state in QFETCH_RUNS under its ID.
 type RunRecord struct {
@@ -67,7 +58,7 @@ type RunRecord struct {
 	FinishStarted time.Time `json:"finish_started,omitzero"`
 	ManifestKey   string    `json:"manifest_key,omitempty"`
 	// Totals are set when the run completes: what its manifest adds up to.
-	Totals *RunTotals `json:"totals,omitempty"`
+	Totals *Totals `json:"totals,omitempty"`
 	// Accepted is set when an operator dropped dead-lettered batches of the
 	// run: it stays incomplete on purpose (see [Acceptance]).
 	Accepted *Acceptance `json:"accepted_incomplete,omitempty"`
@@ -104,13 +95,18 @@ type PlanCursor struct {
 	Hosts  int    `json:"hosts"` // hosts in the batches up to here
 }
 
-// RunTotals add a complete run's batches up.
-type RunTotals struct {
-	Batches        int   `json:"batches"`
-	Objects        int   `json:"objects"`
-	Bytes          int64 `json:"bytes"`
-	HostsRequested int   `json:"hosts_requested"`
-	HostsReturned  int   `json:"hosts_returned"`
+// Totals add a complete run up, as its manifest and its record say.
+// Records written before HostsPlanned, HostListPages and Seconds were kept
+// here lack them (they read as zero).
+type Totals struct {
+	Batches        int     `json:"batches"`
+	Objects        int     `json:"objects"`
+	Bytes          int64   `json:"bytes"`
+	HostsPlanned   int     `json:"hosts_planned"`
+	HostsRequested int     `json:"hosts_requested"`
+	HostsReturned  int     `json:"hosts_returned"`
+	HostListPages  int     `json:"hostlist_pages"`
+	Seconds        float64 `json:"seconds"` // run creation to completion
 }
 
 // Acceptance records an operator's decision to leave a run incomplete by
@@ -131,13 +127,13 @@ type BatchResult struct {
 	Batch string `json:"batch"` // Batch.Key()
 	// HostsRequested is the batch's Hosts; HostsReturned what the response
 	// held (hosts without detections are left out by the API).
-	HostsRequested int       `json:"hosts_requested"`
-	HostsReturned  int       `json:"hosts_returned"`
-	Objects        []Object  `json:"objects"`
-	Delivery       uint64    `json:"delivery"`
-	Worker         string    `json:"worker,omitempty"`
-	Duration       float64   `json:"duration_seconds"`
-	At             time.Time `json:"at"`
+	HostsRequested int               `json:"hosts_requested"`
+	HostsReturned  int               `json:"hosts_returned"`
+	Objects        []objstore.Object `json:"objects"`
+	Delivery       uint64            `json:"delivery"`
+	Worker         string            `json:"worker,omitempty"`
+	Duration       float64           `json:"duration_seconds"`
+	At             time.Time         `json:"at"`
 }
 
 // Bytes is the size of all the batch's objects.
@@ -147,14 +143,6 @@ func (r BatchResult) Bytes() int64 {
 		n += o.Bytes
 	}
 	return n
-}
-
-// Object is one stored object of a batch.
-type Object struct {
-	Key    string `json:"key"`
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256"`
-	Hosts  int    `json:"hosts"`
 }
 
 // Split records that a batch was replaced by two halves.
@@ -179,15 +167,15 @@ var (
 const maxCASAttempts = 100
 
 func runKey(run string) (string, error) {
-	if !ValidRunID(run) {
-		return "", failure.Permanent(fmt.Errorf("msg: run ID %q is not 1-64 letters, digits, '-' or '_'", run))
+	if !msg.ValidRunID(run) {
+		return "", failure.Permanent(fmt.Errorf("ledger: run ID %q is not 1-64 letters, digits, '-' or '_'", run))
 	}
 	return run, nil
 }
 
 // CreateRun stores a new run record, failing with [ErrRunExists] when one
 // with the same ID is there. It sets Created and Updated.
-func (q *Queue) CreateRun(ctx context.Context, r RunRecord) (RunRecord, error) {
+func (l *Ledger) CreateRun(ctx context.Context, r RunRecord) (RunRecord, error) {
 	key, err := runKey(r.ID)
 	if err != nil {
 		return RunRecord{}, err
@@ -198,33 +186,33 @@ func (q *Queue) CreateRun(ctx context.Context, r RunRecord) (RunRecord, error) {
 	if err != nil {
 		return RunRecord{}, err
 	}
-	rev, err := q.runs.Create(ctx, key, data)
+	rev, err := l.runs.Create(ctx, key, data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return RunRecord{}, fmt.Errorf("msg: run %s: %w", r.ID, ErrRunExists)
+		return RunRecord{}, fmt.Errorf("ledger: run %s: %w", r.ID, ErrRunExists)
 	}
 	if err != nil {
-		return RunRecord{}, classifyAPI(fmt.Errorf("msg: create run %s: %w", r.ID, err))
+		return RunRecord{}, msg.ClassifyAPI(fmt.Errorf("ledger: create run %s: %w", r.ID, err))
 	}
 	r.Revision = rev
 	return r, nil
 }
 
 // GetRun returns the run record of id, or an error wrapping [ErrRunNotFound].
-func (q *Queue) GetRun(ctx context.Context, id string) (RunRecord, error) {
+func (l *Ledger) GetRun(ctx context.Context, id string) (RunRecord, error) {
 	key, err := runKey(id)
 	if err != nil {
 		return RunRecord{}, err
 	}
-	e, err := q.runs.Get(ctx, key)
+	e, err := l.runs.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return RunRecord{}, fmt.Errorf("msg: run %s: %w", id, ErrRunNotFound)
+		return RunRecord{}, fmt.Errorf("ledger: run %s: %w", id, ErrRunNotFound)
 	}
 	if err != nil {
-		return RunRecord{}, classifyAPI(fmt.Errorf("msg: read run %s: %w", id, err))
+		return RunRecord{}, msg.ClassifyAPI(fmt.Errorf("ledger: read run %s: %w", id, err))
 	}
 	var r RunRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return RunRecord{}, failure.Permanent(fmt.Errorf("msg: run record %s is garbled: %w", id, err))
+		return RunRecord{}, failure.Permanent(fmt.Errorf("ledger: run record %s is garbled: %w", id, err))
 	}
 	r.Revision = e.Revision()
 	return r, nil
@@ -240,9 +228,9 @@ func (q *Queue) GetRun(ctx context.Context, id string) (RunRecord, error) {
 // If change returns an error, nothing is written and UpdateRun returns that
 // error with the record as read ([ErrNoChange] for "nothing to do"). On
 // success the written record is returned, Updated set and Revision new.
-func (q *Queue) UpdateRun(ctx context.Context, id string, change func(*RunRecord) error) (RunRecord, error) {
+func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecord) error) (RunRecord, error) {
 	for attempt := 1; ; attempt++ {
-		cur, err := q.GetRun(ctx, id)
+		cur, err := l.GetRun(ctx, id)
 		if err != nil {
 			return RunRecord{}, err
 		}
@@ -257,16 +245,16 @@ func (q *Queue) UpdateRun(ctx context.Context, id string, change func(*RunRecord
 		if err != nil {
 			return cur, err
 		}
-		rev, err := q.runs.Update(ctx, id, data, cur.Revision)
+		rev, err := l.runs.Update(ctx, id, data, cur.Revision)
 		if err == nil {
 			next.Revision = rev
 			return next, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return cur, classifyAPI(fmt.Errorf("msg: update run %s: %w", id, err))
+			return cur, msg.ClassifyAPI(fmt.Errorf("ledger: update run %s: %w", id, err))
 		}
 		if attempt == maxCASAttempts {
-			return cur, failure.Retryable(fmt.Errorf("msg: update run %s: still contended after %d attempts", id, attempt))
+			return cur, failure.Retryable(fmt.Errorf("ledger: update run %s: still contended after %d attempts", id, attempt))
 		}
 		// A short random pause spreads out writers that collided.
 		t := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(time.Millisecond))))
@@ -281,11 +269,11 @@ func (q *Queue) UpdateRun(ctx context.Context, id string, change func(*RunRecord
 
 // RunIDs returns the IDs of every run record, ascending (run IDs sort by
 // time).
-func (q *Queue) RunIDs(ctx context.Context) ([]string, error) {
+func (l *Ledger) RunIDs(ctx context.Context) ([]string, error) {
 	// Run records are the only single-token keys.
-	lister, err := q.runs.ListKeysFiltered(ctx, "*")
+	lister, err := l.runs.ListKeysFiltered(ctx, "*")
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: list runs: %w", err))
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: list runs: %w", err))
 	}
 	var ids []string
 	for k := range lister.Keys() {
@@ -297,7 +285,7 @@ func (q *Queue) RunIDs(ctx context.Context) ([]string, error) {
 
 // MarkDone records a batch's result under <run>.done.<batch>. A redelivered
 // batch overwrites its own entry, so recording twice is harmless.
-func (q *Queue) MarkDone(ctx context.Context, r BatchResult) error {
+func (l *Ledger) MarkDone(ctx context.Context, r BatchResult) error {
 	key, err := doneKey(r.Run, r.Batch)
 	if err != nil {
 		return err
@@ -306,45 +294,17 @@ func (q *Queue) MarkDone(ctx context.Context, r BatchResult) error {
 	if err != nil {
 		return err
 	}
-	if _, err := q.runs.Put(ctx, key, data); err != nil {
-		return classifyAPI(fmt.Errorf("msg: record batch %s done: %w", key, err))
+	if _, err := l.runs.Put(ctx, key, data); err != nil {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: record batch %s done: %w", key, err))
 	}
 	return nil
-}
-
-// Pending is the number of run's batch messages still in the stream:
-// queued, or delivered and not yet acked. Zero for a planned run means
-// nothing more will happen to it unless an operator replays dead letters.
-func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
-	if _, err := runKey(run); err != nil {
-		return 0, err
-	}
-	n, err := q.subjectCount(ctx, StreamBatches, BatchSubject(run))
-	if err != nil {
-		return 0, classifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
-	}
-	return n, nil
-}
-
-// subjectCount is how many messages stream holds on subject (a literal
-// subject), asked of the server without reading them.
-func (q *Queue) subjectCount(ctx context.Context, stream, subject string) (uint64, error) {
-	s, err := q.js.Stream(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return 0, err
-	}
-	return info.State.Subjects[subject], nil
 }
 
 // CountFailure adds one to the retryable failures of batch (a Batch.Key) of
 // run and returns the new count; workers dead-letter the batch once it
 // reaches Config.MaxFailures. Deliveries are no measure: back-pressure and
 // fleet-wide Naks are deliveries too.
-func (q *Queue) CountFailure(ctx context.Context, run, batch string) (int, error) {
+func (l *Ledger) CountFailure(ctx context.Context, run, batch string) (int, error) {
 	key, err := doneKey(run, batch)
 	if err != nil {
 		return 0, err
@@ -353,20 +313,20 @@ func (q *Queue) CountFailure(ctx context.Context, run, batch string) (int, error
 	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
 		n := 0
 		var rev uint64
-		e, err := q.runs.Get(ctx, key)
+		e, err := l.runs.Get(ctx, key)
 		switch {
 		case err == nil:
 			n, _ = strconv.Atoi(string(e.Value()))
 			rev = e.Revision()
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		default:
-			return 0, classifyAPI(fmt.Errorf("msg: count failure of %s: %w", key, err))
+			return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count failure of %s: %w", key, err))
 		}
 		val := []byte(strconv.Itoa(n + 1))
 		if rev == 0 {
-			_, err = q.runs.Create(ctx, key, val)
+			_, err = l.runs.Create(ctx, key, val)
 		} else {
-			_, err = q.runs.Update(ctx, key, val, rev)
+			_, err = l.runs.Update(ctx, key, val, rev)
 		}
 		switch {
 		case err == nil:
@@ -374,23 +334,23 @@ func (q *Queue) CountFailure(ctx context.Context, run, batch string) (int, error
 		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			continue
 		default:
-			return 0, classifyAPI(fmt.Errorf("msg: count failure of %s: %w", key, err))
+			return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count failure of %s: %w", key, err))
 		}
 	}
-	return 0, failure.Retryable(fmt.Errorf("msg: count failure of %s: still contended", key))
+	return 0, failure.Retryable(fmt.Errorf("ledger: count failure of %s: still contended", key))
 }
 
 // Failures returns the retryable failures counted so far per batch key of
-// run (see [Queue.CountFailure]); their sum is the run's retries.
-func (q *Queue) Failures(ctx context.Context, run string) (map[string]int, error) {
+// run (see [Ledger.CountFailure]); their sum is the run's retries.
+func (l *Ledger) Failures(ctx context.Context, run string) (map[string]int, error) {
 	if _, err := runKey(run); err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
-	err := q.eachValue(ctx, run+".fail.>", func(key string, v []byte) error {
+	err := l.eachValue(ctx, run+".fail.>", func(key string, v []byte) error {
 		n, err := strconv.Atoi(string(v))
 		if err != nil {
-			return failure.Permanent(fmt.Errorf("msg: failure count %s is garbled: %q", key, v))
+			return failure.Permanent(fmt.Errorf("ledger: failure count %s is garbled: %q", key, v))
 		}
 		out[strings.TrimPrefix(key, run+".fail.")] = n
 		return nil
@@ -398,35 +358,35 @@ func (q *Queue) Failures(ctx context.Context, run string) (map[string]int, error
 	return out, err
 }
 
-// resetFailures forgets batch's failure count, so that a replayed batch gets
+// ResetFailures forgets batch's failure count, so that a replayed batch gets
 // its full share of retries again.
-func (q *Queue) resetFailures(ctx context.Context, run, batch string) error {
+func (l *Ledger) ResetFailures(ctx context.Context, run, batch string) error {
 	key, err := doneKey(run, batch)
 	if err != nil {
 		return err
 	}
 	key = run + ".fail." + strings.TrimPrefix(key, run+".done.")
-	if err := q.runs.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return classifyAPI(fmt.Errorf("msg: reset failure count %s: %w", key, err))
+	if err := l.runs.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: reset failure count %s: %w", key, err))
 	}
 	return nil
 }
 
 // MarkSplit records that batch (a Batch.Key) of run was split, before its
 // halves are published.
-func (q *Queue) MarkSplit(ctx context.Context, run string, s Split) error {
+func (l *Ledger) MarkSplit(ctx context.Context, run string, s Split) error {
 	if _, err := runKey(run); err != nil {
 		return err
 	}
-	if !validBatchKey(s.Batch) {
-		return failure.Permanent(fmt.Errorf("msg: batch key %q is not like 17 or 17.1.2", s.Batch))
+	if !msg.ValidBatchKey(s.Batch) {
+		return failure.Permanent(fmt.Errorf("ledger: batch key %q is not like 17 or 17.1.2", s.Batch))
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	if _, err := q.runs.Put(ctx, run+".split."+s.Batch, data); err != nil {
-		return classifyAPI(fmt.Errorf("msg: record split of %s.%s: %w", run, s.Batch, err))
+	if _, err := l.runs.Put(ctx, run+".split."+s.Batch, data); err != nil {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: record split of %s.%s: %w", run, s.Batch, err))
 	}
 	return nil
 }
@@ -435,32 +395,10 @@ func doneKey(run, batch string) (string, error) {
 	if _, err := runKey(run); err != nil {
 		return "", err
 	}
-	if !validBatchKey(batch) {
-		return "", failure.Permanent(fmt.Errorf("msg: batch key %q is not like 17 or 17.1.2", batch))
+	if !msg.ValidBatchKey(batch) {
+		return "", failure.Permanent(fmt.Errorf("ledger: batch key %q is not like 17 or 17.1.2", batch))
 	}
 	return run + ".done." + batch, nil
-}
-
-func validBatchKey(k string) bool {
-	num, part, _ := cutFirst(k)
-	if num == "" || num[0] == '0' {
-		return false
-	}
-	for _, c := range num {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return part == "" || partPattern.MatchString(part)
-}
-
-func cutFirst(k string) (string, string, bool) {
-	for i := range len(k) {
-		if k[i] == '.' {
-			return k[:i], k[i+1:], true
-		}
-	}
-	return k, "", false
 }
 
 // CountDone returns how many batch results run has, without transferring
@@ -468,12 +406,12 @@ func cutFirst(k string) (string, string, bool) {
 // would deliver. Completion code can call it after every batch and list the
 // results only when the count says the run may be complete. Done keys are
 // never deleted, so the count only grows.
-func (q *Queue) CountDone(ctx context.Context, run string) (int, error) {
+func (l *Ledger) CountDone(ctx context.Context, run string) (int, error) {
 	if _, err := runKey(run); err != nil {
 		return 0, err
 	}
 	stream := "KV_" + BucketRuns
-	c, err := q.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	c, err := l.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		FilterSubject:     "$KV." + BucketRuns + "." + run + ".done.>",
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -483,55 +421,55 @@ func (q *Queue) CountDone(ctx context.Context, run string) (int, error) {
 		InactiveThreshold: time.Minute, // in case the delete below is lost
 	})
 	if err != nil {
-		return 0, classifyAPI(fmt.Errorf("msg: count done batches of %s: %w", run, err))
+		return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count done batches of %s: %w", run, err))
 	}
 	info := c.CachedInfo()
-	_ = q.js.DeleteConsumer(ctx, stream, info.Name) // the inactivity threshold covers a failure
+	_ = l.js.DeleteConsumer(ctx, stream, info.Name) // the inactivity threshold covers a failure
 	return int(info.NumPending), nil
 }
 
 // DoneBatches returns every batch result of run, ordered by batch key.
-func (q *Queue) DoneBatches(ctx context.Context, run string) ([]BatchResult, error) {
+func (l *Ledger) DoneBatches(ctx context.Context, run string) ([]BatchResult, error) {
 	if _, err := runKey(run); err != nil {
 		return nil, err
 	}
 	var out []BatchResult
-	err := q.eachValue(ctx, run+".done.>", func(key string, v []byte) error {
+	err := l.eachValue(ctx, run+".done.>", func(key string, v []byte) error {
 		var r BatchResult
 		if err := json.Unmarshal(v, &r); err != nil {
-			return failure.Permanent(fmt.Errorf("msg: batch result %s is garbled: %w", key, err))
+			return failure.Permanent(fmt.Errorf("ledger: batch result %s is garbled: %w", key, err))
 		}
 		out = append(out, r)
 		return nil
 	})
-	slices.SortFunc(out, func(a, b BatchResult) int { return compareBatchKeys(a.Batch, b.Batch) })
+	slices.SortFunc(out, func(a, b BatchResult) int { return CompareBatchKeys(a.Batch, b.Batch) })
 	return out, err
 }
 
 // Splits returns every split recorded for run, ordered by batch key.
-func (q *Queue) Splits(ctx context.Context, run string) ([]Split, error) {
+func (l *Ledger) Splits(ctx context.Context, run string) ([]Split, error) {
 	if _, err := runKey(run); err != nil {
 		return nil, err
 	}
 	var out []Split
-	err := q.eachValue(ctx, run+".split.>", func(key string, v []byte) error {
+	err := l.eachValue(ctx, run+".split.>", func(key string, v []byte) error {
 		var s Split
 		if err := json.Unmarshal(v, &s); err != nil {
-			return failure.Permanent(fmt.Errorf("msg: split record %s is garbled: %w", key, err))
+			return failure.Permanent(fmt.Errorf("ledger: split record %s is garbled: %w", key, err))
 		}
 		out = append(out, s)
 		return nil
 	})
-	slices.SortFunc(out, func(a, b Split) int { return compareBatchKeys(a.Batch, b.Batch) })
+	slices.SortFunc(out, func(a, b Split) int { return CompareBatchKeys(a.Batch, b.Batch) })
 	return out, err
 }
 
 // eachValue calls fn with the latest value of every live key matching
 // pattern.
-func (q *Queue) eachValue(ctx context.Context, pattern string, fn func(key string, value []byte) error) error {
-	w, err := q.runs.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+func (l *Ledger) eachValue(ctx context.Context, pattern string, fn func(key string, value []byte) error) error {
+	w, err := l.runs.Watch(ctx, pattern, jetstream.IgnoreDeletes())
 	if err != nil {
-		return classifyAPI(fmt.Errorf("msg: read %s: %w", pattern, err))
+		return msg.ClassifyAPI(fmt.Errorf("ledger: read %s: %w", pattern, err))
 	}
 	defer func() { _ = w.Stop() }()
 	for {
@@ -549,12 +487,13 @@ func (q *Queue) eachValue(ctx context.Context, pattern string, fn func(key strin
 	}
 }
 
-// compareBatchKeys orders "2" < "10" < "10.1" < "10.2".
-func compareBatchKeys(a, b string) int {
+// CompareBatchKeys orders batch keys as numbers, part by part: "2" < "10" <
+// "10.1" < "10.2". Malformed keys sort by length and bytes.
+func CompareBatchKeys(a, b string) int {
 	for a != "" || b != "" {
 		var x, y string
-		x, a, _ = cutFirst(a)
-		y, b, _ = cutFirst(b)
+		x, a, _ = strings.Cut(a, ".")
+		y, b, _ = strings.Cut(b, ".")
 		if c := len(x) - len(y); c != 0 {
 			return c
 		}
@@ -566,4 +505,14 @@ func compareBatchKeys(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// cloneValues deep-copies v, so that a change function cannot reach into
+// the record it was given through the shared slices.
+func cloneValues(v url.Values) url.Values {
+	out := maps.Clone(v)
+	for k, vs := range out {
+		out[k] = slices.Clone(vs)
+	}
+	return out
 }

@@ -1,10 +1,8 @@
-package finish
+package ledger
 
 import (
 	"slices"
 	"testing"
-
-	"github.com/qfetch/qfetch/internal/msg"
 )
 
 // TestProgressNestedSplit: batch 1 was split into 1.1 and 1.2, and
@@ -13,11 +11,11 @@ import (
 // is not done yet, so batch 1 is not covered. 1.2's hosts and bytes must
 // count once (its halves, as completion would prefer them), not twice.
 func TestProgressNestedSplit(t *testing.T) {
-	res := func(k string, hosts int) msg.BatchResult {
-		return msg.BatchResult{Batch: k, HostsRequested: hosts}
+	res := func(k string, hosts int) BatchResult {
+		return BatchResult{Batch: k, HostsRequested: hosts}
 	}
-	results := []msg.BatchResult{res("1.2", 50), res("1.2.1", 25), res("1.2.2", 25)}
-	splits := []msg.Split{
+	results := []BatchResult{res("1.2", 50), res("1.2.1", 25), res("1.2.2", 25)}
+	splits := []Split{
 		{Batch: "1", Halves: [2]string{"1.1", "1.2"}},
 		{Batch: "1.2", Halves: [2]string{"1.2.1", "1.2.2"}},
 	}

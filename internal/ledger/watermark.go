@@ -1,4 +1,4 @@
-package msg
+package ledger
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
 )
 
 // watermarkKey in QFETCH_STATE holds the watermark; its KV history (64
@@ -37,13 +38,13 @@ type Watermark struct {
 
 // Watermark returns the current watermark, or an error wrapping
 // [ErrNoWatermark].
-func (q *Queue) Watermark(ctx context.Context) (Watermark, error) {
-	e, err := q.state.Get(ctx, watermarkKey)
+func (l *Ledger) Watermark(ctx context.Context) (Watermark, error) {
+	e, err := l.state.Get(ctx, watermarkKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Watermark{}, ErrNoWatermark
 	}
 	if err != nil {
-		return Watermark{}, classifyAPI(fmt.Errorf("msg: read watermark: %w", err))
+		return Watermark{}, msg.ClassifyAPI(fmt.Errorf("ledger: read watermark: %w", err))
 	}
 	return decodeWatermark(e)
 }
@@ -51,7 +52,7 @@ func (q *Queue) Watermark(ctx context.Context) (Watermark, error) {
 func decodeWatermark(e jetstream.KeyValueEntry) (Watermark, error) {
 	var w Watermark
 	if err := json.Unmarshal(e.Value(), &w); err != nil {
-		return Watermark{}, failure.Permanent(fmt.Errorf("msg: watermark revision %d is garbled: %w", e.Revision(), err))
+		return Watermark{}, failure.Permanent(fmt.Errorf("ledger: watermark revision %d is garbled: %w", e.Revision(), err))
 	}
 	w.Revision = e.Revision()
 	return w, nil
@@ -64,9 +65,9 @@ func decodeWatermark(e jetstream.KeyValueEntry) (Watermark, error) {
 // operator set the watermark (w.RunOpened before the setting): its window
 // was cut from the old watermark, and the operator asked for the next
 // window to start at theirs.
-func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error) {
+func (l *Ledger) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error) {
 	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
-		cur, err := q.Watermark(ctx)
+		cur, err := l.Watermark(ctx)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNoWatermark) {
 			return false, err
@@ -82,9 +83,9 @@ func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error)
 			return false, err
 		}
 		if exists {
-			_, err = q.state.Update(ctx, watermarkKey, data, cur.Revision)
+			_, err = l.state.Update(ctx, watermarkKey, data, cur.Revision)
 		} else {
-			_, err = q.state.Create(ctx, watermarkKey, data)
+			_, err = l.state.Create(ctx, watermarkKey, data)
 		}
 		switch {
 		case err == nil:
@@ -92,37 +93,37 @@ func (q *Queue) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
 			continue // someone moved it meanwhile: look again
 		default:
-			return false, classifyAPI(fmt.Errorf("msg: advance watermark: %w", err))
+			return false, msg.ClassifyAPI(fmt.Errorf("ledger: advance watermark: %w", err))
 		}
 	}
-	return false, failure.Retryable(errors.New("msg: advance watermark: still contended"))
+	return false, failure.Retryable(errors.New("ledger: advance watermark: still contended"))
 }
 
 // SetWatermark sets the watermark unconditionally, backwards too: the
 // operator's override. By and Reason are kept in the history.
-func (q *Queue) SetWatermark(ctx context.Context, w Watermark) error {
+func (l *Ledger) SetWatermark(ctx context.Context, w Watermark) error {
 	if w.By == "" {
-		return failure.Permanent(errors.New("msg: set watermark: say who sets it (By)"))
+		return failure.Permanent(errors.New("ledger: set watermark: say who sets it (By)"))
 	}
 	data, err := marshalWatermark(w)
 	if err != nil {
 		return err
 	}
-	if _, err := q.state.Put(ctx, watermarkKey, data); err != nil {
-		return classifyAPI(fmt.Errorf("msg: set watermark: %w", err))
+	if _, err := l.state.Put(ctx, watermarkKey, data); err != nil {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: set watermark: %w", err))
 	}
 	return nil
 }
 
 // WatermarkHistory returns the watermark's past values, oldest first (the
 // last 64).
-func (q *Queue) WatermarkHistory(ctx context.Context) ([]Watermark, error) {
-	entries, err := q.state.History(ctx, watermarkKey)
+func (l *Ledger) WatermarkHistory(ctx context.Context) ([]Watermark, error) {
+	entries, err := l.state.History(ctx, watermarkKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, classifyAPI(fmt.Errorf("msg: watermark history: %w", err))
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: watermark history: %w", err))
 	}
 	var out []Watermark
 	for _, e := range entries {
@@ -140,7 +141,7 @@ func (q *Queue) WatermarkHistory(ctx context.Context) ([]Watermark, error) {
 
 func marshalWatermark(w Watermark) ([]byte, error) {
 	if w.Time.IsZero() {
-		return nil, failure.Permanent(errors.New("msg: watermark time is zero"))
+		return nil, failure.Permanent(errors.New("ledger: watermark time is zero"))
 	}
 	if w.At.IsZero() {
 		w.At = time.Now().UTC()

@@ -1,0 +1,10 @@
+// Package ledger is qfetch's run ledger in JetStream KV: runs and their one
+// state vocabulary, batch results, splits, failure counts, Host List pages,
+// progress, the watermark and locks.
+//
+// It knows nothing of Qualys or object storage, and nothing of how batches
+// travel (that is package msg): it records what planners, workers and
+// finishers decided. [Setup] creates (or brings to its settings) the
+// ledger's buckets; [Open] binds to them without creating anything, for
+// operator commands.
+package ledger

@@ -1,0 +1,175 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
+)
+
+// Bucket names, shared by every process and by operators' nats CLI sessions.
+const (
+	BucketRuns  = "QFETCH_RUNS"
+	BucketState = "QFETCH_STATE"
+	BucketLocks = "QFETCH_LOCKS"
+
+	runsHistory  = 5
+	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
+	// markerTTL is how long an expired lock leaves its delete marker; per-key
+	// TTLs need limit markers on the bucket.
+	markerTTL = time.Minute
+)
+
+// Config is what an operator may tune.
+type Config struct {
+	// Replicas is the replica count of every bucket: 1 on a single server,
+	// 3 in a cluster (QFETCH_NATS_STREAM_REPLICAS, as for the streams).
+	// Default 1.
+	Replicas int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("bucket replicas must be between 1 and 5, got %d", c.Replicas)
+	}
+	return nil
+}
+
+// Ledger is the run ledger's buckets. It is safe for concurrent use.
+type Ledger struct {
+	js    jetstream.JetStream
+	runs  jetstream.KeyValue
+	state jetstream.KeyValue
+	locks jetstream.KeyValue
+}
+
+// Setup creates the ledger's buckets, or brings existing ones to cfg (every
+// bucket setting qfetch uses is safe to change). Several processes may call
+// it at once.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, failure.Permanent(fmt.Errorf("ledger: invalid config: %w", err))
+	}
+	l := &Ledger{js: js}
+	var err error
+	for i, dst := range l.buckets() {
+		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i]); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Open binds to the buckets a planner or worker set up, creating and
+// changing nothing: what operator commands use. A missing bucket is an
+// error wrapping [msg.ErrNotSetUp].
+func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
+	l := &Ledger{js: js}
+	var err error
+	for i, dst := range l.buckets() {
+		name := wanted(Config{})[i].Bucket
+		*dst, err = js.KeyValue(ctx, name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, failure.FleetWide(fmt.Errorf("ledger: bucket %s: %w (%w)", name, msg.ErrNotSetUp, err))
+		}
+		if err != nil {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", name, err))
+		}
+	}
+	return l, nil
+}
+
+// buckets are where Setup and Open put the buckets, in the order of wanted.
+func (l *Ledger) buckets() [3]*jetstream.KeyValue {
+	return [3]*jetstream.KeyValue{&l.runs, &l.state, &l.locks}
+}
+
+// wanted are the buckets qfetch wants for cfg: runs, state, locks.
+func wanted(cfg Config) [3]jetstream.KeyValueConfig {
+	return [3]jetstream.KeyValueConfig{{
+		Bucket:      BucketRuns,
+		Description: "qfetch: run records, batch results and splits",
+		History:     runsHistory,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}, {
+		Bucket:      BucketState,
+		Description: "qfetch: the watermark, with its history",
+		History:     stateHistory,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}, {
+		// Locks have a bucket of their own: a per-key TTL works only
+		// with limit markers, and the server raises every TTL to the
+		// marker TTL (1 minute at least here) unless the bucket keeps
+		// a single revision per key. A bucket-wide TTL would not do
+		// either: it would expire the watermark.
+		Bucket:         BucketLocks,
+		Description:    "qfetch: locks, each key with its own TTL",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: markerTTL,
+	}}
+}
+
+// ensureBucket creates a KV bucket or brings an existing one to cfg.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketExists) {
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
+	}
+	kv, err = js.UpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
+			msg.ErrIncompatible, cfg.Bucket, err))
+	}
+	return kv, nil
+}
+
+// Inspect compares the ledger's buckets on the server with what cfg asks
+// for, changing nothing: one finding per bucket, for `qfetch check` beside
+// [msg.Inspect]'s.
+func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Finding, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, failure.Permanent(fmt.Errorf("ledger: invalid config: %w", err))
+	}
+	var out []msg.Finding
+	for _, want := range wanted(cfg) {
+		f := msg.Finding{Object: "bucket " + want.Bucket}
+		kv, err := js.KeyValue(ctx, want.Bucket)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			f.Problem = "missing; the first planner or worker creates it"
+		case err != nil:
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
+		default:
+			st, err := kv.Status(ctx)
+			if err != nil {
+				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
+			}
+			if st.History() != int64(want.History) {
+				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next worker or planner updates it", st.History(), want.History)
+			}
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
