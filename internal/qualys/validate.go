@@ -117,7 +117,7 @@ func NewValidator(r io.Reader, cfg ValidatorConfig) *Validator {
 	v := &Validator{r: r, cfg: cfg}
 	v.val.wantRoot = cfg.Root
 	v.val.onID = cfg.OnID
-	v.val.scan = v.s.Init(&v.val)
+	v.val.scan = v.s.Init(&v.val, valErrorRoots)
 	return v
 }
 
@@ -256,8 +256,14 @@ type valState struct {
 	buf []byte // text of the element being read
 }
 
+// valErrorRoots are the roots of Qualys error documents, which the
+// validator must hear of wherever they are.
+var valErrorRoots = []string{"SIMPLE_RETURN", "GENERIC_RETURN"}
+
 // Element contexts: where an open element sits, as far as the validator
-// cares. Everything below an uninteresting element is xmlscan.Skip.
+// cares. Everything else, DETECTION and all below it included, is
+// xmlscan.Skip: the scanner does not call Start there but for an error
+// document's root.
 const (
 	valCtxRoot xmlscan.Context = iota + 1
 	valCtxResponse
@@ -265,7 +271,6 @@ const (
 	valCtxHostList
 	valCtxHost
 	valCtxDetectionList
-	valCtxDetection
 	valCtxWarning
 
 	// Contexts whose text the validator reads.
@@ -294,7 +299,10 @@ func valFault(kind xmlscan.Kind, off int64, format string, args ...any) error {
 	return &xmlscan.Error{Kind: kind, Offset: off, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Start implements xmlscan.Handler.
+// Start implements xmlscan.Handler: it judges the root, refuses an error
+// document inside it, and names the elements whose text the validator
+// reads. It is one switch, not a chain of calls: it runs for every
+// element that is not below a Skip one.
 func (v *valState) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
 	if parent == xmlscan.Document {
 		return v.startRoot(name)
@@ -304,10 +312,54 @@ func (v *valState) Start(parent xmlscan.Context, name []byte, off int64) (xmlsca
 		// before it, the answer is not whole.
 		return xmlscan.Skip, valFault(xmlscan.KindSyntax, off, "error document %s inside %s", name, v.sum.Root)
 	}
-	if parent == xmlscan.Skip {
-		return xmlscan.Skip, nil
+	ctx := xmlscan.Skip
+	switch parent {
+	case valCtxRoot:
+		if string(name) == "RESPONSE" {
+			ctx = valCtxResponse
+		}
+	case valCtxResponse:
+		switch string(name) {
+		case "ID_SET":
+			ctx = valCtxIDSet
+		case "HOST_LIST":
+			ctx = valCtxHostList
+		case "WARNING":
+			v.sum.Warning = &Warning{}
+			ctx = valCtxWarning
+		}
+	case valCtxIDSet:
+		switch string(name) {
+		case "ID":
+			ctx = valCtxID
+		case "ID_RANGE":
+			ctx = valCtxIDRange
+		}
+	case valCtxHostList:
+		if string(name) == "HOST" {
+			ctx = valCtxHost
+		}
+	case valCtxHost:
+		switch string(name) {
+		case "ID":
+			ctx = valCtxHostID
+		case "DETECTION_LIST":
+			ctx = valCtxDetectionList
+		}
+	case valCtxDetectionList:
+		if string(name) == "DETECTION" {
+			v.sum.Detections++
+		}
+	case valCtxWarning:
+		switch string(name) {
+		case "CODE":
+			ctx = valCtxWarningCode
+		case "TEXT":
+			ctx = valCtxWarningText
+		case "URL":
+			ctx = valCtxWarningURL
+		}
 	}
-	ctx := v.childCtx(parent, name)
 	if ctx&xmlscan.WantText != 0 {
 		v.buf = v.buf[:0]
 	}
@@ -327,58 +379,6 @@ func (v *valState) startRoot(name []byte) (xmlscan.Context, error) {
 		return xmlscan.Skip, xmlscan.ErrStop
 	}
 	return valCtxRoot, nil
-}
-
-func (v *valState) childCtx(parent xmlscan.Context, name []byte) xmlscan.Context {
-	switch parent {
-	case valCtxRoot:
-		if string(name) == "RESPONSE" {
-			return valCtxResponse
-		}
-	case valCtxResponse:
-		switch string(name) {
-		case "ID_SET":
-			return valCtxIDSet
-		case "HOST_LIST":
-			return valCtxHostList
-		case "WARNING":
-			v.sum.Warning = &Warning{}
-			return valCtxWarning
-		}
-	case valCtxIDSet:
-		switch string(name) {
-		case "ID":
-			return valCtxID
-		case "ID_RANGE":
-			return valCtxIDRange
-		}
-	case valCtxHostList:
-		if string(name) == "HOST" {
-			return valCtxHost
-		}
-	case valCtxHost:
-		switch string(name) {
-		case "ID":
-			return valCtxHostID
-		case "DETECTION_LIST":
-			return valCtxDetectionList
-		}
-	case valCtxDetectionList:
-		if string(name) == "DETECTION" {
-			v.sum.Detections++
-			return valCtxDetection
-		}
-	case valCtxWarning:
-		switch string(name) {
-		case "CODE":
-			return valCtxWarningCode
-		case "TEXT":
-			return valCtxWarningText
-		case "URL":
-			return valCtxWarningURL
-		}
-	}
-	return xmlscan.Skip
 }
 
 // Text implements xmlscan.Handler: it keeps the text of the element being

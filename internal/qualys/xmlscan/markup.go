@@ -24,7 +24,7 @@ func (s *Scanner) afterLT(b []byte, i int) int {
 			return i
 		}
 		s.state, s.nameStart = stStartName, len(s.names)
-		return i // the name loop reads c
+		return s.startName(b, i)
 	case c == '/':
 		if len(s.ends) == 0 {
 			s.fail(KindMismatch, i-1, "end tag outside the root element")

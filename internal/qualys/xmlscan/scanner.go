@@ -15,7 +15,10 @@ type Handler interface {
 	// Start is called when an element's name has been read, before its
 	// attributes; off is the stream offset of the byte after the name.
 	// parent is the Context returned for the enclosing element, Document
-	// for the root. The Context returned is the new element's.
+	// for the root. The Context returned is the new element's. Below a
+	// Skip element, Start is called only for the names the Scanner
+	// watches (Init); every other element there is Skip without a call,
+	// which keeps the call off the hot path.
 	Start(parent Context, name []byte, off int64) (Context, error)
 
 	// Text is called with the character data of the innermost open
@@ -35,7 +38,7 @@ type Handler interface {
 type Context uint8
 
 const (
-	Skip     Context = 0    // nothing to the Handler: End is not called for it
+	Skip     Context = 0    // nothing to the Handler, nor are its children (but watched names)
 	Document Context = 0x7F // the parent of the root element
 	WantText Context = 0x80 // bit: the Handler wants the element's text
 )
@@ -90,7 +93,8 @@ func (e *Error) Error() string {
 // <!declarations>, ASCII names. Faults of KindNoRoot, KindOutside,
 // KindStrict and KindLimit are the ones encoding/xml does not report.
 type Scanner struct {
-	h Handler
+	h     Handler
+	watch []string // names Start hears of even below a Skip element
 
 	state    uint8
 	entRet   uint8 // state to resume after an entity reference
@@ -126,10 +130,12 @@ type Scanner struct {
 	err *Error
 }
 
-// Init readies s to scan a new stream for h and returns s.
-func (s *Scanner) Init(h Handler) *Scanner {
+// Init readies s to scan a new stream for h and returns s. Start hears of
+// an element named in watch wherever it is, even below a Skip element.
+func (s *Scanner) Init(h Handler, watch []string) *Scanner {
 	*s = Scanner{
 		h:     h,
+		watch: watch,
 		names: make([]byte, 0, 256),
 		ends:  make([]int32, 0, 16),
 		ctxs:  make([]Context, 0, 16),
@@ -326,15 +332,28 @@ func (s *Scanner) push(i int) bool {
 	} else {
 		s.rootSeen = true
 	}
-	ctx, err := s.h.Start(parent, name, s.off+int64(i))
-	if err != nil {
-		s.hookFailed(err, i)
-		return false
+	ctx := Skip
+	if parent != Skip || s.watched(name) {
+		c, err := s.h.Start(parent, name, s.off+int64(i))
+		if err != nil {
+			s.hookFailed(err, i)
+			return false
+		}
+		ctx = c
 	}
 	s.ends = append(s.ends, int32(len(s.names)))
 	s.ctxs = append(s.ctxs, ctx)
 	s.capt = ctx&WantText != 0
 	return true
+}
+
+func (s *Scanner) watched(name []byte) bool {
+	for _, w := range s.watch {
+		if string(name) == w {
+			return true
+		}
+	}
+	return false
 }
 
 // pop closes the innermost element; i is the offset of its closing '>'.

@@ -10,11 +10,13 @@ import (
 
 // recorder is a Handler that writes down what it hears. By default every
 // element's Context is its depth with WantText; ctxOf overrides that by
-// name, and startErr, textErr and endErr make a hook fail.
+// name, watch goes to Init, and startErr, textErr and endErr make a hook
+// fail.
 type recorder struct {
 	log      []string
 	text     []byte // text heard since the last element event
 	ctxOf    map[string]Context
+	watch    []string
 	startErr map[string]error
 	textErr  error
 	endErr   map[Context]error
@@ -70,7 +72,7 @@ func (r *recorder) End(ctx Context, off int64) error {
 // scanChunks runs a fresh scanner for r over doc in chunks of n bytes.
 func scanChunks(r *recorder, doc []byte, n int) *Scanner {
 	var s Scanner
-	s.Init(r)
+	s.Init(r, r.watch)
 	for len(doc) > 0 {
 		k := min(n, len(doc))
 		s.Scan(doc[:k])
@@ -115,13 +117,14 @@ func TestScannerEvents(t *testing.T) {
 	}
 }
 
-// Skip elements get no End, elements without WantText no Text, and a
-// parent's text goes on after a child closes.
+// Skip elements get no End and their children no Start, but for watched
+// names; elements without WantText get no Text, and a parent's text goes
+// on after a child closes.
 func TestScannerContexts(t *testing.T) {
-	doc := `<a>1<s>x<t>y</t></s>2<n>z<w>3</w></n>4</a>`
-	want := []string{"<a 81>", "text 1", "<s 0>", "<t 81>", "text y", "</81>", "text 2", "<n 5>", "<w 6>", "</6>", "</5>", "text 4", "</81>"}
+	doc := `<a>1<s>x<t>y<v/></t><v>u</v></s>2<n>z<w>3</w></n>4</a>`
+	want := []string{"<a 81>", "text 1", "<s 0>", "<v 81>", "</81>", "<v 81>", "text u", "</81>", "text 2", "<n 5>", "<w 6>", "</6>", "</5>", "text 4", "</81>"}
 	for _, n := range chunkSizes {
-		r := &recorder{ctxOf: map[string]Context{"s": Skip, "n": 5, "w": 6}}
+		r := &recorder{ctxOf: map[string]Context{"s": Skip, "n": 5, "w": 6}, watch: []string{"v"}}
 		if s := scanChunks(r, []byte(doc), n); s.Err() != nil {
 			t.Fatal(s.Err())
 		}
