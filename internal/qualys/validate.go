@@ -115,8 +115,7 @@ type Validator struct {
 // NewValidator wraps r.
 func NewValidator(r io.Reader, cfg ValidatorConfig) *Validator {
 	v := &Validator{r: r, cfg: cfg}
-	v.val.wantRoot = cfg.Root
-	v.val.onID = cfg.OnID
+	v.val.cfg = &v.cfg
 	v.val.scan = v.s.Init(&v.val, valErrorRoots)
 	return v
 }
@@ -246,8 +245,7 @@ func (v *Validator) malformed(se *xmlscan.Error) error {
 // judges the root, refuses an error document inside it, and reads the
 // host IDs and the WARNING on the way.
 type valState struct {
-	wantRoot  string
-	onID      func(uint64)
+	cfg       *ValidatorConfig // Root and OnID; the Validator's own
 	scan      *xmlscan.Scanner // for the path of the open elements in faults
 	sum       Summary
 	errRoot   bool // the root names an error document
@@ -374,7 +372,7 @@ func (v *valState) startRoot(name []byte) (xmlscan.Context, error) {
 	case v.sum.Root == "SIMPLE_RETURN", v.sum.Root == "GENERIC_RETURN", strings.EqualFold(v.sum.Root, "html"):
 		v.errRoot = true
 		return xmlscan.Skip, xmlscan.ErrStop
-	case v.wantRoot != "" && v.sum.Root != v.wantRoot:
+	case v.cfg.Root != "" && v.sum.Root != v.cfg.Root:
 		v.wrongRoot = true
 		return xmlscan.Skip, xmlscan.ErrStop
 	}
@@ -458,8 +456,8 @@ func (v *valState) emit(id uint64) {
 	}
 	v.sum.Hosts++
 	v.sum.LastID = id
-	if v.onID != nil {
-		v.onID(id)
+	if v.cfg.OnID != nil {
+		v.cfg.OnID(id)
 	}
 }
 
