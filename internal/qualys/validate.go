@@ -160,10 +160,10 @@ func (v *Validator) feed(b []byte) {
 	}
 	v.s.Scan(b)
 	switch err := v.s.Err(); {
-	case v.val.errRoot:
+	case v.s.Stopped() && valErrorRoot(v.val.sum.Root):
 		v.errorBody = true
 		v.keepHead(b)
-	case v.val.wrongRoot:
+	case v.s.Stopped():
 		v.final = failure.Retryable(fmt.Errorf("qualys%s: %w %s, want %s", valWhere(v.cfg.Endpoint), ErrUnexpectedRoot, v.val.sum.Root, v.cfg.Root))
 	case err != nil && !v.s.RootSeen():
 		// Not XML before any element: maybe an HTML page with a
@@ -212,8 +212,9 @@ func (v *Validator) errorDocument() error {
 	e, ok := parseErrorDocument(v.head)
 	switch {
 	case ok:
-	case v.val.errRoot:
-		// The scanner saw the root; the lenient parser lost it.
+	case v.s.Stopped():
+		// The scanner saw an error document's root (a wrong root ends
+		// the body before it gets here); the lenient parser lost it.
 		e = APIError{Root: v.val.sum.Root, SecondsToWait: -1, CallsToFinish: -1}
 	case v.s.Err() != nil:
 		return v.malformed(v.s.Err())
@@ -245,13 +246,10 @@ func (v *Validator) malformed(se *xmlscan.Error) error {
 // judges the root, refuses an error document inside it, and reads the
 // host IDs and the WARNING on the way.
 type valState struct {
-	cfg       *ValidatorConfig // Root and OnID; the Validator's own
-	scan      *xmlscan.Scanner // for the path of the open elements in faults
-	sum       Summary
-	errRoot   bool // the root names an error document
-	wrongRoot bool
-
-	buf []byte // text of the element being read
+	cfg  *ValidatorConfig // Root and OnID; the Validator's own
+	scan *xmlscan.Scanner // for the path of the open elements in faults
+	sum  Summary
+	buf  []byte // text of the element being read
 }
 
 // valErrorRoots are the roots of Qualys error documents, which the
@@ -365,18 +363,20 @@ func (v *valState) Start(parent xmlscan.Context, name []byte, off int64) (xmlsca
 }
 
 // startRoot judges the root element; the scan goes on only for the
-// expected document.
+// expected document. The Validator tells the two reasons to stop apart by
+// the root's name.
 func (v *valState) startRoot(name []byte) (xmlscan.Context, error) {
 	v.sum.Root = string(name)
-	switch {
-	case v.sum.Root == "SIMPLE_RETURN", v.sum.Root == "GENERIC_RETURN", strings.EqualFold(v.sum.Root, "html"):
-		v.errRoot = true
-		return xmlscan.Skip, xmlscan.ErrStop
-	case v.cfg.Root != "" && v.sum.Root != v.cfg.Root:
-		v.wrongRoot = true
+	if valErrorRoot(v.sum.Root) || v.cfg.Root != "" && v.sum.Root != v.cfg.Root {
 		return xmlscan.Skip, xmlscan.ErrStop
 	}
 	return valCtxRoot, nil
+}
+
+// valErrorRoot reports whether root names an error document: Qualys' own
+// or an HTML page.
+func valErrorRoot(root string) bool {
+	return root == "SIMPLE_RETURN" || root == "GENERIC_RETURN" || strings.EqualFold(root, "html")
 }
 
 // Text implements xmlscan.Handler: it keeps the text of the element being

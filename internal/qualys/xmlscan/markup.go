@@ -73,14 +73,14 @@ func (s *Scanner) setLit(lit string, next uint8, kind Kind) {
 }
 
 func (s *Scanner) literal(b []byte, i int) int {
-	for ; i < len(b) && int(s.litIdx) < len(s.lit); i++ {
+	for ; i < len(b) && s.litIdx < len(s.lit); i++ {
 		if b[i] != s.lit[s.litIdx] {
 			s.fail(s.litKind, i, "unexpected byte %q in markup", b[i])
 			return i
 		}
 		s.litIdx++
 	}
-	if int(s.litIdx) == len(s.lit) {
+	if s.litIdx == len(s.lit) {
 		s.state, s.run = s.litNext, 0
 	}
 	return i

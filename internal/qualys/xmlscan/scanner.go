@@ -108,10 +108,10 @@ type Scanner struct {
 	sawDoctype bool
 	rootSeen   bool
 	rootDone   bool
-	stopped    bool  // a hook returned ErrStop
-	litIdx     uint8 // bytes of lit matched; a byte, so that a Validator stays in its allocation size class
+	stopped    bool // a hook returned ErrStop
 
 	lit       string
+	litIdx    int
 	nameStart int // start in names of the name being read
 	nameLen   int // attribute name: bytes so far
 	colons    int
