@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/qualys/xmlscan"
 )
 
 // ValidatorConfig tells a Validator what it reads and what to expect.
@@ -69,7 +70,7 @@ type MalformedError struct {
 	CutShort bool   // the body ended inside the document
 	Reason   string // what is wrong, e.g. "unclosed element in /ROOT/RESPONSE"
 
-	kind scanKind
+	kind xmlscan.Kind
 }
 
 func (e *MalformedError) Error() string {
@@ -100,7 +101,8 @@ func (e *MalformedError) Is(target error) bool { return target == ErrMalformed }
 type Validator struct {
 	r   io.Reader
 	cfg ValidatorConfig
-	s   xmlScanner
+	s   xmlscan.Scanner
+	val valState // the Qualys rules, as the scanner's Handler
 
 	// head holds the body's start while it may be an error document:
 	// until the root element is known, or to the end when it is one.
@@ -113,11 +115,8 @@ type Validator struct {
 // NewValidator wraps r.
 func NewValidator(r io.Reader, cfg ValidatorConfig) *Validator {
 	v := &Validator{r: r, cfg: cfg}
-	v.s.val.wantRoot = cfg.Root
-	v.s.val.onID = cfg.OnID
-	v.s.names = make([]byte, 0, 256)
-	v.s.ends = make([]int32, 0, 16)
-	v.s.ctxs = make([]uint8, 0, 16)
+	v.val.cfg = &v.cfg
+	v.val.scan = v.s.Init(&v.val, valErrorRoots)
 	return v
 }
 
@@ -148,32 +147,32 @@ func (v *Validator) Read(p []byte) (int, error) {
 
 // Summary reports what was read.
 func (v *Validator) Summary() Summary {
-	sum := v.s.val.sum
+	sum := v.val.sum
 	sum.Bytes = v.n
 	return sum
 }
 
 func (v *Validator) feed(b []byte) {
-	if v.errorBody || v.s.halted {
+	if v.errorBody || v.s.Stopped() {
 		// The scanner stopped; only the head is still of interest.
 		v.keepHead(b)
 		return
 	}
-	v.s.scan(b)
-	switch {
-	case v.s.val.errRoot:
+	v.s.Scan(b)
+	switch err := v.s.Err(); {
+	case v.s.Stopped() && valErrorRoot(v.val.sum.Root):
 		v.errorBody = true
 		v.keepHead(b)
-	case v.s.val.wrongRoot:
-		v.final = failure.Retryable(fmt.Errorf("qualys%s: %w %s, want %s", valWhere(v.cfg.Endpoint), ErrUnexpectedRoot, v.s.val.sum.Root, v.cfg.Root))
-	case v.s.err != nil && !v.s.rootSeen:
+	case v.s.Stopped():
+		v.final = failure.Retryable(fmt.Errorf("qualys%s: %w %s, want %s", valWhere(v.cfg.Endpoint), ErrUnexpectedRoot, v.val.sum.Root, v.cfg.Root))
+	case err != nil && !v.s.RootSeen():
 		// Not XML before any element: maybe an HTML page with a
 		// lowercase doctype. The head decides at the end.
 		v.errorBody = true
 		v.keepHead(b)
-	case v.s.err != nil:
-		v.final = v.malformed(v.s.err)
-	case !v.s.rootSeen:
+	case err != nil:
+		v.final = v.malformed(err)
+	case !v.s.RootSeen():
 		v.keepHead(b)
 	default:
 		v.head = nil
@@ -197,12 +196,12 @@ func (v *Validator) atEOF() error {
 	if v.errorBody {
 		return v.errorDocument()
 	}
-	v.s.finish()
-	switch {
-	case v.s.err != nil && !v.s.rootSeen:
+	v.s.Finish()
+	switch err := v.s.Err(); {
+	case err != nil && !v.s.RootSeen():
 		return v.errorDocument()
-	case v.s.err != nil:
-		return v.malformed(v.s.err)
+	case err != nil:
+		return v.malformed(err)
 	}
 	return io.EOF
 }
@@ -213,16 +212,17 @@ func (v *Validator) errorDocument() error {
 	e, ok := parseErrorDocument(v.head)
 	switch {
 	case ok:
-	case v.s.val.errRoot:
-		// The scanner saw the root; the lenient parser lost it.
-		e = APIError{Root: v.s.val.sum.Root, SecondsToWait: -1, CallsToFinish: -1}
-	case v.s.err != nil:
-		return v.malformed(v.s.err)
+	case v.s.Stopped():
+		// The scanner saw an error document's root (a wrong root ends
+		// the body before it gets here); the lenient parser lost it.
+		e = APIError{Root: v.val.sum.Root, SecondsToWait: -1, CallsToFinish: -1}
+	case v.s.Err() != nil:
+		return v.malformed(v.s.Err())
 	default:
-		return v.malformed(&scanError{kind: scanKindNoRoot, offset: v.n, msg: "no root element"})
+		return v.malformed(&xmlscan.Error{Kind: xmlscan.KindNoRoot, Offset: v.n, Msg: "no root element"})
 	}
-	if v.s.val.sum.Root == "" {
-		v.s.val.sum.Root = e.Root
+	if v.val.sum.Root == "" {
+		v.val.sum.Root = e.Root
 	}
 	e.Endpoint, e.Status = v.cfg.Endpoint, v.cfg.Status
 	if v.cfg.Scrub != nil {
@@ -231,50 +231,51 @@ func (v *Validator) errorDocument() error {
 	return classify(e, v.cfg.Limits, v.cfg.Waits)
 }
 
-func (v *Validator) malformed(se *scanError) error {
+func (v *Validator) malformed(se *xmlscan.Error) error {
 	return failure.Retryable(&MalformedError{
 		Endpoint: v.cfg.Endpoint,
 		Status:   v.cfg.Status,
-		Offset:   se.offset,
-		CutShort: se.kind == scanKindCutShort || se.kind == scanKindNoRoot,
-		Reason:   se.msg,
-		kind:     se.kind,
+		Offset:   se.Offset,
+		CutShort: se.Kind == xmlscan.KindCutShort || se.Kind == xmlscan.KindNoRoot,
+		Reason:   se.Msg,
+		kind:     se.Kind,
 	})
 }
 
-// valState is what the scanner extracts for the validator.
+// valState is the Qualys side of validation: the scanner's Handler, which
+// judges the root, refuses an error document inside it, and reads the
+// host IDs and the WARNING on the way.
 type valState struct {
-	wantRoot  string
-	onID      func(uint64)
-	sum       Summary
-	errRoot   bool // the root names an error document
-	wrongRoot bool
-
-	capt   uint8 // the capture context of the innermost element, or 0
-	capMax int
-	buf    []byte // captured text of that element
+	cfg  *ValidatorConfig // Root and OnID; the Validator's own
+	scan *xmlscan.Scanner // for the path of the open elements in faults
+	sum  Summary
+	buf  []byte // text of the element being read
 }
 
+// valErrorRoots are the roots of Qualys error documents, which the
+// validator must hear of wherever they are.
+var valErrorRoots = []string{"SIMPLE_RETURN", "GENERIC_RETURN"}
+
 // Element contexts: where an open element sits, as far as the validator
-// cares. Everything below an uninteresting element is valCtxNone.
+// cares. Everything else, DETECTION and all below it included, is
+// xmlscan.Skip: the scanner does not call Start there but for an error
+// document's root.
 const (
-	valCtxNone uint8 = iota
-	valCtxRoot
+	valCtxRoot xmlscan.Context = iota + 1
 	valCtxResponse
 	valCtxIDSet
 	valCtxHostList
 	valCtxHost
 	valCtxDetectionList
-	valCtxDetection
 	valCtxWarning
-	valCtxID // contexts from here on capture their text
+
+	// Contexts whose text the validator reads.
+	valCtxID = iota + 1 | xmlscan.WantText
 	valCtxIDRange
 	valCtxHostID
 	valCtxWarningCode
 	valCtxWarningText
 	valCtxWarningURL
-
-	valCtxFirstCapture = valCtxID
 )
 
 // Capture limits. A WARNING URL repeats the request's parameters, which
@@ -289,142 +290,134 @@ const (
 	valMaxRange = 1 << 24
 )
 
-// startRoot judges the root element and returns its context.
-func (s *xmlScanner) startRoot(name []byte) uint8 {
-	v := &s.val
-	v.sum.Root = string(name)
-	switch {
-	case v.sum.Root == "SIMPLE_RETURN", v.sum.Root == "GENERIC_RETURN", strings.EqualFold(v.sum.Root, "html"):
-		v.errRoot, s.halted = true, true
-	case v.wantRoot != "" && v.sum.Root != v.wantRoot:
-		v.wrongRoot, s.halted = true, true
-	}
-	return valCtxRoot
+// valFault is a fault the validator finds in what the scanner hands it.
+func valFault(kind xmlscan.Kind, off int64, format string, args ...any) error {
+	return &xmlscan.Error{Kind: kind, Offset: off, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (s *xmlScanner) childCtx(parent uint8, name []byte) uint8 {
+// Start implements xmlscan.Handler: it judges the root, refuses an error
+// document inside it, and names the elements whose text the validator
+// reads. It is one switch, not a chain of calls: it runs for every
+// element that is not below a Skip one.
+func (v *valState) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
+	if parent == xmlscan.Document {
+		return v.startRoot(name)
+	}
+	if string(name) == "SIMPLE_RETURN" || string(name) == "GENERIC_RETURN" {
+		// An error document inside the answer (I2): whatever came
+		// before it, the answer is not whole.
+		return xmlscan.Skip, valFault(xmlscan.KindSyntax, off, "error document %s inside %s", name, v.sum.Root)
+	}
+	ctx := xmlscan.Skip
 	switch parent {
 	case valCtxRoot:
 		if string(name) == "RESPONSE" {
-			return valCtxResponse
+			ctx = valCtxResponse
 		}
 	case valCtxResponse:
 		switch string(name) {
 		case "ID_SET":
-			return valCtxIDSet
+			ctx = valCtxIDSet
 		case "HOST_LIST":
-			return valCtxHostList
+			ctx = valCtxHostList
 		case "WARNING":
-			s.val.sum.Warning = &Warning{}
-			return valCtxWarning
+			v.sum.Warning = &Warning{}
+			ctx = valCtxWarning
 		}
 	case valCtxIDSet:
 		switch string(name) {
 		case "ID":
-			return valCtxID
+			ctx = valCtxID
 		case "ID_RANGE":
-			return valCtxIDRange
+			ctx = valCtxIDRange
 		}
 	case valCtxHostList:
 		if string(name) == "HOST" {
-			return valCtxHost
+			ctx = valCtxHost
 		}
 	case valCtxHost:
 		switch string(name) {
 		case "ID":
-			return valCtxHostID
+			ctx = valCtxHostID
 		case "DETECTION_LIST":
-			return valCtxDetectionList
+			ctx = valCtxDetectionList
 		}
 	case valCtxDetectionList:
 		if string(name) == "DETECTION" {
-			s.val.sum.Detections++
-			return valCtxDetection
+			v.sum.Detections++
 		}
 	case valCtxWarning:
 		switch string(name) {
 		case "CODE":
-			return valCtxWarningCode
+			ctx = valCtxWarningCode
 		case "TEXT":
-			return valCtxWarningText
+			ctx = valCtxWarningText
 		case "URL":
-			return valCtxWarningURL
+			ctx = valCtxWarningURL
 		}
 	}
-	return valCtxNone
+	if ctx&xmlscan.WantText != 0 {
+		v.buf = v.buf[:0]
+	}
+	return ctx, nil
 }
 
-func (s *xmlScanner) setCapture(ctx uint8) {
-	v := &s.val
-	if ctx < valCtxFirstCapture {
-		v.capt = 0
-		return
+// startRoot judges the root element; the scan goes on only for the
+// expected document. The Validator tells the two reasons to stop apart by
+// the root's name.
+func (v *valState) startRoot(name []byte) (xmlscan.Context, error) {
+	v.sum.Root = string(name)
+	if valErrorRoot(v.sum.Root) || v.cfg.Root != "" && v.sum.Root != v.cfg.Root {
+		return xmlscan.Skip, xmlscan.ErrStop
 	}
-	v.capt, v.buf = ctx, v.buf[:0]
+	return valCtxRoot, nil
+}
+
+// valErrorRoot reports whether root names an error document: Qualys' own
+// or an HTML page.
+func valErrorRoot(root string) bool {
+	return root == "SIMPLE_RETURN" || root == "GENERIC_RETURN" || strings.EqualFold(root, "html")
+}
+
+// Text implements xmlscan.Handler: it keeps the text of the element being
+// read, up to that element's limit.
+func (v *valState) Text(ctx xmlscan.Context, p []byte, off int64) error {
+	limit := valMaxIDText
 	switch ctx {
 	case valCtxWarningText:
-		v.capMax = valMaxWarningText
+		limit = valMaxWarningText
 	case valCtxWarningURL:
-		v.capMax = valMaxWarningURL
-	default:
-		v.capMax = valMaxIDText
+		limit = valMaxWarningURL
 	}
-}
-
-// capture keeps text of the element being captured. i is where p starts
-// in the chunk (negative for bytes held over from the previous one), so
-// that a fault is reported at the same byte however the body is chunked.
-func (s *xmlScanner) capture(p []byte, i int) bool {
-	v := &s.val
-	if v.capt == 0 || len(p) == 0 {
-		return true
-	}
-	if len(v.buf)+len(p) > v.capMax {
-		s.fail(scanKindLimit, i+v.capMax-len(v.buf), "text of %s longer than %d bytes", s.path(), v.capMax)
-		return false
+	if len(v.buf)+len(p) > limit {
+		return valFault(xmlscan.KindLimit, off+int64(limit-len(v.buf)), "text of %s longer than %d bytes", v.scan.Path(), limit)
 	}
 	v.buf = append(v.buf, p...)
-	return true
+	return nil
 }
 
-// endCapture acts on the text of a captured element that just closed.
-func (s *xmlScanner) endCapture(ctx uint8, i int) bool {
-	v := &s.val
+// End implements xmlscan.Handler: it acts on the text of an element that
+// was read.
+func (v *valState) End(ctx xmlscan.Context, off int64) error {
+	if ctx&xmlscan.WantText == 0 {
+		return nil
+	}
 	text := bytes.Trim(v.buf, " \t\r\n")
 	switch ctx {
 	case valCtxID, valCtxHostID:
 		id, ok := valParseID(text)
 		if !ok {
-			s.fail(scanKindContent, i, "host ID %q is not a positive integer", text)
-			return false
+			return valFault(xmlscan.KindContent, off, "host ID %q is not a positive integer", text)
 		}
-		s.emit(id)
+		v.emit(id)
 	case valCtxIDRange:
-		lo, hi, _ := bytes.Cut(text, []byte("-"))
-		a, okA := valParseID(bytes.Trim(lo, " \t\r\n"))
-		b, okB := valParseID(bytes.Trim(hi, " \t\r\n"))
-		switch {
-		case !okA || !okB:
-			s.fail(scanKindContent, i, "ID_RANGE %q is not a range of host IDs", text)
-			return false
-		case b < a:
-			s.fail(scanKindContent, i, "ID_RANGE %q runs backwards", text)
-			return false
-		case b-a >= valMaxRange:
-			s.fail(scanKindLimit, i, "ID_RANGE %q holds more than %d IDs", text, valMaxRange)
-			return false
-		}
-		for id := a; ; id++ {
-			s.emit(id)
-			if id == b {
-				break
-			}
+		if err := v.emitRange(text, off); err != nil {
+			return err
 		}
 	case valCtxWarningCode:
 		code, ok := valParseID(text)
 		if !ok || code > 1<<31 {
-			s.fail(scanKindContent, i, "WARNING CODE %q is not a number", text)
-			return false
+			return valFault(xmlscan.KindContent, off, "WARNING CODE %q is not a number", text)
 		}
 		v.sum.Warning.Code = int(code)
 	case valCtxWarningText:
@@ -433,18 +426,38 @@ func (s *xmlScanner) endCapture(ctx uint8, i int) bool {
 		v.sum.Warning.URL = string(text)
 	}
 	v.buf = v.buf[:0]
-	return true
+	return nil
 }
 
-func (s *xmlScanner) emit(id uint64) {
-	v := &s.val
+// emitRange emits every ID of an ID_RANGE "a-b".
+func (v *valState) emitRange(text []byte, off int64) error {
+	lo, hi, _ := bytes.Cut(text, []byte("-"))
+	a, okA := valParseID(bytes.Trim(lo, " \t\r\n"))
+	b, okB := valParseID(bytes.Trim(hi, " \t\r\n"))
+	switch {
+	case !okA || !okB:
+		return valFault(xmlscan.KindContent, off, "ID_RANGE %q is not a range of host IDs", text)
+	case b < a:
+		return valFault(xmlscan.KindContent, off, "ID_RANGE %q runs backwards", text)
+	case b-a >= valMaxRange:
+		return valFault(xmlscan.KindLimit, off, "ID_RANGE %q holds more than %d IDs", text, valMaxRange)
+	}
+	for id := a; ; id++ {
+		v.emit(id)
+		if id == b {
+			return nil
+		}
+	}
+}
+
+func (v *valState) emit(id uint64) {
 	if v.sum.Hosts == 0 {
 		v.sum.FirstID = id
 	}
 	v.sum.Hosts++
 	v.sum.LastID = id
-	if v.onID != nil {
-		v.onID(id)
+	if v.cfg.OnID != nil {
+		v.cfg.OnID(id)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/qfetch/qfetch/internal/qualys/xmlscan"
 )
 
 // valOracle is encoding/xml's verdict on data: a strict Decoder reading
@@ -44,7 +46,7 @@ func valSanitize(data []byte) []byte {
 }
 
 // valStricter are the faults the validator reports where encoding/xml is
-// lenient on purpose or by design, each a choice documented in xmlscan.go:
+// lenient on purpose or by design, each a choice documented in package xmlscan:
 //   - NoRoot, Outside: encoding/xml is a tokenizer; it accepts an empty
 //     body, several roots, and text or CDATA before or after the root.
 //   - Strict: XML 1.0 rules encoding/xml skips (whitespace between
@@ -54,12 +56,12 @@ func valSanitize(data []byte) []byte {
 //   - Limit: depth, name, entity and capture limits.
 //   - Content: an ID or WARNING field that is not a number, which is not a
 //     question of well-formedness.
-var valStricter = map[scanKind]bool{
-	scanKindNoRoot:  true,
-	scanKindOutside: true,
-	scanKindStrict:  true,
-	scanKindLimit:   true,
-	scanKindContent: true,
+var valStricter = map[xmlscan.Kind]bool{
+	xmlscan.KindNoRoot:  true,
+	xmlscan.KindOutside: true,
+	xmlscan.KindStrict:  true,
+	xmlscan.KindLimit:   true,
+	xmlscan.KindContent: true,
 }
 
 func valSeeds(f *testing.F) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/qualys/xmlscan"
 )
 
 // valRead drains v through reads of size n and returns what came out and
@@ -48,7 +49,7 @@ func valCheck(t *testing.T, body []byte, cfg ValidatorConfig, n int) (Summary, e
 	return v.Summary(), err
 }
 
-func valKind(err error) scanKind {
+func valKind(err error) xmlscan.Kind {
 	var me *MalformedError
 	if errors.As(err, &me) {
 		return me.kind
@@ -300,63 +301,63 @@ func TestValidatorWellFormed(t *testing.T) {
 }
 
 func TestValidatorMalformed(t *testing.T) {
-	deep := strings.Repeat("<a>", valMaxDepth+1) + strings.Repeat("</a>", valMaxDepth+1)
+	deep := strings.Repeat("<a>", xmlscan.MaxDepth+1) + strings.Repeat("</a>", xmlscan.MaxDepth+1)
 	tests := []struct {
 		name string
 		doc  string
-		kind scanKind
+		kind xmlscan.Kind
 	}{
-		{"empty body", ``, scanKindNoRoot},
-		{"whitespace and comments only", " <!-- x -->\n", scanKindNoRoot},
-		{"mismatched tag", `<a><b></a></b>`, scanKindMismatch},
-		{"end tag prefix", `<ab></a>`, scanKindMismatch},
-		{"end tag longer", `<a></ab>`, scanKindMismatch},
-		{"stray end tag", `<a/></a>`, scanKindMismatch},
-		{"two roots", `<a/><b/>`, scanKindOutside},
-		{"text after root", `<a/>x`, scanKindOutside},
-		{"text before root", `x<a/>`, scanKindOutside},
-		{"CDATA outside root", `<a/><![CDATA[x]]>`, scanKindOutside},
-		{"DOCTYPE after root", `<a/><!DOCTYPE a>`, scanKindOutside},
-		{"second DOCTYPE", `<!DOCTYPE a><!DOCTYPE a><a/>`, scanKindOutside},
-		{"unclosed comment", `<a><!-- x</a>`, scanKindCutShort},
-		{"unclosed comment after root", `<a/><!-- x`, scanKindCutShort},
-		{"double dash in comment", `<a><!-- x -- y --></a>`, scanKindSyntax},
-		{"comment ending --->", `<a><!-- x ---></a>`, scanKindSyntax},
-		{"unclosed CDATA", `<a><![CDATA[x</a>`, scanKindCutShort},
-		{"bad CDATA opener", `<a><![CDATX[x]]></a>`, scanKindSyntax},
-		{"]]> in text", `<a>x]]>y</a>`, scanKindSyntax},
-		{"< in attribute", `<a b="<"/>`, scanKindSyntax},
-		{"unquoted attribute", `<a b=1/>`, scanKindSyntax},
-		{"attribute without value", `<a b/>`, scanKindSyntax},
-		{"no space between attributes", `<a b="1"c="2"/>`, scanKindStrict},
-		{"garbage in end tag", `<a></a b>`, scanKindSyntax},
-		{"space after <", `< a/>`, scanKindSyntax},
-		{"slash space", `<a/ >`, scanKindSyntax},
-		{"unknown entity", `<a>&nbsp;</a>`, scanKindEntity},
-		{"entity without semicolon", `<a>&amp </a>`, scanKindEntity},
-		{"entity in attribute", `<a b="&x;"/>`, scanKindEntity},
-		{"NUL reference", `<a>&#0;</a>`, scanKindEntity},
-		{"reference out of range", `<a>&#x110000;</a>`, scanKindEntity},
-		{"FFFE reference", `<a>&#xFFFE;</a>`, scanKindEntity},
-		{"surrogate reference", `<a>&#xD800;</a>`, scanKindStrict},
-		{"uppercase X reference", `<a>&#X41;</a>`, scanKindEntity},
-		{"empty reference", `<a>&#;</a>`, scanKindEntity},
-		{"hex in decimal reference", `<a>&#1a;</a>`, scanKindEntity},
-		{"long reference", `<a>&#` + strings.Repeat("0", 40) + `65;</a>`, scanKindLimit},
-		{"depth bomb", deep, scanKindLimit},
-		{"huge element name", `<` + strings.Repeat("n", valMaxName+1) + `/>`, scanKindLimit},
-		{"huge attribute name", `<a ` + strings.Repeat("n", valMaxName+1) + `="1"/>`, scanKindLimit},
-		{"two colons", `<a:b:c/>`, scanKindSyntax},
-		{"non-ASCII name", "<\xc3\xa9/>", scanKindStrict},
-		{"declaration not first", ` <?xml version="1.0"?><a/>`, scanKindStrict},
-		{"declaration inside", `<a><?xml version="1.0"?></a>`, scanKindStrict},
-		{"reserved PI target", `<?XmL x?><a/>`, scanKindStrict},
-		{"unclosed PI", `<a/><?pi x`, scanKindCutShort},
-		{"unknown declaration", `<!ELEMENT a ANY><a/>`, scanKindStrict},
-		{"unclosed DOCTYPE", `<!DOCTYPE a "x>"`, scanKindCutShort},
-		{"cut in start tag", `<a b="1`, scanKindCutShort},
-		{"cut in entity", `<a>&am`, scanKindCutShort},
-		{"bad BOM", "\xEF\xBB<a/>", scanKindOutside},
+		{"empty body", ``, xmlscan.KindNoRoot},
+		{"whitespace and comments only", " <!-- x -->\n", xmlscan.KindNoRoot},
+		{"mismatched tag", `<a><b></a></b>`, xmlscan.KindMismatch},
+		{"end tag prefix", `<ab></a>`, xmlscan.KindMismatch},
+		{"end tag longer", `<a></ab>`, xmlscan.KindMismatch},
+		{"stray end tag", `<a/></a>`, xmlscan.KindMismatch},
+		{"two roots", `<a/><b/>`, xmlscan.KindOutside},
+		{"text after root", `<a/>x`, xmlscan.KindOutside},
+		{"text before root", `x<a/>`, xmlscan.KindOutside},
+		{"CDATA outside root", `<a/><![CDATA[x]]>`, xmlscan.KindOutside},
+		{"DOCTYPE after root", `<a/><!DOCTYPE a>`, xmlscan.KindOutside},
+		{"second DOCTYPE", `<!DOCTYPE a><!DOCTYPE a><a/>`, xmlscan.KindOutside},
+		{"unclosed comment", `<a><!-- x</a>`, xmlscan.KindCutShort},
+		{"unclosed comment after root", `<a/><!-- x`, xmlscan.KindCutShort},
+		{"double dash in comment", `<a><!-- x -- y --></a>`, xmlscan.KindSyntax},
+		{"comment ending --->", `<a><!-- x ---></a>`, xmlscan.KindSyntax},
+		{"unclosed CDATA", `<a><![CDATA[x</a>`, xmlscan.KindCutShort},
+		{"bad CDATA opener", `<a><![CDATX[x]]></a>`, xmlscan.KindSyntax},
+		{"]]> in text", `<a>x]]>y</a>`, xmlscan.KindSyntax},
+		{"< in attribute", `<a b="<"/>`, xmlscan.KindSyntax},
+		{"unquoted attribute", `<a b=1/>`, xmlscan.KindSyntax},
+		{"attribute without value", `<a b/>`, xmlscan.KindSyntax},
+		{"no space between attributes", `<a b="1"c="2"/>`, xmlscan.KindStrict},
+		{"garbage in end tag", `<a></a b>`, xmlscan.KindSyntax},
+		{"space after <", `< a/>`, xmlscan.KindSyntax},
+		{"slash space", `<a/ >`, xmlscan.KindSyntax},
+		{"unknown entity", `<a>&nbsp;</a>`, xmlscan.KindEntity},
+		{"entity without semicolon", `<a>&amp </a>`, xmlscan.KindEntity},
+		{"entity in attribute", `<a b="&x;"/>`, xmlscan.KindEntity},
+		{"NUL reference", `<a>&#0;</a>`, xmlscan.KindEntity},
+		{"reference out of range", `<a>&#x110000;</a>`, xmlscan.KindEntity},
+		{"FFFE reference", `<a>&#xFFFE;</a>`, xmlscan.KindEntity},
+		{"surrogate reference", `<a>&#xD800;</a>`, xmlscan.KindStrict},
+		{"uppercase X reference", `<a>&#X41;</a>`, xmlscan.KindEntity},
+		{"empty reference", `<a>&#;</a>`, xmlscan.KindEntity},
+		{"hex in decimal reference", `<a>&#1a;</a>`, xmlscan.KindEntity},
+		{"long reference", `<a>&#` + strings.Repeat("0", 40) + `65;</a>`, xmlscan.KindLimit},
+		{"depth bomb", deep, xmlscan.KindLimit},
+		{"huge element name", `<` + strings.Repeat("n", xmlscan.MaxName+1) + `/>`, xmlscan.KindLimit},
+		{"huge attribute name", `<a ` + strings.Repeat("n", xmlscan.MaxName+1) + `="1"/>`, xmlscan.KindLimit},
+		{"two colons", `<a:b:c/>`, xmlscan.KindSyntax},
+		{"non-ASCII name", "<\xc3\xa9/>", xmlscan.KindStrict},
+		{"declaration not first", ` <?xml version="1.0"?><a/>`, xmlscan.KindStrict},
+		{"declaration inside", `<a><?xml version="1.0"?></a>`, xmlscan.KindStrict},
+		{"reserved PI target", `<?XmL x?><a/>`, xmlscan.KindStrict},
+		{"unclosed PI", `<a/><?pi x`, xmlscan.KindCutShort},
+		{"unknown declaration", `<!ELEMENT a ANY><a/>`, xmlscan.KindStrict},
+		{"unclosed DOCTYPE", `<!DOCTYPE a "x>"`, xmlscan.KindCutShort},
+		{"cut in start tag", `<a b="1`, xmlscan.KindCutShort},
+		{"cut in entity", `<a>&am`, xmlscan.KindCutShort},
+		{"bad BOM", "\xEF\xBB<a/>", xmlscan.KindOutside},
 	}
 	for _, tt := range tests {
 		for _, n := range []int{1, 3, 4096} {
@@ -382,7 +383,7 @@ func TestValidatorIDs(t *testing.T) {
 		name string
 		body string
 		ids  []uint64
-		kind scanKind
+		kind xmlscan.Kind
 	}{
 		{"one", `<ID>5</ID>`, []uint64{5}, 0},
 		{"whitespace around", "<ID>\n\t 5 \r\n</ID><ID_RANGE> 7-9\n</ID_RANGE>", []uint64{5, 7, 8, 9}, 0},
@@ -390,17 +391,17 @@ func TestValidatorIDs(t *testing.T) {
 		{"range at the top", `<ID_RANGE>18446744073709551614-18446744073709551615</ID_RANGE>`, []uint64{1<<64 - 2, 1<<64 - 1}, 0},
 		{"CDATA and references", `<ID><![CDATA[42]]></ID><ID>4&#51;</ID>`, []uint64{42, 43}, 0},
 		{"elsewhere ignored", `<X><ID>abc</ID></X>`, nil, 0},
-		{"not a number", `<ID>abc</ID>`, nil, scanKindContent},
-		{"signed", `<ID>+5</ID>`, nil, scanKindContent},
-		{"zero", `<ID>0</ID>`, nil, scanKindContent},
-		{"empty", `<ID/>`, nil, scanKindContent},
-		{"inner space", `<ID>1 2</ID>`, nil, scanKindContent},
-		{"overflow", `<ID>18446744073709551616</ID>`, nil, scanKindContent},
-		{"too long", `<ID>` + strings.Repeat(" ", valMaxIDText) + `1</ID>`, nil, scanKindLimit},
-		{"range backwards", `<ID_RANGE>9-7</ID_RANGE>`, nil, scanKindContent},
-		{"range half", `<ID_RANGE>9-</ID_RANGE>`, nil, scanKindContent},
-		{"range without dash", `<ID_RANGE>9</ID_RANGE>`, nil, scanKindContent},
-		{"range too wide", fmt.Sprintf(`<ID_RANGE>1-%d</ID_RANGE>`, valMaxRange+1), nil, scanKindLimit},
+		{"not a number", `<ID>abc</ID>`, nil, xmlscan.KindContent},
+		{"signed", `<ID>+5</ID>`, nil, xmlscan.KindContent},
+		{"zero", `<ID>0</ID>`, nil, xmlscan.KindContent},
+		{"empty", `<ID/>`, nil, xmlscan.KindContent},
+		{"inner space", `<ID>1 2</ID>`, nil, xmlscan.KindContent},
+		{"overflow", `<ID>18446744073709551616</ID>`, nil, xmlscan.KindContent},
+		{"too long", `<ID>` + strings.Repeat(" ", valMaxIDText) + `1</ID>`, nil, xmlscan.KindLimit},
+		{"range backwards", `<ID_RANGE>9-7</ID_RANGE>`, nil, xmlscan.KindContent},
+		{"range half", `<ID_RANGE>9-</ID_RANGE>`, nil, xmlscan.KindContent},
+		{"range without dash", `<ID_RANGE>9</ID_RANGE>`, nil, xmlscan.KindContent},
+		{"range too wide", fmt.Sprintf(`<ID_RANGE>1-%d</ID_RANGE>`, valMaxRange+1), nil, xmlscan.KindLimit},
 	}
 	for _, tt := range tests {
 		for _, n := range []int{1, 4096} {
@@ -486,7 +487,7 @@ func TestValidatorWrongRoot(t *testing.T) {
 func TestValidatorFailsEarly(t *testing.T) {
 	r := io.MultiReader(strings.NewReader(`<a><b></a>`), iotest.ErrReader(errors.New("read past the fault")))
 	_, err := valRead(NewValidator(r, ValidatorConfig{}), 4096)
-	if !errors.Is(err, ErrMalformed) || valKind(err) != scanKindMismatch {
+	if !errors.Is(err, ErrMalformed) || valKind(err) != xmlscan.KindMismatch {
 		t.Fatalf("err = %v", err)
 	}
 }
