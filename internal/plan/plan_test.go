@@ -132,7 +132,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 2}, 0, true)
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 2}, 0, app.RoleWorker)
 	if err != nil {
 		t.Fatal(err)
 	}
