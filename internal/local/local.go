@@ -1,8 +1,8 @@
 // Package local runs a whole qfetch run in one process with no outside
 // services: embedded NATS, the Qualys simulator, a local directory as bucket.
 //
-// It wires the same planner, worker and finisher the cluster runs, so a
-// newcomer sees the real system work; with a Qualys URL or an S3 endpoint
+// It builds the same planner, worker and finisher the cluster runs (through
+// app), so a newcomer sees the real system work; with a Qualys URL or an S3 endpoint
 // configured it uses those instead of the simulator or the directory.
 package local
 
