@@ -20,7 +20,6 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/qfetch/qfetch/internal/app"
-	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
 
@@ -168,30 +167,19 @@ func selfCPU() time.Duration {
 	return rusageCPU(&ru)
 }
 
-// workerSpec is cmd/worker's configuration.
-type workerSpec struct {
-	Qualys config.Qualys
-	NATS   config.NATS
-	S3     config.S3
-	Log    config.Log
-	Worker config.Worker
-	config.Fleet
-}
-
 // inProcessWorker is cmd/worker's run without its HTTP endpoints, until
 // SIGTERM, under a CPU profile when job.CPUProfile is set.
 func inProcessWorker(ctx context.Context, job childJob) (err error) {
-	var s workerSpec
+	var s app.WorkerSpec
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet, AckWait: s.Worker.AckWait}
-	parts, err := app.Build(ctx, "qfetch-bench-worker", sections, true)
+	parts, err := app.Build(ctx, "qfetch-bench-worker", app.RoleWorker, s.Sections())
 	if err != nil {
 		return err
 	}
 	defer parts.Close()
-	w := app.Worker(parts, sections, s.Worker, nil)
+	w := parts.Worker(s.FetchConfig(), nil)
 	if job.CPUProfile == "" {
 		return w.Run(ctx, context.Background())
 	}

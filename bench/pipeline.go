@@ -71,7 +71,7 @@ func connectQueueOn(ctx context.Context, nc *nats.Conn) (*nats.Conn, jetstream.J
 	if err != nil {
 		return nil, nil, app.JetStream{}, err
 	}
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 1}, 0, false)
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 1}, 0, app.RolePlanner)
 	if err != nil {
 		return nil, nil, app.JetStream{}, err
 	}

@@ -170,7 +170,7 @@ func (w *world) env(password string) []string {
 func (w *world) Queue() app.JetStream {
 	w.t.Helper()
 	if w.q.Queue == nil {
-		q, err := app.Queue(w.t.Context(), w.js, config.NATS{}, config.Fleet{MaxInFlight: w.MaxInFlight}, 0, false)
+		q, err := app.Queue(w.t.Context(), w.js, config.NATS{}, config.Fleet{MaxInFlight: w.MaxInFlight}, 0, app.RolePlanner)
 		if err != nil {
 			w.t.Fatalf("test's JetStream view: %v", err)
 		}

@@ -15,9 +15,6 @@ import (
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
-	"github.com/qfetch/qfetch/internal/finish"
-	"github.com/qfetch/qfetch/internal/objstore"
-	"github.com/qfetch/qfetch/internal/plan"
 )
 
 type spec struct {
@@ -44,25 +41,13 @@ func run(ctx context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	parts, err := app.Build(ctx, "qfetch-planner", app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet,
-		PartSize: objstore.MinPartSize}, false)
+	parts, err := app.Build(ctx, "qfetch-planner", app.RolePlanner, app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet})
 	if err != nil {
 		return err
 	}
 	defer parts.Close()
-	log, q, store := parts.Log, parts.Queue, parts.Store
-	firstAfter, _ := s.Plan.FirstAfterTime() // validated by LoadConfig
-	p := plan.New(plan.Config{
-		Prefix:          s.S3.Prefix,
-		BatchSize:       s.BatchSize,
-		PageSize:        s.Qualys.HostListPageSize,
-		Overlap:         s.Plan.Overlap,
-		FirstAfter:      firstAfter,
-		HostListParams:  s.Qualys.HostListParams.Values(),
-		DetectionParams: s.Qualys.DetectionParams.Values(),
-		Owner:           app.Owner(),
-		LockTTL:         s.Plan.LockTTL,
-	}, q.Queue, q.Ledger, parts.Qualys, store, finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: app.Owner()}, q.Ledger, store, log), log)
+	log := parts.Log
+	p := parts.Planner(app.PlanConfig(s.Qualys, s.Fleet, s.Plan))
 
 	out, err := p.Run(ctx)
 	if err != nil {

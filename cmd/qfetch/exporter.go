@@ -57,14 +57,14 @@ func runExporter(ctx context.Context, args []string, _ io.Writer) error {
 	defer nc.Close()
 	// Like the planner it may create what is missing on a new
 	// installation, and adopts the consumer as the workers set it (I5).
-	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, 0, false)
+	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, 0, app.RoleExporter)
 	if err != nil {
 		return err
 	}
+	parts := app.Parts{Log: log, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: app.Owner()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: app.Owner(), Every: s.Exporter.Every},
-		q, store, runstat.NewMetrics(reg), log)
+	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Exporter.Every}, runstat.NewMetrics(reg))
 
 	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, app.Connected(nc)))
 	if err != nil {

@@ -18,19 +18,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/qfetch/qfetch/internal/app"
-	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
-
-type spec struct {
-	Qualys config.Qualys
-	NATS   config.NATS
-	S3     config.S3
-	Log    config.Log
-	Worker config.Worker
-	config.Fleet
-}
 
 func main() {
 	soft, hard, stop := signals()
@@ -73,12 +63,11 @@ func signals() (soft, hard context.Context, stop func()) {
 }
 
 func run(soft, hard context.Context) error {
-	var s spec
+	var s app.WorkerSpec
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	sections := app.Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet, AckWait: s.Worker.AckWait}
-	parts, err := app.Build(soft, "qfetch-worker", sections, true)
+	parts, err := app.Build(soft, "qfetch-worker", app.RoleWorker, s.Sections())
 	if err != nil {
 		return err
 	}
@@ -87,8 +76,8 @@ func run(soft, hard context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w := app.Worker(parts, sections, s.Worker, fetch.NewMetrics(reg))
-	reporter := app.Reporter(parts, sections, s.Worker, runstat.NewMetrics(reg))
+	w := parts.Worker(s.FetchConfig(), fetch.NewMetrics(reg))
+	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Worker.StatusEvery}, runstat.NewMetrics(reg))
 
 	srv, err := app.Listen(s.Worker.Listen, "QFETCH_WORKER_LISTEN", app.Handler(reg, w.Readiness(app.Connected(parts.NATS))))
 	if err != nil {

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"cmp"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -57,17 +58,17 @@ var specs = map[string]func() any{
 }
 
 // specSource is where a program declares its spec and how it is run: a
-// `type spec struct` in file, or, with fn set, the struct-typed `var` in
-// that function; pkg and args run it.
+// `type spec struct` in file (or the type named typ), or, with fn set, the
+// struct-typed `var` in that function; pkg and args run it.
 type specSource struct {
-	file, fn string
-	pkg      string
-	args     []string
+	file, fn, typ string
+	pkg           string
+	args          []string
 }
 
 var specSources = map[string]specSource{
 	"planner":  {file: "cmd/planner/main.go", pkg: "./cmd/planner"},
-	"worker":   {file: "cmd/worker/main.go", pkg: "./cmd/worker"},
+	"worker":   {file: "internal/app/roles.go", typ: "WorkerSpec", pkg: "./cmd/worker"},
 	"exporter": {file: "cmd/qfetch/exporter.go", fn: "runExporter", pkg: "./cmd/qfetch", args: []string{"exporter"}},
 }
 
@@ -107,10 +108,10 @@ func TestSpecsMirrorBinaries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := specStruct(f, src.fn)
+			st := specStruct(f, src.fn, src.typ)
 			if st == nil {
 				if src.fn == "" {
-					t.Fatalf("%s: no type spec struct", src.file)
+					t.Fatalf("%s: no type %s struct", src.file, cmp.Or(src.typ, "spec"))
 				}
 				t.Fatalf("%s: no struct-typed var in func %s", src.file, src.fn)
 			}
@@ -150,9 +151,10 @@ func TestSpecsMirrorBinaries(t *testing.T) {
 	}
 }
 
-// specStruct finds a program's spec: `type spec struct` at top level, or,
-// in func fn, the one variable declared with a struct type.
-func specStruct(f *ast.File, fn string) *ast.StructType {
+// specStruct finds a program's spec: `type spec struct` (or typ) at top
+// level, or, in func fn, the one variable declared with a struct type.
+func specStruct(f *ast.File, fn, typ string) *ast.StructType {
+	typ = cmp.Or(typ, "spec")
 	var found *ast.StructType
 	var n int
 	for _, d := range f.Decls {
@@ -162,7 +164,7 @@ func specStruct(f *ast.File, fn string) *ast.StructType {
 				continue
 			}
 			for _, sp := range d.Specs {
-				if ts := sp.(*ast.TypeSpec); ts.Name.Name == "spec" {
+				if ts := sp.(*ast.TypeSpec); ts.Name.Name == typ {
 					if st, ok := ts.Type.(*ast.StructType); ok {
 						found, n = st, n+1
 					}

@@ -1,8 +1,9 @@
-// Package app builds qfetch's parts from configuration for the cmd/* mains:
-// logger, Qualys client, object store, JetStream queue and run ledger, and
-// exit codes.
+// Package app is qfetch's one composition root: it builds the parts from
+// configuration (logger, Qualys client, store, queue, ledger) and each role
+// (planner, worker, finisher, reporter) from parts.
 //
-// It holds wiring only; every rule lives in the package that owns it.
+// The mains, `qfetch local`, the bench and the tests all build roles here;
+// it holds wiring only, every rule lives in the package that owns it.
 package app
 
 import (
@@ -18,14 +19,11 @@ import (
 
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
-	"github.com/qfetch/qfetch/internal/fetch"
-	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
-	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // Version is stamped at build time with -ldflags "-X …/internal/app.Version=…".
@@ -146,15 +144,15 @@ type JetStream struct {
 	*ledger.Ledger
 }
 
-// Queue sets up the ledger's buckets, the streams and the consumer for this
-// fleet. Only a worker (owner) tunes an existing consumer to its settings.
-func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, owner bool) (JetStream, error) {
+// Queue sets up the ledger's buckets, the streams and the consumer for a
+// process in role; only a worker tunes an existing consumer to its settings.
+func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, role Role) (JetStream, error) {
 	l, err := ledger.Setup(ctx, js, ledger.Config{Replicas: c.StreamReplicas})
 	if err != nil {
 		return JetStream{}, fmt.Errorf("setting up JetStream: %w", err)
 	}
 	q, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: c.StreamReplicas, MaxInFlight: f.MaxInFlight,
-		AckWait: ackWait, AdoptConsumer: !owner})
+		AckWait: ackWait, AdoptConsumer: !role.ownsConsumer()})
 	if err != nil {
 		return JetStream{}, fmt.Errorf("setting up JetStream: %w", err)
 	}
@@ -183,88 +181,4 @@ func Owner() string {
 	}
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", h, os.Getpid())
-}
-
-// Parts are what the planner and the worker both build from configuration.
-type Parts struct {
-	Log    *slog.Logger
-	Qualys *qualys.Client
-	Store  *objstore.S3
-	NATS   *nats.Conn
-	Queue  JetStream
-}
-
-// Sections are the configuration sections Build reads.
-type Sections struct {
-	Qualys config.Qualys
-	S3     config.S3
-	NATS   config.NATS
-	Log    config.Log
-	Fleet  config.Fleet
-	// AckWait is the consumer's (workers only; 0: the default).
-	AckWait time.Duration
-	// PartSize is the store's multipart part size (0: the default). The
-	// planner's pages are a few MB: the smallest part keeps it lean.
-	PartSize uint64
-}
-
-// Build wires the parts for the process called name. ownsConsumer is true
-// for workers: only they tune the consumer's fleet cap. Close the parts
-// when done.
-func Build(ctx context.Context, name string, s Sections, ownsConsumer bool) (*Parts, error) {
-	log, err := Logger(s.Log)
-	if err != nil {
-		return nil, err
-	}
-	client, err := Qualys(s.Qualys)
-	if err != nil {
-		return nil, err
-	}
-	store, err := S3(s.S3, s.PartSize)
-	if err != nil {
-		return nil, err
-	}
-	nc, js, err := Connect(s.NATS, name, log)
-	if err != nil {
-		return nil, err
-	}
-	q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, ownsConsumer)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return &Parts{Log: log, Qualys: client, Store: store, NATS: nc, Queue: q}, nil
-}
-
-// Close closes the NATS connection.
-func (p *Parts) Close() { p.NATS.Close() }
-
-// Worker wires a worker on parts, with its finisher; metrics may be nil.
-func Worker(p *Parts, s Sections, w config.Worker, metrics *fetch.Metrics) *fetch.Worker {
-	q := p.Queue
-	return fetch.New(fetch.Config{
-		Slots:           w.Slots,
-		Prefix:          s.S3.Prefix,
-		TruncationLimit: s.Qualys.DetectionTruncationLimit,
-		Owner:           Owner(),
-		Grace:           w.Grace,
-		ProbeEvery:      w.ProbeEvery,
-		MaxBackoff:      w.MaxBackoff,
-	}, fetch.Deps{
-		Queue:     q.Queue,
-		Ledger:    q.Ledger,
-		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
-		API:       p.Qualys,
-		Store:     p.Store,
-		Finish:    finish.New(finish.Config{Prefix: s.S3.Prefix, Owner: Owner()}, q.Ledger, p.Store, p.Log),
-		Metrics:   metrics,
-		Log:       p.Log,
-	})
-}
-
-// Reporter wires the run-level metrics and status.json writer on parts.
-func Reporter(p *Parts, s Sections, w config.Worker, metrics *runstat.Metrics) *runstat.Reporter {
-	q := p.Queue
-	return runstat.NewReporter(runstat.ReporterConfig{Prefix: s.S3.Prefix, Owner: Owner(), Every: w.StatusEvery},
-		q, p.Store, metrics, p.Log)
 }

@@ -4,26 +4,24 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/hostids"
-	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -38,8 +36,8 @@ var testWaits = qualys.Waits{Concurrency: 300 * time.Millisecond, RateLimit: tim
 // and a run's batches published the way the planner does.
 type env struct {
 	t      *testing.T
+	r      *testrun.Env
 	sim    *qualysim.Sim
-	srvURL string
 	js     jetstream.JetStream
 	q      app.JetStream
 	minio  *testenv.MinIOServer
@@ -66,44 +64,13 @@ func setup(t *testing.T, o opts) *env {
 	if o.ackWait == 0 {
 		o.ackWait = 30 * time.Second
 	}
-	sc := o.sim
-	sc.Seed = 11
-	sc.Hosts = o.hosts
-	sc.RateLimit = qualysim.Off
-	if sc.ConcurrencyLimit == 0 {
-		sc.ConcurrencyLimit = qualysim.Off
+	if o.sim.ConcurrencyLimit == 0 {
+		o.sim.ConcurrencyLimit = qualysim.Off
 	}
-	sim := qualysim.New(sc)
-	t.Cleanup(sim.Close)
-	sim.Advance(10 * 24 * time.Hour)
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mq, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: o.maxInFlight, AckWait: o.ackWait, MaxFailures: o.maxFailures})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Setup(t.Context(), js, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := app.JetStream{Queue: mq, Ledger: l}
-	m := testenv.MinIO(t)
-	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
-		Bucket: m.Bucket, PartSize: objstore.MinPartSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, sim: sim, srvURL: srv.URL, js: js, q: q, minio: m, store: store,
+	r := testrun.New(t, testrun.Options{Hosts: o.hosts, Seed: 11, Sim: o.sim, MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
+		MaxFailures: o.maxFailures, Waits: testWaits, PartSize: objstore.MinPartSize})
+	sim, q := r.Sim, r.Q
+	e := &env{t: t, r: r, sim: sim, js: r.JS, q: q, minio: r.MinIO, store: r.Store,
 		before: sim.Clock().Now().Truncate(time.Second)}
 
 	// Publish the run's batches as the planner would.
@@ -130,12 +97,7 @@ func (e *env) worker(cfg fetch.Config, password string) *fetch.Worker {
 	if password == "" {
 		password = e.sim.Password()
 	}
-	client, err := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: password,
-		IdleTimeout: 2 * time.Second, Waits: testWaits})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cfg.Prefix = "qualys"
+	client := e.r.NewClient(password)
 	if cfg.ProbeEvery == 0 {
 		cfg.ProbeEvery = 200 * time.Millisecond
 	}
@@ -145,14 +107,7 @@ func (e *env) worker(cfg fetch.Config, password string) *fetch.Worker {
 	if cfg.PullWait == 0 {
 		cfg.PullWait = 200 * time.Millisecond
 	}
-	return fetch.New(cfg, fetch.Deps{
-		Queue:     e.q.Queue,
-		Ledger:    e.q.Ledger,
-		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
-		API:       client,
-		Store:     e.store,
-		Log:       slog.New(slog.DiscardHandler),
-	})
+	return e.parts(client).Worker(cfg, nil)
 }
 
 // start runs w until the test ends or stop is called; stop waits for it.
@@ -385,7 +340,7 @@ func TestBackPressureNeverDeadLetters(t *testing.T) {
 	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 1); err != nil {
 		t.Fatal(err)
 	}
-	client, _ := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: e.sim.Password(), IdleTimeout: time.Minute})
+	client, _ := qualys.New(qualys.Config{BaseURL: e.r.SimURL, Username: e.sim.Username(), Password: e.sim.Password(), IdleTimeout: time.Minute})
 	holdCtx, release := context.WithCancel(t.Context())
 	resp, err := client.Detections(holdCtx, qualys.DetectionQuery{IDs: []uint64{1}}.Form(), nil)
 	if err != nil {
@@ -522,21 +477,20 @@ func TestInProgressOutlivesAckWait(t *testing.T) {
 
 // workerWith builds a worker with its own client and metrics registry.
 func (e *env) workerWith(client *qualys.Client, cfg fetch.Config, reg *prometheus.Registry) *fetch.Worker {
-	cfg.Prefix = "qualys"
 	if cfg.ProbeEvery == 0 {
 		cfg.ProbeEvery = 100 * time.Millisecond
 	}
 	cfg.MaxBackoff = 50 * time.Millisecond
 	cfg.PullWait = 200 * time.Millisecond
-	return fetch.New(cfg, fetch.Deps{
-		Queue:     e.q.Queue,
-		Ledger:    e.q.Ledger,
-		Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
-		API:       client,
-		Store:     e.store,
-		Metrics:   fetch.NewMetrics(reg),
-		Log:       slog.New(slog.DiscardHandler),
-	})
+	return e.parts(client).Worker(cfg, fetch.NewMetrics(reg))
+}
+
+// parts are the env's parts with client; its workers finish no run (the
+// batches belong to no run record).
+func (e *env) parts(client *qualys.Client) app.Parts {
+	p := e.r.Parts("")
+	p.Qualys, p.Finish = client, testrun.NoFinish
+	return p
 }
 
 // counter reads a counter of reg by name and label values.
@@ -574,7 +528,7 @@ func TestOutageDoesNotBurnQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	client, err := qualys.New(qualys.Config{BaseURL: e.srvURL, Username: e.sim.Username(), Password: e.sim.Password(), Waits: testWaits})
+	client, err := qualys.New(qualys.Config{BaseURL: e.r.SimURL, Username: e.sim.Username(), Password: e.sim.Password(), Waits: testWaits})
 	if err != nil {
 		t.Fatal(err)
 	}

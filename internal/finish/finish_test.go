@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"iter"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,10 +20,8 @@ import (
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/ledger"
-	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
-	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
 	"github.com/qfetch/qfetch/internal/testrun"
@@ -35,12 +32,11 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 const prefix = testrun.Prefix
 
 type env struct {
-	t      *testing.T
-	sim    *qualysim.Sim
-	client *qualys.Client
-	q      app.JetStream
-	store  *countingStore
-	log    *slog.Logger
+	t     *testing.T
+	r     *testrun.Env
+	sim   *qualysim.Sim
+	q     app.JetStream
+	store *countingStore
 }
 
 // countingStore counts Puts of _SUCCESS and can fail the next one, and
@@ -69,18 +65,26 @@ func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o objs
 
 func setup(t *testing.T, hosts int64, maxFailures int) *env {
 	t.Helper()
-	r := testrun.New(t, testrun.Options{Hosts: hosts, Seed: 3, MaxFailures: maxFailures, ConcurrencyLimit: qualysim.Off})
-	return &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
+	r := testrun.New(t, testrun.Options{Hosts: hosts, Seed: 3, MaxFailures: maxFailures, Sim: qualysim.Config{ConcurrencyLimit: qualysim.Off}})
+	return &env{t: t, r: r, sim: r.Sim, q: r.Q, store: &countingStore{S3: r.Store}}
+}
+
+// parts are the Env's parts for owner, on the counting store, finishing
+// with fin.
+func (e *env) parts(owner string, fin app.Finisher) app.Parts {
+	p := e.r.Parts(owner)
+	p.Store, p.Finish = e.store, fin
+	return p
 }
 
 func (e *env) finisher(owner string, stale time.Duration) *finish.Finisher {
-	return finish.New(finish.Config{Prefix: prefix, Owner: owner, StaleClaim: stale}, e.q.Ledger, e.store, e.log)
+	return e.parts(owner, nil).Finisher(finish.Config{StaleClaim: stale})
 }
 
 func (e *env) plan(fin plan.Finisher) plan.Outcome {
 	e.t.Helper()
-	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, PageSize: 2000, Owner: "planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q.Queue, e.q.Ledger, e.client, e.store, fin, e.log)
+	p := e.parts("planner", fin).Planner(plan.Config{BatchSize: 500, PageSize: 2000,
+		Now: func() time.Time { return e.sim.Clock().Now() }})
 	out, err := p.Run(e.t.Context())
 	if err != nil {
 		e.t.Fatal(err)
@@ -91,15 +95,7 @@ func (e *env) plan(fin plan.Finisher) plan.Outcome {
 // work runs a worker with fin until cond holds.
 func (e *env) work(fin fetch.Finisher, cond func() bool) {
 	e.t.Helper()
-	w := fetch.New(fetch.Config{Slots: 2, Prefix: prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
-		Queue: e.q.Queue, Ledger: e.q.Ledger, Publisher: func() fetch.Publisher { return e.q.Publisher(msg.PublisherOptions{}) },
-		API: e.client, Store: e.store, Finish: fin, Log: e.log,
-	})
-	ctx, cancel := context.WithCancel(e.t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx, ctx) })
-	defer func() { cancel(); wg.Wait() }()
-	testenv.Eventually(e.t, 60*time.Second, cond, "worker did not get there")
+	e.r.WorkWith(e.parts("", fin), cond)
 }
 
 func (e *env) run(id string) ledger.RunRecord {
@@ -252,8 +248,8 @@ func TestStaleClaimTakenOver(t *testing.T) {
 		t.Fatalf("a fresh claim was taken over: %v", err)
 	}
 	// ...a stale one is taken over; here the next planner does it.
-	p := plan.New(plan.Config{Prefix: prefix, BatchSize: 500, Owner: "next-planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}, e.q.Queue, e.q.Ledger, e.client, e.store, e.finisher("next", time.Nanosecond), e.log)
+	p := e.parts("next-planner", e.finisher("next", time.Nanosecond)).Planner(plan.Config{BatchSize: 500,
+		Now: func() time.Time { return e.sim.Clock().Now() }})
 	next, err := p.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)

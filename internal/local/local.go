@@ -1,8 +1,8 @@
 // Package local runs a whole qfetch run in one process with no outside
 // services: embedded NATS, the Qualys simulator, a local directory as bucket.
 //
-// It wires the same planner, worker and finisher the cluster runs, so a
-// newcomer sees the real system work; with a Qualys URL or an S3 endpoint
+// It builds the same planner, worker and finisher the cluster runs (through
+// app), so a newcomer sees the real system work; with a Qualys URL or an S3 endpoint
 // configured it uses those instead of the simulator or the directory.
 package local
 
@@ -26,9 +26,7 @@ import (
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
-	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/ledger"
-	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -74,112 +72,50 @@ var ErrIncomplete = errors.New("run incomplete")
 
 // Run performs one planner run and fetches it to completion.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
-	log := cfg.Log
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("data directory: %w", err)
 	}
-
-	ns, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return Summary{}, err
 	}
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}()
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		return Summary{}, fmt.Errorf("connecting to the embedded NATS: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	defer stopNATS()
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, app.RoleWorker)
 	if err != nil {
 		return Summary{}, err
 	}
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, true)
-	if err != nil {
-		return Summary{}, err
-	}
-	mq, l := q.Queue, q.Ledger
-
-	g, gctx := errgroup.WithContext(ctx)
 	qc := cfg.Qualys
 	if qc == nil {
-		sim := qualysim.New(qualysim.Config{
-			Seed:   cfg.SimSeed,
-			Hosts:  cfg.SimHosts,
-			Clock:  qualysim.NewClock(time.Now(), true),
-			Faults: qualysim.Faults{Prob: qualysim.Spread(cfg.SimFaults), StallFor: 3 * time.Second},
-			// The local fleet's cap is the simulator's limit, as it would
-			// be with a real subscription.
-			ConcurrencyLimit: cfg.Slots,
-			RateLimit:        qualysim.Off,
-		})
-		defer sim.Close()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		var stopSim func()
+		if qc, stopSim, err = startSim(ctx, cfg); err != nil {
 			return Summary{}, err
 		}
-		simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopSim()
-		g2 := errgroup.Group{}
-		g2.Go(func() error { return sim.Serve(simCtx, ln) })
-		defer func() { stopSim(); _ = g2.Wait() }()
-		qc = &qualys.Config{BaseURL: qualysim.URL(ln), Username: sim.Username(), Password: sim.Password(),
-			IdleTimeout: 2 * time.Second, Waits: qualys.Waits{Concurrency: time.Second, RateLimit: 10 * time.Second, Maintenance: 10 * time.Second}}
-		log.Info("simulated Qualys", "url", qc.BaseURL, "hosts", cfg.SimHosts, "faults", cfg.SimFaults)
 	}
 	client, err := qualys.New(*qc)
 	if err != nil {
 		return Summary{}, err
 	}
-
-	var store interface {
-		fetch.Store
-		finish.Store
+	store, where, err := openStore(cfg)
+	if err != nil {
+		return Summary{}, err
 	}
-	var successPath func(key string) string
-	if cfg.S3 != nil {
-		s, err := objstore.NewS3(*cfg.S3)
-		if err != nil {
-			return Summary{}, err
-		}
-		store = s
-		successPath = func(key string) string { return s.Describe() + "/" + key }
-	} else {
-		root := filepath.Join(cfg.Dir, "bucket")
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return Summary{}, err
-		}
-		d, err := objstore.NewDir(root)
-		if err != nil {
-			return Summary{}, err
-		}
-		store = d
-		successPath = func(key string) string { return filepath.Join(root, filepath.FromSlash(key)) }
-	}
+	parts := app.Parts{Log: cfg.Log, Qualys: client, Store: store, Queue: q, Prefix: cfg.Prefix, Owner: "qfetch-local"}
+	return fetchRun(ctx, parts, cfg, where)
+}
 
-	owner := "qfetch-local"
-	fin := finish.New(finish.Config{Prefix: cfg.Prefix, Owner: owner}, l, store, log)
-	planner := plan.New(plan.Config{
-		Prefix: cfg.Prefix, BatchSize: cfg.BatchSize, PageSize: cfg.PageSize, Overlap: cfg.Overlap,
-		Owner: owner, LockTTL: 30 * time.Second,
-	}, mq, l, client, store, fin, log)
-	worker := fetch.New(fetch.Config{Slots: cfg.Slots, Prefix: cfg.Prefix, Owner: owner,
-		MaxBackoff: 2 * time.Second, ProbeEvery: 2 * time.Second, Grace: 5 * time.Second, PullWait: 500 * time.Millisecond,
-	}, fetch.Deps{
-		Queue:     mq,
-		Ledger:    l,
-		Publisher: func() fetch.Publisher { return mq.Publisher(msg.PublisherOptions{}) },
-		API:       client, Store: store, Finish: fin, Log: log,
-	})
-
+// fetchRun plans one run on parts and works it to its end with one worker.
+func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key string) string) (Summary, error) {
+	planner := parts.Planner(plan.Config{BatchSize: cfg.BatchSize, PageSize: cfg.PageSize, Overlap: cfg.Overlap,
+		LockTTL: 30 * time.Second})
+	worker := parts.Worker(fetch.Config{Slots: cfg.Slots, MaxBackoff: 2 * time.Second, ProbeEvery: 2 * time.Second,
+		Grace: 5 * time.Second, PullWait: 500 * time.Millisecond}, nil)
 	// status.json as the worker fleet writes it, more often: a local run
 	// is short.
-	reporter := runstat.NewReporter(runstat.ReporterConfig{Prefix: cfg.Prefix, Owner: owner, Every: 5 * time.Second},
-		q, store, nil, log)
+	reporter := parts.Reporter(runstat.ReporterConfig{Every: 5 * time.Second}, nil)
 
 	// The worker runs until the run ends; the planner's pass ends earlier.
+	g, gctx := errgroup.WithContext(ctx)
 	workCtx, stopWork := context.WithCancel(gctx)
 	defer stopWork()
 	g.Go(func() error { return worker.Run(workCtx, ctx) })
@@ -196,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		stopWork()
 		return Summary{Skipped: out.Reason}, g.Wait()
 	}
-	rec, err := watch(gctx, q, out.Run, cfg, start)
+	rec, err := watch(gctx, parts.Queue, out.Run, cfg, start)
 	stopWork()
 	if werr := g.Wait(); err == nil {
 		err = werr
@@ -207,10 +143,58 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// The run's final status.json (the reporter stopped with the worker),
 	// and the status lock released for the next run.
 	if err := reporter.Final(ctx); err != nil {
-		log.Warn("writing the run's final status.json", "run", rec.ID, "err", err)
+		cfg.Log.Warn("writing the run's final status.json", "run", rec.ID, "err", err)
 	}
-	return summarize(ctx, q, rec, start, successPath(objstore.SuccessKey(cfg.Prefix, rec.ID)),
-		successPath(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+	return summarize(ctx, parts.Queue, rec, start, where(objstore.SuccessKey(cfg.Prefix, rec.ID)),
+		where(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+}
+
+// startSim serves the Qualys simulator on a loopback port until stop, and
+// says how to reach it.
+func startSim(ctx context.Context, cfg Config) (qc *qualys.Config, stop func(), err error) {
+	sim := qualysim.New(qualysim.Config{
+		Seed:   cfg.SimSeed,
+		Hosts:  cfg.SimHosts,
+		Clock:  qualysim.NewClock(time.Now(), true),
+		Faults: qualysim.Faults{Prob: qualysim.Spread(cfg.SimFaults), StallFor: 3 * time.Second},
+		// The local fleet's cap is the simulator's limit, as it would be
+		// with a real subscription.
+		ConcurrencyLimit: cfg.Slots,
+		RateLimit:        qualysim.Off,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		sim.Close()
+		return nil, nil, err
+	}
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	var g errgroup.Group
+	g.Go(func() error { return sim.Serve(simCtx, ln) })
+	qc = &qualys.Config{BaseURL: qualysim.URL(ln), Username: sim.Username(), Password: sim.Password(),
+		IdleTimeout: 2 * time.Second, Waits: qualys.Waits{Concurrency: time.Second, RateLimit: 10 * time.Second, Maintenance: 10 * time.Second}}
+	cfg.Log.Info("simulated Qualys", "url", qc.BaseURL, "hosts", cfg.SimHosts, "faults", cfg.SimFaults)
+	return qc, func() { stopSim(); _ = g.Wait(); sim.Close() }, nil
+}
+
+// openStore opens the S3 store configured, else a directory under
+// cfg.Dir; where says where a key is, for the summary.
+func openStore(cfg Config) (store app.Store, where func(key string) string, err error) {
+	if cfg.S3 != nil {
+		s, err := objstore.NewS3(*cfg.S3)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func(key string) string { return s.Describe() + "/" + key }, nil
+	}
+	root := filepath.Join(cfg.Dir, "bucket")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, nil, err
+	}
+	d, err := objstore.NewDir(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, func(key string) string { return filepath.Join(root, filepath.FromSlash(key)) }, nil
 }
 
 // watch reports progress until the run completes, or until nothing of it
@@ -294,7 +278,9 @@ func summarize(ctx context.Context, q app.JetStream, rec ledger.RunRecord, start
 	return s, nil
 }
 
-func startNATS(dir string) (*server.Server, error) {
+// startNATS starts an embedded NATS with JetStream stored in dir and
+// connects to it in process; stop closes both.
+func startNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "qfetch-local",
 		DontListen: true,
@@ -304,12 +290,23 @@ func startNATS(dir string) (*server.Server, error) {
 		NoLog:      true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
+		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	ns.Start()
+	shutdown := func() { ns.Shutdown(); ns.WaitForShutdown() }
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded NATS did not start within 30s")
+		shutdown()
+		return nil, nil, errors.New("embedded NATS did not start within 30s")
 	}
-	return ns, nil
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		shutdown()
+		return nil, nil, fmt.Errorf("connecting to the embedded NATS: %w", err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		shutdown()
+		return nil, nil, err
+	}
+	return js, func() { nc.Close(); shutdown() }, nil
 }

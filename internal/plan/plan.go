@@ -82,6 +82,29 @@ type Store interface {
 	Check(ctx context.Context) error
 }
 
+// Queue is the part of the JetStream transport a planner uses.
+type Queue interface {
+	// Publisher publishes batches asynchronously; its Wait ends them.
+	Publisher(opts msg.PublisherOptions) *msg.Publisher
+	// Pending counts run's batches still queued or in flight.
+	Pending(ctx context.Context, run string) (uint64, error)
+}
+
+// Ledger is the part of the run ledger a planner reads and records in.
+type Ledger interface {
+	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*ledger.Lock, error)
+	Watermark(ctx context.Context) (ledger.Watermark, error)
+	RunIDs(ctx context.Context) ([]string, error)
+	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	CreateRun(ctx context.Context, r ledger.RunRecord) (ledger.RunRecord, error)
+	UpdateRun(ctx context.Context, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
+	// MarkPage records a stored Host List page for the manifest.
+	MarkPage(ctx context.Context, run string, page int, o objstore.Object) error
+	// MarkDone records a batch's result (the planner records an empty
+	// redo batch as done).
+	MarkDone(ctx context.Context, r ledger.BatchResult) error
+}
+
 // Finisher completes a run whose batches are all done; the planner calls it
 // once planning ends, so that a run with nothing to fetch completes at once.
 type Finisher interface {
@@ -91,8 +114,8 @@ type Finisher interface {
 // Planner plans runs.
 type Planner struct {
 	cfg    Config
-	q      *msg.Queue
-	l      *ledger.Ledger
+	q      Queue
+	l      Ledger
 	hosts  HostLister
 	store  Store
 	finish Finisher
@@ -100,7 +123,7 @@ type Planner struct {
 }
 
 // New builds a planner publishing on q and recording in l; finish may be nil.
-func New(cfg Config, q *msg.Queue, l *ledger.Ledger, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
+func New(cfg Config, q Queue, l Ledger, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
 	return &Planner{cfg: cfg.withDefaults(), q: q, l: l, hosts: hosts, store: store, finish: finish, log: log}
 }
 

@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/app"
-	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/ledger"
@@ -31,15 +27,16 @@ import (
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // env is one test's world: a simulator, a real NATS, a real MinIO bucket.
 type env struct {
+	r      *testrun.Env
 	sim    *qualysim.Sim
 	gate   *gate
-	client *qualys.Client
 	js     jetstream.JetStream
 	q      app.JetStream
 	store  *objstore.S3
@@ -109,47 +106,25 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 
 func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 	t.Helper()
-	simCfg.Seed = 7
-	simCfg.Hosts = hosts
-	simCfg.RateLimit = qualysim.Off
-	sim := qualysim.New(simCfg)
-	t.Cleanup(sim.Close)
 	g := newGate()
-	srv := httptest.NewServer(g.wrap(sim))
-	t.Cleanup(srv.Close)
-
-	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: 2}, 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := testenv.MinIO(t)
-	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := testrun.New(t, testrun.Options{Hosts: hosts, Seed: 7, Sim: simCfg, Wrap: g.wrap, KeepClock: true, MaxInFlight: 2})
+	sim := r.Sim
 	return &env{
-		sim: sim, gate: g, client: client, js: js, q: q, store: store, prefix: "qualys",
-		cfg: plan.Config{Prefix: "qualys", BatchSize: 1000, PageSize: 5000, Owner: "test-planner",
+		r: r, sim: sim, gate: g, js: r.JS, q: r.Q, store: r.Store, prefix: testrun.Prefix,
+		cfg: plan.Config{BatchSize: 1000, PageSize: 5000, Owner: "test-planner",
 			Now: func() time.Time { return sim.Clock().Now() }},
 	}
 }
 
-func (e *env) planner(t *testing.T, cfg plan.Config) *plan.Planner {
-	return plan.New(cfg, e.q.Queue, e.q.Ledger, e.client, e.store, nil, slog.New(slog.DiscardHandler))
+// planner is a planner on the env's parts (store: the env's, or store)
+// that finishes no run: the tests check the runs as planned.
+func (e *env) planner(t *testing.T, cfg plan.Config, store ...app.Store) *plan.Planner {
+	p := e.r.Parts(cfg.Owner)
+	p.Finish = testrun.NoFinish
+	if len(store) > 0 {
+		p.Store = store[0]
+	}
+	return p.Planner(cfg)
 }
 
 // batches reads every message in the batch stream without consuming it.
@@ -500,7 +475,7 @@ func TestMissingBucketPublishesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.New(e.cfg, e.q.Queue, e.q.Ledger, e.client, store, nil, slog.New(slog.DiscardHandler))
+	p := e.planner(t, e.cfg, store)
 	_, err = p.Run(t.Context())
 	if failure.ClassOf(err) != failure.ClassFleetWide || !strings.Contains(err.Error(), "no-such-bucket-here") {
 		t.Fatalf("err = %v (class %v)", err, failure.ClassOf(err))

@@ -10,7 +10,6 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/runstat"
-	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // TestFailedRunStatusJSON: a run's last outstanding batch is
@@ -24,8 +23,8 @@ func TestFailedRunStatusJSON(t *testing.T) {
 	var skew atomic.Int64 // the reporter's clock runs this far ahead
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	const every = 30 * time.Second // QFETCH_EXPORTER_EVERY's default
-	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "exporter", Every: every,
-		Status: runstat.Config{Now: now}}, e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
+	r := e.Parts("exporter").Reporter(runstat.ReporterConfig{Every: every, Status: runstat.Config{Now: now}},
+		runstat.NewMetrics(prometheus.NewRegistry()))
 
 	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultCut, 1); err != nil {
 		t.Fatal(err)

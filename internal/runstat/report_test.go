@@ -51,8 +51,9 @@ type reporter struct {
 func (e *env) reporter(owner string) reporter {
 	reg := prometheus.NewRegistry()
 	st := &countingStore{S3: e.Store}
-	r := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: owner, Every: time.Minute},
-		e.Q, st, runstat.NewMetrics(reg), e.Log)
+	p := e.Parts(owner)
+	p.Store = st
+	r := p.Reporter(runstat.ReporterConfig{Every: time.Minute}, runstat.NewMetrics(reg))
 	return reporter{Reporter: r, reg: reg, store: st}
 }
 

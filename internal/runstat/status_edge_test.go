@@ -62,8 +62,7 @@ func TestStatusJSONStaleAfterCompletion(t *testing.T) {
 	}
 
 	// w1 dies without releasing the lock; w2 takes over once it expires.
-	r2 := runstat.NewReporter(runstat.ReporterConfig{Prefix: testrun.Prefix, Owner: "w2", Every: every},
-		e.Q, e.Store, runstat.NewMetrics(prometheus.NewRegistry()), e.Log)
+	r2 := e.Parts("w2").Reporter(runstat.ReporterConfig{Every: every}, runstat.NewMetrics(prometheus.NewRegistry()))
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		if err := r2.Refresh(ctx); err != nil {
 			t.Fatal(err)

@@ -1,11 +1,11 @@
-// Package testrun sets up a whole qfetch on real parts for tests: the
-// simulator, an embedded NATS, a MinIO bucket, and the real planner, worker
-// and finisher that make runs.
+// Package testrun is the one test environment: the simulator, an embedded
+// NATS, a MinIO bucket, and the roles app builds on them that make runs.
 package testrun
 
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -31,14 +31,43 @@ const Prefix = "qualys"
 
 // Options shape an Env; zero values take the defaults.
 type Options struct {
-	Hosts       int64  // simulated hosts; default 1000
-	Seed        uint64 // simulator seed; default 1
-	MaxFailures int    // msg.Config.MaxFailures; 1 makes one forced fault a dead letter
-	BatchSize   int    // default 100
-	PageSize    int    // Host List page size; default 200
-	// ConcurrencyLimit is the simulator's (0: its default of 2;
-	// qualysim.Off for none).
-	ConcurrencyLimit int
+	Hosts int64  // simulated hosts; default 1000
+	Seed  uint64 // simulator seed; default 1
+	// Sim is the rest of the simulator's configuration (faults, limits,
+	// sizes); Seed and Hosts come from above, and its rate limit is off.
+	// Its ConcurrencyLimit 0 is the simulator's default of 2.
+	Sim qualysim.Config
+	// Wrap, if set, wraps the simulator's handler (to hold or watch
+	// requests).
+	Wrap func(http.Handler) http.Handler
+	// KeepClock leaves the simulator's clock at its start; by default it
+	// starts ten days in, so the first window holds every host.
+	KeepClock bool
+
+	MaxInFlight int           // msg.Config.MaxInFlight (the consumer's cap; 0: msg's default)
+	AckWait     time.Duration // msg.Config.AckWait (0: msg's default)
+	MaxFailures int           // msg.Config.MaxFailures; 1 makes one forced fault a dead letter
+	Waits       qualys.Waits  // the client's back-pressure waits (zero: the client's defaults)
+	PartSize    uint64        // the store's multipart part size (0: the default)
+
+	BatchSize int // default 100
+	PageSize  int // Host List page size; default 200
+}
+
+func (o Options) withDefaults() Options {
+	if o.Hosts == 0 {
+		o.Hosts = 1000
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 100
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 200
+	}
+	return o
 }
 
 // Env is one test's qfetch. Its parts are there to be used directly.
@@ -57,34 +86,26 @@ type Env struct {
 	opts Options
 }
 
-// New starts the parts for t; they stop when t ends. The simulator's clock
-// starts ten days in, so the first window holds every host.
+// New starts the parts for t; they stop when t ends.
 func New(t *testing.T, o Options) *Env {
 	t.Helper()
-	if o.Hosts == 0 {
-		o.Hosts = 1000
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = 100
-	}
-	if o.PageSize == 0 {
-		o.PageSize = 200
-	}
-	sim := qualysim.New(qualysim.Config{Seed: o.Seed, Hosts: o.Hosts, RateLimit: qualysim.Off, ConcurrencyLimit: o.ConcurrencyLimit})
+	o = o.withDefaults()
+	sc := o.Sim
+	sc.Seed, sc.Hosts, sc.RateLimit = o.Seed, o.Hosts, qualysim.Off
+	sim := qualysim.New(sc)
 	t.Cleanup(sim.Close)
-	sim.Advance(10 * 24 * time.Hour)
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	client, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), IdleTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	if !o.KeepClock {
+		sim.Advance(10 * 24 * time.Hour)
 	}
+	var h http.Handler = sim
+	if o.Wrap != nil {
+		h = o.Wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
 	url := testenv.NATSURL(t)
 	js := Connect(t, url)
-	mq, err := msg.Setup(t.Context(), js, msg.Config{MaxFailures: o.MaxFailures})
+	mq, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: o.MaxInFlight, AckWait: o.AckWait, MaxFailures: o.MaxFailures})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +113,42 @@ func New(t *testing.T, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := app.JetStream{Queue: mq, Ledger: l}
 	m := testenv.MinIO(t)
-	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
+		Bucket: m.Bucket, PartSize: o.PartSize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Sim: sim, SimURL: srv.URL, Client: client, NATSURL: url, JS: js, Q: q, Store: s3, MinIO: m,
-		Log: slog.New(slog.DiscardHandler), opts: o}
+	e := &Env{T: t, Sim: sim, SimURL: srv.URL, NATSURL: url, JS: js, Q: app.JetStream{Queue: mq, Ledger: l},
+		Store: s3, MinIO: m, Log: slog.New(slog.DiscardHandler), opts: o}
+	e.Client = e.NewClient(sim.Password())
+	return e
 }
+
+// NewClient is a client of the simulator that logs in with password.
+func (e *Env) NewClient(password string) *qualys.Client {
+	e.T.Helper()
+	c, err := qualys.New(qualys.Config{BaseURL: e.SimURL, Username: e.Sim.Username(), Password: password,
+		IdleTimeout: 2 * time.Second, Waits: e.opts.Waits})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return c
+}
+
+// Parts are the Env's parts for a process called owner ("": the role's
+// default). Their finisher is one of their own; set Finish to choose.
+func (e *Env) Parts(owner string) app.Parts {
+	return app.Parts{Log: e.Log, Qualys: e.Client, Store: e.Store, Queue: e.Q, Prefix: Prefix, Owner: owner}
+}
+
+// NoFinish is a finisher that finishes nothing: for planners and workers
+// whose test checks what happens before a run is finished.
+var NoFinish app.Finisher = noFinish{}
+
+type noFinish struct{}
+
+func (noFinish) TryFinish(context.Context, string) error { return nil }
 
 // Connect opens a JetStream connection to url for the rest of the test.
 func Connect(t *testing.T, url string) jetstream.JetStream {
@@ -119,13 +167,14 @@ func Connect(t *testing.T, url string) jetstream.JetStream {
 
 // Finisher is the finisher planners and workers of this Env use.
 func (e *Env) Finisher() *finish.Finisher {
-	return finish.New(finish.Config{Prefix: Prefix, Owner: "test"}, e.Q.Ledger, e.Store, e.Log)
+	return e.Parts("test").Finisher(finish.Config{})
 }
 
 // Planner is a planner on the simulator's clock.
 func (e *Env) Planner() *plan.Planner {
-	return plan.New(plan.Config{Prefix: Prefix, BatchSize: e.opts.BatchSize, PageSize: e.opts.PageSize, Owner: "planner",
-		Now: func() time.Time { return e.Sim.Clock().Now() }}, e.Q.Queue, e.Q.Ledger, e.Client, e.Store, e.Finisher(), e.Log)
+	p := e.Parts("planner")
+	p.Finish = e.Finisher()
+	return p.Planner(plan.Config{BatchSize: e.opts.BatchSize, PageSize: e.opts.PageSize, Now: func() time.Time { return e.Sim.Clock().Now() }})
 }
 
 // Plan runs one planner pass, failing the test on an error.
@@ -142,10 +191,16 @@ func (e *Env) Plan() plan.Outcome {
 // after a minute).
 func (e *Env) Work(cond func() bool) {
 	e.T.Helper()
-	w := fetch.New(fetch.Config{Slots: 2, Prefix: Prefix, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, fetch.Deps{
-		Queue: e.Q.Queue, Ledger: e.Q.Ledger, Publisher: func() fetch.Publisher { return e.Q.Publisher(msg.PublisherOptions{}) },
-		API: e.Client, Store: e.Store, Finish: e.Finisher(), Log: e.Log,
-	})
+	p := e.Parts("")
+	p.Finish = e.Finisher()
+	e.WorkWith(p, cond)
+}
+
+// WorkWith runs a worker with two slots on p until cond holds (or fails
+// the test after a minute).
+func (e *Env) WorkWith(p app.Parts, cond func() bool) {
+	e.T.Helper()
+	w := p.Worker(fetch.Config{Slots: 2, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, nil)
 	ctx, cancel := context.WithCancel(e.T.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = w.Run(ctx, ctx) })

@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/runstat"
+)
+
+// Role is what a process does in the fleet. It decides what the process may
+// change of the shared setup and how its parts are sized.
+type Role int
+
+const (
+	// RolePlanner lists hosts and publishes batches; it adopts the consumer
+	// as the workers set it.
+	RolePlanner Role = iota + 1
+	// RoleWorker fetches batches; workers own the consumer's settings (the
+	// fleet cap, I5).
+	RoleWorker
+	// RoleExporter writes run-level metrics and status.json; it adopts the
+	// consumer like a planner.
+	RoleExporter
+)
+
+func (r Role) ownsConsumer() bool { return r == RoleWorker }
+
+// partSize is the store's multipart part size (0: the default). The
+// planner's pages are a few MB: the smallest part keeps it lean.
+func (r Role) partSize() uint64 {
+	if r == RolePlanner {
+		return objstore.MinPartSize
+	}
+	return 0
+}
+
+// Store is what the roles need of a store, together: *objstore.S3 and
+// *objstore.Dir both are one.
+type Store interface {
+	fetch.Store
+	finish.Store
+	plan.Store
+	runstat.Store
+	// Describe names the store for logs, without secrets.
+	Describe() string
+}
+
+// Finisher is what a planner or worker calls when a run may be complete.
+type Finisher interface {
+	TryFinish(ctx context.Context, run string) error
+}
+
+// Parts are built once per process; the roles are built on them. Build
+// fills them from configuration; `qfetch local`, the bench and the tests
+// fill them with parts of their own.
+type Parts struct {
+	Log    *slog.Logger
+	Qualys *qualys.Client
+	Store  Store
+	Queue  JetStream
+	Prefix string // object key prefix
+	Owner  string // this process, for locks and records
+	// Finish is the finisher planners and workers on these parts call; nil:
+	// one built by Finisher. Tests set their own.
+	Finish Finisher
+	// NATS is the connection Build opened, closed by Close; nil otherwise.
+	NATS *nats.Conn
+}
+
+// Sections are the configuration sections Build reads.
+type Sections struct {
+	Qualys config.Qualys
+	S3     config.S3
+	NATS   config.NATS
+	Log    config.Log
+	Fleet  config.Fleet
+	// AckWait is the consumer's (workers only; 0: the default).
+	AckWait time.Duration
+}
+
+// Build builds the parts for the process called name, in role. Close the
+// parts when done.
+func Build(ctx context.Context, name string, role Role, s Sections) (*Parts, error) {
+	log, err := Logger(s.Log)
+	if err != nil {
+		return nil, err
+	}
+	client, err := Qualys(s.Qualys)
+	if err != nil {
+		return nil, err
+	}
+	store, err := S3(s.S3, role.partSize())
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := Connect(s.NATS, name, log)
+	if err != nil {
+		return nil, err
+	}
+	q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, role)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Parts{Log: log, Qualys: client, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: Owner(), NATS: nc}, nil
+}
+
+// Close closes the NATS connection Build opened.
+func (p Parts) Close() {
+	if p.NATS != nil {
+		p.NATS.Close()
+	}
+}
+
+// Finisher builds a finisher on p; cfg's Prefix and Owner are p's.
+func (p Parts) Finisher(cfg finish.Config) *finish.Finisher {
+	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	return finish.New(cfg, p.Queue.Ledger, p.Store, p.Log)
+}
+
+func (p Parts) finisher() Finisher {
+	if p.Finish != nil {
+		return p.Finish
+	}
+	return p.Finisher(finish.Config{})
+}
+
+// Planner builds a planner on p; cfg's Prefix and Owner are p's.
+func (p Parts) Planner(cfg plan.Config) *plan.Planner {
+	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	return plan.New(cfg, p.Queue.Queue, p.Queue.Ledger, p.Qualys, p.Store, p.finisher(), p.Log)
+}
+
+// Worker builds a worker on p; cfg's Prefix and Owner are p's. metrics may
+// be nil.
+func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
+	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	q := p.Queue
+	return fetch.New(cfg, fetch.Deps{
+		Queue:     q.Queue,
+		Ledger:    q.Ledger,
+		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		API:       p.Qualys,
+		Store:     p.Store,
+		Finish:    p.finisher(),
+		Metrics:   metrics,
+		Log:       p.Log,
+	})
+}
+
+// Reporter builds the run-level metrics and status.json writer on p; cfg's
+// Prefix and Owner are p's. metrics may be nil.
+func (p Parts) Reporter(cfg runstat.ReporterConfig, metrics *runstat.Metrics) *runstat.Reporter {
+	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	return runstat.NewReporter(cfg, p.Queue, p.Store, metrics, p.Log)
+}
+
+// WorkerSpec is the worker's configuration: cmd/worker's and the bench's
+// in-process worker's.
+type WorkerSpec struct {
+	Qualys config.Qualys
+	NATS   config.NATS
+	S3     config.S3
+	Log    config.Log
+	Worker config.Worker
+	config.Fleet
+}
+
+// Sections are the parts' configuration sections.
+func (s WorkerSpec) Sections() Sections {
+	return Sections{Qualys: s.Qualys, S3: s.S3, NATS: s.NATS, Log: s.Log, Fleet: s.Fleet, AckWait: s.Worker.AckWait}
+}
+
+// FetchConfig is the worker's own settings.
+func (s WorkerSpec) FetchConfig() fetch.Config {
+	return fetch.Config{
+		Slots:           s.Worker.Slots,
+		TruncationLimit: s.Qualys.DetectionTruncationLimit,
+		Grace:           s.Worker.Grace,
+		ProbeEvery:      s.Worker.ProbeEvery,
+		MaxBackoff:      s.Worker.MaxBackoff,
+	}
+}
+
+// PlanConfig is a planner's settings from its configuration sections;
+// LoadConfig has validated them.
+func PlanConfig(q config.Qualys, f config.Fleet, c config.Plan) plan.Config {
+	firstAfter, _ := c.FirstAfterTime()
+	return plan.Config{
+		BatchSize:       f.BatchSize,
+		PageSize:        q.HostListPageSize,
+		Overlap:         c.Overlap,
+		FirstAfter:      firstAfter,
+		HostListParams:  q.HostListParams.Values(),
+		DetectionParams: q.DetectionParams.Values(),
+		LockTTL:         c.LockTTL,
+	}
+}
