@@ -260,20 +260,33 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 
 // hostList returns run's Host List pages as the ledger recorded them. A
 // run planned before pages were recorded (by an earlier version, during an
-// upgrade) has none there: its pages are listed from the bucket instead,
-// without checksums or host counts, as manifests of that version had them.
+// upgrade) lacks some or all of them there: a planner that resumed it after
+// the upgrade recorded only the pages from its resume point on. Unless the
+// ledger holds pages 1..n without a gap, the pages are listed from the
+// bucket instead, each with its record where there is one (sha256, hosts),
+// so that the manifest lists every page the prefix holds (I8).
 func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
 	pages, err := f.q.Pages(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("finish %s: reading host list pages: %w", run, err)
 	}
-	if len(pages) > 0 {
+	recorded := make(map[string]objstore.Object, len(pages))
+	whole := len(pages) > 0
+	for i, p := range pages {
+		recorded[p.Key] = p
+		whole = whole && p.Key == objstore.HostListPageKey(f.prefix, run, i+1)
+	}
+	if whole {
 		return pages, nil
 	}
 	var listed Objects
 	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
 		if err != nil {
 			return nil, fmt.Errorf("finish %s: listing host list pages: %w", run, err)
+		}
+		if p, ok := recorded[obj.Key]; ok {
+			listed = append(listed, p)
+			continue
 		}
 		listed = append(listed, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
 	}
