@@ -40,6 +40,8 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
+	// Stat fails with an error wrapping objstore.ErrNotFound for a missing key.
+	Stat(ctx context.Context, key string) (objstore.Object, error)
 }
 
 // Finisher completes runs.
@@ -259,12 +261,15 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 }
 
 // hostList returns run's Host List pages as the ledger recorded them. A
-// run planned before pages were recorded (by an earlier version, during an
-// upgrade) lacks some or all of them there: a planner that resumed it after
-// the upgrade recorded only the pages from its resume point on. Unless the
-// ledger holds pages 1..n without a gap, the pages are listed from the
-// bucket instead, each with its record where there is one (sha256, hosts),
-// so that the manifest lists every page the prefix holds (I8).
+// page can be stored without its record: by a version that kept none (a
+// run resumed across the upgrade), or by a planner that died between the
+// Put and the record and whose resumed walk ended before that page (hosts
+// left the window meanwhile). Each walk stores pages in order from a page
+// at or before where the last one stopped, so the stored pages are always
+// 1..m: the ledger is taken when it holds pages 1..n and page n+1 is not
+// stored. Otherwise the pages are listed from the bucket, each with its
+// record where there is one, so that the manifest lists every page the
+// prefix holds (I8).
 func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
 	pages, err := f.q.Pages(ctx, run)
 	if err != nil {
@@ -277,7 +282,13 @@ func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
 		whole = whole && p.Key == objstore.HostListPageKey(f.prefix, run, i+1)
 	}
 	if whole {
-		return pages, nil
+		_, err := f.store.Stat(ctx, objstore.HostListPageKey(f.prefix, run, len(pages)+1))
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			return pages, nil
+		case err != nil:
+			return nil, fmt.Errorf("finish %s: looking for an unrecorded host list page: %w", run, err)
+		}
 	}
 	var listed Objects
 	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
