@@ -40,6 +40,8 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
+	// Stat fails with an error wrapping objstore.ErrNotFound for a missing key.
+	Stat(ctx context.Context, key string) (objstore.Object, error)
 }
 
 // Finisher completes runs.
@@ -259,21 +261,43 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 }
 
 // hostList returns run's Host List pages as the ledger recorded them. A
-// run planned before pages were recorded (by an earlier version, during an
-// upgrade) has none there: its pages are listed from the bucket instead,
-// without checksums or host counts, as manifests of that version had them.
+// page can be stored without its record: by a version that kept none (a
+// run resumed across the upgrade), or by a planner that died between the
+// Put and the record and whose resumed walk ended before that page (hosts
+// left the window meanwhile). Each walk stores pages in order from a page
+// at or before where the last one stopped, so the stored pages are always
+// 1..m: the ledger is taken when it holds pages 1..n and page n+1 is not
+// stored. Otherwise the pages are listed from the bucket, each with its
+// record where there is one, so that the manifest lists every page the
+// prefix holds (I8).
 func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
 	pages, err := f.q.Pages(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("finish %s: reading host list pages: %w", run, err)
 	}
-	if len(pages) > 0 {
-		return pages, nil
+	recorded := make(map[string]objstore.Object, len(pages))
+	whole := len(pages) > 0
+	for i, p := range pages {
+		recorded[p.Key] = p
+		whole = whole && p.Key == objstore.HostListPageKey(f.prefix, run, i+1)
+	}
+	if whole {
+		_, err := f.store.Stat(ctx, objstore.HostListPageKey(f.prefix, run, len(pages)+1))
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			return pages, nil
+		case err != nil:
+			return nil, fmt.Errorf("finish %s: looking for an unrecorded host list page: %w", run, err)
+		}
 	}
 	var listed Objects
 	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
 		if err != nil {
 			return nil, fmt.Errorf("finish %s: listing host list pages: %w", run, err)
+		}
+		if p, ok := recorded[obj.Key]; ok {
+			listed = append(listed, p)
+			continue
 		}
 		listed = append(listed, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
 	}

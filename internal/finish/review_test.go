@@ -1,0 +1,142 @@
+package finish_test
+
+import (
+	"context"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/testrun"
+)
+
+// TestReviewHostListAfterUpgradeResume: a run whose planning spans the
+// upgrade. The previous version stored Host List page 1 and recorded no page
+// (it had no page records); the new planner resumed and recorded the pages
+// from its resume point on. The manifest must still list every page the
+// run's prefix holds (I8), as the listing manifest of 22af5ea did; the
+// fallback to listing only triggers when the ledger has no page at all.
+func TestReviewHostListAfterUpgradeResume(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		dropped []string // page records the old version never wrote
+	}{
+		{"planned wholly by the old version", []string{"1", "2"}},
+		{"resumed by the new version", []string{"1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := testrun.New(t, testrun.Options{Hosts: 3000, Seed: 3, ConcurrencyLimit: qualysim.Off})
+			e := &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
+			fin := e.finisher("w", 0)
+			out := e.plan(fin)
+			kv, err := r.JS.KeyValue(t.Context(), ledger.BucketRuns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range tt.dropped {
+				if err := kv.Delete(t.Context(), out.Run+".page."+p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.work(fin, func() bool { return e.run(out.Run).State == ledger.RunComplete })
+
+			var stored []string
+			for o, err := range r.Store.List(t.Context(), objstore.RunPrefix(prefix, out.Run)+"hostlist/") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored = append(stored, o.Key)
+			}
+			var m struct {
+				HostList []struct {
+					Key string `json:"key"`
+				} `json:"hostlist"`
+			}
+			e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
+			var listed []string
+			for _, o := range m.HostList {
+				listed = append(listed, o.Key)
+			}
+			slices.Sort(stored)
+			if len(stored) != 2 || !slices.Equal(listed, stored) {
+				t.Fatalf("manifest lists host list pages %q; the run's prefix holds %q", listed, stored)
+			}
+		})
+	}
+}
+
+// dieAfterPut is a planner's store that stops its planner right after one
+// Host List page's Put returns: the page is stored, its ledger record is
+// not written (the pod died in between).
+type dieAfterPut struct {
+	*objstore.S3
+	suffix string
+	die    context.CancelFunc
+}
+
+func (s *dieAfterPut) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Object, error) {
+	obj, err := s.S3.Put(ctx, key, r, o)
+	if err == nil && strings.HasSuffix(key, s.suffix) {
+		s.die()
+	}
+	return obj, err
+}
+
+// TestReviewHostListPageStoredNotRecorded: the planner dies between a Host
+// List page's Put and its ledger record; before it is resumed, hosts are
+// processed again and leave the run's window, so the resumed walk (from
+// the start of its last recorded batch) ends before that page. The page
+// stays in the run's prefix with no record; the manifest, built from the
+// ledger, must still list it (I8), as the listing manifest of 22af5ea did.
+func TestReviewHostListPageStoredNotRecorded(t *testing.T) {
+	r := testrun.New(t, testrun.Options{Hosts: 1000, Seed: 3, ConcurrencyLimit: qualysim.Off})
+	e := &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
+	fin := e.finisher("w", 0)
+	cfg := plan.Config{Prefix: prefix, BatchSize: 300, PageSize: 100, Owner: "planner",
+		Now: func() time.Time { return e.sim.Clock().Now() }}
+
+	ctx, die := context.WithCancel(t.Context())
+	dying := &dieAfterPut{S3: r.Store, suffix: "/hostlist/page-000005.xml", die: die}
+	out, err := plan.New(cfg, r.Q.Queue, r.Q.Ledger, r.Client, dying, nil, r.Log).Run(ctx)
+	if err == nil {
+		t.Fatal("the planner was to die after storing page 5")
+	}
+	pages, err := r.Q.Pages(t.Context(), out.Run)
+	if err != nil || len(pages) != 4 {
+		t.Fatalf("before the resume the ledger holds %d pages (%v); want 4, page 5 stored but not recorded", len(pages), err)
+	}
+
+	// Every host is processed again meanwhile: none is left in the window.
+	e.sim.Advance(400 * 24 * time.Hour)
+	again, err := plan.New(cfg, r.Q.Queue, r.Q.Ledger, r.Client, r.Store, fin, r.Log).Run(t.Context())
+	if err != nil || !again.Resumed || again.Run != out.Run {
+		t.Fatalf("resume: %+v, %v", again, err)
+	}
+	e.work(fin, func() bool { return e.run(out.Run).State == ledger.RunComplete })
+
+	var stored []string
+	for o, err := range r.Store.List(t.Context(), objstore.RunPrefix(prefix, out.Run)+"hostlist/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, o.Key)
+	}
+	var m struct {
+		HostList []struct {
+			Key string `json:"key"`
+		} `json:"hostlist"`
+	}
+	e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
+	var listed []string
+	for _, o := range m.HostList {
+		listed = append(listed, o.Key)
+	}
+	if !slices.Contains(stored, objstore.HostListPageKey(prefix, out.Run, 5)) || !slices.Equal(listed, stored) {
+		t.Fatalf("manifest lists host list pages\n%q\nthe run's prefix holds\n%q", listed, stored)
+	}
+}
