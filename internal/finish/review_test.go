@@ -30,8 +30,8 @@ func TestReviewHostListAfterUpgradeResume(t *testing.T) {
 		{"resumed by the new version", []string{"1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := testrun.New(t, testrun.Options{Hosts: 3000, Seed: 3, ConcurrencyLimit: qualysim.Off})
-			e := &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
+			r := testrun.New(t, testrun.Options{Hosts: 3000, Seed: 3, Sim: qualysim.Config{ConcurrencyLimit: qualysim.Off}})
+			e := &env{t: t, r: r, sim: r.Sim, q: r.Q, store: &countingStore{S3: r.Store}}
 			fin := e.finisher("w", 0)
 			out := e.plan(fin)
 			kv, err := r.JS.KeyValue(t.Context(), ledger.BucketRuns)
@@ -94,15 +94,16 @@ func (s *dieAfterPut) Put(ctx context.Context, key string, r io.Reader, o objsto
 // stays in the run's prefix with no record; the manifest, built from the
 // ledger, must still list it (I8), as the listing manifest of 22af5ea did.
 func TestReviewHostListPageStoredNotRecorded(t *testing.T) {
-	r := testrun.New(t, testrun.Options{Hosts: 1000, Seed: 3, ConcurrencyLimit: qualysim.Off})
-	e := &env{t: t, sim: r.Sim, client: r.Client, q: r.Q, store: &countingStore{S3: r.Store}, log: r.Log}
+	r := testrun.New(t, testrun.Options{Hosts: 1000, Seed: 3, Sim: qualysim.Config{ConcurrencyLimit: qualysim.Off}})
+	e := &env{t: t, r: r, sim: r.Sim, q: r.Q, store: &countingStore{S3: r.Store}}
 	fin := e.finisher("w", 0)
-	cfg := plan.Config{Prefix: prefix, BatchSize: 300, PageSize: 100, Owner: "planner",
-		Now: func() time.Time { return e.sim.Clock().Now() }}
+	cfg := plan.Config{BatchSize: 300, PageSize: 100, Now: func() time.Time { return e.sim.Clock().Now() }}
 
 	ctx, die := context.WithCancel(t.Context())
 	dying := &dieAfterPut{S3: r.Store, suffix: "/hostlist/page-000005.xml", die: die}
-	out, err := plan.New(cfg, r.Q.Queue, r.Q.Ledger, r.Client, dying, nil, r.Log).Run(ctx)
+	dyingParts := r.Parts("planner")
+	dyingParts.Store, dyingParts.Finish = dying, testrun.NoFinish
+	out, err := dyingParts.Planner(cfg).Run(ctx)
 	if err == nil {
 		t.Fatal("the planner was to die after storing page 5")
 	}
@@ -113,7 +114,7 @@ func TestReviewHostListPageStoredNotRecorded(t *testing.T) {
 
 	// Every host is processed again meanwhile: none is left in the window.
 	e.sim.Advance(400 * 24 * time.Hour)
-	again, err := plan.New(cfg, r.Q.Queue, r.Q.Ledger, r.Client, r.Store, fin, r.Log).Run(t.Context())
+	again, err := e.parts("planner", fin).Planner(cfg).Run(t.Context())
 	if err != nil || !again.Resumed || again.Run != out.Run {
 		t.Fatalf("resume: %+v, %v", again, err)
 	}
