@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -26,16 +25,7 @@ func newEnv(t *testing.T) *env {
 	url := testenv.NATSURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return &env{url: url, js: js, ctx: ctx}
+	return &env{url: url, js: testenv.Connect(t, url), ctx: ctx}
 }
 
 // setup is newEnv plus Setup with cfg.

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -26,7 +25,7 @@ func newEnv(t *testing.T) *env {
 	url := testenv.NATSURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	return &env{url: url, js: connect(t, url), ctx: ctx}
+	return &env{url: url, js: testenv.Connect(t, url), ctx: ctx}
 }
 
 // setup is newEnv plus Setup with cfg.
@@ -39,25 +38,6 @@ func setup(t *testing.T, cfg Config) *env {
 	}
 	e.q = q
 	return e
-}
-
-func connect(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	return connectTB(t, url)
-}
-
-func connectTB(t testing.TB, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return js
 }
 
 var (

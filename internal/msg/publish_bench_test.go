@@ -43,7 +43,7 @@ func benchSetup(b *testing.B) *env {
 	url := testenv.NATSURL(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	b.Cleanup(cancel)
-	js := connectTB(b, url)
+	js := testenv.Connect(b, url)
 	q, err := Setup(ctx, js, Config{})
 	if err != nil {
 		b.Fatal(err)

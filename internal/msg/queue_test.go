@@ -132,7 +132,7 @@ func TestMaxAckPendingCapsTheFleet(t *testing.T) {
 	e := setup(t, Config{MaxInFlight: 2})
 	publishAll(t, e, testBatch("r1", 1), testBatch("r1", 2), testBatch("r1", 3))
 	// A second worker process, with its own connection.
-	other, err := Setup(e.ctx, connect(t, e.url), Config{MaxInFlight: 2})
+	other, err := Setup(e.ctx, testenv.Connect(t, e.url), Config{MaxInFlight: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/testenv"
 )
 
 func TestSetupCreatesEverything(t *testing.T) {
@@ -53,7 +54,7 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, procs)
 	for i := range procs {
-		js := connect(t, e.url)
+		js := testenv.Connect(t, e.url)
 		wg.Go(func() { _, errs[i] = Setup(e.ctx, js, cfg) })
 	}
 	wg.Wait()

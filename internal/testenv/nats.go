@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const natsReadyTimeout = 30 * time.Second
@@ -34,6 +36,21 @@ func NATS(t testing.TB) *server.Server {
 func NATSURL(t testing.TB) string {
 	t.Helper()
 	return StartNATS(t).URL()
+}
+
+// Connect opens a JetStream connection to url for the rest of the test.
+func Connect(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("testenv: connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("testenv: jetstream: %v", err)
+	}
+	return js
 }
 
 // StartNATS starts an embedded JetStream server on 127.0.0.1 with a random
