@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -51,6 +52,23 @@ func Connect(t testing.TB, url string) jetstream.JetStream {
 		t.Fatalf("testenv: jetstream: %v", err)
 	}
 	return js
+}
+
+// JetStream is one test's JetStream: a fresh embedded server, a connection,
+// and a context that ends a minute on.
+type JetStream struct {
+	URL string
+	JS  jetstream.JetStream
+	Ctx context.Context
+}
+
+// NewJetStream starts a server for the test and connects to it.
+func NewJetStream(t *testing.T) JetStream {
+	t.Helper()
+	url := NATSURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return JetStream{URL: url, JS: Connect(t, url), Ctx: ctx}
 }
 
 // StartNATS starts an embedded JetStream server on 127.0.0.1 with a random
