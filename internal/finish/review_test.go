@@ -45,23 +45,7 @@ func TestReviewHostListAfterUpgradeResume(t *testing.T) {
 			}
 			e.work(fin, func() bool { return e.run(out.Run).State == ledger.RunComplete })
 
-			var stored []string
-			for o, err := range r.Store.List(t.Context(), objstore.RunPrefix(prefix, out.Run)+"hostlist/") {
-				if err != nil {
-					t.Fatal(err)
-				}
-				stored = append(stored, o.Key)
-			}
-			var m struct {
-				HostList []struct {
-					Key string `json:"key"`
-				} `json:"hostlist"`
-			}
-			e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
-			var listed []string
-			for _, o := range m.HostList {
-				listed = append(listed, o.Key)
-			}
+			listed, stored := e.hostListPages(out.Run)
 			slices.Sort(stored)
 			if len(stored) != 2 || !slices.Equal(listed, stored) {
 				t.Fatalf("manifest lists host list pages %q; the run's prefix holds %q", listed, stored)
@@ -120,10 +104,19 @@ func TestReviewHostListPageStoredNotRecorded(t *testing.T) {
 	}
 	e.work(fin, func() bool { return e.run(out.Run).State == ledger.RunComplete })
 
-	var stored []string
-	for o, err := range r.Store.List(t.Context(), objstore.RunPrefix(prefix, out.Run)+"hostlist/") {
+	listed, stored := e.hostListPages(out.Run)
+	if !slices.Contains(stored, objstore.HostListPageKey(prefix, out.Run, 5)) || !slices.Equal(listed, stored) {
+		t.Fatalf("manifest lists host list pages\n%q\nthe run's prefix holds\n%q", listed, stored)
+	}
+}
+
+// hostListPages returns the Host List page keys run's manifest lists and
+// those its prefix holds in the bucket, each in the order it gives them.
+func (e *env) hostListPages(run string) (listed, stored []string) {
+	e.t.Helper()
+	for o, err := range e.r.Store.List(e.t.Context(), objstore.RunPrefix(prefix, run)+"hostlist/") {
 		if err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 		stored = append(stored, o.Key)
 	}
@@ -132,12 +125,9 @@ func TestReviewHostListPageStoredNotRecorded(t *testing.T) {
 			Key string `json:"key"`
 		} `json:"hostlist"`
 	}
-	e.getJSON(objstore.ManifestKey(prefix, out.Run), &m)
-	var listed []string
+	e.getJSON(objstore.ManifestKey(prefix, run), &m)
 	for _, o := range m.HostList {
 		listed = append(listed, o.Key)
 	}
-	if !slices.Contains(stored, objstore.HostListPageKey(prefix, out.Run, 5)) || !slices.Equal(listed, stored) {
-		t.Fatalf("manifest lists host list pages\n%q\nthe run's prefix holds\n%q", listed, stored)
-	}
+	return listed, stored
 }

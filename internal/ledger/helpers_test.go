@@ -1,48 +1,29 @@
 package ledger
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
-// env is one test's JetStream: a fresh embedded server, a connection, and
-// (after setup) a Ledger on it.
+// env is one test's JetStream and (after setup) a Ledger on it.
 type env struct {
-	url string
-	js  jetstream.JetStream
-	l   *Ledger
-	ctx context.Context
+	testenv.JetStream
+	l *Ledger
 }
 
 // newEnv starts a server and connects, without calling Setup.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	url := testenv.NATSURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return &env{url: url, js: js, ctx: ctx}
+	return &env{JetStream: testenv.NewJetStream(t)}
 }
 
 // setup is newEnv plus Setup with cfg.
 func setup(t *testing.T, cfg Config) *env {
 	t.Helper()
 	e := newEnv(t)
-	l, err := Setup(e.ctx, e.js, cfg)
+	l, err := Setup(e.Ctx, e.JS, cfg)
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}

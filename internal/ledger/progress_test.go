@@ -5,15 +5,19 @@ import (
 	"testing"
 )
 
-func TestResolve(t *testing.T) {
-	done := func(keys ...string) []BatchResult {
-		var out []BatchResult
-		for _, k := range keys {
-			out = append(out, BatchResult{Batch: k})
-		}
-		return out
+// done is a result for each batch key.
+func done(keys ...string) []BatchResult {
+	var out []BatchResult
+	for _, k := range keys {
+		out = append(out, BatchResult{Batch: k})
 	}
-	split := func(b, h1, h2 string) Split { return Split{Batch: b, Halves: [2]string{h1, h2}} }
+	return out
+}
+
+// split is the record of batch b split into halves h1 and h2.
+func split(b, h1, h2 string) Split { return Split{Batch: b, Halves: [2]string{h1, h2}} }
+
+func TestResolve(t *testing.T) {
 	tests := []struct {
 		name    string
 		planned int
@@ -47,14 +51,6 @@ func TestResolve(t *testing.T) {
 }
 
 func TestProgress(t *testing.T) {
-	done := func(keys ...string) []BatchResult {
-		var out []BatchResult
-		for _, k := range keys {
-			out = append(out, BatchResult{Batch: k})
-		}
-		return out
-	}
-	split := func(b, h1, h2 string) Split { return Split{Batch: b, Halves: [2]string{h1, h2}} }
 	tests := []struct {
 		name    string
 		planned int

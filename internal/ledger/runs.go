@@ -430,37 +430,30 @@ func (l *Ledger) CountDone(ctx context.Context, run string) (int, error) {
 
 // DoneBatches returns every batch result of run, ordered by batch key.
 func (l *Ledger) DoneBatches(ctx context.Context, run string) ([]BatchResult, error) {
-	if _, err := runKey(run); err != nil {
-		return nil, err
-	}
-	var out []BatchResult
-	err := l.eachValue(ctx, run+".done.>", func(key string, v []byte) error {
-		var r BatchResult
-		if err := json.Unmarshal(v, &r); err != nil {
-			return failure.Permanent(fmt.Errorf("ledger: batch result %s is garbled: %w", key, err))
-		}
-		out = append(out, r)
-		return nil
-	})
-	slices.SortFunc(out, func(a, b BatchResult) int { return CompareBatchKeys(a.Batch, b.Batch) })
-	return out, err
+	return readByBatch(ctx, l, run, "done", "batch result", func(r BatchResult) string { return r.Batch })
 }
 
 // Splits returns every split recorded for run, ordered by batch key.
 func (l *Ledger) Splits(ctx context.Context, run string) ([]Split, error) {
+	return readByBatch(ctx, l, run, "split", "split record", func(s Split) string { return s.Batch })
+}
+
+// readByBatch decodes every record of run under kind (run.kind.<batch key>),
+// ordered by batch key; what names a record in the error of a garbled one.
+func readByBatch[T any](ctx context.Context, l *Ledger, run, kind, what string, batch func(T) string) ([]T, error) {
 	if _, err := runKey(run); err != nil {
 		return nil, err
 	}
-	var out []Split
-	err := l.eachValue(ctx, run+".split.>", func(key string, v []byte) error {
-		var s Split
-		if err := json.Unmarshal(v, &s); err != nil {
-			return failure.Permanent(fmt.Errorf("ledger: split record %s is garbled: %w", key, err))
+	var out []T
+	err := l.eachValue(ctx, run+"."+kind+".>", func(key string, v []byte) error {
+		var r T
+		if err := json.Unmarshal(v, &r); err != nil {
+			return failure.Permanent(fmt.Errorf("ledger: %s %s is garbled: %w", what, key, err))
 		}
-		out = append(out, s)
+		out = append(out, r)
 		return nil
 	})
-	slices.SortFunc(out, func(a, b Split) int { return CompareBatchKeys(a.Batch, b.Batch) })
+	slices.SortFunc(out, func(a, b T) int { return CompareBatchKeys(batch(a), batch(b)) })
 	return out, err
 }
 

@@ -15,7 +15,7 @@ import (
 
 func newRun(t *testing.T, e *env, id string) RunRecord {
 	t.Helper()
-	r, err := e.l.CreateRun(e.ctx, RunRecord{ID: id, After: testAfter, Before: testBefore, State: RunPlanning})
+	r, err := e.l.CreateRun(e.Ctx, RunRecord{ID: id, After: testAfter, Before: testBefore, State: RunPlanning})
 	if err != nil {
 		t.Fatalf("CreateRun: %v", err)
 	}
@@ -26,13 +26,13 @@ func TestRunRecordLifecycle(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	r := newRun(t, e, "20250301T000000Z")
-	if _, err := e.l.CreateRun(e.ctx, RunRecord{ID: r.ID}); !errors.Is(err, ErrRunExists) {
+	if _, err := e.l.CreateRun(e.Ctx, RunRecord{ID: r.ID}); !errors.Is(err, ErrRunExists) {
 		t.Fatalf("second CreateRun: want ErrRunExists, got %v", err)
 	}
-	if _, err := e.l.GetRun(e.ctx, "nope"); !errors.Is(err, ErrRunNotFound) {
+	if _, err := e.l.GetRun(e.Ctx, "nope"); !errors.Is(err, ErrRunNotFound) {
 		t.Fatalf("GetRun of a missing run: %v", err)
 	}
-	got, err := e.l.UpdateRun(e.ctx, r.ID, func(r *RunRecord) error {
+	got, err := e.l.UpdateRun(e.Ctx, r.ID, func(r *RunRecord) error {
 		r.PlanningComplete, r.BatchesPlanned, r.HostsPlanned, r.State = true, 12, 11500, RunFetching
 		return nil
 	})
@@ -42,17 +42,17 @@ func TestRunRecordLifecycle(t *testing.T) {
 	if got.Revision <= r.Revision || got.Updated.Before(r.Created) {
 		t.Errorf("revision %d after %d, updated %v", got.Revision, r.Revision, got.Updated)
 	}
-	read, err := e.l.GetRun(e.ctx, r.ID)
+	read, err := e.l.GetRun(e.Ctx, r.ID)
 	if err != nil || read.State != RunFetching || read.BatchesPlanned != 12 || !read.Before.Equal(testBefore) {
 		t.Fatalf("GetRun: %+v, %v", read, err)
 	}
 	// A function that declines writes nothing.
-	unchanged, err := e.l.UpdateRun(e.ctx, r.ID, func(*RunRecord) error { return ErrNoChange })
+	unchanged, err := e.l.UpdateRun(e.Ctx, r.ID, func(*RunRecord) error { return ErrNoChange })
 	if !errors.Is(err, ErrNoChange) || unchanged.Revision != read.Revision {
 		t.Fatalf("ErrNoChange: %v, revision %d vs %d", err, unchanged.Revision, read.Revision)
 	}
 	newRun(t, e, "20250302T000000Z")
-	ids, err := e.l.RunIDs(e.ctx)
+	ids, err := e.l.RunIDs(e.Ctx)
 	if err != nil || !slices.Equal(ids, []string{"20250301T000000Z", "20250302T000000Z"}) {
 		t.Fatalf("RunIDs: %v, %v", ids, err)
 	}
@@ -68,7 +68,7 @@ func TestUpdateRunUnderContention(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range each {
-				if _, err := e.l.UpdateRun(e.ctx, r.ID, func(r *RunRecord) error {
+				if _, err := e.l.UpdateRun(e.Ctx, r.ID, func(r *RunRecord) error {
 					r.BatchesPlanned++
 					return nil
 				}); err != nil {
@@ -83,7 +83,7 @@ func TestUpdateRunUnderContention(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("UpdateRun: %v", err)
 	}
-	got, err := e.l.GetRun(e.ctx, r.ID)
+	got, err := e.l.GetRun(e.Ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestUpdateRunDecidesOnce(t *testing.T) {
 	for i := range finishers {
 		me := fmt.Sprintf("worker-%d", i)
 		wg.Go(func() {
-			_, err := e.l.UpdateRun(e.ctx, r.ID, func(r *RunRecord) error {
+			_, err := e.l.UpdateRun(e.Ctx, r.ID, func(r *RunRecord) error {
 				if r.State == RunCompleting {
 					return ErrNoChange
 				}
@@ -122,7 +122,7 @@ func TestUpdateRunDecidesOnce(t *testing.T) {
 	for w := range won {
 		winners = append(winners, w)
 	}
-	got, err := e.l.GetRun(e.ctx, r.ID)
+	got, err := e.l.GetRun(e.Ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,30 +139,30 @@ func TestBatchResults(t *testing.T) {
 	for _, k := range keys {
 		res := BatchResult{Run: run, Batch: k, HostsRequested: 4, HostsReturned: 3, Delivery: 1, At: time.Now(),
 			Objects: []objstore.Object{{Key: "runs/r1/detections/batch-" + k + ".xml", Bytes: 10, SHA256: "ab", Hosts: 3}}}
-		if err := e.l.MarkDone(e.ctx, res); err != nil {
+		if err := e.l.MarkDone(e.Ctx, res); err != nil {
 			t.Fatalf("MarkDone %s: %v", k, err)
 		}
 	}
 	// A redelivered batch records again, over its own entry.
-	if err := e.l.MarkDone(e.ctx, BatchResult{Run: run, Batch: "2", Delivery: 2}); err != nil {
+	if err := e.l.MarkDone(e.Ctx, BatchResult{Run: run, Batch: "2", Delivery: 2}); err != nil {
 		t.Fatal(err)
 	}
 	// Another run's results do not count.
-	if err := e.l.MarkDone(e.ctx, BatchResult{Run: "r11", Batch: "1"}); err != nil {
+	if err := e.l.MarkDone(e.Ctx, BatchResult{Run: "r11", Batch: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []Split{{Batch: "7", Halves: [2]string{"7.1", "7.2"}}, {Batch: "7.2", Halves: [2]string{"7.2.1", "7.2.2"}}} {
-		if err := e.l.MarkSplit(e.ctx, run, s); err != nil {
+		if err := e.l.MarkSplit(e.Ctx, run, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	newRun(t, e, run)
 
-	n, err := e.l.CountDone(e.ctx, run)
+	n, err := e.l.CountDone(e.Ctx, run)
 	if err != nil || n != len(keys) {
 		t.Fatalf("CountDone: %d, %v; want %d", n, err, len(keys))
 	}
-	done, err := e.l.DoneBatches(e.ctx, run)
+	done, err := e.l.DoneBatches(e.Ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,23 +177,23 @@ func TestBatchResults(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("DoneBatches %v, want %v", got, want)
 	}
-	splits, err := e.l.Splits(e.ctx, run)
+	splits, err := e.l.Splits(e.Ctx, run)
 	if err != nil || len(splits) != 2 || splits[1].Halves[1] != "7.2.2" {
 		t.Fatalf("Splits: %+v, %v", splits, err)
 	}
-	if n, err := e.l.CountDone(e.ctx, "empty"); err != nil || n != 0 {
+	if n, err := e.l.CountDone(e.Ctx, "empty"); err != nil || n != 0 {
 		t.Errorf("CountDone of a run without results: %d, %v", n, err)
 	}
-	if err := e.l.MarkDone(e.ctx, BatchResult{Run: run, Batch: "07"}); err == nil {
+	if err := e.l.MarkDone(e.Ctx, BatchResult{Run: run, Batch: "07"}); err == nil {
 		t.Error("MarkDone accepted batch key 07")
 	}
 	// No throwaway consumers are left behind.
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		s, err := e.js.Stream(e.ctx, "KV_"+BucketRuns)
+		s, err := e.JS.Stream(e.Ctx, "KV_"+BucketRuns)
 		if err != nil {
 			return false
 		}
-		info, err := s.Info(e.ctx)
+		info, err := s.Info(e.Ctx)
 		return err == nil && info.State.Consumers == 0
 	}, "counting consumers deleted")
 }
@@ -201,29 +201,29 @@ func TestBatchResults(t *testing.T) {
 func TestWatermark(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	if _, err := e.l.Watermark(e.ctx); !errors.Is(err, ErrNoWatermark) {
+	if _, err := e.l.Watermark(e.Ctx); !errors.Is(err, ErrNoWatermark) {
 		t.Fatalf("fresh watermark: %v", err)
 	}
 	t1 := testBefore
-	moved, err := e.l.AdvanceWatermark(e.ctx, Watermark{Time: t1, Run: "r1", By: "worker-a", Reason: "run complete"})
+	moved, err := e.l.AdvanceWatermark(e.Ctx, Watermark{Time: t1, Run: "r1", By: "worker-a", Reason: "run complete"})
 	if err != nil || !moved {
 		t.Fatalf("first advance: %v, %v", moved, err)
 	}
 	// A run that completes late does not move it back.
-	moved, err = e.l.AdvanceWatermark(e.ctx, Watermark{Time: t1.Add(-time.Hour), Run: "r0", By: "worker-b"})
+	moved, err = e.l.AdvanceWatermark(e.Ctx, Watermark{Time: t1.Add(-time.Hour), Run: "r0", By: "worker-b"})
 	if err != nil || moved {
 		t.Fatalf("advance backwards: %v, %v", moved, err)
 	}
 	// The operator can, and says why.
 	back := t1.Add(-48 * time.Hour)
-	if err := e.l.SetWatermark(e.ctx, Watermark{Time: back, By: "alice", Reason: "re-fetch after outage"}); err != nil {
+	if err := e.l.SetWatermark(e.Ctx, Watermark{Time: back, By: "alice", Reason: "re-fetch after outage"}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := e.l.Watermark(e.ctx)
+	w, err := e.l.Watermark(e.Ctx)
 	if err != nil || !w.Time.Equal(back) || w.By != "alice" {
 		t.Fatalf("watermark %+v, %v", w, err)
 	}
-	hist, err := e.l.WatermarkHistory(e.ctx)
+	hist, err := e.l.WatermarkHistory(e.Ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,13 +242,13 @@ func TestAdvanceWatermarkConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if _, err := e.l.AdvanceWatermark(e.ctx, Watermark{Time: testBefore.Add(time.Duration(i) * time.Hour), By: fmt.Sprint(i)}); err != nil {
+			if _, err := e.l.AdvanceWatermark(e.Ctx, Watermark{Time: testBefore.Add(time.Duration(i) * time.Hour), By: fmt.Sprint(i)}); err != nil {
 				t.Errorf("advance %d: %v", i, err)
 			}
 		})
 	}
 	wg.Wait()
-	w, err := e.l.Watermark(e.ctx)
+	w, err := e.l.Watermark(e.Ctx)
 	if err != nil || !w.Time.Equal(testBefore.Add(7*time.Hour)) {
 		t.Fatalf("watermark %+v, %v; want the latest of all", w, err)
 	}
@@ -257,36 +257,36 @@ func TestAdvanceWatermarkConcurrent(t *testing.T) {
 func TestLock(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	l, err := e.l.Acquire(e.ctx, "planner", "planner-a run r1", 5*time.Second)
+	l, err := e.l.Acquire(e.Ctx, "planner", "planner-a run r1", 5*time.Second)
 	if err != nil {
 		t.Fatalf("Acquire: %v", err)
 	}
-	_, err = e.l.Acquire(e.ctx, "planner", "planner-b", 5*time.Second)
+	_, err = e.l.Acquire(e.Ctx, "planner", "planner-b", 5*time.Second)
 	var held *HeldError
 	if !errors.As(err, &held) || !errors.Is(err, ErrLocked) || held.Holder.Owner != "planner-a run r1" {
 		t.Fatalf("contended Acquire: %v", err)
 	}
-	if err := l.Refresh(e.ctx); err != nil {
+	if err := l.Refresh(e.Ctx); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
-	if err := l.Release(e.ctx); err != nil {
+	if err := l.Release(e.Ctx); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	l2, err := e.l.Acquire(e.ctx, "planner", "planner-b", 5*time.Second)
+	l2, err := e.l.Acquire(e.Ctx, "planner", "planner-b", 5*time.Second)
 	if err != nil {
 		t.Fatalf("Acquire after release: %v", err)
 	}
 	// The old holder lost it: its refresh and release touch nothing.
-	if err := l.Refresh(e.ctx); !errors.Is(err, ErrLockLost) {
+	if err := l.Refresh(e.Ctx); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("Refresh by the old holder: %v", err)
 	}
-	if err := l.Release(e.ctx); !errors.Is(err, ErrLockLost) {
+	if err := l.Release(e.Ctx); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("Release by the old holder: %v", err)
 	}
-	if _, err := e.l.Acquire(e.ctx, "planner", "planner-c", 5*time.Second); !errors.Is(err, ErrLocked) {
+	if _, err := e.l.Acquire(e.Ctx, "planner", "planner-c", 5*time.Second); !errors.Is(err, ErrLocked) {
 		t.Fatalf("the new holder's lock was disturbed: %v", err)
 	}
-	if err := l2.Release(e.ctx); err != nil {
+	if err := l2.Release(e.Ctx); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -294,14 +294,14 @@ func TestLock(t *testing.T) {
 func TestLockExpires(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	if _, err := e.l.Acquire(e.ctx, "planner", "crashed", time.Second); err != nil {
+	if _, err := e.l.Acquire(e.Ctx, "planner", "crashed", time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// The holder dies: no refresh, no release.
 	var l *Lock
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		var err error
-		l, err = e.l.Acquire(e.ctx, "planner", "successor", time.Second)
+		l, err = e.l.Acquire(e.Ctx, "planner", "successor", time.Second)
 		return err == nil
 	}, "the stale lock to expire")
 	if l.Holder().Owner != "successor" {
@@ -312,12 +312,12 @@ func TestLockExpires(t *testing.T) {
 func TestLockKeep(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	l, err := e.l.Acquire(e.ctx, "planner", "a", time.Second)
+	l, err := e.l.Acquire(e.Ctx, "planner", "a", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keep := func(l *Lock) (context.CancelFunc, <-chan error) {
-		ctx, cancel := context.WithCancel(e.ctx)
+		ctx, cancel := context.WithCancel(e.Ctx)
 		errc := make(chan error, 1)
 		var wg sync.WaitGroup
 		wg.Go(func() { errc <- l.Keep(ctx) })
@@ -331,7 +331,7 @@ func TestLockKeep(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		return l.Holder().Refreshed.Sub(first) > 1200*time.Millisecond
 	}, "refreshes for more than one TTL")
-	if _, err := e.l.Acquire(e.ctx, "planner", "b", time.Second); !errors.Is(err, ErrLocked) {
+	if _, err := e.l.Acquire(e.Ctx, "planner", "b", time.Second); !errors.Is(err, ErrLocked) {
 		t.Fatalf("a kept lock was taken: %v", err)
 	}
 	// Refreshes carry the TTL too: once they stop, the lock expires.
@@ -341,17 +341,17 @@ func TestLockKeep(t *testing.T) {
 	}
 	var l2 *Lock
 	testenv.Eventually(t, 15*time.Second, func() bool {
-		l2, err = e.l.Acquire(e.ctx, "planner", "b", time.Second)
+		l2, err = e.l.Acquire(e.Ctx, "planner", "b", time.Second)
 		return err == nil
 	}, "the lock to expire after its last refresh")
 
 	// Someone removes it (an operator); Keep notices and says so.
 	_, lost := keep(l2)
-	kv, err := e.js.KeyValue(e.ctx, BucketLocks)
+	kv, err := e.JS.KeyValue(e.Ctx, BucketLocks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Purge(e.ctx, "planner"); err != nil {
+	if err := kv.Purge(e.Ctx, "planner"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -371,7 +371,7 @@ func TestAccept(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	newRun(t, e, "r1")
-	if _, err := e.l.Accept(e.ctx, "r1", "2", "", "no"); err == nil {
+	if _, err := e.l.Accept(e.Ctx, "r1", "2", "", "no"); err == nil {
 		t.Fatal("an acceptance by nobody was recorded")
 	}
 	for _, k := range []string{"2", "5", "2"} {
@@ -379,22 +379,22 @@ func TestAccept(t *testing.T) {
 		if k == "2" {
 			reason = "known bad hosts"
 		}
-		if ok, err := e.l.Accept(e.ctx, "r1", k, "op", reason); err != nil || !ok {
+		if ok, err := e.l.Accept(e.Ctx, "r1", k, "op", reason); err != nil || !ok {
 			t.Fatalf("Accept %s: %v, %v", k, ok, err)
 		}
 	}
-	r, err := e.l.GetRun(e.ctx, "r1")
+	r, err := e.l.GetRun(e.Ctx, "r1")
 	if err != nil || r.Accepted == nil || r.Accepted.By != "op" || r.Accepted.Reason != "known bad hosts" ||
 		!slices.Equal(r.Accepted.Dropped, []string{"2", "5"}) {
 		t.Fatalf("run r1: %+v, %v", r.Accepted, err)
 	}
-	if ok, err := e.l.Accept(e.ctx, "orphan", "1", "op", ""); err != nil || ok {
+	if ok, err := e.l.Accept(e.Ctx, "orphan", "1", "op", ""); err != nil || ok {
 		t.Fatalf("Accept of a run without a record: %v, %v", ok, err)
 	}
-	if _, err := e.l.UpdateRun(e.ctx, "r1", func(r *RunRecord) error { r.State = RunComplete; return nil }); err != nil {
+	if _, err := e.l.UpdateRun(e.Ctx, "r1", func(r *RunRecord) error { r.State = RunComplete; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := e.l.Accept(e.ctx, "r1", "7", "op", ""); err != nil || ok {
+	if ok, err := e.l.Accept(e.Ctx, "r1", "7", "op", ""); err != nil || ok {
 		t.Fatalf("Accept on a complete run: %v, %v", ok, err)
 	}
 }
@@ -406,17 +406,17 @@ func TestPages(t *testing.T) {
 	e := setup(t, Config{})
 	for _, n := range []int{10, 2, 1, 9, 2} {
 		o := objstore.Object{Key: fmt.Sprintf("runs/r1/hostlist/page-%06d.xml", n), Bytes: int64(n), SHA256: "ab", Hosts: n}
-		if err := e.l.MarkPage(e.ctx, "r1", n, o); err != nil {
+		if err := e.l.MarkPage(e.Ctx, "r1", n, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.l.MarkPage(e.ctx, "r11", 1, objstore.Object{Key: "other"}); err != nil {
+	if err := e.l.MarkPage(e.Ctx, "r11", 1, objstore.Object{Key: "other"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.l.MarkPage(e.ctx, "r1", 0, objstore.Object{}); err == nil {
+	if err := e.l.MarkPage(e.Ctx, "r1", 0, objstore.Object{}); err == nil {
 		t.Error("page 0 was recorded")
 	}
-	pages, err := e.l.Pages(e.ctx, "r1")
+	pages, err := e.l.Pages(e.Ctx, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func TestPages(t *testing.T) {
 	if !slices.Equal(got, []int{1, 2, 9, 10}) {
 		t.Fatalf("pages %v, want 1, 2, 9, 10", got)
 	}
-	if none, err := e.l.Pages(e.ctx, "r2"); err != nil || len(none) != 0 {
+	if none, err := e.l.Pages(e.Ctx, "r2"); err != nil || len(none) != 0 {
 		t.Fatalf("pages of a run without any: %v, %v", none, err)
 	}
 }

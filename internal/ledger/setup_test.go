@@ -13,11 +13,11 @@ func TestSetupCreatesBuckets(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	for bucket, history := range map[string]int64{BucketRuns: runsHistory, BucketState: stateHistory, BucketLocks: 1} {
-		kv, err := e.js.KeyValue(e.ctx, bucket)
+		kv, err := e.JS.KeyValue(e.Ctx, bucket)
 		if err != nil {
 			t.Fatalf("bucket %s: %v", bucket, err)
 		}
-		st, err := kv.Status(e.ctx)
+		st, err := kv.Status(e.Ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -25,7 +25,7 @@ func TestSetupCreatesBuckets(t *testing.T) {
 			t.Errorf("bucket %s history %d, want %d", bucket, st.History(), history)
 		}
 	}
-	findings, err := Inspect(e.ctx, e.js, Config{})
+	findings, err := Inspect(e.Ctx, e.JS, Config{})
 	if err != nil || len(findings) != 3 {
 		t.Fatalf("Inspect: %+v, %v", findings, err)
 	}
@@ -42,7 +42,7 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
-		wg.Go(func() { _, errs[i] = Setup(e.ctx, e.js, Config{}) })
+		wg.Go(func() { _, errs[i] = Setup(e.Ctx, e.JS, Config{}) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -50,7 +50,7 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 			t.Errorf("concurrent Setup %d: %v", i, err)
 		}
 	}
-	if _, err := Setup(e.ctx, e.js, Config{Replicas: 6}); failure.ClassOf(err) != failure.ClassPermanent {
+	if _, err := Setup(e.Ctx, e.JS, Config{Replicas: 6}); failure.ClassOf(err) != failure.ClassPermanent {
 		t.Errorf("Setup with 6 replicas: %v", err)
 	}
 }
@@ -60,20 +60,20 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 func TestOpenCreatesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	if _, err := Open(e.ctx, e.js); !errors.Is(err, msg.ErrNotSetUp) || failure.ClassOf(err) != failure.ClassFleetWide {
+	if _, err := Open(e.Ctx, e.JS); !errors.Is(err, msg.ErrNotSetUp) || failure.ClassOf(err) != failure.ClassFleetWide {
 		t.Fatalf("Open on an empty server: %v", err)
 	}
-	for n := range e.js.KeyValueStoreNames(e.ctx).Name() {
+	for n := range e.JS.KeyValueStoreNames(e.Ctx).Name() {
 		t.Errorf("Open created bucket %s", n)
 	}
-	findings, err := Inspect(e.ctx, e.js, Config{})
+	findings, err := Inspect(e.Ctx, e.JS, Config{})
 	if err != nil || len(findings) != 3 || findings[0].Problem == "" {
 		t.Fatalf("Inspect of an empty server: %+v, %v", findings, err)
 	}
-	if _, err := Setup(e.ctx, e.js, Config{}); err != nil {
+	if _, err := Setup(e.Ctx, e.JS, Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(e.ctx, e.js); err != nil {
+	if _, err := Open(e.Ctx, e.JS); err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 }

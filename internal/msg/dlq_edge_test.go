@@ -19,18 +19,18 @@ func TestGarbledDeadLetterBlocksListAndDrop(t *testing.T) {
 	// A real dead letter of run r1, and a garbled record beside it.
 	publishAll(t, e, testBatch("r1", 1))
 	deadLetterAll(t, e, 1)
-	ack, err := e.js.Publish(e.ctx, dlqSubjectPrefix+"r1", []byte("not json at all"))
+	ack, err := e.JS.Publish(e.Ctx, dlqSubjectPrefix+"r1", []byte("not json at all"))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	if _, err := e.q.DeadLetters(e.ctx, ""); err != nil {
+	if _, err := e.q.DeadLetters(e.Ctx, ""); err != nil {
 		t.Errorf("listing every dead letter fails because of one garbled record: %v", err)
 	}
-	if _, err := e.q.DeadLetters(e.ctx, "r1"); err != nil {
+	if _, err := e.q.DeadLetters(e.Ctx, "r1"); err != nil {
 		t.Errorf("listing run r1's dead letters fails because of one garbled record: %v", err)
 	}
-	if _, err := e.q.DropDeadLetter(e.ctx, ack.Sequence, func(DeadLetter) error { return nil }); err != nil {
+	if _, err := e.q.DropDeadLetter(e.Ctx, ack.Sequence, func(DeadLetter) error { return nil }); err != nil {
 		t.Errorf("the garbled record %d cannot be dropped: %v", ack.Sequence, err)
 	}
 }
@@ -47,28 +47,28 @@ func TestReplayWhileOriginalStillQueued(t *testing.T) {
 	e := setup(t, Config{})
 	b := testBatch("r1", 4)
 	publishAll(t, e, b)
-	msgs, err := fetchAll(e.ctx, e.q, 1, 2*time.Second)
+	msgs, err := fetchAll(e.Ctx, e.q, 1, 2*time.Second)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("Fetch: %d, %v", len(msgs), err)
 	}
-	if err := e.q.DeadLetter(e.ctx, termFails{msgs[0]}, "10 failed attempts", failure.Retryable(errors.New("qualys: 503"))); err == nil {
+	if err := e.q.DeadLetter(e.Ctx, termFails{msgs[0]}, "10 failed attempts", failure.Retryable(errors.New("qualys: 503"))); err == nil {
 		t.Fatal("DeadLetter must report the lost Term")
 	}
 	if err := msgs[0].Nak(); err != nil { // what fetch.Worker.deadLetter does
 		t.Fatal(err)
 	}
-	dls, err := e.q.DeadLetters(e.ctx, "r1")
+	dls, err := e.q.DeadLetters(e.Ctx, "r1")
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead letters %+v, %v", dls, err)
 	}
-	if p, _ := e.q.Pending(e.ctx, "r1"); p != 1 {
+	if p, _ := e.q.Pending(e.Ctx, "r1"); p != 1 {
 		t.Fatalf("the original is not queued: %d", p)
 	}
 
-	if _, err := e.q.Replay(e.ctx, dls[0].Seq, noHook); err != nil {
+	if _, err := e.q.Replay(e.Ctx, dls[0].Seq, noHook); err != nil {
 		t.Logf("Replay refused (acceptable): %v", err)
 	}
-	if p, _ := e.q.Pending(e.ctx, "r1"); p != 1 {
+	if p, _ := e.q.Pending(e.Ctx, "r1"); p != 1 {
 		t.Errorf("after replay run r1 has %d copies of batch %s queued, want 1 (I3)", p, b.Key())
 	}
 }
@@ -82,11 +82,11 @@ func TestDeadLettersLeavesConsumers(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	for range 5 {
-		if _, err := e.q.DeadLetters(e.ctx, ""); err != nil {
+		if _, err := e.q.DeadLetters(e.Ctx, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s, err := e.js.Stream(e.ctx, StreamDLQ)
+	s, err := e.JS.Stream(e.Ctx, StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestDeadLettersRunIsAFilter(t *testing.T) {
 	e := setup(t, Config{MaxInFlight: 2})
 	publishAll(t, e, testBatch("r1", 1), testBatch("r2", 1))
 	deadLetterAll(t, e, 2)
-	got, err := e.q.DeadLetters(e.ctx, "*")
+	got, err := e.q.DeadLetters(e.Ctx, "*")
 	if err == nil || failure.ClassOf(err) != failure.ClassPermanent {
 		t.Errorf("DeadLetters(\"*\") = %d dead letters of several runs, %v; want a permanent error naming the bad run ID", len(got), err)
 	}

@@ -13,12 +13,12 @@ import (
 // deadLetterAll fetches n messages and dead-letters each.
 func deadLetterAll(t *testing.T, e *env, n int) {
 	t.Helper()
-	msgs, err := fetchAll(e.ctx, e.q, n, 2*time.Second)
+	msgs, err := fetchAll(e.Ctx, e.q, n, 2*time.Second)
 	if err != nil || len(msgs) != n {
 		t.Fatalf("Fetch: %d, %v", len(msgs), err)
 	}
 	for _, m := range msgs {
-		if err := e.q.DeadLetter(e.ctx, m, "max failures reached", failure.Retryable(errors.New("qualys: 503"))); err != nil {
+		if err := e.q.DeadLetter(e.Ctx, m, "max failures reached", failure.Retryable(errors.New("qualys: 503"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -33,13 +33,13 @@ func TestReplay(t *testing.T) {
 	e := setup(t, Config{})
 	good := testBatch("r1", 7)
 	publishAll(t, e, good)
-	if _, err := e.js.Publish(e.ctx, BatchSubject("r1"), []byte("garbled")); err != nil {
+	if _, err := e.JS.Publish(e.Ctx, BatchSubject("r1"), []byte("garbled")); err != nil {
 		t.Fatal(err)
 	}
 	var hooked []string
 	before := func(b Batch) error { hooked = append(hooked, b.Key()); return nil }
 	deadLetterAll(t, e, 2)
-	dls, err := e.q.DeadLetters(e.ctx, "r1")
+	dls, err := e.q.DeadLetters(e.Ctx, "r1")
 	if err != nil || len(dls) != 2 {
 		t.Fatalf("dead letters: %+v, %v", dls, err)
 	}
@@ -51,17 +51,17 @@ func TestReplay(t *testing.T) {
 			badDL = d
 		}
 	}
-	if _, err := e.q.Replay(e.ctx, badDL.Seq, before); !errors.Is(err, ErrNotReplayable) {
+	if _, err := e.q.Replay(e.Ctx, badDL.Seq, before); !errors.Is(err, ErrNotReplayable) {
 		t.Fatalf("replay of a garbled message: %v", err)
 	}
-	b, err := e.q.Replay(e.ctx, goodDL.Seq, before)
+	b, err := e.q.Replay(e.Ctx, goodDL.Seq, before)
 	if err != nil || b.MsgID() != good.MsgID() {
 		t.Fatalf("Replay: %+v, %v", b, err)
 	}
-	if _, err := e.q.DeadLetterAt(e.ctx, goodDL.Seq); !errors.Is(err, ErrNoDeadLetter) {
+	if _, err := e.q.DeadLetterAt(e.Ctx, goodDL.Seq); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("the replayed dead letter is still there: %v", err)
 	}
-	if _, err := e.q.Replay(e.ctx, goodDL.Seq, before); !errors.Is(err, ErrNoDeadLetter) {
+	if _, err := e.q.Replay(e.Ctx, goodDL.Seq, before); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("second replay: %v", err)
 	}
 	if !slices.Equal(hooked, []string{good.Key()}) {
@@ -80,7 +80,7 @@ func TestReplay(t *testing.T) {
 	if err != nil || back.Key() != good.Key() || back.IDs != good.IDs || back.Run != good.Run {
 		t.Fatalf("replayed batch %+v, %v", back, err)
 	}
-	if p, _ := e.q.Pending(e.ctx, "r1"); p != 0 {
+	if p, _ := e.q.Pending(e.Ctx, "r1"); p != 0 {
 		t.Fatalf("%d batches of r1 still queued", p)
 	}
 }
@@ -93,27 +93,27 @@ func TestDropDeadLetter(t *testing.T) {
 	e := setup(t, Config{MaxInFlight: 3})
 	publishAll(t, e, testBatch("r1", 2), testBatch("r1", 5), testBatch("orphan", 1))
 	deadLetterAll(t, e, 3)
-	dls, _ := e.q.DeadLetters(e.ctx, "")
+	dls, _ := e.q.DeadLetters(e.Ctx, "")
 	if len(dls) != 3 {
 		t.Fatalf("dead letters: %+v", dls)
 	}
 	refuse := errors.New("not recorded")
-	if _, err := e.q.DropDeadLetter(e.ctx, dls[0].Seq, func(DeadLetter) error { return refuse }); !errors.Is(err, refuse) {
+	if _, err := e.q.DropDeadLetter(e.Ctx, dls[0].Seq, func(DeadLetter) error { return refuse }); !errors.Is(err, refuse) {
 		t.Fatalf("a drop whose record failed: %v", err)
 	}
-	if _, err := e.q.DeadLetterAt(e.ctx, dls[0].Seq); err != nil {
+	if _, err := e.q.DeadLetterAt(e.Ctx, dls[0].Seq); err != nil {
 		t.Fatalf("a drop whose record failed removed the dead letter: %v", err)
 	}
 	var recorded []string
 	for _, d := range dls {
-		if _, err := e.q.DropDeadLetter(e.ctx, d.Seq, func(dl DeadLetter) error {
+		if _, err := e.q.DropDeadLetter(e.Ctx, d.Seq, func(dl DeadLetter) error {
 			recorded = append(recorded, dl.Run+"."+dl.BatchKey())
 			return nil
 		}); err != nil {
 			t.Fatalf("drop %d: %v", d.Seq, err)
 		}
 	}
-	if left, _ := e.q.DeadLetters(e.ctx, ""); len(left) != 0 {
+	if left, _ := e.q.DeadLetters(e.Ctx, ""); len(left) != 0 {
 		t.Fatalf("%d dead letters left", len(left))
 	}
 	slices.Sort(recorded)
@@ -127,17 +127,17 @@ func TestDropDeadLetter(t *testing.T) {
 func TestOpenCreatesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	if _, err := Open(e.ctx, e.js); !errors.Is(err, ErrNotSetUp) || failure.ClassOf(err) != failure.ClassFleetWide {
+	if _, err := Open(e.Ctx, e.JS); !errors.Is(err, ErrNotSetUp) || failure.ClassOf(err) != failure.ClassFleetWide {
 		t.Fatalf("Open on an empty server: %v", err)
 	}
-	names := e.js.StreamNames(e.ctx)
+	names := e.JS.StreamNames(e.Ctx)
 	for n := range names.Name() {
 		t.Errorf("Open created stream %s", n)
 	}
-	if _, err := Setup(e.ctx, e.js, Config{MaxInFlight: 3}); err != nil {
+	if _, err := Setup(e.Ctx, e.JS, Config{MaxInFlight: 3}); err != nil {
 		t.Fatal(err)
 	}
-	q, err := Open(e.ctx, e.js)
+	q, err := Open(e.Ctx, e.JS)
 	if err != nil || q.Config().MaxInFlight != 3 {
 		t.Fatalf("Open: %v, %+v", err, q)
 	}

@@ -1,63 +1,34 @@
 package msg
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
-// env is one test's JetStream: a fresh embedded server, a connection, and
-// (after setup) a Queue on it.
+// env is one test's JetStream and (after setup) a Queue on it.
 type env struct {
-	url string
-	js  jetstream.JetStream
-	q   *Queue
-	ctx context.Context
+	testenv.JetStream
+	q *Queue
 }
 
 // newEnv starts a server and connects, without calling Setup.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	url := testenv.NATSURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return &env{url: url, js: connect(t, url), ctx: ctx}
+	return &env{JetStream: testenv.NewJetStream(t)}
 }
 
 // setup is newEnv plus Setup with cfg.
 func setup(t *testing.T, cfg Config) *env {
 	t.Helper()
 	e := newEnv(t)
-	q, err := Setup(e.ctx, e.js, cfg)
+	q, err := Setup(e.Ctx, e.JS, cfg)
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
 	e.q = q
 	return e
-}
-
-func connect(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	return connectTB(t, url)
-}
-
-func connectTB(t testing.TB, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return js
 }
 
 var (
@@ -79,11 +50,11 @@ func publishAll(t *testing.T, e *env, bs ...Batch) PublishStats {
 	t.Helper()
 	p := e.q.Publisher(PublisherOptions{Window: 8})
 	for _, b := range bs {
-		if err := p.Publish(e.ctx, b); err != nil {
+		if err := p.Publish(e.Ctx, b); err != nil {
 			t.Fatalf("Publish %s: %v", b.MsgID(), err)
 		}
 	}
-	if err := p.Wait(e.ctx); err != nil {
+	if err := p.Wait(e.Ctx); err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
 	return p.Stats()

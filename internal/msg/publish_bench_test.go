@@ -26,11 +26,11 @@ func BenchmarkPublish(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				batch.Number = i + 1
-				if err := p.Publish(e.ctx, batch); err != nil {
+				if err := p.Publish(e.Ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if err := p.Wait(e.ctx); err != nil {
+			if err := p.Wait(e.Ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "batches/s")
@@ -43,10 +43,10 @@ func benchSetup(b *testing.B) *env {
 	url := testenv.NATSURL(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	b.Cleanup(cancel)
-	js := connectTB(b, url)
+	js := testenv.Connect(b, url)
 	q, err := Setup(ctx, js, Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &env{url: url, js: js, q: q, ctx: ctx}
+	return &env{JetStream: testenv.JetStream{URL: url, JS: js, Ctx: ctx}, q: q}
 }

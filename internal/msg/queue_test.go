@@ -19,17 +19,17 @@ import (
 // (a work-queue stream admits no second consumer to read it with).
 func streamBatches(t *testing.T, e *env) []Batch {
 	t.Helper()
-	s, err := e.js.Stream(e.ctx, StreamBatches)
+	s, err := e.JS.Stream(e.Ctx, StreamBatches)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(e.ctx)
+	info, err := s.Info(e.Ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []Batch
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(e.ctx, seq)
+		m, err := s.GetMsg(e.Ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -93,26 +93,26 @@ func TestPublishFailsLoudly(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		b := testBatch("r1", 1)
 		b.IDs, b.Hosts = bigIDs(600), 600
-		err := e.q.Publisher(PublisherOptions{}).Publish(e.ctx, b)
+		err := e.q.Publisher(PublisherOptions{}).Publish(e.Ctx, b)
 		if failure.ClassOf(err) != failure.ClassPermanent || !strings.Contains(err.Error(), "lower the batch size") {
 			t.Fatalf("want a permanent size error, got %v", err)
 		}
 	})
 
 	t.Run("stream gone", func(t *testing.T) {
-		if err := e.js.DeleteStream(e.ctx, StreamBatches); err != nil {
+		if err := e.JS.DeleteStream(e.Ctx, StreamBatches); err != nil {
 			t.Fatal(err)
 		}
 		p := e.q.Publisher(PublisherOptions{Window: 2, Attempts: 2, AttemptTimeout: time.Second})
-		if err := p.Publish(e.ctx, testBatch("r1", 1)); err != nil {
+		if err := p.Publish(e.Ctx, testBatch("r1", 1)); err != nil {
 			t.Fatalf("Publish queues before it knows: %v", err)
 		}
-		err := p.Wait(e.ctx)
+		err := p.Wait(e.Ctx)
 		if err == nil || failure.ClassOf(err) != failure.ClassRetryable || !strings.Contains(err.Error(), "r1.1") {
 			t.Fatalf("Wait: want a retryable error naming the batch, got %v", err)
 		}
 		// Every later Publish reports the failure instead of carrying on.
-		if err2 := p.Publish(e.ctx, testBatch("r1", 2)); !errors.Is(err2, err) && (err2 == nil || err2.Error() != err.Error()) {
+		if err2 := p.Publish(e.Ctx, testBatch("r1", 2)); !errors.Is(err2, err) && (err2 == nil || err2.Error() != err.Error()) {
 			t.Fatalf("Publish after a failure: want the first error, got %v", err2)
 		}
 	})
@@ -132,12 +132,12 @@ func TestMaxAckPendingCapsTheFleet(t *testing.T) {
 	e := setup(t, Config{MaxInFlight: 2})
 	publishAll(t, e, testBatch("r1", 1), testBatch("r1", 2), testBatch("r1", 3))
 	// A second worker process, with its own connection.
-	other, err := Setup(e.ctx, connect(t, e.url), Config{MaxInFlight: 2})
+	other, err := Setup(e.Ctx, testenv.Connect(t, e.URL), Config{MaxInFlight: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	got, err := fetchAll(e.ctx, e.q, 3, 300*time.Millisecond)
+	got, err := fetchAll(e.Ctx, e.q, 3, 300*time.Millisecond)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -156,7 +156,7 @@ func TestMaxAckPendingCapsTheFleet(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		// Next returns as soon as its one message arrives.
-		m, err := other.Next(e.ctx, 10*time.Second)
+		m, err := other.Next(e.Ctx, 10*time.Second)
 		var msgs []jetstream.Msg
 		if m != nil {
 			msgs = append(msgs, m)
@@ -164,10 +164,10 @@ func TestMaxAckPendingCapsTheFleet(t *testing.T) {
 		done <- result{msgs, err}
 	}()
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		info, err := other.consumer.Info(e.ctx)
+		info, err := other.consumer.Info(e.Ctx)
 		return err == nil && info.NumWaiting == 1
 	}, "the other worker's pull request to reach the server")
-	if err := got[0].DoubleAck(e.ctx); err != nil {
+	if err := got[0].DoubleAck(e.Ctx); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done
@@ -214,7 +214,7 @@ func fetchNoWait(t *testing.T, q *Queue, n int) []jetstream.Msg {
 func TestFetchEmptyQueue(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	got, err := fetchAll(e.ctx, e.q, 2, 200*time.Millisecond)
+	got, err := fetchAll(e.Ctx, e.q, 2, 200*time.Millisecond)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Fetch on an empty queue: %d messages, %v", len(got), err)
 	}
@@ -223,7 +223,7 @@ func TestFetchEmptyQueue(t *testing.T) {
 func TestFetchStopGivesMessagesBack(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	ctx, cancel := context.WithCancel(e.ctx)
+	ctx, cancel := context.WithCancel(e.Ctx)
 	type result struct {
 		msgs []jetstream.Msg
 		err  error
@@ -234,7 +234,7 @@ func TestFetchStopGivesMessagesBack(t *testing.T) {
 		done <- result{m, err}
 	}()
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		info, err := e.q.consumer.Info(e.ctx)
+		info, err := e.q.consumer.Info(e.Ctx)
 		return err == nil && info.NumWaiting == 1
 	}, "the pull request to reach the server")
 	cancel()
@@ -258,7 +258,7 @@ func TestNakWithDelayRedelivers(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	publishAll(t, e, testBatch("r1", 1))
-	got, err := fetchAll(e.ctx, e.q, 1, time.Second)
+	got, err := fetchAll(e.Ctx, e.q, 1, time.Second)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Fetch: %d, %v", len(got), err)
 	}
@@ -296,22 +296,22 @@ func TestDeadLetter(t *testing.T) {
 	good := testBatch("r1", 3)
 	publishAll(t, e, good)
 	garbled := []byte("\x00not a batch\xff")
-	if _, err := e.js.Publish(e.ctx, BatchSubject("r2"), garbled); err != nil {
+	if _, err := e.JS.Publish(e.Ctx, BatchSubject("r2"), garbled); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := fetchAll(e.ctx, e.q, 2, 2*time.Second)
+	msgs, err := fetchAll(e.Ctx, e.q, 2, 2*time.Second)
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("Fetch: %d, %v", len(msgs), err)
 	}
 	for _, m := range msgs {
 		if _, err := Decode(m.Data()); err != nil {
-			if err := e.q.DeadLetter(e.ctx, m, "permanent failure", err); err != nil {
+			if err := e.q.DeadLetter(e.Ctx, m, "permanent failure", err); err != nil {
 				t.Fatalf("DeadLetter garbled: %v", err)
 			}
 			continue
 		}
 		// First try: the record is written, the Term is lost.
-		if err := e.q.DeadLetter(e.ctx, termFails{m}, "max deliveries reached", nil); err == nil {
+		if err := e.q.DeadLetter(e.Ctx, termFails{m}, "max deliveries reached", nil); err == nil {
 			t.Fatal("DeadLetter must report a failed Term")
 		}
 		if err := m.Nak(); err != nil {
@@ -324,11 +324,11 @@ func TestDeadLetter(t *testing.T) {
 		return len(redelivered) == 1
 	}, "the good batch back after its lost Term")
 	cause := failure.Retryable(errors.New("qualys: 503 Service Unavailable"))
-	if err := e.q.DeadLetter(e.ctx, redelivered[0], "max deliveries reached", cause); err != nil {
+	if err := e.q.DeadLetter(e.Ctx, redelivered[0], "max deliveries reached", cause); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 
-	r1, err := e.q.DeadLetters(e.ctx, "r1")
+	r1, err := e.q.DeadLetters(e.Ctx, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,20 +341,20 @@ func TestDeadLetter(t *testing.T) {
 		dl.Reason != "max deliveries reached" || dl.Deliveries != 1 || dl.StreamSeq == 0 {
 		t.Errorf("dead letter %+v (batch %+v, %v)", dl, b, err)
 	}
-	r2, err := e.q.DeadLetters(e.ctx, "r2")
+	r2, err := e.q.DeadLetters(e.Ctx, "r2")
 	if err != nil || len(r2) != 1 {
 		t.Fatalf("run r2 dead letters: %+v, %v", r2, err)
 	}
 	if string(r2[0].Body) != string(garbled) || r2[0].Class != "permanent" || !strings.Contains(r2[0].LastError, "not JSON") {
 		t.Errorf("garbled dead letter %+v", r2[0])
 	}
-	if all, err := e.q.DeadLetters(e.ctx, ""); err != nil || len(all) != 2 {
+	if all, err := e.q.DeadLetters(e.Ctx, ""); err != nil || len(all) != 2 {
 		t.Errorf("all dead letters: %d, %v", len(all), err)
 	}
 
 	// Terminated: never delivered again, gone from the work queue.
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		info, err := e.q.consumer.Info(e.ctx)
+		info, err := e.q.consumer.Info(e.Ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	}, "nothing pending after Term")
 	if left := streamBatches(t, e); len(left) != 0 {

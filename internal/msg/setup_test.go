@@ -11,12 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/testenv"
 )
 
 func TestSetupCreatesEverything(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{MaxInFlight: 3, AckWait: 30 * time.Second, MaxFailures: 7})
-	s, err := e.js.Stream(e.ctx, StreamBatches)
+	s, err := e.JS.Stream(e.Ctx, StreamBatches)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,14 +27,14 @@ func TestSetupCreatesEverything(t *testing.T) {
 		!sameSet(sc.Subjects, []string{"qfetch.batch.>"}) || sc.Discard != jetstream.DiscardNew {
 		t.Errorf("batch stream config: %+v", sc)
 	}
-	d, err := e.js.Stream(e.ctx, StreamDLQ)
+	d, err := e.JS.Stream(e.Ctx, StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if dc := d.CachedInfo().Config; dc.Retention != jetstream.LimitsPolicy || !sameSet(dc.Subjects, []string{"qfetch.dlq.>"}) {
 		t.Errorf("DLQ stream config: %+v", dc)
 	}
-	c, err := e.js.Consumer(e.ctx, StreamBatches, ConsumerWorkers)
+	c, err := e.JS.Consumer(e.Ctx, StreamBatches, ConsumerWorkers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +54,8 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, procs)
 	for i := range procs {
-		js := connect(t, e.url)
-		wg.Go(func() { _, errs[i] = Setup(e.ctx, js, cfg) })
+		js := testenv.Connect(t, e.URL)
+		wg.Go(func() { _, errs[i] = Setup(e.Ctx, js, cfg) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -63,16 +64,16 @@ func TestSetupIsIdempotentAndConcurrent(t *testing.T) {
 		}
 	}
 	// And again, one after the other, with data inside.
-	q, err := Setup(e.ctx, e.js, cfg)
+	q, err := Setup(e.Ctx, e.JS, cfg)
 	if err != nil {
 		t.Fatalf("Setup after setup: %v", err)
 	}
 	e.q = q
 	publishAll(t, e, testBatch("r1", 1))
-	if _, err := Setup(e.ctx, e.js, cfg); err != nil {
+	if _, err := Setup(e.Ctx, e.JS, cfg); err != nil {
 		t.Fatalf("Setup with a batch queued: %v", err)
 	}
-	s, err := e.js.Stream(e.ctx, StreamBatches)
+	s, err := e.JS.Stream(e.Ctx, StreamBatches)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,17 +86,17 @@ func TestSetupUpdatesTunables(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{MaxInFlight: 2})
 	cfg := Config{MaxInFlight: 5, DuplicateWindow: time.Hour, AckWait: time.Minute, MaxFailures: 9, MaxMsgSize: 4096}
-	if _, err := Setup(e.ctx, e.js, cfg); err != nil {
+	if _, err := Setup(e.Ctx, e.JS, cfg); err != nil {
 		t.Fatalf("Setup with new tunables: %v", err)
 	}
-	c, err := e.js.Consumer(e.ctx, StreamBatches, ConsumerWorkers)
+	c, err := e.JS.Consumer(e.Ctx, StreamBatches, ConsumerWorkers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cc := c.CachedInfo().Config; cc.MaxAckPending != 5 || cc.AckWait != time.Minute || cc.MaxDeliver != -1 {
 		t.Errorf("consumer not updated: %+v", cc)
 	}
-	s, err := e.js.Stream(e.ctx, StreamBatches)
+	s, err := e.JS.Stream(e.Ctx, StreamBatches)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestSetupRefusesIncompatible(t *testing.T) {
 		{"push consumer", func(t *testing.T, e *env) {
 			mustStream(t, e, base)
 			// The jetstream package creates pull consumers only.
-			legacy, err := e.js.Conn().JetStream()
+			legacy, err := e.JS.Conn().JetStream()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +151,7 @@ func TestSetupRefusesIncompatible(t *testing.T) {
 		}, "mode push"},
 		{"consumer with another filter", func(t *testing.T, e *env) {
 			mustStream(t, e, base)
-			if _, err := e.js.CreateConsumer(e.ctx, StreamBatches, jetstream.ConsumerConfig{
+			if _, err := e.JS.CreateConsumer(e.Ctx, StreamBatches, jetstream.ConsumerConfig{
 				Durable: ConsumerWorkers, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "qfetch.batch.only",
 			}); err != nil {
 				t.Fatal(err)
@@ -161,7 +162,7 @@ func TestSetupRefusesIncompatible(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			tt.prepare(t, e)
-			_, err := Setup(e.ctx, e.js, Config{})
+			_, err := Setup(e.Ctx, e.JS, Config{})
 			if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("want ErrIncompatible naming %q, got %v", tt.want, err)
 			}
@@ -175,7 +176,7 @@ func TestSetupRefusesIncompatible(t *testing.T) {
 
 func mustStream(t *testing.T, e *env, c jetstream.StreamConfig) {
 	t.Helper()
-	if _, err := e.js.CreateStream(e.ctx, c); err != nil {
+	if _, err := e.JS.CreateStream(e.Ctx, c); err != nil {
 		t.Fatalf("create stream %s: %v", c.Name, err)
 	}
 }
@@ -183,11 +184,11 @@ func mustStream(t *testing.T, e *env, c jetstream.StreamConfig) {
 func TestSetupRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	_, err := Setup(e.ctx, e.js, Config{MaxInFlight: -3})
+	_, err := Setup(e.Ctx, e.JS, Config{MaxInFlight: -3})
 	if err == nil || !strings.Contains(err.Error(), "max in flight") {
 		t.Fatalf("want a config error, got %v", err)
 	}
-	if _, err := e.js.Stream(e.ctx, StreamBatches); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := e.JS.Stream(e.Ctx, StreamBatches); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("a bad config must create nothing; stream lookup: %v", err)
 	}
 }
@@ -196,20 +197,20 @@ func TestSetupRejectsBadConfig(t *testing.T) {
 // planner) does not move the workers' MaxAckPending.
 func TestAdoptConsumerLeavesFleetCap(t *testing.T) {
 	e := setup(t, Config{MaxInFlight: 5})
-	if _, err := Setup(t.Context(), e.js, Config{MaxInFlight: 2, AdoptConsumer: true}); err != nil {
+	if _, err := Setup(t.Context(), e.JS, Config{MaxInFlight: 2, AdoptConsumer: true}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := e.js.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
+	c, err := e.JS.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := c.CachedInfo().Config.MaxAckPending; got != 5 {
 		t.Fatalf("MaxAckPending = %d after an adopting Setup, want the workers' 5", got)
 	}
-	if _, err := Setup(t.Context(), e.js, Config{MaxInFlight: 3}); err != nil {
+	if _, err := Setup(t.Context(), e.JS, Config{MaxInFlight: 3}); err != nil {
 		t.Fatal(err)
 	}
-	c, _ = e.js.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
+	c, _ = e.JS.Consumer(t.Context(), StreamBatches, ConsumerWorkers)
 	if got := c.CachedInfo().Config.MaxAckPending; got != 3 {
 		t.Fatalf("MaxAckPending = %d after an owning Setup, want 3", got)
 	}

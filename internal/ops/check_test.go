@@ -24,10 +24,10 @@ import (
 	"github.com/qfetch/qfetch/internal/testrun"
 )
 
-// natsWithoutJetStream is a NATS server as some installations have one.
-func natsWithoutJetStream(t *testing.T) string {
+// startServer starts a nats-server with opts for the rest of the test.
+func startServer(t *testing.T, opts *server.Options) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +36,13 @@ func natsWithoutJetStream(t *testing.T) string {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// natsWithoutJetStream is a NATS server as some installations have one.
+func natsWithoutJetStream(t *testing.T) string {
+	t.Helper()
+	s := startServer(t, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	return s.ClientURL()
 }
 
@@ -178,15 +185,7 @@ func TestCheckIncompatibleStream(t *testing.T) {
 // stream with limits retention, as a hand-made one might be.
 func natsURLWithStream(t *testing.T, e *env) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
+	s := startServer(t, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
 	js := testrun.Connect(t, s.ClientURL())
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "QFETCH_BATCHES", Subjects: []string{"qfetch.batch.>"}}); err != nil {
 		t.Fatal(fmt.Errorf("creating the stream: %w", err))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -73,27 +74,16 @@ func DLQList(ctx context.Context, q DeadLetters, run string, out Output) error {
 	if err != nil {
 		return err
 	}
-	if out.JSON {
-		if list == nil {
-			list = []msg.DeadLetter{}
-		}
-		return out.json(list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(out.W, "no dead letters")
-		return nil
-	}
-	tw := tabwriter.NewWriter(out.W, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tRUN\tBATCH\tHOSTS\tCLASS\tDELIVERIES\tAGE\tREASON\tLAST ERROR")
-	for _, d := range list {
-		hosts := "?"
-		if b, err := msg.Decode(d.Batch); err == nil {
-			hosts = fmt.Sprint(b.Hosts)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Run, orDash(d.BatchKey()), hosts,
-			orDash(d.Class), d.Deliveries, ago(time.Since(d.At).Seconds()), d.Reason, clip(d.LastError, 80))
-	}
-	return tw.Flush()
+	return printList(out, list, "no dead letters",
+		"SEQ\tRUN\tBATCH\tHOSTS\tCLASS\tDELIVERIES\tAGE\tREASON\tLAST ERROR",
+		func(w io.Writer, d msg.DeadLetter) {
+			hosts := "?"
+			if b, err := msg.Decode(d.Batch); err == nil {
+				hosts = fmt.Sprint(b.Hosts)
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Run, orDash(d.BatchKey()), hosts,
+				orDash(d.Class), d.Deliveries, ago(time.Since(d.At).Seconds()), d.Reason, clip(d.LastError, 80))
+		})
 }
 
 // DLQShow prints one dead letter whole.
@@ -126,17 +116,23 @@ func DLQShow(ctx context.Context, q DeadLetters, seq uint64, out Output) error {
 	return tw.Flush()
 }
 
+// resolveSome is resolve that, when s selects nothing, says there is
+// nothing to verb.
+func (s Selection) resolveSome(ctx context.Context, q DeadLetters, out Output, verb string) ([]msg.DeadLetter, error) {
+	list, err := s.resolve(ctx, q)
+	if err == nil && len(list) == 0 {
+		fmt.Fprintln(out.W, "no dead letters to "+verb)
+	}
+	return list, err
+}
+
 // DLQReplay puts the selected dead letters back on the work queue. Dead
 // letters of a run that completed meanwhile are left for drop: workers
 // would discard them. It goes on past a failure and returns them all.
 func DLQReplay(ctx context.Context, q DeadLetters, sel Selection, out Output) error {
-	list, err := sel.resolve(ctx, q)
-	if err != nil {
+	list, err := sel.resolveSome(ctx, q, out, "replay")
+	if err != nil || len(list) == 0 {
 		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(out.W, "no dead letters to replay")
-		return nil
 	}
 	type result struct {
 		Seq   uint64 `json:"seq"`
@@ -190,13 +186,9 @@ func replayable(ctx context.Context, q DeadLetters, d msg.DeadLetter) error {
 // run's record, that the run is accepted as incomplete. Without yes it
 // says what it would do and returns ErrNeedYes.
 func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason string, yes bool, out Output) error {
-	list, err := sel.resolve(ctx, q)
-	if err != nil {
+	list, err := sel.resolveSome(ctx, q, out, "drop")
+	if err != nil || len(list) == 0 {
 		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(out.W, "no dead letters to drop")
-		return nil
 	}
 	if !yes {
 		runs := map[string]bool{}

@@ -31,29 +31,39 @@ func (o Output) json(v any) error {
 	return enc.Encode(v)
 }
 
+// printList prints list as JSON (an empty array rather than null when there
+// is none), or else as a table under header, a row each, or else says empty.
+func printList[T any](out Output, list []T, empty, header string, row func(w io.Writer, v T)) error {
+	if out.JSON {
+		if list == nil {
+			list = []T{}
+		}
+		return out.json(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(out.W, empty)
+		return nil
+	}
+	tw := tabwriter.NewWriter(out.W, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, v := range list {
+		row(tw, v)
+	}
+	return tw.Flush()
+}
+
 // Runs prints the status of the n newest runs.
 func Runs(ctx context.Context, q runstat.Queue, cfg runstat.Config, n int, out Output) error {
 	list, err := runstat.Recent(ctx, q, cfg, n)
 	if err != nil {
 		return err
 	}
-	if out.JSON {
-		if list == nil {
-			list = []runstat.Status{}
-		}
-		return out.json(list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(out.W, "no runs yet: the planner opens the first one")
-		return nil
-	}
-	tw := tabwriter.NewWriter(out.W, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTATE\tWINDOW\tBATCHES\tHOSTS\tBYTES\tRETRIES\tDEAD\tAGE")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Run, s.State, window(s.After, s.Before),
-			batches(s), s.HostsRequested, bytesIEC(s.Bytes), s.Retries, s.DeadLetters, ago(s.AgeSeconds))
-	}
-	return tw.Flush()
+	return printList(out, list, "no runs yet: the planner opens the first one",
+		"RUN\tSTATE\tWINDOW\tBATCHES\tHOSTS\tBYTES\tRETRIES\tDEAD\tAGE",
+		func(w io.Writer, s runstat.Status) {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Run, s.State, window(s.After, s.Before),
+				batches(s), s.HostsRequested, bytesIEC(s.Bytes), s.Retries, s.DeadLetters, ago(s.AgeSeconds))
+		})
 }
 
 // Status prints one run ("" for the newest) in detail. With watch it then

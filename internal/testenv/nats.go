@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const natsReadyTimeout = 30 * time.Second
@@ -34,6 +37,38 @@ func NATS(t testing.TB) *server.Server {
 func NATSURL(t testing.TB) string {
 	t.Helper()
 	return StartNATS(t).URL()
+}
+
+// Connect opens a JetStream connection to url for the rest of the test.
+func Connect(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("testenv: connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("testenv: jetstream: %v", err)
+	}
+	return js
+}
+
+// JetStream is one test's JetStream: a fresh embedded server, a connection,
+// and a context that ends a minute on.
+type JetStream struct {
+	URL string
+	JS  jetstream.JetStream
+	Ctx context.Context
+}
+
+// NewJetStream starts a server for the test and connects to it.
+func NewJetStream(t *testing.T) JetStream {
+	t.Helper()
+	url := NATSURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return JetStream{URL: url, JS: Connect(t, url), Ctx: ctx}
 }
 
 // StartNATS starts an embedded JetStream server on 127.0.0.1 with a random

@@ -14,22 +14,6 @@ import (
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
-// jsSetup connects to url and returns a JetStream handle; the connection is
-// closed when the test ends.
-func jsSetup(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -71,7 +55,7 @@ func TestNATSJetStream(t *testing.T) {
 	if !srv.JetStreamEnabled() {
 		t.Fatal("JetStream is off")
 	}
-	js := jsSetup(t, srv.ClientURL())
+	js := testenv.Connect(t, srv.ClientURL())
 	createAndPublish(t, js, []byte("hello"))
 	if got := lastPayload(t, js); !bytes.Equal(got, []byte("hello")) {
 		t.Fatalf("got %q, want %q", got, "hello")
@@ -83,7 +67,7 @@ func TestNATSURLServesJetStream(t *testing.T) {
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
 		t.Fatalf("URL %q is not on 127.0.0.1", url)
 	}
-	js := jsSetup(t, url)
+	js := testenv.Connect(t, url)
 	if _, err := js.AccountInfo(testCtx(t)); err != nil {
 		t.Fatalf("account info: %v", err)
 	}
@@ -92,7 +76,7 @@ func TestNATSURLServesJetStream(t *testing.T) {
 func TestNATSRestartKeepsStream(t *testing.T) {
 	n := testenv.StartNATS(t)
 	url := n.URL()
-	createAndPublish(t, jsSetup(t, url), []byte("kept"))
+	createAndPublish(t, testenv.Connect(t, url), []byte("kept"))
 
 	n.Stop()
 	if n.Server() != nil {
@@ -107,13 +91,13 @@ func TestNATSRestartKeepsStream(t *testing.T) {
 	if n.URL() != url {
 		t.Fatalf("URL changed over a restart: %s, then %s", url, n.URL())
 	}
-	js := jsSetup(t, url)
+	js := testenv.Connect(t, url)
 	if got := lastPayload(t, js); string(got) != "kept" {
 		t.Fatalf("after restart got %q, want %q", got, "kept")
 	}
 
 	n.Restart()
-	if got := lastPayload(t, jsSetup(t, url)); string(got) != "kept" {
+	if got := lastPayload(t, testenv.Connect(t, url)); string(got) != "kept" {
 		t.Fatalf("after second restart got %q, want %q", got, "kept")
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/app"
@@ -153,16 +152,7 @@ func (noFinish) TryFinish(context.Context, string) error { return nil }
 // Connect opens a JetStream connection to url for the rest of the test.
 func Connect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return testenv.Connect(t, url)
 }
 
 // Finisher is the finisher planners and workers of this Env use.
