@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -45,7 +48,29 @@ func (w *world) checkStatus(id string, got runContent, workers []*workerProc) {
 			return err == nil && m[`qfetch_runs{state="complete"}`] >= 1 &&
 				m["qfetch_last_complete_run_timestamp_seconds"] == completed && m["qfetch_dead_letters"] == 0
 		}, "worker %s's /metrics report run %s complete", wp.Name, id)
+		checkBuildInfo(t, wp)
 	}
+}
+
+// checkBuildInfo checks that a worker's /metrics says which build it runs:
+// e2e builds without -ldflags, with this test's toolchain.
+func checkBuildInfo(t *testing.T, wp *workerProc) {
+	t.Helper()
+	m, err := wp.metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, v := range m {
+		if !strings.HasPrefix(key, "qfetch_build_info{") {
+			continue
+		}
+		if v != 1 || !strings.Contains(key, fmt.Sprintf("{goversion=%q}", runtime.Version())) ||
+			!strings.Contains(key, `{version="dev"}`) || !strings.Contains(key, `{revision="`) {
+			t.Errorf("worker %s: %s = %v", wp.Name, key, v)
+		}
+		return
+	}
+	t.Errorf("worker %s's /metrics has no qfetch_build_info", wp.Name)
 }
 
 // metrics scrapes the worker's /metrics into name{labels} → value.

@@ -26,7 +26,24 @@ type spec struct {
 	config.Fleet
 }
 
+const usage = `usage: planner [--help | --version]
+
+planner opens (or resumes) one qfetch run: it pages the Qualys Host List
+for the hosts changed since the watermark and publishes their IDs as
+batches to JetStream, where the workers pick them up. It runs once and
+exits (a CronJob).
+
+It takes no arguments: it is configured by QFETCH_* variables, mainly
+QFETCH_QUALYS_URL, QFETCH_QUALYS_USERNAME, QFETCH_QUALYS_PASSWORD,
+QFETCH_NATS_URL, QFETCH_S3_ENDPOINT, QFETCH_S3_BUCKET, QFETCH_S3_ACCESS_KEY,
+QFETCH_S3_SECRET_KEY (README, "Configuration", lists them all).
+
+` + app.ExitCodesHelp
+
 func main() {
+	if code, exit := app.Args("planner", usage, os.Args[1:], os.Stdout, os.Stderr); exit {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx)
 	stop()
@@ -47,6 +64,7 @@ func run(ctx context.Context) error {
 	}
 	defer parts.Close()
 	log := parts.Log
+	log.Info("planner started", app.BuildAttr())
 	p := parts.Planner(app.PlanConfig(s.Qualys, s.Fleet, s.Plan))
 
 	out, err := p.Run(ctx)

@@ -64,13 +64,14 @@ func runExporter(ctx context.Context, args []string, _ io.Writer) error {
 	parts := app.Parts{Log: log, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: app.Owner()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app.RegisterBuildInfo(reg)
 	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Exporter.Every}, runstat.NewMetrics(reg))
 
 	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, app.Connected(nc)))
 	if err != nil {
 		return err
 	}
-	log.Info("exporter started", "listen", srv.Addr(), "every", s.Exporter.Every.String(), "store", store.Describe())
+	log.Info("exporter started", app.BuildAttr(), "listen", srv.Addr(), "every", s.Exporter.Every.String(), "store", store.Describe())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(srv.Serve)
 	g.Go(func() error {

@@ -61,6 +61,7 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg.Log = log
+	log.Info("qfetch local started", app.BuildAttr(), "dir", cfg.Dir)
 	if tty {
 		cfg.Progress = os.Stderr
 	}

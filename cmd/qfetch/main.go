@@ -47,11 +47,16 @@ func main() {
 // 1 failed, 2 usage or configuration error, 3 a fleet-wide fault (NATS,
 // the bucket or Qualys unusable), 130 interrupted.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	case "-version", "--version", "version":
+		app.PrintVersion(stdout, "qfetch")
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -88,5 +93,5 @@ func usage(w io.Writer) {
 	for _, name := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nqfetch <command> -h describes a command's flags.")
+	fmt.Fprintln(w, "\nqfetch <command> -h describes a command's flags; qfetch --version prints the version.")
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
@@ -22,6 +24,10 @@ func TestDispatchExitCodes(t *testing.T) {
 		{nil, 2},
 		{[]string{"nope"}, 2},
 		{[]string{"help"}, 0},
+		{[]string{"-h"}, 0},
+		{[]string{"--help"}, 0},
+		{[]string{"--version"}, 0},
+		{[]string{"version"}, 0},
 		{[]string{"sim", "-h"}, 0},
 		{[]string{"sim", "--bogus"}, 2},
 		{[]string{"sim", "extra"}, 2},
@@ -37,6 +43,31 @@ func TestDispatchExitCodes(t *testing.T) {
 
 // TestSimServesUntilCancelled starts `qfetch sim` as main would, reads the
 // URL and credentials it prints, calls the API with them, and stops it.
+// TestDispatchHelpAndVersion: help and the version go to stdout, a bad
+// command line to stderr.
+func TestDispatchHelpAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		out, errs string
+	}{
+		{[]string{"--help"}, "usage: qfetch", ""},
+		{[]string{"-h"}, "usage: qfetch", ""},
+		{[]string{"help"}, "usage: qfetch", ""},
+		{[]string{"--version"}, "qfetch " + app.Version + "\n", ""},
+		{[]string{"version"}, runtime.Version(), ""},
+		{nil, "", "usage: qfetch"},
+		{[]string{"nope"}, "", `unknown command "nope"`},
+	} {
+		var out, errs strings.Builder
+		dispatch(context.Background(), tc.args, &out, &errs)
+		for _, c := range []struct{ got, want string }{{out.String(), tc.out}, {errs.String(), tc.errs}} {
+			if (c.want == "") != (c.got == "") || !strings.Contains(c.got, c.want) {
+				t.Errorf("qfetch %q: wrote %q, want it to contain %q", tc.args, c.got, c.want)
+			}
+		}
+	}
+}
+
 func TestSimServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -22,7 +22,25 @@ import (
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
+const usage = `usage: worker [--help | --version]
+
+worker pulls qfetch batches from JetStream, fetches each batch's Qualys
+host detections and streams them into the bucket. It serves /healthz,
+/readyz and /metrics on QFETCH_WORKER_LISTEN. The first SIGTERM stops
+pulling and gives batches in flight QFETCH_WORKER_GRACE to finish.
+
+It takes no arguments: it is configured by QFETCH_* variables, mainly
+QFETCH_QUALYS_URL, QFETCH_QUALYS_USERNAME, QFETCH_QUALYS_PASSWORD,
+QFETCH_NATS_URL, QFETCH_S3_ENDPOINT, QFETCH_S3_BUCKET, QFETCH_S3_ACCESS_KEY,
+QFETCH_S3_SECRET_KEY, QFETCH_WORKER_SLOTS (README, "Configuration", lists
+them all).
+
+` + app.ExitCodesHelp
+
 func main() {
+	if code, exit := app.Args("worker", usage, os.Args[1:], os.Stdout, os.Stderr); exit {
+		os.Exit(code)
+	}
 	soft, hard, stop := signals()
 	err := run(soft, hard)
 	stop()
@@ -76,6 +94,7 @@ func run(soft, hard context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app.RegisterBuildInfo(reg)
 	w := parts.Worker(s.FetchConfig(), fetch.NewMetrics(reg))
 	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Worker.StatusEvery}, runstat.NewMetrics(reg))
 
@@ -84,7 +103,7 @@ func run(soft, hard context.Context) error {
 		return err
 	}
 
-	log.Info("worker started", "slots", s.Worker.Slots, "listen", srv.Addr(), "store", parts.Store.Describe())
+	log.Info("worker started", app.BuildAttr(), "slots", s.Worker.Slots, "listen", srv.Addr(), "store", parts.Store.Describe())
 	var g errgroup.Group
 	g.Go(srv.Serve)
 	// Run-level metrics and status.json, until the first signal.
