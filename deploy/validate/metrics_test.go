@@ -16,12 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
-// goCollectors are the client library's, as the binaries register them.
+// goCollectors are the client library's and qfetch_build_info, as every
+// program that serves /metrics registers them.
 var goCollectors = map[string]func(prometheus.Registerer){
+	"app.RegisterBuildInfo":     app.RegisterBuildInfo,
 	"collectors.NewGoCollector": func(r prometheus.Registerer) { r.MustRegister(collectors.NewGoCollector()) },
 	"collectors.NewProcessCollector": func(r prometheus.Registerer) {
 		r.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -388,7 +391,7 @@ func TestCollectorsMirrorBinaries(t *testing.T) {
 						return true
 					}
 					pkg, fn := name[:max(strings.LastIndex(name, "."), 0)], name[strings.LastIndex(name, ".")+1:]
-					if (pkg == "collectors" && strings.HasPrefix(fn, "New")) || fn == "NewMetrics" {
+					if (pkg == "collectors" && strings.HasPrefix(fn, "New")) || fn == "NewMetrics" || name == "app.RegisterBuildInfo" {
 						got = append(got, name)
 					}
 					return true
