@@ -16,8 +16,9 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY cmd/ cmd/
 COPY internal/ internal/
 ARG VERSION=dev
+ARG REVISION=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags="-s -w -X github.com/qfetch/qfetch/internal/app.Version=${VERSION}" \
+    go build -trimpath -ldflags="-s -w -X github.com/qfetch/qfetch/internal/app.Version=${VERSION} -X github.com/qfetch/qfetch/internal/app.Revision=${REVISION}" \
       -o /out/ ./cmd/planner ./cmd/worker ./cmd/qfetch
 
 # Static binaries: no libc, no shell. nonroot is uid 65532, as the pods' securityContext says.

@@ -29,6 +29,10 @@ import (
 // Version is stamped at build time with -ldflags "-X …/internal/app.Version=…".
 var Version = "dev"
 
+// Revision may be stamped the same way (…/internal/app.Revision=…) where the
+// go command records no VCS stamp: the image builds from a copied tree.
+var Revision = ""
+
 // Exit codes shared by the binaries (README, "Exit codes").
 const (
 	ExitOK          = 0 // done, or nothing to do

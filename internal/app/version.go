@@ -18,15 +18,19 @@ type Identity struct {
 	Version, Revision, GoVersion string
 }
 
-// BuildInfo returns this binary's Identity. The revision comes from the go
-// command's VCS stamp, so a build outside a checkout (the image builds
-// from a copied tree) says "unknown" rather than guessing.
+// BuildInfo returns this binary's Identity. The revision is the stamped
+// Revision, else the go command's VCS stamp; a build with neither says
+// "unknown" rather than guessing.
 func BuildInfo() Identity {
-	return buildOf(Version, debug.ReadBuildInfo)
+	return buildOf(Version, Revision, debug.ReadBuildInfo)
 }
 
-func buildOf(version string, read func() (*debug.BuildInfo, bool)) Identity {
+func buildOf(version, stamped string, read func() (*debug.BuildInfo, bool)) Identity {
 	b := Identity{Version: version, Revision: "unknown", GoVersion: runtime.Version()}
+	if stamped != "" {
+		b.Revision = stamped
+		return b
+	}
 	info, ok := read()
 	if !ok {
 		return b

@@ -15,17 +15,20 @@ func TestBuildOf(t *testing.T) {
 	}
 	rev := debug.BuildSetting{Key: "vcs.revision", Value: "abc123"}
 	for _, tc := range []struct {
-		name string
-		read func() (*debug.BuildInfo, bool)
-		want string
+		name    string
+		stamped string
+		read    func() (*debug.BuildInfo, bool)
+		want    string
 	}{
-		{"no build info", func() (*debug.BuildInfo, bool) { return nil, false }, "unknown"},
-		{"no vcs stamp", info(), "unknown"},
-		{"clean", info(rev, debug.BuildSetting{Key: "vcs.modified", Value: "false"}), "abc123"},
-		{"modified", info(rev, debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "abc123-dirty"},
-		{"modified without revision", info(debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "unknown"},
+		{"no build info", "", func() (*debug.BuildInfo, bool) { return nil, false }, "unknown"},
+		{"no vcs stamp", "", info(), "unknown"},
+		{"clean", "", info(rev, debug.BuildSetting{Key: "vcs.modified", Value: "false"}), "abc123"},
+		{"modified", "", info(rev, debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "abc123-dirty"},
+		{"modified without revision", "", info(debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "unknown"},
+		{"stamped, no vcs stamp", "def456", info(), "def456"},
+		{"stamped wins over the vcs stamp", "def456", info(rev), "def456"},
 	} {
-		got := buildOf("v1.2.3", tc.read)
+		got := buildOf("v1.2.3", tc.stamped, tc.read)
 		if got != (Identity{Version: "v1.2.3", Revision: tc.want, GoVersion: runtime.Version()}) {
 			t.Errorf("%s: %+v, want revision %q", tc.name, got, tc.want)
 		}
