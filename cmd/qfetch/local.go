@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		return errUsage
+	}
+	if err := checkLocalFlags(fs, cfg, os.Getenv("QFETCH_QUALYS_URL") != ""); err != nil {
+		return fmt.Errorf("%w:\n%w", app.ErrConfig, err)
 	}
 
 	var lc config.Log
@@ -98,6 +102,57 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 		sum.Batches, sum.HostsRequested, sum.HostsReturned, mb, sum.Seconds, mb/max(sum.Seconds, 0.001))
 	fmt.Fprintf(stdout, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
 	return nil
+}
+
+// checkLocalFlags holds the flags to the rules the binaries hold their
+// variables to (config.Fleet for the batch size and the cap), one line per
+// bad flag, so that no bad value reaches the simulator or the planner.
+func checkLocalFlags(fs *flag.FlagSet, cfg local.Config, realQualys bool) error {
+	var errs []error
+	bad := func(name string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", name, err)) }
+	fleetFlags := map[string]string{"BatchSize": "batch-size", "MaxInFlight": "slots"}
+	if err := (config.Fleet{BatchSize: cfg.BatchSize, MaxInFlight: cfg.Slots}).Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			var fe *config.FieldError
+			if errors.As(e, &fe) && fleetFlags[fe.Field] != "" {
+				bad(fleetFlags[fe.Field], fe.Err)
+			} else {
+				errs = append(errs, e)
+			}
+		}
+	}
+	if cfg.PageSize < 0 {
+		bad("page-size", fmt.Errorf("must be 0 or more, got %d", cfg.PageSize))
+	}
+	if cfg.Overlap < 0 {
+		bad("overlap", fmt.Errorf("must be 0 or more, got %s", cfg.Overlap))
+	}
+	if realQualys {
+		// The simulator's flags would be silently ignored: the user meant
+		// one or the other.
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "hosts", "faults", "seed":
+				bad(f.Name, errors.New("only applies to the simulator; unset QFETCH_QUALYS_URL to use it"))
+			}
+		})
+		return errors.Join(errs...)
+	}
+	if cfg.SimHosts < 1 {
+		bad("hosts", fmt.Errorf("must be 1 or more, got %d", cfg.SimHosts))
+	}
+	if !(cfg.SimFaults >= 0 && cfg.SimFaults <= 1) { // NaN too
+		bad("faults", fmt.Errorf("must be between 0 and 1, got %g", cfg.SimFaults))
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin lists the errors errors.Join put together.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func fmtTime(t time.Time) string {

@@ -17,6 +17,9 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestDispatchExitCodes(t *testing.T) {
+	// A command that dialled NATS would fail otherwise (3), not with a
+	// usage error.
+	t.Setenv("QFETCH_NATS_URL", "nats://127.0.0.1:1")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -33,11 +36,59 @@ func TestDispatchExitCodes(t *testing.T) {
 		{[]string{"sim", "extra"}, 2},
 		{[]string{"sim", "--hosts", "-5"}, 1},
 		{[]string{"sim", "--fault", "boom=0.1"}, 1},
+		// Usage errors, found before NATS is dialled (README, "Exit codes").
+		{[]string{"watermark", "set", "--yes", "--time", "2026-01-02T15:04:05Z"}, 2},
+		{[]string{"watermark", "set", "--yes", "--time", "2026-01-02T15:04:05Z", "--reason", "x", "--by", ""}, 2},
 	} {
 		var out, errs strings.Builder
 		if got := dispatch(context.Background(), tc.args, &out, &errs); got != tc.code {
 			t.Errorf("qfetch %v: exit %d, want %d (stderr %q)", tc.args, got, tc.code, errs.String())
 		}
+	}
+}
+
+// TestLocalBadFlags: every bad value of qfetch local is a configuration
+// error (exit 2) with one line naming the flag, and no run starts.
+func TestLocalBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		qualysURL  string
+		flag, want string
+	}{
+		{[]string{"--faults", "2"}, "", "--faults", "between 0 and 1, got 2"},
+		{[]string{"--faults", "-1"}, "", "--faults", "between 0 and 1, got -1"},
+		{[]string{"--faults", "NaN"}, "", "--faults", "between 0 and 1"},
+		{[]string{"--hosts", "-5"}, "", "--hosts", "1 or more, got -5"},
+		{[]string{"--hosts", "0"}, "", "--hosts", "1 or more, got 0"},
+		{[]string{"--batch-size", "0"}, "", "--batch-size", "between 1 and 10000, got 0"},
+		{[]string{"--batch-size", "20000"}, "", "--batch-size", "between 1 and 10000, got 20000"},
+		{[]string{"--slots", "0"}, "", "--slots", "1 or more, got 0"},
+		{[]string{"--page-size", "-1"}, "", "--page-size", "0 or more, got -1"},
+		{[]string{"--overlap", "-1s"}, "", "--overlap", "0 or more, got -1s"},
+		{[]string{"--hosts", "100"}, "https://qualysapi.example.com", "--hosts", "only applies to the simulator"},
+		{[]string{"--faults", "0.1"}, "https://qualysapi.example.com", "--faults", "only applies to the simulator"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("QFETCH_QUALYS_URL", tc.qualysURL)
+			var out, errs strings.Builder
+			args := append([]string{"local", "--dir", t.TempDir()}, tc.args...)
+			if got := dispatch(context.Background(), args, &out, &errs); got != 2 {
+				t.Errorf("exit %d, want 2 (stderr %q)", got, errs.String())
+			}
+			line := tc.flag + ": must be " + tc.want
+			if strings.HasPrefix(tc.want, "only") {
+				line = tc.flag + ": " + tc.want
+			}
+			if !strings.Contains(errs.String(), line) {
+				t.Errorf("stderr %q does not say %q", errs.String(), line)
+			}
+			if strings.Contains(errs.String(), "goroutine") {
+				t.Errorf("stack trace on stderr: %q", errs.String())
+			}
+			if out.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", out.String())
+			}
+		})
 	}
 }
 

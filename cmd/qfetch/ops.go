@@ -235,6 +235,16 @@ func runWatermark(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(os.Stderr, "qfetch watermark set: --time %q is not RFC 3339 (2026-01-02T15:04:05Z)\n", *at)
 			return errUsage
 		}
+		// Usage errors like a missing --yes (exit 2), found before NATS is
+		// dialled.
+		if *reason == "" {
+			fmt.Fprintln(os.Stderr, "qfetch watermark set: say why with --reason: it is kept in the watermark's history")
+			return errUsage
+		}
+		if *by == "" {
+			fmt.Fprintln(os.Stderr, "qfetch watermark set: say who with --by")
+			return errUsage
+		}
 	}
 	q, done, err := openQueue(ctx)
 	if err != nil {
