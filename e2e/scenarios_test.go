@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
@@ -32,6 +34,7 @@ var scenarios = []scenario{
 	{"6_wrong_password", testWrongPassword},
 	{"7_409_storm", testConcurrencyStorm},
 	{"8_daily_runs", testDailyRuns},
+	{"9_worker_interrupted", testWorkerInterrupted},
 }
 
 // TestE2E runs every scenario at once: each has processes of its own (a
@@ -373,7 +376,7 @@ func testWrongPassword(t *testing.T, b bins) {
 		if err := wp.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		wp.Wait(time.Second, 0)
+		wp.Wait(time.Second, app.ExitInterrupted)
 	}
 
 	// The right password, but Qualys refuses every login for a while.
@@ -578,4 +581,17 @@ func testDailyRuns(t *testing.T, b bins) {
 	w.checkLatest(r4)
 	w.checkIncomplete(r2)
 	w.checkNoUploadsLeft()
+}
+
+// 9. A ready worker stopped by SIGINT, as Ctrl-C does, exits 130
+// (README, "Exit codes"), like the planner.
+func testWorkerInterrupted(t *testing.T, b bins) {
+	sim := startSim(t, b, dataset(100, 9)...)
+	w := newWorld(t, b, sim, sharedBucket(t))
+	wp := w.worker("worker-1", 1, "")
+	testenv.Eventually(t, time.Minute, func() bool { r, err := wp.Ready(); return err == nil && r }, "worker ready")
+	if err := wp.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	wp.Wait(stopGrace, app.ExitInterrupted)
 }

@@ -114,5 +114,10 @@ func run(soft, hard context.Context) error {
 	})
 	err = g.Wait()
 	log.Info("worker stopped")
+	if err == nil && soft.Err() != nil {
+		// Stopped by a signal, its batches handed back: 130 as for the
+		// planner (README, "Exit codes").
+		return fmt.Errorf("interrupted: %w", context.Cause(soft))
+	}
 	return err
 }

@@ -86,7 +86,7 @@ const ExitCodesHelp = `exit codes:
   0    done, or nothing to do
   1    the run failed (retries spent or a permanent error)
   2    configuration missing or invalid, or a bad command line
-  3    fleet-wide fault an operator must fix (Qualys credentials, bucket, S3 credentials, NATS)
+  3    fleet-wide fault an operator must fix (Qualys credentials, bucket, S3 credentials or reach, NATS)
   130  interrupted
 `
 
