@@ -126,6 +126,8 @@ func TestS3FleetWide(t *testing.T) {
 		{"wrong secret key", func(c *S3Config) { c.SecretKey = wrongSecret }},
 		{"unknown access key", func(c *S3Config) { c.AccessKey = "nobody-" + srv.AccessKey }},
 		{"TLS to a plain HTTP endpoint", func(c *S3Config) { c.Secure = true }},
+		{"nothing listening at the endpoint", func(c *S3Config) { c.Endpoint = closedPort(t) }},
+		{"endpoint name that does not resolve", func(c *S3Config) { c.Endpoint = "no-such-host.invalid:9000" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,12 +161,11 @@ func TestS3FleetWide(t *testing.T) {
 	}
 }
 
-// A store that cannot be reached, or fails, is worth retrying.
+// A store that answers and then fails is worth retrying (one that cannot
+// be reached at all is fleet-wide: TestS3FleetWide).
 func TestS3Retryable(t *testing.T) {
-	refused := closedPort(t)
 	resetting := resettingServer(t)
 	for _, tc := range []struct{ name, endpoint string }{
-		{"connection refused", refused},
 		{"connection reset", resetting},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,8 +221,9 @@ func resettingServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// Stopping MinIO makes calls retryable, and they work again once it is back;
-// a Put cut off by the outage leaves no object.
+// Stopping MinIO makes calls fleet-wide (nothing answers: the fleet pauses
+// rather than charge batches), and they work again once it is back; a Put
+// cut off by the outage leaves no object.
 func TestS3EndpointStopped(t *testing.T) {
 	p := testenv.DedicatedMinIO(t)
 	client, err := p.Client()
@@ -242,11 +244,11 @@ func TestS3EndpointStopped(t *testing.T) {
 	if stopErr != nil {
 		t.Fatal(stopErr)
 	}
-	if failure.ClassOf(err) != failure.ClassRetryable {
-		t.Errorf("Put during the outage = %v, want retryable", err)
+	if failure.ClassOf(err) != failure.ClassFleetWide {
+		t.Errorf("Put during the outage = %v, want fleet-wide", err)
 	}
-	if err := s.Check(ctx); failure.ClassOf(err) != failure.ClassRetryable {
-		t.Errorf("Check while stopped = %v, want retryable", err)
+	if err := s.Check(ctx); failure.ClassOf(err) != failure.ClassFleetWide {
+		t.Errorf("Check while stopped = %v, want fleet-wide", err)
 	}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/minio/minio-go/v7"
 
@@ -36,6 +37,11 @@ var (
 		"AuthorizationHeaderMalformed", "PermanentRedirect", "RequestTimeTooSkewed",
 		"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded",
 	)
+	// unreachableErrnos: nothing answers at the endpoint. minio-go has
+	// retried by the time we see one, so the store is down or the address
+	// wrong, and every object would meet it: the fleet pauses (I6) and a
+	// planner stops with exit 3, as for NATS unreachable.
+	unreachableErrnos = []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH}
 	// retryableStatus: any 5xx, plus these.
 	retryableStatus = map[int]bool{http.StatusRequestTimeout: true, http.StatusTooManyRequests: true, 499: true}
 )
@@ -89,13 +95,28 @@ func (s *S3) classify(ctx context.Context, op, key string, err error) error {
 		return failure.FleetWide(fmt.Errorf("objstore: %s: TLS to %s for bucket %q failed (check QFETCH_S3_SECURE and the CA): %w",
 			op, s.endpoint, s.bucket, err))
 	}
-	var dns *net.DNSError
-	if errors.As(err, &dns) && dns.IsNotFound {
-		return failure.FleetWide(fmt.Errorf("objstore: %s: endpoint %s of bucket %q: %w", op, s.endpoint, s.bucket, err))
+	if unreachable(err) {
+		return failure.FleetWide(fmt.Errorf("objstore: %s: cannot reach endpoint %s of bucket %q "+
+			"(check QFETCH_S3_ENDPOINT and that the store is up): %w", op, s.endpoint, s.bucket, err))
 	}
-	// Refused, reset, cut short, timed out: the network or the store is down
-	// for now. minio-go has retried already.
+	// Reset, cut short, timed out: a connection that was made and then
+	// failed. minio-go has retried already.
 	return failure.Retryable(fmt.Errorf("objstore: %s %s: %w", op, where, err))
+}
+
+// unreachable reports an endpoint that cannot be connected to: its name
+// does not resolve, or nothing answers at the address.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	for _, errno := range unreachableErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 func tlsError(err error) bool {
