@@ -35,6 +35,7 @@ var scenarios = []scenario{
 	{"7_409_storm", testConcurrencyStorm},
 	{"8_daily_runs", testDailyRuns},
 	{"9_worker_interrupted", testWorkerInterrupted},
+	{"10_s3_refused", testS3Refused},
 }
 
 // TestE2E runs every scenario at once: each has processes of its own (a
@@ -594,4 +595,13 @@ func testWorkerInterrupted(t *testing.T, b bins) {
 		t.Fatal(err)
 	}
 	wp.Wait(stopGrace, app.ExitInterrupted)
+}
+
+// 10. A planner whose S3 endpoint refuses connections exits 3, as for the
+// other S3 faults an operator must fix (README, "Exit codes").
+func testS3Refused(t *testing.T, b bins) {
+	sim := startSim(t, b, dataset(100, 10)...)
+	w := newWorld(t, b, sim, s3Target{Endpoint: hostPort(freePort(t)), AccessKey: "access",
+		SecretKey: "secret-0123456789", Bucket: "qfetch-e2e"})
+	w.planner("").Wait(2*time.Minute, app.ExitFleetWide)
 }
