@@ -34,10 +34,10 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := local.Config{Prefix: "qualys"}
 	fs.StringVar(&cfg.Dir, "dir", "qfetch-data", "data directory (NATS store, and the bucket without S3)")
 	fs.Int64Var(&cfg.SimHosts, "hosts", 20000, "simulated hosts")
-	fs.Float64Var(&cfg.SimFaults, "faults", 0, "probability that a simulated call fails (500, 503, resets, cut bodies, …)")
+	fs.Float64Var(&cfg.SimFaults, "faults", 0, "probability, 0 to 1, that a simulated call fails (500, 503, resets, cut bodies, …)")
 	fs.Uint64Var(&cfg.SimSeed, "seed", 1, "simulator seed")
 	fs.IntVar(&cfg.Slots, "slots", 2, "concurrent detection calls (the Qualys concurrency cap)")
-	fs.IntVar(&cfg.BatchSize, "batch-size", 1000, "host IDs per batch")
+	fs.IntVar(&cfg.BatchSize, "batch-size", 1000, "host IDs per batch, 1-10000")
 	fs.IntVar(&cfg.PageSize, "page-size", 5000, "hosts per Host List page")
 	fs.DurationVar(&cfg.Overlap, "overlap", 0, "window overlap with the last completed run")
 	if err := fs.Parse(args); err != nil {
