@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +33,23 @@ type bins struct {
 // harness, and the busiest process.
 func buildBinaries(t *testing.T, dir string) bins {
 	t.Helper()
+	var race []string
+	if raceEnabled {
+		race = []string{"-race"}
+	}
+	goBuild(t, dir, race, "./cmd/planner", "./cmd/worker")
+	goBuild(t, dir, nil, "./cmd/qfetch")
+	return bins{
+		Planner: filepath.Join(dir, "planner"),
+		Worker:  filepath.Join(dir, "worker"),
+		QFetch:  filepath.Join(dir, "qfetch"),
+	}
+}
+
+// goBuild builds pkgs (module paths like ./cmd/worker) with the extra build
+// flags into dir, from the module root.
+func goBuild(t *testing.T, dir string, flags []string, pkgs ...string) {
+	t.Helper()
 	root, err := serverproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -42,27 +58,11 @@ func buildBinaries(t *testing.T, dir string) bins {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command(gobin, args...)
-		cmd.Dir = root
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-	}
-	out := dir + string(filepath.Separator)
-	args := []string{"build", "-o", out}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	run(append(args, "./cmd/planner", "./cmd/worker")...)
-	run("build", "-o", out, "./cmd/qfetch")
-	return bins{
-		Planner: filepath.Join(dir, "planner"),
-		Worker:  filepath.Join(dir, "worker"),
-		QFetch:  filepath.Join(dir, "qfetch"),
+	args := append(append([]string{"build", "-o", dir + string(filepath.Separator)}, flags...), pkgs...)
+	cmd := exec.Command(gobin, args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/qfetch/qfetch/internal/serverproc"
 )
 
 // stampedVersion is what TestBinariesAnswerHelpAndVersion stamps with -ldflags, as the image does.
@@ -24,21 +22,8 @@ const stampedVersion = "v9.9.9-test"
 // with the right code, without opening a run or starting a worker.
 func TestBinariesAnswerHelpAndVersion(t *testing.T) {
 	dir := t.TempDir()
-	root, err := serverproc.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gobin, err := goTool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command(gobin, "build", "-o", dir+string(filepath.Separator),
-		"-ldflags", "-X github.com/qfetch/qfetch/internal/app.Version="+stampedVersion,
+	goBuild(t, dir, []string{"-ldflags", "-X github.com/qfetch/qfetch/internal/app.Version=" + stampedVersion},
 		"./cmd/planner", "./cmd/worker", "./cmd/qfetch")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range map[string]string{
