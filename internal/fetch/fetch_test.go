@@ -133,7 +133,11 @@ func (e *env) done() int {
 	return n
 }
 
-// queued is the number of batch messages still in the stream.
+// queued is the number of batch messages still in the stream. A worker
+// records a batch done, then acks it: a test that stops the worker as soon
+// as done() counts it can cut the ack off (the batch is handed back and a
+// redelivery repeats it), so tests that check queued() == 0 after the stop
+// wait for it before stopping.
 func (e *env) queued() uint64 {
 	s, err := e.js.Stream(e.t.Context(), msg.StreamBatches)
 	if err != nil {
@@ -215,7 +219,8 @@ func (e *env) checkBucket(batches []msg.Batch) {
 func TestCleanRun(t *testing.T) {
 	e := setup(t, opts{hosts: 3000, batchSize: 400})
 	stop := e.start(e.worker(fetch.Config{Slots: 2}, ""))
-	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not all done")
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) && e.queued() == 0 },
+		"batches not all done and acked")
 	stop()
 	e.checkBucket(e.batch)
 	if n := e.queued(); n != 0 {
@@ -264,7 +269,7 @@ func TestFaultFates(t *testing.T) {
 				t.Fatal(err)
 			}
 			stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
-			testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == 1 }, "batch not done")
+			testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == 1 && e.queued() == 0 }, "batch not done and acked")
 			stop()
 			e.checkBucket(e.batch)
 			st := e.sim.Stats().Endpoints[qualysim.Detection]
@@ -319,7 +324,8 @@ func TestPermanentDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
-	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.deadLetters()) == 2 && e.done() == 1 }, "dead letters not written")
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.deadLetters()) == 2 && e.done() == 1 && e.queued() == 0 },
+		"dead letters not written, or a batch not acked")
 	stop()
 	for _, dl := range e.deadLetters() {
 		if dl.Class != "permanent" || dl.Deliveries != 1 {
