@@ -1,6 +1,7 @@
 // Package ledger is qfetch's run ledger in JetStream KV: runs and their one
 // state vocabulary, batch results, splits, failure counts, Host List pages,
-// progress, the watermark and locks.
+// progress, the watermark, locks, and the fleet's shared state (pause, hold,
+// failure streak, probe lease: see [Fleet]).
 //
 // It knows nothing of Qualys or object storage, and nothing of how batches
 // travel (that is package msg): it records what planners, workers and

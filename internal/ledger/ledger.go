@@ -17,6 +17,7 @@ const (
 	BucketRuns  = "QFETCH_RUNS"
 	BucketState = "QFETCH_STATE"
 	BucketLocks = "QFETCH_LOCKS"
+	BucketFleet = "QFETCH_FLEET"
 
 	runsHistory  = 5
 	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
@@ -53,6 +54,10 @@ type Ledger struct {
 	runs  jetstream.KeyValue
 	state jetstream.KeyValue
 	locks jetstream.KeyValue
+	// fleet is nil when Open finds no QFETCH_FLEET: a deployment set up
+	// by a version before it, whose operator commands still work (see
+	// [Ledger.Fleet]).
+	fleet jetstream.KeyValue
 }
 
 // Setup creates the ledger's buckets, or brings existing ones to cfg (every
@@ -75,7 +80,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 
 // Open binds to the buckets a planner or worker set up, creating and
 // changing nothing: what operator commands use. A missing bucket is an
-// error wrapping [msg.ErrNotSetUp].
+// error wrapping [msg.ErrNotSetUp], except QFETCH_FLEET: a deployment set
+// up by a version before it has none until its first new planner or
+// worker, and reading runs needs none; the fleet's methods fail with
+// [msg.ErrNotSetUp] meanwhile.
 func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 	l := &Ledger{js: js}
 	var err error
@@ -83,6 +91,10 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 		name := wanted(Config{})[i].Bucket
 		*dst, err = js.KeyValue(ctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			if name == BucketFleet {
+				*dst = nil
+				continue
+			}
 			return nil, failure.FleetWide(fmt.Errorf("ledger: bucket %s: %w (%w)", name, msg.ErrNotSetUp, err))
 		}
 		if err != nil {
@@ -93,13 +105,13 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 }
 
 // buckets are where Setup and Open put the buckets, in the order of wanted.
-func (l *Ledger) buckets() [3]*jetstream.KeyValue {
-	return [3]*jetstream.KeyValue{&l.runs, &l.state, &l.locks}
+func (l *Ledger) buckets() [4]*jetstream.KeyValue {
+	return [4]*jetstream.KeyValue{&l.runs, &l.state, &l.locks, &l.fleet}
 }
 
-// wanted are the buckets qfetch wants for cfg: runs, state, locks.
-func wanted(cfg Config) [3]jetstream.KeyValueConfig {
-	return [3]jetstream.KeyValueConfig{{
+// wanted are the buckets qfetch wants for cfg: runs, state, locks, fleet.
+func wanted(cfg Config) [4]jetstream.KeyValueConfig {
+	return [4]jetstream.KeyValueConfig{{
 		Bucket:      BucketRuns,
 		Description: "qfetch: run records, batch results and splits",
 		History:     runsHistory,
@@ -123,6 +135,15 @@ func wanted(cfg Config) [3]jetstream.KeyValueConfig {
 		Storage:        jetstream.FileStorage,
 		Replicas:       cfg.Replicas,
 		LimitMarkerTTL: markerTTL,
+	}, {
+		// One revision per key: pods follow the fleet key with a watch,
+		// which delivers every update as it is written, and each write
+		// is a compare-and-set on the latest revision alone.
+		Bucket:      BucketFleet,
+		Description: "qfetch: the fleet's pause, hold, failure streak and probe lease",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
 	}}
 }
 

@@ -256,13 +256,8 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecor
 		if attempt == maxCASAttempts {
 			return cur, failure.Retryable(fmt.Errorf("ledger: update run %s: still contended after %d attempts", id, attempt))
 		}
-		// A short random pause spreads out writers that collided.
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(time.Millisecond))))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return cur, context.Cause(ctx)
+		if err := casPause(ctx, attempt); err != nil {
+			return cur, err
 		}
 	}
 }
@@ -305,11 +300,10 @@ func (l *Ledger) MarkDone(ctx context.Context, r BatchResult) error {
 // reaches Config.MaxFailures. Deliveries are no measure: back-pressure and
 // fleet-wide Naks are deliveries too.
 func (l *Ledger) CountFailure(ctx context.Context, run, batch string) (int, error) {
-	key, err := doneKey(run, batch)
+	key, err := failKey(run, batch)
 	if err != nil {
 		return 0, err
 	}
-	key = run + ".fail." + strings.TrimPrefix(key, run+".done.")
 	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
 		n := 0
 		var rev uint64
@@ -332,12 +326,91 @@ func (l *Ledger) CountFailure(ctx context.Context, run, batch string) (int, erro
 		case err == nil:
 			return n + 1, nil
 		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			continue
+			if err := casPause(ctx, attempt); err != nil {
+				return 0, err
+			}
 		default:
 			return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count failure of %s: %w", key, err))
 		}
 	}
 	return 0, failure.Retryable(fmt.Errorf("ledger: count failure of %s: still contended", key))
+}
+
+// ForgiveFailure takes back one failure counted for batch (a Batch.Key) of
+// run by [Ledger.CountFailure], never going below 0: a charge made for a
+// failure that turned out to be the fleet's (an outage), not the batch's.
+func (l *Ledger) ForgiveFailure(ctx context.Context, run, batch string) error {
+	key, err := failKey(run, batch)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
+		n, rev, err := l.failureCount(ctx, key)
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = l.runs.Update(ctx, key, []byte(strconv.Itoa(n-1)), rev)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			if err := casPause(ctx, attempt); err != nil {
+				return err
+			}
+		default:
+			return msg.ClassifyAPI(fmt.Errorf("ledger: forgive failure of %s: %w", key, err))
+		}
+	}
+	return failure.Retryable(fmt.Errorf("ledger: forgive failure of %s: still contended", key))
+}
+
+// FailureCount returns the failures counted for batch (a Batch.Key) of run,
+// 0 when none, changing nothing.
+func (l *Ledger) FailureCount(ctx context.Context, run, batch string) (int, error) {
+	key, err := failKey(run, batch)
+	if err != nil {
+		return 0, err
+	}
+	n, _, err := l.failureCount(ctx, key)
+	return n, err
+}
+
+// failureCount reads a failure count key: its count and revision, both 0
+// when it is absent or deleted.
+func (l *Ledger) failureCount(ctx context.Context, key string) (int, uint64, error) {
+	e, err := l.runs.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, msg.ClassifyAPI(fmt.Errorf("ledger: read failure count %s: %w", key, err))
+	}
+	n, err := strconv.Atoi(string(e.Value()))
+	if err != nil {
+		return 0, 0, failure.Permanent(fmt.Errorf("ledger: failure count %s is garbled: %q", key, e.Value()))
+	}
+	return n, e.Revision(), nil
+}
+
+func failKey(run, batch string) (string, error) {
+	key, err := doneKey(run, batch)
+	if err != nil {
+		return "", err
+	}
+	return run + ".fail." + strings.TrimPrefix(key, run+".done."), nil
+}
+
+// casPause waits a short random time before compare-and-set attempt+1, so
+// that writers that collided spread out, or returns the cause of ctx's end.
+func casPause(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(time.Millisecond))))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // Failures returns the retryable failures counted so far per batch key of
@@ -361,11 +434,10 @@ func (l *Ledger) Failures(ctx context.Context, run string) (map[string]int, erro
 // ResetFailures forgets batch's failure count, so that a replayed batch gets
 // its full share of retries again.
 func (l *Ledger) ResetFailures(ctx context.Context, run, batch string) error {
-	key, err := doneKey(run, batch)
+	key, err := failKey(run, batch)
 	if err != nil {
 		return err
 	}
-	key = run + ".fail." + strings.TrimPrefix(key, run+".done.")
 	if err := l.runs.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return msg.ClassifyAPI(fmt.Errorf("ledger: reset failure count %s: %w", key, err))
 	}
