@@ -470,6 +470,73 @@ func TestFleetConcurrentFail(t *testing.T) {
 	}
 }
 
+// TestFleetConcurrentTrip: six pods failing at once trip the breaker once;
+// every failure after the trip is told FailPaused (its pod forgives its own
+// charge), so what stays charged is exactly the streak, and the first
+// failed probe hands that streak to one pod alone.
+func TestFleetConcurrentTrip(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	const pods = 6
+	fleets := make([]*Fleet, pods)
+	for i := range fleets {
+		fleets[i] = e.pod(t).Fleet(fmt.Sprintf("pod-%d", i))
+	}
+	outcomes := make([]FailOutcome, pods)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, f := range fleets {
+		wg.Go(func() {
+			<-start
+			var err error
+			outcomes[i], err = f.Fail(e.Ctx, suspect(fmt.Sprintf("%d", i+1)), 2, "503")
+			if err != nil {
+				t.Errorf("pod %d: Fail: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	var tripped, charged []string
+	for i, o := range outcomes {
+		if o == FailTripped {
+			tripped = append(tripped, fmt.Sprint(i+1))
+		}
+		if o != FailPaused {
+			charged = append(charged, fmt.Sprint(i+1))
+		}
+	}
+	st, err := fleets[0].State(e.Ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tripped) != 1 || st.Pause == nil || len(st.Suspects) != 2 {
+		t.Fatalf("outcomes %v: tripped by %v, state %+v", outcomes, tripped, st)
+	}
+	got := batches(st.Suspects)
+	slices.Sort(got)
+	if !slices.Equal(got, charged) {
+		t.Errorf("streak %v, but the pods kept charges for %v", got, charged)
+	}
+	forgiven := make([][]Suspect, pods)
+	for i, f := range fleets {
+		wg.Go(func() {
+			var err error
+			if forgiven[i], err = f.ProbeFailed(e.Ctx, "probe: 503"); err != nil {
+				t.Errorf("pod %d: ProbeFailed: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var all []Suspect
+	for _, f := range forgiven {
+		all = append(all, f...)
+	}
+	if !slices.Equal(all, st.Suspects) {
+		t.Errorf("failed probes forgave %v, want the streak %v once", all, st.Suspects)
+	}
+}
+
 func TestAppendSuspectBounded(t *testing.T) {
 	tests := []struct {
 		name       string
