@@ -88,7 +88,9 @@ type DeadLetter struct {
 	// Reason is the decision ("permanent failure", "max deliveries reached").
 	Reason string `json:"reason"`
 	// Class is the failure class of the last error.
-	Class      string    `json:"class"`
+	Class string `json:"class"`
+	// Deliveries counts every delivery of the batch, across its retries
+	// (see [Deliveries]).
 	Deliveries uint64    `json:"deliveries"`
 	LastError  string    `json:"last_error,omitempty"`
 	At         time.Time `json:"at"`
@@ -117,7 +119,7 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 		MsgID:      msgID(m),
 		StreamSeq:  md.Sequence.Stream,
 		Reason:     reason,
-		Deliveries: md.NumDelivered,
+		Deliveries: Deliveries(m),
 		At:         time.Now().UTC(),
 	}
 	dl.Run = strings.TrimPrefix(m.Subject(), batchSubjectPrefix)
@@ -249,7 +251,7 @@ func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
 	if err := checkRun(run); err != nil {
 		return 0, err
 	}
-	counts, err := q.subjectCounts(ctx, StreamBatches, "qfetch.>")
+	counts, err := q.subjectCounts(ctx, StreamBatches, queueSubjects)
 	if err != nil {
 		return 0, ClassifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
 	}

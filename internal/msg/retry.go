@@ -103,13 +103,16 @@ func Deliveries(m jetstream.Msg) uint64 {
 	return before + delivered
 }
 
-// msgID is m's Nats-Msg-Id; a batch produced by a schedule has lost it (the
-// server strips it), so it is derived from the batch then.
-func msgID(m jetstream.Msg) string {
-	if id := m.Headers().Get(jetstream.MsgIDHeader); id != "" {
+// msgID is m's Nats-Msg-Id; see [storedMsgID].
+func msgID(m jetstream.Msg) string { return storedMsgID(m.Headers(), m.Data()) }
+
+// storedMsgID is a batch message's Nats-Msg-Id. A batch a schedule produced
+// has lost it (the server strips it), so it is derived from the batch then.
+func storedMsgID(h nats.Header, data []byte) string {
+	if id := h.Get(jetstream.MsgIDHeader); id != "" {
 		return id
 	}
-	if b, err := Decode(m.Data()); err == nil {
+	if b, err := Decode(data); err == nil {
 		return b.MsgID()
 	}
 	return ""

@@ -174,6 +174,43 @@ func TestRetryTwiceLeavesOneSchedule(t *testing.T) {
 	}
 }
 
+// TestDeadLetterOfARetriedBatch: the copy a schedule made has no Msg-Id of
+// its own; its dead letter still names the batch, counts every delivery,
+// and a replay after a lost Term still finds the copy queued (I3).
+func TestDeadLetterOfARetriedBatch(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	b := testBatch("r1", 5)
+	publishAll(t, e, b)
+	if err := e.q.Retry(e.Ctx, fetchOne(t, e), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var copies []jetstream.Msg
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		copies = fetchNoWait(t, e.q, 1)
+		return len(copies) == 1
+	}, "the scheduled copy")
+	if err := e.q.DeadLetter(e.Ctx, termFails{copies[0]}, "10 failed attempts", nil); err == nil {
+		t.Fatal("DeadLetter must report the lost Term")
+	}
+	if err := copies[0].Nak(); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := e.q.DeadLetters(e.Ctx, "r1")
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	if dl := dls[0]; dl.MsgID != b.MsgID() || dl.Deliveries != 2 || dl.BatchKey() != b.Key() {
+		t.Errorf("dead letter %+v, want Msg-Id %s after 2 deliveries", dl, b.MsgID())
+	}
+	if _, err := e.q.Replay(e.Ctx, dls[0].Seq, noHook); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	if p := pending(t, e, "r1"); p != 1 {
+		t.Errorf("after replay run r1 has %d copies of batch %s, want 1 (I3)", p, b.Key())
+	}
+}
+
 // TestRetryPastTimeFiresAtOnce: a retry time already past is no error.
 func TestRetryPastTimeFiresAtOnce(t *testing.T) {
 	t.Parallel()

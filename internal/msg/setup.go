@@ -24,6 +24,7 @@ const (
 	dlqSubjectPrefix   = "qfetch.dlq."
 	batchSubjects      = batchSubjectPrefix + ">"
 	retrySubjects      = retrySubjectPrefix + ">"
+	queueSubjects      = "qfetch.>" // in QFETCH_BATCHES: batches and retries
 	dlqSubjects        = dlqSubjectPrefix + ">"
 
 	// dlqDuplicateWindow covers a worker that dead-letters, dies before Term,
