@@ -55,8 +55,8 @@ func (q *Queue) Config() Config { return q.cfg }
 // the streams, and the consumer's
 // MaxAckPending, AckWait and MaxDeliver (so that changing
 // QFETCH_MAX_IN_FLIGHT takes effect at the next start). Settings that change
-// what a stream or consumer means (retention, storage, subjects, ack and
-// deliver policy, filter, push vs pull) are never changed: Setup fails with
+// what a stream or consumer means (retention, storage, a subject to remove,
+// ack and deliver policy, filter, push vs pull) are never changed: Setup fails with
 // an error wrapping [ErrIncompatible] that names the setting, classified
 // fleet-wide, and the operator decides what happens to the messages inside.
 //
@@ -67,7 +67,8 @@ func (q *Queue) Config() Config { return q.cfg }
 // nothing, and a refusal would stop the fleet while the limit stayed in
 // force. A stream of an earlier version (one subject, discard new, no
 // schedules) is upgraded in place with its queued batches: subjects may be
-// added, never removed.
+// added, never removed. The upgrade is one-way: the server never disables
+// schedules again, and an earlier version refuses the two-subject stream.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
