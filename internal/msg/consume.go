@@ -88,7 +88,9 @@ type DeadLetter struct {
 	// Reason is the decision ("permanent failure", "max deliveries reached").
 	Reason string `json:"reason"`
 	// Class is the failure class of the last error.
-	Class      string    `json:"class"`
+	Class string `json:"class"`
+	// Deliveries counts every delivery of the batch, across its retries
+	// (see [Deliveries]).
 	Deliveries uint64    `json:"deliveries"`
 	LastError  string    `json:"last_error,omitempty"`
 	At         time.Time `json:"at"`
@@ -114,10 +116,10 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 	}
 	dl := DeadLetter{
 		Subject:    m.Subject(),
-		MsgID:      m.Headers().Get(jetstream.MsgIDHeader),
+		MsgID:      msgID(m),
 		StreamSeq:  md.Sequence.Stream,
 		Reason:     reason,
-		Deliveries: md.NumDelivered,
+		Deliveries: Deliveries(m),
 		At:         time.Now().UTC(),
 	}
 	dl.Run = strings.TrimPrefix(m.Subject(), batchSubjectPrefix)
@@ -237,15 +239,49 @@ func dlqSubject(run string) (string, error) {
 }
 
 // Pending is the number of run's batch messages still in the stream:
-// queued, or delivered and not yet acked. Zero for a planned run means
-// nothing more will happen to it unless an operator replays dead letters.
+// queued, delivered and not yet acked, or waiting out a retry as a schedule
+// ([Queue.Retry]). Zero for a planned run means nothing more will happen to
+// it unless an operator replays dead letters.
+//
+// Both subjects are counted in one snapshot of the stream: a batch moving
+// between them (a retry stores its schedule before the original's ack; a
+// schedule that fires stores the batch before its own removal) is always
+// on one of them, so a run with work left never reads as zero.
 func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
 	if err := checkRun(run); err != nil {
 		return 0, err
 	}
-	n, err := q.subjectCount(ctx, StreamBatches, BatchSubject(run))
+	counts, err := q.subjectCounts(ctx, StreamBatches, queueSubjects)
 	if err != nil {
 		return 0, ClassifyAPI(fmt.Errorf("msg: pending batches of %s: %w", run, err))
+	}
+	n := counts[BatchSubject(run)]
+	for subject, c := range counts {
+		if strings.HasPrefix(subject, retryPrefix(run)) {
+			n += c
+		}
+	}
+	return n, nil
+}
+
+// Waiting is the number of run's batches waiting out a retry as a schedule
+// ([Queue.Retry]): counted by [Queue.Pending] too, but neither queued nor
+// in flight. "" counts every run's.
+func (q *Queue) Waiting(ctx context.Context, run string) (uint64, error) {
+	filter := retrySubjects
+	if run != "" {
+		if err := checkRun(run); err != nil {
+			return 0, err
+		}
+		filter = retryPrefix(run) + ">"
+	}
+	counts, err := q.subjectCounts(ctx, StreamBatches, filter)
+	if err != nil {
+		return 0, ClassifyAPI(fmt.Errorf("msg: batches waiting to retry: %w", err))
+	}
+	var n uint64
+	for _, c := range counts {
+		n += c
 	}
 	return n, nil
 }
@@ -253,13 +289,23 @@ func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
 // subjectCount is how many messages stream holds on subject (a literal
 // subject), asked of the server without reading them.
 func (q *Queue) subjectCount(ctx context.Context, stream, subject string) (uint64, error) {
+	counts, err := q.subjectCounts(ctx, stream, subject)
+	if err != nil {
+		return 0, err
+	}
+	return counts[subject], nil
+}
+
+// subjectCounts is how many messages stream holds on each subject filter
+// matches, asked of the server without reading them.
+func (q *Queue) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error) {
 	s, err := q.js.Stream(ctx, stream)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return info.State.Subjects[subject], nil
+	return info.State.Subjects, nil
 }

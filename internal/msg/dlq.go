@@ -143,7 +143,7 @@ func (q *Queue) stillQueued(ctx context.Context, dl DeadLetter) (bool, error) {
 	case err != nil:
 		return false, ClassifyAPI(fmt.Errorf("msg: look for dead letter %d's original: %w", dl.Seq, err))
 	}
-	return m.Header.Get(jetstream.MsgIDHeader) == dl.MsgID && m.Subject == dl.Subject, nil
+	return storedMsgID(m.Header, m.Data) == dl.MsgID && m.Subject == dl.Subject, nil
 }
 
 func (q *Queue) deleteDeadLetter(ctx context.Context, seq uint64) error {

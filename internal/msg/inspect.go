@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -79,7 +80,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 			if err := streamCompatible(have, want); err != nil {
 				f.Problem, f.Fatal = err.Error(), true
 			} else if !streamTunablesEqual(have, tuned(have, want)) {
-				f.Problem = "settings differ from this configuration (replicas, duplicate window, size or age limits); the next worker or planner updates them"
+				f.Problem = "settings differ from this configuration (subjects, schedules, replicas, duplicate window, size, count or age limits); the next worker or planner updates them"
 			}
 		}
 		out = append(out, f)
@@ -108,7 +109,8 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 	return append(out, f), nil
 }
 
-// tuned is have with the settings Setup brings to want.
+// tuned is have with the settings Setup brings to want. have must pass
+// streamCompatible: its subjects are a subset of want's.
 func tuned(have, want jetstream.StreamConfig) jetstream.StreamConfig {
 	upd := have
 	upd.Description = want.Description
@@ -117,6 +119,17 @@ func tuned(have, want jetstream.StreamConfig) jetstream.StreamConfig {
 	upd.Replicas = want.Replicas
 	upd.Discard = want.Discard
 	upd.MaxAge = want.MaxAge
+	upd.Subjects = slices.Clone(want.Subjects)
+	// The server never turns schedules off again.
+	upd.AllowMsgSchedules = have.AllowMsgSchedules || want.AllowMsgSchedules
+	if want.AllowRollup {
+		upd.AllowRollup, upd.DenyPurge = true, false
+	}
+	if want.Discard == jetstream.DiscardOld {
+		// Discard old honours a limit by dropping the oldest messages: on
+		// the work queue, batches still to fetch (I1).
+		upd.MaxMsgs, upd.MaxBytes, upd.MaxMsgsPerSubject = want.MaxMsgs, want.MaxBytes, want.MaxMsgsPerSubject
+	}
 	return upd
 }
 
@@ -124,16 +137,19 @@ func tuned(have, want jetstream.StreamConfig) jetstream.StreamConfig {
 type QueueState struct {
 	// Queued batches wait for a worker (including Nak'ed ones whose delay
 	// has passed); InFlight are delivered and not yet acknowledged (being
-	// fetched, or waiting out a retry delay); MaxInFlight is the fleet cap.
+	// fetched, or waiting out a NakWithDelay); MaxInFlight is the fleet cap.
 	Queued      uint64
 	InFlight    int
 	MaxInFlight int
+	// Waiting batches wait out a retry as a schedule ([Queue.Retry]): they
+	// hold no slot and are in neither Queued nor InFlight until it fires.
+	Waiting uint64
 	// DeadLetters is the number of records in QFETCH_DLQ.
 	DeadLetters uint64
 	At          time.Time
 }
 
-// State reads the consumer's and the dead-letter stream's counters.
+// State reads the consumer's and the streams' counters.
 func (q *Queue) State(ctx context.Context) (QueueState, error) {
 	ci, err := q.consumer.Info(ctx)
 	if err != nil {
@@ -143,10 +159,15 @@ func (q *Queue) State(ctx context.Context) (QueueState, error) {
 	if err != nil {
 		return QueueState{}, err
 	}
+	waiting, err := q.Waiting(ctx, "")
+	if err != nil {
+		return QueueState{}, err
+	}
 	return QueueState{
 		Queued:      ci.NumPending,
 		InFlight:    ci.NumAckPending,
 		MaxInFlight: ci.Config.MaxAckPending,
+		Waiting:     waiting,
 		DeadLetters: uint64(dls),
 		At:          ci.TimeStamp,
 	}, nil

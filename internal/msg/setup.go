@@ -20,8 +20,11 @@ const (
 	ConsumerWorkers = "workers"
 
 	batchSubjectPrefix = "qfetch.batch."
+	retrySubjectPrefix = "qfetch.retry."
 	dlqSubjectPrefix   = "qfetch.dlq."
 	batchSubjects      = batchSubjectPrefix + ">"
+	retrySubjects      = retrySubjectPrefix + ">"
+	queueSubjects      = "qfetch.>" // in QFETCH_BATCHES: batches and retries
 	dlqSubjects        = dlqSubjectPrefix + ">"
 
 	// dlqDuplicateWindow covers a worker that dead-letters, dies before Term,
@@ -49,14 +52,23 @@ func (q *Queue) Config() Config { return q.cfg }
 //
 // Settings that only tune behaviour are brought to cfg when they differ: the
 // duplicate window, max message size, replicas, discard policy and max age of
-// the streams (the batch stream has none: an age limit would drop queued
-// batches, I1), and the consumer's
+// the streams, and the consumer's
 // MaxAckPending, AckWait and MaxDeliver (so that changing
 // QFETCH_MAX_IN_FLIGHT takes effect at the next start). Settings that change
-// what a stream or consumer means (retention, storage, subjects, ack and
-// deliver policy, filter, push vs pull) are never changed: Setup fails with
+// what a stream or consumer means (retention, storage, a subject to remove,
+// ack and deliver policy, filter, push vs pull) are never changed: Setup fails with
 // an error wrapping [ErrIncompatible] that names the setting, classified
 // fleet-wide, and the operator decides what happens to the messages inside.
+//
+// The batch stream holds no limit at all (age, messages, bytes, per subject):
+// it discards old messages, as message schedules require, so any limit would
+// drop queued batches (I1). Setup takes back a limit an operator set rather
+// than refuse to start, as it does for the age: removing a limit loses
+// nothing, and a refusal would stop the fleet while the limit stayed in
+// force. A stream of an earlier version (one subject, discard new, no
+// schedules) is upgraded in place with its queued batches: subjects may be
+// added, never removed. The upgrade is one-way: the server never disables
+// schedules again, and an earlier version refuses the two-subject stream.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -87,15 +99,25 @@ func wanted(cfg Config) objects {
 		batches: jetstream.StreamConfig{
 			Name:        StreamBatches,
 			Description: "qfetch: detection batches waiting for a worker",
-			Subjects:    []string{batchSubjects},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.StreamReplicas,
-			Duplicates:  cfg.DuplicateWindow,
-			MaxMsgSize:  cfg.MaxMsgSize,
-			// Should an operator cap the stream, publishing must fail loudly
-			// rather than drop queued batches (I1).
-			Discard: jetstream.DiscardNew,
+			// Retries wait as message schedules on qfetch.retry.<run>.<key>
+			// (see Queue.Retry); the consumer never reads that subject.
+			Subjects:   []string{batchSubjects, retrySubjects},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   cfg.StreamReplicas,
+			Duplicates: cfg.DuplicateWindow,
+			MaxMsgSize: cfg.MaxMsgSize,
+			// The server requires discard old and roll-ups (hence purges)
+			// for schedules: a schedule replaces its subject's last one.
+			// Discard old would drop queued batches (I1) to honour a limit,
+			// so the stream has none; Setup takes back any an operator set.
+			Discard:           jetstream.DiscardOld,
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+			DenyPurge:         false,
+			MaxMsgs:           -1, // -1: the server's word for no limit
+			MaxBytes:          -1,
+			MaxMsgsPerSubject: -1,
 		},
 		dlq: jetstream.StreamConfig{
 			Name:        StreamDLQ,
@@ -171,8 +193,13 @@ func streamCompatible(have, want jetstream.StreamConfig) error {
 		return bad("retention", have.Retention, want.Retention)
 	case have.Storage != want.Storage:
 		return bad("storage", have.Storage, want.Storage)
-	case !sameSet(have.Subjects, want.Subjects):
+	case !subset(have.Subjects, want.Subjects):
+		// Adding a subject (an upgrade) keeps every queued message; removing
+		// one would strand those on it.
 		return bad("subjects", strings.Join(have.Subjects, ","), strings.Join(want.Subjects, ","))
+	case want.AllowRollup && have.DenyPurge:
+		// The server never lifts deny-purge, and schedules need roll-ups.
+		return bad("deny purge", true, false)
 	case have.Mirror != nil || len(have.Sources) > 0:
 		return bad("mirror/sources", "set", "none")
 	case have.Sealed:
@@ -184,7 +211,20 @@ func streamCompatible(have, want jetstream.StreamConfig) error {
 func streamTunablesEqual(a, b jetstream.StreamConfig) bool {
 	return a.Description == b.Description && a.Duplicates == b.Duplicates &&
 		a.MaxMsgSize == b.MaxMsgSize && a.Replicas == b.Replicas &&
-		a.Discard == b.Discard && a.MaxAge == b.MaxAge
+		a.Discard == b.Discard && a.MaxAge == b.MaxAge &&
+		sameSet(a.Subjects, b.Subjects) && a.AllowMsgSchedules == b.AllowMsgSchedules &&
+		a.AllowRollup == b.AllowRollup && a.DenyPurge == b.DenyPurge &&
+		a.MaxMsgs == b.MaxMsgs && a.MaxBytes == b.MaxBytes && a.MaxMsgsPerSubject == b.MaxMsgsPerSubject
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameSet(a, b []string) bool {

@@ -24,7 +24,9 @@ func TestSetupCreatesEverything(t *testing.T) {
 	sc := s.CachedInfo().Config
 	if sc.Retention != jetstream.WorkQueuePolicy || sc.Storage != jetstream.FileStorage ||
 		sc.Duplicates != DefaultDuplicateWindow || sc.MaxMsgSize != DefaultMaxMsgSize ||
-		!sameSet(sc.Subjects, []string{"qfetch.batch.>"}) || sc.Discard != jetstream.DiscardNew {
+		!sameSet(sc.Subjects, []string{"qfetch.batch.>", "qfetch.retry.>"}) || sc.Discard != jetstream.DiscardOld ||
+		!sc.AllowMsgSchedules || !sc.AllowRollup || sc.DenyPurge ||
+		sc.MaxMsgs != -1 || sc.MaxBytes != -1 || sc.MaxMsgsPerSubject != -1 || sc.MaxAge != 0 {
 		t.Errorf("batch stream config: %+v", sc)
 	}
 	d, err := e.JS.Stream(e.Ctx, StreamDLQ)
@@ -131,6 +133,11 @@ func TestSetupRefusesIncompatible(t *testing.T) {
 			c.Subjects = []string{"qfetch.batch.*", "other.>"}
 			mustStream(t, e, c)
 		}, "subjects"},
+		{"deny purge", func(t *testing.T, e *env) {
+			c := base
+			c.DenyPurge = true
+			mustStream(t, e, c)
+		}, "deny purge"},
 		{"DLQ with work-queue retention", func(t *testing.T, e *env) {
 			mustStream(t, e, jetstream.StreamConfig{Name: StreamDLQ, Subjects: []string{"qfetch.dlq.>"},
 				Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage})

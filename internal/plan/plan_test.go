@@ -552,22 +552,23 @@ func TestResumeAfterStopWithUnackedPublishes(t *testing.T) {
 	e.sim.Advance(10 * 24 * time.Hour)
 	cfg := e.cfg
 	cfg.BatchSize = 10
-	cfg.PageSize = 0
+	cfg.PageSize = 30 // the first page makes 3 batches
 	cfg.LockTTL = 2 * time.Second
 
-	// Make the stream slow to accept: it takes 3 messages and refuses the
-	// rest for now (stands in for a leader election or a slow disk while
-	// the planner pod is stopped).
+	// Make the stream take 3 messages and refuse the rest for now (stands
+	// in for a leader election or a slow disk while the planner pod is
+	// stopped): the gate holds the second Host List page until the stream
+	// has the first page's batches, then the stream stops listening on
+	// their subject. (A MaxMsgs cap would not refuse: the batch stream
+	// discards old messages, as message schedules require.)
 	ctx := t.Context()
 	s, err := e.js.Stream(ctx, "QFETCH_BATCHES")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc := s.CachedInfo().Config
-	sc.MaxMsgs = 3
-	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
-		t.Fatal(err)
-	}
+	subjects := sc.Subjects
+	e.gate.hold()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -575,6 +576,14 @@ func TestResumeAfterStopWithUnackedPublishes(t *testing.T) {
 		_, err := e.planner(t, cfg).Run(runCtx)
 		done <- err
 	}()
+	waitFor(t, e.gate.waiting, "the planner to ask for the second Host List page")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(e.batches(t)) == 3 },
+		"the first page's 3 batches in the stream")
+	sc.Subjects = []string{"qfetch.retry.>"}
+	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	e.gate.release()
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		ids, _ := e.q.RunIDs(ctx)
 		if len(ids) != 1 {
@@ -587,7 +596,7 @@ func TestResumeAfterStopWithUnackedPublishes(t *testing.T) {
 	<-done
 
 	// The stream recovers; the planner is started again and resumes.
-	sc.MaxMsgs = -1
+	sc.Subjects = subjects
 	if _, err := e.js.UpdateStream(ctx, sc); err != nil {
 		t.Fatal(err)
 	}
