@@ -83,8 +83,9 @@ func NewProxy(t testing.TB, target string) *Proxy {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Freeze stops forwarding in both directions and returns once no byte is
-// being forwarded. Connections stay open. Freezing a frozen proxy does
-// nothing.
+// being forwarded (a write blocked on a peer that reads nothing holds it
+// up until that peer reads or goes). Connections stay open. Freezing a
+// frozen proxy does nothing.
 func (p *Proxy) Freeze() {
 	p.mu.Lock()
 	if !p.frozen {
