@@ -128,9 +128,37 @@ func (p *DetectionPager) Advance(resp *Response) error {
 	return nil
 }
 
+// Probe makes the call the fleet's fault probe needs: one detection call
+// shaped as the real ones (POST action=list with the default output
+// options, so the same API and permissions are exercised), asking for one
+// host (truncation_limit=1) and naming no ids, so that no batch — a poison
+// one least of all — can make the probe fail. The answer is read whole
+// through the validator: an error document, a cut body or a malformed answer
+// is an error of the same class as on a real call, and a 1999 answer is
+// ErrMaintenance. The Limits of the answer are returned too.
+//
+// It does not use Check: a gateway that serves only the API paths qfetch
+// fetches from, or a platform without /msp/about.php, answers 404 there,
+// and a probe that fails where the real work succeeds would stop the fleet
+// for good.
+func (c *Client) Probe(ctx context.Context) (Limits, error) {
+	form := DetectionQuery{TruncationLimit: 1}.Form()
+	form.Del("ids")
+	resp, err := c.Detections(ctx, form, nil)
+	if err != nil {
+		return NoLimits, fmt.Errorf("probe: %w", err)
+	}
+	defer resp.Close()
+	if _, err := io.Copy(io.Discard, resp); err != nil {
+		return resp.Limits, fmt.Errorf("probe: %w", err)
+	}
+	return resp.Limits, nil
+}
+
 // Check calls /msp/about.php, the API's own credential probe: it proves the
 // account can log in without spending a Host List or detection call (it
 // has a rate limit of its own). The Limits of the answer are returned too.
+// The fleet's fault probe uses Probe instead: see there why.
 func (c *Client) Check(ctx context.Context) (Limits, error) {
 	resp, err := c.post(ctx, "/msp/about.php", url.Values{}, "ABOUT", nil)
 	if err != nil {

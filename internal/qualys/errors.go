@@ -3,6 +3,7 @@ package qualys
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,6 +50,15 @@ func (e APIError) Error() string {
 	}
 	return b.String()
 }
+
+// ErrMaintenance is matched (errors.Is) by a 1999 "scheduled maintenance"
+// answer, whether it came as an HTTP error document or inside a 200 body.
+// Its class stays back-pressure; the sentinel lets the fleet tell a
+// maintenance window, which it waits out as one, from a busy slot.
+var ErrMaintenance = errors.New("qualys scheduled maintenance (1999)")
+
+// Is makes errors.Is(err, ErrMaintenance) hold for a 1999 answer.
+func (e APIError) Is(target error) bool { return target == ErrMaintenance && e.Code == codeMaintenance }
 
 // Qualys error codes qfetch decides on (qualys-api.md §5.3).
 const (

@@ -58,6 +58,11 @@ type Config struct {
 	// only moves when told to (Advance, /__sim/clock).
 	Clock *Clock
 
+	// NoAbout makes /msp/about.php answer a plain 404, as a gateway that
+	// passes only the API paths qfetch fetches from does, or a platform
+	// without it.
+	NoAbout bool
+
 	// BaseURL, when set, is the scheme://host[:port] written into WARNING
 	// URLs and DOCTYPEs instead of the one the request arrived on.
 	BaseURL string

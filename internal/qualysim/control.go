@@ -21,6 +21,9 @@ import (
 //	PUT  /__sim/faults                    replace them with the JSON body
 //	POST /__sim/faults/force?endpoint=detection&kind=reset&n=3
 //	POST /__sim/faults/clear              drop queued forced faults
+//	POST /__sim/faults/outage?endpoint=detection&kind=503[&for=60s]
+//	                                      start an outage (Sim.Outage); {"outage": id}; for= ends it after that real time
+//	POST /__sim/faults/outage/end[?id=N]  end outage N, or every outage
 //	POST /__sim/account?expired=1         also reject_logins=1; 0 switches off
 //	GET  /__sim/config                    seed, host counts, start, clock
 //	GET  /__sim/truth?kind=hostlist|detection&<API parameters>[&at=RFC 3339][&count_only=1]
@@ -84,6 +87,19 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, map[string]any{"forced": q.Get("kind"), "endpoint": q.Get("endpoint"), "n": n})
+	case "POST /__sim/faults/outage":
+		s.serveOutage(w, q)
+	case "POST /__sim/faults/outage/end":
+		id := 0
+		if v := q.Get("id"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				http.Error(w, "id must be a positive integer", http.StatusBadRequest)
+				return
+			}
+			id = n
+		}
+		writeJSON(w, map[string]any{"ended": s.faults.endOutage(id)})
 	case "POST /__sim/faults/clear":
 		s.ClearForcedFaults()
 		writeJSON(w, map[string]any{"cleared": true})
@@ -102,13 +118,35 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 			"host_count_now": s.HostCount(time.Time{}), "start": c.Start, "now": s.clock.Now(),
 			"processed_span": c.ProcessedSpan.String(), "id_ranges": c.IDRanges,
 			"concurrency_limit": c.ConcurrencyLimit, "rate_limit": c.RateLimit, "rate_window": c.RateWindow.String(),
-			"username": c.Username,
+			"username": c.Username, "no_about": c.NoAbout,
 		})
 	case "GET /__sim/truth":
 		s.serveTruth(w, q)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// serveOutage starts an outage, ended by /__sim/faults/outage/end or after
+// for=, so that a bench in another process can hold one for a real time.
+func (s *Sim) serveOutage(w http.ResponseWriter, q url.Values) {
+	var d time.Duration
+	if v := q.Get("for"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d <= 0 {
+			http.Error(w, "for must be a positive Go duration", http.StatusBadRequest)
+			return
+		}
+	}
+	id, err := s.startOutage(Endpoint(q.Get("endpoint")), FaultKind(q.Get("kind")))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if d > 0 {
+		time.AfterFunc(d, func() { s.faults.endOutage(id) })
+	}
+	writeJSON(w, map[string]any{"outage": id, "endpoint": q.Get("endpoint"), "kind": q.Get("kind"), "for": d.String()})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

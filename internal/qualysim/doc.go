@@ -30,9 +30,11 @@
 // # Faults
 //
 // See Faults and FaultKind: 500, 503, an error document with 200, GENERIC_RETURN
-// 999, a reset, a stall or a cut mid-body, a slow first byte, a bandwidth
-// cap, and the fleet-wide switches (account expired, logins rejected). Each
-// has a seeded probability; ForceFault queues the next N.
+// 999, a 503 with the 1999 maintenance document, a reset, a stall or a cut
+// mid-body, a slow first byte, a bandwidth cap, and the fleet-wide switches
+// (account expired, logins rejected). Each has a seeded probability;
+// ForceFault queues the next N; Outage holds one on an API for a real time.
+// Config.NoAbout makes /msp/about.php a 404, as behind an API-only gateway.
 //
 // # Control
 //

@@ -22,15 +22,26 @@ const (
 	FaultStall    FaultKind = "stall"    // body pauses mid-way for Faults.StallFor, then completes
 	FaultCut      FaultKind = "cut"      // status 200, body ends cleanly before the closing root tag
 
+	// FaultMaintenance is HTTP 503 carrying a SIMPLE_RETURN 1999 "scheduled
+	// maintenance". A maintenance is a window, not a per-call accident, so
+	// Spread leaves it out: hold it with Sim.Outage, or force or draw it
+	// explicitly.
+	FaultMaintenance FaultKind = "maintenance"
+
 	FaultSlowStart FaultKind = "slowstart" // first byte (headers) delayed by Faults.SlowStartFor
 	FaultBandwidth FaultKind = "bandwidth" // body paced at Faults.Bandwidth bytes/s (token bucket)
 )
 
-// OutcomeFaults lists the outcome faults in the order forced ones apply.
+// OutcomeFaults lists the per-call outcome faults, the ones Spread shares a
+// probability among.
 var OutcomeFaults = []FaultKind{Fault500, Fault503, FaultErrorDoc, Fault999, FaultReset, FaultStall, FaultCut}
 
+// outcomeKinds is every outcome fault in draw order. FaultMaintenance comes
+// last, so that adding it left the draws of every earlier seed unchanged.
+var outcomeKinds = append(slices.Clone(OutcomeFaults), FaultMaintenance)
+
 // AllFaults lists every fault kind.
-var AllFaults = append(slices.Clone(OutcomeFaults), FaultSlowStart, FaultBandwidth)
+var AllFaults = append(slices.Clone(outcomeKinds), FaultSlowStart, FaultBandwidth)
 
 func (k FaultKind) midBody() bool { return k == FaultReset || k == FaultStall || k == FaultCut }
 
@@ -39,7 +50,7 @@ func (k FaultKind) midBody() bool { return k == FaultReset || k == FaultStall ||
 // (seed, API, the API's request number): the same seed and request sequence
 // give the same faults. Outcome kinds share one draw, so their
 // probabilities must sum to ≤ 1. Sim.ForceFault overrides the draw for the
-// next N requests.
+// next N requests, and Sim.Outage for every request until it ends.
 type Faults struct {
 	Prob map[FaultKind]float64 // per-request probability of each kind
 
@@ -92,7 +103,7 @@ func (f Faults) validate() error {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("qualysim: fault %s probability %v is outside [0, 1]", k, p)
 		}
-		if slices.Contains(OutcomeFaults, k) {
+		if slices.Contains(outcomeKinds, k) {
 			sum += p
 		}
 	}
@@ -179,13 +190,58 @@ type forced struct {
 	n    int
 }
 
+// outage is a fault every call to one API meets until it ends.
+type outage struct {
+	ep   endpoint
+	kind FaultKind
+}
+
 // faultState holds the fault settings and the per-API request counters the
 // draws hash.
 type faultState struct {
-	mu     sync.Mutex
-	cfg    Faults
-	forced [numEndpoints][]forced
-	seq    [numEndpoints]uint64
+	mu      sync.Mutex
+	cfg     Faults
+	forced  [numEndpoints][]forced
+	seq     [numEndpoints]uint64
+	outages map[int]outage // by id, ids ascending in start order
+	lastID  int
+}
+
+func (s *faultState) startOutage(ep endpoint, kind FaultKind) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outages == nil {
+		s.outages = map[int]outage{}
+	}
+	s.lastID++
+	s.outages[s.lastID] = outage{ep, kind}
+	return s.lastID
+}
+
+// endOutage ends outage id, or every outage when id is 0, and reports
+// how many it ended.
+func (s *faultState) endOutage(id int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.outages)
+	if id == 0 {
+		clear(s.outages)
+		return n
+	}
+	delete(s.outages, id)
+	return n - len(s.outages)
+}
+
+// outageOf reports the newest outage of a kind want accepts on ep. Call it
+// with mu held.
+func (s *faultState) outageOf(ep endpoint, want func(FaultKind) bool) (FaultKind, bool) {
+	best, kind := 0, FaultKind("")
+	for id, o := range s.outages {
+		if o.ep == ep && want(o.kind) && id > best {
+			best, kind = id, o.kind
+		}
+	}
+	return kind, best > 0
 }
 
 func (s *faultState) get() Faults {
@@ -244,12 +300,17 @@ func (s *faultState) decide(m *model, ep endpoint) plan {
 	p := plan{seq: seq, cfg: s.cfg}
 	draw := func(salt uint64) float64 { return unit(m.h2(sFault, uint64(ep)<<56^seq, salt)) }
 
-	isOutcome := func(k FaultKind) bool { return slices.Contains(OutcomeFaults, k) }
-	if k, ok := s.takeForced(ep, isOutcome); ok {
+	isOutcome := func(k FaultKind) bool { return slices.Contains(outcomeKinds, k) }
+	is := func(kind FaultKind) func(FaultKind) bool { return func(k FaultKind) bool { return k == kind } }
+	// An outage holds the API whatever is queued: forced faults wait for
+	// its end.
+	if k, ok := s.outageOf(ep, isOutcome); ok {
+		p.outcome = k
+	} else if k, ok := s.takeForced(ep, isOutcome); ok {
 		p.outcome = k
 	} else {
 		u, acc := draw(1), 0.0
-		for _, k := range OutcomeFaults {
+		for _, k := range outcomeKinds {
 			acc += s.cfg.Prob[k]
 			if u < acc {
 				p.outcome = k
@@ -257,10 +318,14 @@ func (s *faultState) decide(m *model, ep endpoint) plan {
 			}
 		}
 	}
-	if _, ok := s.takeForced(ep, func(k FaultKind) bool { return k == FaultSlowStart }); ok || draw(2) < s.cfg.Prob[FaultSlowStart] {
+	if _, ok := s.outageOf(ep, is(FaultSlowStart)); ok {
+		p.slowStart = s.cfg.SlowStartFor
+	} else if _, ok := s.takeForced(ep, is(FaultSlowStart)); ok || draw(2) < s.cfg.Prob[FaultSlowStart] {
 		p.slowStart = s.cfg.SlowStartFor
 	}
-	if _, ok := s.takeForced(ep, func(k FaultKind) bool { return k == FaultBandwidth }); ok || draw(3) < s.cfg.Prob[FaultBandwidth] {
+	if _, ok := s.outageOf(ep, is(FaultBandwidth)); ok {
+		p.bandwidth = s.cfg.Bandwidth
+	} else if _, ok := s.takeForced(ep, is(FaultBandwidth)); ok || draw(3) < s.cfg.Prob[FaultBandwidth] {
 		p.bandwidth = s.cfg.Bandwidth
 	}
 	lo := int64(64)

@@ -130,19 +130,56 @@ func (s *Sim) SetRejectLogins(on bool) {
 // kind, ahead of the random draw. Forced faults queue in order per API;
 // FaultSlowStart and FaultBandwidth combine with an outcome fault.
 func (s *Sim) ForceFault(ep Endpoint, kind FaultKind, n int) error {
-	i, ok := ep.index()
-	if !ok || i == epAbout {
-		return errors.New("qualysim: faults apply to the hostlist and detection endpoints")
-	}
-	if !containsKind(AllFaults, kind) {
-		return errors.New("qualysim: unknown fault kind " + string(kind))
+	i, err := faultTarget(ep, kind)
+	if err != nil {
+		return err
 	}
 	s.faults.force(i, kind, n)
 	return nil
 }
 
-// ClearForcedFaults drops every queued forced fault.
+// ClearForcedFaults drops every queued forced fault. Outages go on.
 func (s *Sim) ClearForcedFaults() { s.faults.clearForced() }
+
+// Outage makes every call to ep (HostList or Detection) suffer kind from
+// now until end is called: an outage measured in real time, not in calls,
+// as a fleet meets it. Outcome outages take precedence over forced faults,
+// which wait in their queue for the end; when outages of several outcome
+// kinds overlap, the newest decides. FaultSlowStart and FaultBandwidth
+// outages combine with the outcome. end may be called more than once.
+// Outage panics on an endpoint or kind ForceFault would refuse, like New
+// on a bad Config: both are the test's own mistake.
+func (s *Sim) Outage(ep Endpoint, kind FaultKind) (end func()) {
+	id, err := s.startOutage(ep, kind)
+	if err != nil {
+		panic(err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.faults.endOutage(id) }) }
+}
+
+func (s *Sim) startOutage(ep Endpoint, kind FaultKind) (int, error) {
+	i, err := faultTarget(ep, kind)
+	if err != nil {
+		return 0, err
+	}
+	return s.faults.startOutage(i, kind), nil
+}
+
+// EndOutages ends every outage, however it was started.
+func (s *Sim) EndOutages() { s.faults.endOutage(0) }
+
+// faultTarget checks an endpoint and a fault kind for ForceFault and Outage.
+func faultTarget(ep Endpoint, kind FaultKind) (endpoint, error) {
+	i, ok := ep.index()
+	if !ok || i == epAbout {
+		return 0, errors.New("qualysim: faults apply to the hostlist and detection endpoints")
+	}
+	if !containsKind(AllFaults, kind) {
+		return 0, errors.New("qualysim: unknown fault kind " + string(kind))
+	}
+	return i, nil
+}
 
 func containsKind(ks []FaultKind, k FaultKind) bool {
 	for _, x := range ks {
@@ -216,7 +253,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ep, ok := route(r.URL.Path)
-	if !ok {
+	if !ok || (ep == epAbout && s.cfg.NoAbout) {
 		http.NotFound(w, r)
 		return
 	}
@@ -429,6 +466,9 @@ func (s *Sim) serveOutcomeFault(c *apiCall, p plan) bool {
 		code := p.cfg.ErrorDocCode
 		c.doc("fault/errordoc", http.StatusOK, "application/xml",
 			simpleReturn(c.base, c.now.Unix(), code, errorDocText(code), nil, true))
+	case FaultMaintenance:
+		c.doc("fault/maintenance", http.StatusServiceUnavailable, "application/xml",
+			simpleReturn(c.base, c.now.Unix(), 1999, errorDocText(1999), nil, true))
 	case Fault999:
 		c.doc("fault/999", http.StatusInternalServerError, "application/xml",
 			genericReturn(c.base, s.cfg.Username, c.now.Unix(), 999, "Internal error. Please contact customer support.", s.m.h2(sFault, p.seq, 5)))

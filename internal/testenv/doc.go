@@ -1,5 +1,6 @@
 // Package testenv gives tests the project's real moving parts: an embedded
-// NATS JetStream server, the nats-server and MinIO binaries, and a way to wait.
+// NATS JetStream server, the nats-server and MinIO binaries, a TCP proxy
+// that partitions them, and a way to wait.
 //
 // It is imported only from _test.go files. A package whose tests call MinIO
 // declares func TestMain(m *testing.M) { testenv.Main(m) }, so that the MinIO
