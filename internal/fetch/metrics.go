@@ -33,11 +33,11 @@ var pauseKinds = []string{"outage", "fault", "maintenance", "backpressure", "loc
 
 // limitGauges name the gauges of Qualys' limit headers.
 var limitGauges = []struct{ name, help string }{
-	{"qfetch_qualys_rate_limit", "X-RateLimit-Limit of the last detection answer: calls allowed per window."},
-	{"qfetch_qualys_rate_window_seconds", "X-RateLimit-Window-Sec of the last detection answer."},
-	{"qfetch_qualys_rate_remaining", "X-RateLimit-Remaining of the last detection answer: calls left in the window."},
-	{"qfetch_qualys_concurrency_limit", "X-Concurrency-Limit-Limit of the last detection answer."},
-	{"qfetch_qualys_concurrency_running", "X-Concurrency-Limit-Running of the last detection answer, that call included."},
+	{"qfetch_worker_qualys_rate_limit", "X-RateLimit-Limit of the last detection answer: calls allowed per window."},
+	{"qfetch_worker_qualys_rate_window_seconds", "X-RateLimit-Window-Sec of the last detection answer."},
+	{"qfetch_worker_qualys_rate_remaining", "X-RateLimit-Remaining of the last detection answer: calls left in the window."},
+	{"qfetch_worker_qualys_concurrency_limit", "X-Concurrency-Limit-Limit of the last detection answer."},
+	{"qfetch_worker_qualys_concurrency_running", "X-Concurrency-Limit-Running of the last detection answer, that call included."},
 }
 
 // NewMetrics creates the series and registers them with reg (nil: none).
@@ -70,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		faulted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "qfetch_worker_fleet_fault",
-			Help: "1 while the fleet is paused (any kind but a back-pressure hold); see qfetch_worker_fleet_paused for the kind.",
+			Help: "1 while the fleet is paused by a fleet-wide fault (credentials, API access, the bucket) or this worker alone cannot record a pause; qfetch_worker_fleet_paused has every kind.",
 		}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfetch_worker_fault_probes_total",
@@ -85,6 +85,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Batches this worker gave up mid-call because their lease could not be shown alive (a partition, a disconnect).",
 		}),
 		limits: map[string]prometheus.Gauge{},
+	}
+	for _, k := range pauseKinds {
+		m.paused.WithLabelValues(k).Set(0)
 	}
 	cs := []prometheus.Collector{m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes, m.paused, m.leasesLost}
 	for _, g := range limitGauges {
@@ -101,11 +104,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // an absent header leaves its gauge as it was.
 func (m *Metrics) observeLimits(l qualys.Limits) {
 	for name, v := range map[string]int{
-		"qfetch_qualys_rate_limit":          l.RateLimit,
-		"qfetch_qualys_rate_window_seconds": l.RateWindowSec,
-		"qfetch_qualys_rate_remaining":      l.RateRemaining,
-		"qfetch_qualys_concurrency_limit":   l.ConcurrencyLimit,
-		"qfetch_qualys_concurrency_running": l.ConcurrencyRunning,
+		"qfetch_worker_qualys_rate_limit":          l.RateLimit,
+		"qfetch_worker_qualys_rate_window_seconds": l.RateWindowSec,
+		"qfetch_worker_qualys_rate_remaining":      l.RateRemaining,
+		"qfetch_worker_qualys_concurrency_limit":   l.ConcurrencyLimit,
+		"qfetch_worker_qualys_concurrency_running": l.ConcurrencyRunning,
 	} {
 		if v >= 0 {
 			m.limits[name].Set(float64(v))
@@ -120,15 +123,15 @@ func (m *Metrics) setPause(st ledger.FleetState, local error) {
 	if st.Pause != nil {
 		on[string(st.Pause.Kind)] = true
 	}
-	any := false
 	for _, k := range pauseKinds {
 		v := 0.0
 		if on[k] {
-			v, any = 1, any || k != "backpressure"
+			v = 1
 		}
 		m.paused.WithLabelValues(k).Set(v)
 	}
-	if any {
+	// The fault gauge keeps its meaning: a fault an operator must fix.
+	if on["fault"] || on["local"] {
 		m.faulted.Set(1)
 	} else {
 		m.faulted.Set(0)
