@@ -18,28 +18,43 @@ func (w *Worker) waitPull(ctx context.Context) error {
 	for {
 		st, fleetChanged := w.fleet.Snapshot()
 		faulted, until, localChanged := w.local.state()
-		now := w.cfg.Now()
 		if st.HoldUntil.After(until) {
 			until = st.HoldUntil
 		}
-		var timer <-chan time.Time
-		switch {
-		case st.Pause != nil || faulted != nil:
-		case now.Before(until):
-			t := time.NewTimer(until.Sub(now))
-			defer t.Stop()
-			timer = t.C
-		default:
+		wait := time.Until(until)
+		if st.Pause == nil && faulted == nil && wait <= 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-fleetChanged:
-		case <-localChanged:
-		case <-timer:
+		if err := waitChange(ctx, wait, fleetChanged, localChanged); err != nil {
+			return err
 		}
 	}
+}
+
+// waitChange waits until d has passed (d ≤ 0: no limit), a channel is
+// closed, or ctx ends.
+func waitChange(ctx context.Context, d time.Duration, changed ...<-chan struct{}) error {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	var a, b <-chan struct{}
+	if len(changed) > 0 {
+		a = changed[0]
+	}
+	if len(changed) > 1 {
+		b = changed[1]
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a:
+	case <-b:
+	case <-timer:
+	}
+	return nil
 }
 
 // follow keeps the fleet snapshot current for as long as the worker runs;
@@ -106,18 +121,9 @@ func (w *Worker) probe(ctx context.Context) error {
 		local := w.local.fault()
 		w.metrics.setPause(st, local)
 		if st.Pause == nil && local == nil {
-			var holdOver <-chan time.Time
-			if d := time.Until(st.HoldUntil); d > 0 {
-				t := time.NewTimer(d) // the gauge must drop when the hold ends
-				defer t.Stop()
-				holdOver = t.C
-			}
-			select {
-			case <-ctx.Done():
+			// Wake when the hold ends too: its gauge must drop.
+			if waitChange(ctx, time.Until(st.HoldUntil), changed, w.local.changedCh()) != nil {
 				return nil
-			case <-changed:
-			case <-w.local.changedCh():
-			case <-holdOver:
 			}
 			continue
 		}
@@ -126,7 +132,7 @@ func (w *Worker) probe(ctx context.Context) error {
 			if err != nil {
 				w.log.Warn("claiming the fleet probe failed", "err", err)
 			}
-			if sleepOrChange(ctx, period, changed) != nil {
+			if waitChange(ctx, period, changed) != nil {
 				return nil
 			}
 			continue
@@ -158,7 +164,7 @@ func (w *Worker) probe(ctx context.Context) error {
 					"probe_err", err, "next_probe", period)
 			}
 		}
-		if sleepOrChange(ctx, period, nil) != nil {
+		if waitChange(ctx, period) != nil {
 			return nil
 		}
 	}
@@ -246,19 +252,6 @@ func pauseText(st ledger.FleetState, local error) string {
 		return "this worker: " + local.Error()
 	}
 	return ""
-}
-
-func sleepOrChange(ctx context.Context, d time.Duration, changed <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-changed:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // gate is this process's own pause, for when the fleet's shared state
