@@ -74,6 +74,8 @@ var stateDefaults = map[string]string{
 // workerDefaults are the series a worker serves besides the run-level ones.
 var workerDefaults = map[string]string{
 	"qfetch_worker_fleet_fault":                            "0",
+	`qfetch_worker_fleet_paused{kind="outage"}`:            "0",
+	`qfetch_worker_fleet_paused{kind="maintenance"}`:       "0",
 	`qfetch_worker_batches_total{outcome="done",class=""}`: "0",
 }
 
@@ -436,6 +438,60 @@ func TestAlertScenarios(t *testing.T) {
 				// No batch done in an hour, but the fault says why.
 				{at: 2 * h, firing: []string{"QfetchFleetFault"}},
 			},
+		},
+		{
+			name:  "an outage pauses the fleet",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "40"},
+			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
+				`qfetch_worker_fleet_paused{kind="outage"}`: "1",
+			})},
+			check: []checkpoint{
+				{at: 20 * m},
+				{at: 40 * m, firing: []string{"QfetchFleetPaused"}},
+				// No batch done in two hours, but the pause says why.
+				{at: 2 * h, firing: []string{"QfetchFleetPaused"}},
+			},
+		},
+		{
+			name:  "maintenance over by itself",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "40"},
+			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
+				`qfetch_worker_fleet_paused{kind="maintenance"}`:       "1; 0@20m",
+				`qfetch_worker_batches_total{outcome="done",class=""}`: "0; 0+1@20m",
+			})},
+			check: []checkpoint{{at: 15 * m}, {at: 45 * m}},
+		},
+		{
+			name:  "the rate budget is short for the open run",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "300", "qfetch_queue_in_flight_batches": "2"},
+			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
+				// 300 calls an hour allowed, 50 left, and 12 calls a
+				// minute (720 an hour): the window runs dry before the run.
+				"qfetch_worker_qualys_rate_limit":                             "300",
+				"qfetch_worker_qualys_rate_window_seconds":                    "3600",
+				"qfetch_worker_qualys_rate_remaining":                         "50",
+				`qfetch_worker_qualys_responses_total{status="200",code="0"}`: "0+60",
+				`qfetch_worker_batches_total{outcome="done",class=""}`:        "0+60",
+			})},
+			check: []checkpoint{{at: 20 * m}, {at: 45 * m, firing: []string{"QfetchRateBudgetShort"}}},
+		},
+		{
+			name:  "the rate budget is enough at the current pace",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "300", "qfetch_queue_in_flight_batches": "2"},
+			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
+				// 50 left, but the fleet calls slower than the window
+				// refills (6 an hour against 300).
+				"qfetch_worker_qualys_rate_limit":                             "300",
+				"qfetch_worker_qualys_rate_window_seconds":                    "3600",
+				"qfetch_worker_qualys_rate_remaining":                         "50",
+				`qfetch_worker_qualys_responses_total{status="200",code="0"}`: "0+0.5",
+				`qfetch_worker_batches_total{outcome="done",class=""}`:        "0+0.5",
+			})},
+			check: []checkpoint{{at: 45 * m}},
 		},
 		{
 			name:  "at the cap with the queue growing",

@@ -42,6 +42,8 @@ var requiredAlerts = []string{
 	"QfetchWorkersMissing",         // work waiting, no worker running
 	"QfetchExporterDown",           // the exporter's run-level series absent
 	"QfetchStatusRefreshFailing",   // the run-level series are out of date
+	"QfetchFleetPaused",            // the fleet paused as one (outage, maintenance)
+	"QfetchRateBudgetShort",        // Qualys' rate budget cannot finish the open run at the current pace
 }
 
 var severities = []string{"critical", "warning", "info"}

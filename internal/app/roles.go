@@ -149,6 +149,7 @@ func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
 	return fetch.New(cfg, fetch.Deps{
 		Queue:     q.Queue,
 		Ledger:    q.Ledger,
+		Fleet:     q.Ledger.Fleet(p.Owner),
 		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
 		API:       p.Qualys,
 		Store:     p.Store,

@@ -2,9 +2,9 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,11 +20,8 @@ import (
 // handle runs one delivered message to its fate.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	start := w.cfg.Now()
-	md, err := m.Metadata()
-	delivery := uint64(0)
-	if err == nil {
-		delivery = md.NumDelivered
-	}
+	received := time.Now()
+	delivery := msg.Deliveries(m)
 	b, err := msg.Decode(m.Data())
 	if err != nil {
 		log := w.log.With("subject", m.Subject(), "delivery", delivery)
@@ -39,19 +36,29 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
+	if n, err := w.ledger.FailureCount(ctx, b.Run, b.Key()); err == nil && spent(n, w.rules()) {
+		// Its last charge was made at its last failure; dead-lettering
+		// waited until now in case the fleet's breaker forgave it.
+		w.deadLetter(context.WithoutCancel(ctx), m, log, spentReason(n),
+			failure.Retryable(fmt.Errorf("batch %s: charged %d failures, the limit; the last is in the worker log of its delivery %d", b.Key(), n, delivery-1)))
+		return
+	}
 
 	w.metrics.inFlight.Inc()
-	stopProgress := w.keepInProgress(ctx, m)
-	res, err := w.fetch(ctx, b)
-	stopProgress()
+	lctx, stopLease := w.lease(ctx, m, received)
+	res, err := w.fetch(lctx, b)
+	stopLease()
+	lost := leaseLost(lctx)
 	w.metrics.inFlight.Dec()
-	if err == nil {
+	if err == nil && !lost {
 		res.Delivery, res.Worker, res.At = delivery, w.cfg.Owner, w.cfg.Now().UTC()
 		res.Duration = w.cfg.Now().Sub(start).Seconds()
 		err = w.record(ctx, m, res)
+	} else if err == nil {
+		err = ErrLeaseLost
 	}
-	d := delivered{m: m, b: b, log: log}
-	w.apply(ctx, d, decide(w.assess(ctx, d, err), w.rules()), res, err)
+	d := delivered{m: m, b: b, log: log, started: start}
+	w.apply(ctx, d, decide(w.assess(ctx, d, err, lost), w.rules()), res, err)
 }
 
 // fetch calls Qualys for batch b and streams every page into the store.
@@ -99,6 +106,7 @@ func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, ke
 	}
 	defer resp.Close()
 	putStart := w.cfg.Now()
+	w.metrics.observeLimits(resp.Limits)
 	obj, err := w.store.Put(ctx, key, resp, objstore.PutOptions{ContentType: "application/xml"})
 	w.metrics.observeResponse(err, resp.Status)
 	w.metrics.upload.Observe(w.cfg.Now().Sub(putStart).Seconds())
@@ -121,68 +129,65 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, r ledger.BatchResu
 	return nil
 }
 
-// keepInProgress tells JetStream the batch is still being worked on, so a
-// long body outliving AckWait is not handed to another worker. The returned
-// func stops it and waits for its goroutine.
-func (w *Worker) keepInProgress(ctx context.Context, m jetstream.Msg) func() {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(w.cfg.InProgressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = m.InProgress() // a lost one is covered by the next tick
-			}
-		}
-	})
-	return func() {
-		cancel()
-		wg.Wait()
-	}
-}
-
 // delivered is one message being handled, with its batch and logger.
 type delivered struct {
-	m   jetstream.Msg
-	b   msg.Batch
-	log *slog.Logger
+	m       jetstream.Msg
+	b       msg.Batch
+	log     *slog.Logger
+	started time.Time
 }
 
 func (w *Worker) rules() rules {
 	return rules{MaxFailures: w.q.Config().MaxFailures, SplitAfter: w.cfg.SplitAfter,
-		BreakAfter: w.cfg.BreakAfter, ProbeEvery: w.cfg.ProbeEvery, MaxBackoff: w.cfg.MaxBackoff}
+		ProbeEvery: w.cfg.ProbeEvery, MaxBackoff: w.cfg.MaxBackoff}
 }
 
 // assess gathers what decide needs about an attempt that ended with err
-// (nil: stored). The streak and the batch's failure count change only for
-// the failures that count in them.
-func (w *Worker) assess(ctx context.Context, d delivered, err error) attempt {
+// (nil: stored). A chargeable failure is charged at once and then joins the
+// fleet's streak; the streak may trip the fleet's breaker, and a failure
+// that arrives while the fleet is paused takes its charge back.
+func (w *Worker) assess(ctx context.Context, d delivered, err error, lost bool) attempt {
 	if err == nil {
 		return attempt{Stored: true}
 	}
 	b := d.b
-	a := attempt{Class: failure.ClassOf(err), Stopping: stopping(ctx, err), TooBig: tooBig(err),
+	a := attempt{Class: failure.ClassOf(err), Stopping: stopping(ctx, err), LeaseLost: lost,
+		Maintenance: errors.Is(err, qualys.ErrMaintenance), TooBig: tooBig(err),
 		Wait: failure.WaitOf(err), CanSplit: b.Hosts > 1}
-	if counted(a) {
-		a.Streak = w.streak.fail(b.Run + "/" + b.Key())
+	if st, _ := w.fleet.Snapshot(); st.Paused(w.cfg.Now()) || w.local.fault() != nil {
+		a.Paused = true
 	}
-	if charged(a, w.rules()) {
-		n, cerr := w.ledger.CountFailure(context.WithoutCancel(ctx), b.Run, b.Key())
-		if cerr != nil {
-			d.log.Warn("counting the failure", "err", cerr)
+	if !chargeable(a) {
+		return a
+	}
+	cctx := context.WithoutCancel(ctx)
+	n, cerr := w.ledger.CountFailure(cctx, b.Run, b.Key())
+	if cerr != nil {
+		d.log.Warn("counting the failure", "err", cerr)
+	}
+	a.Failures = n
+	if !streaked(a) || cerr != nil {
+		return a
+	}
+	switch out, ferr := w.fleet.Fail(cctx, ledger.Suspect{Run: b.Run, Batch: b.Key()}, w.cfg.BreakAfter, errText(err)); {
+	case ferr != nil:
+		d.log.Warn("adding the failure to the fleet's streak", "err", ferr)
+	case out == ledger.FailPaused:
+		if err := w.ledger.ForgiveFailure(cctx, b.Run, b.Key()); err != nil {
+			d.log.Warn("taking back the charge of a failure during a fleet pause", "err", err)
+		} else {
+			a.Failures = max(n-1, 0)
 		}
-		a.Failures = n
+		a.Paused = true
+	case out == ledger.FailTripped:
+		a.Tripped = true
 	}
 	return a
 }
 
 // apply carries out verdict v on a delivered batch: the one place where a
-// decision becomes Acks, Naks, pauses, metrics and logs. res is the stored
-// result (ack) and err the attempt's failure (all others).
+// decision becomes Acks, schedules, pauses, metrics and logs. res is the
+// stored result (ack) and err the attempt's failure (all others).
 func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.BatchResult, err error) {
 	// Whatever happened, a batch handed back must not wait on a context
 	// that is already over.
@@ -190,7 +195,9 @@ func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.B
 	class := failure.ClassOf(err).String()
 	switch v.Kind {
 	case ack:
-		w.streak.reset()
+		if err := w.fleet.Succeeded(actx); err != nil {
+			d.log.Warn("settling the fleet's streak", "err", err)
+		}
 		w.metrics.batches.WithLabelValues("done", "").Inc()
 		d.log.Info("batch stored", "bytes", res.Bytes(), "objects", len(res.Objects),
 			"hosts_returned", res.HostsReturned, "seconds", res.Duration)
@@ -203,34 +210,54 @@ func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.B
 		w.metrics.batches.WithLabelValues("returned", "stop").Inc()
 		d.log.Info("stopping: batch handed back", "err", err)
 		w.nak(d.m, 0, d.log)
-	case delay:
-		w.gate.pauseFor(v.Delay)
+	case abandon:
+		w.metrics.batches.WithLabelValues("abandoned", "lease").Inc()
+		d.log.Warn("lease lost: the call and upload were stopped and the batch is left to JetStream's redelivery", "err", err)
+	case hold:
+		until := w.cfg.Now().Add(v.Delay)
+		w.holdFleet(actx, until, err)
 		w.metrics.waited.Add(v.Delay.Seconds())
 		w.metrics.batches.WithLabelValues("delayed", class).Inc()
-		d.log.Warn("back-pressure: batch delayed", "wait", v.Delay, "err", err)
-		w.nak(d.m, v.Delay, d.log)
+		d.log.Warn("back-pressure: the fleet holds its pulls; batch delayed", "wait", v.Delay, "err", err)
+		w.later(actx, d, v.Delay)
 	case pause:
-		w.gate.setFault(err)
-		w.metrics.faulted.Set(1)
+		w.pauseFleet(actx, v.Pause, v.Reason, err)
 		w.metrics.batches.WithLabelValues("delayed", class).Inc()
-		d.log.Error(v.Reason+": pausing this worker; the batch stays queued", "err", err)
-		w.nak(d.m, v.Delay, d.log)
+		d.log.Error(v.Reason+": pausing the fleet; the batch stays queued", "err", err)
+		w.later(actx, d, v.Delay)
 	case deadLetter:
 		w.deadLetter(actx, d.m, d.log, v.Reason, err)
 	case split:
 		if w.split(actx, d.m, d.b, err, d.log) {
 			return
 		}
-		w.retry(d, v, class, err)
+		w.retry(actx, d, v, class, err)
 	case retryLater:
-		w.retry(d, v, class, err)
+		w.retry(actx, d, v, class, err)
 	}
 }
 
-func (w *Worker) retry(d delivered, v verdict, class string, err error) {
+func (w *Worker) retry(ctx context.Context, d delivered, v verdict, class string, err error) {
 	w.metrics.batches.WithLabelValues("retried", class).Inc()
-	d.log.Warn("batch failed; retrying", "attempt", v.Attempt, "class", class, "next", v.Delay, "err", err)
-	w.nak(d.m, v.Delay, d.log)
+	msg := "batch failed; retrying"
+	switch {
+	case v.Reason != "":
+		msg = "batch failed while " + v.Reason + "; retrying, uncharged"
+	case spent(v.Attempt, w.rules()):
+		msg = "batch failed its last attempt; it is dead-lettered at its next delivery unless the fleet finds an outage"
+	}
+	d.log.Warn(msg, "attempt", v.Attempt, "class", class, "next", v.Delay, "err", err)
+	w.later(ctx, d, v.Delay)
+}
+
+// later takes the batch off the queue for delay: a schedule delivers it
+// again, and the slot is free meanwhile. Should the schedule fail, a Nak
+// with the delay keeps the batch, and its slot, until then.
+func (w *Worker) later(ctx context.Context, d delivered, delay time.Duration) {
+	if err := w.q.Retry(ctx, d.m, time.Now().Add(delay)); err != nil {
+		d.log.Warn("scheduling the retry failed; the batch waits in the queue instead", "err", err)
+		w.nak(d.m, delay, d.log)
+	}
 }
 
 func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -36,6 +37,7 @@ var testWaits = qualys.Waits{Concurrency: 300 * time.Millisecond, RateLimit: tim
 // and a run's batches published the way the planner does.
 type env struct {
 	t      *testing.T
+	o      opts
 	r      *testrun.Env
 	sim    *qualysim.Sim
 	js     jetstream.JetStream
@@ -54,6 +56,7 @@ type opts struct {
 	ackWait     time.Duration
 	maxFailures int
 	sim         qualysim.Config
+	wrap        func(http.Handler) http.Handler // around the simulator
 }
 
 func setup(t *testing.T, o opts) *env {
@@ -68,9 +71,9 @@ func setup(t *testing.T, o opts) *env {
 		o.sim.ConcurrencyLimit = qualysim.Off
 	}
 	r := testrun.New(t, testrun.Options{Hosts: o.hosts, Seed: 11, Sim: o.sim, MaxInFlight: o.maxInFlight, AckWait: o.ackWait,
-		MaxFailures: o.maxFailures, Waits: testWaits, PartSize: objstore.MinPartSize})
+		MaxFailures: o.maxFailures, Waits: testWaits, PartSize: objstore.MinPartSize, Wrap: o.wrap})
 	sim, q := r.Sim, r.Q
-	e := &env{t: t, r: r, sim: sim, js: r.JS, q: q, minio: r.MinIO, store: r.Store,
+	e := &env{t: t, o: o, r: r, sim: sim, js: r.JS, q: q, minio: r.MinIO, store: r.Store,
 		before: sim.Clock().Now().Truncate(time.Second)}
 
 	// Publish the run's batches as the planner would.

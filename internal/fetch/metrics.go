@@ -3,24 +3,41 @@ package fetch
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
 // Metrics are a worker's Prometheus series. Labels carry classes, outcomes
 // and codes only: never a run, a key or anything a secret could hide in.
 type Metrics struct {
-	batches   *prometheus.CounterVec // outcome, class
-	bytes     prometheus.Counter
-	inFlight  prometheus.Gauge
-	responses *prometheus.CounterVec // status, code
-	waited    prometheus.Counter
-	upload    prometheus.Histogram
-	faulted   prometheus.Gauge
-	probes    *prometheus.CounterVec // result
+	batches    *prometheus.CounterVec // outcome, class
+	bytes      prometheus.Counter
+	inFlight   prometheus.Gauge
+	responses  *prometheus.CounterVec // status, code
+	waited     prometheus.Counter
+	upload     prometheus.Histogram
+	faulted    prometheus.Gauge
+	probes     *prometheus.CounterVec // result
+	paused     *prometheus.GaugeVec   // kind
+	leasesLost prometheus.Counter
+	limits     map[string]prometheus.Gauge // by Qualys header
+}
+
+// pauseKinds are the values of qfetch_worker_fleet_paused's kind label.
+var pauseKinds = []string{"outage", "fault", "maintenance", "backpressure", "local"}
+
+// limitGauges name the gauges of Qualys' limit headers.
+var limitGauges = []struct{ name, help string }{
+	{"qfetch_worker_qualys_rate_limit", "X-RateLimit-Limit of the last detection answer: calls allowed per window."},
+	{"qfetch_worker_qualys_rate_window_seconds", "X-RateLimit-Window-Sec of the last detection answer."},
+	{"qfetch_worker_qualys_rate_remaining", "X-RateLimit-Remaining of the last detection answer: calls left in the window."},
+	{"qfetch_worker_qualys_concurrency_limit", "X-Concurrency-Limit-Limit of the last detection answer."},
+	{"qfetch_worker_qualys_concurrency_running", "X-Concurrency-Limit-Running of the last detection answer, that call included."},
 }
 
 // NewMetrics creates the series and registers them with reg (nil: none).
@@ -53,17 +70,72 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		faulted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "qfetch_worker_fleet_fault",
-			Help: "1 while this worker is paused by a fleet-wide fault.",
+			Help: "1 while the fleet is paused by a fleet-wide fault (credentials, API access, the bucket) or this worker alone cannot record a pause; qfetch_worker_fleet_paused has every kind.",
 		}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfetch_worker_fault_probes_total",
-			Help: "Checks of Qualys and the bucket during a fleet-wide fault, by result (ok, failed).",
+			Help: "Probes (a one-host detection call and a bucket check) made by this worker while the fleet was paused, by result (ok, failed, unexpected).",
 		}, []string{"result"}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "qfetch_worker_fleet_paused",
+			Help: "1 while the fleet is paused, by kind: outage, fault (credentials, access, bucket), maintenance (Qualys 1999), backpressure (a hold until Qualys' wait is over), local (this worker alone: the fleet's state could not be written).",
+		}, []string{"kind"}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "qfetch_worker_leases_lost_total",
+			Help: "Batches this worker gave up mid-call because their lease could not be shown alive (a partition, a disconnect).",
+		}),
+		limits: map[string]prometheus.Gauge{},
+	}
+	for _, k := range pauseKinds {
+		m.paused.WithLabelValues(k).Set(0)
+	}
+	cs := []prometheus.Collector{m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes, m.paused, m.leasesLost}
+	for _, g := range limitGauges {
+		m.limits[g.name] = prometheus.NewGauge(prometheus.GaugeOpts{Name: g.name, Help: g.help})
+		cs = append(cs, m.limits[g.name])
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes)
+		reg.MustRegister(cs...)
 	}
 	return m
+}
+
+// observeLimits sets the limit gauges from the headers of a Qualys answer;
+// an absent header leaves its gauge as it was.
+func (m *Metrics) observeLimits(l qualys.Limits) {
+	for name, v := range map[string]int{
+		"qfetch_worker_qualys_rate_limit":          l.RateLimit,
+		"qfetch_worker_qualys_rate_window_seconds": l.RateWindowSec,
+		"qfetch_worker_qualys_rate_remaining":      l.RateRemaining,
+		"qfetch_worker_qualys_concurrency_limit":   l.ConcurrencyLimit,
+		"qfetch_worker_qualys_concurrency_running": l.ConcurrencyRunning,
+	} {
+		if v >= 0 {
+			m.limits[name].Set(float64(v))
+		}
+	}
+}
+
+// setPause sets the pause gauges from the fleet's state and this worker's
+// own pause.
+func (m *Metrics) setPause(st ledger.FleetState, local error) {
+	on := map[string]bool{"local": local != nil, "backpressure": time.Now().Before(st.HoldUntil)}
+	if st.Pause != nil {
+		on[string(st.Pause.Kind)] = true
+	}
+	for _, k := range pauseKinds {
+		v := 0.0
+		if on[k] {
+			v = 1
+		}
+		m.paused.WithLabelValues(k).Set(v)
+	}
+	// The fault gauge keeps its meaning: a fault an operator must fix.
+	if on["fault"] || on["local"] {
+		m.faulted.Set(1)
+	} else {
+		m.faulted.Set(0)
+	}
 }
 
 // observeResponse counts one Qualys answer: status and code from the error

@@ -12,35 +12,34 @@ import (
 )
 
 // attempt is what the verdict knows of one try at a batch. Its fields are
-// plain values, whoever supplies them: the streak could as well come from a
-// store shared by the fleet.
+// plain values; assess gathers them, from this worker and from the fleet's
+// shared state.
 type attempt struct {
-	Stored   bool          // stored, recorded and acked
-	Class    failure.Class // the failure's class
-	Stopping bool          // cut short by this worker's own stop
-	TooBig   bool          // a stall or a size refusal: the batch is too big for one call
-	Wait     time.Duration // how long back-pressure asked us to wait
-	CanSplit bool          // the batch holds more than one host
-	// Streak is the failures since the last success, this one included
-	// when it counts (see counted).
-	Streak streakState
-	// Failures is how often this batch was charged, this time included
-	// when it is charged (see charged); 0 when counting failed.
+	Stored      bool          // stored, recorded and acked
+	Class       failure.Class // the failure's class
+	Stopping    bool          // cut short by this worker's own stop
+	LeaseLost   bool          // cut short because the batch's lease could not be shown alive
+	Maintenance bool          // Qualys is in scheduled maintenance (1999)
+	TooBig      bool          // a stall or a size refusal: the batch is too big for one call
+	Wait        time.Duration // how long back-pressure asked us to wait
+	CanSplit    bool          // the batch holds more than one host
+	// Paused: the fleet was paused or held when the failure came, so the
+	// failure says nothing about the batch and nobody is charged (I6).
+	Paused bool
+	// Tripped: this failure completed the fleet's streak, over several
+	// batches, and paused the fleet; its charge stands only if the probe
+	// then passes.
+	Tripped bool
+	// Failures is how often this batch is charged, this failure included
+	// when it is charged; 0 when counting failed.
 	Failures int
-}
-
-// streakState is a streak of retryable failures with no success between.
-type streakState struct {
-	Failures int
-	Spread   bool // over more than one batch
 }
 
 // rules are the worker's limits the verdict applies.
 type rules struct {
-	MaxFailures int           // charged failures before a batch is dead-lettered
+	MaxFailures int           // charged failures after which a batch is dead-lettered
 	SplitAfter  int           // charged failures of an oversized batch before it is split
-	BreakAfter  int           // streak failures, over several batches, that make an outage
-	ProbeEvery  time.Duration // how long a paused batch waits
+	ProbeEvery  time.Duration // how long a batch waits out a fleet pause
 	MaxBackoff  time.Duration
 }
 
@@ -52,46 +51,51 @@ const retryBase = 30 * time.Second
 type kind uint8
 
 const (
-	ack        kind = iota // stored: reset the streak, try to finish the run
+	ack        kind = iota // stored: settle the fleet's streak, try to finish the run
 	handBack               // Nak at once, uncharged: this worker is stopping
-	retryLater             // Nak after Delay: charged, not yet spent
-	delay                  // back-pressure: hold this worker's pulls and Nak for Delay
-	pause                  // hold this worker until a probe passes; Nak after Delay
+	abandon                // neither ack nor nak: the lease lapsed, the batch is someone else's
+	retryLater             // wait Delay off the queue (a schedule), then deliver again
+	hold                   // back-pressure: hold the fleet's pulls for Delay; the batch waits as long
+	pause                  // pause the fleet (Pause says why) until a probe passes; the batch waits Delay
 	split                  // publish two halves and Term; if that fails, retryLater
 	deadLetter             // Term with Reason and leave a dead-letter record
 )
 
-var kindNames = [...]string{"ack", "hand back", "retry", "delay", "pause", "split", "dead-letter"}
+var kindNames = [...]string{"ack", "hand back", "abandon", "retry", "hold", "pause", "split", "dead-letter"}
 
 func (k kind) String() string { return kindNames[k] }
+
+// pauseKind is why the fleet pauses: the values are the ledger's.
+type pauseKind string
+
+const (
+	pauseNone        pauseKind = ""
+	pauseFault       pauseKind = "fault"
+	pauseMaintenance pauseKind = "maintenance"
+)
 
 // verdict is the decision about one attempt.
 type verdict struct {
 	Kind    kind
-	Delay   time.Duration // before redelivery; for split, the retry's if it cannot be made
+	Delay   time.Duration // before the batch is delivered again; for split, the retry's if it cannot be made
+	Pause   pauseKind     // for pause: the kind the fleet pauses with
 	Reason  string        // why a pause or dead letter
 	Attempt int           // the batch's charged failures, for the retry's log
 }
 
-// counted reports whether a failure joins the outage streak: a retryable
-// one that says nothing about the batch's size. A stall or a size refusal
-// says the batch is too big, whatever else fails.
-func counted(a attempt) bool {
-	return !a.Stored && !a.Stopping && retryable(a.Class) && !a.TooBig
+// chargeable reports whether a failure counts against the batch (design.md
+// I6): back-pressure, fleet-wide faults, a fleet pause, our own stop and a
+// lost lease never do. A failure the fleet's breaker later attributes to an
+// outage is forgiven after the fact (see Worker.probe).
+func chargeable(a attempt) bool {
+	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Paused && retryable(a.Class)
 }
 
-// charged reports whether a failure counts against the batch (design.md
-// I6): back-pressure, fleet-wide faults, an outage and our own stop never
-// do.
-func charged(a attempt, r rules) bool {
-	return !a.Stored && !a.Stopping && retryable(a.Class) && !outage(a, r)
-}
-
-// outage reports failures spread over batches with no success between: the
-// fault is not this batch's, and pausing keeps it from using up every
-// batch's chances.
-func outage(a attempt, r rules) bool {
-	return !a.TooBig && a.Streak.Spread && a.Streak.Failures >= r.BreakAfter
+// streaked reports whether a charged failure joins the fleet's streak: one
+// that says nothing about the batch's size. A stall or a size refusal says
+// the batch is too big, whatever else fails.
+func streaked(a attempt) bool {
+	return chargeable(a) && !a.TooBig
 }
 
 // retryable is every class the worker retries: anything nobody classified
@@ -106,34 +110,44 @@ func retryable(c failure.Class) bool {
 
 // decide is the verdict on an attempt. Its delays carry jitter, the one
 // randomness in it.
+//
+// A batch whose charges reach MaxFailures is not dead-lettered here but at
+// its next delivery, before any call (see Worker.handle): a charge may still
+// be forgiven if the fleet's breaker finds an outage, and an outage must
+// dead-letter nothing (I6). Its attempts are MaxFailures all the same.
 func decide(a attempt, r rules) verdict {
 	switch {
 	case a.Stored:
 		return verdict{Kind: ack}
 	case a.Stopping:
 		return verdict{Kind: handBack}
+	case a.LeaseLost:
+		return verdict{Kind: abandon}
 	}
 	switch a.Class {
 	case failure.ClassBackPressure:
-		return verdict{Kind: delay, Delay: retry.Jitter(a.Wait)}
+		if a.Maintenance {
+			return verdict{Kind: pause, Pause: pauseMaintenance, Delay: r.ProbeEvery, Reason: "Qualys scheduled maintenance"}
+		}
+		return verdict{Kind: hold, Delay: retry.Jitter(a.Wait)}
 	case failure.ClassFleetWide:
-		return verdict{Kind: pause, Delay: r.ProbeEvery, Reason: "fleet-wide fault"}
+		return verdict{Kind: pause, Pause: pauseFault, Delay: r.ProbeEvery, Reason: "fleet-wide fault"}
 	case failure.ClassPermanent:
 		return verdict{Kind: deadLetter, Reason: "permanent failure"}
 	}
-	if outage(a, r) {
-		return verdict{Kind: pause, Delay: r.ProbeEvery, Reason: "repeated failures across batches"}
+	if a.Paused {
+		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "the fleet is paused"}
 	}
 	n := a.Failures
-	if n >= r.MaxFailures {
-		return verdict{Kind: deadLetter, Reason: fmt.Sprintf("%d failed attempts", n)}
-	}
 	wait := retry.Backoff(max(n, 1), retryBase, r.MaxBackoff)
-	if n >= r.SplitAfter && a.TooBig && a.CanSplit {
+	if n >= r.SplitAfter && n < r.MaxFailures && a.TooBig && a.CanSplit {
 		return verdict{Kind: split, Delay: wait, Attempt: n}
 	}
 	return verdict{Kind: retryLater, Delay: wait, Attempt: n}
 }
+
+// spent reports whether a batch charged n times has no attempt left.
+func spent(n int, r rules) bool { return r.MaxFailures > 0 && n >= r.MaxFailures }
 
 // stopping reports whether err comes from this worker stopping rather than
 // from the batch.
@@ -149,3 +163,6 @@ func tooBig(err error) bool {
 	return errors.Is(err, qualys.ErrIdleTimeout) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, qualys.ErrTooLarge) || (errors.As(err, &te) && te.Timeout())
 }
+
+// spentReason is the dead letter's reason for a batch whose charges ran out.
+func spentReason(n int) string { return fmt.Sprintf("%d failed attempts", n) }

@@ -2,19 +2,20 @@
 // batch's detection response through the validator into the object store,
 // records the result and acks — or decides, by error class, what happens next.
 //
-// The decisions (design.md I2, I5, I6) are one pure function, decide: a
-// retryable failure Naks with a back-off; back-pressure Naks for as long as
-// Qualys asked and pauses this process; a fleet-wide fault pauses the whole
-// process and probes until it clears, leaving every batch queued; a
-// permanent failure dead-letters. Worker.apply carries them out.
+// The decisions (design.md I2, I5, I6) are one pure function, decide;
+// Worker.apply carries them out. Decisions that concern the whole fleet —
+// an outage, a fleet-wide fault, Qualys' maintenance or rate limits — live
+// in the ledger's shared fleet state, which every worker follows and one at
+// a time probes; a batch that must wait leaves the queue for a schedule, so
+// its slot goes to other work.
 package fetch
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,17 +35,27 @@ type Config struct {
 	Owner           string        // this process, for records
 	Grace           time.Duration // on stop: how long in-flight fetches may finish; default 20s
 	PullWait        time.Duration // one pull request's wait; default 5s
-	InProgressEvery time.Duration // InProgress cadence while a batch runs; default AckWait/4
-	// MaxBackoff caps retry delays; default 2m. JetStream counts a batch
-	// Nak'ed with a delay against MaxAckPending until it is redelivered, so
-	// a long delay holds one of the fleet's few slots idle.
+	// InProgressEvery is how often a running batch's lease is renewed;
+	// default AckWait/4, and never so rare that the lease could lapse
+	// between two renewals.
+	InProgressEvery time.Duration
+	// LeaseMargin is how long before AckWait runs out, counted from the
+	// last renewal the server confirmed, a worker gives a batch up: its
+	// Qualys call and upload must be over before JetStream can hand the
+	// batch to another worker (I5). Default AckWait/5, at least 100ms.
+	LeaseMargin time.Duration
+	// MaxBackoff caps retry delays; default 2m.
 	MaxBackoff time.Duration
-	ProbeEvery time.Duration // fleet-wide fault probe interval; default 30s
-	SplitAfter int           // timeouts of one batch before it is split; default 3
-	// BreakAfter is how many retryable failures, over more than one batch
-	// and with no success between, make the worker treat the fault as
-	// fleet-wide: an outage must not use up every batch's chances. Default
-	// 2 × Slots.
+	// ProbeEvery is the fleet's probe period while it is paused; default
+	// 30s. An outage or maintenance is probed every period, so the fleet
+	// resumes within one period of its end; a fleet-wide fault (credentials,
+	// access, bucket) backs off to 16 periods.
+	ProbeEvery time.Duration
+	SplitAfter int // charged failures of an oversized batch before it is split; default 3
+	// BreakAfter is how many charged failures, over at least two batches
+	// and with no success anywhere in the fleet between, pause the fleet as
+	// a suspected outage; a probe then decides whether the charges stand.
+	// Default 2.
 	BreakAfter int
 	Now        func() time.Time
 }
@@ -59,8 +70,14 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 	if c.PullWait <= 0 {
 		c.PullWait = 5 * time.Second
 	}
-	if c.InProgressEvery <= 0 {
-		c.InProgressEvery = ackWait / 4
+	if c.LeaseMargin <= 0 {
+		c.LeaseMargin = max(ackWait/5, 100*time.Millisecond)
+	}
+	// At least two renewals fit in a lease, so one lost renewal never
+	// costs the batch.
+	renewMax := max((ackWait-c.LeaseMargin)/2, time.Millisecond)
+	if c.InProgressEvery <= 0 || c.InProgressEvery > renewMax {
+		c.InProgressEvery = min(ackWait/4, renewMax)
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 2 * time.Minute
@@ -71,8 +88,8 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 	if c.SplitAfter <= 0 {
 		c.SplitAfter = 3
 	}
-	if c.BreakAfter <= 0 {
-		c.BreakAfter = 2 * c.Slots
+	if c.BreakAfter <= 1 {
+		c.BreakAfter = 2
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -87,8 +104,9 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 type Detector interface {
 	// DetectionPager walks one batch's detection answer, page by page.
 	DetectionPager(q qualys.DetectionQuery) *qualys.DetectionPager
-	// Check proves the account can log in, without a detection call.
-	Check(ctx context.Context) (qualys.Limits, error)
+	// Probe makes the smallest detection call there is: whether the fleet
+	// can work again after a pause.
+	Probe(ctx context.Context) (qualys.Limits, error)
 }
 
 // Store is where detection responses land.
@@ -103,6 +121,13 @@ type Store interface {
 // Queue is the part of the JetStream transport a worker uses.
 type Queue interface {
 	Next(ctx context.Context, maxWait time.Duration) (jetstream.Msg, error)
+	// Retry takes the batch off the queue until at (its slot is free
+	// meanwhile) and acks m; on error m is untouched.
+	Retry(ctx context.Context, m jetstream.Msg, at time.Time) error
+	// Progress renews m's lease and waits for the server to confirm it.
+	Progress(ctx context.Context, m jetstream.Msg) error
+	// InFlight is the fleet's delivered, unacked batches and their cap.
+	InFlight(ctx context.Context) (pending, limit int, err error)
 	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
 	Config() msg.Config
 }
@@ -112,7 +137,22 @@ type Ledger interface {
 	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
 	MarkDone(ctx context.Context, r ledger.BatchResult) error
 	CountFailure(ctx context.Context, run, batch string) (int, error)
+	ForgiveFailure(ctx context.Context, run, batch string) error
+	FailureCount(ctx context.Context, run, batch string) (int, error)
 	MarkSplit(ctx context.Context, run string, s ledger.Split) error
+}
+
+// Fleet is the fleet's shared pause state and outage breaker.
+type Fleet interface {
+	Follow(ctx context.Context) error
+	Snapshot() (ledger.FleetState, <-chan struct{})
+	Fail(ctx context.Context, s ledger.Suspect, breakAfter int, reason string) (ledger.FailOutcome, error)
+	Succeeded(ctx context.Context) error
+	Pause(ctx context.Context, kind ledger.PauseKind, reason string) (ledger.FleetState, error)
+	Hold(ctx context.Context, until time.Time, reason string) error
+	ProbeFailed(ctx context.Context, reason string) ([]ledger.Suspect, error)
+	Resume(ctx context.Context) error
+	ClaimProbe(ctx context.Context, period time.Duration) (bool, error)
 }
 
 // Publisher publishes split halves.
@@ -131,6 +171,7 @@ type Worker struct {
 	cfg     Config
 	q       Queue
 	ledger  Ledger
+	fleet   Fleet
 	pub     func() Publisher
 	api     Detector
 	store   Store
@@ -138,44 +179,17 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	gate   *gate
-	streak streak
-}
-
-// streak counts retryable failures since the last success, and the
-// distinct batches they hit. Failures spread over several batches with
-// nothing succeeding is an outage; one batch failing again and again is
-// that batch's problem, and its own failure count deals with it.
-type streak struct {
-	mu    sync.Mutex
-	n     int
-	first string
-	many  bool
-}
-
-// fail records a failure of batch key and returns the streak with it.
-func (s *streak) fail(key string) streakState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == 0 {
-		s.first = key
-	} else if key != s.first {
-		s.many = true
-	}
-	s.n++
-	return streakState{Failures: s.n, Spread: s.many}
-}
-
-func (s *streak) reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.n, s.first, s.many = 0, "", false
+	// local holds this process back when the fleet's state cannot be
+	// written (NATS unreachable): a pause must not wait for the store that
+	// records it.
+	local *gate
 }
 
 // Deps are a worker's collaborators; Finish and Metrics may be nil.
 type Deps struct {
 	Queue     Queue
 	Ledger    Ledger
+	Fleet     Fleet
 	Publisher func() Publisher
 	API       Detector
 	Store     Store
@@ -192,14 +206,23 @@ func New(cfg Config, d Deps) *Worker {
 		m = NewMetrics(nil)
 	}
 	return &Worker{
-		cfg: cfg, q: d.Queue, ledger: d.Ledger, pub: d.Publisher, api: d.API, store: d.Store,
-		finish: d.Finish, log: d.Log, metrics: m, gate: newGate(cfg.Now),
+		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, store: d.Store,
+		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now),
 	}
 }
 
-// Ready reports nil when the worker is pulling, or why it is not: a
-// fleet-wide fault, for /readyz.
-func (w *Worker) Ready() error { return w.gate.fault() }
+// Ready reports nil when the worker is pulling, or why it is not: a fleet
+// pause, for /readyz. A back-pressure hold is no reason: it ends by itself.
+func (w *Worker) Ready() error {
+	if err := w.local.fault(); err != nil {
+		return err
+	}
+	st, _ := w.fleet.Snapshot()
+	if p := st.Pause; p != nil {
+		return fmt.Errorf("fleet paused (%s) since %s by %s: %s", p.Kind, p.Since.Format(time.RFC3339), p.By, p.Reason)
+	}
+	return nil
+}
 
 // Run pulls and fetches until ctx ends (the soft stop: no new pulls, and
 // batches in flight get Config.Grace to finish) or hard ends (everything in
@@ -218,6 +241,7 @@ func (w *Worker) Run(ctx, hard context.Context) error {
 	defer stopHard()
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.follow(gctx) })
 	g.Go(func() error { return w.probe(gctx) })
 	for slot := range w.cfg.Slots {
 		g.Go(func() error { return w.slot(gctx, work, slot) })
@@ -231,10 +255,11 @@ func (w *Worker) Run(ctx, hard context.Context) error {
 
 var errGraceOver = errors.New("stop grace period over")
 
-// slot is one fetch at a time: wait at the gate, pull one message, run it.
+// slot is one fetch at a time: wait until the fleet may pull, pull one
+// message, run it.
 func (w *Worker) slot(ctx, work context.Context, slot int) error {
 	for {
-		if err := w.gate.wait(ctx); err != nil {
+		if err := w.waitPull(ctx); err != nil {
 			return nil
 		}
 		m, err := w.q.Next(ctx, w.cfg.PullWait)
@@ -254,129 +279,6 @@ func (w *Worker) slot(ctx, work context.Context, slot int) error {
 			continue
 		}
 		w.handle(work, m)
-	}
-}
-
-// gate holds pulling back: until a time (back-pressure) or while a
-// fleet-wide fault lasts.
-type gate struct {
-	now func() time.Time
-
-	mu      sync.Mutex
-	until   time.Time
-	faulted error
-	changed chan struct{} // closed and replaced on every change
-}
-
-func newGate(now func() time.Time) *gate {
-	return &gate{now: now, changed: make(chan struct{})}
-}
-
-func (g *gate) notify() {
-	close(g.changed)
-	g.changed = make(chan struct{})
-}
-
-// pauseFor keeps slots from pulling for d (the longest pause wins).
-func (g *gate) pauseFor(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if until := g.now().Add(d); until.After(g.until) {
-		g.until = until
-		g.notify()
-	}
-}
-
-func (g *gate) setFault(err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	first := g.faulted == nil
-	g.faulted = err
-	if first {
-		g.notify()
-	}
-}
-
-func (g *gate) clearFault() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.faulted != nil {
-		g.faulted = nil
-		g.notify()
-	}
-}
-
-func (g *gate) fault() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.faulted
-}
-
-// wait returns when pulling is allowed, or ctx's error.
-func (g *gate) wait(ctx context.Context) error {
-	for {
-		g.mu.Lock()
-		faulted, until, changed := g.faulted, g.until, g.changed
-		g.mu.Unlock()
-		var t *time.Timer
-		var timer <-chan time.Time
-		switch {
-		case faulted != nil:
-		case g.now().Before(until):
-			t = time.NewTimer(until.Sub(g.now()))
-			timer = t.C
-		default:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-timer:
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-}
-
-// probe checks, while a fleet-wide fault lasts, whether it has cleared:
-// both the Qualys login and the bucket must pass, since a fault does not
-// always say which side it came from (a certificate, a DNS name). The
-// interval doubles while the fault lasts, up to 16 times ProbeEvery, so a
-// fleet with a wrong password does not hammer the login.
-func (w *Worker) probe(ctx context.Context) error {
-	var lastLog time.Time
-	every := w.cfg.ProbeEvery
-	for {
-		if sleep(ctx, every) != nil {
-			return nil
-		}
-		fault := w.gate.fault()
-		if fault == nil {
-			every = w.cfg.ProbeEvery
-			continue
-		}
-		_, err := w.api.Check(ctx)
-		if err == nil {
-			err = w.store.Check(ctx)
-		}
-		if err == nil {
-			w.metrics.probes.WithLabelValues("ok").Inc()
-			w.log.Info("fleet-wide fault cleared; pulling again", "was", fault)
-			w.gate.clearFault()
-			w.metrics.faulted.Set(0)
-			every = w.cfg.ProbeEvery
-			continue
-		}
-		w.metrics.probes.WithLabelValues("failed").Inc()
-		every = min(every*2, 16*w.cfg.ProbeEvery)
-		if w.cfg.Now().Sub(lastLog) >= time.Minute {
-			lastLog = w.cfg.Now()
-			w.log.Error("fleet-wide fault: not pulling batches; they stay queued", "err", err, "next_probe", every)
-		}
 	}
 }
 

@@ -1,0 +1,322 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/qualys"
+)
+
+// waitPull returns when this worker may pull: the fleet is neither paused
+// nor held, and no local fallback pause is in force; or ctx's error.
+func (w *Worker) waitPull(ctx context.Context) error {
+	for {
+		st, fleetChanged := w.fleet.Snapshot()
+		faulted, until, localChanged := w.local.state()
+		if st.HoldUntil.After(until) {
+			until = st.HoldUntil
+		}
+		wait := time.Until(until)
+		if st.Pause == nil && faulted == nil && wait <= 0 {
+			return nil
+		}
+		if err := waitChange(ctx, wait, fleetChanged, localChanged); err != nil {
+			return err
+		}
+	}
+}
+
+// waitChange waits until d has passed (d ≤ 0: no limit), a channel is
+// closed, or ctx ends.
+func waitChange(ctx context.Context, d time.Duration, changed ...<-chan struct{}) error {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	var a, b <-chan struct{}
+	if len(changed) > 0 {
+		a = changed[0]
+	}
+	if len(changed) > 1 {
+		b = changed[1]
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a:
+	case <-b:
+	case <-timer:
+	}
+	return nil
+}
+
+// follow keeps the fleet snapshot current for as long as the worker runs;
+// a broken watch (NATS away) is started again.
+func (w *Worker) follow(ctx context.Context) error {
+	for {
+		err := w.fleet.Follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("following the fleet's state failed; following again", "err", err)
+		if sleep(ctx, time.Second) != nil {
+			return nil
+		}
+	}
+}
+
+// pauseFleet pauses the fleet with kind; when the shared state cannot be
+// written this process pauses alone, and its probe clears that.
+func (w *Worker) pauseFleet(ctx context.Context, kind pauseKind, reason string, cause error) {
+	if _, err := w.fleet.Pause(ctx, ledger.PauseKind(kind), reason+": "+errText(cause)); err != nil {
+		w.log.Warn("recording the fleet pause failed; pausing this worker alone", "kind", kind, "err", err)
+		w.local.setFault(cause)
+	}
+}
+
+// holdFleet keeps every worker from pulling until until.
+func (w *Worker) holdFleet(ctx context.Context, until time.Time, cause error) {
+	if err := w.fleet.Hold(ctx, until, errText(cause)); err != nil {
+		w.log.Warn("recording the fleet's back-pressure hold failed; holding this worker alone", "err", err)
+		w.local.pauseFor(until.Sub(w.cfg.Now()))
+	}
+}
+
+// errText is an error's text for the fleet's record; the error texts
+// qfetch builds carry no secret (the Qualys client scrubs what it quotes).
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	const max = 300
+	s := err.Error()
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// probe runs in every worker. While the fleet is paused, one worker per
+// probe period (the ledger's probe claim decides which) makes the smallest
+// detection call and checks the bucket, and settles the pause:
+//
+//   - it passes: the fleet resumes, and the charges of the failures that
+//     tripped the breaker stand — those batches failed on their own;
+//   - it fails as the fault does: the pause stays; after a tripped breaker,
+//     the first such probe proves an outage, and the charges are forgiven;
+//   - it answers something unexpected (a 404, a refusal that names no
+//     fault): the fleet resumes and real calls decide, since a probe must
+//     never keep the fleet from its work by itself.
+func (w *Worker) probe(ctx context.Context) error {
+	var lastLog time.Time
+	for {
+		st, changed := w.fleet.Snapshot()
+		local := w.local.fault()
+		w.metrics.setPause(st, local)
+		if st.Pause == nil && local == nil {
+			// Wake when the hold ends too: its gauge must drop.
+			if waitChange(ctx, time.Until(st.HoldUntil), changed, w.local.changedCh()) != nil {
+				return nil
+			}
+			continue
+		}
+		period := w.probePeriod(st)
+		if ok, err := w.claimProbe(ctx, st, period); err != nil || !ok {
+			if err != nil {
+				w.log.Warn("claiming the fleet probe failed", "err", err)
+			}
+			if waitChange(ctx, period, changed) != nil {
+				return nil
+			}
+			continue
+		}
+		err := w.probeOnce(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			w.metrics.probes.WithLabelValues("ok").Inc()
+			w.log.Info("fleet probe passed; pulling again", "was", pauseText(st, local))
+			w.resume(ctx)
+		case unexpectedProbe(err):
+			w.metrics.probes.WithLabelValues("unexpected").Inc()
+			w.log.Warn("fleet probe answered unexpectedly; resuming, and real calls decide", "err", err,
+				"was", pauseText(st, local))
+			w.resume(ctx)
+		case failure.ClassOf(err) == failure.ClassBackPressure && !errors.Is(err, qualys.ErrMaintenance):
+			// Qualys answers and only asks for patience: no outage.
+			w.metrics.probes.WithLabelValues("ok").Inc()
+			w.holdFleet(ctx, w.cfg.Now().Add(failure.WaitOf(err)), err)
+			w.resume(ctx)
+		default:
+			w.metrics.probes.WithLabelValues("failed").Inc()
+			w.probeFailed(ctx, err)
+			if now := w.cfg.Now(); now.Sub(lastLog) >= time.Minute {
+				lastLog = now
+				w.log.Error("fleet paused: not pulling batches; they stay queued", "pause", pauseText(st, local),
+					"probe_err", err, "next_probe", period)
+			}
+		}
+		if waitChange(ctx, period) != nil {
+			return nil
+		}
+	}
+}
+
+// probePeriod is the probe's period for st: constant for an outage or
+// maintenance (resume within a period of its end), backing off to 16
+// periods for a fleet-wide fault, which an operator must fix.
+func (w *Worker) probePeriod(st ledger.FleetState) time.Duration {
+	if st.Pause == nil || st.Pause.Kind != ledger.PauseFault {
+		return w.cfg.ProbeEvery
+	}
+	return w.cfg.ProbeEvery << min(st.Pause.Probes, 4)
+}
+
+// claimProbe reports whether this worker probes now. A local pause is this
+// worker's own; a fleet pause is probed by one worker per period, and not
+// while the fleet's calls are at the cap: the probe is a detection call
+// too (I5).
+func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period time.Duration) (bool, error) {
+	if st.Pause != nil {
+		ok, err := w.fleet.ClaimProbe(ctx, period)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	pending, limit, err := w.q.InFlight(ctx)
+	if err == nil && limit > 0 && pending >= limit {
+		return false, nil
+	}
+	return true, nil
+}
+
+// probeOnce checks both sides a fault may come from: a fault does not
+// always say which (a certificate, a DNS name).
+func (w *Worker) probeOnce(ctx context.Context) error {
+	lim, err := w.api.Probe(ctx)
+	w.metrics.observeLimits(lim)
+	if err != nil {
+		return err
+	}
+	return w.store.Check(ctx)
+}
+
+// unexpectedProbe reports a probe answer that names no fault the fleet
+// pauses for: permanent or unclassified (a 404 at a gateway, a 400).
+func unexpectedProbe(err error) bool {
+	switch failure.ClassOf(err) {
+	case failure.ClassPermanent, failure.ClassUnknown:
+		return true
+	}
+	return false
+}
+
+func (w *Worker) resume(ctx context.Context) {
+	if err := w.fleet.Resume(ctx); err != nil {
+		w.log.Warn("clearing the fleet pause failed", "err", err)
+	}
+	w.local.clearFault()
+}
+
+// probeFailed records a failed probe; the first one after a tripped breaker
+// proves an outage, so the failures that tripped it are forgiven (I6).
+func (w *Worker) probeFailed(ctx context.Context, err error) {
+	forgive, ferr := w.fleet.ProbeFailed(ctx, errText(err))
+	if ferr != nil {
+		w.log.Warn("recording a failed fleet probe", "err", ferr)
+		return
+	}
+	for _, s := range forgive {
+		if err := w.ledger.ForgiveFailure(context.WithoutCancel(ctx), s.Run, s.Batch); err != nil {
+			w.log.Warn("forgiving an outage's charge", "run", s.Run, "batch", s.Batch, "err", err)
+		}
+	}
+	if len(forgive) > 0 {
+		w.log.Warn("outage confirmed by the probe: its failures are charged to no batch", "forgiven", len(forgive))
+	}
+}
+
+func pauseText(st ledger.FleetState, local error) string {
+	if p := st.Pause; p != nil {
+		return fmt.Sprintf("%s: %s", p.Kind, p.Reason)
+	}
+	if local != nil {
+		return "this worker: " + local.Error()
+	}
+	return ""
+}
+
+// gate is this process's own pause, for when the fleet's shared state
+// cannot be written: until a time (back-pressure) or while a fault lasts.
+type gate struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	until   time.Time
+	faulted error
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newGate(now func() time.Time) *gate {
+	return &gate{now: now, changed: make(chan struct{})}
+}
+
+func (g *gate) notify() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// pauseFor keeps slots from pulling for d (the longest pause wins).
+func (g *gate) pauseFor(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if until := g.now().Add(d); until.After(g.until) {
+		g.until = until
+		g.notify()
+	}
+}
+
+func (g *gate) setFault(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	first := g.faulted == nil
+	g.faulted = err
+	if first {
+		g.notify()
+	}
+}
+
+func (g *gate) clearFault() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.faulted != nil {
+		g.faulted = nil
+		g.notify()
+	}
+}
+
+func (g *gate) fault() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.faulted
+}
+
+func (g *gate) changedCh() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
+func (g *gate) state() (faulted error, until time.Time, changed <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.faulted, g.until, g.changed
+}

@@ -1,0 +1,67 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrLeaseLost is the cause a batch's work is cancelled with when its
+// worker could not show JetStream, for AckWait minus the margin, that it
+// still holds the batch (a partition, a long disconnect, a frozen process):
+// by then the batch may be handed to another worker, and two calls for it
+// at Qualys would break the fleet's cap (I5).
+var ErrLeaseLost = errors.New("batch lease lost: its renewal was not confirmed in time")
+
+// lease renews m's lease every InProgressEvery for as long as the batch
+// runs, each renewal confirmed by the server. The returned context is ctx,
+// cancelled with ErrLeaseLost once AckWait − LeaseMargin has passed since
+// the last renewal the server confirmed was sent (or since delivered): the
+// server's own clock restarted no earlier than that send, so the work stops
+// before the server can redeliver. stop ends the renewals and waits for
+// them.
+func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time) (_ context.Context, stop func()) {
+	lctx, cancel := context.WithCancelCause(ctx)
+	life := w.q.Config().AckWait - w.cfg.LeaseMargin
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		deadline := time.NewTimer(time.Until(delivered.Add(life)))
+		defer deadline.Stop()
+		tick := time.NewTicker(w.cfg.InProgressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-lctx.Done():
+				return
+			case <-deadline.C:
+				cancel(ErrLeaseLost)
+				w.metrics.leasesLost.Inc()
+				return
+			case <-tick.C:
+				sent := time.Now()
+				rctx, rcancel := context.WithTimeout(lctx, w.cfg.InProgressEvery)
+				err := w.q.Progress(rctx, m)
+				rcancel()
+				if err == nil {
+					deadline.Reset(time.Until(sent.Add(life)))
+				}
+			}
+		}
+	})
+	return lctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
+}
+
+// leaseLost reports whether ctx was cancelled because its lease lapsed.
+func leaseLost(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrLeaseLost)
+}
