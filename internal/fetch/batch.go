@@ -254,7 +254,11 @@ func (w *Worker) retry(ctx context.Context, d delivered, v verdict, class string
 // again, and the slot is free meanwhile. Should the schedule fail, a Nak
 // with the delay keeps the batch, and its slot, until then.
 func (w *Worker) later(ctx context.Context, d delivered, delay time.Duration) {
-	if err := w.q.Retry(ctx, d.m, time.Now().Add(delay)); err != nil {
+	switch err := w.q.Retry(ctx, d.m, time.Now().Add(delay)); {
+	case errors.Is(err, msg.ErrRetryNotAcked):
+		// The schedule brings it back; a Nak would only add a second copy.
+		d.log.Warn("retry scheduled but the delivered copy could not be acked; it returns after AckWait as a duplicate", "err", err)
+	case err != nil:
 		d.log.Warn("scheduling the retry failed; the batch waits in the queue instead", "err", err)
 		w.nak(d.m, delay, d.log)
 	}

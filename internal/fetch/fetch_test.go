@@ -380,14 +380,16 @@ func TestBackPressureNeverDeadLetters(t *testing.T) {
 // batch stays queued, nothing is dead-lettered, the worker is not ready; a
 // fixed password lets it resume by itself.
 func TestWrongPasswordKeepsQueue(t *testing.T) {
-	e := setup(t, opts{hosts: 500, batchSize: 100})
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 500, batchSize: 100}, d)
 	e.sim.SetRejectLogins(true)
 	w := e.worker(fetch.Config{Slots: 2, ProbeEvery: 100 * time.Millisecond}, "")
 	stop := e.start(w)
 	testenv.Eventually(t, 10*time.Second, func() bool { return w.Ready() != nil }, "worker still ready")
-	// Let the probe fail a number of times.
+	// Let the probe (a detection call without ids) fail a number of times.
 	testenv.Eventually(t, 20*time.Second, func() bool {
-		return e.sim.Stats().Endpoints[qualysim.About].Requests >= 4
+		_, probes := d.stats()
+		return len(probes) >= 4
 	}, "probe not running")
 	if n := e.queued(); n != uint64(len(e.batch)) {
 		t.Fatalf("%d queued, want %d", n, len(e.batch))
@@ -395,8 +397,8 @@ func TestWrongPasswordKeepsQueue(t *testing.T) {
 	if len(e.deadLetters()) != 0 || e.done() != 0 {
 		t.Fatalf("dead letters %d, done %d", len(e.deadLetters()), e.done())
 	}
-	if calls := e.sim.Stats().Endpoints[qualysim.Detection].Requests; calls > 2 {
-		t.Fatalf("%d detection calls during the fault: the worker kept pulling", calls)
+	if calls := d.batchCalls(); calls > 2 {
+		t.Fatalf("%d batch calls during the fault: the worker kept pulling", calls)
 	}
 	e.sim.SetRejectLogins(false)
 	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "not resumed after the fault cleared")

@@ -111,9 +111,12 @@ func errText(err error) string {
 //     tripped the breaker stand — those batches failed on their own;
 //   - it fails as the fault does: the pause stays; after a tripped breaker,
 //     the first such probe proves an outage, and the charges are forgiven;
-//   - it answers something unexpected (a 404, a refusal that names no
-//     fault): the fleet resumes and real calls decide, since a probe must
-//     never keep the fleet from its work by itself.
+//   - it fails otherwise (a 404 at a gateway, a 400; see probeConfirms):
+//     that proves nothing, so the fleet resumes, the charges stand, and
+//     real calls decide — a probe must never keep the fleet from its work
+//     by itself;
+//   - Qualys asks for patience (1960, 1965): it is up; the fleet holds for
+//     the wait and resumes.
 func (w *Worker) probe(ctx context.Context) error {
 	var lastLog time.Time
 	for {
@@ -145,15 +148,15 @@ func (w *Worker) probe(ctx context.Context) error {
 			w.metrics.probes.WithLabelValues("ok").Inc()
 			w.log.Info("fleet probe passed; pulling again", "was", pauseText(st, local))
 			w.resume(ctx)
-		case unexpectedProbe(err):
-			w.metrics.probes.WithLabelValues("unexpected").Inc()
-			w.log.Warn("fleet probe answered unexpectedly; resuming, and real calls decide", "err", err,
-				"was", pauseText(st, local))
-			w.resume(ctx)
 		case failure.ClassOf(err) == failure.ClassBackPressure && !errors.Is(err, qualys.ErrMaintenance):
 			// Qualys answers and only asks for patience: no outage.
 			w.metrics.probes.WithLabelValues("ok").Inc()
 			w.holdFleet(ctx, w.cfg.Now().Add(failure.WaitOf(err)), err)
+			w.resume(ctx)
+		case !probeConfirms(st, local, err):
+			w.metrics.probes.WithLabelValues("unexpected").Inc()
+			w.log.Warn("fleet probe answered unexpectedly; resuming, and real calls decide", "err", err,
+				"was", pauseText(st, local))
 			w.resume(ctx)
 		default:
 			w.metrics.probes.WithLabelValues("failed").Inc()
@@ -209,12 +212,20 @@ func (w *Worker) probeOnce(ctx context.Context) error {
 	return w.store.Check(ctx)
 }
 
-// unexpectedProbe reports a probe answer that names no fault the fleet
-// pauses for: permanent or unclassified (a 404 at a gateway, a 400).
-func unexpectedProbe(err error) bool {
+// probeConfirms reports whether a failed probe shows the fault the fleet
+// is paused for: a 5xx, a transport failure or maintenance for any pause; a
+// fleet-wide refusal only for a fleet-wide fault. Anything else (a 404 at a
+// gateway that serves only the batch calls, a 400, an outage pause whose
+// probe is refused as unauthorised) is no proof, and the fleet resumes:
+// real calls decide, and pause it again if they must.
+func probeConfirms(st ledger.FleetState, local, err error) bool {
 	switch failure.ClassOf(err) {
-	case failure.ClassPermanent, failure.ClassUnknown:
+	case failure.ClassRetryable:
 		return true
+	case failure.ClassBackPressure:
+		return errors.Is(err, qualys.ErrMaintenance)
+	case failure.ClassFleetWide:
+		return local != nil || (st.Pause != nil && st.Pause.Kind == ledger.PauseFault)
 	}
 	return false
 }

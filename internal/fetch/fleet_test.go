@@ -4,8 +4,13 @@ package fetch_test
 // several workers, each with a NATS connection of its own, as pods do.
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +44,9 @@ func (e *env) pod(owner, natsURL string, cfg fetch.Config) *fetch.Worker {
 		e.t.Fatal(err)
 	}
 	p := e.r.Parts(owner)
+	if os.Getenv("QFETCH_TEST_DEBUG") != "" {
+		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", owner)
+	}
 	p.Queue = app.JetStream{Queue: mq, Ledger: l}
 	p.Qualys, p.Finish = e.r.NewClient(e.sim.Password()), testrun.NoFinish
 	if cfg.ProbeEvery == 0 {
@@ -78,11 +86,22 @@ func (d *detectionCalls) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if err := r.ParseForm(); err != nil {
+		// Read the form from a copy: the simulator reads the body too.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		ids := r.Form.Get("ids")
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ids := form.Get("ids")
+		if ids == "" {
+			ids = r.URL.Query().Get("ids")
+		}
 		first, _, _ := strings.Cut(ids, ",")
 		d.mu.Lock()
 		if d.byFirst == nil {
@@ -127,6 +146,17 @@ func (d *detectionCalls) calls(first string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.byFirst[first]
+}
+
+// batchCalls is the number of calls for batches (probes aside).
+func (d *detectionCalls) batchCalls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.byFirst {
+		n += c
+	}
+	return n
 }
 
 func (d *detectionCalls) stats() (peak int, probes []time.Time) {

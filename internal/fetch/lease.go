@@ -26,11 +26,18 @@ var ErrLeaseLost = errors.New("batch lease lost: its renewal was not confirmed i
 func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time) (_ context.Context, stop func()) {
 	lctx, cancel := context.WithCancelCause(ctx)
 	life := w.q.Config().AckWait - w.cfg.LeaseMargin
+	// The deadline runs on its own timer: a renewal waiting for its answer
+	// must not hold it back.
+	var once sync.Once
+	deadline := time.AfterFunc(time.Until(delivered.Add(life)), func() {
+		once.Do(func() {
+			cancel(ErrLeaseLost)
+			w.metrics.leasesLost.Inc()
+		})
+	})
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		deadline := time.NewTimer(time.Until(delivered.Add(life)))
-		defer deadline.Stop()
 		tick := time.NewTicker(w.cfg.InProgressEvery)
 		defer tick.Stop()
 		for {
@@ -39,16 +46,14 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 				return
 			case <-lctx.Done():
 				return
-			case <-deadline.C:
-				cancel(ErrLeaseLost)
-				w.metrics.leasesLost.Inc()
-				return
 			case <-tick.C:
 				sent := time.Now()
 				rctx, rcancel := context.WithTimeout(lctx, w.cfg.InProgressEvery)
 				err := w.q.Progress(rctx, m)
 				rcancel()
-				if err == nil {
+				// A timer that fired stays fired: a late answer revives
+				// nothing.
+				if err == nil && lctx.Err() == nil {
 					deadline.Reset(time.Until(sent.Add(life)))
 				}
 			}
@@ -57,6 +62,7 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 	return lctx, func() {
 		close(done)
 		wg.Wait()
+		deadline.Stop()
 		cancel(nil)
 	}
 }
