@@ -140,7 +140,7 @@ func (w *Worker) probe(ctx context.Context) error {
 			}
 			continue
 		}
-		err := w.probeOnce(ctx)
+		err := w.probeOnce(ctx, st)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -183,10 +183,11 @@ func (w *Worker) probePeriod(st ledger.FleetState) time.Duration {
 	return w.cfg.ProbeEvery << min(st.Pause.Probes, 4)
 }
 
-// claimProbe reports whether this worker probes now. A local pause is this
-// worker's own; a fleet pause is probed by one worker per period, and not
-// while the fleet's calls are at the cap: the probe is a detection call
-// too (I5).
+// claimProbe reports whether this worker probes now. A fleet pause is
+// probed by one worker per period, and not while the fleet's calls are at
+// the cap: the probe is a detection call too (I5). A pause of this worker
+// alone comes from NATS refusing the fleet's record; a NATS that answers
+// again ends it (see probeOnce).
 func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period time.Duration) (bool, error) {
 	if st.Pause != nil {
 		ok, err := w.fleet.ClaimProbe(ctx, period)
@@ -195,19 +196,24 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 		}
 	}
 	pending, limit, err := w.q.InFlight(ctx)
-	if err == nil && limit > 0 && pending >= limit {
-		return false, nil
+	if err != nil {
+		return false, err
 	}
-	return true, nil
+	return st.Pause == nil || limit <= 0 || pending < limit, nil
 }
 
 // probeOnce checks both sides a fault may come from: a fault does not
-// always say which (a certificate, a DNS name).
-func (w *Worker) probeOnce(ctx context.Context) error {
-	lim, err := w.api.Probe(ctx)
-	w.metrics.observeLimits(lim)
-	if err != nil {
-		return err
+// always say which (a certificate, a DNS name). Without a fleet pause (this
+// worker alone is paused) it calls no Qualys: the other workers may be
+// using every call the cap allows, and the fault that paused this one, if
+// it lasts, pauses the fleet at its next call, now that NATS records it.
+func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState) error {
+	if st.Pause != nil {
+		lim, err := w.api.Probe(ctx)
+		w.metrics.observeLimits(lim)
+		if err != nil {
+			return err
+		}
 	}
 	return w.store.Check(ctx)
 }
