@@ -378,9 +378,9 @@ func testWrongPassword(t *testing.T, b bins) {
 			v, _ := wp.Metric(`qfetch_worker_fault_probes_total{result="failed"}`)
 			probes += v
 		}
-		return probes >= 3
+		return probes >= 4
 	}, "probes with the wrong password")
-	if n := sim.Detection().Outcomes["401/2000"]; n < 3 {
+	if n := sim.Detection().Outcomes["401/2000"]; n < 4 {
 		t.Errorf("%d detection calls refused for the wrong password; the probes are detection calls", n)
 	}
 	nothingConsumed("wrong password")
