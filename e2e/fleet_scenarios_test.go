@@ -88,6 +88,11 @@ func testOutageSixPods(t *testing.T, b bins) {
 	if limit := int64(hold/probeEvery) + 2 + pods; calls > limit {
 		t.Errorf("%d detection calls during an outage of %v; want at most %d (one probe per %v for the whole fleet)", calls, hold, limit, probeEvery)
 	}
+	// The probe claim lasts a period, so the fleet's probes alone are at
+	// most one per period.
+	if limit := float64(hold/probeEvery) + 1; probes > limit {
+		t.Errorf("%.0f failed probes in an outage of %v; want at most %.0f (one per %v for the whole fleet)", probes, hold, limit, probeEvery)
+	}
 	if calls < 2 {
 		t.Errorf("only %d detection calls met the outage; the scenario proves nothing", calls)
 	}
