@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,6 +239,14 @@ type workerProc struct {
 // says which worker stored what) with slots fetch slots.
 func (w *world) worker(name string, slots int, password string) *workerProc {
 	w.t.Helper()
+	return w.workerWith(name, slots, password)
+}
+
+// workerWith is worker with more variables (KEY=value) for this worker
+// alone. The worker defaults below give way to w.Extra, and both to extra
+// (the last of a duplicated variable wins).
+func (w *world) workerWith(name string, slots int, password string, extra ...string) *workerProc {
+	w.t.Helper()
 	w.workers++
 	listen := hostPort(freePort(w.t))
 	env := append(w.env(password),
@@ -248,6 +258,10 @@ func (w *world) worker(name string, slots int, password string) *workerProc {
 		"QFETCH_WORKER_STATUS_EVERY=1s",
 		"QFETCH_WORKER_GRACE=3s",
 	)
+	for k, v := range w.Extra {
+		env = append(env, k+"="+v)
+	}
+	env = append(env, extra...)
 	p := startProc(w.t, name, w.bins.Worker, nil, env)
 	wp := &workerProc{proc: p, Name: name, listen: listen}
 	testenv.Eventually(w.t, 30*time.Second, func() bool {
@@ -275,6 +289,28 @@ func (wp *workerProc) Ready() (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("readyz: %s", resp.Status)
+}
+
+// Metric returns the value of one series of the worker's /metrics, named
+// as the exposition format writes it (`name{label="value"}`); ok is false
+// when the worker does not answer or has no such series.
+func (wp *workerProc) Metric(series string) (v float64, ok bool) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + wp.listen + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, found := strings.Cut(sc.Text(), " ")
+		if found && name == series {
+			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Run reads a run record.

@@ -36,6 +36,8 @@ var scenarios = []scenario{
 	{"8_daily_runs", testDailyRuns},
 	{"9_worker_interrupted", testWorkerInterrupted},
 	{"10_s3_refused", testS3Refused},
+	{"11_outage_six_pods", testOutageSixPods},
+	{"12_partition", testPartition},
 }
 
 // TestE2E runs every scenario at once: each has processes of its own (a
@@ -117,15 +119,15 @@ func testClean(t *testing.T, b bins) {
 // cost 30–60 s more, a third 60–120 s (not configurable from the
 // environment), which the package's time budget cannot take.
 //
-// The fleet cap is above the batch count on purpose: a batch waiting out
-// its back-off holds one of the consumer's MaxAckPending slots (see
-// testBackoffHoldsNoSlot), so with a small cap the failed batches would
-// stop the first attempts of the others until their retries.
+// The fleet cap is below the workers' six slots: a batch waiting out its
+// back-off is a scheduled message, not one of the consumer's MaxAckPending
+// slots, so the failed batches do not stop the first attempts of the
+// others.
 func testMixedFaults(t *testing.T, b bins) {
 	sim := startSim(t, b, append(dataset(sized(10000, 5000), 2), "--concurrency-limit", "3", "--stall", "4s",
 		"--bandwidth", "4000", "--slow-start", "300ms", "--fault", "slowstart=1")...)
 	w := newWorld(t, b, sim, sharedBucket(t))
-	w.BatchSize, w.MaxInFlight = 500, 32
+	w.BatchSize, w.MaxInFlight = 500, 3
 
 	sim.Force(qualysim.Detection, qualysim.FaultBandwidth, 2)
 	release1 := sim.holdCall("10000000-10100000")
@@ -367,11 +369,20 @@ func testWrongPassword(t *testing.T, b bins) {
 	for _, wp := range bad {
 		testenv.Eventually(t, time.Minute, func() bool { r, err := wp.Ready(); return err == nil && !r }, "%s not ready", wp.Name)
 	}
-	// Let them try again a few times (the probe logs in every 1 s, doubling).
+	// Let them try again a few times: one of them probes, with a one-host
+	// detection call, after 1 s, then 2 s, 4 s… (the fleet's period
+	// doubles for a fault an operator must fix).
 	testenv.Eventually(t, time.Minute, func() bool {
-		st := sim.Stats()
-		return st.Endpoints[qualysim.About].Outcomes["401/2000"] >= 4
+		var probes float64
+		for _, wp := range bad {
+			v, _ := wp.Metric(`qfetch_worker_fault_probes_total{result="failed"}`)
+			probes += v
+		}
+		return probes >= 4
 	}, "probes with the wrong password")
+	if n := sim.Detection().Outcomes["401/2000"]; n < 4 {
+		t.Errorf("%d detection calls refused for the wrong password; the probes are detection calls", n)
+	}
 	nothingConsumed("wrong password")
 	for _, wp := range bad {
 		if err := wp.Stop(); err != nil {

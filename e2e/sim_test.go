@@ -125,6 +125,22 @@ func (s *simProc) Force(ep qualysim.Endpoint, kind qualysim.FaultKind, n int) {
 	s.do(http.MethodPost, "/__sim/faults/force?"+q.Encode(), nil, nil)
 }
 
+// Outage makes every call to ep suffer kind from now until end is called
+// (qualysim.Sim.Outage, over the control plane): an outage held for a real
+// time, as a fleet meets it.
+func (s *simProc) Outage(ep qualysim.Endpoint, kind qualysim.FaultKind) (end func()) {
+	s.t.Helper()
+	var out struct {
+		ID int `json:"outage"`
+	}
+	q := url.Values{"endpoint": {string(ep)}, "kind": {string(kind)}}
+	s.do(http.MethodPost, "/__sim/faults/outage?"+q.Encode(), nil, &out)
+	return func() {
+		s.t.Helper()
+		s.do(http.MethodPost, "/__sim/faults/outage/end?id="+strconv.Itoa(out.ID), nil, nil)
+	}
+}
+
 // Account sets one of the account switches (expired, reject_logins).
 func (s *simProc) Account(key string, on bool) {
 	s.t.Helper()
