@@ -7,16 +7,23 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // hangProbes keeps every probe (a detection call without ids) until the
@@ -121,4 +128,119 @@ func TestReview15OutageOnTheLastBatchDeadLettersNothing(t *testing.T) {
 		t.Fatalf("an outage of 6 503s dead-lettered the run's last batch (I6): %s", dl[0].Reason)
 	}
 	e.checkBucket(e.batch)
+}
+
+// TestReview15HoldStopsPullsAlreadyWaiting: the fleet's hold (and pause)
+// gates only the issuing of a pull. A pull request already waiting at the
+// server (PullWait, 5 s by default) when the hold is recorded is answered
+// as soon as a slot frees, and handle starts the call without looking at
+// the fleet state again: here a 1965 asks the fleet to wait 3 s, and a call
+// starts about 2 s into the wait, when a slow batch elsewhere acks. The
+// fix: re-check the fleet state after Next returns a message (hand it back
+// with Retry at the hold's end / a probe period, uncharged), or pull with
+// a wait no longer than the watch's reaction time.
+func TestReview15HoldStopsPullsAlreadyWaiting(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 1500, batchSize: 100, maxFailures: 3, maxInFlight: 2}, d)
+	var (
+		mu        sync.Mutex
+		starts    []time.Time
+		refusedAt time.Time
+	)
+	d.mu.Lock()
+	d.answer = func(ids string) (int, http.Header, string) {
+		if ids == "" {
+			return 0, nil, ""
+		}
+		mu.Lock()
+		starts = append(starts, time.Now())
+		n := len(starts)
+		if n == 2 {
+			refusedAt = time.Now()
+		}
+		mu.Unlock()
+		switch n {
+		case 1: // a slow batch: it acks well inside the hold
+			time.Sleep(1500 * time.Millisecond) // the simulated call's duration, not synchronisation
+		case 2:
+			h := http.Header{"X-Ratelimit-Towait-Sec": {"3"}, "Content-Type": {"application/xml"}}
+			return http.StatusConflict, h, rateLimitDoc
+		}
+		return 0, nil, ""
+	}
+	d.mu.Unlock()
+	for i := range 4 {
+		e.start(e.pod(fmt.Sprintf("pod-%d", i), "", fetch.Config{Slots: 1, PullWait: 5 * time.Second}))
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not all done")
+	mu.Lock()
+	defer mu.Unlock()
+	from, to := refusedAt.Add(500*time.Millisecond), refusedAt.Add(3*time.Second)
+	for _, s := range starts {
+		if s.After(from) && s.Before(to) {
+			t.Fatalf("a batch call started %s after a 1965 that asked the fleet to wait 3 s", s.Sub(refusedAt).Round(time.Millisecond))
+		}
+	}
+}
+
+// podAckWait is pod with a msg.Config whose AckWait is ackWait: a pod
+// started before (or after) an operator changed QFETCH_ACK_WAIT. Its Setup
+// brings the shared consumer to ackWait.
+func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch.Config) *fetch.Worker {
+	e.t.Helper()
+	if natsURL == "" {
+		natsURL = e.r.NATSURL
+	}
+	js := testenv.Connect(e.t, natsURL)
+	mq, err := msg.Setup(e.t.Context(), js, msg.Config{MaxInFlight: e.o.maxInFlight, AckWait: ackWait, MaxFailures: e.o.maxFailures})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := ledger.Setup(e.t.Context(), js, ledger.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := e.r.Parts(owner)
+	if os.Getenv("QFETCH_TEST_DEBUG") != "" {
+		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", owner)
+	}
+	p.Queue = app.JetStream{Queue: mq, Ledger: l}
+	p.Qualys, p.Finish = e.r.NewClient(e.sim.Password()), testrun.NoFinish
+	cfg.ProbeEvery, cfg.MaxBackoff, cfg.PullWait = 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
+	return p.Worker(cfg, nil)
+}
+
+// TestReview15LeaseUsesTheServersAckWait: a worker times its lease by the
+// AckWait of its own configuration, not by the consumer's. When an operator
+// shortens QFETCH_ACK_WAIT (here 10 s → 2 s), the new pods' Setup brings the
+// consumer to 2 s while the pods still running believe 10 s: a partitioned
+// old pod keeps its Qualys call for 8 s, and the server hands the batch to
+// a new pod after 2 s — two calls at once with a cap of one (I5). The lease
+// should be timed by the consumer's AckWait as the server has it (read at
+// each delivery, or refreshed with InFlight's consumer info), taking the
+// shorter of the two.
+func TestReview15LeaseUsesTheServersAckWait(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxInFlight: 1, ackWait: 10 * time.Second}, d)
+	first := firstRange(e.batch[0])
+	var held atomic.Bool
+	d.mu.Lock()
+	d.hold = func(ids string) bool {
+		f, _, _ := strings.Cut(ids, ",")
+		return f == first && held.CompareAndSwap(false, true)
+	}
+	d.mu.Unlock()
+	proxy := testenv.NewProxy(t, strings.TrimPrefix(e.r.NATSURL, "nats://"))
+	old := e.podAckWait("pod-old", "nats://"+proxy.Addr(), 10*time.Second, fetch.Config{Slots: 1})
+	// The rollout: the new pod's Setup shortens the consumer's AckWait.
+	fresh := e.podAckWait("pod-new", "", 2*time.Second, fetch.Config{Slots: 1})
+	e.start(old)
+	testenv.Eventually(t, 10*time.Second, held.Load, "the old pod's call never started")
+	proxy.Freeze()
+	e.start(fresh)
+	testenv.Eventually(t, 30*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not done by the new pod")
+	proxy.Thaw()
+	if peak, _ := d.stats(); peak > 1 {
+		t.Fatalf("%d detection calls at once through a partition after AckWait was shortened, cap 1 (I5)", peak)
+	}
 }
