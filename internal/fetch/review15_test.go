@@ -244,3 +244,68 @@ func TestReview15LeaseUsesTheServersAckWait(t *testing.T) {
 		t.Fatalf("%d detection calls at once through a partition after AckWait was shortened, cap 1 (I5)", peak)
 	}
 }
+
+// answerToWait answers every call for the batch starting at first with a
+// 409 whose X-RateLimit-ToWait-Sec is toWait, the rest as the simulator.
+func answerToWait(d *detectionCalls, first, toWait string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.answer = func(ids string) (int, http.Header, string) {
+		if f, _, _ := strings.Cut(ids, ","); f != first {
+			return 0, nil, ""
+		}
+		h := http.Header{"X-Ratelimit-Towait-Sec": {toWait}, "Content-Type": {"application/xml"}}
+		return http.StatusConflict, h, strings.Replace(rateLimitDoc, "<VALUE>2</VALUE>", "<VALUE>"+toWait+"</VALUE>", 1)
+	}
+}
+
+// fleetState reads the fleet key as it is now.
+func (e *env) fleetState() ledger.FleetState {
+	e.t.Helper()
+	l, err := ledger.Open(e.t.Context(), e.js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := l.Fleet("test").State(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// TestReview15HugeToWaitIsNoWait: a wait told in seconds is multiplied
+// into a time.Duration unchecked; 10^10 s (an odd or hostile answer)
+// overflows to a negative wait, the hold is dropped as already over and the
+// batch is rescheduled at once: the fleet hammers Qualys with the call it
+// was told to stop making. Parse the wait with a bound (see also
+// TestReview15ToldWaitIsBounded).
+func TestReview15HugeToWaitIsNoWait(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 1}, d)
+	first := firstRange(e.batch[0])
+	answerToWait(d, first, "10000000000")
+	e.start(e.pod("pod-0", "", fetch.Config{Slots: 1}))
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return !e.fleetState().HoldUntil.IsZero() || d.calls(first) >= 5
+	}, "neither a hold nor repeated calls")
+	if n := d.calls(first); n > 1 {
+		t.Fatalf("told to wait 10^10 s, the fleet called again %d times within seconds (hold %v)", n-1, e.fleetState().HoldUntil)
+	}
+}
+
+// TestReview15ToldWaitIsBounded: a wait Qualys (or a gateway in front of
+// it) tells is now the whole fleet's, stored in QFETCH_FLEET so that it
+// outlives every pod's restart: one answer with ToWait 10^7 s holds every
+// pod for 115 days, and nothing but a hand edit of the KV ends it. A told
+// wait needs a ceiling (a day, or the rate window of X-RateLimit-Window-Sec)
+// and an operator command to lift a hold.
+func TestReview15ToldWaitIsBounded(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 1}, d)
+	answerToWait(d, firstRange(e.batch[0]), "10000000")
+	e.start(e.pod("pod-0", "", fetch.Config{Slots: 1}))
+	testenv.Eventually(t, 20*time.Second, func() bool { return !e.fleetState().HoldUntil.IsZero() }, "no hold")
+	if until := e.fleetState().HoldUntil; time.Until(until) > 24*time.Hour {
+		t.Fatalf("one 409 holds the whole fleet for %s", time.Until(until).Round(time.Hour))
+	}
+}
