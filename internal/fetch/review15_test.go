@@ -309,3 +309,46 @@ func TestReview15ToldWaitIsBounded(t *testing.T) {
 		t.Fatalf("one 409 holds the whole fleet for %s", time.Until(until).Round(time.Hour))
 	}
 }
+
+// TestReview15OddProbeAnswerNeverWedgesTheFleet: after a short outage
+// trips the breaker, the probe (and only the probe: a detection call
+// without ids) is answered 200 with an error document whose code qfetch
+// does not know — as a platform that refuses an id-less detection request
+// with a parameter code missing from codeClass would. An unknown code in a
+// 200 is classed retryable, probeConfirms takes it as proof of the outage,
+// and the fleet stays paused for good while every batch call would
+// succeed: issue case 5 through another door. An outage pause should be
+// confirmed only by what an outage looks like (5xx, transport, timeout,
+// 1999), or the breaker should go half-open after some periods and let one
+// real call decide.
+func TestReview15OddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 600, batchSize: 100, maxFailures: 5}, d)
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.Fault503, 4); err != nil {
+		t.Fatal(err)
+	}
+	const odd = `<?xml version="1.0" encoding="UTF-8" ?>
+<SIMPLE_RETURN><RESPONSE><DATETIME>2026-01-10T00:00:00Z</DATETIME><CODE>1913</CODE>
+<TEXT>Request without ids is not supported on this platform.</TEXT></RESPONSE></SIMPLE_RETURN>
+`
+	d.mu.Lock()
+	d.answer = func(ids string) (int, http.Header, string) {
+		if ids == "" {
+			return http.StatusOK, http.Header{"Content-Type": {"text/xml"}}, odd
+		}
+		return 0, nil, ""
+	}
+	d.mu.Unlock()
+	for i := range 2 {
+		e.start(e.pod(fmt.Sprintf("pod-%d", i), "", fetch.Config{Slots: 1}))
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		_, probes := d.stats()
+		return e.done() == len(e.batch) || len(probes) >= 50
+	}, "neither done nor probed")
+	if _, probes := d.stats(); e.done() != len(e.batch) {
+		st := e.fleetState()
+		t.Fatalf("%d of %d batches done, fleet still paused (%v) after %d probes answered with an unknown code in a 200",
+			e.done(), len(e.batch), st.Pause != nil, len(probes))
+	}
+}
