@@ -352,3 +352,29 @@ func TestReview15OddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
 			e.done(), len(e.batch), st.Pause != nil, len(probes))
 	}
 }
+
+// TestReview15StallOutageDeadLettersNothing: Qualys hangs — every call's
+// body stalls (an overloaded front end, a gateway holding connections) for
+// nine calls in a row. A stall is taken as "this batch is too big" and
+// never joins the fleet's streak, so the breaker never trips, every stall
+// is charged to its batch, and the outage dead-letters the queue (I6). The
+// streak could take stalls too: the probe (one host, tiny) tells a batch
+// that is too big (probe passes, charges stand, split goes on) from a
+// fleet that hangs (probe stalls too, charges forgiven).
+func TestReview15StallOutageDeadLettersNothing(t *testing.T) {
+	d := &detectionCalls{}
+	o := opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 2}
+	o.sim.Faults.StallFor = time.Minute
+	e := setupCalls(t, o, d)
+	if err := e.sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 9); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		e.start(e.pod(fmt.Sprintf("pod-%d", i), "", fetch.Config{Slots: 1}))
+	}
+	testenv.Eventually(t, 90*time.Second, func() bool { return e.done()+len(e.deadLetters()) == len(e.batch) },
+		"batches neither done nor dead")
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Fatalf("an outage of 9 stalled calls dead-lettered %d of %d batches (I6): %s", len(dl), len(e.batch), dl[0].Reason)
+	}
+}
