@@ -378,3 +378,32 @@ func TestReview15StallOutageDeadLettersNothing(t *testing.T) {
 		t.Fatalf("an outage of 9 stalled calls dead-lettered %d of %d batches (I6): %s", len(dl), len(e.batch), dl[0].Reason)
 	}
 }
+
+// TestReview15ProbeHonoursTheHold: the fleet is held (Qualys told it to
+// wait 3 s) and paused (a 1999 arrived meanwhile). The probe claims and
+// calls at once, inside the wait it was told: probes ignore HoldUntil. A
+// probe is a detection call like any other; it should wait for the hold.
+func TestReview15ProbeHonoursTheHold(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxFailures: 3}, d)
+	l, err := ledger.Open(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := l.Fleet("another-pod")
+	held := time.Now()
+	if err := f.Hold(t.Context(), held.Add(3*time.Second), "1965: wait 3 s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Pause(t.Context(), ledger.PauseMaintenance, "1999"); err != nil {
+		t.Fatal(err)
+	}
+	e.start(e.pod("pod-0", "", fetch.Config{Slots: 1}))
+	testenv.Eventually(t, 30*time.Second, func() bool { return e.done() == len(e.batch) }, "batches not done")
+	_, probes := d.stats()
+	for _, p := range probes {
+		if p.Before(held.Add(3 * time.Second)) {
+			t.Fatalf("a probe called Qualys %s into a 3 s wait Qualys told the fleet", p.Sub(held).Round(time.Millisecond))
+		}
+	}
+}
