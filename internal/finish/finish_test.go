@@ -70,7 +70,8 @@ func setup(t *testing.T, hosts int64, maxFailures int) *env {
 }
 
 // parts are the Env's parts for owner, on the counting store, finishing
-// with fin.
+// with fin. A nil fin is app's default, a real finisher: a test whose
+// roles must finish nothing passes testrun.NoFinish.
 func (e *env) parts(owner string, fin app.Finisher) app.Parts {
 	p := e.r.Parts(owner)
 	p.Store, p.Finish = e.store, fin
@@ -201,8 +202,8 @@ func TestRunCompletesWithManifest(t *testing.T) {
 // TestFinishOnce: many callers at once on a finished run; one completes it.
 func TestFinishOnce(t *testing.T) {
 	e := setup(t, 1000, 0)
-	out := e.plan(nil)
-	e.work(nil, func() bool {
+	out := e.plan(testrun.NoFinish)
+	e.work(testrun.NoFinish, func() bool {
 		n, _ := e.q.CountDone(t.Context(), out.Run)
 		return n == e.run(out.Run).BatchesPlanned
 	})
@@ -228,8 +229,8 @@ func TestFinishOnce(t *testing.T) {
 // run completing; a later caller takes over once the claim is stale.
 func TestStaleClaimTakenOver(t *testing.T) {
 	e := setup(t, 1000, 0)
-	out := e.plan(nil)
-	e.work(nil, func() bool {
+	out := e.plan(testrun.NoFinish)
+	e.work(testrun.NoFinish, func() bool {
 		n, _ := e.q.CountDone(t.Context(), out.Run)
 		return n == e.run(out.Run).BatchesPlanned
 	})
