@@ -162,15 +162,6 @@ func (w watchedRun) probes() int {
 	return n
 }
 
-// bytes is what the run stored.
-func (w watchedRun) bytes() int64 {
-	var n int64
-	for _, d := range w.done {
-		n += d.Bytes()
-	}
-	return n
-}
-
 // prodFaults: the faults scenario's run (its simulator, think-time and
 // 10 % mixed faults) with the worker's production back-off — no
 // QFETCH_WORKER_MAX_BACKOFF, no QFETCH_WORKER_PROBE_EVERY: the first retry
@@ -248,7 +239,9 @@ func (h *harness) prodFaultsC(ctx context.Context, fc fleetCase) error {
 					x.Case, seed, i+1, h.o.reps, w.wall.Seconds(), u, qs, tail, len(w.calls), w.probes(), w.stats.Outcomes)
 				notes = append(notes, fmt.Sprintf("%s seed %d: %.2f s, queued %.2f s at %.3f, tail %.2f s (last queued → complete), %.2f retries/batch, %d probes, %s",
 					strings.TrimPrefix(x.Case, shape+" "), seed, w.wall.Seconds(), qs, u, tail, retries, w.probes(), outcomesText(w.stats.Outcomes)))
-				x.Samples = append(x.Samples, sample{Seconds: w.wall.Seconds(), Wall: w.wall.Seconds(), Batches: n, Bytes: w.bytes()})
+				// No bytes: the rate column is then batches/s; the answers are
+				// small and their bytes say nothing here.
+				x.Samples = append(x.Samples, sample{Seconds: w.wall.Seconds(), Wall: w.wall.Seconds(), Batches: n})
 				if x == faulty {
 					x.RetriesPerBatch = retries
 				}
@@ -259,13 +252,8 @@ func (h *harness) prodFaultsC(ctx context.Context, fc fleetCase) error {
 			return err
 		}
 	}
-	// Rate in batches/s: the bytes are tiny and say nothing here.
-	for _, x := range []*row{clean, faulty} {
-		for i := range x.Samples {
-			x.Samples[i].Bytes = 0
-		}
-		x.derive()
-	}
+	clean.derive()
+	faulty.derive()
 	faulty.against(clean)
 	for j, x := range []*row{clean, faulty} {
 		x.QueuedUtil = median(utils[j])

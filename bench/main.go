@@ -93,7 +93,7 @@ var sizes = map[string]sizeSpec{
 		FleetCases: []fleetCase{{C: 2, W: 1, S: 2, B: mibps}}, FleetBatchSeconds: 1, FleetRounds: 1,
 		SweepHosts: 1000, SweepSizes: []int{250, 500, 1000}, Think: smallThink,
 		FaultBatches: 40, FaultBatchHosts: 10, FaultStall: time.Second, FaultMaxBackoff: 500 * time.Millisecond,
-		ProdFaultCases: []fleetCase{{C: 2, W: 1, S: 2}}, ProdFaultRounds: 20,
+		ProdFaultCases: []fleetCase{{C: 2, W: 1, S: 2}}, ProdFaultRounds: 10,
 		OutageBatches: 16, OutageAfter: 4, OutageFor: 10 * time.Second, OutageProbeEvery: 2 * time.Second},
 	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 3,
@@ -152,7 +152,7 @@ func main() {
 	flag.StringVar(&scen, "scenarios", allScenarios, "comma-separated subset of "+allScenarios)
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "after the pipeline reps, run the worker path once more in-process and write its CPU profile here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, built binaries) for inspection")
-	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr")
+	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr, and the faultsprod and outage runs' detection calls and queued spans")
 	flag.BoolVar(&o.child, "child", false, "internal: run as one of the harness's child processes (job on stdin)")
 	flag.Parse()
 
