@@ -1,14 +1,16 @@
 // Command bench measures qfetch end to end against its real parts (pinned
 // nats-server and MinIO, the Qualys simulator, the built planner and worker).
 //
-//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner,fleet,sweep,faults] [-cpuprofile f] [-v]
+//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner,fleet,sweep,faults,faultsprod,outage] [-cpuprofile f] [-v]
 //
 // The machine is assumed shared and noisy: each figure is the min and median
 // of -reps runs, and each case with a baseline is interleaved with it, rep by
 // rep, in the same run. Sizes: small (CI: 64 MiB, 128 MiB, 100k hosts),
 // default (1 GiB, 2 GiB, 1M hosts), big (default plus the planner at 10M).
-// The sweep and faults scenarios run on a simulator that thinks before each
-// detection answer, per call and per host (sizeSpec.Think).
+// The sweep and fault scenarios (faults, faultsprod, outage) run on a
+// simulator that thinks before each detection answer, per call and per host
+// (sizeSpec.Think); faultsprod and outage keep the worker's production
+// back-off, so their runs last minutes whatever the size.
 package main
 
 import (
@@ -52,6 +54,19 @@ type sizeSpec struct {
 	// FaultMaxBackoff caps the faults scenario's worker's retry delay
 	// (fetch.Config.MaxBackoff; cmd/worker's is 2 m, its base 30 s).
 	FaultMaxBackoff time.Duration
+
+	// Scenario faultsprod: the faults scenario's simulator and batch size
+	// with the worker's production back-off, at each C (W×S covering it);
+	// a run is C × ProdFaultRounds batches.
+	ProdFaultCases  []fleetCase
+	ProdFaultRounds int
+
+	// Scenario outage: OutageBatches of FaultBatchHosts through six
+	// single-slot workers at C=2; after OutageAfter are stored, every
+	// detection call answers 503 for OutageFor. OutageProbeEvery is the
+	// workers' QFETCH_WORKER_PROBE_EVERY.
+	OutageBatches, OutageAfter  int
+	OutageFor, OutageProbeEvery time.Duration
 }
 
 // think is the simulator's per-call and per-host think-time.
@@ -77,15 +92,21 @@ var sizes = map[string]sizeSpec{
 	"small": {PipelineBytes: 64 << 20, MemoryBytes: 128 << 20, PlannerHosts: []int64{100_000},
 		FleetCases: []fleetCase{{C: 2, W: 1, S: 2, B: mibps}}, FleetBatchSeconds: 1, FleetRounds: 1,
 		SweepHosts: 1000, SweepSizes: []int{250, 500, 1000}, Think: smallThink,
-		FaultBatches: 40, FaultBatchHosts: 10, FaultStall: time.Second, FaultMaxBackoff: 500 * time.Millisecond},
+		FaultBatches: 40, FaultBatchHosts: 10, FaultStall: time.Second, FaultMaxBackoff: 500 * time.Millisecond,
+		ProdFaultCases: []fleetCase{{C: 2, W: 1, S: 2}}, ProdFaultRounds: 10,
+		OutageBatches: 16, OutageAfter: 4, OutageFor: 10 * time.Second, OutageProbeEvery: 2 * time.Second},
 	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 3,
 		SweepHosts: 10_000, SweepSizes: defaultSweep, Think: defaultThink,
-		FaultBatches: 40, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second},
+		FaultBatches: 40, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
+		ProdFaultCases: prodFaultCases, ProdFaultRounds: 30,
+		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second},
 	"big": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 5,
 		SweepHosts: 20_000, SweepSizes: defaultSweep, Think: defaultThink,
-		FaultBatches: 80, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second},
+		FaultBatches: 80, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
+		ProdFaultCases: prodFaultCases, ProdFaultRounds: 60,
+		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second},
 }
 
 var (
@@ -96,6 +117,8 @@ var (
 		{C: 10, W: 5, S: 2, B: 2 << 20},
 	}
 	defaultSweep = []int{500, 1000, 2500, 5000, 10000}
+	// W×S = C: every slot the cap allows, none more.
+	prodFaultCases = []fleetCase{{C: 2, W: 1, S: 2}, {C: 10, W: 5, S: 2}}
 )
 
 // Fixed shape of the runs.
@@ -104,7 +127,7 @@ const (
 	plannerBatch  = 1000    // QFETCH_BATCH_SIZE for the planner scenario
 	plannerPage   = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
 	bucketName    = "qfetch-bench"
-	allScenarios  = "pipeline,memory,planner,fleet,sweep,faults"
+	allScenarios  = "pipeline,memory,planner,fleet,sweep,faults,faultsprod,outage"
 	rssTarget     = 64 << 20
 	pipelineRatio = 0.95
 )
@@ -129,7 +152,7 @@ func main() {
 	flag.StringVar(&scen, "scenarios", allScenarios, "comma-separated subset of "+allScenarios)
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "after the pipeline reps, run the worker path once more in-process and write its CPU profile here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, built binaries) for inspection")
-	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr")
+	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr, and the faultsprod and outage runs' detection calls and queued spans")
 	flag.BoolVar(&o.child, "child", false, "internal: run as one of the harness's child processes (job on stdin)")
 	flag.Parse()
 
@@ -253,6 +276,10 @@ func run(ctx context.Context, o options) (err error) {
 			err = h.batchSweep(ctx)
 		case "faults":
 			err = h.faultTax(ctx)
+		case "faultsprod":
+			err = h.prodFaults(ctx)
+		case "outage":
+			err = h.outage(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)

@@ -62,8 +62,16 @@ type row struct {
 	RatioBest  float64 `json:"ratio_best,omitempty"`
 	// RetriesPerBatch: detection calls beyond one per batch, median (faults).
 	RetriesPerBatch float64 `json:"retries_per_batch,omitempty"`
-	Target          string  `json:"target,omitempty"`
-	Verdict         string  `json:"verdict,omitempty"` // ok, MISS, or empty when there is no target
+	// QueuedUtil: the fleet's utilisation while work was queued, median
+	// (faultsprod).
+	QueuedUtil float64 `json:"queued_utilisation,omitempty"`
+	// The outage scenario's last rep: probes during the outage, the run's
+	// dead letters, seconds from the outage's end until C calls ran again.
+	OutageProbes int     `json:"outage_probes,omitempty"`
+	DeadLetters  int     `json:"dead_letters,omitempty"`
+	Recovery     float64 `json:"recovery_seconds,omitempty"`
+	Target       string  `json:"target,omitempty"`
+	Verdict      string  `json:"verdict,omitempty"` // ok, MISS, or empty when there is no target
 }
 
 type report struct {
@@ -254,6 +262,25 @@ func (r *report) summary() string {
 	}
 	if x := r.find("faults", "10 % faults"); x != nil {
 		parts = append(parts, fmt.Sprintf("fault tax: throughput %.3f × clean, %.2f retries per batch", x.Ratio, x.RetriesPerBatch))
+	}
+	var prod []string
+	for _, x := range r.Rows {
+		if x.Scenario == "faultsprod" {
+			s := fmt.Sprintf("%s utilisation while queued %.3f %s", x.Case, x.QueuedUtil, x.Verdict)
+			if x.Ratio > 0 {
+				s += fmt.Sprintf(", whole run %.3f × clean", x.Ratio)
+			}
+			prod = append(prod, s)
+		}
+	}
+	if len(prod) > 0 {
+		parts = append(parts, "fault tax, production back-off: "+strings.Join(prod, ", "))
+	}
+	for _, x := range r.Rows {
+		if x.Scenario == "outage" {
+			parts = append(parts, fmt.Sprintf("outage %s: %d dead letters, %d probes during it, C calls again %.2f s after its end (%s)",
+				x.Case, x.DeadLetters, x.OutageProbes, x.Recovery, x.Verdict))
+		}
 	}
 	return "summary: " + strings.Join(parts, "; ")
 }

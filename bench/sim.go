@@ -19,10 +19,11 @@ const detectionPath = "/api/2.0/fo/asset/host/vm/detection/"
 
 // simServer is a simulator served over loopback from this process.
 type simServer struct {
-	sim    *qualysim.Sim
-	URL    string
-	cancel context.CancelFunc
-	done   chan error
+	sim   *qualysim.Sim
+	calls *callLog // every detection call, with its time and ids
+	URL   string
+	srv   *http.Server
+	done  chan error
 }
 
 // simConfig is a subscription with no limits, on a clock frozen a minute in
@@ -48,18 +49,27 @@ func serveSim(cfg qualysim.Config) (*simServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &simServer{sim: qualysim.New(cfg), URL: qualysim.URL(ln), cancel: cancel, done: make(chan error, 1)}
+	sim := qualysim.New(cfg)
+	s := &simServer{sim: sim, calls: &callLog{next: sim}, URL: qualysim.URL(ln), done: make(chan error, 1)}
+	// Sim.Serve's server, with the call log in front of the simulator.
+	s.srv = &http.Server{Handler: s.calls, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
 	// Owned by s: stop waits for it.
-	go func() { s.done <- s.sim.Serve(ctx, ln) }()
+	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }
 
+// stop ends stalls and slow starts at once (Sim.Close), gives calls in
+// flight a few seconds, then cuts the rest, as Sim.Serve does.
 func (s *simServer) stop() error {
-	s.cancel()
-	err := <-s.done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	s.sim.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = s.srv.Close()
+	}
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
 	}
 	return err
 }
