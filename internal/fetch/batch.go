@@ -36,16 +36,25 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
+	d := delivered{m: m, b: b, log: log, started: start}
+	if st, _ := w.fleet.Snapshot(); st.Paused(w.cfg.Now()) {
+		// A pull already waiting at the server when the fleet paused: give
+		// the batch back uncharged, without a call.
+		wait := max(st.HoldUntil.Sub(w.cfg.Now()), 0)
+		if st.Pause != nil {
+			wait = max(wait, w.cfg.ProbeEvery)
+		}
+		log.Info("the fleet is paused: batch given back without a call", "next", wait)
+		w.later(context.WithoutCancel(ctx), d, wait)
+		return
+	}
 	if n, err := w.ledger.FailureCount(ctx, b.Run, b.Key()); err == nil && spent(n, w.rules()) {
-		// Its last charge was made at its last failure; dead-lettering
-		// waited until now in case the fleet's breaker forgave it.
-		w.deadLetter(context.WithoutCancel(ctx), m, log, spentReason(n),
-			failure.Retryable(fmt.Errorf("batch %s: charged %d failures, the limit; the last is in the worker log of its delivery %d", b.Key(), n, delivery-1)))
+		w.spent(ctx, d, n, delivery)
 		return
 	}
 
 	w.metrics.inFlight.Inc()
-	lctx, stopLease := w.lease(ctx, m, received)
+	lctx, stopLease := w.lease(ctx, m, received, w.ackWait(ctx))
 	res, err := w.fetch(lctx, b)
 	stopLease()
 	lost := leaseLost(lctx)
@@ -57,8 +66,66 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	} else if err == nil {
 		err = ErrLeaseLost
 	}
-	d := delivered{m: m, b: b, log: log, started: start}
 	w.apply(ctx, d, decide(w.assess(ctx, d, err, lost), w.rules()), res, err)
+}
+
+// spent ends a batch whose charges reached MaxFailures: its last charge was
+// made at its last failure, and dead-lettering waited until now in case the
+// fleet's breaker forgave it. One batch failing alone trips no breaker — it
+// may be the last of its run, failing in an outage — so a probe, made in
+// this batch's slot, decides: Qualys down takes one charge back and pauses
+// the fleet; Qualys up (or an answer that proves nothing) dead-letters it.
+func (w *Worker) spent(ctx context.Context, d delivered, n int, delivery uint64) {
+	actx := context.WithoutCancel(ctx)
+	st, _ := w.fleet.Snapshot()
+	pctx, cancel := context.WithTimeout(ctx, max(4*w.cfg.ProbeEvery, 30*time.Second))
+	lim, perr := w.api.Probe(pctx)
+	cancel()
+	w.metrics.observeLimits(lim)
+	down := perr != nil && (probeConfirms(st, nil, perr) || failure.ClassOf(perr) == failure.ClassFleetWide)
+	switch {
+	case stopping(ctx, perr):
+		w.nak(d.m, 0, d.log)
+		return
+	case perr != nil && failure.ClassOf(perr) == failure.ClassBackPressure && !errors.Is(perr, qualys.ErrMaintenance):
+		w.apply(ctx, d, decide(attempt{Class: failure.ClassBackPressure, Wait: failure.WaitOf(perr)}, w.rules()), ledger.BatchResult{}, perr)
+		return
+	case down:
+		if err := w.ledger.ForgiveFailure(actx, d.b.Run, d.b.Key()); err != nil {
+			d.log.Warn("taking back a charge the probe blamed on Qualys", "err", err)
+		}
+		kind, reason := pauseKind(ledger.PauseOutage), "Qualys fails the probe too"
+		switch {
+		case errors.Is(perr, qualys.ErrMaintenance):
+			kind, reason = pauseMaintenance, "Qualys scheduled maintenance"
+		case failure.ClassOf(perr) == failure.ClassFleetWide:
+			kind, reason = pauseFault, "fleet-wide fault"
+		}
+		w.pauseFleet(actx, kind, reason, perr)
+		d.log.Warn("a batch out of attempts, but Qualys fails the probe too: one charge taken back, the fleet paused", "err", perr)
+		w.later(actx, d, w.cfg.ProbeEvery)
+		return
+	}
+	w.deadLetter(actx, d.m, d.log, spentReason(n),
+		failure.Retryable(fmt.Errorf("batch %s: charged %d failures, the limit; the last is in the worker log of its delivery %d", d.b.Key(), n, delivery-1)))
+}
+
+// ackWait is how long JetStream waits for this batch's ack: the shorter of
+// this process's setting and the consumer's, which a newer pod may have
+// lowered since this one started (read at most every few seconds).
+func (w *Worker) ackWait(ctx context.Context) time.Duration {
+	own := w.q.Config().AckWait
+	w.ackMu.Lock()
+	defer w.ackMu.Unlock()
+	if time.Since(w.ackAt) > 10*time.Second {
+		if d, err := w.q.AckWait(ctx); err == nil && d > 0 {
+			w.ackLive, w.ackAt = d, time.Now()
+		}
+	}
+	if w.ackLive > 0 {
+		return min(own, w.ackLive)
+	}
+	return own
 }
 
 // fetch calls Qualys for batch b and streams every page into the store.

@@ -17,7 +17,7 @@ import (
 func (w *Worker) waitPull(ctx context.Context) error {
 	for {
 		st, fleetChanged := w.fleet.Snapshot()
-		faulted, until, localChanged := w.local.state()
+		until, localChanged, faulted := w.local.state()
 		if st.HoldUntil.After(until) {
 			until = st.HoldUntil
 		}
@@ -140,7 +140,7 @@ func (w *Worker) probe(ctx context.Context) error {
 			}
 			continue
 		}
-		err := w.probeOnce(ctx, st)
+		err := w.probeOnce(ctx, st, period)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -189,17 +189,28 @@ func (w *Worker) probePeriod(st ledger.FleetState) time.Duration {
 // alone comes from NATS refusing the fleet's record; a NATS that answers
 // again ends it (see probeOnce).
 func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period time.Duration) (bool, error) {
-	if st.Pause != nil {
-		ok, err := w.fleet.ClaimProbe(ctx, period)
-		if err != nil || !ok {
-			return false, err
-		}
+	if time.Now().Before(st.HoldUntil) {
+		return false, nil // Qualys asked for patience: not even a probe
 	}
+	// The cap first: a claim taken and then not used would leave the
+	// fleet unprobed for a period.
 	pending, limit, err := w.q.InFlight(ctx)
-	if err != nil {
+	if err != nil || (st.Pause != nil && limit > 0 && pending >= limit) {
 		return false, err
 	}
-	return st.Pause == nil || limit <= 0 || pending < limit, nil
+	if st.Pause == nil {
+		return true, nil
+	}
+	if ok, err := w.fleet.ClaimProbe(ctx, period); err != nil || !ok {
+		return false, err
+	}
+	// The snapshot may be stale: a probe after the fleet resumed would run
+	// beside the calls it let go (I5).
+	now, err := w.fleet.State(ctx)
+	if err != nil || now.Pause == nil || time.Now().Before(now.HoldUntil) {
+		return false, err
+	}
+	return true, nil
 }
 
 // probeOnce checks both sides a fault may come from: a fault does not
@@ -207,9 +218,16 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 // worker alone is paused) it calls no Qualys: the other workers may be
 // using every call the cap allows, and the fault that paused this one, if
 // it lasts, pauses the fleet at its next call, now that NATS records it.
-func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState) error {
+func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState, period time.Duration) error {
 	if st.Pause != nil {
-		lim, err := w.api.Probe(ctx)
+		// The claim is kept while the probe runs, and the probe bounded: a
+		// slow probe must not leave the next period's prober calling
+		// beside it (I5), nor a hung one hold the fleet for ever.
+		pctx, cancel := context.WithTimeout(ctx, max(10*period, 2*time.Second))
+		defer cancel()
+		stopKeep := w.keepProbe(pctx, period)
+		defer stopKeep()
+		lim, err := w.api.Probe(pctx)
 		w.metrics.observeLimits(lim)
 		if err != nil {
 			return err
@@ -218,16 +236,41 @@ func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState) error {
 	return w.store.Check(ctx)
 }
 
+// keepProbe renews the probe claim every half period until stop; a claim
+// lost to another worker cancels nothing (the probe is nearly over).
+func (w *Worker) keepProbe(ctx context.Context, period time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(period / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := w.fleet.KeepProbe(ctx, period); err != nil && ctx.Err() == nil {
+					w.log.Warn("keeping the probe claim", "err", err)
+					return
+				}
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
 // probeConfirms reports whether a failed probe shows the fault the fleet
-// is paused for: a 5xx, a transport failure or maintenance for any pause; a
-// fleet-wide refusal only for a fleet-wide fault. Anything else (a 404 at a
-// gateway that serves only the batch calls, a 400, an outage pause whose
-// probe is refused as unauthorised) is no proof, and the fleet resumes:
-// real calls decide, and pause it again if they must.
+// is paused for: a 5xx, a transport failure, a timeout or a body cut short,
+// or maintenance, for any pause; a fleet-wide refusal only for a fleet-wide
+// fault. Anything else — a 404 at a gateway that serves only the batch
+// calls, a 400, a 200 carrying a code nobody knows — proves nothing, and
+// the fleet resumes: real calls decide, and pause it again if they must.
 func probeConfirms(st ledger.FleetState, local, err error) bool {
+	var api qualys.APIError
+	answered := errors.As(err, &api)
 	switch failure.ClassOf(err) {
 	case failure.ClassRetryable:
-		return true
+		return !answered || api.Status >= 500
 	case failure.ClassBackPressure:
 		return errors.Is(err, qualys.ErrMaintenance)
 	case failure.ClassFleetWide:
@@ -332,8 +375,8 @@ func (g *gate) changedCh() <-chan struct{} {
 	return g.changed
 }
 
-func (g *gate) state() (faulted error, until time.Time, changed <-chan struct{}) {
+func (g *gate) state() (until time.Time, changed <-chan struct{}, faulted error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.faulted, g.until, g.changed
+	return g.until, g.changed, g.faulted
 }

@@ -75,6 +75,9 @@ type detectionCalls struct {
 	// hold, when it returns true for a call's ids, keeps the call until
 	// the client goes away.
 	hold func(ids string) bool
+	// stall, when it returns true for a call's ids, starts the answer and
+	// then sends nothing more until the client goes away: a stall.
+	stall func(ids string) bool
 	// answer, when set and it returns a status, answers the call with it
 	// and body instead of the simulator.
 	answer func(ids string) (status int, header http.Header, body string)
@@ -114,7 +117,7 @@ func (d *detectionCalls) wrap(next http.Handler) http.Handler {
 		} else {
 			d.byFirst[first]++
 		}
-		refuse, hold, answer := d.refuse, d.hold, d.answer
+		refuse, hold, stall, answer := d.refuse, d.hold, d.stall, d.answer
 		d.mu.Unlock()
 		defer func() {
 			d.mu.Lock()
@@ -125,6 +128,14 @@ func (d *detectionCalls) wrap(next http.Handler) http.Handler {
 		case ids != "" && refuse != nil && refuse(ids):
 			panic(http.ErrAbortHandler) // the connection is cut: a retryable transport failure
 		case ids != "" && hold != nil && hold(ids):
+			<-r.Context().Done()
+			return
+		case ids != "" && stall != nil && stall(ids):
+			w.Header().Set("Content-Type", "text/xml")
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8" ?>`+"\n<HOST_LIST_VM_DETECTION_OUTPUT>")
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
 			<-r.Context().Done()
 			return
 		}

@@ -23,9 +23,14 @@ var ErrLeaseLost = errors.New("batch lease lost: its renewal was not confirmed i
 // server's own clock restarted no earlier than that send, so the work stops
 // before the server can redeliver. stop ends the renewals and waits for
 // them.
-func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time) (_ context.Context, stop func()) {
+func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time, ackWait time.Duration) (_ context.Context, stop func()) {
 	lctx, cancel := context.WithCancelCause(ctx)
-	life := w.q.Config().AckWait - w.cfg.LeaseMargin
+	margin := w.cfg.LeaseMargin
+	if ackWait < w.q.Config().AckWait { // shortened by a newer pod: scale with it
+		margin = max(ackWait/5, 100*time.Millisecond)
+	}
+	life := ackWait - margin
+	every := min(w.cfg.InProgressEvery, max(life/2, time.Millisecond))
 	// The deadline runs on its own timer: a renewal waiting for its answer
 	// must not hold it back.
 	var once sync.Once
@@ -38,7 +43,7 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tick := time.NewTicker(w.cfg.InProgressEvery)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
@@ -48,7 +53,7 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 				return
 			case <-tick.C:
 				sent := time.Now()
-				rctx, rcancel := context.WithTimeout(lctx, w.cfg.InProgressEvery)
+				rctx, rcancel := context.WithTimeout(lctx, every)
 				err := w.q.Progress(rctx, m)
 				rcancel()
 				// A timer that fired stays fired: a late answer revives

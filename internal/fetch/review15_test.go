@@ -164,7 +164,9 @@ func TestReview15HoldStopsPullsAlreadyWaiting(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond) // the simulated call's duration, not synchronisation
 		case 2:
 			h := http.Header{"X-Ratelimit-Towait-Sec": {"3"}, "Content-Type": {"application/xml"}}
-			return http.StatusConflict, h, rateLimitDoc
+			// The document's SECONDS_TO_WAIT wins over the header: both say 3.
+			return http.StatusConflict, h, strings.NewReplacer("<VALUE>2</VALUE>", "<VALUE>3</VALUE>",
+				"another 2 seconds", "another 3 seconds").Replace(rateLimitDoc)
 		}
 		return 0, nil, ""
 	}

@@ -91,11 +91,11 @@ func chargeable(a attempt) bool {
 	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Paused && retryable(a.Class)
 }
 
-// streaked reports whether a charged failure joins the fleet's streak: one
-// that says nothing about the batch's size. A stall or a size refusal says
-// the batch is too big, whatever else fails.
+// streaked reports whether a charged failure joins the fleet's streak:
+// every one. A stall or a size refusal may say the batch is too big — or
+// that Qualys stalls every call; the probe, one host, tells them apart.
 func streaked(a attempt) bool {
-	return chargeable(a) && !a.TooBig
+	return chargeable(a)
 }
 
 // retryable is every class the worker retries: anything nobody classified
@@ -129,7 +129,7 @@ func decide(a attempt, r rules) verdict {
 		if a.Maintenance {
 			return verdict{Kind: pause, Pause: pauseMaintenance, Delay: r.ProbeEvery, Reason: "Qualys scheduled maintenance"}
 		}
-		return verdict{Kind: hold, Delay: retry.Jitter(a.Wait)}
+		return verdict{Kind: hold, Delay: min(retry.Jitter(a.Wait), qualys.MaxToldWait)}
 	case failure.ClassFleetWide:
 		return verdict{Kind: pause, Pause: pauseFault, Delay: r.ProbeEvery, Reason: "fleet-wide fault"}
 	case failure.ClassPermanent:

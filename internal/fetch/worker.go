@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -128,6 +129,8 @@ type Queue interface {
 	Progress(ctx context.Context, m jetstream.Msg) error
 	// InFlight is the fleet's delivered, unacked batches and their cap.
 	InFlight(ctx context.Context) (pending, limit int, err error)
+	// AckWait is the consumer's AckWait as the server has it now.
+	AckWait(ctx context.Context) (time.Duration, error)
 	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
 	Config() msg.Config
 }
@@ -153,6 +156,8 @@ type Fleet interface {
 	ProbeFailed(ctx context.Context, reason string) ([]ledger.Suspect, error)
 	Resume(ctx context.Context) error
 	ClaimProbe(ctx context.Context, period time.Duration) (bool, error)
+	KeepProbe(ctx context.Context, period time.Duration) error
+	State(ctx context.Context) (ledger.FleetState, error)
 }
 
 // Publisher publishes split halves.
@@ -178,6 +183,10 @@ type Worker struct {
 	finish  Finisher
 	log     *slog.Logger
 	metrics *Metrics
+
+	ackMu   sync.Mutex
+	ackLive time.Duration // the consumer's AckWait, read at ackAt
+	ackAt   time.Time
 
 	// local holds this process back when the fleet's state cannot be
 	// written (NATS unreachable): a pause must not wait for the store that
@@ -240,6 +249,11 @@ func (w *Worker) Run(ctx, hard context.Context) error {
 	stopHard := context.AfterFunc(hard, func() { cancelWork(context.Cause(hard)) })
 	defer stopHard()
 
+	// The slots must not pull on a snapshot that has never been read: the
+	// fleet may be paused already.
+	if _, err := w.fleet.State(ctx); err != nil {
+		w.log.Warn("reading the fleet's state at start", "err", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.follow(gctx) })
 	g.Go(func() error { return w.probe(gctx) })

@@ -145,6 +145,10 @@ type Fleet struct {
 	loaded    bool   // state was read at least once
 	following bool   // a Follow keeps state current
 	changed   chan struct{}
+	// The probe lease as this pod saw it: its revision, and when (by this
+	// pod's monotonic clock) it first saw it.
+	probeRev  uint64
+	probeSeen time.Time
 }
 
 // Fleet returns owner's handle on the fleet's state; owner names the pod in
@@ -220,10 +224,7 @@ func (f *Fleet) Follow(ctx context.Context) error {
 			case e.Operation() != jetstream.KeyValuePut:
 				f.observe(FleetState{}, e.Revision())
 			default:
-				s, err := decodeFleet(e.Value())
-				if err != nil {
-					return err
-				}
+				s, _ := decodeFleet(e.Value()) // garbled: empty, as read does
 				s.Revision = e.Revision()
 				f.observe(s, e.Revision())
 			}
@@ -252,20 +253,22 @@ func (f *Fleet) read(ctx context.Context) (FleetState, error) {
 	if err != nil {
 		return FleetState{}, msg.ClassifyAPI(fmt.Errorf("ledger: read the fleet state: %w", err))
 	}
-	s, err := decodeFleet(e.Value())
-	if err != nil {
-		return FleetState{}, err
-	}
+	// A garbled value (a forged or broken write) reads as the empty state
+	// at its revision, so the next write replaces it by compare-and-set:
+	// refusing it would switch the breaker and the pauses off (I6).
+	s, _ := decodeFleet(e.Value())
 	s.Revision = e.Revision()
 	f.observe(s, e.Revision())
 	return s, nil
 }
 
+// decodeFleet decodes the fleet key's value; a garbled one is the empty
+// state and an error saying so.
 func decodeFleet(v []byte) (FleetState, error) {
 	var s FleetState
 	if err := json.Unmarshal(v, &s); err != nil {
 		return FleetState{}, failure.Permanent(fmt.Errorf(
-			"ledger: the fleet state (key %s in %s) is garbled, purge it to reset the fleet: %w", fleetKey, BucketFleet, err))
+			"ledger: the fleet state (key %s in %s) is garbled; it reads as empty and the next write replaces it: %w", fleetKey, BucketFleet, err))
 	}
 	return s, nil
 }
@@ -458,21 +461,32 @@ func (f *Fleet) ProbeFailed(ctx context.Context, reason string) ([]Suspect, erro
 // charges stand (those batches failed on their own). Without a pause it
 // does nothing; a hold is left to end by itself.
 func (f *Fleet) Resume(ctx context.Context) error {
+	resumed := false
 	_, err := f.update(ctx, "resume the fleet", func(st *FleetState, _ time.Time) bool {
-		if st.Pause == nil {
+		resumed = st.Pause != nil
+		if !resumed {
 			return false
 		}
 		st.Pause = nil
 		st.clearStreak()
 		return true
 	})
-	return err
+	if err != nil || !resumed {
+		return err
+	}
+	// The probe claim ends with the pause it was for: the next pause must
+	// be probed at once, not a period after this one's last probe.
+	if err := f.kv.Delete(ctx, probeKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: release the probe claim: %w", err))
+	}
+	return nil
 }
 
 // probeLease is the value of the probe key.
 type probeLease struct {
 	Holder string    `json:"holder"`
-	Until  time.Time `json:"until"`
+	Until  time.Time `json:"until"`            // by the holder's clock: for people reading it
+	Period string    `json:"period,omitempty"` // how long it runs from when a pod first sees it
 }
 
 // ClaimProbe reports whether this owner may probe now: at most one owner
@@ -487,31 +501,84 @@ func (f *Fleet) ClaimProbe(ctx context.Context, period time.Duration) (bool, err
 	if period <= 0 {
 		return false, failure.Permanent(fmt.Errorf("ledger: probe period %s is not positive", period))
 	}
-	now := time.Now().UTC()
-	data, err := json.Marshal(probeLease{Holder: f.owner, Until: now.Add(period)})
+	now := time.Now()
+	data, err := json.Marshal(probeLease{Holder: f.owner, Until: now.UTC().Add(period), Period: period.String()})
 	if err != nil {
 		return false, err
 	}
 	e, err := f.kv.Get(ctx, probeKey)
+	var rev uint64
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		_, err = f.kv.Create(ctx, probeKey, data)
+		rev, err = f.kv.Create(ctx, probeKey, data)
 	case err != nil:
 		return false, msg.ClassifyAPI(fmt.Errorf("ledger: claim the probe: %w", err))
+	case !f.leaseOver(e, period, now):
+		return false, nil
 	default:
-		var held probeLease
-		// A garbled lease is taken over like an expired one.
-		if json.Unmarshal(e.Value(), &held) == nil && now.Before(held.Until) {
-			return false, nil
-		}
-		_, err = f.kv.Update(ctx, probeKey, data, e.Revision())
+		rev, err = f.kv.Update(ctx, probeKey, data, e.Revision())
 	}
 	switch {
 	case err == nil:
+		f.mu.Lock()
+		f.probeRev, f.probeSeen = rev, now
+		f.mu.Unlock()
 		return true, nil
 	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		return false, nil // another owner took it first
 	default:
 		return false, msg.ClassifyAPI(fmt.Errorf("ledger: claim the probe: %w", err))
 	}
+}
+
+// KeepProbe renews this owner's probe claim for another period, so that
+// nobody else probes while its probe still runs. It fails with ErrLockLost
+// when the claim is no longer this owner's.
+func (f *Fleet) KeepProbe(ctx context.Context, period time.Duration) error {
+	if err := f.bucket(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	rev := f.probeRev
+	f.mu.Unlock()
+	now := time.Now()
+	data, err := json.Marshal(probeLease{Holder: f.owner, Until: now.UTC().Add(period), Period: period.String()})
+	if err != nil {
+		return err
+	}
+	rev, err = f.kv.Update(ctx, probeKey, data, rev)
+	switch {
+	case err == nil:
+		f.mu.Lock()
+		f.probeRev, f.probeSeen = rev, now
+		f.mu.Unlock()
+		return nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound):
+		return fmt.Errorf("ledger: keep the probe claim: %w", ErrLockLost)
+	default:
+		return msg.ClassifyAPI(fmt.Errorf("ledger: keep the probe claim: %w", err))
+	}
+}
+
+// leaseOver reports whether the probe lease e is over. Pods' wall clocks
+// disagree (one not yet synced, a VM resumed from a snapshot), so a lease
+// is timed by this pod's own monotonic clock from when it first saw that
+// revision: a lease it has not seen before runs a whole period from now,
+// unless its holder's expiry is ten periods gone — further than any clock
+// is off — or the value is garbled.
+func (f *Fleet) leaseOver(e jetstream.KeyValueEntry, period time.Duration, now time.Time) bool {
+	var held probeLease
+	if json.Unmarshal(e.Value(), &held) != nil {
+		return true
+	}
+	if d, err := time.ParseDuration(held.Period); err == nil && d > 0 {
+		period = d
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e.Revision() == f.probeRev {
+		return now.Sub(f.probeSeen) >= period
+	}
+	f.probeRev, f.probeSeen = e.Revision(), now
+	return now.Sub(held.Until) > 10*period
 }

@@ -3,6 +3,7 @@ package msg
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -257,11 +258,28 @@ func (q *Queue) Pending(ctx context.Context, run string) (uint64, error) {
 	}
 	n := counts[BatchSubject(run)]
 	for subject, c := range counts {
-		if strings.HasPrefix(subject, retryPrefix(run)) {
+		if strings.HasPrefix(subject, retryPrefix(run)) && q.scheduled(ctx, subject) {
 			n += c
 		}
 	}
 	return n, nil
+}
+
+// scheduled reports whether the message on a retry subject is a schedule
+// that will fire. Anything else there (a stray publish without the
+// schedule headers) is no queued work: counted, it would hold its run open
+// for good. When the message cannot be read, it counts: a run reads as
+// drained only when it is.
+func (q *Queue) scheduled(ctx context.Context, subject string) bool {
+	s, err := q.js.Stream(ctx, StreamBatches)
+	if err != nil {
+		return true
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return !errors.Is(err, jetstream.ErrMsgNotFound)
+	}
+	return m.Header.Get(jetstream.ScheduleHeader) != "" && m.Header.Get(jetstream.ScheduleTargetHeader) != ""
 }
 
 // Waiting is the number of run's batches waiting out a retry as a schedule
@@ -280,8 +298,10 @@ func (q *Queue) Waiting(ctx context.Context, run string) (uint64, error) {
 		return 0, ClassifyAPI(fmt.Errorf("msg: batches waiting to retry: %w", err))
 	}
 	var n uint64
-	for _, c := range counts {
-		n += c
+	for subject, c := range counts {
+		if q.scheduled(ctx, subject) {
+			n += c
+		}
 	}
 	return n, nil
 }

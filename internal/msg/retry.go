@@ -152,3 +152,15 @@ func (q *Queue) InFlight(ctx context.Context) (pending, limit int, err error) {
 	}
 	return ci.NumAckPending, ci.Config.MaxAckPending, nil
 }
+
+// AckWait is the consumer's AckWait as the server holds it now: another
+// process may have changed it since this one started (Setup brings it to
+// the newest pod's configuration), and a lease must be timed by the
+// server's value, not by this process's setting.
+func (q *Queue) AckWait(ctx context.Context) (time.Duration, error) {
+	ci, err := q.consumer.Info(ctx)
+	if err != nil {
+		return 0, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+	}
+	return ci.Config.AckWait, nil
+}

@@ -138,6 +138,20 @@ var DefaultWaits = Waits{
 	Maintenance: 15 * time.Minute,
 }
 
+// MaxToldWait bounds a wait Qualys names: its rate windows are an hour, a
+// day at most (qualys-api.md §6); a longer or garbled number — one that
+// would overflow a Duration, or hold the whole fleet for weeks — is not
+// believed.
+const MaxToldWait = 24 * time.Hour
+
+// toldWait is secs seconds, at most MaxToldWait, computed without overflow.
+func toldWait(secs int) time.Duration {
+	if secs >= int(MaxToldWait/time.Second) {
+		return MaxToldWait
+	}
+	return time.Duration(secs) * time.Second
+}
+
 // classify attaches the failure class, and for back-pressure the wait, to e.
 func classify(e APIError, lim Limits, w Waits) error {
 	class, known := codeClass[e.Code]
@@ -150,9 +164,9 @@ func classify(e APIError, lim Limits, w Waits) error {
 	var wait time.Duration
 	switch {
 	case e.SecondsToWait > 0:
-		wait = time.Duration(e.SecondsToWait) * time.Second
+		wait = toldWait(e.SecondsToWait)
 	case lim.ToWaitSec > 0:
-		wait = time.Duration(lim.ToWaitSec) * time.Second
+		wait = toldWait(lim.ToWaitSec)
 	case e.Code == codeRateLimit:
 		wait = w.RateLimit
 	case e.Code == codeMaintenance:
