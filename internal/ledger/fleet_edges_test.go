@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestReview15ProbeLeaseSurvivesClockSkew: the probe lease's expiry is the
+// TestEdgeProbeLeaseSurvivesClockSkew: the probe lease's expiry is the
 // claimant's wall clock plus the period, and every other pod compares it
 // with its own wall clock. A pod whose clock runs a minute behind (NTP not
 // yet synced after a node reboot, a VM resumed from a snapshot) writes a
@@ -17,7 +17,7 @@ import (
 // the same period; a pod whose clock runs ahead takes over every lease at
 // once. The lease should be timed by the server (the entry's own Created
 // stamp against a server-side TTL, or a per-key TTL), not by two clocks.
-func TestReview15ProbeLeaseSurvivesClockSkew(t *testing.T) {
+func TestEdgeProbeLeaseSurvivesClockSkew(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	const period = 30 * time.Second

@@ -48,13 +48,13 @@ func hangProbes(on *atomic.Bool) func(http.Handler) http.Handler {
 	}
 }
 
-// TestReview15HungProbesStayUnderTheCap: the probe lease lasts one probe
+// TestEdgeHungProbesStayUnderTheCap: the probe lease lasts one probe
 // period, but nothing bounds the probe call itself (only the client's 10 min
 // header timeout). When the probe hangs, the next pod claims the expired
 // lease a period later and probes too, and so on: N pods put N probes at
 // Qualys at once while the fleet's cap is 1 (I5), and one probe per period
 // for the fleet no longer holds.
-func TestReview15HungProbesStayUnderTheCap(t *testing.T) {
+func TestEdgeHungProbesStayUnderTheCap(t *testing.T) {
 	d := &detectionCalls{}
 	var hang atomic.Bool
 	hang.Store(true)
@@ -76,14 +76,14 @@ func TestReview15HungProbesStayUnderTheCap(t *testing.T) {
 	}
 }
 
-// TestReview15GarbledFleetKeyStillPausesAsOne: a garbled value in the
+// TestEdgeGarbledFleetKeyStillPausesAsOne: a garbled value in the
 // fleet key (an operator's hand edit, a half-written value of another
 // version) makes every read of the fleet state fail as permanent: Fail,
 // Pause and Follow all error, the breaker can never trip, every pod charges
 // every failure of an outage, and batches are dead-lettered (I6). The
 // shared state should heal itself (overwrite a garbled value by CAS on its
 // revision), not disable the breaker until an operator purges it.
-func TestReview15GarbledFleetKeyStillPausesAsOne(t *testing.T) {
+func TestEdgeGarbledFleetKeyStillPausesAsOne(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 1200, batchSize: 100, maxFailures: 3, maxInFlight: 2}, d)
 	kv, err := e.js.KeyValue(t.Context(), ledger.BucketFleet)
@@ -106,14 +106,14 @@ func TestReview15GarbledFleetKeyStillPausesAsOne(t *testing.T) {
 	}
 }
 
-// TestReview15OutageOnTheLastBatchDeadLettersNothing: the breaker trips
+// TestEdgeOutageOnTheLastBatchDeadLettersNothing: the breaker trips
 // only over two distinct batches, and a spent batch is dead-lettered at its
 // next delivery without asking the probe. So when one batch is left (the
 // tail of every run) an outage of 503s charges it MaxFailures times and
 // dead-letters it (I6: an outage charges no batch); the run can then never
 // complete. Before dead-lettering a spent batch whose failures were 5xx or
 // transport failures, one probe would tell an outage from a poison batch.
-func TestReview15OutageOnTheLastBatchDeadLettersNothing(t *testing.T) {
+func TestEdgeOutageOnTheLastBatchDeadLettersNothing(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 100, batchSize: 100, maxFailures: 3, maxInFlight: 2}, d)
 	if err := e.sim.ForceFault(qualysim.Detection, qualysim.Fault503, 6); err != nil {
@@ -130,7 +130,7 @@ func TestReview15OutageOnTheLastBatchDeadLettersNothing(t *testing.T) {
 	e.checkBucket(e.batch)
 }
 
-// TestReview15HoldStopsPullsAlreadyWaiting: the fleet's hold (and pause)
+// TestEdgeHoldStopsPullsAlreadyWaiting: the fleet's hold (and pause)
 // gates only the issuing of a pull. A pull request already waiting at the
 // server (PullWait, 5 s by default) when the hold is recorded is answered
 // as soon as a slot frees, and handle starts the call without looking at
@@ -139,7 +139,7 @@ func TestReview15OutageOnTheLastBatchDeadLettersNothing(t *testing.T) {
 // fix: re-check the fleet state after Next returns a message (hand it back
 // with Retry at the hold's end / a probe period, uncharged), or pull with
 // a wait no longer than the watch's reaction time.
-func TestReview15HoldStopsPullsAlreadyWaiting(t *testing.T) {
+func TestEdgeHoldStopsPullsAlreadyWaiting(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 1500, batchSize: 100, maxFailures: 3, maxInFlight: 2}, d)
 	var (
@@ -212,7 +212,7 @@ func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch
 	return p.Worker(cfg, nil)
 }
 
-// TestReview15LeaseUsesTheServersAckWait: a worker times its lease by the
+// TestEdgeLeaseUsesTheServersAckWait: a worker times its lease by the
 // AckWait of its own configuration, not by the consumer's. When an operator
 // shortens QFETCH_ACK_WAIT (here 10 s → 2 s), the new pods' Setup brings the
 // consumer to 2 s while the pods still running believe 10 s: a partitioned
@@ -221,7 +221,7 @@ func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch
 // should be timed by the consumer's AckWait as the server has it (read at
 // each delivery, or refreshed with InFlight's consumer info), taking the
 // shorter of the two.
-func TestReview15LeaseUsesTheServersAckWait(t *testing.T) {
+func TestEdgeLeaseUsesTheServersAckWait(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxInFlight: 1, ackWait: 10 * time.Second}, d)
 	first := firstRange(e.batch[0])
@@ -275,13 +275,13 @@ func (e *env) fleetState() ledger.FleetState {
 	return st
 }
 
-// TestReview15HugeToWaitIsNoWait: a wait told in seconds is multiplied
+// TestEdgeHugeToWaitIsNoWait: a wait told in seconds is multiplied
 // into a time.Duration unchecked; 10^10 s (an odd or hostile answer)
 // overflows to a negative wait, the hold is dropped as already over and the
 // batch is rescheduled at once: the fleet hammers Qualys with the call it
 // was told to stop making. Parse the wait with a bound (see also
-// TestReview15ToldWaitIsBounded).
-func TestReview15HugeToWaitIsNoWait(t *testing.T) {
+// TestEdgeToldWaitIsBounded).
+func TestEdgeHugeToWaitIsNoWait(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 1}, d)
 	first := firstRange(e.batch[0])
@@ -295,13 +295,13 @@ func TestReview15HugeToWaitIsNoWait(t *testing.T) {
 	}
 }
 
-// TestReview15ToldWaitIsBounded: a wait Qualys (or a gateway in front of
+// TestEdgeToldWaitIsBounded: a wait Qualys (or a gateway in front of
 // it) tells is now the whole fleet's, stored in QFETCH_FLEET so that it
 // outlives every pod's restart: one answer with ToWait 10^7 s holds every
 // pod for 115 days, and nothing but a hand edit of the KV ends it. A told
 // wait needs a ceiling (a day, or the rate window of X-RateLimit-Window-Sec)
 // and an operator command to lift a hold.
-func TestReview15ToldWaitIsBounded(t *testing.T) {
+func TestEdgeToldWaitIsBounded(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 1}, d)
 	answerToWait(d, firstRange(e.batch[0]), "10000000")
@@ -312,7 +312,7 @@ func TestReview15ToldWaitIsBounded(t *testing.T) {
 	}
 }
 
-// TestReview15OddProbeAnswerNeverWedgesTheFleet: after a short outage
+// TestEdgeOddProbeAnswerNeverWedgesTheFleet: after a short outage
 // trips the breaker, the probe (and only the probe: a detection call
 // without ids) is answered 200 with an error document whose code qfetch
 // does not know — as a platform that refuses an id-less detection request
@@ -323,7 +323,7 @@ func TestReview15ToldWaitIsBounded(t *testing.T) {
 // confirmed only by what an outage looks like (5xx, transport, timeout,
 // 1999), or the breaker should go half-open after some periods and let one
 // real call decide.
-func TestReview15OddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
+func TestEdgeOddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 600, batchSize: 100, maxFailures: 5}, d)
 	if err := e.sim.ForceFault(qualysim.Detection, qualysim.Fault503, 4); err != nil {
@@ -355,7 +355,7 @@ func TestReview15OddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
 	}
 }
 
-// TestReview15StallOutageDeadLettersNothing: Qualys hangs — every call's
+// TestEdgeStallOutageDeadLettersNothing: Qualys hangs — every call's
 // body stalls (an overloaded front end, a gateway holding connections) for
 // nine calls in a row. A stall is taken as "this batch is too big" and
 // never joins the fleet's streak, so the breaker never trips, every stall
@@ -363,7 +363,7 @@ func TestReview15OddProbeAnswerNeverWedgesTheFleet(t *testing.T) {
 // streak could take stalls too: the probe (one host, tiny) tells a batch
 // that is too big (probe passes, charges stand, split goes on) from a
 // fleet that hangs (probe stalls too, charges forgiven).
-func TestReview15StallOutageDeadLettersNothing(t *testing.T) {
+func TestEdgeStallOutageDeadLettersNothing(t *testing.T) {
 	d := &detectionCalls{}
 	o := opts{hosts: 300, batchSize: 100, maxFailures: 3, maxInFlight: 2}
 	o.sim.Faults.StallFor = time.Minute
@@ -381,11 +381,11 @@ func TestReview15StallOutageDeadLettersNothing(t *testing.T) {
 	}
 }
 
-// TestReview15ProbeHonoursTheHold: the fleet is held (Qualys told it to
+// TestEdgeProbeHonoursTheHold: the fleet is held (Qualys told it to
 // wait 3 s) and paused (a 1999 arrived meanwhile). The probe claims and
 // calls at once, inside the wait it was told: probes ignore HoldUntil. A
 // probe is a detection call like any other; it should wait for the hold.
-func TestReview15ProbeHonoursTheHold(t *testing.T) {
+func TestEdgeProbeHonoursTheHold(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxFailures: 3}, d)
 	l, err := ledger.Open(t.Context(), e.js)

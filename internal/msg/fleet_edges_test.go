@@ -5,7 +5,7 @@ package msg
 
 import "testing"
 
-// TestReview15StrayRetryMessageBlocksNoRun: a message on
+// TestEdgeStrayRetryMessageBlocksNoRun: a message on
 // qfetch.retry.<run>.<key> that is no schedule (a forged one, a worker of
 // another version that dropped the header, a schedule the server refused
 // to parse and stored as is) is never delivered — the consumer reads only
@@ -15,7 +15,7 @@ import "testing"
 // road), and the run's status shows a batch queued forever. Pending should
 // count only schedules (messages carrying Nats-Schedule) on the retry
 // subjects, or Setup/the worker should purge what no schedule will fire.
-func TestReview15StrayRetryMessageBlocksNoRun(t *testing.T) {
+func TestEdgeStrayRetryMessageBlocksNoRun(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
 	b := testBatch("r1", 1)
