@@ -66,6 +66,7 @@ var stateDefaults = map[string]string{
 	"qfetch_last_complete_run_timestamp_seconds": "0",
 	"qfetch_dead_letters":                        "0",
 	"qfetch_queue_batches":                       "0",
+	"qfetch_queue_waiting_batches":               "0",
 	"qfetch_queue_in_flight_batches":             "0",
 	"qfetch_queue_max_in_flight":                 "2",
 	`qfetch_runs{state="complete"}`:              "1",
@@ -470,6 +471,19 @@ func TestAlertScenarios(t *testing.T) {
 			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
 				// 300 calls an hour allowed, 50 left, and 12 calls a
 				// minute (720 an hour): the window runs dry before the run.
+				"qfetch_worker_qualys_rate_limit":                             "300",
+				"qfetch_worker_qualys_rate_window_seconds":                    "3600",
+				"qfetch_worker_qualys_rate_remaining":                         "50",
+				`qfetch_worker_qualys_responses_total{status="200",code="0"}`: "0+60",
+				`qfetch_worker_batches_total{outcome="done",class=""}`:        "0+60",
+			})},
+			check: []checkpoint{{at: 20 * m}, {at: 45 * m, firing: []string{"QfetchRateBudgetShort"}}},
+		},
+		{
+			name:  "the rate budget is short, with the open run's batches waiting out back-offs",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_waiting_batches": "300"},
+			pods: []scenarioPod{exporter, workerPod("w1", 0, 0, map[string]string{
 				"qfetch_worker_qualys_rate_limit":                             "300",
 				"qfetch_worker_qualys_rate_window_seconds":                    "3600",
 				"qfetch_worker_qualys_rate_remaining":                         "50",

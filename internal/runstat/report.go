@@ -27,6 +27,7 @@ type Metrics struct {
 	lastComplete *prometheus.GaugeVec // no labels; absent until a run completed
 	deadLetters  prometheus.Gauge
 	queued       prometheus.Gauge
+	waiting      prometheus.Gauge
 	inFlight     prometheus.Gauge
 	maxInFlight  prometheus.Gauge
 	runs         *prometheus.GaugeVec // state
@@ -58,9 +59,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_queue_batches",
 		Help: "Batches queued for a worker and not yet delivered: the queue lag.",
 	})
+	m.waiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_queue_waiting_batches",
+		Help: "Batches waiting out a retry back-off as a JetStream schedule: queued work that is not yet deliverable (KEDA's lag does not see it).",
+	})
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "qfetch_queue_in_flight_batches",
-		Help: "Batches delivered and not yet acknowledged (fetching, or waiting out a retry delay).",
+		Help: "Batches delivered and not yet acknowledged (being fetched).",
 	})
 	m.maxInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "qfetch_queue_max_in_flight",
@@ -85,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_status_refresh_errors_total",
 		Help: "Refreshes of the run-level series that failed.",
 	})
-	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.inFlight,
+	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.waiting, m.inFlight,
 		m.maxInFlight, m.runs, m.current, m.refreshed}}
 	if reg != nil {
 		reg.MustRegister(m.gate, m.errors)
@@ -234,6 +239,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	m := r.metrics
 	m.deadLetters.Set(float64(qs.DeadLetters))
 	m.queued.Set(float64(qs.Queued))
+	m.waiting.Set(float64(qs.Waiting))
 	m.inFlight.Set(float64(qs.InFlight))
 	m.maxInFlight.Set(float64(qs.MaxInFlight))
 
