@@ -36,8 +36,9 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
-	d := delivered{m: m, b: b, log: log, started: start}
-	if st, _ := w.fleet.Snapshot(); st.Paused(w.cfg.Now()) {
+	st, _ := w.fleet.Snapshot()
+	d := delivered{m: m, b: b, log: log, started: start, since: st.Revision}
+	if st.Paused(w.cfg.Now()) {
 		// A pull already waiting at the server when the fleet paused: give
 		// the batch back uncharged, without a call.
 		wait := max(st.HoldUntil.Sub(w.cfg.Now()), 0)
@@ -202,6 +203,7 @@ type delivered struct {
 	b       msg.Batch
 	log     *slog.Logger
 	started time.Time
+	since   uint64 // the fleet key's revision this pod saw before the call
 }
 
 func (w *Worker) rules() rules {
@@ -262,7 +264,7 @@ func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.B
 	class := failure.ClassOf(err).String()
 	switch v.Kind {
 	case ack:
-		if err := w.fleet.Succeeded(actx); err != nil {
+		if err := w.fleet.Succeeded(actx, d.since); err != nil {
 			d.log.Warn("settling the fleet's streak", "err", err)
 		}
 		w.metrics.batches.WithLabelValues("done", "").Inc()

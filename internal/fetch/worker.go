@@ -150,7 +150,7 @@ type Fleet interface {
 	Follow(ctx context.Context) error
 	Snapshot() (ledger.FleetState, <-chan struct{})
 	Fail(ctx context.Context, s ledger.Suspect, breakAfter int, reason string) (ledger.FailOutcome, error)
-	Succeeded(ctx context.Context) error
+	Succeeded(ctx context.Context, since uint64) error
 	Pause(ctx context.Context, kind ledger.PauseKind, reason string) (ledger.FleetState, error)
 	Hold(ctx context.Context, until time.Time, reason string) error
 	ProbeFailed(ctx context.Context, reason string) ([]ledger.Suspect, error)

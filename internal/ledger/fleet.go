@@ -65,7 +65,14 @@ type Pause struct {
 type Suspect struct {
 	Run   string `json:"run"`
 	Batch string `json:"batch"`
+	// After is the fleet key's revision the failure was added on top of:
+	// only a call that started on a later revision proves Qualys worked
+	// after it (see [Fleet.Succeeded]).
+	After uint64 `json:"after,omitempty"`
 }
+
+// batchOf is the suspect's batch, whatever its revision.
+func (x Suspect) batchOf() Suspect { return Suspect{Run: x.Run, Batch: x.Batch} }
 
 // FleetState is the value of the fleet key: what every pod honours.
 type FleetState struct {
@@ -105,7 +112,7 @@ func (s FleetState) clone() FleetState {
 func (s FleetState) spread() int {
 	seen := map[Suspect]bool{}
 	for _, x := range s.Suspects {
-		seen[x] = true
+		seen[x.batchOf()] = true
 	}
 	return len(seen)
 }
@@ -121,7 +128,7 @@ func (s *FleetState) appendSuspect(x Suspect) {
 	}
 	drop := 0
 	for i, y := range s.Suspects {
-		if slices.Contains(s.Suspects[i+1:], y) {
+		if slices.ContainsFunc(s.Suspects[i+1:], func(z Suspect) bool { return z.batchOf() == y.batchOf() }) {
 			drop = i
 			break
 		}
@@ -362,6 +369,7 @@ func (f *Fleet) Fail(ctx context.Context, s Suspect, breakAfter int, reason stri
 			out = FailPaused
 			return false
 		}
+		s.After = st.Revision
 		st.appendSuspect(s)
 		out = FailAppended
 		if st.Failures >= breakAfter && st.spread() >= 2 {
@@ -376,11 +384,16 @@ func (f *Fleet) Fail(ctx context.Context, s Suspect, breakAfter int, reason stri
 	return out, nil
 }
 
-// Succeeded settles the streak after a success: it empties it, and the
-// charges stand (those batches failed on their own). While [Fleet.Follow]
-// runs and the snapshot shows no suspects it writes nothing, so successes
-// cost no KV write in the common case.
-func (f *Fleet) Succeeded(ctx context.Context) error {
+// Succeeded settles the streak after a success of a call that started
+// when this pod's view of the fleet key was at revision since: the
+// failures recorded before that (revision below since) stand charged —
+// Qualys worked after them, so they were those batches' own. Failures
+// recorded while the call ran stay suspects: a call that began before an
+// outage may still end well, and must not charge the outage's first
+// failures (I6). While [Fleet.Follow] runs and the snapshot shows no
+// suspects it writes nothing, so successes cost no KV write in the common
+// case.
+func (f *Fleet) Succeeded(ctx context.Context, since uint64) error {
 	if err := f.bucket(); err != nil {
 		return err
 	}
@@ -390,11 +403,16 @@ func (f *Fleet) Succeeded(ctx context.Context) error {
 	if skip {
 		return nil
 	}
-	_, err := f.update(ctx, "clear the fleet's streak", func(st *FleetState, _ time.Time) bool {
-		if st.Failures == 0 && len(st.Suspects) == 0 {
+	_, err := f.update(ctx, "settle the fleet's streak", func(st *FleetState, _ time.Time) bool {
+		kept := slices.DeleteFunc(slices.Clone(st.Suspects), func(x Suspect) bool { return x.After < since })
+		settled := len(st.Suspects) - len(kept)
+		if settled == 0 {
 			return false
 		}
-		st.clearStreak()
+		st.Suspects, st.Failures = kept, max(st.Failures-settled, len(kept))
+		if len(kept) == 0 {
+			st.clearStreak()
+		}
 		return true
 	})
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -117,7 +118,7 @@ func TestFleetFail(t *testing.T) {
 						t.Fatalf("step %d: Fail(%s) = %v, want %v", i, s.fail, got, s.want)
 					}
 				case s.succeed:
-					err = f.Succeeded(e.Ctx)
+					err = f.Succeeded(e.Ctx, math.MaxUint64)
 				case s.pause != "":
 					_, err = f.Pause(e.Ctx, s.pause, "told to")
 				case s.hold:
@@ -174,7 +175,7 @@ func TestFleetSucceededClears(t *testing.T) {
 	if _, err := e.pod(t).Fleet("pod-b").Fail(e.Ctx, suspect("1"), 2, "503"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Succeeded(e.Ctx); err != nil {
+	if err := f.Succeeded(e.Ctx, math.MaxUint64); err != nil {
 		t.Fatal(err)
 	}
 	st, err := f.State(e.Ctx)
@@ -190,7 +191,7 @@ func TestFleetSucceededClears(t *testing.T) {
 		defer f.mu.Unlock()
 		return f.following
 	}, "Follow loaded the state")
-	if err := f.Succeeded(e.Ctx); err != nil {
+	if err := f.Succeeded(e.Ctx, math.MaxUint64); err != nil {
 		t.Fatal(err)
 	}
 	after, err := f.State(e.Ctx)
@@ -532,7 +533,7 @@ func TestFleetConcurrentTrip(t *testing.T) {
 	for _, f := range forgiven {
 		all = append(all, f...)
 	}
-	if !slices.Equal(all, st.Suspects) {
+	if !slices.EqualFunc(all, st.Suspects, func(a, b Suspect) bool { return a.batchOf() == b.batchOf() }) {
 		t.Errorf("failed probes forgave %v, want the streak %v once", all, st.Suspects)
 	}
 }
@@ -677,5 +678,35 @@ func TestForgiveFailureConcurrent(t *testing.T) {
 	all, err := e.l.Failures(e.Ctx, fleetRun)
 	if err != nil || all["9"] != pods*rounds {
 		t.Fatalf("Failures: %v, %v", all, err)
+	}
+}
+
+// TestFleetSuccessSettlesOnlyEarlierFailures: a call that began before a
+// failure was recorded proves nothing about it (an outage may start while
+// the call streams): its success leaves that failure a suspect, and a call
+// begun after it settles it.
+func TestFleetSuccessSettlesOnlyEarlierFailures(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	f := e.l.Fleet("pod-a")
+	before, err := f.State(e.Ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pod(t).Fleet("pod-b").Fail(e.Ctx, suspect("1"), 2, "503"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Succeeded(e.Ctx, before.Revision); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.State(e.Ctx)
+	if err != nil || !slices.Equal(batches(st.Suspects), []string{"1"}) || st.Failures != 1 {
+		t.Fatalf("a call begun before the failure settled it: %+v, %v", st, err)
+	}
+	if err := f.Succeeded(e.Ctx, st.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = f.State(e.Ctx); err != nil || len(st.Suspects) != 0 || st.Failures != 0 {
+		t.Fatalf("a call begun after the failure left it: %+v, %v", st, err)
 	}
 }
