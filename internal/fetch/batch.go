@@ -50,7 +50,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if n, err := w.ledger.FailureCount(ctx, b.Run, b.Key()); err == nil && spent(n, w.rules()) {
-		w.spent(ctx, d, n, delivery)
+		w.spent(ctx, d, n, delivery, received)
 		return
 	}
 
@@ -76,12 +76,19 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 // may be the last of its run, failing in an outage — so a probe, made in
 // this batch's slot, decides: Qualys down takes one charge back and pauses
 // the fleet; Qualys up (or an answer that proves nothing) dead-letters it.
-func (w *Worker) spent(ctx context.Context, d delivered, n int, delivery uint64) {
+func (w *Worker) spent(ctx context.Context, d delivered, n int, delivery uint64, received time.Time) {
 	actx := context.WithoutCancel(ctx)
 	st, _ := w.fleet.Snapshot()
-	pctx, cancel := context.WithTimeout(ctx, max(4*w.cfg.ProbeEvery, 30*time.Second))
+	// The probe holds the batch's slot, so it runs under the batch's lease.
+	lctx, stopLease := w.lease(ctx, d.m, received, w.ackWait(ctx))
+	pctx, cancel := context.WithTimeout(lctx, max(4*w.cfg.ProbeEvery, 30*time.Second))
 	lim, perr := w.api.Probe(pctx)
 	cancel()
+	stopLease()
+	if leaseLost(lctx) {
+		d.log.Warn("lease lost while probing before a dead letter: the batch is left to redelivery", "err", perr)
+		return
+	}
 	w.metrics.observeLimits(lim)
 	down := perr != nil && (probeConfirms(st, nil, perr) || failure.ClassOf(perr) == failure.ClassFleetWide)
 	switch {
