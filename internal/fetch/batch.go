@@ -81,15 +81,12 @@ func (w *Worker) spent(ctx context.Context, d delivered, n int, delivery uint64,
 	st, _ := w.fleet.Snapshot()
 	// The probe holds the batch's slot, so it runs under the batch's lease.
 	lctx, stopLease := w.lease(ctx, d.m, received, w.ackWait(ctx))
-	pctx, cancel := context.WithTimeout(lctx, max(4*w.cfg.ProbeEvery, 30*time.Second))
-	lim, perr := w.api.Probe(pctx)
-	cancel()
+	perr := w.probeQualys(lctx, max(4*w.cfg.ProbeEvery, 30*time.Second))
 	stopLease()
 	if leaseLost(lctx) {
 		d.log.Warn("lease lost while probing before a dead letter: the batch is left to redelivery", "err", perr)
 		return
 	}
-	w.metrics.observeLimits(lim)
 	down := perr != nil && (probeConfirms(st, nil, perr) || failure.ClassOf(perr) == failure.ClassFleetWide)
 	switch {
 	case stopping(ctx, perr):

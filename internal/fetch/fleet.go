@@ -31,21 +31,14 @@ func (w *Worker) waitPull(ctx context.Context) error {
 	}
 }
 
-// waitChange waits until d has passed (d ≤ 0: no limit), a channel is
-// closed, or ctx ends.
-func waitChange(ctx context.Context, d time.Duration, changed ...<-chan struct{}) error {
+// waitChange waits until d has passed (d ≤ 0: no limit), a or b is closed
+// (nil: never), or ctx ends.
+func waitChange(ctx context.Context, d time.Duration, a, b <-chan struct{}) error {
 	var timer <-chan time.Time
 	if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		timer = t.C
-	}
-	var a, b <-chan struct{}
-	if len(changed) > 0 {
-		a = changed[0]
-	}
-	if len(changed) > 1 {
-		b = changed[1]
 	}
 	select {
 	case <-ctx.Done():
@@ -135,7 +128,7 @@ func (w *Worker) probe(ctx context.Context) error {
 			if err != nil {
 				w.log.Warn("claiming the fleet probe failed", "err", err)
 			}
-			if waitChange(ctx, period, changed) != nil {
+			if waitChange(ctx, period, changed, nil) != nil {
 				return nil
 			}
 			continue
@@ -167,7 +160,7 @@ func (w *Worker) probe(ctx context.Context) error {
 					"probe_err", err, "next_probe", period)
 			}
 		}
-		if waitChange(ctx, period) != nil {
+		if waitChange(ctx, period, nil, nil) != nil {
 			return nil
 		}
 	}
@@ -223,17 +216,25 @@ func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState, period tim
 		// The claim is kept while the probe runs, and the probe bounded: a
 		// slow probe must not leave the next period's prober calling
 		// beside it (I5), nor a hung one hold the fleet for ever.
-		pctx, cancel := context.WithTimeout(ctx, max(10*period, 2*time.Second))
-		defer cancel()
-		stopKeep := w.keepProbe(pctx, period)
-		defer stopKeep()
-		lim, err := w.api.Probe(pctx)
-		w.metrics.observeLimits(lim)
+		timeout := max(10*period, 2*time.Second)
+		stopKeep := w.keepProbe(ctx, period)
+		err := w.probeQualys(ctx, timeout)
+		stopKeep()
 		if err != nil {
 			return err
 		}
 	}
 	return w.store.Check(ctx)
+}
+
+// probeQualys makes the probe's detection call, bounded by timeout, and
+// keeps the limit headers it answers with.
+func (w *Worker) probeQualys(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lim, err := w.api.Probe(ctx)
+	w.metrics.observeLimits(lim)
+	return err
 }
 
 // keepProbe renews the probe claim every half period until stop; a claim

@@ -4,26 +4,18 @@ package fetch_test
 // written against, for the reason its comment gives.
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/ledger"
-	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
-	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // hangProbes keeps every probe (a detection call without ids) until the
@@ -32,14 +24,12 @@ import (
 func hangProbes(on *atomic.Bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, err := io.ReadAll(r.Body)
+			ids, err := callIDs(r)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			form, _ := url.ParseQuery(string(body))
-			if on.Load() && form.Get("ids") == "" && r.URL.Query().Get("ids") == "" {
+			if on.Load() && ids == "" {
 				<-r.Context().Done()
 				return
 			}
@@ -183,33 +173,6 @@ func TestEdgeHoldStopsPullsAlreadyWaiting(t *testing.T) {
 			t.Fatalf("a batch call started %s after a 1965 that asked the fleet to wait 3 s", s.Sub(refusedAt).Round(time.Millisecond))
 		}
 	}
-}
-
-// podAckWait is pod with a msg.Config whose AckWait is ackWait: a pod
-// started before (or after) an operator changed QFETCH_ACK_WAIT. Its Setup
-// brings the shared consumer to ackWait.
-func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch.Config) *fetch.Worker {
-	e.t.Helper()
-	if natsURL == "" {
-		natsURL = e.r.NATSURL
-	}
-	js := testenv.Connect(e.t, natsURL)
-	mq, err := msg.Setup(e.t.Context(), js, msg.Config{MaxInFlight: e.o.maxInFlight, AckWait: ackWait, MaxFailures: e.o.maxFailures})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	l, err := ledger.Setup(e.t.Context(), js, ledger.Config{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	p := e.r.Parts(owner)
-	if os.Getenv("QFETCH_TEST_DEBUG") != "" {
-		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", owner)
-	}
-	p.Queue = app.JetStream{Queue: mq, Ledger: l}
-	p.Qualys, p.Finish = e.r.NewClient(e.sim.Password()), testrun.NoFinish
-	cfg.ProbeEvery, cfg.MaxBackoff, cfg.PullWait = 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
-	return p.Worker(cfg, nil)
 }
 
 // TestEdgeLeaseUsesTheServersAckWait: a worker times its lease by the

@@ -31,11 +31,19 @@ import (
 // test's server), as a separate pod has.
 func (e *env) pod(owner, natsURL string, cfg fetch.Config) *fetch.Worker {
 	e.t.Helper()
+	return e.podAckWait(owner, natsURL, e.o.ackWait, cfg)
+}
+
+// podAckWait is pod with a msg.Config whose AckWait is ackWait: a pod
+// started before (or after) an operator changed QFETCH_ACK_WAIT. Its Setup
+// brings the shared consumer to ackWait.
+func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch.Config) *fetch.Worker {
+	e.t.Helper()
 	if natsURL == "" {
 		natsURL = e.r.NATSURL
 	}
 	js := testenv.Connect(e.t, natsURL)
-	mq, err := msg.Setup(e.t.Context(), js, msg.Config{MaxInFlight: e.o.maxInFlight, AckWait: e.o.ackWait, MaxFailures: e.o.maxFailures})
+	mq, err := msg.Setup(e.t.Context(), js, msg.Config{MaxInFlight: e.o.maxInFlight, AckWait: ackWait, MaxFailures: e.o.maxFailures})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -59,6 +67,24 @@ func (e *env) pod(owner, natsURL string, cfg fetch.Config) *fetch.Worker {
 		cfg.PullWait = 200 * time.Millisecond
 	}
 	return p.Worker(cfg, nil)
+}
+
+// callIDs is the ids of a detection call, read from a copy of its form:
+// the simulator reads the body too.
+func callIDs(r *http.Request) (string, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "", err
+	}
+	if ids := form.Get("ids"); ids != "" {
+		return ids, nil
+	}
+	return r.URL.Query().Get("ids"), nil
 }
 
 // detectionCalls watches the detection calls reaching the simulator: how
@@ -89,21 +115,10 @@ func (d *detectionCalls) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// Read the form from a copy: the simulator reads the body too.
-		body, err := io.ReadAll(r.Body)
+		ids, err := callIDs(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		ids := form.Get("ids")
-		if ids == "" {
-			ids = r.URL.Query().Get("ids")
 		}
 		first, _, _ := strings.Cut(ids, ",")
 		d.mu.Lock()
