@@ -41,6 +41,18 @@ type RunRecord struct {
 	State  RunState   `json:"state"`
 	// Planner is who opened (or last resumed) the run.
 	Planner string `json:"planner,omitempty"`
+	// PlannerID names the planner pass that holds the run's planning, one
+	// per pass; only it may write progress, pages and the planned totals
+	// (see [Ledger.UpdatePlanned]). Empty in records of older versions.
+	PlannerID string `json:"planner_id,omitempty"`
+	// Uploads are the Host List page uploads the planner pass began and
+	// has not recorded as pages yet; a pass taking the run over aborts
+	// them.
+	Uploads []objstore.Upload `json:"uploads,omitempty"`
+	// Pages are the stored Host List pages, page n at index n-1, recorded
+	// by the planner pass that stored them (older versions kept them under
+	// <run>.page.<n>; [Ledger.Pages] reads both).
+	Pages []objstore.Object `json:"pages,omitempty"`
 	// PlanningComplete is set, with BatchesPlanned and HostsPlanned final,
 	// once every batch is published.
 	PlanningComplete bool `json:"planning_complete"`

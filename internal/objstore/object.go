@@ -33,6 +33,10 @@ type PutOptions struct {
 	// Metadata becomes S3 user metadata (x-amz-meta-*). The key "sha256" is
 	// reserved for the content hash the store records itself.
 	Metadata map[string]string
+	// IfAbsent makes Put fail with an error wrapping ErrExists, storing
+	// nothing, when key already holds an object: a create that the store
+	// enforces (S3 If-None-Match: *), for objects written once per run.
+	IfAbsent bool
 }
 
 // ErrNotFound is wrapped by the error of Get and Stat for a key that does not
