@@ -101,7 +101,8 @@ func (d *Dir) open(op string) (*os.Root, error) {
 // temporary file is removed and r's error is returned unchanged; so is a
 // cancelled ctx, checked between chunks. With IfAbsent the file is linked to
 // key instead, which fails if key exists (ErrExists). The other PutOptions
-// are not kept.
+// are not kept. Complete writes and renames an upload's temporary file the
+// same way.
 func (d *Dir) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
