@@ -92,10 +92,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		}
 		return
 	case superseded(err):
-		// A newer copy holds the batch and aborted our uploads; whatever
-		// this copy does now would act on that copy's delivery.
-		w.metrics.batches.WithLabelValues("abandoned", "superseded").Inc()
-		log.Warn("batch taken over by a newer copy: this copy stops and leaves it alone", "err", err)
+		w.yield(ctx, d, err)
 		return
 	}
 	if err == nil && !lost {
@@ -103,8 +100,7 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		res.Duration = w.cfg.Now().Sub(start).Seconds()
 		err = w.record(ctx, m, d.held, res)
 		if superseded(err) {
-			w.metrics.batches.WithLabelValues("abandoned", "superseded").Inc()
-			log.Warn("batch taken over by a newer copy before it was recorded: this copy's result is dropped", "err", err)
+			w.yield(ctx, d, err)
 			return
 		}
 	} else if err == nil {
@@ -117,6 +113,22 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 // the claim was taken over, or an upload of ours was aborted by the taker.
 func superseded(err error) bool {
 	return errors.Is(err, ledger.ErrSuperseded) || errors.Is(err, objstore.ErrUploadGone)
+}
+
+// yield ends a copy that a newer copy of its batch fenced out. A newer
+// delivery of the same message is that copy's to ack or nak, so this one
+// leaves it alone; a newer message (a retry re-published while this copy's
+// ack was lost) carries the batch, so this one is a stale duplicate and is
+// acked, or it would come back every AckWait.
+func (w *Worker) yield(ctx context.Context, d delivered, err error) {
+	w.metrics.batches.WithLabelValues("abandoned", "superseded").Inc()
+	c, ok, cerr := w.ledger.GetClaim(context.WithoutCancel(ctx), d.b.Run, d.b.Key())
+	if cerr == nil && ok && c.Holder.Seq > d.copy.Seq {
+		d.log.Warn("a newer message of this batch holds it: acking this stale copy", "holder", c.Holder.Worker, "err", err)
+		_ = d.m.Ack()
+		return
+	}
+	d.log.Warn("batch taken over by a newer copy: this copy stops and leaves it alone", "err", err)
 }
 
 // copyOf names this delivery of m for the batch's claim.

@@ -146,6 +146,7 @@ type Ledger interface {
 	// the uploads of the copy before it.
 	TakeBatch(ctx context.Context, run, batch string, me ledger.Copy, first objstore.Upload,
 		abort func(context.Context, objstore.Upload) error) (*ledger.Held, error)
+	GetClaim(ctx context.Context, run, batch string) (ledger.Claim, bool, error)
 	MarkDrained(ctx context.Context, run, batch string) error
 	CountFailure(ctx context.Context, run, batch string) (int, error)
 	ForgiveFailure(ctx context.Context, run, batch string) error
