@@ -519,7 +519,7 @@ func (w *Worker) split(ctx context.Context, d delivered, cause error) bool {
 		}
 		return true
 	case superseded(err):
-		log.Warn("batch taken over by a newer copy before it could be split: this copy leaves it alone", "err", err)
+		w.yield(ctx, d, err)
 		return true
 	case err != nil:
 		log.Warn("recording a split failed", "err", err)
