@@ -29,15 +29,22 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
-	if rec, err := w.ledger.GetRun(ctx, b.Run); err == nil && rec.State == ledger.RunComplete {
-		// A late redelivery of a completed run would overwrite objects the
-		// manifest already describes.
-		log.Info("run already complete: dropping a late copy of a batch")
-		_ = m.Ack()
-		return
+	if rec, err := w.ledger.GetRun(ctx, b.Run); err == nil {
+		switch {
+		case rec.State == ledger.RunComplete:
+			// A cheap early exit only: the batch's claim is what keeps a
+			// late copy out of a sealed run (I8).
+			w.metrics.batches.WithLabelValues("late", "").Inc()
+			log.Info("run already complete: dropping a late copy of a batch")
+			_ = m.Ack()
+			return
+		case rec.State == ledger.RunFailed || rec.Accepted != nil:
+			w.drain(ctx, m, b, rec, log)
+			return
+		}
 	}
 	st, _ := w.fleet.Snapshot()
-	d := delivered{m: m, b: b, log: log, started: start, since: st.Revision}
+	d := delivered{m: m, b: b, log: log, started: start, since: st.Revision, copy: w.copyOf(m, delivery)}
 	if st.Paused(w.cfg.Now()) {
 		// A pull already waiting at the server when the fleet paused: give
 		// the batch back uncharged, without a call.
@@ -56,18 +63,102 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 
 	w.metrics.inFlight.Inc()
 	lctx, stopLease := w.lease(ctx, m, received, w.ackWait(ctx))
-	res, err := w.fetch(lctx, b)
+	res, err := w.fetch(lctx, &d)
 	stopLease()
 	lost := leaseLost(lctx)
 	w.metrics.inFlight.Dec()
+	switch {
+	case errors.Is(err, ledger.ErrBatchSplit):
+		// The split is recorded but its halves may not be published (the
+		// splitting copy failed there): publish them again — the stream
+		// drops the copies it has — then end this one. No call was made.
+		if !w.publishHalves(context.WithoutCancel(ctx), b, log) {
+			w.nak(m, w.cfg.ProbeEvery, log)
+			return
+		}
+		w.metrics.batches.WithLabelValues("late", "").Inc()
+		log.Info("batch already split: its halves are queued; this copy is ended without a call")
+		if err := m.Term(); err != nil {
+			log.Warn("terminating a copy of a split batch failed; it comes back and is ended again", "err", err)
+		}
+		return
+	case errors.Is(err, ledger.ErrBatchDone):
+		// A copy of a batch that is over (a redelivery after a crash
+		// between the record and the ack): nothing was asked of Qualys.
+		w.metrics.batches.WithLabelValues("late", "").Inc()
+		log.Info("batch already done: acking a late copy without a call")
+		if err := m.DoubleAck(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("acking a late copy failed; it comes back and is acked again", "err", err)
+		}
+		return
+	case superseded(err):
+		w.yield(ctx, d, err)
+		return
+	}
 	if err == nil && !lost {
 		res.Delivery, res.Worker, res.At = delivery, w.cfg.Owner, w.cfg.Now().UTC()
 		res.Duration = w.cfg.Now().Sub(start).Seconds()
-		err = w.record(ctx, m, res)
+		err = w.record(ctx, m, d.held, res)
+		if superseded(err) {
+			w.yield(ctx, d, err)
+			return
+		}
 	} else if err == nil {
 		err = ErrLeaseLost
 	}
 	w.apply(ctx, d, decide(w.assess(ctx, d, err, lost), w.rules()), res, err)
+}
+
+// superseded reports an attempt fenced out by a newer copy of its batch:
+// the claim was taken over, or an upload of ours was aborted by the taker.
+func superseded(err error) bool {
+	return errors.Is(err, ledger.ErrSuperseded) || errors.Is(err, objstore.ErrUploadGone)
+}
+
+// yield ends a copy that a newer copy of its batch fenced out. A newer
+// delivery of the same message is that copy's to ack or nak, so this one
+// leaves it alone; a newer message (a retry re-published while this copy's
+// ack was lost) carries the batch, so this one is a stale duplicate and is
+// acked, or it would come back every AckWait.
+func (w *Worker) yield(ctx context.Context, d delivered, err error) {
+	w.metrics.batches.WithLabelValues("abandoned", "superseded").Inc()
+	c, ok, cerr := w.ledger.GetClaim(context.WithoutCancel(ctx), d.b.Run, d.b.Key())
+	if cerr == nil && ok && c.Holder.Seq > d.copy.Seq {
+		d.log.Warn("a newer message of this batch holds it: acking this stale copy", "holder", c.Holder.Worker, "err", err)
+		_ = d.m.Ack()
+		return
+	}
+	d.log.Warn("batch taken over by a newer copy: this copy stops and leaves it alone", "err", err)
+}
+
+// copyOf names this delivery of m for the batch's claim.
+func (w *Worker) copyOf(m jetstream.Msg, delivery uint64) ledger.Copy {
+	c := ledger.Copy{Worker: w.cfg.Owner, Delivery: delivery}
+	if md, err := m.Metadata(); err == nil {
+		c.Seq = md.Sequence.Stream
+	}
+	return c
+}
+
+// drain acks a queued batch of a failed or dropped run without a call, so
+// that the next run's batches are not kept waiting behind it, and counts it.
+func (w *Worker) drain(ctx context.Context, m jetstream.Msg, b msg.Batch, rec ledger.RunRecord, log *slog.Logger) {
+	actx := context.WithoutCancel(ctx)
+	why := "failed"
+	if rec.State != ledger.RunFailed {
+		why = "accepted incomplete"
+	}
+	if err := w.ledger.MarkDrained(actx, b.Run, b.Key()); err != nil {
+		// Uncounted but harmless to repeat: the batch comes back.
+		log.Warn("recording a drained batch failed; it returns after AckWait", "err", err)
+		return
+	}
+	if err := m.DoubleAck(actx); err != nil {
+		log.Warn("acking a drained batch failed; it returns after AckWait", "err", err)
+		return
+	}
+	w.metrics.batches.WithLabelValues("drained", "").Inc()
+	log.Info("run "+why+": batch drained without a call", "run_error", rec.Error)
 }
 
 // spent ends a batch whose charges reached MaxFailures: its last charge was
@@ -133,8 +224,13 @@ func (w *Worker) ackWait(ctx context.Context) time.Duration {
 	return own
 }
 
-// fetch calls Qualys for batch b and streams every page into the store.
-func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, error) {
+// fetch calls Qualys for d's batch and streams every page into the store.
+// Each page goes into an upload registered in the batch's claim before a
+// byte is sent: the first takes the claim (aborting the uploads of any
+// earlier copy), the others join it, so a newer copy can abort them all
+// and nothing of this copy lands after it lost the batch (I8).
+func (w *Worker) fetch(ctx context.Context, d *delivered) (ledger.BatchResult, error) {
+	b := d.b
 	ids, err := hostids.Parse(b.IDs)
 	if err != nil {
 		return ledger.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
@@ -150,7 +246,11 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, er
 	for !pager.Done() {
 		page := pager.Cursor().Page
 		key := objstore.DetectionPartKey(w.cfg.Prefix, b.Run, b.Number, b.Part, page)
-		obj, resp, err := w.fetchPage(ctx, pager, key)
+		u, err := w.begin(ctx, d, key)
+		if err != nil {
+			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
+		}
+		obj, resp, err := w.fetchPage(ctx, pager, u)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
@@ -166,20 +266,47 @@ func (w *Worker) fetch(ctx context.Context, b msg.Batch) (ledger.BatchResult, er
 	return res, nil
 }
 
-// fetchPage streams the pager's current page into key and returns the
+// begin starts the upload of key and registers it in the batch's claim,
+// taking the claim with the first page. An upload the claim refused is
+// aborted again: it must not outlive this attempt.
+func (w *Worker) begin(ctx context.Context, d *delivered, key string) (objstore.Upload, error) {
+	u, err := w.store.Begin(ctx, key, objstore.PutOptions{ContentType: "application/xml"})
+	if err != nil {
+		return u, err
+	}
+	if d.held == nil {
+		d.held, err = w.ledger.TakeBatch(ctx, d.b.Run, d.b.Key(), d.copy, u, w.store.Abort)
+	} else {
+		err = d.held.AddUpload(ctx, u)
+	}
+	if err != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if aerr := w.store.Abort(actx, u); aerr != nil {
+			d.log.Warn("aborting an upload the batch's claim refused", "key", key, "err", aerr)
+		}
+		return u, err
+	}
+	return u, nil
+}
+
+// fetchPage streams the pager's current page into upload u and returns the
 // closed response, read whole. The validator inside the response fails the
 // last read of anything but a whole, well-formed answer, so the store
 // aborts the upload and nothing partial appears (I2).
-func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, key string) (objstore.Object, *qualys.Response, error) {
+func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u objstore.Upload) (objstore.Object, *qualys.Response, error) {
 	resp, err := pager.Open(ctx, nil)
 	if err != nil {
 		w.metrics.observeResponse(err, 0)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = w.store.Abort(actx, u) // nothing to land; the claim's next holder aborts it anyway
 		return objstore.Object{}, nil, err
 	}
 	defer resp.Close()
 	putStart := w.cfg.Now()
 	w.metrics.observeLimits(resp.Limits)
-	obj, err := w.store.Put(ctx, key, resp, objstore.PutOptions{ContentType: "application/xml"})
+	obj, err := w.store.Complete(ctx, u, resp)
 	w.metrics.observeResponse(err, resp.Status)
 	w.metrics.upload.Observe(w.cfg.Now().Sub(putStart).Seconds())
 	if err != nil {
@@ -188,14 +315,15 @@ func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, ke
 	return obj, resp, nil
 }
 
-// record writes the batch result, then acks: in that order, so that a crash
-// between the two redelivers the batch, which overwrites its own keys (I3).
-func (w *Worker) record(ctx context.Context, m jetstream.Msg, r ledger.BatchResult) error {
-	if err := w.ledger.MarkDone(ctx, r); err != nil {
+// record makes the batch's claim done with r (which also writes its done
+// record), then acks: in that order, so that a crash between the two
+// redelivers the batch, whose copy finds the claim done and acks it.
+func (w *Worker) record(ctx context.Context, m jetstream.Msg, held *ledger.Held, r ledger.BatchResult) error {
+	if err := held.Done(ctx, r); err != nil {
 		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
 	}
 	if err := m.DoubleAck(ctx); err != nil {
-		// The result is recorded; a redelivery just repeats the work.
+		// The result is recorded; a redelivery just acks it.
 		return fmt.Errorf("acking batch %s: %w", r.Batch, failure.Retryable(err))
 	}
 	return nil
@@ -208,6 +336,8 @@ type delivered struct {
 	log     *slog.Logger
 	started time.Time
 	since   uint64 // the fleet key's revision this pod saw before the call
+	copy    ledger.Copy
+	held    *ledger.Held // the batch's claim, once this copy took it
 }
 
 func (w *Worker) rules() rules {
@@ -301,7 +431,7 @@ func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.B
 	case deadLetter:
 		w.deadLetter(actx, d.m, d.log, v.Reason, err)
 	case split:
-		if w.split(actx, d.m, d.b, err, d.log) {
+		if w.split(actx, d, err) {
 			return
 		}
 		w.retry(actx, d, v, class, err)
@@ -361,16 +491,60 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logg
 }
 
 // split replaces a batch that keeps timing out with its two halves.
-func (w *Worker) split(ctx context.Context, m jetstream.Msg, b msg.Batch, cause error, log *slog.Logger) bool {
+func (w *Worker) split(ctx context.Context, d delivered, cause error) bool {
+	m, b, log := d.m, d.b, d.log
 	first, second, err := b.Split()
 	if err != nil {
 		return false
 	}
+	if d.held == nil {
+		// The attempt failed before its first upload; the split must still
+		// hold the claim, or a late copy could record the whole batch.
+		d.held, err = w.ledger.TakeBatch(ctx, b.Run, b.Key(), d.copy, objstore.Upload{}, w.store.Abort)
+	}
 	s := ledger.Split{Batch: b.Key(), Halves: [2]string{first.Key(), second.Key()}, Reason: cause.Error(), At: w.cfg.Now().UTC()}
-	// Record first: completion must know the batch is replaced before the
-	// halves can finish.
-	if err := w.ledger.MarkSplit(ctx, b.Run, s); err != nil {
+	if err == nil {
+		// Record first: completion must know the batch is replaced before
+		// the halves can finish, and no copy of the whole batch can record
+		// after.
+		err = d.held.Split(ctx, s)
+	}
+	switch {
+	case errors.Is(err, ledger.ErrBatchDone):
+		_ = m.DoubleAck(ctx)
+		return true
+	case errors.Is(err, ledger.ErrBatchSplit):
+		if w.publishHalves(ctx, b, log) {
+			_ = m.Term()
+		}
+		return true
+	case superseded(err):
+		w.yield(ctx, d, err)
+		return true
+	case err != nil:
 		log.Warn("recording a split failed", "err", err)
+		return false
+	}
+	if !w.publishHalves(ctx, b, log) {
+		// The split record stands; the next copy finds the claim split
+		// and publishes the halves again.
+		return false
+	}
+	if err := m.Term(); err != nil {
+		log.Warn("terminating a split batch failed", "err", err)
+	}
+	w.metrics.batches.WithLabelValues("split", failure.ClassOf(cause).String()).Inc()
+	log.Warn("batch split after repeated timeouts", "halves", s.Halves, "err", cause)
+	return true
+}
+
+// publishHalves publishes the two halves of split batch b under their
+// Msg-Ids, so that publishing them again adds nothing the stream still
+// remembers; a copy that arrives later finds its claim done and is acked.
+func (w *Worker) publishHalves(ctx context.Context, b msg.Batch, log *slog.Logger) bool {
+	first, second, err := b.Split()
+	if err != nil {
+		log.Error("a batch recorded as split cannot be split", "err", err)
 		return false
 	}
 	pub := w.pub()
@@ -382,15 +556,8 @@ func (w *Worker) split(ctx context.Context, m jetstream.Msg, b msg.Batch, cause 
 		err = pub.Wait(ctx)
 	}
 	if err != nil {
-		// The split record stands; redelivery splits again under the same
-		// Msg-Ids, which the stream deduplicates.
 		log.Warn("publishing split halves failed", "err", err)
 		return false
 	}
-	if err := m.Term(); err != nil {
-		log.Warn("terminating a split batch failed", "err", err)
-	}
-	w.metrics.batches.WithLabelValues("split", failure.ClassOf(cause).String()).Inc()
-	log.Warn("batch split after repeated timeouts", "halves", s.Halves, "err", cause)
 	return true
 }

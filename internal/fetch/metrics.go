@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfetch_worker_batches_total",
-			Help: "Batches handled, by outcome (done, retried, delayed, dead-lettered, split, returned) and error class.",
+			Help: "Batches handled, by outcome (done, retried, delayed, dead-lettered, split, returned, abandoned, late, drained) and error class.",
 		}, []string{"outcome", "class"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "qfetch_worker_stored_bytes_total",

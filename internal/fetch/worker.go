@@ -110,11 +110,15 @@ type Detector interface {
 	Probe(ctx context.Context) (qualys.Limits, error)
 }
 
-// Store is where detection responses land.
+// Store is where detection responses land, each page through an upload
+// that the batch's claim records, so that a newer copy can abort it.
 type Store interface {
-	// Put stores r whole under key, or nothing (and returns r's error) if r
-	// fails.
-	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	Begin(ctx context.Context, key string, opts objstore.PutOptions) (objstore.Upload, error)
+	// Complete stores r whole as u's object, or nothing (and returns r's
+	// error) if r fails; an upload aborted meanwhile fails with an error
+	// wrapping objstore.ErrUploadGone.
+	Complete(ctx context.Context, u objstore.Upload, r io.Reader) (objstore.Object, error)
+	Abort(ctx context.Context, u objstore.Upload) error
 	// Check reports a store no write can succeed on.
 	Check(ctx context.Context) error
 }
@@ -138,11 +142,15 @@ type Queue interface {
 // Ledger is the part of the run ledger a worker reads and records in.
 type Ledger interface {
 	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
-	MarkDone(ctx context.Context, r ledger.BatchResult) error
+	// TakeBatch makes this copy the holder of a batch's claim, aborting
+	// the uploads of the copy before it.
+	TakeBatch(ctx context.Context, run, batch string, me ledger.Copy, first objstore.Upload,
+		abort func(context.Context, objstore.Upload) error) (*ledger.Held, error)
+	GetClaim(ctx context.Context, run, batch string) (ledger.Claim, bool, error)
+	MarkDrained(ctx context.Context, run, batch string) error
 	CountFailure(ctx context.Context, run, batch string) (int, error)
 	ForgiveFailure(ctx context.Context, run, batch string) error
 	FailureCount(ctx context.Context, run, batch string) (int, error)
-	MarkSplit(ctx context.Context, run string, s ledger.Split) error
 }
 
 // Fleet is the fleet's shared pause state and outage breaker.
