@@ -142,7 +142,7 @@ func (l *Ledger) TakeBatch(ctx context.Context, run, batch string, me Copy, firs
 			return nil, fmt.Errorf("ledger: take %s as %s: %w", key, me, ErrSuperseded)
 		case cur.State != "" && cur.Holder == me:
 			h = &Held{l: l, key: key, claim: cur, rev: rev}
-			if first.Key != "" {
+			if first.Key != "" && !slices.Contains(cur.Uploads, first) {
 				err = h.AddUpload(ctx, first)
 			}
 		default:
@@ -322,7 +322,9 @@ func (h *Held) write(ctx context.Context, next Claim) error {
 	return nil
 }
 
-// GetClaim returns run's claim of batch; ok is false when there is none.
+// GetClaim returns run's claim of batch; ok is false when there is none. A
+// value that does not decode is a permanent error here (TakeBatch takes it
+// over).
 func (l *Ledger) GetClaim(ctx context.Context, run, batch string) (c Claim, ok bool, err error) {
 	key, err := claimKey(run, batch)
 	if err != nil {
