@@ -183,7 +183,8 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	}
 	// The lock is refreshed while planning; losing it means another planner
 	// may be running, so planning stops. The lock alone fences nothing (a
-	// frozen pass notices its loss late): the run record does, see pass.
+	// frozen pass notices its loss late): the run record does, since every
+	// write of this pass checks that it still names the pass.
 	lockCtx, cancel := context.WithCancelCause(ctx)
 	var keeper sync.WaitGroup
 	keeper.Go(func() {
