@@ -15,18 +15,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
-// freezingStore freezes the upload of the second page it is given, after
-// its first bytes, until thawed: a pod frozen mid-page. Bytes it passes on
-// after the thaw are overwritten, so that the page, if it ever landed,
-// differs from any other pass's copy of it.
+// freezingStore freezes the upload of the second page it is given until
+// thawed: a pod frozen mid-page (after the page's first bytes, while the
+// pager is still reading it) or at the page's end (the page read whole, its
+// upload not completed). The bytes of that upload are overwritten, so that
+// the page, if it ever landed, differs from any other pass's copy of it.
 type freezingStore struct {
 	*objstore.S3
+	atEnd  bool
 	mu     sync.Mutex
 	calls  int
 	frozen chan struct{} // closed once the upload froze
@@ -34,8 +37,8 @@ type freezingStore struct {
 	once   sync.Once
 }
 
-func newFreezingStore(t *testing.T, s *objstore.S3) *freezingStore {
-	f := &freezingStore{S3: s, frozen: make(chan struct{}), thaw: make(chan struct{})}
+func newFreezingStore(t *testing.T, s *objstore.S3, atEnd bool) *freezingStore {
+	f := &freezingStore{S3: s, atEnd: atEnd, frozen: make(chan struct{}), thaw: make(chan struct{})}
 	t.Cleanup(f.release)
 	return f
 }
@@ -61,19 +64,24 @@ type freezer struct {
 }
 
 func (z *freezer) Read(p []byte) (int, error) {
-	if !z.thawed && z.read >= 16<<10 {
-		close(z.f.frozen)
-		<-z.f.thaw // frozen: not even a context ends it
-		z.thawed = true
+	if !z.f.atEnd && !z.thawed && z.read >= 16<<10 {
+		z.freeze()
 	}
 	n, err := z.r.Read(p)
 	z.read += n
-	if z.thawed {
-		for i := range p[:n] {
-			p[i] = 'x'
-		}
+	for i := range p[:n] {
+		p[i] = 'x'
+	}
+	if z.f.atEnd && !z.thawed && err == io.EOF {
+		z.freeze()
 	}
 	return n, err
+}
+
+func (z *freezer) freeze() {
+	close(z.f.frozen)
+	<-z.f.thaw // frozen: not even a context ends it
+	z.thawed = true
 }
 
 // lockGone reports whether the planner lock key is absent.
@@ -87,11 +95,17 @@ func (e *env) lockGone(t *testing.T) bool {
 }
 
 // TestTakenOverPlannerLandsNothing (issue 16, case 3): planner A freezes in
-// the middle of a Host List page and its lock lapses; planner B takes the
-// run over and plans it to the end; then A wakes up. A publishes nothing
-// more, writes nothing into the run, its page upload does not land, and it
-// reports that it was superseded.
+// a Host List page and its lock lapses; planner B takes the run over and
+// plans it to the end; then A wakes up. A publishes nothing more, writes
+// nothing into the run, its page upload does not land, and it reports that
+// it was superseded. Frozen mid-page, A would publish next; frozen at the
+// page's end, it would complete the page's upload next.
 func TestTakenOverPlannerLandsNothing(t *testing.T) {
+	t.Run("mid-page", func(t *testing.T) { testTakenOver(t, false) })
+	t.Run("page end", func(t *testing.T) { testTakenOver(t, true) })
+}
+
+func testTakenOver(t *testing.T, atEnd bool) {
 	e := setup(t, 30_000, qualysim.Config{})
 	e.sim.Advance(10 * 24 * time.Hour)
 	ctx := t.Context()
@@ -99,7 +113,7 @@ func TestTakenOverPlannerLandsNothing(t *testing.T) {
 	cfgA.Owner = "planner-a"
 	cfgA.LockTTL = 2 * time.Second
 	cfgA.MaxBackoff = 50 * time.Millisecond
-	frozen := newFreezingStore(t, e.store)
+	frozen := newFreezingStore(t, e.store, atEnd)
 	a := e.planner(t, cfgA, frozen)
 	plan.FreezeLock(a)
 
@@ -147,6 +161,17 @@ func TestTakenOverPlannerLandsNothing(t *testing.T) {
 		t.Fatalf("run record after B: planner %q, complete %v, uploads %+v", byB.PlannerID, byB.PlanningComplete, byB.Uploads)
 	}
 	inStream := e.streamCount(t)
+	// Every publish A makes from now on reaches this subscriber, even one
+	// the stream would drop as a duplicate.
+	nc := e.js.Conn()
+	sub, err := nc.SubscribeSync(msg.BatchSubject(atFreeze.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	frozen.release()
 	var ra result
@@ -159,6 +184,12 @@ func TestTakenOverPlannerLandsNothing(t *testing.T) {
 		t.Fatalf("planner A: %+v, %v; want superseded on run %s and no error", ra.out, ra.err, atFreeze.ID)
 	}
 
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := sub.Pending(); err != nil || n != 0 {
+		t.Fatalf("A published %d batches after B took the run over (%v)", n, err)
+	}
 	if n := e.streamCount(t); n != inStream {
 		t.Fatalf("the stream holds %d batches after A woke up, %d before: A published after B took the run over", n, inStream)
 	}
