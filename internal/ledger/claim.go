@@ -107,8 +107,9 @@ func claimKey(run, batch string) (string, error) {
 // once it holds the claim. first, if its Key is set, is registered with the
 // claim in the same write. Errors wrap ErrBatchDone, ErrBatchSplit (with
 // their records rewritten) or ErrSuperseded (a newer copy holds it); the
-// same copy taking it again keeps it. An abort that fails stops the take
-// (its error, retryable): the predecessor might still land.
+// same copy taking it again keeps it (registering first unless it is
+// there). An abort that fails stops the take, its error wrapped with its
+// class: the predecessor might still land.
 //
 // A claim value that does not decode is taken over like an absent one,
 // by compare-and-set on its revision, and without a word: its writer's
@@ -142,7 +143,7 @@ func (l *Ledger) TakeBatch(ctx context.Context, run, batch string, me Copy, firs
 			return nil, fmt.Errorf("ledger: take %s as %s: %w", key, me, ErrSuperseded)
 		case cur.State != "" && cur.Holder == me:
 			h = &Held{l: l, key: key, claim: cur, rev: rev}
-			if first.Key != "" {
+			if first.Key != "" && !slices.Contains(cur.Uploads, first) {
 				err = h.AddUpload(ctx, first)
 			}
 		default:
@@ -322,7 +323,9 @@ func (h *Held) write(ctx context.Context, next Claim) error {
 	return nil
 }
 
-// GetClaim returns run's claim of batch; ok is false when there is none.
+// GetClaim returns run's claim of batch; ok is false when there is none. A
+// value that does not decode is a permanent error here (TakeBatch takes it
+// over).
 func (l *Ledger) GetClaim(ctx context.Context, run, batch string) (c Claim, ok bool, err error) {
 	key, err := claimKey(run, batch)
 	if err != nil {

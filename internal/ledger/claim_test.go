@@ -103,6 +103,10 @@ func TestTakeBatch(t *testing.T) {
 		prepare:    func(t *testing.T, e *env) { take(t, e.l, me, upload("b1")) },
 		wantHolder: me, wantUps: []objstore.Upload{upload("b1"), upload("me")},
 	}, {
+		name:       "fetching by the same copy, first registered",
+		prepare:    func(t *testing.T, e *env) { take(t, e.l, me, upload("me")) },
+		wantHolder: me, wantUps: []objstore.Upload{upload("me")},
+	}, {
 		name: "done",
 		prepare: func(t *testing.T, e *env) {
 			if err := take(t, e.l, old, upload("a1")).Done(e.Ctx, result); err != nil {
@@ -235,6 +239,39 @@ func TestHeldAfterTakeover(t *testing.T) {
 	}
 	if _, err := e.l.TakeBatch(e.Ctx, "r 1", "3", b, upload("b1"), ab.abort); err == nil {
 		t.Error("TakeBatch accepted run ID 'r 1'")
+	}
+}
+
+// TestTakeBatchAbortsAgain: an upload the holder registers while a newer
+// copy aborts its uploads makes the newer copy's write fail; it reads the
+// claim again and aborts what it lists now, the new upload included.
+func TestTakeBatchAbortsAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	a := take(t, e.l, Copy{Worker: "a", Seq: 1, Delivery: 1}, upload("a1"))
+	var ab aborts
+	raced := false
+	h, err := e.l.TakeBatch(e.Ctx, "r1", "3", Copy{Worker: "b", Seq: 2, Delivery: 1}, upload("b1"),
+		func(ctx context.Context, u objstore.Upload) error {
+			if !raced {
+				raced = true
+				if err := a.AddUpload(ctx, upload("a2")); err != nil {
+					t.Errorf("the holder's AddUpload during the take: %v", err)
+				}
+			}
+			return ab.abort(ctx, u)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []objstore.Upload{upload("a1"), upload("a1"), upload("a2")}; !slices.Equal(ab.list(), want) {
+		t.Errorf("aborted %v, want %v", ab.list(), want)
+	}
+	if !slices.Equal(h.Claim().Uploads, []objstore.Upload{upload("b1")}) {
+		t.Errorf("claim after the take: %+v", h.Claim())
+	}
+	if err := a.AddUpload(e.Ctx, upload("a3")); !errors.Is(err, ErrSuperseded) {
+		t.Errorf("AddUpload after the takeover: %v", err)
 	}
 }
 

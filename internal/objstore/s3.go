@@ -84,7 +84,7 @@ func (c S3Config) GoString() string { return "objstore.S3Config" + c.String() }
 // complete a truncated object when the reader then says EOF; it allocates its
 // part buffer anew on every call; it uploads even a tiny object as three
 // requests; and it hides a failed abort. Requests still go through minio-go's
-// own retries.
+// own retries. Complete streams into an upload from Begin by the same path.
 type S3 struct {
 	core     *minio.Core
 	bucket   string
@@ -222,6 +222,13 @@ func (s *S3) Check(ctx context.Context) error {
 // it was; it returns r's error unchanged, class and all (joined with the
 // abort's error in the rare case the abort fails too: a bucket lifecycle rule
 // for incomplete uploads is the backstop). A cancelled ctx aborts the same way.
+//
+// With IfAbsent, the request that makes the object visible (the PUT, or the
+// completion of the multipart upload) carries If-None-Match: *, and the
+// service refuses it if key exists: the error wraps ErrExists. minio-go's
+// retry of a request whose answer was lost may be refused the same way; the
+// caller that finds the key taken reads it (finish adopts a manifest that
+// says the same).
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
