@@ -306,7 +306,12 @@ func (s *S3) upload(ctx context.Context, op string, u Upload, src *source, buf [
 		}
 		return Object{}, err
 	}
-	s.abortOrphans(ctx, u.Key, started)
+	if op == "put" {
+		// An upload through Begin and Complete is recorded where whoever
+		// takes the work over finds it and aborts it (see Upload), so the
+		// listing is spared there: it is one request per object.
+		s.abortOrphans(ctx, u.Key, started)
+	}
 	return Object{Key: u.Key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
 }
 
