@@ -65,3 +65,31 @@ func TestRedeliveredLastBatchFinishesRun(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchOfUnknownRunClaimsNothing: a batch message naming a run that
+// has no record (forged, misrouted, or a run ID still in the future: run
+// IDs sort by time) is fetched and stored today, and its claim made done.
+// When a run of that ID is opened later, its planner's batch of the same
+// number finds the claim done and is acked without a call: the run
+// completes with the forged batch's objects instead of its own hosts (I1,
+// I7: a queue message widened what qfetch writes).
+func TestBatchOfUnknownRunClaimsNothing(t *testing.T) {
+	e := setup(t, opts{hosts: 100, batchSize: 100})
+	b := e.batch[0] // published for run, which has no record
+	stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
+	testenv.Eventually(t, 20*time.Second, func() bool { return e.queued() == 0 }, "the message was never settled")
+	stop()
+	c, ok, err := e.q.GetClaim(t.Context(), run, b.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		t.Errorf("a batch of a run without a record holds claim %+v: the run's own batch %s will be acked unfetched", c, b.Key())
+	}
+	for o, err := range e.store.List(t.Context(), objstore.RunPrefix("qualys", run)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("%s stored for a run that does not exist", o.Key)
+	}
+}
