@@ -82,3 +82,26 @@ func TestTakeBatchForgedUploadsOfAnotherRun(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeBatchGarbledClaimWithUploads: a claim value that does not decode
+// as this version's Claim (a garbled write, or a newer version's claim whose
+// field changed type during a rolling upgrade) may still list uploads that
+// a live holder is streaming into. TakeBatch takes it over "like an absent
+// one", aborting nothing, so the holder's upload stays open: it completes
+// after this copy's Done, and after _SUCCESS, over the sealed object (I8).
+// Taking it over must either abort what the value lists or refuse.
+func TestTakeBatchGarbledClaimWithUploads(t *testing.T) {
+	t.Parallel()
+	e := setup(t, Config{})
+	live := objstore.Upload{Key: "runs/r1/detections/batch-000003.xml", ID: "id-live"}
+	value := `{"run":"r1","batch":"3","state":"fetching","holder":{"worker":"x","seq":"9","delivery":1},` +
+		`"uploads":[{"key":"` + live.Key + `","id":"` + live.ID + `"}]}`
+	if _, err := e.l.runs.Put(e.Ctx, "r1.claim.3", []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+	var ab aborts
+	h, err := e.l.TakeBatch(context.Background(), "r1", "3", Copy{Worker: "b", Seq: 7, Delivery: 1}, objstore.Upload{}, ab.abort)
+	if err == nil && h != nil && len(ab.list()) == 0 {
+		t.Fatalf("took over a claim listing open upload %v without aborting it: its holder can still land it", live)
+	}
+}
