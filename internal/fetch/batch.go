@@ -29,7 +29,16 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
-	if rec, err := w.ledger.GetRun(ctx, b.Run); err == nil {
+	rec, err := w.ledger.GetRun(ctx, b.Run)
+	if errors.Is(err, ledger.ErrRunNotFound) {
+		// Every batch is published after its run's record: this one was
+		// forged or misrouted. Fetching it would also make its claim final
+		// for a run of that ID yet to come.
+		w.deadLetter(context.WithoutCancel(ctx), m, log, "batch of a run with no record",
+			failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err)))
+		return
+	}
+	if err == nil {
 		switch {
 		case rec.State == ledger.RunComplete:
 			// A cheap early exit only: the batch's claim is what keeps a
@@ -89,7 +98,11 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		log.Info("batch already done: acking a late copy without a call")
 		if err := m.DoubleAck(context.WithoutCancel(ctx)); err != nil {
 			log.Warn("acking a late copy failed; it comes back and is acked again", "err", err)
+			return
 		}
+		// The copy that made it done may have died before it tried to
+		// finish the run, and may have been its last batch.
+		w.tryFinish(ctx, b.Run, log)
 		return
 	case superseded(err):
 		w.yield(ctx, d, err)
@@ -404,11 +417,7 @@ func (w *Worker) apply(ctx context.Context, d delivered, v verdict, res ledger.B
 		w.metrics.batches.WithLabelValues("done", "").Inc()
 		d.log.Info("batch stored", "bytes", res.Bytes(), "objects", len(res.Objects),
 			"hosts_returned", res.HostsReturned, "seconds", res.Duration)
-		if w.finish != nil {
-			if err := w.finish.TryFinish(ctx, d.b.Run); err != nil {
-				d.log.Warn("trying to finish the run", "err", err)
-			}
-		}
+		w.tryFinish(ctx, d.b.Run, d.log)
 	case handBack:
 		w.metrics.batches.WithLabelValues("returned", "stop").Inc()
 		d.log.Info("stopping: batch handed back", "err", err)
@@ -511,7 +520,9 @@ func (w *Worker) split(ctx context.Context, d delivered, cause error) bool {
 	}
 	switch {
 	case errors.Is(err, ledger.ErrBatchDone):
-		_ = m.DoubleAck(ctx)
+		if m.DoubleAck(ctx) == nil {
+			w.tryFinish(ctx, b.Run, log)
+		}
 		return true
 	case errors.Is(err, ledger.ErrBatchSplit):
 		if w.publishHalves(ctx, b, log) {
@@ -560,4 +571,14 @@ func (w *Worker) publishHalves(ctx context.Context, b msg.Batch, log *slog.Logge
 		return false
 	}
 	return true
+}
+
+// tryFinish completes run if its last batch is in.
+func (w *Worker) tryFinish(ctx context.Context, run string, log *slog.Logger) {
+	if w.finish == nil {
+		return
+	}
+	if err := w.finish.TryFinish(ctx, run); err != nil {
+		log.Warn("trying to finish the run", "err", err)
+	}
 }

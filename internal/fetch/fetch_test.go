@@ -17,6 +17,7 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -57,6 +58,9 @@ type opts struct {
 	maxFailures int
 	sim         qualysim.Config
 	wrap        func(http.Handler) http.Handler // around the simulator
+	// noRun publishes the batches without their run's record, as only a
+	// forged or misrouted message comes.
+	noRun bool
 }
 
 func setup(t *testing.T, o opts) *env {
@@ -76,7 +80,14 @@ func setup(t *testing.T, o opts) *env {
 	e := &env{t: t, o: o, r: r, sim: sim, js: r.JS, q: q, minio: r.MinIO, store: r.Store,
 		before: sim.Clock().Now().Truncate(time.Second)}
 
-	// Publish the run's batches as the planner would.
+	// Record the run, then publish its batches, as the planner would. The
+	// run is still planning as far as a finisher can tell: tests that
+	// complete it say so (setRun).
+	if !o.noRun {
+		if _, err := q.CreateRun(t.Context(), ledger.RunRecord{ID: run, After: e.after, Before: e.before, State: ledger.RunFetching}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ids := slices.Collect(sim.HostListTruth(e.after, e.before))
 	pub := q.Publisher(msg.PublisherOptions{})
 	for n := 0; len(ids) > 0; n++ {
@@ -683,5 +694,16 @@ func TestPoisonBatchSplits(t *testing.T) {
 	}
 	if len(e.deadLetters()) != 0 || e.queued() != 0 {
 		t.Fatalf("dead letters %d, queued %d", len(e.deadLetters()), e.queued())
+	}
+}
+
+// setRun replaces the run's record with rec (its ID kept).
+func (e *env) setRun(rec ledger.RunRecord) {
+	e.t.Helper()
+	if _, err := e.q.UpdateRun(e.t.Context(), run, func(r *ledger.RunRecord) error {
+		*r = rec
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
 	}
 }

@@ -31,10 +31,8 @@ func TestRedeliveredLastBatchFinishesRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, opts{hosts: 100, batchSize: 100})
 			b := e.batch[0]
-			if _, err := e.q.CreateRun(t.Context(), ledger.RunRecord{ID: run, After: e.after, Before: e.before,
-				State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: b.Hosts}); err != nil {
-				t.Fatal(err)
-			}
+			e.setRun(ledger.RunRecord{ID: run, After: e.after, Before: e.before,
+				State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: b.Hosts})
 			// The dead pod's work: the claim made done (nothing stored, so
 			// the seal has nothing to check), as the batch's first delivery.
 			h, err := e.q.TakeBatch(t.Context(), run, b.Key(), ledger.Copy{Worker: "dead-pod", Seq: 1, Delivery: 1},
@@ -74,7 +72,7 @@ func TestRedeliveredLastBatchFinishesRun(t *testing.T) {
 // completes with the forged batch's objects instead of its own hosts (I1,
 // I7: a queue message widened what qfetch writes).
 func TestBatchOfUnknownRunClaimsNothing(t *testing.T) {
-	e := setup(t, opts{hosts: 100, batchSize: 100})
+	e := setup(t, opts{hosts: 100, batchSize: 100, noRun: true})
 	b := e.batch[0] // published for run, which has no record
 	stop := e.start(e.worker(fetch.Config{Slots: 1}, ""))
 	testenv.Eventually(t, 20*time.Second, func() bool { return e.queued() == 0 }, "the message was never settled")

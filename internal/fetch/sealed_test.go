@@ -184,10 +184,8 @@ func TestLateCopyCannotLandInASealedRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, opts{hosts: 200, batchSize: 200, ackWait: 2 * time.Second})
-			if _, err := e.q.CreateRun(t.Context(), ledger.RunRecord{ID: run, After: e.after, Before: e.before,
-				State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: e.batch[0].Hosts}); err != nil {
-				t.Fatal(err)
-			}
+			e.setRun(ledger.RunRecord{ID: run, After: e.after, Before: e.before,
+				State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: e.batch[0].Hosts})
 			proxy := testenv.NewProxy(t, strings.TrimPrefix(e.r.NATSURL, "nats://"))
 			frozen := newFrozenStore(e.r.Store, tc.freezeAt)
 			cfg := fetch.Config{Slots: 1, TruncationLimit: tc.truncation}
@@ -259,9 +257,7 @@ func TestEndedRunsDrain(t *testing.T) {
 			e := setupCalls(t, opts{hosts: 300, batchSize: 100}, d)
 			rec := tc.rec
 			rec.ID, rec.After, rec.Before = run, e.after, e.before
-			if _, err := e.q.CreateRun(t.Context(), rec); err != nil {
-				t.Fatal(err)
-			}
+			e.setRun(rec)
 			reg := prometheus.NewRegistry()
 			stop := e.start(e.workerWith(e.r.NewClient(e.sim.Password()), fetch.Config{Slots: 2}, reg))
 			testenv.Eventually(t, 20*time.Second, func() bool { return e.queued() == 0 }, "batches not drained")
@@ -320,10 +316,8 @@ func TestSplitLeavesNoParentPages(t *testing.T) {
 	var parent atomic.Pointer[string]
 	e := setup(t, opts{hosts: 200, batchSize: 200, wrap: stallParentPage2(&parent)})
 	parent.Store(&e.batch[0].IDs)
-	if _, err := e.q.CreateRun(t.Context(), ledger.RunRecord{ID: run, After: e.after, Before: e.before,
-		State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: e.batch[0].Hosts}); err != nil {
-		t.Fatal(err)
-	}
+	e.setRun(ledger.RunRecord{ID: run, After: e.after, Before: e.before,
+		State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 1, HostsPlanned: e.batch[0].Hosts})
 	e.start(e.sealedPod("pod-a", "", e.r.Store, fetch.Config{Slots: 1, TruncationLimit: 40, SplitAfter: 2}))
 	testenv.Eventually(t, 60*time.Second, func() bool {
 		r, err := e.q.GetRun(t.Context(), run)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,10 +112,10 @@ func claimKey(run, batch string) (string, error) {
 // there). An abort that fails stops the take, its error wrapped with its
 // class: the predecessor might still land.
 //
-// A claim value that does not decode is taken over like an absent one,
-// by compare-and-set on its revision, and without a word: its writer's
-// uploads cannot be read from it, so there is nothing to abort, and the
-// value is of no use to anyone once replaced.
+// A claim value that does not decode, or that names another run or batch,
+// is taken over like an absent one, by compare-and-set on its revision,
+// after aborting the uploads that can still be read from it. Only uploads
+// in run's prefix are ever aborted.
 func (l *Ledger) TakeBatch(ctx context.Context, run, batch string, me Copy, first objstore.Upload,
 	abort func(context.Context, objstore.Upload) error) (*Held, error) {
 	key, err := claimKey(run, batch)
@@ -129,12 +130,18 @@ func (l *Ledger) TakeBatch(ctx context.Context, run, batch string, me Copy, firs
 		cur, rev, err := l.readClaim(ctx, key)
 		var garbled *garbledClaimError
 		if errors.As(err, &garbled) {
-			cur, rev, err = Claim{}, garbled.rev, nil
+			cur, rev, err = Claim{Uploads: garbled.uploads}, garbled.rev, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if err := l.settled(ctx, key, cur); err != nil {
+		if !cur.about(run, batch) {
+			// Not this batch's claim as any copy writes it (forged, or
+			// garbled by hand): taken over like a garbled one, its
+			// records never written for it.
+			cur = Claim{Uploads: cur.Uploads}
+		}
+		if err := l.settled(ctx, key, run, cur); err != nil {
 			return nil, err
 		}
 		var h *Held
@@ -147,7 +154,7 @@ func (l *Ledger) TakeBatch(ctx context.Context, run, batch string, me Copy, firs
 				err = h.AddUpload(ctx, first)
 			}
 		default:
-			for _, u := range cur.Uploads {
+			for _, u := range runUploads(run, cur.Uploads) {
 				if err := abort(ctx, u); err != nil {
 					return nil, fmt.Errorf("ledger: take %s: abort upload %s of %s: %w", key, u.Key, cur.Holder, err)
 				}
@@ -200,7 +207,7 @@ func (l *Ledger) writeTake(ctx context.Context, key string, c Claim, rev uint64)
 // settled rewrites the record of a final claim and returns the error that
 // says so (nil while the claim is fetching): the copy that made it final may
 // have died between the claim and the record.
-func (l *Ledger) settled(ctx context.Context, key string, c Claim) error {
+func (l *Ledger) settled(ctx context.Context, key, run string, c Claim) error {
 	switch c.State {
 	case "", ClaimFetching: // "": absent or garbled
 		return nil
@@ -216,7 +223,7 @@ func (l *Ledger) settled(ctx context.Context, key string, c Claim) error {
 		if c.Split == nil {
 			return failure.Permanent(fmt.Errorf("ledger: claim %s is split without a split record", key))
 		}
-		if err := l.MarkSplit(ctx, c.Run, *c.Split); err != nil {
+		if err := l.MarkSplit(ctx, run, *c.Split); err != nil {
 			return err
 		}
 		return fmt.Errorf("ledger: %s: %w", key, ErrBatchSplit)
@@ -225,11 +232,46 @@ func (l *Ledger) settled(ctx context.Context, key string, c Claim) error {
 	}
 }
 
-// garbledClaimError is readClaim's error for a value that does not decode.
+// about reports whether c is a claim of run's batch as copies write them:
+// absent, or naming that batch, with a final state's record naming it too.
+// A record naming another run or batch must not be written for this one.
+func (c Claim) about(run, batch string) bool {
+	if c.State == "" {
+		return true
+	}
+	if c.Run != run || c.Batch != batch {
+		return false
+	}
+	switch c.State {
+	case ClaimDone:
+		return c.Result != nil && c.Result.Run == run && c.Result.Batch == batch
+	case ClaimSplit:
+		return c.Split != nil && c.Split.Batch == batch
+	}
+	return true
+}
+
+// runUploads keeps the uploads whose keys lie in run's prefix: only those
+// can be a copy's of this run, and aborting another run's on the word of a
+// forged claim would stop copies that did nothing wrong.
+func runUploads(run string, us []objstore.Upload) []objstore.Upload {
+	dir := objstore.RunPrefix("", run)
+	var out []objstore.Upload
+	for _, u := range us {
+		if strings.HasPrefix(u.Key, dir) || strings.Contains(u.Key, "/"+dir) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// garbledClaimError is readClaim's error for a value that does not decode;
+// uploads are those that could still be read from it.
 type garbledClaimError struct {
-	key string
-	rev uint64
-	err error
+	key     string
+	rev     uint64
+	err     error
+	uploads []objstore.Upload
 }
 
 func (e *garbledClaimError) Error() string {
@@ -249,7 +291,8 @@ func (l *Ledger) readClaim(ctx context.Context, key string) (Claim, uint64, erro
 	}
 	var c Claim
 	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		return Claim{}, e.Revision(), failure.Permanent(&garbledClaimError{key: key, rev: e.Revision(), err: err})
+		return Claim{}, e.Revision(), failure.Permanent(&garbledClaimError{key: key, rev: e.Revision(), err: err,
+			uploads: salvageUploads(e.Value())})
 	}
 	return c, e.Revision(), nil
 }
@@ -379,4 +422,24 @@ func (l *Ledger) MarkDrained(ctx context.Context, run, batch string) error {
 // CountDrained returns how many of run's batches were drained.
 func (l *Ledger) CountDrained(ctx context.Context, run string) (int, error) {
 	return l.countKeys(ctx, run, "drained")
+}
+
+// salvageUploads reads what uploads it can from a claim value that does not
+// decode as a whole (a field of another type: a newer version's claim in a
+// rolling upgrade), so that taking it over still aborts them.
+func salvageUploads(value []byte) []objstore.Upload {
+	var loose struct {
+		Uploads []json.RawMessage `json:"uploads"`
+	}
+	if json.Unmarshal(value, &loose) != nil {
+		return nil
+	}
+	var out []objstore.Upload
+	for _, raw := range loose.Uploads {
+		var u objstore.Upload
+		if json.Unmarshal(raw, &u) == nil && u.Key != "" && u.ID != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -74,6 +74,16 @@ func (l *Ledger) Pages(ctx context.Context, run string) ([]objstore.Object, erro
 	case err != nil:
 		return nil, err
 	default:
+		if rec.PlannerID != "" && rec.PlanningComplete {
+			// The final walk recorded every page it stored, up to its last:
+			// an older version's record beyond that is a page of an earlier,
+			// longer walk, not of the run.
+			for n := range pages {
+				if n > len(rec.Pages) {
+					delete(pages, n)
+				}
+			}
+		}
 		for i, o := range rec.Pages {
 			if o.Key != "" {
 				pages[i+1] = o

@@ -35,7 +35,7 @@ func (l *Ledger) TakePlanning(ctx context.Context, run, id, owner string,
 		if r.State != RunPlanning {
 			return fmt.Errorf("ledger: take planning of %s: the run is %s: %w", run, r.State, ErrNotPlanner)
 		}
-		for _, u := range r.Uploads {
+		for _, u := range runUploads(run, r.Uploads) {
 			if err := abort(ctx, u); err != nil {
 				return fmt.Errorf("ledger: take planning of %s: abort page upload %s of pass %s: %w", run, u.Key, r.PlannerID, err)
 			}
