@@ -25,9 +25,12 @@ func TestReviewHostListAfterUpgradeResume(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		dropped []string // page records the old version never wrote
+		// old: the old version's run record, which names no planner pass
+		// and no last page.
+		old bool
 	}{
-		{"planned wholly by the old version", []string{"1", "2"}},
-		{"resumed by the new version", []string{"1"}},
+		{"planned wholly by the old version", []string{"1", "2"}, true},
+		{"resumed by the new version", []string{"1"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testrun.New(t, testrun.Options{Hosts: 3000, Seed: 3, Sim: qualysim.Config{ConcurrencyLimit: qualysim.Off}})
@@ -40,6 +43,14 @@ func TestReviewHostListAfterUpgradeResume(t *testing.T) {
 			}
 			for _, p := range tt.dropped {
 				if err := kv.Delete(t.Context(), out.Run+".page."+p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.old {
+				if _, err := r.Q.UpdateRun(t.Context(), out.Run, func(rec *ledger.RunRecord) error {
+					rec.PlannerID, rec.HostListPages = "", 0
+					return nil
+				}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -13,11 +13,11 @@ import (
 // planning recorded Host List pages 1-4 under <run>.page.<n> and died
 // mid-batch (its progress still on page 2). This version's pass takes the
 // run over, resumes at page 2, and its walk ends at page 3 (hosts left the
-// window): it records pages 2-3 in the run record and truncates the
-// record's Pages there. Ledger.Pages still merges the legacy record of
-// page 4, so the finisher keeps the old walk's page 4 and lists it: the
-// sealed hostlist/ holds a page beyond the final walk, whose hosts overlap
-// the re-cut page 3 (issue 16: "Host List pages left by a resumed planner").
+// window): it records pages 2-3 over the older records and names page 3
+// its last. The older record of page 4 is still there; the finisher must
+// not keep the old walk's page 4 and list it, or the sealed hostlist/
+// holds a page beyond the final walk, whose hosts overlap the re-cut page
+// 3 (issue 16: "Host List pages left by a resumed planner").
 func TestSealDropsLegacyPagesBeyondTheFinalWalk(t *testing.T) {
 	e := sealSetup(t)
 	page := func(n int) string {
@@ -30,8 +30,8 @@ func TestSealDropsLegacyPagesBeyondTheFinalWalk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// This version's pass: pages 2 and 3 again, other bytes, recorded in
-	// the run record; its walk ended at page 3.
+	// This version's pass: pages 2 and 3 again, other bytes, recorded
+	// over the older records; its walk ended at page 3.
 	p2, p3 := e.put(page(2), 202), e.put(page(3), 203)
 	e.open(1, "pass-b", objstore.Object{}, p2, p3)
 	det := e.put("detections/batch-000001.xml", 50)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -51,13 +52,32 @@ func (e *sealEnv) put(name string, size int) objstore.Object {
 	return o
 }
 
-// open records the run, planned: batches, with pages recorded by the
-// planner pass plannerID ("": a record of an older version).
+// open records the run, planned: batches, with pages recorded (each under
+// the page number its key names; a zero Key is a page not recorded) by the
+// planner pass plannerID, whose final walk ended at the last of them ("":
+// a record of an older version, which names no last page).
 func (e *sealEnv) open(batches int, plannerID string, pages ...objstore.Object) {
 	e.t.Helper()
+	last := 0
+	for _, o := range pages {
+		if o.Key == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(path.Base(o.Key), "page-%06d.xml", &n); err != nil {
+			e.t.Fatalf("page key %s: %v", o.Key, err)
+		}
+		if err := e.r.Q.MarkPage(e.t.Context(), e.run, n, o); err != nil {
+			e.t.Fatal(err)
+		}
+		last = max(last, n)
+	}
+	if plannerID == "" {
+		last = 0
+	}
 	_, err := e.r.Q.CreateRun(e.t.Context(), ledger.RunRecord{ID: e.run, State: ledger.RunFetching,
 		Before: time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC), PlanningComplete: true, BatchesPlanned: batches,
-		HostsPlanned: batches, PlannerID: plannerID, Pages: pages})
+		HostsPlanned: batches, PlannerID: plannerID, HostListPages: last})
 	if err != nil {
 		e.t.Fatal(err)
 	}

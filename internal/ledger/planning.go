@@ -10,11 +10,12 @@ import (
 
 // A run's planning belongs to one planner pass, named in the run record
 // (PlannerID). Every planner write into the record — progress, Host List
-// uploads and pages, the planned totals, a failure — is a compare-and-set
-// that checks the pass still holds it, so a planner that lost its lock
-// (frozen, partitioned) cannot move a run another pass has taken over; and
-// the pass that takes a run over aborts the page uploads of its
-// predecessor first, so none of them can land (design.md I8).
+// uploads, the planned totals, a failure — is a compare-and-set that checks
+// the pass still holds it, so a planner that lost its lock (frozen,
+// partitioned) cannot move a run another pass has taken over; the pass that
+// takes a run over aborts the page uploads of its predecessor first, so
+// none of them can land (design.md I8); and page records, kept apart from
+// the run record, are fenced by revision (see [Ledger.RecordPage]).
 
 // ErrNotPlanner is wrapped when a planner pass writes into a run it no
 // longer plans: another pass took it over, or planning is over.

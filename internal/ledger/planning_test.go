@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 
@@ -87,51 +86,15 @@ func TestUpdateRunCopiesSlices(t *testing.T) {
 	newRun(t, e, "r1")
 	if _, err := e.l.UpdateRun(e.Ctx, "r1", func(r *RunRecord) error {
 		r.Uploads = []objstore.Upload{upload("u")}
-		r.Pages = []objstore.Object{{Key: "p"}}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	cur, err := e.l.UpdateRun(e.Ctx, "r1", func(r *RunRecord) error {
 		r.Uploads[0].ID = "changed"
-		r.Pages[0].Key = "changed"
 		return ErrNoChange
 	})
-	if !errors.Is(err, ErrNoChange) || cur.Uploads[0].ID != "id-u" || cur.Pages[0].Key != "p" {
+	if !errors.Is(err, ErrNoChange) || cur.Uploads[0].ID != "id-u" {
 		t.Fatalf("record as read: %+v, %v", cur, err)
-	}
-}
-
-// TestPagesFromRecord: pages come from the run record and the older page
-// records, the run record winning per page number and its holes skipped.
-func TestPagesFromRecord(t *testing.T) {
-	t.Parallel()
-	e := setup(t, Config{})
-	newRun(t, e, "r1")
-	page := func(n int, by string) objstore.Object {
-		return objstore.Object{Key: fmt.Sprintf("runs/r1/hostlist/page-%06d.xml", n), Hosts: n, SHA256: by}
-	}
-	for _, n := range []int{1, 2, 5} {
-		if err := e.l.MarkPage(e.Ctx, "r1", n, page(n, "legacy")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.l.UpdateRun(e.Ctx, "r1", func(r *RunRecord) error {
-		r.Pages = []objstore.Object{page(1, "record"), {}, page(3, "record"), {}, {}, page(6, "record")}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	pages, err := e.l.Pages(e.Ctx, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range pages {
-		got = append(got, fmt.Sprintf("%d:%s", p.Hosts, p.SHA256))
-	}
-	want := []string{"1:record", "2:legacy", "3:record", "5:legacy", "6:record"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("pages %v, want %v", got, want)
 	}
 }

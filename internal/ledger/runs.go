@@ -26,7 +26,7 @@ import (
 //	<run>.done.<key>      one BatchResult per finished batch (key as Batch.Key)
 //	<run>.split.<key>     one Split per batch that was split in two
 //	<run>.fail.<key>      the retryable failures counted for a batch
-//	<run>.page.<n>        Host List page n as stored (see MarkPage; also RunRecord.Pages)
+//	<run>.page.<n>        Host List page n as stored (see RecordPage)
 //	<run>.claim.<key>     the copy of a batch that holds it, and how it ended (see Claim)
 //	<run>.drained.<key>   a batch of a failed or dropped run acknowledged unfetched
 //
@@ -51,10 +51,11 @@ type RunRecord struct {
 	// has not recorded as pages yet; a pass taking the run over aborts
 	// them.
 	Uploads []objstore.Upload `json:"uploads,omitempty"`
-	// Pages are the stored Host List pages, page n at index n-1, recorded
-	// by the planner pass that stored them (older versions kept them under
-	// <run>.page.<n>; [Ledger.Pages] reads both).
-	Pages []objstore.Object `json:"pages,omitempty"`
+	// HostListPages is the final walk's last Host List page, set with
+	// PlanningComplete by a fenced pass (0 before, and in records of older
+	// versions): page records beyond it are an earlier walk's (see
+	// [Ledger.Pages]).
+	HostListPages int `json:"hostlist_pages,omitempty"`
 	// PlanningComplete is set, with BatchesPlanned and HostsPlanned final,
 	// once every batch is published.
 	PlanningComplete bool `json:"planning_complete"`
@@ -251,7 +252,6 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecor
 		next := cur
 		next.Params = cloneValues(cur.Params)
 		next.Uploads = slices.Clone(cur.Uploads)
-		next.Pages = slices.Clone(cur.Pages)
 		if err := change(&next); err != nil {
 			return cur, err
 		}

@@ -216,7 +216,11 @@ func testTakenOver(t *testing.T, atEnd bool) {
 	h := sha256.New()
 	_, err = io.Copy(h, r)
 	r.Close()
-	if err != nil || len(final.Pages) < 2 || hex.EncodeToString(h.Sum(nil)) != final.Pages[1].SHA256 {
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := e.q.Pages(ctx, final.ID)
+	if err != nil || len(recorded) < 2 || recorded[1].Key != page2 || hex.EncodeToString(h.Sum(nil)) != recorded[1].SHA256 {
 		t.Fatalf("page 2 in the bucket is not the copy B recorded (%v)", err)
 	}
 }
@@ -287,7 +291,9 @@ func TestLostLockStopsPlanner(t *testing.T) {
 }
 
 // TestResumeKeepsPagesOfFinalWalk: a resumed pass whose walk ends on an
-// earlier page than a previous pass's records only the pages it reached.
+// earlier page than a previous pass's records only the pages it reached:
+// the run record names its last page, and the previous pass's records
+// beyond it are not the run's pages.
 func TestResumeKeepsPagesOfFinalWalk(t *testing.T) {
 	e := setup(t, 20_000, qualysim.Config{})
 	e.sim.Advance(10 * 24 * time.Hour)
@@ -297,13 +303,14 @@ func TestResumeKeepsPagesOfFinalWalk(t *testing.T) {
 	walked := (len(truth) + 4999) / 5000
 	id := "20260110T000000Z-abcdef"
 	// An earlier pass recorded more pages than this window's walk reaches.
-	var stale []objstore.Object
-	for n := 1; n <= walked+2; n++ {
-		stale = append(stale, objstore.Object{Key: objstore.HostListPageKey(e.prefix, id, n), Hosts: 1, Bytes: 1})
-	}
 	if _, err := e.q.CreateRun(ctx, ledger.RunRecord{ID: id, Before: before, State: ledger.RunPlanning,
-		Planner: "earlier", PlannerID: "earlier/0000", Pages: stale}); err != nil {
+		Planner: "earlier", PlannerID: "earlier/0000"}); err != nil {
 		t.Fatal(err)
+	}
+	for n := 1; n <= walked+2; n++ {
+		if err := e.q.MarkPage(ctx, id, n, objstore.Object{Key: objstore.HostListPageKey(e.prefix, id, n), Hosts: 1, Bytes: 1}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out, err := e.planner(t, e.cfg).Run(ctx)
 	if err != nil {
@@ -316,11 +323,18 @@ func TestResumeKeepsPagesOfFinalWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.Pages) != walked {
-		t.Fatalf("run record lists %d pages, the final walk reached %d", len(rec.Pages), walked)
+	if rec.HostListPages != walked {
+		t.Fatalf("run record names page %d the last, the final walk reached %d", rec.HostListPages, walked)
+	}
+	pages, err := e.q.Pages(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pages) != walked {
+		t.Fatalf("%d pages recorded, the final walk reached %d", len(pages), walked)
 	}
 	hosts := 0
-	for i, o := range rec.Pages {
+	for i, o := range pages {
 		if o.Key != objstore.HostListPageKey(e.prefix, id, i+1) || o.SHA256 == "" {
 			t.Fatalf("page %d recorded as %+v", i+1, o)
 		}

@@ -14,10 +14,10 @@ import (
 
 // openPage tees each raw Host List page into the store as it streams: the
 // pager writes into a pipe, an upload reads from it. The upload is listed in
-// the run record before a byte goes in, so that a pass taking the run over
-// aborts it and a frozen pass cannot land the page late; once stored, the
-// page is recorded in the run record (page n at Pages[n-1], with its host
-// count) in the same write that unlists the upload.
+// the run record before a byte goes in (ledger.BeginPage), so that a pass
+// taking the run over aborts it and a frozen pass cannot land the page late;
+// once stored, the page is recorded under its own key, with its host count,
+// by a write fenced against passes that lost the run (ledger.RecordPage).
 func (p *Planner) openPage(pass, run string) qualys.OpenPage {
 	return func(ctx context.Context, page int) (qualys.PageWriter, error) {
 		key := objstore.HostListPageKey(p.cfg.Prefix, run, page)
@@ -25,24 +25,15 @@ func (p *Planner) openPage(pass, run string) qualys.OpenPage {
 		if err != nil {
 			return nil, fmt.Errorf("starting host list page %d: %w", page, err)
 		}
-		if _, err := p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
-			r.Uploads = append(r.Uploads, u)
-			return nil
-		}); err != nil {
+		slot, err := p.l.BeginPage(ctx, run, pass, page, u)
+		if err != nil {
 			p.abort(ctx, u)
 			return nil, fmt.Errorf("registering host list page %d: %w", page, err)
 		}
 		pr, pw := io.Pipe()
 		w := &pageWriter{pw: pw, done: make(chan stored, 1)}
 		w.record = func(o objstore.Object) error {
-			if _, err := p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
-				if len(r.Pages) < page {
-					r.Pages = append(r.Pages, make([]objstore.Object, page-len(r.Pages))...)
-				}
-				r.Pages[page-1] = o
-				r.Uploads = unlist(r.Uploads, u)
-				return nil
-			}); err != nil {
+			if err := p.l.RecordPage(ctx, slot, o); err != nil {
 				return fmt.Errorf("recording host list page %d: %w", page, err)
 			}
 			return nil

@@ -113,6 +113,11 @@ type Ledger interface {
 	// UpdatePlanned is every write of pass id into the run record; it fails
 	// with ledger.ErrNotPlanner once another pass took the run over.
 	UpdatePlanned(ctx context.Context, run, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
+	// BeginPage lists a Host List page's upload in the run record, for
+	// pass id; RecordPage records the stored page and unlists it. Both
+	// fail with ledger.ErrNotPlanner once another pass took the run over.
+	BeginPage(ctx context.Context, run, id string, page int, u objstore.Upload) (ledger.PageSlot, error)
+	RecordPage(ctx context.Context, s ledger.PageSlot, o objstore.Object) error
 	// DoneEmpty records a batch done with nothing to fetch (the planner's
 	// rebuilt batch whose hosts all left the window).
 	DoneEmpty(ctx context.Context, run, batch, by string) error
@@ -416,12 +421,11 @@ func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, l
 		r.BatchesPlanned = w.prog.Batches
 		r.HostsPlanned = w.hosts
 		r.State = ledger.RunFetching
-		// Pages an earlier pass stored beyond this walk's last page are
-		// not the run's (the finisher deletes them); every page writer has
-		// ended, so no upload is open.
-		if len(r.Pages) > last {
-			r.Pages = r.Pages[:last]
-		}
+		// Pages an earlier pass recorded beyond this walk's last page are
+		// not the run's (ledger.Pages leaves them out, the finisher
+		// deletes them); every page writer has ended, so no upload is
+		// open.
+		r.HostListPages = last
 		r.Uploads = nil
 		return nil
 	})
