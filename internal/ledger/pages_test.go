@@ -169,16 +169,27 @@ func (h *hookedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry
 	return h.KeyValue.Get(ctx, key)
 }
 
-// TestRecordPageRetry: A's first compare-and-set finds the record written
-// meanwhile (by an older version's MarkPage); A retries. While A still
-// plans the run its retry lands. When B takes the run over and records the
-// page just before A reads the revision again — after any check of the run
-// record that came before that read — A must not land: its check of the
-// run record comes after the read, sees B, and A stops.
-func TestRecordPageRetry(t *testing.T) {
+// TestPageFenceOrder: pass B takes the run over and records the page just
+// before stale pass A reads the page's revision, in BeginPage or in a
+// retry of RecordPage (its first compare-and-set found the record written
+// meanwhile by an older version's MarkPage). Each read comes before A's
+// check that it plans the run (BeginPage's registration, the retry's read
+// of the run record), so that check sees B and A lands nothing; a check
+// before the read would let A write over B's record with B's revision.
+// Without a takeover, A's retry lands.
+func TestPageFenceOrder(t *testing.T) {
 	t.Parallel()
-	for _, takenOver := range []bool{false, true} {
-		t.Run(fmt.Sprintf("taken over %v", takenOver), func(t *testing.T) {
+	tests := []struct {
+		name   string
+		takeAt int32 // B acts before A's nth read of the page's revision; 0: never
+		want   string
+	}{
+		{"retry while A plans", 0, "A"},
+		{"taken over before BeginPage reads", 1, "B"},
+		{"taken over before the retry reads", 2, "B"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, Config{})
 			newRun(t, e, "r1")
@@ -188,17 +199,8 @@ func TestRecordPageRetry(t *testing.T) {
 			hook := &hookedKV{KeyValue: e.l.runs, key: "r1.page.2"}
 			la := *e.l
 			la.runs = hook
-			hook.before = func(int) {}
-			sA, err := la.BeginPage(e.Ctx, "r1", "A", 2, upload("hostlist/page-000002.xml"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.l.MarkPage(e.Ctx, "r1", 2, pageObj(2, "older")); err != nil {
-				t.Fatal(err)
-			}
 			hook.before = func(n int) {
-				// n 2: RecordPage reading the revision again.
-				if n != 2 || !takenOver {
+				if int32(n) != tt.takeAt {
 					return
 				}
 				var ab aborts
@@ -213,21 +215,24 @@ func TestRecordPageRetry(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			err = la.RecordPage(e.Ctx, sA, pageObj(2, "A"))
-			want := "A"
-			if takenOver {
-				want = "B"
-				if !errors.Is(err, ErrNotPlanner) {
-					t.Errorf("A's RecordPage: %v, want ErrNotPlanner", err)
+			sA, err := la.BeginPage(e.Ctx, "r1", "A", 2, upload("hostlist/page-000002.xml"))
+			if err == nil {
+				if err := e.l.MarkPage(e.Ctx, "r1", 2, pageObj(2, "older")); err != nil {
+					t.Fatal(err)
 				}
-			} else if err != nil {
+				err = la.RecordPage(e.Ctx, sA, pageObj(2, "A"))
+				if tt.takeAt != 1 && hook.gets.Load() < 2 {
+					t.Fatalf("A read the page's revision %d times: its compare-and-set never failed", hook.gets.Load())
+				}
+			}
+			if tt.takeAt == 0 && err != nil {
 				t.Fatal(err)
 			}
-			if hook.gets.Load() < 2 {
-				t.Fatalf("A read the page's revision %d times: its compare-and-set never failed", hook.gets.Load())
+			if tt.takeAt != 0 && !errors.Is(err, ErrNotPlanner) {
+				t.Errorf("A after B took the run over: %v, want ErrNotPlanner", err)
 			}
-			if by := recordedBy(t, e, 2); by != want {
-				t.Fatalf("page 2 recorded by %q, want %s", by, want)
+			if by := recordedBy(t, e, 2); by != tt.want {
+				t.Fatalf("page 2 recorded by %q, want %s", by, tt.want)
 			}
 			if r, _ := e.l.GetRun(e.Ctx, "r1"); len(r.Uploads) != 0 {
 				t.Fatalf("uploads left listed: %+v", r.Uploads)
