@@ -3,7 +3,8 @@
 // drained batches, Host List pages, progress, the watermark, locks, and the
 // fleet's shared state (pause, hold, failure streak, probe lease: see
 // [Fleet]). Claims and the run record's planner pass fence every write into
-// a run (see [Ledger.TakeBatch], [Ledger.UpdatePlanned]).
+// a run (see [Ledger.TakeBatch], [Ledger.UpdatePlanned],
+// [Ledger.RecordPage]).
 //
 // It knows nothing of Qualys or object storage, and nothing of how batches
 // travel (that is package msg): it records what planners, workers and
