@@ -3,7 +3,9 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +15,11 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 )
 
-// Host List pages are recorded under <run>.page.<n> in QFETCH_RUNS, one key
-// per page number: a page stored again (a retried page, a resumed planner)
-// overwrites its own record, as its object overwrites its own key.
+// Host List pages are recorded in the run record (RunRecord.Pages, written
+// by the planner pass that holds the run) or, as older versions did, under
+// <run>.page.<n> in QFETCH_RUNS, one key per page number. Either way a page
+// stored again (a retried page, a resumed planner) replaces its own entry,
+// as its object replaces its own key.
 
 // MarkPage records Host List page number page of run, stored as o (with
 // its host count), so that the manifest lists it without listing the
@@ -38,16 +42,17 @@ func (l *Ledger) MarkPage(ctx context.Context, run string, page int, o objstore.
 	return nil
 }
 
-// Pages returns every Host List page recorded for run, in page order.
+// Pages returns every Host List page recorded for run, in page order: those
+// of the run record (RunRecord.Pages) and the <run>.page.<n> records of
+// older versions, the run record's winning where both have a page number. A
+// page the run record leaves empty (a zero Key: a hole, a page not stored
+// yet by its pass) is skipped unless an older record names it. A run
+// without a record yields the older records alone.
 func (l *Ledger) Pages(ctx context.Context, run string) ([]objstore.Object, error) {
 	if !msg.ValidRunID(run) {
 		return nil, failure.Permanent(fmt.Errorf("ledger: run ID %q is not 1-64 letters, digits, '-' or '_'", run))
 	}
-	type page struct {
-		n int
-		o objstore.Object
-	}
-	var pages []page
+	pages := map[int]objstore.Object{}
 	err := l.eachValue(ctx, run+".page.*", func(key string, v []byte) error {
 		n, err := strconv.Atoi(strings.TrimPrefix(key, run+".page."))
 		var o objstore.Object
@@ -57,13 +62,27 @@ func (l *Ledger) Pages(ctx context.Context, run string) ([]objstore.Object, erro
 		if err != nil {
 			return failure.Permanent(fmt.Errorf("ledger: page record %s is garbled: %w", key, err))
 		}
-		pages = append(pages, page{n, o})
+		pages[n] = o
 		return nil
 	})
-	slices.SortFunc(pages, func(a, b page) int { return a.n - b.n })
-	out := make([]objstore.Object, 0, len(pages))
-	for _, p := range pages {
-		out = append(out, p.o)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	rec, err := l.GetRun(ctx, run)
+	switch {
+	case errors.Is(err, ErrRunNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		for i, o := range rec.Pages {
+			if o.Key != "" {
+				pages[i+1] = o
+			}
+		}
+	}
+	out := make([]objstore.Object, 0, len(pages))
+	for _, n := range slices.Sorted(maps.Keys(pages)) {
+		out = append(out, pages[n])
+	}
+	return out, nil
 }

@@ -26,7 +26,9 @@ import (
 //	<run>.done.<key>      one BatchResult per finished batch (key as Batch.Key)
 //	<run>.split.<key>     one Split per batch that was split in two
 //	<run>.fail.<key>      the retryable failures counted for a batch
-//	<run>.page.<n>        Host List page n as stored (see MarkPage)
+//	<run>.page.<n>        Host List page n as stored (see MarkPage; also RunRecord.Pages)
+//	<run>.claim.<key>     the copy of a batch that holds it, and how it ended (see Claim)
+//	<run>.drained.<key>   a batch of a failed or dropped run acknowledged unfetched
 //
 // A batch result is its own key so that finishing a batch is one write that
 // contends with nobody, however many batches a run has; the run record is
@@ -248,6 +250,8 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecor
 		}
 		next := cur
 		next.Params = cloneValues(cur.Params)
+		next.Uploads = slices.Clone(cur.Uploads)
+		next.Pages = slices.Clone(cur.Pages)
 		if err := change(&next); err != nil {
 			return cur, err
 		}
@@ -491,12 +495,20 @@ func doneKey(run, batch string) (string, error) {
 // results only when the count says the run may be complete. Done keys are
 // never deleted, so the count only grows.
 func (l *Ledger) CountDone(ctx context.Context, run string) (int, error) {
+	return l.countKeys(ctx, run, "done")
+}
+
+// countKeys returns how many distinct keys run has under kind
+// (<run>.<kind>.>), asking the server how many a filtered consumer
+// delivering the last value per subject would deliver, without receiving
+// any.
+func (l *Ledger) countKeys(ctx context.Context, run, kind string) (int, error) {
 	if _, err := runKey(run); err != nil {
 		return 0, err
 	}
 	stream := "KV_" + BucketRuns
 	c, err := l.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		FilterSubject:     "$KV." + BucketRuns + "." + run + ".done.>",
+		FilterSubject:     "$KV." + BucketRuns + "." + run + "." + kind + ".>",
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		HeadersOnly:       true,
@@ -505,7 +517,7 @@ func (l *Ledger) CountDone(ctx context.Context, run string) (int, error) {
 		InactiveThreshold: time.Minute, // in case the delete below is lost
 	})
 	if err != nil {
-		return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count done batches of %s: %w", run, err))
+		return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count %s keys of %s: %w", kind, run, err))
 	}
 	info := c.CachedInfo()
 	_ = l.js.DeleteConsumer(ctx, stream, info.Name) // the inactivity threshold covers a failure

@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -31,24 +32,62 @@ func BenchmarkPut(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("objstore-S3", func(b *testing.B) {
-		measure(b, func() error { _, err := s.Put(ctx, "bench", newPattern(benchSize), PutOptions{}); return err })
+		measure(b, benchSize, func() error { _, err := s.Put(ctx, "bench", newPattern(benchSize), PutOptions{}); return err })
 	})
 	b.Run("minio-go-PutObject", func(b *testing.B) {
-		measure(b, func() error {
+		measure(b, benchSize, func() error {
 			_, err := srv.Client.PutObject(ctx, srv.Bucket, "bench-raw", newPattern(benchSize), -1,
 				minio.PutObjectOptions{PartSize: DefaultPartSize})
 			return err
 		})
 	})
 	b.Run("objstore-Dir", func(b *testing.B) {
-		measure(b, func() error { _, err := d.Put(ctx, "bench", newPattern(benchSize), PutOptions{}); return err })
+		measure(b, benchSize, func() error { _, err := d.Put(ctx, "bench", newPattern(benchSize), PutOptions{}); return err })
 	})
+}
+
+// BenchmarkUpload shows what the fence of the uploads costs (design.md
+// I8): Put against Begin and Complete, for a small object (one PUT against
+// three requests) and a medium one (multipart either way), in MinIO and in a
+// directory.
+//
+//	go test -run '^$' -bench Upload ./internal/objstore/
+func BenchmarkUpload(b *testing.B) {
+	srv := testenv.MinIO(b)
+	ctx := context.Background()
+	s := newS3(b, S3Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Bucket: srv.Bucket, Region: "us-east-1"})
+	d, err := NewDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	stores := []struct {
+		name string
+		s    store
+	}{{"S3", s}, {"Dir", d}}
+	for _, size := range []int64{64 << 10, 20 << 20} {
+		for _, st := range stores {
+			b.Run(fmt.Sprintf("%s-%dKiB-Put", st.name, size>>10), func(b *testing.B) {
+				measure(b, size, func() error { _, err := st.s.Put(ctx, "bench", newPattern(size), PutOptions{}); return err })
+			})
+			b.Run(fmt.Sprintf("%s-%dKiB-Upload", st.name, size>>10), func(b *testing.B) {
+				measure(b, size, func() error {
+					u, err := st.s.Begin(ctx, "bench", PutOptions{})
+					if err != nil {
+						return err
+					}
+					_, err = st.s.Complete(ctx, u, newPattern(size))
+					return err
+				})
+			})
+		}
+	}
 }
 
 // measure runs put b.N times and reports throughput and the peak of the heap
 // in use above what it was before, sampled while put runs.
-func measure(b *testing.B, put func() error) {
-	b.SetBytes(benchSize)
+func measure(b *testing.B, size int64, put func() error) {
+	b.SetBytes(size)
 	b.ReportAllocs()
 	runtime.GC()
 	var ms runtime.MemStats

@@ -45,6 +45,13 @@ func TestConformance(t *testing.T) {
 			t.Run("Check", func(t *testing.T) { testCheck(t, impl.setup(t)) })
 			t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, impl.setup(t)) })
 			t.Run("ConcurrentOverwrite", func(t *testing.T) { testConcurrentOverwrite(t, impl.setup(t)) })
+			t.Run("UploadRoundTrip", func(t *testing.T) { testUploadRoundTrip(t, impl.setup(t)) })
+			t.Run("UploadFailingReader", func(t *testing.T) { testUploadFailingReader(t, impl.setup(t)) })
+			t.Run("UploadAbortBeforeComplete", func(t *testing.T) { testUploadAbortBefore(t, impl.setup(t)) })
+			t.Run("UploadAbortDuringComplete", func(t *testing.T) { testUploadAbortDuring(t, impl.setup(t)) })
+			t.Run("UploadAbortAfterComplete", func(t *testing.T) { testUploadAbortAfter(t, impl.setup(t)) })
+			t.Run("UploadInvalid", func(t *testing.T) { testUploadInvalid(t, impl.setup(t)) })
+			t.Run("IfAbsent", func(t *testing.T) { testIfAbsent(t, impl.setup(t)) })
 		})
 	}
 }

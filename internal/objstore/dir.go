@@ -38,7 +38,10 @@ const (
 	// tmpPrefix marks files being written. A crash leaves them behind, unseen
 	// by List and Get; they are safe to remove when no Put is running.
 	tmpPrefix = ".tmp-"
-	copyBuf   = 256 << 10
+	// uploadPrefix marks the temporary files of uploads (Begin). rand.Text
+	// is upper case, so a Put's temporary file never has it.
+	uploadPrefix = tmpPrefix + "up-"
+	copyBuf      = 256 << 10
 )
 
 // NewDir returns a store rooted at root. It does not create the directory or
@@ -96,8 +99,11 @@ func (d *Dir) open(op string) (*os.Root, error) {
 // renamed over key and the directory synced, so that key holds the old
 // object or the whole new one, even across a crash (I2). If r fails, the
 // temporary file is removed and r's error is returned unchanged; so is a
-// cancelled ctx, checked between chunks. PutOptions are not kept.
-func (d *Dir) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) (Object, error) {
+// cancelled ctx, checked between chunks. With IfAbsent the file is linked to
+// key instead, which fails if key exists (ErrExists). The other PutOptions
+// are not kept. Complete writes and renames an upload's temporary file the
+// same way.
+func (d *Dir) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
 	}
@@ -109,15 +115,33 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) (O
 		return Object{}, err
 	}
 	defer root.Close()
+	tmp, f, err := d.create(root, "put", key, tmpPrefix+rand.Text())
+	if err != nil {
+		return Object{}, err
+	}
+	return d.commit(ctx, root, "put", key, tmp, f, r, opts.IfAbsent)
+}
+
+// create makes the empty temporary file name in key's directory.
+func (d *Dir) create(root *os.Root, op, key, name string) (string, *os.File, error) {
 	parent := path.Dir(key)
 	if err := root.MkdirAll(parent, dirPerm); err != nil {
-		return Object{}, d.classify("put", key, err)
+		return "", nil, d.classify(op, key, err)
 	}
-	tmp := path.Join(parent, tmpPrefix+rand.Text())
+	tmp := path.Join(parent, name)
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
-		return Object{}, d.classify("put", key, err)
+		return "", nil, d.classify(op, key, err)
 	}
+	return tmp, f, nil
+}
+
+// commit streams r into f, the temporary file tmp beside key, syncs it and
+// moves it onto key: by rename, or for a create (ifAbsent) by a link, which
+// fails if key exists. Whatever fails, f is closed and tmp removed. If tmp
+// is removed under it (an aborted upload), the move fails with
+// ErrUploadGone: nothing is stored.
+func (d *Dir) commit(ctx context.Context, root *os.Root, op, key, tmp string, f *os.File, r io.Reader, ifAbsent bool) (Object, error) {
 	committed := false
 	defer func() {
 		if !committed {
@@ -130,31 +154,48 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) (O
 	buf := make([]byte, copyBuf)
 	for !src.done {
 		if err := ctx.Err(); err != nil {
-			return Object{}, fmt.Errorf("objstore: put %q in %s: %w", key, d.Describe(), err)
+			return Object{}, fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), err)
 		}
 		n, err := src.fill(buf)
 		if err != nil {
 			return Object{}, err
 		}
 		if _, err := f.Write(buf[:n]); err != nil {
-			return Object{}, d.classify("put", key, err)
+			return Object{}, d.classify(op, key, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return Object{}, d.classify("put", key, err)
+		return Object{}, d.classify(op, key, err)
 	}
 	if err := f.Close(); err != nil {
-		return Object{}, d.classify("put", key, err)
+		return Object{}, d.classify(op, key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return Object{}, fmt.Errorf("objstore: put %q in %s: %w", key, d.Describe(), err)
+		return Object{}, fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), err)
 	}
-	if err := root.Rename(tmp, key); err != nil {
-		return Object{}, d.classify("put", key, err)
+	move := root.Rename
+	if ifAbsent {
+		move = root.Link
+	}
+	if err := move(tmp, key); err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return Object{}, failure.Retryable(fmt.Errorf("objstore: %s %q in %s: %w: %w", op, key, d.Describe(), ErrUploadGone, err))
+		case ifAbsent && errors.Is(err, fs.ErrExist):
+			if fi, serr := root.Lstat(key); serr == nil && !fi.IsDir() {
+				return Object{}, failure.Permanent(fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), ErrExists))
+			}
+		}
+		return Object{}, d.classify(op, key, err)
 	}
 	committed = true
-	if err := syncDir(root, parent); err != nil {
-		return Object{}, d.classify("put", key, err)
+	if ifAbsent {
+		// key holds the object now; a temporary file left behind is
+		// invisible and, like a crash's, safe to remove later.
+		_ = root.Remove(tmp)
+	}
+	if err := syncDir(root, path.Dir(key)); err != nil {
+		return Object{}, d.classify(op, key, err)
 	}
 	return Object{Key: key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil))}, nil
 }

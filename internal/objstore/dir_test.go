@@ -137,3 +137,61 @@ func TestDirKeyCollision(t *testing.T) {
 		t.Errorf("Stat(a/b) = %v, want ErrNotFound", err)
 	}
 }
+
+// An upload ID comes from a KV record: one that Begin did not make names no
+// file, so that a forged or damaged record cannot remove or replace one.
+func TestDirForgedUploadID(t *testing.T) {
+	sub := setupDir(t)
+	d := sub.s
+	ctx := context.Background()
+	root := strings.TrimPrefix(d.Describe(), "dir:")
+	for _, key := range []string{"q/x", "q/a/x"} {
+		if _, err := d.Put(ctx, key, strings.NewReader("keep"), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, err := d.Begin(ctx, "q/a/k", PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"", "../x", "x", "a/b", "..", ".", uploadPrefix, uploadPrefix + "../../x",
+		uploadPrefix + strings.ToLower(strings.TrimPrefix(open.ID, uploadPrefix)), open.ID + "/x", open.ID + "A",
+		"../a/" + open.ID, tmpPrefix + strings.TrimPrefix(open.ID, uploadPrefix)}
+	for _, id := range ids {
+		u := Upload{Key: "q/a/k", ID: id}
+		if err := d.Abort(ctx, u); failure.ClassOf(err) != failure.ClassPermanent {
+			t.Errorf("Abort(%q) = %v, want permanent", id, err)
+		}
+		if _, err := d.Complete(ctx, u, strings.NewReader("forged")); failure.ClassOf(err) != failure.ClassPermanent {
+			t.Errorf("Complete(%q) = %v, want permanent", id, err)
+		}
+	}
+	for _, key := range []string{"q/x", "q/a/x"} {
+		if b, err := os.ReadFile(filepath.Join(root, key)); err != nil || string(b) != "keep" {
+			t.Errorf("%s = %q, %v; want it untouched", key, b, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "q/a", open.ID)); err != nil {
+		t.Errorf("the open upload's file: %v", err)
+	}
+	if _, err := d.Stat(ctx, "q/a/k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat(q/a/k) = %v, want ErrNotFound", err)
+	}
+	// The real ID still works.
+	if _, err := d.Complete(ctx, open, strings.NewReader("mine")); err != nil {
+		t.Fatalf("Complete of the open upload: %v", err)
+	}
+}
+
+// IfAbsent over a directory is the old collision, not ErrExists.
+func TestDirIfAbsentOverDirectory(t *testing.T) {
+	d := setupDir(t).s
+	ctx := context.Background()
+	if _, err := d.Put(ctx, "a/b", strings.NewReader("x"), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Put(ctx, "a", strings.NewReader("x"), PutOptions{IfAbsent: true})
+	if errors.Is(err, ErrExists) || failure.ClassOf(err) != failure.ClassPermanent {
+		t.Errorf("Put(a) IfAbsent over directory a = %v, want a permanent collision", err)
+	}
+}

@@ -20,6 +20,9 @@ type store interface {
 	Delete(ctx context.Context, key string) error
 	Check(ctx context.Context) error
 	Describe() string
+	Begin(ctx context.Context, key string, opts PutOptions) (Upload, error)
+	Complete(ctx context.Context, u Upload, r io.Reader) (Object, error)
+	Abort(ctx context.Context, u Upload) error
 }
 
 var (
@@ -99,4 +102,29 @@ func getSum(t *testing.T, s store, key string) string {
 	}
 	defer rc.Close()
 	return sumReader(t, rc)
+}
+
+// gateReader passes at bytes of r, then stops until release is closed,
+// having closed reached, and reads on.
+type gateReader struct {
+	r       io.Reader
+	at      int64
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	if g.at == 0 {
+		close(g.reached)
+		<-g.release
+		g.at = -1
+	}
+	if g.at > 0 && int64(len(p)) > g.at {
+		p = p[:g.at]
+	}
+	n, err := g.r.Read(p)
+	if g.at > 0 {
+		g.at -= int64(n)
+	}
+	return n, err
 }

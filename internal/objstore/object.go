@@ -13,10 +13,11 @@ import (
 type Object struct {
 	Key   string `json:"key"`
 	Bytes int64  `json:"bytes"`
-	// SHA256 is the hex SHA-256 of the content. Put always sets it, computed
-	// over the bytes it stored. Stat sets it only when the store recorded it
-	// at write time (S3 objects smaller than one part; see [S3.Put]); List
-	// never does. Empty means unknown, not "no content".
+	// SHA256 is the hex SHA-256 of the content. Put and Complete always set
+	// it, computed over the bytes they stored. Stat sets it only when the
+	// store recorded it at write time (S3 objects that Put sent in a single
+	// PUT; see [S3.Put]); List never does. Empty means unknown, not "no
+	// content".
 	SHA256 string `json:"sha256"`
 	// Hosts is how many hosts the object holds. The store never knows it:
 	// the caller that parsed the content sets it.

@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -83,7 +84,7 @@ func (c S3Config) GoString() string { return "objstore.S3Config" + c.String() }
 // complete a truncated object when the reader then says EOF; it allocates its
 // part buffer anew on every call; it uploads even a tiny object as three
 // requests; and it hides a failed abort. Requests still go through minio-go's
-// own retries.
+// own retries. Complete streams into an upload from Begin by the same path.
 type S3 struct {
 	core     *minio.Core
 	bucket   string
@@ -221,13 +222,58 @@ func (s *S3) Check(ctx context.Context) error {
 // it was; it returns r's error unchanged, class and all (joined with the
 // abort's error in the rare case the abort fails too: a bucket lifecycle rule
 // for incomplete uploads is the backstop). A cancelled ctx aborts the same way.
+//
+// With IfAbsent, the request that makes the object visible (the PUT, or the
+// completion of the multipart upload) carries If-None-Match: *, and the
+// service refuses it if key exists: the error wraps ErrExists. minio-go's
+// retry of a request whose answer was lost may be refused the same way; the
+// caller that finds the key taken reads it (finish adopts a manifest that
+// says the same).
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
 	}
 	started := time.Now()
-	// Read a little first: only a stream longer than that takes a whole
-	// part buffer.
+	src, buf, n, err := s.readFirst(r)
+	defer s.release(buf)
+	if err != nil {
+		return Object{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Object{}, fmt.Errorf("objstore: put %q in %s: %w", key, s.Describe(), err)
+	}
+	popts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: userMetadata(opts.Metadata)}
+	// The condition goes on the request that makes the object visible:
+	// the PUT, or the multipart upload's completion (not its creation).
+	copts := popts
+	if opts.IfAbsent {
+		copts.SetMatchETagExcept("*")
+	}
+
+	if src.done {
+		sum := hex.EncodeToString(src.h.Sum(nil))
+		copts.UserMetadata[sha256Meta] = sum
+		// With the content hash given, minio-go signs it instead of hashing
+		// the body again in signed chunks; the service verifies it.
+		copts.DisableContentSha256 = true
+		info, err := s.core.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), "", sum, copts)
+		if err != nil {
+			return Object{}, s.classify(ctx, "put", key, err)
+		}
+		return Object{Key: key, Bytes: src.n, SHA256: sum, ETag: info.ETag}, nil
+	}
+
+	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, popts)
+	if err != nil {
+		return Object{}, s.classify(ctx, "put", key, err)
+	}
+	return s.upload(ctx, "put", Upload{Key: key, ID: uploadID}, src, buf, n, copts, started)
+}
+
+// readFirst reads the start of r for Put and Complete: a little first, so
+// that only a stream longer than smallPut takes a whole part buffer. It
+// returns the buffer (for the caller to release) holding n bytes.
+func (s *S3) readFirst(r io.Reader) (*source, []byte, int, error) {
 	buf := s.take()
 	if buf == nil {
 		buf = make([]byte, min(smallPut, s.partSize))
@@ -244,43 +290,41 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		m, err = src.fill(full[n:])
 		n, buf = n+m, full
 	}
-	defer s.release(buf)
-	if err != nil {
-		return Object{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Object{}, fmt.Errorf("objstore: put %q in %s: %w", key, s.Describe(), err)
-	}
-	popts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: userMetadata(opts.Metadata)}
+	return src, buf, n, err
+}
 
-	if src.done {
-		sum := hex.EncodeToString(src.h.Sum(nil))
-		popts.UserMetadata[sha256Meta] = sum
-		// With the content hash given, minio-go signs it instead of hashing
-		// the body again in signed chunks; the service verifies it.
-		popts.DisableContentSha256 = true
-		info, err := s.core.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), "", sum, popts)
-		if err != nil {
-			return Object{}, s.classify(ctx, "put", key, err)
-		}
-		return Object{Key: key, Bytes: src.n, SHA256: sum, ETag: info.ETag}, nil
-	}
-
-	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, popts)
+// upload streams buf[:n] and the rest of src into the open upload u and
+// completes it with copts, for Put and Complete alike. If anything fails it
+// aborts u, and returns the stream's error unchanged, or the store's.
+func (s *S3) upload(ctx context.Context, op string, u Upload, src *source, buf []byte, n int,
+	copts minio.PutObjectOptions, started time.Time,
+) (Object, error) {
+	etag, err := s.putParts(ctx, op, u, src, buf, n, copts)
 	if err != nil {
-		return Object{}, s.classify(ctx, "put", key, err)
-	}
-	etag, err := s.putParts(ctx, key, uploadID, src, buf, n, popts)
-	if err != nil {
-		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-		defer cancel()
-		if aerr := s.core.AbortMultipartUpload(abortCtx, s.bucket, key, uploadID); aerr != nil {
-			err = errors.Join(err, fmt.Errorf("objstore: abort upload of %q in %s: %w", key, s.Describe(), aerr))
+		if aerr := s.abort(ctx, u); aerr != nil {
+			err = errors.Join(err, aerr)
 		}
 		return Object{}, err
 	}
-	s.abortOrphans(ctx, key, started)
-	return Object{Key: key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
+	s.abortOrphans(ctx, u.Key, started)
+	return Object{Key: u.Key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
+}
+
+// abort aborts u even when ctx is cancelled: cancelling must not leave
+// parts behind. An upload already gone (aborted, completed) is no error.
+func (s *S3) abort(ctx context.Context, u Upload) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.ID)
+	if err == nil || noSuchUpload(err) {
+		return nil
+	}
+	return fmt.Errorf("objstore: abort upload of %q in %s: %w", u.Key, s.Describe(), err)
+}
+
+func noSuchUpload(err error) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == "NoSuchUpload"
 }
 
 // defaultOrphanAge is how much older than a finished Put an open upload of
@@ -312,20 +356,20 @@ func (s *S3) abortOrphans(ctx context.Context, key string, started time.Time) {
 
 // putParts uploads buf[:n], then the rest of src part by part, and completes
 // the upload. On error the caller aborts it.
-func (s *S3) putParts(ctx context.Context, key, uploadID string, src *source, buf []byte, n int, popts minio.PutObjectOptions) (string, error) {
+func (s *S3) putParts(ctx context.Context, op string, u Upload, src *source, buf []byte, n int, copts minio.PutObjectOptions) (string, error) {
 	var parts []minio.CompletePart
 	for {
 		if len(parts) == maxParts {
-			return "", failure.Permanent(fmt.Errorf("objstore: put %q in %s: larger than %d parts of %d bytes",
-				key, s.Describe(), maxParts, s.partSize))
+			return "", failure.Permanent(fmt.Errorf("objstore: %s %q in %s: larger than %d parts of %d bytes",
+				op, u.Key, s.Describe(), maxParts, s.partSize))
 		}
 		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("objstore: put %q in %s: %w", key, s.Describe(), err)
+			return "", fmt.Errorf("objstore: %s %q in %s: %w", op, u.Key, s.Describe(), err)
 		}
-		p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, len(parts)+1,
+		p, err := s.core.PutObjectPart(ctx, s.bucket, u.Key, u.ID, len(parts)+1,
 			bytes.NewReader(buf[:n]), int64(n), minio.PutObjectPartOptions{})
 		if err != nil {
-			return "", s.classify(ctx, "put", key, err)
+			return "", s.classify(ctx, op, u.Key, err)
 		}
 		parts = append(parts, minio.CompletePart{PartNumber: p.PartNumber, ETag: p.ETag})
 		if src.done {
@@ -338,11 +382,54 @@ func (s *S3) putParts(ctx context.Context, key, uploadID string, src *source, bu
 			break // the stream ended exactly at a part boundary
 		}
 	}
-	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, popts)
-	if err != nil {
-		return "", s.classify(ctx, "put", key, err)
+	return s.complete(ctx, op, u, parts, copts)
+}
+
+// complete completes u from parts. minio-go retries a request whose answer
+// was lost, and the retry of a completion that did succeed finds the upload
+// gone: so on NoSuchUpload the object at the key is compared with the one
+// these parts make (its multipart ETag), and if they match it is ours.
+// Identical content uploaded the same way by someone else is
+// indistinguishable, and is then the object we meant to store anyway.
+func (s *S3) complete(ctx context.Context, op string, u Upload, parts []minio.CompletePart, copts minio.PutObjectOptions) (string, error) {
+	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, u.Key, u.ID, parts, copts)
+	if err == nil {
+		return info.ETag, nil
 	}
-	return info.ETag, nil
+	if !noSuchUpload(err) || ctx.Err() != nil {
+		return "", s.classify(ctx, op, u.Key, err)
+	}
+	want, ok := multipartETag(parts)
+	if !ok {
+		// The parts' ETags are not MD5s (encryption): whether the first
+		// attempt completed cannot be told.
+		return "", failure.Retryable(fmt.Errorf("objstore: %s %q in %s: the upload is gone, and whether it was completed cannot be told: %w",
+			op, u.Key, s.Describe(), err))
+	}
+	st, serr := s.Stat(ctx, u.Key)
+	switch {
+	case errors.Is(serr, ErrNotFound):
+	case serr != nil:
+		return "", fmt.Errorf("objstore: %s %q in %s: the upload is gone; is it stored? %w", op, u.Key, s.Describe(), serr)
+	case strings.EqualFold(st.ETag, want):
+		return st.ETag, nil
+	}
+	return "", s.classify(ctx, op, u.Key, err)
+}
+
+// multipartETag is the ETag S3 gives the object completed from parts: the
+// hex MD5 of their binary MD5s, then "-" and their count. ok is false when a
+// part's ETag is no MD5.
+func multipartETag(parts []minio.CompletePart) (string, bool) {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil || len(b) != md5.Size {
+			return "", false
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts)), true
 }
 
 func userMetadata(m map[string]string) map[string]string {

@@ -24,9 +24,8 @@ var (
 		"RequestTimeout", "Throttling", "ThrottlingException", "RequestLimitExceeded",
 		"RequestThrottled", "OperationAborted", "XMinioServerNotInitialized",
 		"XMinioReadQuorum", "XMinioWriteQuorum",
-		// Bytes damaged in transit, or an upload aborted under us (a
-		// lifecycle rule): the whole Put can be tried again.
-		"BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody", "NoSuchUpload",
+		// Bytes damaged in transit: the whole Put can be tried again.
+		"BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody",
 	)
 	// fleetWideS3Codes fail every object alike until an operator acts:
 	// bucket, credentials, permissions, region, clock, capacity.
@@ -74,6 +73,14 @@ func (s *S3) classify(ctx context.Context, op, key string, err error) error {
 		switch {
 		case resp.Code == "NoSuchKey":
 			return fmt.Errorf("objstore: %s %s: %w", op, where, ErrNotFound)
+		case resp.Code == "NoSuchUpload":
+			// Aborted under us: by whoever took the work over (the fence of
+			// I8) or by a lifecycle rule. The work can be tried again, as a
+			// new upload, if it is still ours.
+			return failure.Retryable(fmt.Errorf("objstore: %s %s: %w: %w", op, where, ErrUploadGone, err))
+		case resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed:
+			// The only condition we send is IfAbsent's If-None-Match: *.
+			return failure.Permanent(fmt.Errorf("objstore: %s %s: %w: %w", op, where, ErrExists, err))
 		case resp.Code == "NoSuchBucket":
 			return failure.FleetWide(fmt.Errorf("objstore: %s: bucket %q does not exist on %s: %w",
 				op, s.bucket, s.endpoint, err))

@@ -2,8 +2,20 @@ package objstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/qfetch/qfetch/internal/failure"
 )
 
 // Upload is an object being written and not yet visible: an S3 multipart
@@ -29,12 +41,18 @@ var ErrUploadGone = errors.New("upload aborted or no longer open")
 // service). Its class is permanent.
 var ErrExists = errors.New("object already exists")
 
-var errTODO = errors.New("objstore: uploads not implemented yet")
-
 // Begin starts an upload to key with opts' content type and metadata
 // (IfAbsent does not apply). Nothing is visible until Complete.
 func (s *S3) Begin(ctx context.Context, key string, opts PutOptions) (Upload, error) {
-	return Upload{}, errTODO
+	if err := ValidKey(key); err != nil {
+		return Upload{}, err
+	}
+	popts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: userMetadata(opts.Metadata)}
+	id, err := s.core.NewMultipartUpload(ctx, s.bucket, key, popts)
+	if err != nil {
+		return Upload{}, s.classify(ctx, "begin upload of", key, err)
+	}
+	return Upload{Key: key, ID: id}, nil
 }
 
 // Complete streams r into u and makes it the object at u.Key, whole or not
@@ -42,24 +60,150 @@ func (s *S3) Begin(ctx context.Context, key string, opts PutOptions) (Upload, er
 // aborted and r's error is returned unchanged. If u was aborted meanwhile,
 // by anyone, nothing is stored and the error wraps ErrUploadGone. The
 // returned Object has SHA256 set (it is not recorded as metadata).
+//
+// On S3 the object is always a multipart upload, even a tiny one (one part),
+// so the content type and metadata are those given to Begin. Any failure
+// aborts u: an upload is completed once or never.
 func (s *S3) Complete(ctx context.Context, u Upload, r io.Reader) (Object, error) {
-	return Object{}, errTODO
+	if err := s.validUpload(u); err != nil {
+		return Object{}, err
+	}
+	started := time.Now()
+	src, buf, n, err := s.readFirst(r)
+	defer s.release(buf)
+	if err == nil {
+		if err = ctx.Err(); err != nil {
+			err = fmt.Errorf("objstore: complete %q in %s: %w", u.Key, s.Describe(), err)
+		}
+	}
+	if err != nil {
+		if aerr := s.abort(ctx, u); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+		return Object{}, err
+	}
+	return s.upload(ctx, "complete", u, src, buf, n, minio.PutObjectOptions{}, started)
 }
 
 // Abort ends u so that no Complete of it can succeed. An upload already
 // completed or aborted is no error: either way nothing more can land
 // through it.
-func (s *S3) Abort(ctx context.Context, u Upload) error { return errTODO }
-
-// Begin: see [S3.Begin].
-func (d *Dir) Begin(ctx context.Context, key string, opts PutOptions) (Upload, error) {
-	return Upload{}, errTODO
+func (s *S3) Abort(ctx context.Context, u Upload) error {
+	if err := s.validUpload(u); err != nil {
+		return err
+	}
+	err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.ID)
+	if err == nil || noSuchUpload(err) {
+		return nil
+	}
+	return s.classify(ctx, "abort upload of", u.Key, err)
 }
 
-// Complete: see [S3.Complete].
+// validUpload rejects an upload that did not come from Begin. u comes from
+// a KV record; an empty ID in particular must never reach the service (a
+// DELETE with an empty uploadId could be taken for the object's).
+func (s *S3) validUpload(u Upload) error {
+	if err := ValidKey(u.Key); err != nil {
+		return err
+	}
+	if u.ID == "" {
+		return failure.Permanent(fmt.Errorf("objstore: upload of %q in %s has no ID", u.Key, s.Describe()))
+	}
+	return nil
+}
+
+// Begin: see [S3.Begin]. The upload is an empty temporary file beside key
+// (opts are not kept); its ID is the file's name.
+func (d *Dir) Begin(ctx context.Context, key string, _ PutOptions) (Upload, error) {
+	if err := ValidKey(key); err != nil {
+		return Upload{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Upload{}, fmt.Errorf("objstore: begin upload of %q in %s: %w", key, d.Describe(), err)
+	}
+	root, err := d.open("begin upload of")
+	if err != nil {
+		return Upload{}, err
+	}
+	defer root.Close()
+	name := uploadPrefix + rand.Text()
+	_, f, err := d.create(root, "begin upload of", key, name)
+	if err != nil {
+		return Upload{}, err
+	}
+	if err := f.Close(); err != nil {
+		return Upload{}, d.classify("begin upload of", key, err)
+	}
+	return Upload{Key: key, ID: name}, nil
+}
+
+// Complete: see [S3.Complete]. It writes into u's temporary file, which it
+// only opens: once Abort has removed it, nothing can bring it back.
 func (d *Dir) Complete(ctx context.Context, u Upload, r io.Reader) (Object, error) {
-	return Object{}, errTODO
+	tmp, err := d.validUpload(u)
+	if err != nil {
+		return Object{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Object{}, errors.Join(fmt.Errorf("objstore: complete %q in %s: %w", u.Key, d.Describe(), err), d.Abort(ctx, u))
+	}
+	root, err := d.open("complete")
+	if err != nil {
+		return Object{}, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(tmp, os.O_WRONLY, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Object{}, failure.Retryable(fmt.Errorf("objstore: complete %q in %s: %w: %w", u.Key, d.Describe(), ErrUploadGone, err))
+		}
+		return Object{}, d.classify("complete", u.Key, err)
+	}
+	// A Complete that failed after writing removed the file; one that
+	// never got to write left it empty. Truncate anyway: the file must hold
+	// r and nothing else.
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		root.Remove(tmp)
+		return Object{}, d.classify("complete", u.Key, err)
+	}
+	return d.commit(ctx, root, "complete", u.Key, tmp, f, r, false)
 }
 
-// Abort: see [S3.Abort].
-func (d *Dir) Abort(ctx context.Context, u Upload) error { return errTODO }
+// Abort: see [S3.Abort]. It removes u's temporary file.
+func (d *Dir) Abort(ctx context.Context, u Upload) error {
+	tmp, err := d.validUpload(u)
+	if err != nil {
+		return err
+	}
+	root, err := d.open("abort upload of")
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	err = root.Remove(tmp)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return d.classify("abort upload of", u.Key, err)
+	}
+	if err := syncDir(root, path.Dir(u.Key)); err != nil {
+		return d.classify("abort upload of", u.Key, err)
+	}
+	return nil
+}
+
+// validUpload returns the path of u's temporary file, or a permanent error
+// for an upload that Begin did not make. u comes from a KV record: its ID
+// must be exactly a name Begin gives, so that it can name nothing else.
+func (d *Dir) validUpload(u Upload) (string, error) {
+	if err := ValidKey(u.Key); err != nil {
+		return "", err
+	}
+	rest, ok := strings.CutPrefix(u.ID, uploadPrefix)
+	if !ok || len(rest) != len(rand.Text()) || strings.Trim(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+		return "", failure.Permanent(fmt.Errorf("objstore: upload of %q in %s: invalid upload ID %q", u.Key, d.Describe(), u.ID))
+	}
+	return path.Join(path.Dir(u.Key), u.ID), nil
+}
