@@ -107,8 +107,9 @@ func claimKey(run, batch string) (string, error) {
 // once it holds the claim. first, if its Key is set, is registered with the
 // claim in the same write. Errors wrap ErrBatchDone, ErrBatchSplit (with
 // their records rewritten) or ErrSuperseded (a newer copy holds it); the
-// same copy taking it again keeps it. An abort that fails stops the take
-// (its error, retryable): the predecessor might still land.
+// same copy taking it again keeps it (registering first unless it is
+// there). An abort that fails stops the take, its error wrapped with its
+// class: the predecessor might still land.
 //
 // A claim value that does not decode is taken over like an absent one,
 // by compare-and-set on its revision, and without a word: its writer's

@@ -36,7 +36,8 @@ const (
 	dirPerm  = 0o750
 	filePerm = 0o640
 	// tmpPrefix marks files being written. A crash leaves them behind, unseen
-	// by List and Get; they are safe to remove when no Put is running.
+	// by List and Get; they are safe to remove when no Put is running and no
+	// upload open (removing an upload's file aborts it).
 	tmpPrefix = ".tmp-"
 	// uploadPrefix marks the temporary files of uploads (Begin). rand.Text
 	// is upper case, so a Put's temporary file never has it.
@@ -368,6 +369,10 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// writeOps are the operations of classify that write an object: for them a
+// missing directory is no missing key.
+var writeOps = map[string]bool{"put": true, "begin upload of": true, "complete": true}
+
 // classify gives a file system error its class: a missing key is
 // ErrNotFound; no permission, a read-only or full disk stop every write
 // alike (fleet-wide); a key that collides with a directory, or a directory
@@ -376,7 +381,7 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 func (d *Dir) classify(op, key string, err error) error {
 	where := fmt.Sprintf("%q in %s", key, d.Describe())
 	switch {
-	case op != "put" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
+	case !writeOps[op] && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 		return fmt.Errorf("objstore: %s %s: %w", op, where, ErrNotFound)
 	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) ||
 		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):

@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io/fs"
 	"os"
@@ -193,5 +194,20 @@ func TestDirIfAbsentOverDirectory(t *testing.T) {
 	_, err := d.Put(ctx, "a", strings.NewReader("x"), PutOptions{IfAbsent: true})
 	if errors.Is(err, ErrExists) || failure.ClassOf(err) != failure.ClassPermanent {
 		t.Errorf("Put(a) IfAbsent over directory a = %v, want a permanent collision", err)
+	}
+}
+
+// A key under another object's name is the old collision for uploads too.
+func TestDirUploadKeyCollision(t *testing.T) {
+	d := setupDir(t).s
+	ctx := context.Background()
+	if _, err := d.Put(ctx, "a", strings.NewReader("x"), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Begin(ctx, "a/b", PutOptions{}); failure.ClassOf(err) != failure.ClassPermanent || errors.Is(err, ErrNotFound) {
+		t.Errorf("Begin(a/b) over object a = %v, want a permanent collision", err)
+	}
+	if _, err := d.Complete(ctx, Upload{Key: "a/b", ID: uploadPrefix + rand.Text()}, strings.NewReader("x")); !errors.Is(err, ErrUploadGone) {
+		t.Errorf("Complete(a/b) over object a = %v, want ErrUploadGone (no such upload)", err)
 	}
 }

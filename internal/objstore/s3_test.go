@@ -303,6 +303,8 @@ func TestS3ErrorClasses(t *testing.T) {
 		{404, "NoSuchBucket", failure.ClassFleetWide},
 		{400, "SomethingNew", failure.ClassFleetWide},
 		{404, "NoSuchKey", failure.ClassUnknown},
+		{404, "NoSuchUpload", failure.ClassRetryable},
+		{412, "PreconditionFailed", failure.ClassPermanent},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%d %s", tc.status, tc.code), func(t *testing.T) {
@@ -325,6 +327,12 @@ func TestS3ErrorClasses(t *testing.T) {
 			}
 			if tc.code == "NoSuchKey" && !errors.Is(err, ErrNotFound) {
 				t.Errorf("%v, want ErrNotFound", err)
+			}
+			if tc.code == "NoSuchUpload" && !errors.Is(err, ErrUploadGone) {
+				t.Errorf("%v, want ErrUploadGone", err)
+			}
+			if tc.code == "PreconditionFailed" && !errors.Is(err, ErrExists) {
+				t.Errorf("%v, want ErrExists", err)
 			}
 		})
 	}

@@ -154,7 +154,7 @@ func (d *Dir) Complete(ctx context.Context, u Upload, r io.Reader) (Object, erro
 	defer root.Close()
 	f, err := root.OpenFile(tmp, os.O_WRONLY, 0)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return Object{}, failure.Retryable(fmt.Errorf("objstore: complete %q in %s: %w: %w", u.Key, d.Describe(), ErrUploadGone, err))
 		}
 		return Object{}, d.classify("complete", u.Key, err)
@@ -194,6 +194,9 @@ func (d *Dir) Abort(ctx context.Context, u Upload) error {
 	return nil
 }
 
+// randTextLen is the length of rand.Text, the random part of a Dir upload ID.
+var randTextLen = len(rand.Text())
+
 // validUpload returns the path of u's temporary file, or a permanent error
 // for an upload that Begin did not make. u comes from a KV record: its ID
 // must be exactly a name Begin gives, so that it can name nothing else.
@@ -202,7 +205,7 @@ func (d *Dir) validUpload(u Upload) (string, error) {
 		return "", err
 	}
 	rest, ok := strings.CutPrefix(u.ID, uploadPrefix)
-	if !ok || len(rest) != len(rand.Text()) || strings.Trim(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+	if !ok || len(rest) != randTextLen || strings.Trim(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
 		return "", failure.Permanent(fmt.Errorf("objstore: upload of %q in %s: invalid upload ID %q", u.Key, d.Describe(), u.ID))
 	}
 	return path.Join(path.Dir(u.Key), u.ID), nil
