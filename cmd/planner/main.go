@@ -75,6 +75,12 @@ func run(ctx context.Context) error {
 		log.Info("nothing to plan", "reason", out.Reason)
 		return nil
 	}
+	if out.Superseded {
+		// Not a failure: the run goes on under the pass that took it over.
+		log.Warn("stopped planning: another planner took the run over", slog.String("run", out.Run),
+			slog.String("reason", out.Reason), slog.Int("batches", out.Batches))
+		return nil
+	}
 	log.Info("planned", slog.String("run", out.Run), slog.Bool("resumed", out.Resumed),
 		slog.Int("batches", out.Batches), slog.Int("hosts", out.Hosts))
 	return nil

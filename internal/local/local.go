@@ -128,7 +128,7 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 		_ = g.Wait()
 		return Summary{}, err
 	}
-	if out.Skipped {
+	if out.Skipped || out.Superseded {
 		stopWork()
 		return Summary{Skipped: out.Reason}, g.Wait()
 	}

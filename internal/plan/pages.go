@@ -4,29 +4,62 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"time"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
 // openPage tees each raw Host List page into the store as it streams: the
-// pager writes into a pipe, a Put reads from it. A stored page is recorded
-// in the ledger with its host count, under its page number, so that a page
-// stored again overwrites its own record.
-func (p *Planner) openPage(run string) qualys.OpenPage {
+// pager writes into a pipe, an upload reads from it. The upload is listed in
+// the run record before a byte goes in, so that a pass taking the run over
+// aborts it and a frozen pass cannot land the page late; once stored, the
+// page is recorded in the run record (page n at Pages[n-1], with its host
+// count) in the same write that unlists the upload.
+func (p *Planner) openPage(pass, run string) qualys.OpenPage {
 	return func(ctx context.Context, page int) (qualys.PageWriter, error) {
+		key := objstore.HostListPageKey(p.cfg.Prefix, run, page)
+		u, err := p.store.Begin(ctx, key, objstore.PutOptions{ContentType: "application/xml"})
+		if err != nil {
+			return nil, fmt.Errorf("starting host list page %d: %w", page, err)
+		}
+		if _, err := p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
+			r.Uploads = append(r.Uploads, u)
+			return nil
+		}); err != nil {
+			p.abort(ctx, u)
+			return nil, fmt.Errorf("registering host list page %d: %w", page, err)
+		}
 		pr, pw := io.Pipe()
 		w := &pageWriter{pw: pw, done: make(chan stored, 1)}
 		w.record = func(o objstore.Object) error {
-			if err := p.l.MarkPage(ctx, run, page, o); err != nil {
+			if _, err := p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
+				if len(r.Pages) < page {
+					r.Pages = append(r.Pages, make([]objstore.Object, page-len(r.Pages))...)
+				}
+				r.Pages[page-1] = o
+				r.Uploads = unlist(r.Uploads, u)
+				return nil
+			}); err != nil {
 				return fmt.Errorf("recording host list page %d: %w", page, err)
 			}
 			return nil
 		}
-		key := objstore.HostListPageKey(p.cfg.Prefix, run, page)
+		w.failed = func() {
+			// Complete aborted u when the stream failed; a failed Complete
+			// may not have. Unlisting is tidiness, not safety: a listed
+			// upload that ended is aborted again harmlessly.
+			p.abort(ctx, u)
+			_, _ = p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
+				r.Uploads = unlist(r.Uploads, u)
+				return nil
+			})
+		}
 		go func() {
-			obj, err := p.store.Put(ctx, key, pr, objstore.PutOptions{ContentType: "application/xml"})
-			// Unblock a writer still writing after a failed Put.
+			obj, err := p.store.Complete(ctx, u, pr)
+			// Unblock a writer still writing after a failed upload.
 			pr.CloseWithError(err)
 			w.done <- stored{obj, err}
 		}()
@@ -34,7 +67,22 @@ func (p *Planner) openPage(run string) qualys.OpenPage {
 	}
 }
 
-// stored is the outcome of one page's Put.
+// abort aborts u, logging a failure: nothing relies on it, since a pass
+// taking the run over aborts every upload the record lists.
+func (p *Planner) abort(ctx context.Context, u objstore.Upload) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.store.Abort(actx, u); err != nil {
+		p.log.Warn("aborting a host list page upload", "key", u.Key, "err", err)
+	}
+}
+
+// unlist returns us without u.
+func unlist(us []objstore.Upload, u objstore.Upload) []objstore.Upload {
+	return slices.DeleteFunc(us, func(x objstore.Upload) bool { return x == u })
+}
+
+// stored is the outcome of one page's upload.
 type stored struct {
 	obj objstore.Object
 	err error
@@ -46,6 +94,7 @@ type pageWriter struct {
 	pw     *io.PipeWriter
 	done   chan stored
 	record func(objstore.Object) error
+	failed func()
 }
 
 func (w *pageWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
@@ -55,6 +104,7 @@ func (w *pageWriter) Close(hosts int) error {
 	_ = w.pw.Close()
 	s := <-w.done
 	if s.err != nil {
+		w.failed()
 		return s.err
 	}
 	s.obj.Hosts = hosts
@@ -65,4 +115,5 @@ func (w *pageWriter) Close(hosts int) error {
 func (w *pageWriter) Abort(cause error) {
 	_ = w.pw.CloseWithError(cause)
 	<-w.done
+	w.failed()
 }

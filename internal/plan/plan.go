@@ -1,10 +1,12 @@
-// Package plan runs one planner pass: open (or resume) a run, page the Host
-// List, publish a batch message every BatchSize host IDs, record the result.
+// Package plan runs one planner pass: open (or take over) a run, page the
+// Host List into batch messages and stored pages, fenced by the run record.
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is
 // checkpointed in the run record so that a crashed planner resumes the same
-// run with the same batch boundaries and Msg-Ids.
+// run with the same batch boundaries and Msg-Ids. Each pass names itself in
+// the run record (PlannerID) and writes only while it is named there, so a
+// pass that lost its lock to a newer one stops and lands nothing.
 package plan
 
 import (
@@ -73,10 +75,17 @@ type HostLister interface {
 	HostPager(q qualys.HostListQuery, open qualys.OpenPage) *qualys.HostPager
 }
 
-// Store is where raw Host List pages land.
+// Store is where raw Host List pages land, each through an upload the run
+// record lists until the page is recorded, so that a pass taking the run
+// over can abort it.
 type Store interface {
-	// Put stores r whole under key, or nothing if r fails.
-	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	// Begin starts an upload to key; nothing is visible until Complete.
+	Begin(ctx context.Context, key string, opts objstore.PutOptions) (objstore.Upload, error)
+	// Complete streams r into u and stores it whole, or nothing if r fails
+	// (u is aborted then) or u was aborted.
+	Complete(ctx context.Context, u objstore.Upload, r io.Reader) (objstore.Object, error)
+	// Abort makes u unable to complete.
+	Abort(ctx context.Context, u objstore.Upload) error
 	// Check reports a store no write can succeed on (missing bucket, bad
 	// credentials) before anything is published.
 	Check(ctx context.Context) error
@@ -97,12 +106,16 @@ type Ledger interface {
 	RunIDs(ctx context.Context) ([]string, error)
 	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
 	CreateRun(ctx context.Context, r ledger.RunRecord) (ledger.RunRecord, error)
-	UpdateRun(ctx context.Context, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
-	// MarkPage records a stored Host List page for the manifest.
-	MarkPage(ctx context.Context, run string, page int, o objstore.Object) error
-	// MarkDone records a batch's result (the planner records an empty
-	// redo batch as done).
-	MarkDone(ctx context.Context, r ledger.BatchResult) error
+	// TakePlanning makes pass id the planner of a run being planned,
+	// aborting its predecessor's page uploads first.
+	TakePlanning(ctx context.Context, run, id, owner string,
+		abort func(context.Context, objstore.Upload) error) (ledger.RunRecord, error)
+	// UpdatePlanned is every write of pass id into the run record; it fails
+	// with ledger.ErrNotPlanner once another pass took the run over.
+	UpdatePlanned(ctx context.Context, run, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
+	// DoneEmpty records a batch done with nothing to fetch (the planner's
+	// rebuilt batch whose hosts all left the window).
+	DoneEmpty(ctx context.Context, run, batch, by string) error
 }
 
 // Finisher completes a run whose batches are all done; the planner calls it
@@ -113,7 +126,10 @@ type Finisher interface {
 
 // Planner plans runs.
 type Planner struct {
-	cfg    Config
+	cfg Config
+	// keep refreshes the planner lock until ctx ends; tests replace it to
+	// freeze a pass.
+	keep   func(*ledger.Lock, context.Context) error
 	q      Queue
 	l      Ledger
 	hosts  HostLister
@@ -124,7 +140,7 @@ type Planner struct {
 
 // New builds a planner publishing on q and recording in l; finish may be nil.
 func New(cfg Config, q Queue, l Ledger, hosts HostLister, store Store, finish Finisher, log *slog.Logger) *Planner {
-	return &Planner{cfg: cfg.withDefaults(), q: q, l: l, hosts: hosts, store: store, finish: finish, log: log}
+	return &Planner{cfg: cfg.withDefaults(), keep: (*ledger.Lock).Keep, q: q, l: l, hosts: hosts, store: store, finish: finish, log: log}
 }
 
 // Outcome says what a planner pass did.
@@ -134,9 +150,14 @@ type Outcome struct {
 	// Skipped is set when the pass did nothing: another planner holds the
 	// lock, or an earlier run is still being fetched. Reason says which.
 	Skipped bool
-	Reason  string
-	Batches int
-	Hosts   int
+	// Superseded is set when the pass stopped because another pass took
+	// its run over (or may have: the lock was lost); Reason says which.
+	// It published nothing after it learned so, and the run is the
+	// other pass's to plan.
+	Superseded bool
+	Reason     string
+	Batches    int
+	Hosts      int
 }
 
 // ErrRunFailed is wrapped when the pass gave up on its run and marked it
@@ -161,11 +182,13 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("plan: taking the planner lock: %w", err)
 	}
 	// The lock is refreshed while planning; losing it means another planner
-	// may be running, so planning stops.
+	// may be running, so planning stops. The lock alone fences nothing (a
+	// frozen pass notices its loss late): the run record does, since every
+	// write of this pass checks that it still names the pass.
 	lockCtx, cancel := context.WithCancelCause(ctx)
 	var keeper sync.WaitGroup
 	keeper.Go(func() {
-		if err := lock.Keep(lockCtx); err != nil {
+		if err := p.keep(lock, lockCtx); err != nil {
 			cancel(fmt.Errorf("plan: planner lock lost: %w", err))
 		}
 	})
@@ -179,12 +202,19 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		}
 	}()
 
-	rec, resumed, skip, err := p.open(lockCtx)
-	if err != nil || skip != "" {
-		return Outcome{Skipped: skip != "", Reason: skip}, err
+	pass := newPassID(p.cfg.Owner)
+	rec, resumed, skip, err := p.open(lockCtx, pass)
+	if err != nil {
+		if reason, ok := superseded(ctx, lockCtx, err); ok {
+			return Outcome{Run: rec.ID, Superseded: true, Reason: reason}, nil
+		}
+		return Outcome{}, err
+	}
+	if skip != "" {
+		return Outcome{Skipped: true, Reason: skip}, nil
 	}
 	out := Outcome{Run: rec.ID, Resumed: resumed}
-	log := p.log.With("run", rec.ID)
+	log := p.log.With("run", rec.ID, "pass", pass)
 	if resumed {
 		log.Info("resuming run", "after", rec.After, "before", rec.Before,
 			"batches", rec.Progress.Batches, "hosts", rec.Progress.End.Hosts)
@@ -192,17 +222,27 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		log.Info("opened run", "after", rec.After, "before", rec.Before)
 	}
 
-	rec, err = p.page(lockCtx, rec, log)
+	rec, err = p.page(lockCtx, pass, rec, log)
 	out.Batches, out.Hosts = rec.Progress.Batches, rec.HostsPlanned
 	if err != nil {
-		if cause := context.Cause(lockCtx); lockCtx.Err() != nil && ctx.Err() == nil {
-			err = cause // lost the lock: say so, not "context canceled"
+		if reason, ok := superseded(ctx, lockCtx, err); ok {
+			out.Superseded, out.Reason = true, reason
+			log.Warn("stopped: another planner pass took the run over", "reason", reason)
+			return out, nil
 		}
 		if ctx.Err() != nil || lockCtx.Err() != nil {
 			// Stopped from outside: leave the run open for the next pass.
 			return out, err
 		}
-		return out, p.fail(context.WithoutCancel(ctx), rec.ID, err)
+		ferr := p.fail(context.WithoutCancel(ctx), pass, rec.ID, err)
+		if reason, ok := superseded(ctx, lockCtx, ferr); ok {
+			// The run is another pass's now: its failure is not ours to
+			// record.
+			out.Superseded, out.Reason = true, reason
+			log.Warn("stopped: another planner pass took the run over", "reason", reason, "err", err)
+			return out, nil
+		}
+		return out, ferr
 	}
 	log.Info("planning complete", "batches", out.Batches, "hosts", out.Hosts)
 	if p.finish != nil {
@@ -215,10 +255,32 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	return out, nil
 }
 
-// open resumes the run still being planned, or opens a new one. It refuses
-// (skip) while an earlier run is still being fetched: a new window would
-// overlap it and double the work without finishing anything sooner.
-func (p *Planner) open(ctx context.Context) (rec ledger.RunRecord, resumed bool, skip string, err error) {
+// newPassID names one planner pass: owner, for operators, and a random
+// part, since one owner's passes (a restarted pod) must differ.
+func newPassID(owner string) string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return owner + "/" + hex.EncodeToString(b[:])
+}
+
+// superseded says whether err (with the pass's contexts) means that another
+// pass took the run over, or may have: the run record names another pass,
+// or the lock was lost while ctx, the caller's, still runs.
+func superseded(ctx, lockCtx context.Context, err error) (reason string, ok bool) {
+	if errors.Is(err, ledger.ErrNotPlanner) {
+		return err.Error(), true
+	}
+	if cause := context.Cause(lockCtx); lockCtx.Err() != nil && ctx.Err() == nil && errors.Is(cause, ledger.ErrLockLost) {
+		return cause.Error(), true
+	}
+	return "", false
+}
+
+// open takes over the run still being planned, or opens a new one, for
+// pass. It refuses (skip) while an earlier run is still being fetched: a
+// new window would overlap it and double the work without finishing
+// anything sooner.
+func (p *Planner) open(ctx context.Context, pass string) (rec ledger.RunRecord, resumed bool, skip string, err error) {
 	ids, err := p.l.RunIDs(ctx)
 	if err != nil {
 		return rec, false, "", fmt.Errorf("plan: listing runs: %w", err)
@@ -235,11 +297,11 @@ scan:
 		case ledger.RunComplete:
 			break scan
 		case ledger.RunPlanning:
-			r, err = p.l.UpdateRun(ctx, r.ID, func(r *ledger.RunRecord) error {
-				r.Planner = p.cfg.Owner
-				return nil
-			})
-			return r, true, "", err
+			taken, err := p.l.TakePlanning(ctx, r.ID, pass, p.cfg.Owner, p.store.Abort)
+			if err != nil {
+				return r, false, "", fmt.Errorf("plan: taking over run %s: %w", r.ID, err)
+			}
+			return taken, true, "", nil
 		case ledger.RunFetching, ledger.RunCompleting:
 			// Its finisher may have died halfway: complete it now if it is done.
 			if p.finish != nil {
@@ -298,12 +360,13 @@ scan:
 		id = newRunID(t)
 	}
 	rec = ledger.RunRecord{
-		ID:      id,
-		After:   after.UTC(),
-		Before:  now,
-		Params:  p.cfg.DetectionParams,
-		State:   ledger.RunPlanning,
-		Planner: p.cfg.Owner,
+		ID:        id,
+		After:     after.UTC(),
+		Before:    now,
+		Params:    p.cfg.DetectionParams,
+		State:     ledger.RunPlanning,
+		Planner:   p.cfg.Owner,
+		PlannerID: pass,
 	}
 	rec, err = p.l.CreateRun(ctx, rec)
 	if err != nil {
@@ -322,8 +385,9 @@ func newRunID(t time.Time) string {
 // page pages the Host List from the run's progress record and publishes
 // batches. Before each publish it writes the batch's bounds to the run
 // record (see ledger.PlanProgress), so a crash at any point resumes with the
-// same batch boundaries and Msg-Ids.
-func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logger) (ledger.RunRecord, error) {
+// same batch boundaries and Msg-Ids. Every write is pass's: once another
+// pass holds the run, the next write fails and nothing more is published.
+func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, log *slog.Logger) (ledger.RunRecord, error) {
 	// A resumed run rebuilds its last recorded batch: start from where it
 	// started and take IDs up to where it ended.
 	from := rec.Progress.Start
@@ -333,8 +397,8 @@ func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logg
 		PageSize:        p.cfg.PageSize,
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
-	}, p.openPage(rec.ID))
-	w := &walk{p: p, rec: rec, prog: rec.Progress, pub: p.q.Publisher(msg.PublisherOptions{}),
+	}, p.openPage(pass, rec.ID))
+	w := &walk{p: p, pass: pass, rec: rec, prog: rec.Progress, pub: p.q.Publisher(msg.PublisherOptions{}),
 		batch: make([]uint64, 0, p.cfg.BatchSize), hosts: from.Hosts, redo: rec.Progress.Batches}
 	defer func() {
 		// No publish outlives the pass, whatever ended it; a stopped one is
@@ -346,11 +410,19 @@ func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logg
 	if err := w.all(ctx, pager, log); err != nil {
 		return w.rec, err
 	}
-	return p.l.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+	last := pager.Cursor().Page
+	return p.l.UpdatePlanned(ctx, rec.ID, pass, func(r *ledger.RunRecord) error {
 		r.PlanningComplete = true
 		r.BatchesPlanned = w.prog.Batches
 		r.HostsPlanned = w.hosts
 		r.State = ledger.RunFetching
+		// Pages an earlier pass stored beyond this walk's last page are
+		// not the run's (the finisher deletes them); every page writer has
+		// ended, so no upload is open.
+		if len(r.Pages) > last {
+			r.Pages = r.Pages[:last]
+		}
+		r.Uploads = nil
 		return nil
 	})
 }
@@ -359,6 +431,7 @@ func (p *Planner) page(ctx context.Context, rec ledger.RunRecord, log *slog.Logg
 // progress record batches are cut against.
 type walk struct {
 	p     *Planner
+	pass  string
 	rec   ledger.RunRecord
 	prog  ledger.PlanProgress
 	pub   *msg.Publisher
@@ -377,6 +450,9 @@ func (w *walk) all(ctx context.Context, pager *qualys.HostPager, log *slog.Logge
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
+			}
+			if errors.Is(err, ledger.ErrNotPlanner) {
+				return err // another pass plans the run: retrying cannot help
 			}
 			wait, giveUp := w.p.decide(err, &attempts)
 			if giveUp {
@@ -444,7 +520,7 @@ func (w *walk) publish(ctx context.Context, number int, cur qualys.Cursor, recor
 			return fmt.Errorf("publishing batch %d: %w", number-1, err)
 		}
 		next := ledger.PlanProgress{Batches: number, Start: w.prog.End, End: end}
-		rec, err := w.p.l.UpdateRun(ctx, w.rec.ID, func(r *ledger.RunRecord) error {
+		rec, err := w.p.l.UpdatePlanned(ctx, w.rec.ID, w.pass, func(r *ledger.RunRecord) error {
 			r.Progress = next
 			return nil
 		})
@@ -452,6 +528,11 @@ func (w *walk) publish(ctx context.Context, number int, cur qualys.Cursor, recor
 			return fmt.Errorf("recording batch %d: %w", number, err)
 		}
 		w.rec, w.prog = rec, next
+	}
+	if ctx.Err() != nil {
+		// The lock is lost (or the pass stopped): Publish might still
+		// take a slot before it sees ctx.
+		return context.Cause(ctx)
 	}
 	b := msg.Batch{
 		Run:    w.rec.ID,
@@ -481,8 +562,7 @@ func (w *walk) finishRedo(ctx context.Context) error {
 		// was published: nothing to fetch, but the run counts it, so
 		// it is recorded done as empty (a copy published before the
 		// crash, if any, overwrites this when a worker stores it).
-		if err := w.p.l.MarkDone(ctx, ledger.BatchResult{Run: w.rec.ID, Batch: strconv.Itoa(w.redo), Worker: w.p.cfg.Owner,
-			At: w.p.cfg.Now().UTC()}); err != nil {
+		if err := w.p.l.DoneEmpty(ctx, w.rec.ID, strconv.Itoa(w.redo), w.p.cfg.Owner); err != nil {
 			return fmt.Errorf("recording empty batch %d: %w", w.redo, err)
 		}
 	}
@@ -508,13 +588,17 @@ func (p *Planner) decide(err error, attempts *int) (wait time.Duration, giveUp b
 }
 
 // fail marks the run failed with the reason and returns the error wrapped
-// with ErrRunFailed.
-func (p *Planner) fail(ctx context.Context, run string, cause error) error {
-	_, err := p.l.UpdateRun(ctx, run, func(r *ledger.RunRecord) error {
+// with ErrRunFailed; if pass no longer plans the run, it marks nothing and
+// the error wraps ledger.ErrNotPlanner.
+func (p *Planner) fail(ctx context.Context, pass, run string, cause error) error {
+	_, err := p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
 		r.State = ledger.RunFailed
 		r.Error = cause.Error()
 		return nil
 	})
+	if errors.Is(err, ledger.ErrNotPlanner) {
+		return fmt.Errorf("plan: run %s: marking it failed (%w): %w", run, cause, err)
+	}
 	if err != nil {
 		p.log.Error("marking the run failed", "run", run, "err", err)
 	}
