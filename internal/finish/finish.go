@@ -1,6 +1,7 @@
-// Package finish completes a run once every batch is stored: it writes
-// manifest.json, then _SUCCESS, advances the watermark, and points
-// latest.json at the run — once, whoever gets there first.
+// Package finish completes a run once every batch is stored: it removes
+// what the run's result does not name, writes manifest.json, then
+// _SUCCESS, advances the watermark, and points latest.json at the run —
+// once, whoever gets there first.
 //
 // Workers call it after recording each batch, the planner after planning;
 // a compare-and-set claim on the run record makes one caller the finisher,
@@ -16,10 +17,14 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"maps"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
@@ -35,13 +40,16 @@ type Ledger interface {
 	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
 }
 
-// Store is where the manifest and markers go.
+// Store is where the manifest and markers go, and what the run's prefix is
+// checked and cleaned in.
 type Store interface {
+	// Put with IfAbsent fails with an error wrapping objstore.ErrExists,
+	// storing nothing, when the key holds an object.
 	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
-	// Stat fails with an error wrapping objstore.ErrNotFound for a missing key.
-	Stat(ctx context.Context, key string) (objstore.Object, error)
+	// Delete removes key; a missing key is no error.
+	Delete(ctx context.Context, key string) error
 }
 
 // Finisher completes runs.
@@ -197,18 +205,26 @@ type Latest struct {
 	Updated  time.Time `json:"updated"`
 }
 
-// complete writes the manifest, then _SUCCESS, then the watermark, then
+// complete makes the run's prefix hold exactly what its result names (see
+// seal), then writes the manifest, then _SUCCESS, then the watermark, then
 // latest.json, then marks the run complete. Every step is safe to repeat,
-// so a finisher taking over a stale claim simply does them all again.
+// so a finisher taking over a stale claim simply does them all again; and a
+// stale finisher that wakes up after another one sealed the run changes
+// nothing in it: it removes the same keys, finds the same manifest there
+// and adopts it, and finds _SUCCESS there.
 func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []ledger.BatchResult, splits []ledger.Split) error {
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
 		Created: rec.Created, Completed: now, Finisher: f.owner, Splits: splits}
-	pages, err := f.hostList(ctx, rec.ID)
+	stored, err := f.stored(ctx, rec.ID)
 	if err != nil {
 		return err
 	}
-	m.HostList = pages
+	pages, err := f.q.Pages(ctx, rec.ID)
+	if err != nil {
+		return fmt.Errorf("finish %s: reading host list pages: %w", rec.ID, err)
+	}
+	m.HostList = hostList(f.prefix, rec, pages, stored)
 	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
 	for _, r := range used {
 		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
@@ -227,12 +243,18 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	m.Totals.HostListPages = len(m.HostList)
 	m.Totals.Seconds = now.Sub(rec.Created).Seconds()
 
+	if err := f.seal(ctx, rec.ID, m, stored); err != nil {
+		return err
+	}
 	manifestKey := objstore.ManifestKey(f.prefix, rec.ID)
 	successKey := objstore.SuccessKey(f.prefix, rec.ID)
-	if err := f.putJSON(ctx, manifestKey, m); err != nil {
-		return fmt.Errorf("finish %s: writing the manifest: %w", rec.ID, err)
+	if m, err = f.writeManifest(ctx, manifestKey, m); err != nil {
+		return err
 	}
-	if _, err := f.store.Put(ctx, successKey, strings.NewReader(""), objstore.PutOptions{ContentType: "text/plain"}); err != nil {
+	// _SUCCESS there already was written by a finisher that wrote (or
+	// adopted) this same manifest: the run is sealed either way.
+	_, err = f.store.Put(ctx, successKey, strings.NewReader(""), objstore.PutOptions{ContentType: "text/plain", IfAbsent: true})
+	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		return fmt.Errorf("finish %s: writing _SUCCESS: %w", rec.ID, err)
 	}
 	// The watermark moves only now that the run is complete (I1), and only
@@ -244,6 +266,9 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
 	}
 	_, err = f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
+		if r.State == ledger.RunComplete {
+			return errNotMine // completed by the finisher that took this one's claim over: its record stands
+		}
 		r.State = ledger.RunComplete
 		r.Completed = now
 		r.ManifestKey = manifestKey
@@ -251,7 +276,7 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 		r.Totals = &totals
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errNotMine) {
 		return fmt.Errorf("finish %s: marking complete: %w", rec.ID, err)
 	}
 	f.log.Info("run complete", "run", rec.ID, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
@@ -260,48 +285,242 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	return nil
 }
 
-// hostList returns run's Host List pages as the ledger recorded them. A
-// page can be stored without its record: by a version that kept none (a
-// run resumed across the upgrade), or by a planner that died between the
-// Put and the record and whose resumed walk ended before that page (hosts
-// left the window meanwhile). Each walk stores pages in order from a page
-// at or before where the last one stopped, so the stored pages are always
-// 1..m: the ledger is taken when it holds pages 1..n and page n+1 is not
-// stored. Otherwise the pages are listed from the bucket, each with its
-// record where there is one, so that the manifest lists every page the
-// prefix holds (I8).
-func (f *Finisher) hostList(ctx context.Context, run string) (Objects, error) {
-	pages, err := f.q.Pages(ctx, run)
-	if err != nil {
-		return nil, fmt.Errorf("finish %s: reading host list pages: %w", run, err)
+// stored lists what run's detections/ and hostlist/ hold, by key.
+func (f *Finisher) stored(ctx context.Context, run string) (map[string]objstore.Object, error) {
+	out := map[string]objstore.Object{}
+	for _, dir := range []string{"detections/", "hostlist/"} {
+		for o, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+dir) {
+			if err != nil {
+				return nil, fmt.Errorf("finish %s: listing %s: %w", run, dir, err)
+			}
+			out[o.Key] = o
+		}
 	}
+	return out, nil
+}
+
+// hostList returns the Host List pages the manifest lists, given the pages
+// the ledger recorded for the run (in page order) and what its prefix
+// stores. Page keys sort in page order (objstore.HostListPageKey).
+//
+// A run planned by this version (PlannerID set) has every page recorded by
+// the planner pass that stored it, and a pass resuming the run stores and
+// records again every page from where its walk starts, which is at or
+// before where the last walk stopped. So the recorded pages are the final
+// walk's, and an unrecorded page after the last recorded one is a leftover
+// of an earlier pass whose walk went further (hosts left the window before
+// the resume): it is not listed, and seal removes it. An unrecorded page
+// before the last recorded one can only come from a version that recorded
+// no pages, before this one resumed the run: it is the only copy of hosts
+// the batches were cut from, and is listed as stored.
+//
+// A run whose planning ended before PlannerID existed keeps the earlier
+// rule. A page can be stored there without its record: by a version that
+// kept none (a run resumed across the upgrade), or by a planner that died
+// between the Put and the record and whose resumed walk ended before that
+// page. The ledger is taken when it holds pages 1..n, stored as recorded,
+// and page n+1 is not stored; otherwise every stored page is listed, with its record where the
+// record matches the object's size, so that the manifest lists every page
+// the prefix holds (I8).
+func hostList(prefix string, rec ledger.RunRecord, pages []objstore.Object, stored map[string]objstore.Object) Objects {
+	dir := objstore.RunPrefix(prefix, rec.ID) + "hostlist/"
 	recorded := make(map[string]objstore.Object, len(pages))
+	last := ""
+	for _, p := range pages {
+		if p.Key != "" {
+			recorded[p.Key] = p
+			last = max(last, p.Key)
+		}
+	}
+	var out Objects
+	if rec.PlannerID != "" {
+		for _, key := range slices.Sorted(maps.Keys(stored)) {
+			if p, ok := recorded[key]; ok {
+				out = append(out, p)
+				delete(recorded, key)
+			} else if strings.HasPrefix(key, dir) && key < last {
+				out = append(out, listed(stored[key]))
+			}
+		}
+		// A recorded page that is not stored is listed all the same:
+		// seal refuses to seal a run without it.
+		for _, key := range slices.Sorted(maps.Keys(recorded)) {
+			out = append(out, recorded[key])
+		}
+		slices.SortFunc(out, func(a, b objstore.Object) int { return strings.Compare(a.Key, b.Key) })
+		return out
+	}
 	whole := len(pages) > 0
 	for i, p := range pages {
-		recorded[p.Key] = p
-		whole = whole && p.Key == objstore.HostListPageKey(f.prefix, run, i+1)
+		s, ok := stored[p.Key]
+		whole = whole && ok && s.Bytes == p.Bytes && p.Key == objstore.HostListPageKey(prefix, rec.ID, i+1)
 	}
-	if whole {
-		_, err := f.store.Stat(ctx, objstore.HostListPageKey(f.prefix, run, len(pages)+1))
-		switch {
-		case errors.Is(err, objstore.ErrNotFound):
-			return pages, nil
-		case err != nil:
-			return nil, fmt.Errorf("finish %s: looking for an unrecorded host list page: %w", run, err)
-		}
+	if _, next := stored[objstore.HostListPageKey(prefix, rec.ID, len(pages)+1)]; whole && !next {
+		return pages
 	}
-	var listed Objects
-	for obj, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+"hostlist/") {
-		if err != nil {
-			return nil, fmt.Errorf("finish %s: listing host list pages: %w", run, err)
-		}
-		if p, ok := recorded[obj.Key]; ok {
-			listed = append(listed, p)
+	for _, key := range slices.Sorted(maps.Keys(stored)) {
+		if !strings.HasPrefix(key, dir) {
 			continue
 		}
-		listed = append(listed, objstore.Object{Key: obj.Key, Bytes: obj.Bytes, SHA256: obj.SHA256})
+		if p, ok := recorded[key]; ok && p.Bytes == stored[key].Bytes {
+			out = append(out, p)
+			continue
+		}
+		out = append(out, listed(stored[key]))
 	}
-	return listed, nil
+	return out
+}
+
+// listed is a stored object as the manifest lists it without a record: its
+// checksum and hosts unknown.
+func listed(o objstore.Object) objstore.Object {
+	return objstore.Object{Key: o.Key, Bytes: o.Bytes}
+}
+
+// seal makes the run's prefix hold exactly the objects m lists: each of
+// them must be stored with the bytes recorded, or the run is not sealed (a
+// permanent error names the first that is not); then every other object
+// under detections/ and hostlist/ is removed: a split batch's own pages,
+// pages of an earlier attempt beyond a shorter redelivery's last one, Host
+// List pages beyond the planner's final walk.
+//
+// What m lists is a pure function of the run's final ledger state: the
+// planned batches, their done and split records and the recorded pages,
+// none of which changes once the run is claimed for completion (a batch's
+// claim is final when its record is written, and a late copy cannot land
+// another one: design.md I8), and, for runs planned before PlannerID
+// existed, Host List pages that nothing writes any more. So two finishers,
+// one of them stale and waking up after the other sealed the run, remove
+// the same keys, and the stale one removes nothing the seal kept. Nothing
+// that the store holds beyond that is trusted: objects are listed, not
+// assumed.
+func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[string]objstore.Object) error {
+	keep := map[string]bool{}
+	check := func(o objstore.Object) error {
+		keep[o.Key] = true
+		s, ok := stored[o.Key]
+		switch {
+		case !ok:
+			return failure.Permanent(fmt.Errorf("finish %s: %s is not stored: not sealing", run, o.Key))
+		case s.Bytes != o.Bytes:
+			return failure.Permanent(fmt.Errorf("finish %s: %s holds %d bytes, the ledger recorded %d: not sealing", run, o.Key, s.Bytes, o.Bytes))
+		}
+		return nil
+	}
+	batches := map[string]bool{} // the used batches, by the stem of their keys
+	for _, o := range m.HostList {
+		if err := check(o); err != nil {
+			return err
+		}
+	}
+	for _, b := range m.Batches {
+		for _, o := range b.Objects {
+			if err := check(o); err != nil {
+				return err
+			}
+			batches[batchStem(o.Key)] = true
+		}
+	}
+	var removed []string
+	var unused, stale, pages int
+	for _, key := range slices.Sorted(maps.Keys(stored)) {
+		if keep[key] {
+			continue
+		}
+		if err := f.store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("finish %s: removing %s, which the run's result does not name: %w", run, key, err)
+		}
+		removed = append(removed, key)
+		switch {
+		case strings.HasPrefix(key, objstore.RunPrefix(f.prefix, run)+"hostlist/"):
+			pages++
+		case batches[batchStem(key)]:
+			stale++
+		default:
+			unused++
+		}
+	}
+	if len(removed) > 0 {
+		f.log.Info("removed objects the run's result does not name", "run", run, "objects", len(removed),
+			"unused_batches", unused, "stale_pages", stale, "hostlist_pages", pages,
+			"first", removed[:min(len(removed), 5)])
+	}
+	return nil
+}
+
+// batchStem is a detection key's name without its page: batch-000017.2.1
+// for batch-000017.2.1-p0002.xml.
+func batchStem(key string) string {
+	name := strings.TrimSuffix(path.Base(key), ".xml")
+	if i := strings.LastIndex(name, "-p"); i >= 0 {
+		if _, err := strconv.Atoi(name[i+2:]); err == nil {
+			name = name[:i]
+		}
+	}
+	return name
+}
+
+// writeManifest writes m as key unless an object is there. One that is was
+// written by a finisher before this one: this one took over its stale claim
+// after it died, or is the stale one, waking up after another sealed the
+// run. If it lists the same objects (the keep-set is the same for both; see
+// seal) it is adopted, so that what _SUCCESS vouches for never changes;
+// otherwise the run is not sealed.
+func (f *Finisher) writeManifest(ctx context.Context, key string, m Manifest) (Manifest, error) {
+	err := f.putJSON(ctx, key, m, objstore.PutOptions{ContentType: "application/json", IfAbsent: true})
+	switch {
+	case err == nil:
+		return m, nil
+	case !errors.Is(err, objstore.ErrExists):
+		return m, fmt.Errorf("finish %s: writing the manifest: %w", m.Run, err)
+	}
+	r, err := f.store.Get(ctx, key)
+	if err != nil {
+		return m, fmt.Errorf("finish %s: reading the manifest already there: %w", m.Run, err)
+	}
+	body, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return m, fmt.Errorf("finish %s: reading the manifest already there: %w", m.Run, err)
+	}
+	var cur Manifest
+	if err := json.Unmarshal(body, &cur); err != nil {
+		return m, failure.Permanent(fmt.Errorf("finish: manifest.json of run %s exists and cannot be read (%v): not sealing", m.Run, err))
+	}
+	if !sameObjects(cur, m) {
+		return m, failure.Permanent(fmt.Errorf("finish: manifest.json of run %s exists and lists other objects: not sealing", m.Run))
+	}
+	f.log.Info("adopting the manifest another finisher wrote", "run", m.Run, "finisher", cur.Finisher, "manifest", key)
+	return cur, nil
+}
+
+// sameObjects reports whether a and b list the same objects (key, bytes and
+// checksum), the Host List pages and the batches' each.
+func sameObjects(a, b Manifest) bool {
+	return slices.Equal(objectIDs(a.HostList), objectIDs(b.HostList)) &&
+		slices.Equal(objectIDs(batchObjects(a)), objectIDs(batchObjects(b)))
+}
+
+func batchObjects(m Manifest) Objects {
+	var out Objects
+	for _, b := range m.Batches {
+		out = append(out, b.Objects...)
+	}
+	return out
+}
+
+type objectID struct {
+	key, sha256 string
+	bytes       int64
+}
+
+func objectIDs(l Objects) []objectID {
+	out := make([]objectID, len(l))
+	for i, o := range l {
+		out[i] = objectID{key: o.Key, sha256: o.SHA256, bytes: o.Bytes}
+	}
+	slices.SortFunc(out, func(a, b objectID) int { return strings.Compare(a.key, b.key) })
+	return out
 }
 
 // updateLatest points latest.json at l unless it already names a run with a
@@ -320,14 +539,14 @@ func (f *Finisher) updateLatest(ctx context.Context, l Latest) error {
 	case !errors.Is(err, objstore.ErrNotFound):
 		return err
 	}
-	return f.putJSON(ctx, key, l)
+	return f.putJSON(ctx, key, l, objstore.PutOptions{ContentType: "application/json"})
 }
 
-func (f *Finisher) putJSON(ctx context.Context, key string, v any) error {
+func (f *Finisher) putJSON(ctx context.Context, key string, v any, opts objstore.PutOptions) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = f.store.Put(ctx, key, bytes.NewReader(b), objstore.PutOptions{ContentType: "application/json"})
+	_, err = f.store.Put(ctx, key, bytes.NewReader(b), opts)
 	return err
 }

@@ -365,3 +365,34 @@ func TestStatusWatch(t *testing.T) {
 		t.Fatalf("last progress line %q", last)
 	}
 }
+
+// TestStatusShowsDrained: a failed run's batches acknowledged without a
+// call are counted in `status` (the detail and the progress line) and its
+// JSON, and not mentioned while there are none.
+func TestStatusShowsDrained(t *testing.T) {
+	e := setup(t, 1000)
+	b := e.FailedRun()
+	status := func(json bool) string {
+		var buf bytes.Buffer
+		if err := ops.Status(t.Context(), e.Q, runstat.Config{}, b.ID, !json, time.Second, ops.Output{W: &buf, JSON: json}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	if out := status(false); strings.Contains(out, "drained") {
+		t.Fatalf("status of a run with nothing drained:\n%s", out)
+	}
+	for _, batch := range []string{"2", "3"} {
+		if err := e.Q.MarkDrained(t.Context(), b.ID, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := status(false)
+	if !strings.Contains(out, ", 2 drained (run failed)") || !strings.Contains(out, "  dead 1  drained 2  eta") {
+		t.Fatalf("status of a run with 2 batches drained:\n%s", out)
+	}
+	var s runstat.Status
+	if err := json.Unmarshal([]byte(status(true)), &s); err != nil || s.Drained != 2 {
+		t.Fatalf("status --json: %+v, %v", s, err)
+	}
+}

@@ -147,7 +147,11 @@ func printStatus(w io.Writer, s runstat.Status) {
 	if !s.PlanningComplete {
 		planned += " so far (planning)"
 	}
-	row("batches", "%d done of %s, %d queued, %d split", s.BatchesDone, planned, s.BatchesQueued, s.Splits)
+	drained := ""
+	if s.Drained > 0 {
+		drained = fmt.Sprintf(", %d drained (run %s)", s.Drained, s.State)
+	}
+	row("batches", "%d done of %s, %d queued, %d split%s", s.BatchesDone, planned, s.BatchesQueued, s.Splits, drained)
 	row("hosts", "%d planned, %d requested, %d with detections", s.HostsPlanned, s.HostsRequested, s.HostsReturned)
 	row("stored", "%s (%s/s)", bytesIEC(s.Bytes), bytesIEC(int64(s.BytesPerSecond)))
 	row("retries", "%d", s.Retries)
@@ -183,9 +187,13 @@ func progressLine(s runstat.Status) string {
 	if s.ETASeconds > 0 {
 		eta = dur(s.ETASeconds)
 	}
-	return fmt.Sprintf("%s [%s] %3.0f%% %s batches  %s  %s/s  retries %d  dead %d  eta %s  %s",
+	drained := ""
+	if s.Drained > 0 {
+		drained = fmt.Sprintf("  drained %d", s.Drained)
+	}
+	return fmt.Sprintf("%s [%s] %3.0f%% %s batches  %s  %s/s  retries %d  dead %d%s  eta %s  %s",
 		s.Run, bar, frac*100, batches(s), bytesIEC(s.Bytes), bytesIEC(int64(s.BytesPerSecond)),
-		s.Retries, s.DeadLetters, eta, s.State)
+		s.Retries, s.DeadLetters, drained, eta, s.State)
 }
 
 func batches(s runstat.Status) string {

@@ -57,3 +57,19 @@ func TestFailedRunStatusJSON(t *testing.T) {
 			s.State, s.DeadLetters, s.BatchesDone, s.BatchesPlanned)
 	}
 }
+
+// TestDrainedInStatusJSON: status.json counts a failed run's batches that
+// were acknowledged without a call.
+func TestDrainedInStatusJSON(t *testing.T) {
+	e := setup(t)
+	run := e.FailedRun().ID
+	for _, batch := range []string{"1", "2", "3"} {
+		if err := e.Q.MarkDrained(t.Context(), run, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reporter("exporter").refresh(t) // a fresh lock holder writes every recent run
+	if s := e.status(run); s.Drained != 3 || s.State != ledger.RunFailed {
+		t.Fatalf("status.json says %s with %d batches drained; want failed with 3", s.State, s.Drained)
+	}
+}

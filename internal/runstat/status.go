@@ -22,6 +22,9 @@ type Queue interface {
 	Failures(ctx context.Context, run string) (map[string]int, error)
 	Pending(ctx context.Context, run string) (uint64, error)
 	DeadLetterCount(ctx context.Context, run string) (int, error)
+	// CountDrained is how many of run's queued batches were acknowledged
+	// without a call because the run had failed or was dropped.
+	CountDrained(ctx context.Context, run string) (int, error)
 }
 
 // Config is how status is judged.
@@ -68,6 +71,9 @@ type Status struct {
 	// (back-pressure waits are not failures and not counted).
 	Retries     int `json:"retries"`
 	DeadLetters int `json:"dead_letters"`
+	// Drained are the run's batches acknowledged without a call after it
+	// failed or was dropped, so that the next run's came first.
+	Drained int `json:"batches_drained"`
 
 	// BytesPerSecond and ETASeconds are averages since the run opened;
 	// ETASeconds is set only while batches remain.
@@ -102,6 +108,9 @@ func Of(ctx context.Context, q Queue, cfg Config, rec ledger.RunRecord) (Status,
 		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
 	}
 	if s.DeadLetters, err = q.DeadLetterCount(ctx, rec.ID); err != nil {
+		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
+	}
+	if s.Drained, err = q.CountDrained(ctx, rec.ID); err != nil {
 		return s, fmt.Errorf("status of %s: %w", rec.ID, err)
 	}
 	fails, err := q.Failures(ctx, rec.ID)
