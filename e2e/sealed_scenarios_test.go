@@ -60,7 +60,11 @@ func testFrozenMidUpload(t *testing.T, b bins) {
 	}
 	// Registered after the process's own cleanup, so it runs first: a
 	// frozen process cannot act on the SIGTERM that stops it.
-	t.Cleanup(func() { _ = a.thaw() })
+	t.Cleanup(func() {
+		if !a.Exited() { // a reaped PID may be someone else's
+			_ = a.thaw()
+		}
+	})
 	frozen := time.Now()
 	t.Logf("worker-a frozen mid-upload of %s", frozenKey)
 
