@@ -88,3 +88,22 @@ func TestCheckBatchKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestPageOf(t *testing.T) {
+	tests := []struct {
+		key  string
+		want int
+	}{
+		{"qualys/runs/r1/detections/batch-000001.xml", 1},
+		{"qualys/runs/r1/detections/batch-000001-p0002.xml", 2},
+		{"qualys/runs/r1/detections/batch-000017.2.1.xml", 1},
+		{"qualys/runs/r1/detections/batch-000017.2.1-p0013.xml", 13},
+		{"qualys/runs/r-p1/detections/batch-a1000000-pa10000.xml", 10000},
+		{"qualys/runs/r-p1/detections/batch-a1000000.xml", 1},
+	}
+	for _, tt := range tests {
+		if got := pageOf(tt.key); got != tt.want {
+			t.Errorf("pageOf(%q) = %d, want %d", tt.key, got, tt.want)
+		}
+	}
+}

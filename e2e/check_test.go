@@ -131,6 +131,10 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 		requested += mb.HostsRequested
 		returned += mb.HostsReturned
 		batchHosts := 0
+		lastPage := 0
+		for _, o := range mb.Objects {
+			lastPage = max(lastPage, pageOf(o.Key))
+		}
 		for _, o := range mb.Objects {
 			objects++
 			totalBytes += o.Bytes
@@ -138,7 +142,7 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 			if b == nil {
 				continue
 			}
-			hosts := w.detectionHosts(id, o.Key, b)
+			hosts := w.detectionHosts(id, o.Key, b, pageOf(o.Key) < lastPage)
 			if len(hosts) != o.Hosts {
 				t.Errorf("run %s: %s holds %d hosts, the manifest says %d", id, o.Key, len(hosts), o.Hosts)
 			}
@@ -279,9 +283,30 @@ type hostCount struct {
 	n  int
 }
 
+// pageOf is the page number in a detection object's key: 2 for
+// batch-000001-p0002.xml, 1 for a first page (no -pNNNN).
+func pageOf(key string) int {
+	name := strings.TrimSuffix(key[strings.LastIndex(key, "/")+1:], ".xml")
+	i := strings.LastIndex(name, "-p")
+	if i < 0 {
+		return 1
+	}
+	digits := name[i+2:]
+	if digits != "" && digits[0] >= 'a' && digits[0] <= 'z' { // past 9999: objstore's seq
+		digits = digits[1:]
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil {
+		return 1
+	}
+	return n
+}
+
 // detectionHosts checks that b is a whole detection document and returns
-// its hosts with their DETECTION counts.
-func (w *world) detectionHosts(run, key string, b []byte) []hostCount {
+// its hosts with their DETECTION counts. more says that a later page of
+// the same batch follows, so b must end with the truncation WARNING that
+// asked for it; the last page must not.
+func (w *world) detectionHosts(run, key string, b []byte, more bool) []hostCount {
 	t := w.t
 	t.Helper()
 	var ids []uint64
@@ -307,8 +332,11 @@ func (w *world) detectionHosts(run, key string, b []byte) []hostCount {
 	if len(ids) != len(hosts) || v.Summary().Detections != total {
 		t.Errorf("run %s: %s: validator saw %d hosts, %d detections; the count %d, %d", run, key, len(ids), v.Summary().Detections, len(hosts), total)
 	}
-	if v.Summary().Warning != nil {
-		t.Errorf("run %s: %s is a truncated page (%+v); qfetch asks for whole batches", run, key, v.Summary().Warning)
+	switch warn := v.Summary().Warning; {
+	case warn != nil && !more:
+		t.Errorf("run %s: %s is a truncated page (%+v) but the last of its batch: the batch's next page is missing", run, key, warn)
+	case warn == nil && more:
+		t.Errorf("run %s: %s is a whole answer, yet a later page of its batch is stored", run, key)
 	}
 	return hosts
 }

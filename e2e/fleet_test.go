@@ -295,22 +295,32 @@ func (wp *workerProc) Ready() (bool, error) {
 // as the exposition format writes it (`name{label="value"}`); ok is false
 // when the worker does not answer or has no such series.
 func (wp *workerProc) Metric(series string) (v float64, ok bool) {
+	v, ok = wp.Metrics()[series]
+	return v, ok
+}
+
+// Metrics returns every series of the worker's /metrics by its name as
+// the exposition format writes it; nil when the worker does not answer.
+func (wp *workerProc) Metrics() map[string]float64 {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + wp.listen + "/metrics")
 	if err != nil {
-		return 0, false
+		return nil
 	}
 	defer resp.Body.Close()
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		name, val, found := strings.Cut(sc.Text(), " ")
-		if found && name == series {
-			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-			return f, err == nil
+		if !found || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[name] = f
 		}
 	}
-	return 0, false
+	return out
 }
 
 // Run reads a run record.

@@ -8,3 +8,8 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
+
+// freeze stops the process where it stands (SIGSTOP), as a frozen pod or
+// a long GC pause does; thaw lets it run on (SIGCONT).
+func (p *proc) freeze() error { return syscall.Kill(p.Pid(), syscall.SIGSTOP) }
+func (p *proc) thaw() error   { return syscall.Kill(p.Pid(), syscall.SIGCONT) }

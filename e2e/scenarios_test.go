@@ -38,6 +38,8 @@ var scenarios = []scenario{
 	{"10_s3_refused", testS3Refused},
 	{"11_outage_six_pods", testOutageSixPods},
 	{"12_partition", testPartition},
+	{"13_frozen_mid_upload", testFrozenMidUpload},
+	{"14_split_after_page_1", testSplitAfterPage1},
 }
 
 // TestE2E runs every scenario at once: each has processes of its own (a

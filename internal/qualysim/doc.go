@@ -34,6 +34,8 @@
 // mid-body, a slow first byte, a bandwidth cap, and the fleet-wide switches
 // (account expired, logins rejected). Each has a seeded probability;
 // ForceFault queues the next N; Outage holds one on an API for a real time.
+// Faults.StallLaterPages stalls the later pages of big batches only, the
+// answer a batch too big to page through gets.
 // Config.NoAbout makes /msp/about.php a 404, as behind an API-only gateway.
 //
 // # Control

@@ -61,6 +61,13 @@ type Faults struct {
 	ErrorDocCode  int           // FaultErrorDoc's code; default 1981 ("being processed, try again later")
 	BodyOffsetMax int           // mid-body faults strike after 64..BodyOffsetMax body bytes (or before the closing root tag of a shorter body); default 1 MiB
 
+	// StallLaterPages, when above 0, stalls (as FaultStall) every
+	// detection call for a later page of a truncated answer (id_min set)
+	// whose ids select at least this many hosts, when no other outcome
+	// fault struck: a batch too big to page through, whose smaller halves
+	// go through. 0: off.
+	StallLaterPages int
+
 	// Switches for fleet-wide faults, on every API including about.php.
 	AccountExpired bool // HTTP 200, SIMPLE_RETURN 2001 "This account has expired.", no limit headers
 	RejectLogins   bool // HTTP 401, SIMPLE_RETURN 2000 "Bad Login/Password" even for the right password
@@ -110,7 +117,7 @@ func (f Faults) validate() error {
 	if sum > 1+1e-9 {
 		return fmt.Errorf("qualysim: outcome fault probabilities sum to %v > 1", sum)
 	}
-	if f.Bandwidth < 0 || f.BodyOffsetMax < 0 || f.StallFor < 0 || f.SlowStartFor < 0 {
+	if f.Bandwidth < 0 || f.BodyOffsetMax < 0 || f.StallFor < 0 || f.SlowStartFor < 0 || f.StallLaterPages < 0 {
 		return fmt.Errorf("qualysim: fault durations and sizes must be ≥ 0")
 	}
 	return nil
@@ -136,6 +143,7 @@ type faultsJSON struct {
 	HTML503        bool                  `json:"html_503"`
 	ErrorDocCode   int                   `json:"error_doc_code,omitempty"`
 	BodyOffsetMax  int                   `json:"body_offset_max,omitempty"`
+	StallLater     int                   `json:"stall_later_pages,omitempty"`
 	AccountExpired bool                  `json:"account_expired"`
 	RejectLogins   bool                  `json:"reject_logins"`
 }
@@ -145,7 +153,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 	return json.Marshal(faultsJSON{
 		Prob: f.Prob, StallFor: f.StallFor.String(), SlowStartFor: f.SlowStartFor.String(),
 		Bandwidth: f.Bandwidth, HTML503: f.HTML503, ErrorDocCode: f.ErrorDocCode, BodyOffsetMax: f.BodyOffsetMax,
-		AccountExpired: f.AccountExpired, RejectLogins: f.RejectLogins,
+		StallLater: f.StallLaterPages, AccountExpired: f.AccountExpired, RejectLogins: f.RejectLogins,
 	})
 }
 
@@ -157,7 +165,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	out := Faults{Prob: j.Prob, Bandwidth: j.Bandwidth, HTML503: j.HTML503, ErrorDocCode: j.ErrorDocCode,
-		BodyOffsetMax: j.BodyOffsetMax, AccountExpired: j.AccountExpired, RejectLogins: j.RejectLogins}
+		BodyOffsetMax: j.BodyOffsetMax, StallLaterPages: j.StallLater, AccountExpired: j.AccountExpired, RejectLogins: j.RejectLogins}
 	for _, d := range []struct {
 		s   string
 		dst *time.Duration
@@ -332,4 +340,17 @@ func (s *faultState) decide(m *model, ep endpoint) plan {
 	hi := max(int64(s.cfg.BodyOffsetMax), lo)
 	p.offset = lo + int64(m.h2(sFault, uint64(ep)<<56^seq, 4)%uint64(hi-lo+1))
 	return p
+}
+
+// stallsLaterPage reports whether p's settings stall req as a later page of
+// a batch of at least Faults.StallLaterPages hosts. The batch's size is what
+// its ids select, id_min aside: the same for each of its pages.
+func (s *Sim) stallsLaterPage(req *request, p plan, now time.Time) bool {
+	least := p.cfg.StallLaterPages
+	if least <= 0 || p.outcome != "" || req.ep != epDetection || req.filter.IDMin == 0 {
+		return false
+	}
+	q := req.filter.compile(now, true)
+	q.idMin = 0
+	return s.m.requested(&q) >= int64(least)
 }

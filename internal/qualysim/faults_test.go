@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -226,5 +228,78 @@ func TestCloseEndsStallsAndAnswersGoOn(t *testing.T) {
 	}
 	if b := f.call(t, http.MethodPost, detectionPath, q); !bytes.Equal(b.body, clean.body) {
 		t.Error("a call after Close is not served whole")
+	}
+}
+
+// TestStallLaterPages: Faults.StallLaterPages stalls only a later page
+// (id_min set) of a call whose ids select enough hosts, so that a batch
+// too big to page through can be split into halves that go through; it
+// travels through /__sim/faults like the other settings.
+func TestStallLaterPages(t *testing.T) {
+	const stall, least = 150 * time.Millisecond, 60
+	f := setup(t, testConfig())
+	ids := collectIDs(f.sim.Hosts(Filter{}))
+	list := func(n int) string {
+		var s []string
+		for _, id := range ids[:n] {
+			s = append(s, strconv.FormatUint(id, 10))
+		}
+		return strings.Join(s, ",")
+	}
+	later := strconv.FormatUint(ids[10], 10)
+	tests := []struct {
+		name      string
+		setting   int
+		ids       string // "": no ids, the whole subscription
+		idMin     string
+		wantStall bool
+	}{
+		{"first page of a big batch", least, list(100), "", false},
+		{"later page of a big batch", least, list(100), later, true},
+		{"later page of a batch of exactly the least", least, list(least), later, true},
+		{"later page of a small batch", least, list(least - 1), later, false},
+		{"later page without ids", least, "", later, true},
+		{"later page, setting off", 0, list(100), later, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := f.sim.SetFaults(Faults{StallFor: stall, StallLaterPages: tt.setting}); err != nil {
+				t.Fatal(err)
+			}
+			q := form("action", "list", "truncation_limit", "5", "status", "New,Active,Re-Opened,Fixed")
+			if tt.ids != "" {
+				q.Set("ids", tt.ids)
+			}
+			if tt.idMin != "" {
+				q.Set("id_min", tt.idMin)
+			}
+			before := f.sim.Stats().Endpoints[Detection].Outcomes["fault/stall"]
+			start := time.Now()
+			a := f.call(t, http.MethodPost, detectionPath, q)
+			took := time.Since(start)
+			stalled := f.sim.Stats().Endpoints[Detection].Outcomes["fault/stall"] - before
+			if d := parseDoc(t, a.body); a.status != 200 || a.err != nil || d.warnURL == "" {
+				t.Fatalf("got %d, err %v, WARNING URL %q; want a whole truncated page", a.status, a.err, d.warnURL)
+			}
+			if want := map[bool]int64{true: 1, false: 0}[tt.wantStall]; stalled != want {
+				t.Errorf("%d stalls counted, want %d", stalled, want)
+			}
+			if tt.wantStall && took < stall {
+				t.Errorf("a stalled call took %v, less than the stall %v", took, stall)
+			}
+		})
+	}
+
+	in := Faults{StallLaterPages: least}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Faults
+	if err := json.Unmarshal(b, &out); err != nil || out.StallLaterPages != least {
+		t.Errorf("JSON round trip: %s gives %+v, %v", b, out, err)
+	}
+	if err := f.sim.SetFaults(Faults{StallLaterPages: -1}); err == nil {
+		t.Error("a negative StallLaterPages was accepted")
 	}
 }

@@ -373,6 +373,9 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, ep endpoint) {
 		return
 	}
 	p := s.faults.decide(s.m, ep)
+	if s.stallsLaterPage(req, p, c.now) {
+		p.outcome = FaultStall
+	}
 	if p.slowStart > 0 {
 		c.slowed = append(c.slowed, string(FaultSlowStart))
 	}
