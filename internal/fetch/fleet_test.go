@@ -207,7 +207,7 @@ func firstRange(b msg.Batch) string {
 // on their own every time (a proxy that cuts their bodies), one slot per
 // pod and a fleet cap of two. Their failures alternate, so the fleet's
 // breaker suspects an outage; the probe passes, so the charges stand. Both
-// end in the dead letters after exactly MaxFailures calls each, and every
+// end in the dead letters after exactly MaxFailures charges each, and every
 // other batch is fetched meanwhile.
 func TestPoisonBatchesDeadLetterWhileTheRestIsFetched(t *testing.T) {
 	d := &detectionCalls{}
@@ -222,9 +222,13 @@ func TestPoisonBatchesDeadLetterWhileTheRestIsFetched(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, func() bool {
 		return len(e.deadLetters()) == 2 && e.done() == len(e.batch)-2
 	}, "poison batches not both dead-lettered with the rest done")
+	// Each is charged exactly MaxFailures times (the dead letters' reason
+	// below). A failure that lands while the breaker's pause is on is not
+	// charged, by design, so under load a batch may take a call or two more
+	// — never so many that the queue is burned.
 	for _, b := range e.batch[1:3] {
-		if n := d.calls(firstRange(b)); n != 3 {
-			t.Errorf("batch %s: %d calls, want MaxFailures = 3", b.Key(), n)
+		if n := d.calls(firstRange(b)); n < 3 || n > 6 {
+			t.Errorf("batch %s: %d calls, want MaxFailures = 3 charged (and at most one uncharged per pause)", b.Key(), n)
 		}
 	}
 	for _, dl := range e.deadLetters() {

@@ -306,12 +306,10 @@ func (s *S3) upload(ctx context.Context, op string, u Upload, src *source, buf [
 		}
 		return Object{}, err
 	}
-	if op == "put" {
-		// An upload through Begin and Complete is recorded where whoever
-		// takes the work over finds it and aborts it (see Upload), so the
-		// listing is spared there: it is one request per object.
-		s.abortOrphans(ctx, u.Key, started)
-	}
+	// Even an upload through Begin and Complete, recorded where whoever
+	// takes the work over aborts it, can be orphaned: its writer may die
+	// between Begin and the record.
+	s.abortOrphans(ctx, u.Key, started)
 	return Object{Key: u.Key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil)), ETag: etag}, nil
 }
 
