@@ -39,6 +39,15 @@ func (e *env) pod(owner, natsURL string, cfg fetch.Config) *fetch.Worker {
 // brings the shared consumer to ackWait.
 func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch.Config) *fetch.Worker {
 	e.t.Helper()
+	p := e.podParts(owner, natsURL, ackWait)
+	p.Finish = testrun.NoFinish
+	return p.Worker(podConfig(cfg), nil)
+}
+
+// podParts are the parts of a pod with a NATS connection of its own to
+// natsURL ("": the test's server) and a client of its own.
+func (e *env) podParts(owner, natsURL string, ackWait time.Duration) app.Parts {
+	e.t.Helper()
 	if natsURL == "" {
 		natsURL = e.r.NATSURL
 	}
@@ -56,7 +65,12 @@ func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch
 		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", owner)
 	}
 	p.Queue = app.JetStream{Queue: mq, Ledger: l}
-	p.Qualys, p.Finish = e.r.NewClient(e.sim.Password()), testrun.NoFinish
+	p.Qualys = e.r.NewClient(e.sim.Password())
+	return p
+}
+
+// podConfig fills a pod's unset timings with test-short ones.
+func podConfig(cfg fetch.Config) fetch.Config {
 	if cfg.ProbeEvery == 0 {
 		cfg.ProbeEvery = 100 * time.Millisecond
 	}
@@ -66,7 +80,7 @@ func (e *env) podAckWait(owner, natsURL string, ackWait time.Duration, cfg fetch
 	if cfg.PullWait == 0 {
 		cfg.PullWait = 200 * time.Millisecond
 	}
-	return p.Worker(cfg, nil)
+	return cfg
 }
 
 // callIDs is the ids of a detection call, read from a copy of its form:

@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,33 +31,10 @@ import (
 // test's server) that finishes runs, writing through store.
 func (e *env) sealedPod(owner, natsURL string, store app.Store, cfg fetch.Config) *fetch.Worker {
 	e.t.Helper()
-	if natsURL == "" {
-		natsURL = e.r.NATSURL
-	}
-	js := testenv.Connect(e.t, natsURL)
-	mq, err := msg.Setup(e.t.Context(), js, msg.Config{MaxInFlight: e.o.maxInFlight, AckWait: e.o.ackWait, MaxFailures: e.o.maxFailures})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	l, err := ledger.Setup(e.t.Context(), js, ledger.Config{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	p := e.r.Parts(owner)
-	if os.Getenv("QFETCH_TEST_DEBUG") != "" {
-		p.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", owner)
-	}
-	p.Queue = app.JetStream{Queue: mq, Ledger: l}
-	p.Qualys = e.r.NewClient(e.sim.Password())
+	p := e.podParts(owner, natsURL, e.o.ackWait)
 	p.Store = store
 	p.Finish = p.Finisher(finish.Config{})
-	if cfg.PullWait == 0 {
-		cfg.PullWait = 200 * time.Millisecond
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 50 * time.Millisecond
-	}
-	return p.Worker(cfg, nil)
+	return p.Worker(podConfig(cfg), nil)
 }
 
 // frozenStore models a pod frozen (SIGSTOP, a GC pause, a VM stall) right
