@@ -263,7 +263,7 @@ func (w *Worker) fetch(ctx context.Context, d *delivered) (ledger.BatchResult, e
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		obj, resp, err := w.fetchPage(ctx, pager, u)
+		obj, resp, err := w.fetchPage(ctx, pager, u, d.log)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
@@ -293,27 +293,32 @@ func (w *Worker) begin(ctx context.Context, d *delivered, key string) (objstore.
 		err = d.held.AddUpload(ctx, u)
 	}
 	if err != nil {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if aerr := w.store.Abort(actx, u); aerr != nil {
-			d.log.Warn("aborting an upload the batch's claim refused", "key", key, "err", aerr)
-		}
+		w.abort(ctx, u, d.log)
 		return u, err
 	}
 	return u, nil
+}
+
+// abort aborts u, even when ctx is over, logging a failure: nothing relies
+// on it, since whoever takes the batch next aborts every upload its claim
+// lists.
+func (w *Worker) abort(ctx context.Context, u objstore.Upload, log *slog.Logger) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := w.store.Abort(actx, u); err != nil {
+		log.Warn("aborting an upload", "key", u.Key, "err", err)
+	}
 }
 
 // fetchPage streams the pager's current page into upload u and returns the
 // closed response, read whole. The validator inside the response fails the
 // last read of anything but a whole, well-formed answer, so the store
 // aborts the upload and nothing partial appears (I2).
-func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u objstore.Upload) (objstore.Object, *qualys.Response, error) {
+func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u objstore.Upload, log *slog.Logger) (objstore.Object, *qualys.Response, error) {
 	resp, err := pager.Open(ctx, nil)
 	if err != nil {
 		w.metrics.observeResponse(err, 0)
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = w.store.Abort(actx, u) // nothing to land; the claim's next holder aborts it anyway
+		w.abort(ctx, u, log)
 		return objstore.Object{}, nil, err
 	}
 	defer resp.Close()

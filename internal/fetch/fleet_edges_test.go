@@ -187,14 +187,7 @@ func TestEdgeHoldStopsPullsAlreadyWaiting(t *testing.T) {
 func TestEdgeLeaseUsesTheServersAckWait(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxInFlight: 1, ackWait: 10 * time.Second}, d)
-	first := firstRange(e.batch[0])
-	var held atomic.Bool
-	d.mu.Lock()
-	d.hold = func(ids string) bool {
-		f, _, _ := strings.Cut(ids, ",")
-		return f == first && held.CompareAndSwap(false, true)
-	}
-	d.mu.Unlock()
+	held := d.holdOnce(e.batch[0])
 	proxy := testenv.NewProxy(t, strings.TrimPrefix(e.r.NATSURL, "nats://"))
 	old := e.podAckWait("pod-old", "nats://"+proxy.Addr(), 10*time.Second, fetch.Config{Slots: 1})
 	// The rollout: the new pod's Setup shortens the consumer's AckWait.

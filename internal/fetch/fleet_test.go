@@ -205,6 +205,20 @@ func (d *detectionCalls) stats() (peak int, probes []time.Time) {
 	return d.peak, slices.Clone(d.probes)
 }
 
+// holdOnce holds b's first call until its client goes away; the flag it
+// returns is set once that call has started.
+func (d *detectionCalls) holdOnce(b msg.Batch) *atomic.Bool {
+	first := firstRange(b)
+	var held atomic.Bool
+	d.mu.Lock()
+	d.hold = func(ids string) bool {
+		f, _, _ := strings.Cut(ids, ",")
+		return f == first && held.CompareAndSwap(false, true)
+	}
+	d.mu.Unlock()
+	return &held
+}
+
 // setupCalls is setup with the detection calls watched.
 func setupCalls(t *testing.T, o opts, d *detectionCalls) *env {
 	t.Helper()
@@ -441,14 +455,7 @@ func TestProbeNeverStopsTheFleet(t *testing.T) {
 func TestPartitionedWorkerYieldsItsCall(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxInFlight: 1, ackWait: 2 * time.Second}, d)
-	first := firstRange(e.batch[0])
-	var held atomic.Bool
-	d.mu.Lock()
-	d.hold = func(ids string) bool {
-		f, _, _ := strings.Cut(ids, ",")
-		return f == first && held.CompareAndSwap(false, true)
-	}
-	d.mu.Unlock()
+	held := d.holdOnce(e.batch[0])
 	proxy := testenv.NewProxy(t, strings.TrimPrefix(e.r.NATSURL, "nats://"))
 	a := e.pod("pod-a", "nats://"+proxy.Addr(), fetch.Config{Slots: 1})
 	e.start(a)
