@@ -189,11 +189,7 @@ func (l *Ledger) writeTake(ctx context.Context, key string, c Claim, rev uint64)
 	if err != nil {
 		return nil, err
 	}
-	if rev == 0 {
-		rev, err = l.runs.Create(ctx, key, data)
-	} else {
-		rev, err = l.runs.Update(ctx, key, data, rev)
-	}
+	rev, err = l.writeAt(ctx, key, data, rev)
 	switch {
 	case err == nil:
 		return &Held{l: l, key: key, claim: c, rev: rev}, nil

@@ -119,12 +119,7 @@ func (l *Ledger) RecordPage(ctx context.Context, s PageSlot, o objstore.Object) 
 	}
 	rev := s.rev
 	for attempt := 1; ; attempt++ {
-		if rev == 0 {
-			_, err = l.runs.Create(ctx, s.key, data)
-		} else {
-			_, err = l.runs.Update(ctx, s.key, data, rev)
-		}
-		if err == nil {
+		if _, err = l.writeAt(ctx, s.key, data, rev); err == nil {
 			break
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -143,13 +138,21 @@ func (l *Ledger) RecordPage(ctx context.Context, s PageSlot, o objstore.Object) 
 			return err
 		}
 	}
-	if _, err := l.UpdatePlanned(ctx, s.run, s.pass, func(r *RunRecord) error {
-		r.Uploads = slices.DeleteFunc(r.Uploads, func(x objstore.Upload) bool { return x == s.upload })
-		return nil
-	}); err != nil {
+	if err := l.DropPage(ctx, s); err != nil {
 		return fmt.Errorf("ledger: record %s: %w", s.key, err)
 	}
 	return nil
+}
+
+// DropPage takes the slot's upload off the run record's list: once its page
+// is recorded, or failed (then it is tidiness, not safety: a listed upload
+// that ended is aborted again harmlessly). ErrNotPlanner passes through.
+func (l *Ledger) DropPage(ctx context.Context, s PageSlot) error {
+	_, err := l.UpdatePlanned(ctx, s.run, s.pass, func(r *RunRecord) error {
+		r.Uploads = slices.DeleteFunc(r.Uploads, func(x objstore.Upload) bool { return x == s.upload })
+		return nil
+	})
+	return err
 }
 
 // pageRevision is the revision of a page record, 0 when there is none.

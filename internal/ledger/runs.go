@@ -333,11 +333,7 @@ func (l *Ledger) CountFailure(ctx context.Context, run, batch string) (int, erro
 			return 0, msg.ClassifyAPI(fmt.Errorf("ledger: count failure of %s: %w", key, err))
 		}
 		val := []byte(strconv.Itoa(n + 1))
-		if rev == 0 {
-			_, err = l.runs.Create(ctx, key, val)
-		} else {
-			_, err = l.runs.Update(ctx, key, val, rev)
-		}
+		_, err = l.writeAt(ctx, key, val, rev)
 		switch {
 		case err == nil:
 			return n + 1, nil
@@ -414,6 +410,17 @@ func failKey(run, batch string) (string, error) {
 		return "", err
 	}
 	return run + ".fail." + strings.TrimPrefix(key, run+".done."), nil
+}
+
+// writeAt writes key by compare-and-set on revision rev, read before: a
+// create when rev is 0 (the key was absent). A key written meanwhile fails
+// with jetstream.ErrKeyExists or ErrKeyRevisionMismatch, unwrapped, for the
+// caller to read again.
+func (l *Ledger) writeAt(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	if rev == 0 {
+		return l.runs.Create(ctx, key, data)
+	}
+	return l.runs.Update(ctx, key, data, rev)
 }
 
 // casPause waits a short random time before compare-and-set attempt+1, so

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
-	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
@@ -43,10 +41,7 @@ func (p *Planner) openPage(pass, run string) qualys.OpenPage {
 			// may not have. Unlisting is tidiness, not safety: a listed
 			// upload that ended is aborted again harmlessly.
 			p.abort(ctx, u)
-			_, _ = p.l.UpdatePlanned(ctx, run, pass, func(r *ledger.RunRecord) error {
-				r.Uploads = unlist(r.Uploads, u)
-				return nil
-			})
+			_ = p.l.DropPage(ctx, slot)
 		}
 		go func() {
 			obj, err := p.store.Complete(ctx, u, pr)
@@ -66,11 +61,6 @@ func (p *Planner) abort(ctx context.Context, u objstore.Upload) {
 	if err := p.store.Abort(actx, u); err != nil {
 		p.log.Warn("aborting a host list page upload", "key", u.Key, "err", err)
 	}
-}
-
-// unlist returns us without u.
-func unlist(us []objstore.Upload, u objstore.Upload) []objstore.Upload {
-	return slices.DeleteFunc(us, func(x objstore.Upload) bool { return x == u })
 }
 
 // stored is the outcome of one page's upload.

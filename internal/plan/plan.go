@@ -114,10 +114,12 @@ type Ledger interface {
 	// with ledger.ErrNotPlanner once another pass took the run over.
 	UpdatePlanned(ctx context.Context, run, id string, change func(*ledger.RunRecord) error) (ledger.RunRecord, error)
 	// BeginPage lists a Host List page's upload in the run record, for
-	// pass id; RecordPage records the stored page and unlists it. Both
-	// fail with ledger.ErrNotPlanner once another pass took the run over.
+	// pass id; RecordPage records the stored page and unlists it, DropPage
+	// unlists the upload of a page that failed. All fail with
+	// ledger.ErrNotPlanner once another pass took the run over.
 	BeginPage(ctx context.Context, run, id string, page int, u objstore.Upload) (ledger.PageSlot, error)
 	RecordPage(ctx context.Context, s ledger.PageSlot, o objstore.Object) error
+	DropPage(ctx context.Context, s ledger.PageSlot) error
 	// DoneEmpty records a batch done with nothing to fetch (the planner's
 	// rebuilt batch whose hosts all left the window).
 	DoneEmpty(ctx context.Context, run, batch, by string) error
