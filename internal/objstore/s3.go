@@ -318,11 +318,20 @@ func (s *S3) upload(ctx context.Context, op string, u Upload, src *source, buf [
 func (s *S3) abort(ctx context.Context, u Upload) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
+	if err := s.abortUpload(ctx, u); err != nil {
+		return fmt.Errorf("objstore: abort upload of %q in %s: %w", u.Key, s.Describe(), err)
+	}
+	return nil
+}
+
+// abortUpload asks the service to abort u; an upload it no longer has
+// (aborted, completed) is no error.
+func (s *S3) abortUpload(ctx context.Context, u Upload) error {
 	err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.ID)
-	if err == nil || noSuchUpload(err) {
+	if noSuchUpload(err) {
 		return nil
 	}
-	return fmt.Errorf("objstore: abort upload of %q in %s: %w", u.Key, s.Describe(), err)
+	return err
 }
 
 func noSuchUpload(err error) bool {

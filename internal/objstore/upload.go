@@ -92,11 +92,10 @@ func (s *S3) Abort(ctx context.Context, u Upload) error {
 	if err := s.validUpload(u); err != nil {
 		return err
 	}
-	err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.ID)
-	if err == nil || noSuchUpload(err) {
-		return nil
+	if err := s.abortUpload(ctx, u); err != nil {
+		return s.classify(ctx, "abort upload of", u.Key, err)
 	}
-	return s.classify(ctx, "abort upload of", u.Key, err)
+	return nil
 }
 
 // validUpload rejects an upload that did not come from Begin. u comes from
