@@ -505,7 +505,7 @@ func testDailyRuns(t *testing.T, b bins) {
 	completed = append(completed, day{1, r1, at})
 
 	// Day 2: a batch fails for good; the run cannot complete.
-	newDay()
+	at2 := newDay()
 	f := sim.Faults()
 	f.ErrorDocCode = 1905 // invalid parameter value: permanent
 	sim.SetFaults(f)
@@ -569,11 +569,14 @@ func testDailyRuns(t *testing.T, b bins) {
 			rec.After.Format(time.TimeOnly), rec.Before.Format(time.TimeOnly), d.at.Format(time.TimeOnly), len(got.Planned), len(got.Counts))
 		prev = rec
 	}
-	// The hosts of the failed run's window are in the next completed run.
+	// The hosts of the failed run's window, as of day 2, are in the next
+	// completed run. (As of day 3 the window may hold none: every host is
+	// processed again every 20 s, and day 2 can outlast that on a busy
+	// machine.)
 	rec2 := w.Run(r2)
-	failedDay := w.sim.HostTruth(window{After: rec2.After, Before: rec2.Before, At: completed[1].at})
+	failedDay := w.sim.HostTruth(window{After: rec2.After, Before: rec2.Before, At: at2})
 	if len(failedDay) == 0 {
-		t.Errorf("the failed run's window holds no host on day 3; the check proves nothing")
+		t.Errorf("the failed run's window holds no host on day 2; the check proves nothing")
 	}
 	for _, h := range failedDay {
 		if _, ok := slices.BinarySearch(content[r3].Planned, h); !ok {
