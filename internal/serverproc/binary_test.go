@@ -62,3 +62,27 @@ func TestFreePortIsFree(t *testing.T) {
 		t.Fatalf("port %d", p)
 	}
 }
+
+// Ports come from below the ephemeral range, where no outgoing connection
+// can take them, and one process does not hand the same port out twice
+// in a row.
+func TestFreePortOutsideEphemeralRange(t *testing.T) {
+	lo, hi := staticRange()
+	if hi-lo < 1000 {
+		t.Skipf("no room below the ephemeral range [%d, %d)", lo, hi)
+	}
+	seen := map[int]bool{}
+	for range 50 {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < lo || p >= hi {
+			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice in 50 calls", p)
+		}
+		seen[p] = true
+	}
+}
