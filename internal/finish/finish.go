@@ -50,6 +50,8 @@ type Store interface {
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
 	// Delete removes key; a missing key is no error.
 	Delete(ctx context.Context, key string) error
+	// AbortUploads aborts the uploads still open under a folder.
+	AbortUploads(ctx context.Context, prefix string) (int, error)
 }
 
 // Finisher completes runs.
@@ -444,6 +446,20 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 		f.log.Info("removed objects the run's result does not name", "run", run, "objects", len(removed),
 			"unused_batches", unused, "stale_pages", stale, "hostlist_pages", pages,
 			"first", removed[:min(len(removed), 5)])
+	}
+	// An upload that escaped its record (created by the service while its
+	// writer saw an error, or begun by a writer that died before recording
+	// it) can never be completed now, but would stay in the prefix.
+	aborted := 0
+	for _, dir := range []string{"detections/", "hostlist/"} {
+		n, err := f.store.AbortUploads(ctx, objstore.RunPrefix(f.prefix, run)+dir)
+		aborted += n
+		if err != nil {
+			return fmt.Errorf("finish %s: aborting uploads left under %s: %w", run, dir, err)
+		}
+	}
+	if aborted > 0 {
+		f.log.Info("aborted uploads the run's result does not name", "run", run, "uploads", aborted)
 	}
 	return nil
 }

@@ -485,3 +485,43 @@ func TestStaleFinisherChangesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestSealAbortsUploadsLeftInTheRun: an upload under the run's detections/
+// or hostlist/ that no record names (the service created it while its
+// writer saw an error, or the writer died before recording it) is aborted
+// when the run is sealed, so nothing can complete it later and the prefix
+// holds no trace of it. Another run's upload is left alone.
+func TestSealAbortsUploadsLeftInTheRun(t *testing.T) {
+	e := sealSetup(t)
+	ctx := t.Context()
+	pages := []objstore.Object{e.put("hostlist/page-000001.xml", 400)}
+	e.open(1, "pass-1", pages...)
+	e.done("1", e.put("detections/batch-000001.xml", 100))
+	var left []objstore.Upload
+	for _, name := range []string{"detections/batch-000001-p0002.xml", "detections/batch-000002.xml", "hostlist/page-000002.xml"} {
+		u, err := e.r.Store.Begin(ctx, e.key(name), objstore.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, u)
+	}
+	other, err := e.r.Store.Begin(ctx, objstore.DetectionKey(prefix, "20260111T000000Z-other", 1, 1), objstore.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.finisher("f", 0, e.r.Store).TryFinish(ctx, e.run); err != nil {
+		t.Fatal(err)
+	}
+	e.checkSealed()
+	for _, u := range left {
+		if _, err := e.r.Store.Complete(ctx, u, strings.NewReader("late")); !errors.Is(err, objstore.ErrUploadGone) {
+			t.Errorf("Complete of %s after the seal = %v, want ErrUploadGone", u.Key, err)
+		}
+	}
+	if _, err := e.r.Store.Complete(ctx, other, strings.NewReader("other run")); err != nil {
+		t.Errorf("another run's upload: %v", err)
+	}
+	if _, ok := e.stored()["detections/batch-000002.xml"]; ok {
+		t.Errorf("a late upload landed in the sealed run")
+	}
+}

@@ -51,6 +51,7 @@ func TestConformance(t *testing.T) {
 			t.Run("UploadAbortDuringComplete", func(t *testing.T) { testUploadAbortDuring(t, impl.setup(t)) })
 			t.Run("UploadAbortAfterComplete", func(t *testing.T) { testUploadAbortAfter(t, impl.setup(t)) })
 			t.Run("UploadInvalid", func(t *testing.T) { testUploadInvalid(t, impl.setup(t)) })
+			t.Run("AbortUploads", func(t *testing.T) { testAbortUploads(t, impl.setup(t)) })
 			t.Run("IfAbsent", func(t *testing.T) { testIfAbsent(t, impl.setup(t)) })
 		})
 	}

@@ -209,3 +209,83 @@ func (d *Dir) validUpload(u Upload) (string, error) {
 	}
 	return path.Join(path.Dir(u.Key), u.ID), nil
 }
+
+// AbortUploads aborts every upload still open under prefix (a folder: it
+// ends in "/") and returns how many it aborted. Uploads are recorded where
+// whoever takes the work over aborts them, but one can escape its record:
+// the service may create it and the answer be lost (a cancelled Begin), or
+// its writer die between Begin and the record. The finisher calls this once
+// nothing in the prefix may be completed any more.
+func (s *S3) AbortUploads(ctx context.Context, prefix string) (int, error) {
+	if err := validFolder(prefix); err != nil {
+		return 0, err
+	}
+	n := 0
+	var keyMarker, idMarker string
+	for {
+		// The whole bucket's uploads, filtered here: MinIO lists the
+		// uploads of one object name, or all, but not those under a prefix.
+		res, err := s.core.ListMultipartUploads(ctx, s.bucket, "", keyMarker, idMarker, "", 1000)
+		if err != nil {
+			return n, s.classify(ctx, "list uploads under", prefix, err)
+		}
+		for _, u := range res.Uploads {
+			if !strings.HasPrefix(u.Key, prefix) {
+				continue
+			}
+			if err := s.abortUpload(ctx, Upload{Key: u.Key, ID: u.UploadID}); err != nil {
+				return n, s.classify(ctx, "abort upload of", u.Key, err)
+			}
+			n++
+		}
+		if !res.IsTruncated {
+			return n, nil
+		}
+		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+	}
+}
+
+// AbortUploads: see [S3.AbortUploads]. It removes the temporary files of
+// uploads under prefix.
+func (d *Dir) AbortUploads(ctx context.Context, prefix string) (int, error) {
+	if err := validFolder(prefix); err != nil {
+		return 0, err
+	}
+	root, err := d.open("abort uploads under")
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	n := 0
+	err = fs.WalkDir(root.FS(), strings.TrimSuffix(prefix, "/"), func(name string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // nothing under prefix, or gone since listed
+			}
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if e.IsDir() || !strings.HasPrefix(e.Name(), uploadPrefix) {
+			return nil
+		}
+		if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, d.classify("abort uploads under", prefix, err)
+	}
+	return n, nil
+}
+
+// validFolder checks a prefix that names a folder of keys.
+func validFolder(prefix string) error {
+	if !strings.HasSuffix(prefix, "/") {
+		return failure.Permanent(fmt.Errorf("%w prefix %q: must end in /", ErrInvalidKey, prefix))
+	}
+	return validPrefix(prefix)
+}

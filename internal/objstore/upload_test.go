@@ -244,3 +244,49 @@ func testIfAbsent(t *testing.T, sub subject) {
 		})
 	}
 }
+
+// AbortUploads ends every upload open under a folder, and only those: an
+// upload beside the folder, or under a key that merely starts like it,
+// still completes.
+func testAbortUploads(t *testing.T, sub subject) {
+	ctx := context.Background()
+	run := RunPrefix("q", "r1")
+	var inside []Upload
+	for _, key := range []string{DetectionKey("q", "r1", 1, 1), DetectionKey("q", "r1", 1, 2), DetectionKey("q", "r1", 7, 1)} {
+		u, err := sub.s.Begin(ctx, key, PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inside = append(inside, u)
+	}
+	var outside []Upload
+	for _, key := range []string{DetectionKey("q", "r2", 1, 1), run + "manifest.json", run + "detections-x/a.xml"} {
+		u, err := sub.s.Begin(ctx, key, PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outside = append(outside, u)
+	}
+	n, err := sub.s.AbortUploads(ctx, run+"detections/")
+	if err != nil || n != len(inside) {
+		t.Fatalf("AbortUploads = %d, %v; want %d, nil", n, err, len(inside))
+	}
+	for _, u := range inside {
+		_, err := sub.s.Complete(ctx, u, strings.NewReader("late"))
+		wantGone(t, err)
+	}
+	for _, u := range outside {
+		if _, err := sub.s.Complete(ctx, u, strings.NewReader("kept")); err != nil {
+			t.Errorf("Complete of %s outside the folder: %v", u.Key, err)
+		}
+	}
+	if n, err := sub.s.AbortUploads(ctx, run+"detections/"); err != nil || n != 0 {
+		t.Errorf("AbortUploads again = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := sub.s.AbortUploads(ctx, RunPrefix("q", "none")+"detections/"); err != nil || n != 0 {
+		t.Errorf("AbortUploads of an empty folder = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := sub.s.AbortUploads(ctx, run+"detections"); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("AbortUploads of a prefix that is no folder = %v, want ErrInvalidKey", err)
+	}
+}
