@@ -29,6 +29,14 @@ host detections and streams them into the bucket. It serves /healthz,
 /readyz and /metrics on QFETCH_WORKER_LISTEN. The first SIGTERM stops
 pulling and gives batches in flight QFETCH_WORKER_GRACE to finish.
 
+At start it checks NATS and JetStream, the bucket (it writes and deletes
+a probe object under <prefix>/_qfetch-check/) and the Qualys login
+(/msp/about.php), and pulls nothing until they pass: it does not exit,
+it logs what failed and checks again with back-off (at most every
+QFETCH_WORKER_PROBE_EVERY; the login every four). /readyz answers
+"ready" or "not ready: <state>", the state one of starting, nats, store,
+qualys, paused, wedged, unavailable.
+
 It takes no arguments: it is configured by QFETCH_* variables, mainly
 QFETCH_QUALYS_URL, QFETCH_QUALYS_USERNAME, QFETCH_QUALYS_PASSWORD,
 QFETCH_NATS_URL, QFETCH_S3_ENDPOINT, QFETCH_S3_BUCKET, QFETCH_S3_ACCESS_KEY,

@@ -2,14 +2,17 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -94,4 +97,71 @@ func TestReadyz(t *testing.T) {
 	if !strings.Contains(logs.String(), `does not exist`) || !strings.Contains(logs.String(), "state=store") {
 		t.Errorf("the log lacks the cause:\n%s", logs.String())
 	}
+}
+
+// TestGatePass: every failing check is tried again until it passes, the
+// gate's state is the first failing check's, and a configuration error
+// ends the wait.
+func TestGatePass(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	t.Run("until every check passes", func(t *testing.T) {
+		g := app.NewGate()
+		if s := app.StateOf(g.Ready()); s != app.StateStarting {
+			t.Fatalf("a new gate is %q", s)
+		}
+		var storeTries, loginTries int
+		var states, storeStates []app.State
+		checks := []app.StartCheck{
+			{State: app.StateNATS, Name: "nats", Max: time.Millisecond, Run: func(context.Context) error {
+				states = append(states, app.StateOf(g.Ready()))
+				return nil
+			}},
+			{State: app.StateStore, Name: "store", Max: 5 * time.Millisecond, Run: func(context.Context) error {
+				storeStates = append(storeStates, app.StateOf(g.Ready()))
+				if storeTries++; storeTries < 3 {
+					return errors.New("bucket missing")
+				}
+				return nil
+			}},
+			{State: app.StateQualys, Name: "login", Max: 5 * time.Millisecond, Run: func(context.Context) error {
+				states = append(states, app.StateOf(g.Ready()))
+				if loginTries++; loginTries < 5 {
+					return errors.New("bad login")
+				}
+				return nil
+			}},
+		}
+		if err := g.Pass(t.Context(), log, time.Millisecond, checks...); err != nil {
+			t.Fatal(err)
+		}
+		if g.Ready() != nil || storeTries != 3 || loginTries != 5 {
+			t.Errorf("ready %v after %d store and %d login tries", g.Ready(), storeTries, loginTries)
+		}
+		// Passed checks are not run again (nats ran once); the state is the
+		// first failing check's: store while it fails, then qualys.
+		if want := []app.State{app.StateStarting, app.StateStore, app.StateStore}; !slices.Equal(storeStates, want) {
+			t.Errorf("states seen by the store check %v, want %v", storeStates, want)
+		}
+		if len(states) != 1+5 || states[0] != app.StateStarting || states[1] != app.StateStarting || states[5] != app.StateQualys {
+			t.Errorf("states seen by the nats check, then the login check: %v", states)
+		}
+	})
+	t.Run("configuration error", func(t *testing.T) {
+		g := app.NewGate()
+		bad := fmt.Errorf("%w: QFETCH_NATS_CA_FILE: no such file", app.ErrConfig)
+		err := g.Pass(t.Context(), log, time.Millisecond, app.StartCheck{State: app.StateNATS, Max: time.Millisecond,
+			Run: func(context.Context) error { return bad }})
+		if app.ExitCode(err) != app.ExitConfig {
+			t.Errorf("Pass: %v, exit code %d", err, app.ExitCode(err))
+		}
+	})
+	t.Run("stopped", func(t *testing.T) {
+		g := app.NewGate()
+		ctx, cancel := context.WithCancel(t.Context())
+		err := g.Pass(ctx, log, time.Millisecond, app.StartCheck{State: app.StateStore, Max: time.Hour,
+			Run: func(context.Context) error { cancel(); return errors.New("down") }})
+		if app.ExitCode(err) != app.ExitInterrupted || app.StateOf(g.Ready()) != app.StateStarting {
+			t.Errorf("Pass: %v, exit code %d, state %s", err, app.ExitCode(err), app.StateOf(g.Ready()))
+		}
+	})
 }

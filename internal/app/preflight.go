@@ -60,7 +60,8 @@ type StartCheck struct {
 // returned). A check that fails is tried again after a back-off (from
 // base, doubling, capped at its Max, with jitter so that pods started
 // together spread out); one that passed is not run again — from then on
-// the process's own fault handling (the fleet pause, I6) takes over.
+// the process's own fault handling (the fleet pause, I6) takes over. A
+// check that fails with ErrConfig ends Pass with that error.
 // Every check runs in each round, so the log names every broken dependency
 // at once: one line per failure, again only when its cause changes. The
 // gate's state is the first failing check's, in the order given.
@@ -84,6 +85,10 @@ func (g *Gate) Pass(ctx context.Context, log *slog.Logger, base time.Duration, c
 			cancel()
 			if ctx.Err() != nil {
 				return fmt.Errorf("stopped before the start checks passed: %w", ctx.Err())
+			}
+			if errors.Is(err, ErrConfig) {
+				// No wait fixes a configuration error: exit 2.
+				return err
 			}
 			if err == nil {
 				st.passed, st.err = true, nil
