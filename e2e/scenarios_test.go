@@ -323,12 +323,13 @@ func stillRunning(t *testing.T, workers []*workerProc) {
 	}
 }
 
-// 6. A wrong password consumes nothing: the planner stops with exit code 3;
-// workers with it report not ready and leave every batch queued, nothing
-// dead-lettered, no _SUCCESS. Fixed by restarting the workers with the
-// right password; then Qualys rejecting every login for a while (the
-// simulator's reject_logins) pauses running workers the same way, and they
-// carry on by themselves once it clears.
+// 6. A wrong password consumes nothing: the planner stops with exit code 3
+// before it opens a run; workers with it fail their start check of the
+// login (about.php, no detection call), report not ready and leave every
+// batch queued, nothing dead-lettered, no _SUCCESS. Fixed by restarting
+// the workers with the right password; then Qualys rejecting every login
+// for a while (the simulator's reject_logins) keeps new workers not ready
+// the same way, and they carry on by themselves once it clears.
 func testWrongPassword(t *testing.T, b bins) {
 	sim := startSim(t, b, append(dataset(sized(4000, 3000), 6), "--concurrency-limit", "0")...)
 	w := newWorld(t, b, sim, sharedBucket(t))
@@ -371,19 +372,16 @@ func testWrongPassword(t *testing.T, b bins) {
 	for _, wp := range bad {
 		testenv.Eventually(t, time.Minute, func() bool { r, err := wp.Ready(); return err == nil && !r }, "%s not ready", wp.Name)
 	}
-	// Let them try again a few times: one of them probes, with a one-host
-	// detection call, after 1 s, then 2 s, 4 s… (the fleet's period
-	// doubles for a fault an operator must fix).
+	// Let them try again a few times: each checks the login again after
+	// 1 s, then 2 s, 4 s… (capped at four probe periods) with about.php,
+	// which has limits of its own: no detection call, no fleet slot (I5).
+	// (Before #18.2 they pulled a batch and paused the fleet, whose probe
+	// was a detection call.)
 	testenv.Eventually(t, time.Minute, func() bool {
-		var probes float64
-		for _, wp := range bad {
-			v, _ := wp.Metric(`qfetch_worker_fault_probes_total{result="failed"}`)
-			probes += v
-		}
-		return probes >= 4
-	}, "probes with the wrong password")
-	if n := sim.Detection().Outcomes["401/2000"]; n < 4 {
-		t.Errorf("%d detection calls refused for the wrong password; the probes are detection calls", n)
+		return sim.Stats().Endpoints[qualysim.About].Outcomes["401/2000"] >= 4
+	}, "login checks with the wrong password")
+	if n := sim.Detection().Requests; n != 0 {
+		t.Errorf("%d detection calls by workers whose login fails; they must pull nothing", n)
 	}
 	nothingConsumed("wrong password")
 	for _, wp := range bad {

@@ -65,6 +65,11 @@ func run(ctx context.Context) error {
 	defer parts.Close()
 	log := parts.Log
 	log.Info("planner started", app.BuildAttr())
+	// Before a run is opened or resumed: a wrong password or a missing
+	// bucket must leave no failed run behind.
+	if err := parts.Preflight(ctx); err != nil {
+		return err
+	}
 	p := parts.Planner(app.PlanConfig(s.Qualys, s.Fleet, s.Plan))
 
 	out, err := p.Run(ctx)

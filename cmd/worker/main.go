@@ -29,6 +29,14 @@ host detections and streams them into the bucket. It serves /healthz,
 /readyz and /metrics on QFETCH_WORKER_LISTEN. The first SIGTERM stops
 pulling and gives batches in flight QFETCH_WORKER_GRACE to finish.
 
+At start it checks NATS and JetStream, the bucket (it writes and deletes
+a probe object under <prefix>/_qfetch-check/) and the Qualys login
+(/msp/about.php), and pulls nothing until they pass: it does not exit,
+it logs what failed and checks again with back-off (at most every
+QFETCH_WORKER_PROBE_EVERY; the login every four). /readyz answers
+"ready" or "not ready: <state>", the state one of starting, nats, store,
+qualys, paused, wedged, unavailable.
+
 It takes no arguments: it is configured by QFETCH_* variables, mainly
 QFETCH_QUALYS_URL, QFETCH_QUALYS_USERNAME, QFETCH_QUALYS_PASSWORD,
 QFETCH_NATS_URL, QFETCH_S3_ENDPOINT, QFETCH_S3_BUCKET, QFETCH_S3_ACCESS_KEY,
@@ -85,27 +93,49 @@ func run(soft, hard context.Context) error {
 	if err := app.LoadConfig(&s); err != nil {
 		return err
 	}
-	parts, err := app.Build(soft, "qfetch-worker", app.RoleWorker, s.Sections())
+	log, err := app.Logger(s.Log)
 	if err != nil {
 		return err
 	}
-	defer parts.Close()
-	log := parts.Log
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	app.RegisterBuildInfo(reg)
-	w := parts.Worker(s.FetchConfig(), fetch.NewMetrics(reg))
-	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Worker.StatusEvery}, runstat.NewMetrics(reg))
 
-	srv, err := app.Listen(s.Worker.Listen, "QFETCH_WORKER_LISTEN", app.Handler(reg, w.Readiness(app.Connected(parts.NATS))))
+	// /readyz answers from the start: not ready (starting, then the first
+	// failing start check's state) until the start checks pass.
+	gate := app.NewGate()
+	ready := app.NewReadiness(log, gate.Ready)
+	srv, err := app.Listen(s.Worker.Listen, "QFETCH_WORKER_LISTEN", app.Handler(reg, ready.Ready))
 	if err != nil {
 		return err
 	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	stopServing := func() error {
+		srv.Shutdown()
+		return <-served
+	}
+	log.Info("worker starting: checking NATS, the bucket and the Qualys login before pulling", app.BuildAttr(),
+		"slots", s.Worker.Slots, "listen", srv.Addr())
+
+	// It waits for its dependencies instead of exiting: see app.StartParts.
+	parts, err := app.StartParts(soft, "qfetch-worker", app.RoleWorker, s.Sections(), log, gate, s.Worker.ProbeEvery)
+	if err != nil {
+		_ = stopServing()
+		if soft.Err() != nil {
+			return fmt.Errorf("interrupted: %w", context.Cause(soft))
+		}
+		return err
+	}
+	defer parts.Close()
+
+	w := parts.Worker(s.FetchConfig(), fetch.NewMetrics(reg))
+	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Worker.StatusEvery}, runstat.NewMetrics(reg))
+	ready.Use(gate.Ready, app.Connected(parts.NATS), workerReady(w))
 
 	log.Info("worker started", app.BuildAttr(), "slots", s.Worker.Slots, "listen", srv.Addr(), "store", parts.Store.Describe())
 	var g errgroup.Group
-	g.Go(srv.Serve)
+	g.Go(func() error { return <-served })
 	// Run-level metrics and status.json, until the first signal.
 	g.Go(func() error { return reporter.Run(soft) })
 	g.Go(func() error {
@@ -120,4 +150,20 @@ func run(soft, hard context.Context) error {
 		return fmt.Errorf("interrupted: %w", context.Cause(soft))
 	}
 	return err
+}
+
+// workerReady is the worker's own readiness: paused while the fleet (or
+// this worker alone) is paused by a fleet-wide fault; an error that names
+// its state (a wedged worker's) keeps it.
+func workerReady(w *fetch.Worker) func() error {
+	return func() error {
+		err := w.Ready()
+		if err == nil {
+			return nil
+		}
+		if app.StateOf(err) != app.StateUnavailable {
+			return err
+		}
+		return &app.NotReady{State: app.StatePaused, Err: err}
+	}
 }

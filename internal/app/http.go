@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,9 +16,68 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// State is the word /readyz answers with while a process is not ready. The
+// set is fixed and holds no detail: the prober (and whoever can reach the
+// port) learns which dependency is missing, never an error's text, which
+// goes to the log.
+type State string
+
+// The readiness states, in the order a worker meets them.
+const (
+	StateStarting    State = "starting"    // the start checks have not all run yet
+	StateNATS        State = "nats"        // NATS or JetStream is unreachable, or refuses this process
+	StateStore       State = "store"       // the bucket is unreachable, missing or not writable
+	StateQualys      State = "qualys"      // the Qualys login fails, or Qualys does not answer
+	StatePaused      State = "paused"      // the fleet (or this worker) is paused by a fleet-wide fault (I6)
+	StateWedged      State = "wedged"      // a batch could not be dead-lettered: this worker stopped pulling
+	StateUnavailable State = "unavailable" // any other reason; the log says which
+)
+
+var states = []State{StateStarting, StateNATS, StateStore, StateQualys, StatePaused, StateWedged, StateUnavailable}
+
+// NotReady is a readiness error: the state /readyz answers with, and the
+// cause, for the log.
+type NotReady struct {
+	State State
+	Err   error
+}
+
+func (e *NotReady) Error() string {
+	if e.Err == nil {
+		return string(e.State)
+	}
+	return string(e.State) + ": " + e.Err.Error()
+}
+
+func (e *NotReady) Unwrap() error { return e.Err }
+
+// Stater is an error that names its own readiness state (one of the
+// fixed set), for errors made outside this package, such as a worker's.
+type Stater interface {
+	ReadyState() string
+}
+
+// StateOf is the readiness state err stands for: a NotReady's, a Stater's
+// when it names a known state, nats for ErrNotConnected, else unavailable.
+func StateOf(err error) State {
+	var nr *NotReady
+	if errors.As(err, &nr) && slices.Contains(states, nr.State) {
+		return nr.State
+	}
+	var s Stater
+	if errors.As(err, &s) && slices.Contains(states, State(s.ReadyState())) {
+		return State(s.ReadyState())
+	}
+	if errors.Is(err, ErrNotConnected) {
+		return StateNATS
+	}
+	return StateUnavailable
+}
+
 // Handler serves a long-running process's /healthz (alive), /readyz and
 // /metrics. ready returns nil when the process can do its work, else why
-// not; its text goes to the prober, so it must hold no secret.
+// not: /readyz answers "ready" (200) or "not ready: <state>" (503) with
+// the state word of StateOf, never the error's text.
 func Handler(reg *prometheus.Registry, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
@@ -23,13 +85,76 @@ func Handler(reg *prometheus.Registry, ready func() error) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {
-			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+			http.Error(rw, "not ready: "+string(StateOf(err)), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+// Readiness is a process's readiness: its checks in order, the first that
+// fails deciding the state. It logs the state, with the cause, once per
+// change, since /readyz answers with the word alone.
+type Readiness struct {
+	log *slog.Logger
+
+	mu     sync.Mutex
+	checks []func() error
+	last   State // "" while ready, or before the first answer
+	begun  bool
+}
+
+// NewReadiness is a readiness made of checks; Use replaces them.
+func NewReadiness(log *slog.Logger, checks ...func() error) *Readiness {
+	return &Readiness{log: log, checks: checks}
+}
+
+// Use replaces the checks: a process adds the ones that need parts its
+// start checks built.
+func (r *Readiness) Use(checks ...func() error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = checks
+}
+
+// Ready runs the checks; it is Handler's ready.
+func (r *Readiness) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	for _, c := range r.checks {
+		if err = c(); err != nil {
+			break
+		}
+	}
+	var st State
+	if err != nil {
+		st = StateOf(err)
+	}
+	if st != r.last || !r.begun {
+		switch {
+		case err == nil && r.begun:
+			r.log.Info("ready", "was", string(r.last))
+		case st == StateStarting:
+			r.log.Info("not ready yet", "state", string(st), "cause", err)
+		case err != nil:
+			r.log.Warn("not ready", "state", string(st), "was", wasState(r.last, r.begun), "cause", err)
+		}
+		r.last, r.begun = st, true
+	}
+	return err
+}
+
+func wasState(s State, begun bool) string {
+	switch {
+	case !begun:
+		return ""
+	case s == "":
+		return "ready"
+	}
+	return string(s)
 }
 
 // ErrNotConnected is a readiness error: the NATS connection is down.

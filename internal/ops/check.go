@@ -2,8 +2,6 @@ package ops
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -178,9 +176,7 @@ func checkStore(step func() (context.Context, context.CancelFunc), cfg CheckConf
 		return
 	}
 	add("bucket", OK, "%s exists and these credentials can read it", where)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	key := strings.TrimPrefix(strings.TrimSuffix(cfg.Prefix, "/")+"/_qfetch-check/probe-"+hex.EncodeToString(b[:]), "/")
+	key := probeKey(cfg.Prefix)
 	if _, err := cfg.Store.Put(ctx, key, strings.NewReader("qfetch check probe; safe to delete\n"), objstore.PutOptions{ContentType: "text/plain"}); err != nil {
 		add("bucket writable", Fail, "writing the probe object %s: %v", key, err)
 		return
