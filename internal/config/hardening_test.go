@@ -60,6 +60,7 @@ func TestLoadHoldsCredentials(t *testing.T) {
 	setEnv(t, with("QFETCH_QUALYS_PASSWORD", qualysPass, "QFETCH_S3_ACCESS_KEY", "AKIAEXAMPLE", "QFETCH_S3_SECRET_KEY", s3Secret))
 	t.Setenv("HTTPS_PROXY", "http://svc:"+url.QueryEscape(proxyPass)+"@proxy.internal:3128")
 	t.Setenv("http_proxy", "proxy2.internal:3128") // no credentials
+	t.Setenv("ALL_PROXY", "socks5://tok-En4711ab@proxy4.internal:1080")
 	t.Setenv("HTTP_PROXY", "user2:zq@proxy3.internal:3128")
 	if err := Load(Prefix, &testSpec{}); err != nil {
 		t.Fatal(err)
@@ -74,6 +75,7 @@ func TestLoadHoldsCredentials(t *testing.T) {
 		{"echo " + proxyPass + " end", proxyPass},
 		{"proxyconnect http://svc:" + url.QueryEscape(proxyPass) + "@proxy.internal:3128", url.QueryEscape(proxyPass)},
 		{"sent user2 zq over", " zq "},
+		{"proxy said tok-En4711ab", "tok-En4711ab"},
 	} {
 		if got := logging.Scrub(tt.in); strings.Contains(got, tt.leak) {
 			t.Errorf("Scrub(%q) = %q, still holds %q", tt.in, got, tt.leak)

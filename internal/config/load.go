@@ -426,6 +426,9 @@ func holdProxyCredentials() {
 		if pass, ok := u.User.Password(); ok {
 			logging.HoldBasic(u.User.Username(), pass)
 			logging.Hold(strings.TrimPrefix(u.User.String(), u.User.Username()+":"))
+		} else {
+			// http://TOKEN@proxy: a user name alone is the credential.
+			logging.Hold(u.User.Username(), u.User.String())
 		}
 	}
 }
