@@ -161,3 +161,28 @@ func TestHoldReachesLoggers(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSecrets: a held secret of MinSecretLen or more never survives in any
+// of the encodings it is held in, wherever it sits in the text, and
+// scrubbing twice changes nothing.
+func FuzzSecrets(f *testing.F) {
+	f.Add("hunter2-Sup3r", "before ", " after", uint8(0))
+	f.Add(echoPass, "x=", "&y", uint8(3))
+	f.Add("ééééééééé", "", "", uint8(7))
+	f.Fuzz(func(t *testing.T, secret, before, after string, form uint8) {
+		if len(secret) < MinSecretLen || strings.Contains(before+after, secret) || strings.Contains(Redacted, secret) {
+			return
+		}
+		var s Secrets
+		s.Add(secret)
+		encs := encodings(secret)
+		enc := encs[int(form)%len(encs)]
+		got := s.Scrub(before + enc + after)
+		if s.Scrub(got) != got {
+			t.Fatalf("not idempotent: %q → %q", got, s.Scrub(got))
+		}
+		if strings.Contains(got, secret) {
+			t.Fatalf("secret %q survives in %q", secret, got)
+		}
+	})
+}
