@@ -541,6 +541,26 @@ func TestNetworkPolicy(t *testing.T) {
 		if err != nil || u.Host == "" {
 			t.Fatalf("QFETCH_QUALYS_URL %q: %v", qualysURL, err)
 		}
+		if loopback(u.Hostname()) {
+			// Qualys over http:// on loopback (config refuses http://
+			// elsewhere): a forwarder in the pod takes it on, and its
+			// upstream is where the traffic leaves the pod.
+			upstream := ""
+			for _, q := range qcs {
+				if !reads(t, q.binary, "QFETCH_QUALYS_URL") {
+					continue
+				}
+				up, err := forwarder(q.pod, u.Port())
+				if err != nil {
+					t.Fatalf("%s: QFETCH_QUALYS_URL %s: %v", q.pod.owner, qualysURL, err)
+				}
+				if upstream != "" && up != upstream {
+					t.Fatalf("%s: forwards Qualys to %s, another pod to %s", q.pod.owner, up, upstream)
+				}
+				upstream = up
+			}
+			u = &url.URL{Scheme: u.Scheme, Host: upstream}
+		}
 		qualysPort := map[string]string{"https": "443", "http": "80"}[u.Scheme]
 		if u.Port() != "" {
 			qualysPort = u.Port()
@@ -640,6 +660,9 @@ func TestNetworkPolicy(t *testing.T) {
 				if len(r.Ports) == 0 {
 					t.Errorf("NetworkPolicy %s: an ingress rule without ports opens everything", np.Name)
 				}
+				if err := fromMonitoringOnly(r.From); err != nil {
+					t.Errorf("NetworkPolicy %s: ingress: %v", np.Name, err)
+				}
 				for _, p := range r.Ports {
 					ingress = append(ingress, p.Port.String())
 					if !serves || !hasPort(q.c, *p.Port) {
@@ -649,6 +672,163 @@ func TestNetworkPolicy(t *testing.T) {
 			}
 			if serves && len(ingress) == 0 {
 				t.Errorf("NetworkPolicy %s: metrics port not reachable", np.Name)
+			}
+		}
+	})
+}
+
+// monitoringNamespace is where Prometheus runs: the only namespace that
+// may reach the metrics port (#17.11).
+const monitoringNamespace = "monitoring"
+
+// fromMonitoringOnly: an ingress rule's peers are the monitoring namespace,
+// by the name label the API server sets, and nothing else (no address
+// block, no other namespace, not "from anywhere").
+func fromMonitoringOnly(from []networkingv1.NetworkPolicyPeer) error {
+	if len(from) == 0 {
+		return fmt.Errorf("open to every source; want the %s namespace only", monitoringNamespace)
+	}
+	for _, p := range from {
+		ns := p.NamespaceSelector
+		switch {
+		case p.IPBlock != nil:
+			return fmt.Errorf("an ipBlock peer; want the %s namespace only", monitoringNamespace)
+		case ns == nil:
+			return fmt.Errorf("a peer in qfetch's own namespace; want the %s namespace only", monitoringNamespace)
+		case len(ns.MatchExpressions) > 0 || len(ns.MatchLabels) != 1 || ns.MatchLabels["kubernetes.io/metadata.name"] != monitoringNamespace:
+			return fmt.Errorf("namespaceSelector %v; want kubernetes.io/metadata.name: %s alone", ns, monitoringNamespace)
+		}
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
+}
+
+// forwarder finds the container of p that listens on port (a loopback
+// Qualys URL's) and returns its UPSTREAM, host:port.
+func forwarder(p pod, port string) (string, error) {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("a loopback URL needs an explicit port, got %q", port)
+	}
+	for _, c := range containers(p.spec) {
+		if binary(c) != "" || !hasPort(c, intstr.FromInt32(int32(n))) {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == "UPSTREAM" && e.Value != "" {
+				return e.Value, nil
+			}
+		}
+		return "", fmt.Errorf("container %s listens on %d but names no UPSTREAM", c.Name, n)
+	}
+	return "", fmt.Errorf("no container of the pod listens on port %d to forward it", n)
+}
+
+// TestProdImagesByDigest (#17.11): in prod every container runs an image
+// by digest (name@sha256:<64 hex>): a tag can be moved to other bytes.
+func TestProdImagesByDigest(t *testing.T) {
+	o := build(t, "prod")
+	n := 0
+	for _, p := range o.pods() {
+		for _, c := range containers(p.spec) {
+			n++
+			if err := imageByDigest(c.Image); err != nil {
+				t.Errorf("%s %s: image %q: %v", p.owner, c.Name, c.Image, err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no containers in prod")
+	}
+}
+
+var digestRE = regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
+
+func imageByDigest(image string) error {
+	if !digestRE.MatchString(image) {
+		return fmt.Errorf("not pinned by digest (want name@sha256:<64 hex>; overlays/prod kustomization.yaml images:)")
+	}
+	return nil
+}
+
+func TestImageByDigest(t *testing.T) {
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{
+		{"ghcr.io/qfetch/qfetch@sha256:" + strings.Repeat("ab", 32), true},
+		{"ghcr.io/qfetch/qfetch:0.1.0@sha256:" + strings.Repeat("0", 64), true},
+		{"ghcr.io/qfetch/qfetch:0.1.0", false},
+		{"ghcr.io/qfetch/qfetch@sha256:ab", false},
+		{"ghcr.io/qfetch/qfetch@sha512:" + strings.Repeat("ab", 64), false},
+		{"x@sha256:" + strings.Repeat("AB", 32), false},
+	} {
+		if err := imageByDigest(tc.image); (err == nil) != tc.ok {
+			t.Errorf("imageByDigest(%q) = %v, want ok=%v", tc.image, err, tc.ok)
+		}
+	}
+}
+
+// TestExporterServiceAccount (#17.11): the exporter runs under its own
+// ServiceAccount, without a token, and where an overlay gives accounts a
+// cloud role, the exporter's is its own, not the planner's or workers'.
+func TestExporterServiceAccount(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, o *overlay) {
+		accounts := map[string]*corev1.ServiceAccount{}
+		for _, sa := range objectsOf[*corev1.ServiceAccount](o) {
+			accounts[sa.Name] = sa
+		}
+		byBinary := map[string]map[string]bool{}
+		for _, q := range qfetchContainers(t, o) {
+			name := q.pod.spec.ServiceAccountName
+			if name == "" {
+				name = "default"
+			}
+			if byBinary[q.binary] == nil {
+				byBinary[q.binary] = map[string]bool{}
+			}
+			byBinary[q.binary][name] = true
+			sa := accounts[name]
+			if sa == nil {
+				t.Errorf("%s: ServiceAccount %q is not in the overlay", q.pod.owner, name)
+				continue
+			}
+			if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+				t.Errorf("ServiceAccount %s: automountServiceAccountToken must be false", name)
+			}
+		}
+		roles := func(binary string) map[string]bool {
+			out := map[string]bool{}
+			for name := range byBinary[binary] {
+				if sa := accounts[name]; sa != nil {
+					out[sa.Annotations["eks.amazonaws.com/role-arn"]] = true
+				}
+			}
+			return out
+		}
+		for ex := range byBinary["exporter"] {
+			for _, other := range []string{"planner", "worker"} {
+				if byBinary[other][ex] {
+					t.Errorf("the exporter shares ServiceAccount %s with the %s", ex, other)
+				}
+			}
+		}
+		for role := range roles("exporter") {
+			for _, other := range []string{"planner", "worker"} {
+				if role != "" && roles(other)[role] {
+					t.Errorf("the exporter's IAM role %s is the %s's too", role, other)
+				}
+			}
+		}
+		if o.name == "prod" {
+			for _, b := range []string{"planner", "worker", "exporter"} {
+				if r := roles(b); len(r) != 1 || r[""] {
+					t.Errorf("prod: the %s's ServiceAccount has IAM role(s) %v, want one", b, r)
+				}
 			}
 		}
 	})

@@ -27,12 +27,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qfetch/qfetch/internal/logging"
 )
@@ -129,6 +131,13 @@ type validator interface{ Validate() error }
 //   - A Secret field may come from NAME_FILE instead: the file's content,
 //     less one trailing "\n" or "\r\n". Both set is an error; so is an
 //     unreadable or empty file.
+//   - A Secret shorter than [logging.MinSecretLen] characters is refused
+//     (its minlen tag may lower that for a key that only names itself, as
+//     an S3 access key ID does): scrubbing cannot hide a short secret
+//     without mangling text and so pointing at it. Every Secret read, and
+//     the credentials in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, are given
+//     to [logging.Hold], so that no log line or scrubbed error shows them
+//     in any encoding (I7).
 //   - Then Validate is called on every struct in spec that has one,
 //     innermost first; each Validate checks only its own fields.
 //
@@ -140,6 +149,7 @@ func Load(prefix string, spec any) error {
 	if err != nil {
 		return err
 	}
+	holdProxyCredentials()
 	var errs []error
 	bad := make(map[string]bool) // variables already reported
 	report := func(name string, err error) {
@@ -214,6 +224,7 @@ type field struct {
 	def      string
 	required bool
 	secret   bool
+	minLen   int // of a secret, in characters
 	desc     string
 }
 
@@ -305,6 +316,12 @@ func (w *walked) walk(prefix string, s reflect.Value, path string, aliases []str
 		}
 		fd := &field{key: key, path: fpath, v: f, def: sf.Tag.Get("default"),
 			required: isTrue(sf.Tag.Get("required")), secret: f.Type() == secretType, desc: sf.Tag.Get("desc")}
+		if fd.secret {
+			fd.minLen = logging.MinSecretLen
+			if n, err := strconv.Atoi(sf.Tag.Get("minlen")); err == nil {
+				fd.minLen = n
+			}
+		}
 		w.fields = append(w.fields, fd)
 		w.byPath[fpath] = fd
 		if sf.Anonymous {
@@ -368,6 +385,13 @@ func (f *field) load() error {
 		}
 		return nil
 	}
+	if f.secret {
+		if utf8.RuneCountInString(val) < f.minLen {
+			// The length is not told either: it narrows a guess.
+			return fmt.Errorf("is shorter than %d characters; a shorter secret cannot be kept out of logs safely", f.minLen)
+		}
+		logging.Hold(val)
+	}
 	if err := setValue(f.v, val); err != nil {
 		if f.secret || logging.SecretKey(f.key) {
 			return err
@@ -375,6 +399,38 @@ func (f *field) load() error {
 		return fmt.Errorf("%w, got %s", err, quoteValue(val))
 	}
 	return nil
+}
+
+// proxyVars are the variables net/http's ProxyFromEnvironment reads (and
+// ALL_PROXY, which other tools do), in the case variants it accepts.
+var proxyVars = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"}
+
+// holdProxyCredentials hands the userinfo of the proxy URLs to the
+// scrubber: net/http sends it as Proxy-Authorization, and a proxy's error
+// page or a dial error may echo either form. A proxy password is not
+// qfetch's to refuse when short; the scrubber hides a short one as a whole
+// token.
+func holdProxyCredentials() {
+	for _, name := range proxyVars {
+		v := strings.TrimSpace(os.Getenv(name))
+		if v == "" {
+			continue
+		}
+		if !strings.Contains(v, "://") {
+			v = "http://" + v // as ProxyFromEnvironment reads it
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.User == nil {
+			continue
+		}
+		if pass, ok := u.User.Password(); ok {
+			logging.HoldBasic(u.User.Username(), pass)
+			logging.Hold(strings.TrimPrefix(u.User.String(), u.User.Username()+":"))
+		} else {
+			// http://TOKEN@proxy: a user name alone is the credential.
+			logging.Hold(u.User.Username(), u.User.String())
+		}
+	}
 }
 
 // hint adds the _FILE alternative to a missing secret.

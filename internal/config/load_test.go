@@ -176,7 +176,7 @@ func TestLoadAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	setEnv(t, with(
-		"QFETCH_QUALYS_URL", "http://qualysim:8080/",
+		"QFETCH_QUALYS_URL", "http://127.0.0.1:8080/",
 		"QFETCH_QUALYS_CA_FILE", ca,
 		"QFETCH_QUALYS_CONNECT_TIMEOUT", "5s",
 		"QFETCH_QUALYS_HEADER_TIMEOUT", "1h",
@@ -206,7 +206,7 @@ func TestLoadAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := testSpec{
-		Qualys: Qualys{URL: "http://qualysim:8080/", Username: "bob", Password: marker, CAFile: ca,
+		Qualys: Qualys{URL: "http://127.0.0.1:8080/", Username: "bob", Password: marker, CAFile: ca,
 			ConnectTimeout: 5 * time.Second, HeaderTimeout: time.Hour, IdleTimeout: 90 * time.Second, APIVersion: "3.0",
 			HostListParams:           Params{"use_tags": {"1"}, "tag_set_include": {"123,456"}},
 			DetectionParams:          Params{"status": {"New,Active"}, "show_igs": {"1"}},
@@ -306,7 +306,16 @@ func TestLoadErrors(t *testing.T) {
 		{"page size", with("QFETCH_QUALYS_HOSTLIST_PAGE_SIZE", "-5"), []string{"QFETCH_QUALYS_HOSTLIST_PAGE_SIZE: must be 0 or more, got -5"}},
 		{"username colon", with("QFETCH_QUALYS_USERNAME", "bob:x"), []string{"QFETCH_QUALYS_USERNAME: must not contain ':'"}},
 
-		{"url http", with("QFETCH_QUALYS_URL", "http://qualysim:8080"), nil},
+		// http:// only to a loopback host (#17.9).
+		{"url http", with("QFETCH_QUALYS_URL", "http://qualysim:8080"), []string{`QFETCH_QUALYS_URL: http:// would send the password in clear text; use https:// (http:// is accepted only for a loopback host: localhost, 127.0.0.0/8, ::1), got host "qualysim"`}},
+		{"url http address", with("QFETCH_QUALYS_URL", "http://10.0.0.7"), []string{`QFETCH_QUALYS_URL: http:// would send the password in clear text; use https:// (http:// is accepted only for a loopback host: localhost, 127.0.0.0/8, ::1), got host "10.0.0.7"`}},
+		{"url http not quite loopback", with("QFETCH_QUALYS_URL", "http://127.0.0.1.example.com"), []string{`QFETCH_QUALYS_URL: http:// would send the password in clear text; use https:// (http:// is accepted only for a loopback host: localhost, 127.0.0.0/8, ::1), got host "127.0.0.1.example.com"`}},
+		{"url http localhost", with("QFETCH_QUALYS_URL", "http://localhost:8080"), nil},
+		{"url http LOCALHOST", with("QFETCH_QUALYS_URL", "http://LOCALHOST"), nil},
+		{"url http 127.0.0.1", with("QFETCH_QUALYS_URL", "http://127.0.0.1:8080/"), nil},
+		{"url http 127.8.9.10", with("QFETCH_QUALYS_URL", "http://127.8.9.10"), nil},
+		{"url http ::1", with("QFETCH_QUALYS_URL", "http://[::1]:8080"), nil},
+		{"url https anywhere", with("QFETCH_QUALYS_URL", "https://qualysim:8443"), nil},
 		{"url trailing slash", with("QFETCH_QUALYS_URL", "https://h/"), nil},
 		{"url scheme", with("QFETCH_QUALYS_URL", "ftp://h"), []string{`QFETCH_QUALYS_URL: must start with https:// or http://, got scheme "ftp"`}},
 		{"url no scheme", with("QFETCH_QUALYS_URL", "qualysapi.qualys.com"), []string{`QFETCH_QUALYS_URL: must start with https:// or http://, got scheme ""`}},
@@ -346,6 +355,12 @@ func TestLoadErrors(t *testing.T) {
 		{"prefix slash", with("QFETCH_S3_PREFIX", "/qualys"),
 			[]string{`QFETCH_S3_PREFIX: must be path segments joined by '/', with no leading, trailing or double '/', got "/qualys"`}},
 		{"prefix dotdot", with("QFETCH_S3_PREFIX", "a/../b"), []string{`QFETCH_S3_PREFIX: must not contain ".." segments, got "a/../b"`}},
+		// objstore's key rule, applied at start (#17.10).
+		{"prefix hidden", with("QFETCH_S3_PREFIX", ".qualys"), []string{`QFETCH_S3_PREFIX: must not have a segment starting with "." (hidden names are the directory store's temporary files), got ".qualys"`}},
+		{"prefix hidden inside", with("QFETCH_S3_PREFIX", "data/.raw"), []string{`QFETCH_S3_PREFIX: must not have a segment starting with "." (hidden names are the directory store's temporary files), got "data/.raw"`}},
+		{"prefix tab", with("QFETCH_S3_PREFIX", "a\tb"), []string{`QFETCH_S3_PREFIX: must not hold a control character, got "a\tb"`}},
+		{"prefix too long", with("QFETCH_S3_PREFIX", strings.Repeat("a", 769)), []string{`QFETCH_S3_PREFIX: must be at most 768 bytes, leaving room for the keys under it, got "` + strings.Repeat("a", 769) + `"`}},
+		{"prefix dots inside names", with("QFETCH_S3_PREFIX", "a.b/c..d"), nil},
 		{"access key alone", with("QFETCH_S3_ACCESS_KEY", "AKIA"),
 			[]string{"QFETCH_S3_SECRET_KEY: required with an access key; leave both unset for IAM credentials (or set QFETCH_S3_SECRET_KEY_FILE)"}},
 		{"secret key alone", with("QFETCH_S3_SECRET_KEY", marker),
@@ -397,12 +412,14 @@ func TestLoadErrors(t *testing.T) {
 func TestLoadSecretFile(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct{ content, want string }{
-		{"pw", "pw"},
-		{"pw\n", "pw"},
-		{"pw\r\n", "pw"},
-		{"pw\n\n", "pw\n"}, // only one newline goes
-		{"pw\r\n\r\n", "pw\r\n"},
-		{" pw \t", " pw \t"},
+		// Passwords of eight characters or more: shorter ones are refused
+		// (#17.8, TestLoadShortSecret).
+		{"pw-12345", "pw-12345"},
+		{"pw-12345\n", "pw-12345"},
+		{"pw-12345\r\n", "pw-12345"},
+		{"pw-12345\n\n", "pw-12345\n"}, // only one newline goes
+		{"pw-12345\r\n\r\n", "pw-12345\r\n"},
+		{" pw-12345 \t", " pw-12345 \t"},
 		{"line1\nline2\n", "line1\nline2"},
 	}
 	for i, tt := range tests {

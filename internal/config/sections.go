@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/logging"
+	"github.com/qfetch/qfetch/internal/objstore"
 )
 
 // Qualys is the Qualys API account and the shape of its requests
@@ -83,7 +84,9 @@ func (q Qualys) Validate() error {
 var apiVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
 
 // checkQualysURL wants scheme://host[:port] and nothing else; it never
-// echoes the URL, which may carry a password.
+// echoes the URL, which may carry a password. http:// is for a loopback
+// host only (the simulator, `qfetch local`): anywhere else the Basic
+// credentials would cross the network in clear text (#17.9).
 func checkQualysURL(s string) error {
 	if s == "" {
 		return ErrRequired
@@ -104,7 +107,20 @@ func checkQualysURL(s string) error {
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("must be only scheme://host[:port]; qfetch adds the API path")
 	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("http:// would send the password in clear text; use https:// (http:// is accepted only for a loopback host: localhost, 127.0.0.0/8, ::1), got host %q", u.Hostname())
+	}
 	return nil
+}
+
+// loopbackHost reports localhost or a loopback address literal. Other names
+// are not resolved: what a name resolves to can change after the check.
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // NATS is the JetStream connection (QFETCH_NATS_*).
@@ -161,11 +177,13 @@ func checkNATSURLs(s string) error {
 }
 
 // S3 is the bucket the runs land in (QFETCH_S3_*). With neither key set, the
-// client uses IAM / instance credentials.
+// client uses IAM / instance credentials. An access key ID names a key and
+// proves nothing (MinIO allows three characters): it is scrubbed, but has
+// no minimum length (minlen:"1").
 type S3 struct {
 	Endpoint  string `envconfig:"ENDPOINT" required:"true" desc:"host:port of the S3 API, no scheme"`
 	Secure    bool   `envconfig:"SECURE" default:"true" desc:"use TLS"`
-	AccessKey Secret `envconfig:"ACCESS_KEY" desc:"access key; unset with the secret key for IAM credentials"`
+	AccessKey Secret `envconfig:"ACCESS_KEY" minlen:"1" desc:"access key; unset with the secret key for IAM credentials"`
 	SecretKey Secret `envconfig:"SECRET_KEY" desc:"secret key; unset with the access key for IAM credentials"`
 	Bucket    string `envconfig:"BUCKET" required:"true" desc:"bucket the runs land in"`
 	Prefix    string `envconfig:"PREFIX" default:"qualys" desc:"key prefix inside the bucket"`
@@ -237,14 +255,14 @@ func checkBucket(s string) error {
 	return nil
 }
 
+// checkPrefix is objstore's rule for a key prefix, so that every prefix
+// the binaries start with makes valid keys (#17.10).
 func checkPrefix(s string) error {
-	for seg := range strings.SplitSeq(s, "/") {
-		switch seg {
-		case "":
-			return fmt.Errorf("must be path segments joined by '/', with no leading, trailing or double '/', got %q", s)
-		case ".", "..":
-			return fmt.Errorf("must not contain %q segments, got %q", seg, s)
-		}
+	if s == "" {
+		return ErrRequired // Load fills the default; only a literal spec is empty
+	}
+	if err := objstore.ValidPrefix(s); err != nil {
+		return fmt.Errorf("%w, got %q", err, s)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 )
@@ -197,7 +198,7 @@ func (l *Ledger) CreateRun(ctx context.Context, r RunRecord) (RunRecord, error) 
 	}
 	now := time.Now().UTC()
 	r.Created, r.Updated = now, now
-	data, err := json.Marshal(r)
+	data, err := r.encode()
 	if err != nil {
 		return RunRecord{}, err
 	}
@@ -257,7 +258,7 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecor
 		}
 		next.ID = cur.ID // the key, not the caller's to change
 		next.Updated = time.Now().UTC()
-		data, err := json.Marshal(next)
+		data, err := next.encode()
 		if err != nil {
 			return cur, err
 		}
@@ -276,6 +277,15 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, change func(*RunRecor
 			return cur, err
 		}
 	}
+}
+
+// encode scrubs r's Error and marshals it. Every run record written passes
+// here: an error's text can carry what a server echoed (a credential, a
+// proxy URL), and the record is read by every role and copied into
+// status.json (I7, #17.7).
+func (r *RunRecord) encode() ([]byte, error) {
+	r.Error = logging.Scrub(r.Error)
+	return json.Marshal(r)
 }
 
 // RunIDs returns the IDs of every run record, ascending (run IDs sort by

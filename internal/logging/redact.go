@@ -130,34 +130,53 @@ var (
 	// userinfoRE finds scheme://userinfo@ ; the userinfo runs to the last @
 	// before the host's end, because passwords are often pasted unescaped.
 	userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@`)
+	// userinfoEscRE is userinfoRE in a URL that was itself query-escaped
+	// (a proxy or redirect URL echoed in a form value): scheme%3A%2F%2F
+	// userinfo%40, the userinfo stopping at an escaped '/' or '?'.
+	userinfoEscRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*%3A%2F%2F)(?:[^%/?#&\s]|%(?:2[0-9a-e]|3[0-9a-e]|[014-9a-f][0-9a-f]))*%40`)
 	// authHeaderRE finds an Authorization header and its value in any of the
 	// shapes it reaches a log: "Authorization: Basic x", "authorization=x",
-	// http.Header's "Authorization:[Basic x]", JSON's "Authorization":"x".
-	authHeaderRE = regexp.MustCompile(`(?i)(\bauthorization["']?\s*[:=]\s*["'\[]?)(?:(basic|bearer|digest|token|negotiate)\s+)?([^\s"'\],;]+)`)
+	// http.Header's "Authorization:[Basic x]", JSON's "Authorization":"x",
+	// and query-escaped, as a gateway echoes a request in a form value:
+	// "Authorization%3A+Basic+x".
+	authHeaderRE = regexp.MustCompile(`(?i)(\bauthorization["']?(?:\s*[:=]\s*|%3A(?:\+|%20)*|%3D)["'\[]?)(?:(basic|bearer|digest|token|negotiate)(?:\s+|\+|%20)+)?([^\s"'\],;&]+)`)
 	// schemeCredRE finds "Basic <credential>" and "Bearer <credential>"
 	// anywhere; looksCredential keeps "basic authentication failed" readable.
 	schemeCredRE = regexp.MustCompile(`(?i)\b(basic|bearer)(\s+)([A-Za-z0-9._~+/\-]+=*)`)
+	// schemeCredEscRE is schemeCredRE query- or path-escaped: the space is
+	// '+' or %20, the credential's '+', '/' and '=' are %2B, %2F, %3D.
+	schemeCredEscRE = regexp.MustCompile(`(?i)\b(basic|bearer)(\+|%20)([A-Za-z0-9._~%\-]+)`)
 )
 
-// Scrub hides credentials inside free text: the userinfo of any URL
-// (scheme://user:pass@host becomes scheme://REDACTED@host) and the value of
-// Authorization headers and Basic/Bearer credentials. Other text is returned
-// unchanged. Use it on error text bound for records other than logs.
-func Scrub(s string) string {
-	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+// Scrub hides credentials inside free text: every credential the process
+// holds ([Hold]), in every encoding [Secrets] knows; the userinfo of any URL
+// (scheme://user:pass@host becomes scheme://REDACTED@host, query-escaped
+// too); and the value of Authorization headers and Basic/Bearer
+// credentials, plain or query-escaped. Other text is returned unchanged.
+// Use it on error text bound for records other than logs.
+func Scrub(s string) string { return held.Scrub(s) }
+
+// scrubPatterns hides the credentials Scrub finds by their shape alone.
+func scrubPatterns(s string) string {
+	if strings.Contains(s, "@") && strings.Contains(s, "://") {
 		s = userinfoRE.ReplaceAllString(s, "${1}REDACTED@")
+	}
+	if strings.Contains(s, "%") && containsFold(s, "%3a%2f%2f") {
+		s = userinfoEscRE.ReplaceAllString(s, "${1}REDACTED%40")
 	}
 	if containsFold(s, "authorization") {
 		s = redactAuthHeaders(s)
 	}
 	if containsFold(s, "basic") || containsFold(s, "bearer") {
-		s = schemeCredRE.ReplaceAllStringFunc(s, func(m string) string {
-			sub := schemeCredRE.FindStringSubmatch(m)
-			if !looksCredential(sub[3]) {
-				return m
-			}
-			return sub[1] + sub[2] + Redacted
-		})
+		for _, re := range []*regexp.Regexp{schemeCredRE, schemeCredEscRE} {
+			s = re.ReplaceAllStringFunc(s, func(m string) string {
+				sub := re.FindStringSubmatch(m)
+				if !looksCredential(sub[3]) {
+					return m
+				}
+				return sub[1] + sub[2] + Redacted
+			})
+		}
 	}
 	return s
 }

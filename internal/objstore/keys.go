@@ -100,10 +100,7 @@ var ErrInvalidKey = errors.New("invalid object key")
 
 // ValidKey reports whether key is one both stores accept, so that a key that
 // works in the local directory also works in S3 and the other way round:
-// non-empty, at most [MaxKeyLen] bytes of UTF-8 without control characters,
-// '/'-separated segments that are neither empty nor start with '.' (no
-// leading, trailing or double slash, no "." or "..", no hidden names, which
-// the directory store keeps for its temporary files).
+// non-empty, at most [MaxKeyLen] bytes, and a valid path ([checkPath]).
 func ValidKey(key string) error {
 	if err := validKey(key); err != nil {
 		return failure.Permanent(fmt.Errorf("%w %q: %s", ErrInvalidKey, key, err))
@@ -117,20 +114,53 @@ func validKey(key string) error {
 		return errors.New("empty")
 	case len(key) > MaxKeyLen:
 		return fmt.Errorf("longer than %d bytes", MaxKeyLen)
-	case !utf8.ValidString(key):
-		return errors.New("not UTF-8")
 	}
-	for _, c := range key {
+	return checkPath(key)
+}
+
+// PrefixReserve is what a prefix leaves of [MaxKeyLen] for the keys under
+// it: "/runs/" + a 64-byte run ID + the longest object name, a split
+// batch's included, with room to spare.
+const PrefixReserve = 256
+
+// ValidPrefix is the one rule for the key prefix an operator configures
+// (QFETCH_S3_PREFIX; config.Load applies it at start, so a bad prefix stops
+// the binary with exit 2 instead of making every key invalid and every
+// batch a dead letter, #17.10): "" (keys at the bucket's root) or a path
+// every key below passes [ValidKey] with — the same [checkPath], and at
+// most MaxKeyLen - [PrefixReserve] bytes. Its errors say what the prefix
+// must be, without quoting it.
+func ValidPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if len(prefix) > MaxKeyLen-PrefixReserve {
+		return fmt.Errorf("must be at most %d bytes, leaving room for the keys under it", MaxKeyLen-PrefixReserve)
+	}
+	return checkPath(prefix)
+}
+
+// checkPath is the rule keys and prefixes share: UTF-8 without control
+// characters, '/'-separated segments that are neither empty nor start with
+// '.' (no leading, trailing or double slash, no "." or "..", no hidden
+// names, which the directory store keeps for its temporary files).
+func checkPath(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("must be UTF-8")
+	}
+	for _, c := range s {
 		if c < 0x20 || c == 0x7f {
-			return errors.New("holds a control character")
+			return errors.New("must not hold a control character")
 		}
 	}
-	for seg := range strings.SplitSeq(key, "/") {
+	for seg := range strings.SplitSeq(s, "/") {
 		switch {
 		case seg == "":
-			return errors.New("has an empty segment (leading, trailing or double slash)")
+			return errors.New("must be path segments joined by '/', with no leading, trailing or double '/'")
+		case seg == "." || seg == "..":
+			return fmt.Errorf("must not contain %q segments", seg)
 		case seg[0] == '.':
-			return errors.New(`has a segment starting with "."`)
+			return errors.New(`must not have a segment starting with "." (hidden names are the directory store's temporary files)`)
 		}
 	}
 	return nil

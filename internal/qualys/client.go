@@ -4,19 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/tlsca"
 )
 
@@ -235,15 +234,14 @@ func fromIntermediary(status int) bool {
 }
 
 // scrub removes this client's credentials from text copied out of a
-// response: gateways echo requests, Authorization header included (I7).
+// response: gateways echo requests, Authorization header included, in any
+// encoding (I7). logging.Secrets knows the encodings and scrubs a short
+// password only as a whole token (#17.8).
 func (c *Client) scrub(s string) string {
-	basic := base64.StdEncoding.EncodeToString([]byte(c.username + ":" + c.password))
-	s = strings.ReplaceAll(s, basic, "[redacted]")
-	s = strings.ReplaceAll(s, c.password, "[redacted]")
-	return basicAuthRE.ReplaceAllString(s, "${1}[redacted]")
+	var own logging.Secrets
+	own.AddBasic(c.username, c.password)
+	return own.Scrub(logging.Scrub(s))
 }
-
-var basicAuthRE = regexp.MustCompile(`(?i)\b((?:basic|bearer)\s+)[A-Za-z0-9+/=._~-]{8,}`)
 
 // transportError classifies a failure to get response headers.
 func transportError(ctx context.Context, path string, err error) error {
