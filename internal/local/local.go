@@ -64,6 +64,8 @@ type Summary struct {
 	Manifest       string // where manifest.json is
 	Success        string // where _SUCCESS is (a path for the directory store)
 	Skipped        string // why nothing ran, if so
+	Dir            string // the data directory, absolute: the kept NATS store and the directory bucket
+	DirBytes       int64  // its size after the run
 }
 
 // ErrIncomplete means the run ended without completing: batches were
@@ -75,6 +77,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("data directory: %w", err)
 	}
+	// The NATS store is kept for `qfetch runs --local` and friends, which
+	// start their own server on it: one at a time.
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer unlock()
 	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return Summary{}, err
@@ -101,7 +110,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	parts := app.Parts{Log: cfg.Log, Qualys: client, Store: store, Queue: q, Prefix: cfg.Prefix, Owner: "qfetch-local"}
-	return fetchRun(ctx, parts, cfg, where)
+	sum, err := fetchRun(ctx, parts, cfg, where)
+	if err == nil {
+		// Said in the summary: the data stays, and it is not small.
+		sum.Dir, _ = filepath.Abs(cfg.Dir)
+		sum.DirBytes, _ = dirSize(cfg.Dir)
+	}
+	return sum, err
 }
 
 // fetchRun plans one run on parts and works it to its end with one worker.
