@@ -68,6 +68,11 @@ type Summary struct {
 	DirBytes       int64  // its size after the run
 }
 
+// ackWait is the local consumer's: a batch held by a qfetch local that was
+// stopped goes to the next one this soon (the worker renews its lease every
+// quarter of it; one process, no network between them).
+const ackWait = 10 * time.Second
+
 // ErrIncomplete means the run ended without completing: batches were
 // dead-lettered.
 var ErrIncomplete = errors.New("run incomplete")
@@ -89,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer stopNATS()
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, app.RoleWorker)
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, ackWait, app.RoleWorker)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -143,6 +148,20 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 		_ = g.Wait()
 		return Summary{}, err
 	}
+	if out.Skipped {
+		// An earlier qfetch local stopped while its run was being fetched:
+		// there is no other worker to finish it, so this one does.
+		run, err := unfinished(gctx, parts.Queue)
+		if err != nil {
+			stopWork()
+			_ = g.Wait()
+			return Summary{}, err
+		}
+		if run != "" {
+			cfg.Log.Info("finishing the run an earlier qfetch local left", "run", run)
+			out.Run, out.Skipped = run, false
+		}
+	}
 	if out.Skipped || out.Superseded {
 		stopWork()
 		return Summary{Skipped: out.Reason}, g.Wait()
@@ -162,6 +181,30 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	}
 	return summarize(ctx, parts.Queue, rec, start, where(objstore.SuccessKey(cfg.Prefix, rec.ID)),
 		where(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+}
+
+// unfinished returns the newest run still being fetched with batches
+// queued, if any: the planner declines to open a new window over it.
+func unfinished(ctx context.Context, q app.JetStream) (string, error) {
+	ids, err := q.RunIDs(ctx)
+	if err != nil {
+		return "", err
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		r, err := q.GetRun(ctx, ids[i])
+		if err != nil {
+			return "", err
+		}
+		switch r.State {
+		case ledger.RunComplete:
+			return "", nil
+		case ledger.RunFetching, ledger.RunCompleting:
+			if n, err := q.Pending(ctx, r.ID); err != nil || n > 0 {
+				return r.ID, err
+			}
+		}
+	}
+	return "", nil
 }
 
 // startSim serves the Qualys simulator on a loopback port until stop, and
