@@ -20,8 +20,9 @@ import (
 const localUsage = `usage: qfetch local [flags]
 
 Runs one whole qfetch run in this process: embedded NATS, the Qualys
-simulator, and ./qfetch-data as the bucket. Run it again for the next
-incremental window. With QFETCH_QUALYS_URL (and its username and password)
+simulator, and a directory as the bucket (--dir; the JetStream store is kept
+there too, for qfetch runs/status/dlq/watermark --local). Run it again for
+the next incremental window. With QFETCH_QUALYS_URL (and its username and password)
 set it pulls from that Qualys API instead; with QFETCH_S3_ENDPOINT set it
 writes to that S3 bucket (QFETCH_S3_* as for the worker).
 
@@ -32,7 +33,7 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("qfetch local", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), localUsage); fs.PrintDefaults() }
 	cfg := local.Config{Prefix: "qualys"}
-	fs.StringVar(&cfg.Dir, "dir", "qfetch-data", "data directory (NATS store, and the bucket without S3)")
+	fs.StringVar(&cfg.Dir, "dir", local.DefaultDir(), "data directory (NATS store, and the bucket without S3)")
 	fs.Int64Var(&cfg.SimHosts, "hosts", 20000, "simulated hosts")
 	fs.Float64Var(&cfg.SimFaults, "faults", 0, "probability, 0 to 1, that a simulated call fails (500, 503, resets, cut bodies, …)")
 	fs.Uint64Var(&cfg.SimSeed, "seed", 1, "simulator seed")
@@ -101,6 +102,8 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  %d batches, %d hosts requested, %d with detections, %.1f MB in %.1fs (%.1f MB/s)\n",
 		sum.Batches, sum.HostsRequested, sum.HostsReturned, mb, sum.Seconds, mb/max(sum.Seconds, 0.001))
 	fmt.Fprintf(stdout, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
+	fmt.Fprintf(stdout, "  data kept in %s (%.1f MiB); inspect with qfetch runs --local, qfetch status --local %s\n",
+		sum.Dir, float64(sum.DirBytes)/(1<<20), sum.Run)
 	return nil
 }
 

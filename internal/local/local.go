@@ -64,7 +64,14 @@ type Summary struct {
 	Manifest       string // where manifest.json is
 	Success        string // where _SUCCESS is (a path for the directory store)
 	Skipped        string // why nothing ran, if so
+	Dir            string // the data directory, absolute: the kept NATS store and the directory bucket
+	DirBytes       int64  // its size after the run
 }
+
+// ackWait is the local consumer's: a batch held by a qfetch local that was
+// stopped goes to the next one this soon (the worker renews its lease every
+// quarter of it; one process, no network between them).
+const ackWait = 10 * time.Second
 
 // ErrIncomplete means the run ended without completing: batches were
 // dead-lettered.
@@ -75,12 +82,19 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("data directory: %w", err)
 	}
+	// The NATS store is kept for `qfetch runs --local` and friends, which
+	// start their own server on it: one at a time.
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer unlock()
 	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return Summary{}, err
 	}
 	defer stopNATS()
-	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 0, app.RoleWorker)
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, ackWait, app.RoleWorker)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -101,7 +115,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	parts := app.Parts{Log: cfg.Log, Qualys: client, Store: store, Queue: q, Prefix: cfg.Prefix, Owner: "qfetch-local"}
-	return fetchRun(ctx, parts, cfg, where)
+	sum, err := fetchRun(ctx, parts, cfg, where)
+	if err == nil {
+		// Said in the summary: the data stays, and it is not small.
+		sum.Dir, _ = filepath.Abs(cfg.Dir)
+		sum.DirBytes, _ = dirSize(cfg.Dir)
+	}
+	return sum, err
 }
 
 // fetchRun plans one run on parts and works it to its end with one worker.
@@ -128,6 +148,20 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 		_ = g.Wait()
 		return Summary{}, err
 	}
+	if out.Skipped {
+		// An earlier qfetch local stopped while its run was being fetched:
+		// there is no other worker to finish it, so this one does.
+		run, err := unfinished(gctx, parts.Queue)
+		if err != nil {
+			stopWork()
+			_ = g.Wait()
+			return Summary{}, err
+		}
+		if run != "" {
+			cfg.Log.Info("finishing the run an earlier qfetch local left", "run", run)
+			out.Run, out.Skipped = run, false
+		}
+	}
 	if out.Skipped || out.Superseded {
 		stopWork()
 		return Summary{Skipped: out.Reason}, g.Wait()
@@ -147,6 +181,30 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	}
 	return summarize(ctx, parts.Queue, rec, start, where(objstore.SuccessKey(cfg.Prefix, rec.ID)),
 		where(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+}
+
+// unfinished returns the newest run still being fetched with batches
+// queued, if any: the planner declines to open a new window over it.
+func unfinished(ctx context.Context, q app.JetStream) (string, error) {
+	ids, err := q.RunIDs(ctx)
+	if err != nil {
+		return "", err
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		r, err := q.GetRun(ctx, ids[i])
+		if err != nil {
+			return "", err
+		}
+		switch r.State {
+		case ledger.RunComplete:
+			return "", nil
+		case ledger.RunFetching, ledger.RunCompleting:
+			if n, err := q.Pending(ctx, r.ID); err != nil || n > 0 {
+				return r.ID, err
+			}
+		}
+	}
+	return "", nil
 }
 
 // startSim serves the Qualys simulator on a loopback port until stop, and

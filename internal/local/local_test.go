@@ -1,7 +1,9 @@
 package local_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,3 +60,66 @@ func checkStatus(t *testing.T, sum local.Summary) {
 		t.Fatalf("run %s: status.json %+v, %v", sum.Run, st, err)
 	}
 }
+
+// TestLocalInterruptedWhileFetching: a local run stopped after planning,
+// with batches still queued, is finished by the next qfetch local (there is
+// no other worker); the one after opens the next window.
+func TestLocalInterruptedWhileFetching(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg := local.Config{Dir: dir, Prefix: local.DefaultPrefix, BatchSize: 50, Slots: 1, PageSize: 500,
+		SimHosts: 2000, SimSeed: 7, Log: slog.New(onMessage{"planning complete", cancel})}
+	if _, err := local.Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	run, planned := queuedRun(t, dir)
+
+	cfg.Log = slog.New(slog.DiscardHandler)
+	sum, err := local.Run(t.Context(), cfg)
+	if err != nil || sum.Skipped != "" || sum.Run != run || sum.HostsRequested != planned {
+		t.Fatalf("next local run: %+v, %v; want run %s finished", sum, err, run)
+	}
+	checkStatus(t, sum)
+	next, err := local.Run(t.Context(), cfg)
+	if err != nil || next.Run == run || !next.After.Equal(sum.Before) {
+		t.Fatalf("the run after: %+v, %v; want a new window from %s", next, err, sum.Before)
+	}
+}
+
+// queuedRun returns the one run in dir's kept store, which must be being
+// fetched with batches queued, and its hosts.
+func queuedRun(t *testing.T, dir string) (run string, hosts int) {
+	t.Helper()
+	in, err := local.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	ids, err := in.Queue.RunIDs(t.Context())
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("runs %v, %v", ids, err)
+	}
+	rec, err := in.Queue.GetRun(t.Context(), ids[0])
+	pending, perr := in.Queue.Pending(t.Context(), ids[0])
+	if err != nil || perr != nil || rec.State != ledger.RunFetching || pending == 0 {
+		t.Fatalf("interrupted run %s: state %s, %d queued (%v, %v); want fetching with batches queued", ids[0], rec.State, pending, err, perr)
+	}
+	return ids[0], rec.HostsPlanned
+}
+
+// onMessage calls do when a record with message msg is logged.
+type onMessage struct {
+	msg string
+	do  func()
+}
+
+func (h onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.do()
+	}
+	return nil
+}
+func (h onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onMessage) WithGroup(string) slog.Handler      { return h }

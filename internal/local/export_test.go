@@ -1,0 +1,4 @@
+package local
+
+// DefaultDirFrom is defaultDir, for the table test.
+var DefaultDirFrom = defaultDir
