@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/interrupt"
 )
 
 type spec struct {
@@ -44,7 +43,7 @@ func main() {
 	if code, exit := app.Args("planner", usage, os.Args[1:], os.Stdout, os.Stderr); exit {
 		os.Exit(code)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context(context.Background())
 	err := run(ctx)
 	stop()
 	if err != nil {

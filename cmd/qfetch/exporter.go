@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/qfetch/qfetch/internal/app"
@@ -13,25 +13,22 @@ import (
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
-const exporterUsage = `usage: qfetch exporter
-
-Serves the run-level metrics (/metrics) and writes runs/<run>/status.json,
+func exporterCommand() *cobra.Command {
+	return withExitCodes(&cobra.Command{
+		Use:   "exporter",
+		Short: "serve the run-level metrics and write status.json (one always-on pod)",
+		Long: `Serves the run-level metrics (/metrics) and writes runs/<run>/status.json,
 whether or not workers are running: run it as one always-on pod, so that
 alerts see the last complete run, dead letters and the queue even while the
 workers are scaled to zero. Reads QFETCH_NATS_*, QFETCH_S3_*, QFETCH_LOG_*,
 QFETCH_MAX_IN_FLIGHT and QFETCH_EXPORTER_LISTEN / QFETCH_EXPORTER_EVERY.
-It never changes the workers' consumer settings.
-`
+It never changes the workers' consumer settings.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error { return runExporter(cmd.Context()) }),
+	})
+}
 
-func runExporter(ctx context.Context, args []string, _ io.Writer) error {
-	fs := newFlags("exporter", exporterUsage)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
+func runExporter(ctx context.Context) error {
 	var s struct {
 		NATS     config.NATS
 		S3       config.S3

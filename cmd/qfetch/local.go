@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
@@ -15,24 +17,29 @@ import (
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
-const localUsage = `usage: qfetch local [flags]
-
-Runs one whole qfetch run in this process: embedded NATS, the Qualys
-simulator, and a directory as the bucket (--dir; the JetStream store is kept
-there too, for qfetch runs/status/dlq/watermark --local). Run it again for
-the next incremental window. With QFETCH_QUALYS_URL (and its username and password)
-set it pulls from that Qualys API instead; with QFETCH_S3_ENDPOINT set it
-writes to that S3 bucket (QFETCH_S3_* as for the worker).
-
-flags:
-`
-
-func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("qfetch local", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), localUsage); fs.PrintDefaults() }
+func localCommand() *cobra.Command {
 	cfg := local.Config{Prefix: "qualys"}
+	cmd := &cobra.Command{
+		Use:   "local [flags]",
+		Short: "run one whole qfetch run in this process: embedded NATS, the simulator, a data directory",
+		Long: `Runs one whole qfetch run in this process: embedded NATS, the Qualys
+simulator, and the data directory (--dir) as the bucket. Run it again for the
+next incremental window; qfetch runs, status, dlq and watermark read its runs
+with --local. With QFETCH_QUALYS_URL (and its username and password) set it
+pulls from that Qualys API instead; with QFETCH_S3_ENDPOINT set it writes to
+that S3 bucket (QFETCH_S3_* as for the worker).`,
+		Example: `  qfetch local
+  qfetch local --hosts 100000 --faults 0.05
+  qfetch runs --local`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			return runLocal(cmd.Context(), cmd, cfg)
+		}),
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&cfg.Dir, "dir", local.DefaultDir(), "data directory (NATS store, and the bucket without S3)")
 	fs.Int64Var(&cfg.SimHosts, "hosts", 20000, "simulated hosts")
 	fs.Float64Var(&cfg.SimFaults, "faults", 0, "probability, 0 to 1, that a simulated call fails (500, 503, resets, cut bodies, …)")
@@ -41,13 +48,12 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.BatchSize, "batch-size", 1000, "host IDs per batch, 1-10000")
 	fs.IntVar(&cfg.PageSize, "page-size", 5000, "hosts per Host List page")
 	fs.DurationVar(&cfg.Overlap, "overlap", 0, "window overlap with the last completed run")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return errUsage
-	}
-	if err := checkLocalFlags(fs, cfg, os.Getenv("QFETCH_QUALYS_URL") != ""); err != nil {
+	return withExitCodes(cmd)
+}
+
+func runLocal(ctx context.Context, cmd *cobra.Command, cfg local.Config) error {
+	stdout := cmd.OutOrStdout()
+	if err := checkLocalFlags(cmd.Flags(), cfg, os.Getenv("QFETCH_QUALYS_URL") != ""); err != nil {
 		return fmt.Errorf("%w:\n%w", app.ErrConfig, err)
 	}
 
@@ -93,24 +99,39 @@ func runLocal(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if sum.Skipped != "" {
-		fmt.Fprintln(stdout, "nothing to do:", sum.Skipped)
-		return nil
-	}
-	mb := float64(sum.Bytes) / 1e6
-	fmt.Fprintf(stdout, "run %s complete: window [%s, %s)\n", sum.Run, fmtTime(sum.After), fmtTime(sum.Before))
-	fmt.Fprintf(stdout, "  %d batches, %d hosts requested, %d with detections, %.1f MB in %.1fs (%.1f MB/s)\n",
-		sum.Batches, sum.HostsRequested, sum.HostsReturned, mb, sum.Seconds, mb/max(sum.Seconds, 0.001))
-	fmt.Fprintf(stdout, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
-	fmt.Fprintf(stdout, "  data kept in %s (%.1f MiB); inspect with qfetch runs --local, qfetch status --local %s\n",
-		sum.Dir, float64(sum.DirBytes)/(1<<20), sum.Run)
+	printSummary(stdout, sum, localFlag(cfg.Dir))
 	return nil
+}
+
+// localFlag is the --local flag that reads the runs kept in dir.
+func localFlag(dir string) string {
+	if dir == local.DefaultDir() {
+		return "--local"
+	}
+	return "--local=" + dir
+}
+
+// printSummary says what a local run did, and how to look at it again.
+func printSummary(w io.Writer, sum local.Summary, localFlag string) {
+	if sum.Skipped != "" {
+		fmt.Fprintln(w, "nothing to do:", sum.Skipped)
+		return
+	}
+	fmt.Fprintf(w, "run %s complete: window [%s, %s)\n", sum.Run, fmtTime(sum.After), fmtTime(sum.Before))
+	fmt.Fprintf(w, "  %s, %s requested, %d with detections, %s in %.1fs (%s/s)\n",
+		runstat.Count(sum.Batches, "batch", "batches"), runstat.Count(sum.HostsRequested, "host", "hosts"),
+		sum.HostsReturned, runstat.Bytes(sum.Bytes), sum.Seconds, runstat.Bytes(int64(float64(sum.Bytes)/max(sum.Seconds, 0.001))))
+	fmt.Fprintf(w, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
+	if sum.Dir != "" {
+		fmt.Fprintf(w, "  data kept in %s (%s)\n", sum.Dir, runstat.Bytes(sum.DirBytes))
+	}
+	fmt.Fprintf(w, "  look again: qfetch status %s %s (also runs, dlq, watermark)\n", sum.Run, localFlag)
 }
 
 // checkLocalFlags holds the flags to the rules the binaries hold their
 // variables to (config.Fleet for the batch size and the cap), one line per
 // bad flag, so that no bad value reaches the simulator or the planner.
-func checkLocalFlags(fs *flag.FlagSet, cfg local.Config, realQualys bool) error {
+func checkLocalFlags(fs *pflag.FlagSet, cfg local.Config, realQualys bool) error {
 	var errs []error
 	bad := func(name string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", name, err)) }
 	fleetFlags := map[string]string{"BatchSize": "batch-size", "MaxInFlight": "slots"}
@@ -133,7 +154,7 @@ func checkLocalFlags(fs *flag.FlagSet, cfg local.Config, realQualys bool) error 
 	if realQualys {
 		// The simulator's flags would be silently ignored: the user meant
 		// one or the other.
-		fs.Visit(func(f *flag.Flag) {
+		fs.Visit(func(f *pflag.Flag) {
 			switch f.Name {
 			case "hosts", "faults", "seed":
 				bad(f.Name, errors.New("only applies to the simulator; unset QFETCH_QUALYS_URL to use it"))

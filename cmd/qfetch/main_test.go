@@ -34,8 +34,8 @@ func TestDispatchExitCodes(t *testing.T) {
 		{[]string{"sim", "-h"}, 0},
 		{[]string{"sim", "--bogus"}, 2},
 		{[]string{"sim", "extra"}, 2},
-		{[]string{"sim", "--hosts", "-5"}, 1},
-		{[]string{"sim", "--fault", "boom=0.1"}, 1},
+		{[]string{"sim", "--hosts", "-5"}, 2},
+		{[]string{"sim", "--fault", "boom=0.1"}, 2},
 		// Usage errors, found before NATS is dialled (README, "Exit codes").
 		{[]string{"watermark", "set", "--yes", "--time", "2026-01-02T15:04:05Z"}, 2},
 		{[]string{"watermark", "set", "--yes", "--time", "2026-01-02T15:04:05Z", "--reason", "x", "--by", ""}, 2},

@@ -3,30 +3,20 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/qfetch/qfetch/internal/qualysim"
 )
-
-const simUsage = `usage: qfetch sim [flags]
-
-Serves a simulated Qualys VM API until SIGINT/SIGTERM and prints the URL and
-credentials to use, as QFETCH_* lines (eval-able), then a curl example.
-The control plane (/__sim/stats, /__sim/clock, /__sim/faults, /__sim/truth,
-...) needs no credentials: keep --addr on loopback.
-
-  qfetch sim --hosts 100000 --addr 127.0.0.1:0 --faults 0.05 --seed 1
-
-flags:
-`
 
 // faultFlag collects repeated --fault kind=probability.
 type faultFlag map[qualysim.FaultKind]float64
@@ -35,16 +25,34 @@ func (f faultFlag) String() string { return fmt.Sprint(map[qualysim.FaultKind]fl
 func (f faultFlag) Set(v string) error {
 	k, p, ok := strings.Cut(v, "=")
 	prob, err := strconv.ParseFloat(p, 64)
-	if !ok || err != nil {
+	if !ok || err != nil || !slices.Contains(qualysim.AllFaults, qualysim.FaultKind(k)) {
 		return fmt.Errorf("want kind=probability, e.g. reset=0.01; kinds: %v", qualysim.AllFaults)
 	}
 	f[qualysim.FaultKind(k)] = prob
 	return nil
 }
 
-func runSim(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("qfetch sim", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), simUsage); fs.PrintDefaults() }
+func (f faultFlag) Type() string { return "kind=probability" }
+
+func simCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim [flags]",
+		Short: "serve the Qualys API simulator (Host List, Host List Detection) for demos and tests",
+		Long: `Serves a simulated Qualys VM API until SIGINT/SIGTERM and prints the URL and
+credentials to use, as QFETCH_* lines (eval-able), then a curl example.
+The control plane (/__sim/stats, /__sim/clock, /__sim/faults, /__sim/truth,
+...) needs no credentials: keep --addr on loopback.`,
+		Example: `  qfetch sim --hosts 100000 --addr 127.0.0.1:0 --faults 0.05 --seed 1`,
+		Args:    cobra.NoArgs,
+	}
+	run := simFlags(cmd.Flags())
+	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), cmd.OutOrStdout()) })
+	return withExitCodes(cmd)
+}
+
+// simFlags declares sim's flags on fs and returns the command body that
+// reads them.
+func simFlags(fs *pflag.FlagSet) func(ctx context.Context, stdout io.Writer) error {
 	var (
 		cfg      qualysim.Config
 		addr     = fs.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free one)")
@@ -77,39 +85,48 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.Faults.Bandwidth, "bandwidth", 1<<20, "bytes/s under a bandwidth fault (--fault bandwidth=1 caps every answer)")
 	fs.BoolVar(&cfg.Faults.HTML503, "html-503", false, "503 faults carry an HTML page")
 	fs.IntVar(&cfg.Faults.ErrorDocCode, "error-doc-code", 1981, "code of the 200 + SIMPLE_RETURN fault")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	return func(ctx context.Context, stdout io.Writer) error {
+		return serveSim(ctx, stdout, cfg, simOptions{*addr, *spread, faults, *conc, *rateLim, *start, *frozen, *hosts, *highFrac})
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "qfetch sim: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
+}
 
-	cfg.Hosts = *hosts
-	cfg.HighIDFraction = orOff(*highFrac)
-	cfg.ConcurrencyLimit = orOffInt(*conc)
-	cfg.RateLimit = orOffInt(*rateLim)
-	cfg.Faults.Prob = qualysim.Spread(*spread)
-	for k, p := range faults {
+// simOptions are sim's flags that are not simulator configuration as is.
+type simOptions struct {
+	addr          string
+	spread        float64
+	faults        faultFlag
+	conc, rateLim int
+	start         string
+	frozen        bool
+	hosts         int64
+	highFrac      float64
+}
+
+func serveSim(ctx context.Context, stdout io.Writer, cfg qualysim.Config, o simOptions) error {
+	cfg.Hosts = o.hosts
+	cfg.HighIDFraction = orOff(o.highFrac)
+	cfg.ConcurrencyLimit = orOffInt(o.conc)
+	cfg.RateLimit = orOffInt(o.rateLim)
+	cfg.Faults.Prob = qualysim.Spread(o.spread)
+	for k, p := range o.faults {
 		cfg.Faults.Prob[k] = p
 	}
-	t, err := time.Parse(time.RFC3339, *start)
+	t, err := time.Parse(time.RFC3339, o.start)
 	if err != nil {
-		return fmt.Errorf("--start: %w", err)
+		return usagef("--start %q is not RFC 3339 (2026-01-02T15:04:05Z)", o.start)
 	}
 	cfg.Start = t
-	cfg.Clock = qualysim.NewClock(t, !*frozen)
+	cfg.Clock = qualysim.NewClock(t, !o.frozen)
 	if cfg.Password == "" {
 		cfg.Password = rand.Text()
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		// The flags set the configuration field by field: a bad one is a
+		// bad command line.
+		return usagef("%v", err)
 	}
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/interrupt"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
@@ -58,23 +58,25 @@ func main() {
 	os.Exit(app.ExitCode(err))
 }
 
-// signals: the first SIGINT/SIGTERM ends soft, the second ends hard.
+// signals: the first SIGINT/SIGTERM ends soft, the second ends hard. A
+// signal caught before main (interrupt's early handler) ends soft too; the
+// hard stop then takes two more.
 func signals() (soft, hard context.Context, stop func()) {
-	soft, cancelSoft := context.WithCancel(context.Background())
+	soft, cancelSoft := interrupt.Context(context.Background())
 	hard, cancelHard := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(ch, interrupt.Signals...)
 	done := make(chan struct{})
 	go func() {
 		for n := 0; ; n++ {
 			select {
 			case <-ch:
 				if n == 0 {
-					cancelSoft()
-				} else {
-					cancelHard()
-					return
+					// interrupt.Context's own handler cancels soft.
+					continue
 				}
+				cancelHard()
+				return
 			case <-done:
 				return
 			}

@@ -332,7 +332,8 @@ func TestDocumentedCommandsExist(t *testing.T) {
 			continue
 		}
 		for _, f := range flags {
-			if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(f) + `\b`).MatchString(usage) {
+			// A flag's line: "  -n, --limit int" or "      --run string".
+			if !regexp.MustCompile(`(?m)^\s+(-\w, )?-?` + regexp.QuoteMeta(f) + `\b`).MatchString(usage) {
 				t.Errorf("%s quotes `%s`: qfetch %s has no flag %s", cmds[line], line, strings.Join(words, " "), f)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // progress shows a run's progress: one rewritten line on a terminal,
@@ -30,17 +31,16 @@ func (p *progress) show(rec ledger.RunRecord, done int, bytes int64) {
 	if rec.PlanningComplete && done > 0 && done < planned {
 		eta = (time.Duration(float64(elapsed) / float64(done) * float64(planned-done))).Round(time.Second).String()
 	}
-	mb := float64(bytes) / 1e6
-	rate := mb / max(elapsed.Seconds(), 0.001)
+	rate := int64(float64(bytes) / max(elapsed.Seconds(), 0.001))
 	if p.w == nil {
 		p.log.Info("progress", "run", rec.ID, "state", string(rec.State), "batches_done", done,
-			"batches_planned", planned, "planning_complete", rec.PlanningComplete, "mb", int64(mb),
+			"batches_planned", planned, "planning_complete", rec.PlanningComplete, "bytes", bytes,
 			"elapsed", elapsed.Round(time.Second).String())
 		return
 	}
 	p.shown = true
-	fmt.Fprintf(p.w, "\r\033[K%s  %-9s batches %d/%s  hosts planned %d  %.0f MB  %.1f MB/s  elapsed %s  eta %s",
-		rec.ID, rec.State, done, total, rec.Progress.End.Hosts, mb, rate, elapsed.Round(time.Second), eta)
+	fmt.Fprintf(p.w, "\r\033[K%s  %-9s batches %d/%s  hosts planned %d  %s  %s/s  elapsed %s  eta %s",
+		rec.ID, rec.State, done, total, rec.Progress.End.Hosts, runstat.Bytes(bytes), runstat.Bytes(rate), elapsed.Round(time.Second), eta)
 }
 
 func (p *progress) end() {

@@ -19,16 +19,19 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
-// Level is a check's verdict.
+// Level is a check's verdict, in lower case in JSON.
 type Level string
 
-// Levels: a warning needs attention but does not stop qfetch.
+// Levels: a warning needs attention but does not stop qfetch; a check is
+// skipped when one it depends on failed.
 const (
-	OK   Level = "ok"
-	Warn Level = "warn"
-	Fail Level = "FAIL"
+	OK      Level = "ok"
+	Warn    Level = "warn"
+	Fail    Level = "fail"
+	Skipped Level = "skipped"
 )
 
 // CheckResult is one line of `qfetch check`.
@@ -80,7 +83,7 @@ func Check(ctx context.Context, cfg CheckConfig, out Output) ([]CheckResult, err
 		r := CheckResult{Name: name, Level: l, Detail: logging.Scrub(fmt.Sprintf(f, a...))}
 		results = append(results, r)
 		if !out.JSON {
-			fmt.Fprintf(out.W, "%-4s  %-22s %s\n", r.Level, r.Name, r.Detail)
+			fmt.Fprintf(out.W, "%-7s  %-22s %s\n", strings.ToUpper(string(r.Level)), r.Name, r.Detail)
 		}
 	}
 	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cfg.Timeout) }
@@ -116,7 +119,7 @@ func checkNATS(step func() (context.Context, context.CancelFunc), cfg CheckConfi
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
 		add("nats", Fail, "cannot connect to %s: %v", redactURLs(cfg.NATSURL), err)
-		add("jetstream", Fail, "not checked: no NATS connection")
+		add("jetstream", Skipped, "no NATS connection")
 		return
 	}
 	defer nc.Close()
@@ -137,7 +140,7 @@ func checkNATS(step func() (context.Context, context.CancelFunc), cfg CheckConfi
 		}
 		return
 	}
-	add("jetstream", OK, "enabled; account uses %d streams, %s of file storage", info.Streams, bytesIEC(int64(info.Store)))
+	add("jetstream", OK, "enabled; account uses %d streams, %s of file storage", info.Streams, runstat.Bytes(int64(info.Store)))
 	findings, err := msg.Inspect(ctx, js, cfg.Queue)
 	if err != nil {
 		add("jetstream objects", Fail, "cannot inspect: %v", err)
@@ -172,7 +175,7 @@ func checkStore(step func() (context.Context, context.CancelFunc), cfg CheckConf
 	defer cancel()
 	if err := cfg.Store.Check(ctx); err != nil {
 		add("bucket", Fail, "%s: %v", where, err)
-		add("bucket writable", Fail, "not checked")
+		add("bucket writable", Skipped, "the bucket check failed")
 		return
 	}
 	add("bucket", OK, "%s exists and these credentials can read it", where)
@@ -197,7 +200,7 @@ func checkQualys(step func() (context.Context, context.CancelFunc), cfg CheckCon
 	defer cancel()
 	if _, err := cfg.API.Check(ctx); err != nil {
 		add("qualys login", Fail, "%v", err)
-		add("qualys limits", Fail, "not checked")
+		add("qualys limits", Skipped, "the login failed")
 		return
 	}
 	add("qualys login", OK, "the credentials log in (/msp/about.php)")

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/runstat"
 )
 
 // DeadLetters is the dead-letter part of the queue and what the run ledger
@@ -199,8 +199,9 @@ func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason strin
 				names = append(names, d.Run)
 			}
 		}
-		return fmt.Errorf("drop removes %d dead letter(s) for good and marks run(s) %s accepted-incomplete "+
-			"(the watermark stays; the next run asks for those hosts again): %w", len(list), strings.Join(names, ", "), ErrNeedYes)
+		return fmt.Errorf("drop removes %s for good and marks %s %s accepted-incomplete "+
+			"(the watermark stays; the next run asks for those hosts again): %w",
+			runstat.Count(len(list), "dead letter", "dead letters"), plural(len(names), "run", "runs"), strings.Join(names, ", "), ErrNeedYes)
 	}
 	var errs []error
 	var dropped []msg.DeadLetter
@@ -223,8 +224,9 @@ func DLQDrop(ctx context.Context, q DeadLetters, sel Selection, by, reason strin
 		if dropped == nil {
 			dropped = []msg.DeadLetter{}
 		}
-		b, _ := json.Marshal(dropped)
-		fmt.Fprintf(out.W, "%s\n", b)
+		if err := out.json(dropped); err != nil {
+			return err
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -257,6 +259,14 @@ func drop(ctx context.Context, q DeadLetters, seq uint64, by, reason string) (dl
 		return err
 	})
 	return dl, accepted, err
+}
+
+// plural is the noun for n of them.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func orDash(s string) string {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,8 +53,19 @@ func printList[T any](out Output, list []T, empty, header string, row func(w io.
 	return tw.Flush()
 }
 
-// Runs prints the status of the n newest runs.
+// Runs prints the status of the n newest runs, newest first: n < 0 means
+// every run and 0 none (an empty list, as kubectl logs --tail=0 prints no
+// line), so that "no runs yet" is said only when there are none.
 func Runs(ctx context.Context, q runstat.Queue, cfg runstat.Config, n int, out Output) error {
+	if n == 0 {
+		if out.JSON {
+			return out.json([]runstat.Status{})
+		}
+		return nil
+	}
+	if n < 0 {
+		n = math.MaxInt
+	}
 	list, err := runstat.Recent(ctx, q, cfg, n)
 	if err != nil {
 		return err
@@ -62,7 +74,7 @@ func Runs(ctx context.Context, q runstat.Queue, cfg runstat.Config, n int, out O
 		"RUN\tSTATE\tWINDOW\tBATCHES\tHOSTS\tBYTES\tRETRIES\tDEAD\tAGE",
 		func(w io.Writer, s runstat.Status) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Run, s.State, window(s.After, s.Before),
-				batches(s), s.HostsRequested, bytesIEC(s.Bytes), s.Retries, s.DeadLetters, ago(s.AgeSeconds))
+				batches(s), s.HostsRequested, runstat.Bytes(s.Bytes), s.Retries, s.DeadLetters, ago(s.AgeSeconds))
 		})
 }
 
@@ -153,7 +165,7 @@ func printStatus(w io.Writer, s runstat.Status) {
 	}
 	row("batches", "%d done of %s, %d queued, %d split%s", s.BatchesDone, planned, s.BatchesQueued, s.Splits, drained)
 	row("hosts", "%d planned, %d requested, %d with detections", s.HostsPlanned, s.HostsRequested, s.HostsReturned)
-	row("stored", "%s (%s/s)", bytesIEC(s.Bytes), bytesIEC(int64(s.BytesPerSecond)))
+	row("stored", "%s (%s/s)", runstat.Bytes(s.Bytes), runstat.Bytes(int64(s.BytesPerSecond)))
 	row("retries", "%d", s.Retries)
 	row("dead letters", "%d", s.DeadLetters)
 	if s.ETASeconds > 0 {
@@ -192,7 +204,7 @@ func progressLine(s runstat.Status) string {
 		drained = fmt.Sprintf("  drained %d", s.Drained)
 	}
 	return fmt.Sprintf("%s [%s] %3.0f%% %s batches  %s  %s/s  retries %d  dead %d%s  eta %s  %s",
-		s.Run, bar, frac*100, batches(s), bytesIEC(s.Bytes), bytesIEC(int64(s.BytesPerSecond)),
+		s.Run, bar, frac*100, batches(s), runstat.Bytes(s.Bytes), runstat.Bytes(int64(s.BytesPerSecond)),
 		s.Retries, s.DeadLetters, drained, eta, s.State)
 }
 
@@ -224,17 +236,4 @@ func dur(seconds float64) string {
 	default:
 		return d.Round(time.Second).String()
 	}
-}
-
-func bytesIEC(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

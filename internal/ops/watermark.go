@@ -17,7 +17,9 @@ type Watermarks interface {
 	SetWatermark(ctx context.Context, w ledger.Watermark) error
 }
 
-// WatermarkShow prints the watermark and its history, newest first.
+// WatermarkShow prints the watermark and its history, oldest first in the
+// table and in JSON alike, as helm history and kubectl rollout history list
+// revisions: the last entry is the current watermark.
 func WatermarkShow(ctx context.Context, q Watermarks, out Output) error {
 	hist, err := q.WatermarkHistory(ctx)
 	if err != nil {
@@ -47,8 +49,7 @@ func WatermarkShow(ctx context.Context, q Watermarks, out Output) error {
 	fmt.Fprintf(out.W, "watermark %s (the next window starts here, minus QFETCH_PLAN_OVERLAP)\n\n", cur.Time.UTC().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(out.W, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tSET AT\tBY\tRUN\tREASON")
-	for i := len(hist) - 1; i >= 0; i-- {
-		w := hist[i]
+	for _, w := range hist {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.Time.UTC().Format(time.RFC3339), w.At.UTC().Format(time.RFC3339),
 			w.By, orDash(w.Run), orDash(w.Reason))
 	}
