@@ -151,7 +151,11 @@ type QueueState struct {
 
 // State reads the consumer's and the streams' counters.
 func (q *Queue) State(ctx context.Context) (QueueState, error) {
-	ci, err := q.consumer.Info(ctx)
+	c, err := q.workers(ctx)
+	if err != nil {
+		return QueueState{}, err
+	}
+	ci, err := c.Info(ctx)
 	if err != nil {
 		return QueueState{}, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}
