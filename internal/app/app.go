@@ -217,7 +217,7 @@ func Refused(nc *nats.Conn, err error) error {
 		return err
 	}
 	if rerr := v.(*natsperm.Refusals).Err(); rerr != nil {
-		return failure.FleetWide(fmt.Errorf("%w (after: %w)", rerr, err))
+		return failure.FleetWide(fmt.Errorf("%w (what needed it: %w)", rerr, err))
 	}
 	return err
 }

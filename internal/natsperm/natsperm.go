@@ -67,7 +67,8 @@ var (
 // What the subjects allow, in words (README "Security" takes it from here):
 //
 //   - every role: read the stream, bucket and consumer information it binds
-//     to, and receive JetStream's answers in _INBOX.
+//     to and the account's JetStream limits, and receive JetStream's answers
+//     in _INBOX.
 //   - planner: create and update the streams and buckets (it owns their
 //     settings); publish batches; read the queue's counts; read and write
 //     run records and Host List page records; write the watermark (the
@@ -84,7 +85,7 @@ var (
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a
 //     batch, delete a dead letter); write run records, the watermark, the
-//     fleet state and locks; read the account's JetStream limits. Never
+//     fleet state and locks. Never
 //     create, update, purge or delete a stream, bucket or consumer.
 func For(role Role) Permissions {
 	var p perms
@@ -93,6 +94,8 @@ func For(role Role) Permissions {
 		p.pub(api + "STREAM.INFO." + s)
 	}
 	p.pub(api + "CONSUMER.INFO." + batches + "." + consumer)
+	// The account's JetStream limits: creating a bucket reads them.
+	p.pub(api + "INFO")
 	p.sub(Inbox)
 	switch role {
 	case Planner:
@@ -120,7 +123,6 @@ func For(role Role) Permissions {
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
 		p.pub(kvLock("status-writer"))
 	case Operator:
-		p.pub(api + "INFO")
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.pub(api + "STREAM.MSG.DELETE." + dlq)
