@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,6 +60,11 @@ func ExitCode(err error) int {
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case failure.ClassOf(err) == failure.ClassFleetWide:
+		return ExitFleetWide
+	case refusedHere.Load() != nil:
+		// NATS refused this process something on the way (logged then,
+		// naming the operation): whatever failure ended it, credentials
+		// that do not fit its role are the cause an operator must fix.
 		return ExitFleetWide
 	default:
 		return ExitFailed
@@ -137,6 +143,7 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstrea
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if re, first := refusals.Note(err); re != nil {
+				refusedHere.CompareAndSwap(nil, re)
 				if first {
 					log.Error("NATS refused an operation to this process's credentials; an operator must give its role the right NATS user",
 						"operation", re.Operation(), "subject", re.Subject)
@@ -198,6 +205,10 @@ func natsAuth(c config.NATS) ([]nats.Option, error) {
 
 // refused holds each open connection's refusals (*natsperm.Refusals).
 var refused sync.Map
+
+// refusedHere is the first refusal any connection of this process met: see
+// ExitCode.
+var refusedHere atomic.Pointer[natsperm.RefusedError]
 
 // Refused returns err as a fleet-wide error naming what NATS refused nc, if
 // it refused nc anything; otherwise err as it is. A refused request only

@@ -33,7 +33,7 @@ func (e *RefusedError) Is(target error) bool { return target == nats.ErrPermissi
 func (e *RefusedError) Operation() string {
 	s := e.Subject
 	if rest, ok := strings.CutPrefix(s, "$JS.API."); ok {
-		return "JetStream API " + strings.ToLower(strings.ReplaceAll(rest, ".", " "))
+		return apiOperation(rest)
 	}
 	if rest, ok := strings.CutPrefix(s, "$KV."); ok {
 		bucket, key, _ := strings.Cut(rest, ".")
@@ -43,6 +43,23 @@ func (e *RefusedError) Operation() string {
 		return "acknowledge a message"
 	}
 	return e.Op + " " + s
+}
+
+// apiOperation names a JetStream API request by its subject after
+// $JS.API.: "CONSUMER.CREATE.S.C.filter" is "create consumer C on stream S".
+func apiOperation(rest string) string {
+	t := strings.Split(rest, ".")
+	switch {
+	case len(t) >= 4 && t[0] == "CONSUMER":
+		return fmt.Sprintf("%s consumer %s on stream %s", strings.ToLower(t[1]), t[3], t[2])
+	case len(t) >= 4 && t[0] == "STREAM" && t[1] == "MSG":
+		return fmt.Sprintf("%s a message of stream %s", strings.ToLower(t[2]), t[3])
+	case len(t) >= 3 && t[0] == "STREAM":
+		return fmt.Sprintf("%s stream %s", strings.ToLower(t[1]), t[2])
+	case len(t) >= 3 && t[0] == "DIRECT":
+		return "read a message of stream " + t[2]
+	}
+	return "JetStream API request " + rest
 }
 
 // Refusal reads a refusal out of an error the NATS client reported (to its

@@ -139,6 +139,19 @@ func TestRefusal(t *testing.T) {
 	if got := re.Operation(); got != "write key watermark of bucket QFETCH_STATE" {
 		t.Errorf("Operation = %q", got)
 	}
+	for subject, want := range map[string]string{
+		"$JS.API.CONSUMER.CREATE.QFETCH_BATCHES.workers.qfetch.batch.>": "create consumer workers on stream QFETCH_BATCHES",
+		"$JS.API.STREAM.UPDATE.QFETCH_DLQ":                              "update stream QFETCH_DLQ",
+		"$JS.API.STREAM.MSG.DELETE.QFETCH_DLQ":                          "delete a message of stream QFETCH_DLQ",
+		"$JS.API.DIRECT.GET.KV_QFETCH_RUNS.$KV.QFETCH_RUNS.x":           "read a message of stream KV_QFETCH_RUNS",
+		"$JS.API.INFO":                               "JetStream API request INFO",
+		"qfetch.batch.20260110T000000Z":              "publish to qfetch.batch.20260110T000000Z",
+		"$JS.ACK.QFETCH_BATCHES.workers.1.2.3.4.5.6": "acknowledge a message",
+	} {
+		if got := (&natsperm.RefusedError{Op: "publish to", Subject: subject}).Operation(); got != want {
+			t.Errorf("Operation(%s) = %q, want %q", subject, got, want)
+		}
+	}
 	if !errors.Is(re, nats.ErrPermissionViolation) {
 		t.Error("a refusal must be a nats.ErrPermissionViolation")
 	}
