@@ -9,10 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -182,6 +184,45 @@ func TestPermissionsNeverStructural(t *testing.T) {
 			if r == natsperm.Exporter && (strings.HasPrefix(s, "qfetch.") || s == "$KV.QFETCH_STATE.watermark") {
 				t.Errorf("the exporter may publish %s", s)
 			}
+		}
+	}
+}
+
+// The config the prod overlay ships (public keys from the server's
+// environment) loads in nats-server, one user per role with its rights.
+func TestEnvUsersConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	keys := map[string]string{}
+	for _, r := range natsperm.Roles {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		t.Setenv(natsperm.EnvVar(r), pub)
+		keys[pub] = string(r)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "qfetch-auth.conf"), []byte(natsperm.Authorization(natsperm.EnvUsers())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte("include ./qfetch-auth.conf\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Nkeys) != len(natsperm.Roles) {
+		t.Fatalf("%d users, want %d", len(opts.Nkeys), len(natsperm.Roles))
+	}
+	for _, u := range opts.Nkeys {
+		r := natsperm.Role(keys[u.Nkey])
+		if r == "" || u.Permissions == nil || u.Permissions.Publish == nil {
+			t.Fatalf("user %s: role %q, permissions %+v", u.Nkey, r, u.Permissions)
+		}
+		if got, want := u.Permissions.Publish.Allow, natsperm.For(r).Publish; !slices.Equal(got, want) {
+			t.Errorf("%s may publish to\n%q\nwant\n%q", r, got, want)
 		}
 	}
 }
