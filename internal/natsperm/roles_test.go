@@ -202,7 +202,6 @@ func TestEachRoleIsRefusedOutsideItsRights(t *testing.T) {
 	}
 
 	wm := ledger.Watermark{Time: time.Now().UTC(), Run: run, By: "attacker", At: time.Now().UTC()}
-	type attempt func(ctx context.Context, q app.JetStream, js jetstream.JetStream) error
 	publishBatch := func(ctx context.Context, q app.JetStream, _ jetstream.JetStream) error {
 		p := q.Publisher(msg.PublisherOptions{Attempts: 1})
 		if err := p.Publish(ctx, msg.Batch{Run: run, Number: 2, Hosts: 1, IDs: "2", Before: time.Now().UTC()}); err != nil {
@@ -285,37 +284,57 @@ func TestEachRoleIsRefusedOutsideItsRights(t *testing.T) {
 		{natsperm.Operator, "change a stream", changeStream},
 		{natsperm.Operator, "raise the fleet cap", raiseFleetCap},
 	}
-	for _, tt := range tests {
-		t.Run(string(tt.role)+" may not "+tt.what, func(t *testing.T) {
-			t.Parallel()
-			var log syncBuf
-			nc, js := conn(t, n, tt.role, &log)
-			var q app.JetStream
-			if tt.role == natsperm.Operator {
-				var err error
-				if q, err = app.Open(t.Context(), js); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				var err error
-				if q, err = app.Queue(t.Context(), js, n.Config(tt.role), config.Fleet{MaxInFlight: 2}, 0, appRole[tt.role]); err != nil {
-					t.Fatalf("%s sets up inside its rights: %v\nlog:\n%s", tt.role, err, log.String())
-				}
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-			defer cancel()
-			err := app.Refused(nc, tt.do(ctx, q, js))
-			var re *natsperm.RefusedError
-			if !errors.As(err, &re) {
-				t.Fatalf("got %v, want a refusal\nlog:\n%s", err, log.String())
-			}
-			if !errors.Is(err, nats.ErrPermissionViolation) || failure.ClassOf(err) != failure.ClassFleetWide ||
-				app.ExitCode(err) != app.ExitFleetWide {
-				t.Errorf("refusal %v: class %v, exit code %d; want fleet-wide, 3", err, failure.ClassOf(err), app.ExitCode(err))
-			}
-			if !strings.Contains(err.Error(), "NATS refused this process to") || !strings.Contains(log.String(), "NATS refused") {
-				t.Errorf("the error and the log must say what NATS refused: %v\nlog:\n%s", err, log.String())
-			}
-		})
+	t.Run("refused", func(t *testing.T) {
+		for _, tt := range tests {
+			refused(t, n, tt.role, tt.what, tt.do)
+		}
+	})
+	// The operator may do what the others may not: replay the dead letter.
+	_, js := conn(t, n, natsperm.Operator, &log)
+	op, err := app.Open(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, err := op.Replay(t.Context(), 1, func(msg.Batch) error { return nil }); err != nil {
+		t.Errorf("operator replays a dead letter: %v\nlog:\n%s", err, log.String())
+	}
+	if n, err := op.DeadLetterCount(t.Context(), ""); err != nil || n != 0 {
+		t.Errorf("%d dead letters after the replay (%v), want 0", n, err)
+	}
+}
+
+type attempt func(ctx context.Context, q app.JetStream, js jetstream.JetStream) error
+
+// refused runs do as role on its own connection, in parallel with the
+// other attempts, and wants a refusal classed fleet-wide.
+func refused(t *testing.T, n *testrun.SecureNATS, role natsperm.Role, what string, do attempt) {
+	t.Run(string(role)+" may not "+what, func(t *testing.T) {
+		t.Parallel()
+		var log syncBuf
+		nc, js := conn(t, n, role, &log)
+		var q app.JetStream
+		var err error
+		if role == natsperm.Operator {
+			q, err = app.Open(t.Context(), js)
+		} else {
+			q, err = app.Queue(t.Context(), js, n.Config(role), config.Fleet{MaxInFlight: 2}, 0, appRole[role])
+		}
+		if err != nil {
+			t.Fatalf("%s sets up inside its rights: %v\nlog:\n%s", role, err, log.String())
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		err = app.Refused(nc, do(ctx, q, js))
+		var re *natsperm.RefusedError
+		if !errors.As(err, &re) {
+			t.Fatalf("got %v, want a refusal\nlog:\n%s", err, log.String())
+		}
+		if !errors.Is(err, nats.ErrPermissionViolation) || failure.ClassOf(err) != failure.ClassFleetWide ||
+			app.ExitCode(err) != app.ExitFleetWide {
+			t.Errorf("refusal %v: class %v, exit code %d; want fleet-wide, 3", err, failure.ClassOf(err), app.ExitCode(err))
+		}
+		if !strings.Contains(err.Error(), "NATS refused this process to") || !strings.Contains(log.String(), "NATS refused") {
+			t.Errorf("the error and the log must say what NATS refused: %v\nlog:\n%s", err, log.String())
+		}
+	})
 }
