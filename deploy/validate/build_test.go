@@ -75,9 +75,10 @@ var (
 )
 
 // build runs kustomize on an overlay once per test binary. It works on a
-// copy of deploy/k8s in which each overlay's git-ignored secret.env is its
-// secret.env.example: the build is what an operator gets after the README's
-// `cp`, and an operator's real secret.env is never read by a test.
+// copy of deploy/k8s in which each overlay's git-ignored file with an
+// .example beside it (secret.env, the NATS seeds and CA) is its example:
+// the build is what an operator gets after the README's `cp`, and an
+// operator's real values are never read by a test.
 func build(t *testing.T, name string) *overlay {
 	t.Helper()
 	return buildDir(t, path.Join("overlays", name), name)
@@ -155,15 +156,15 @@ func copyTree(t *testing.T, src string) string {
 		if d.IsDir() {
 			return os.MkdirAll(out, 0o755)
 		}
-		if d.Name() == "secret.env" {
-			return nil // the operator's values: never read
+		if _, err := os.Stat(p + ".example"); err == nil {
+			return nil // the operator's values (secret.env, NATS seeds): never read
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		if d.Name() == "secret.env.example" {
-			out = filepath.Join(filepath.Dir(out), "secret.env")
+		if name, ok := strings.CutSuffix(d.Name(), ".example"); ok {
+			out = filepath.Join(filepath.Dir(out), name)
 		}
 		return os.WriteFile(out, b, 0o644)
 	})

@@ -35,6 +35,10 @@ const (
 
 func (r Role) ownsConsumer() bool { return r == RoleWorker }
 
+// ownsStreams: planners bring the streams and buckets to their settings;
+// the other roles create what is missing and change nothing that exists.
+func (r Role) ownsStreams() bool { return r == RolePlanner }
+
 // partSize is the store's multipart part size (0: the default). The
 // planner's pages are a few MB: the smallest part keeps it lean.
 func (r Role) partSize() uint64 {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/tlsca"
 )
 
 // Qualys is the Qualys API account and the shape of its requests
@@ -126,7 +131,11 @@ func loopbackHost(h string) bool {
 // NATS is the JetStream connection (QFETCH_NATS_*).
 type NATS struct {
 	URL            string `envconfig:"URL" required:"true" desc:"NATS server URL(s), comma-separated"`
-	CredsFile      string `envconfig:"CREDS_FILE" desc:"NATS .creds file (JWT + NKey)"`
+	CredsFile      string `envconfig:"CREDS_FILE" desc:"NATS .creds file (JWT + NKey), for servers with decentralized auth"`
+	NKeyFile       string `envconfig:"NKEY_FILE" desc:"file holding this role's NATS user NKey seed (SU...); the server config lists its public key"`
+	CAFile         string `envconfig:"CA_FILE" desc:"PEM CA bundle that signed the NATS server's certificate; set, the connection must be TLS"`
+	CertFile       string `envconfig:"CERT_FILE" desc:"PEM client certificate for mutual TLS, with QFETCH_NATS_KEY_FILE"`
+	KeyFile        string `envconfig:"KEY_FILE" desc:"PEM key of the client certificate, with QFETCH_NATS_CERT_FILE"`
 	StreamReplicas int    `envconfig:"STREAM_REPLICAS" default:"1" desc:"JetStream replicas for the stream and KV buckets qfetch creates"`
 }
 
@@ -139,10 +148,67 @@ func (n NATS) Validate() error {
 	if err := checkReadable(n.CredsFile); err != nil {
 		errs = append(errs, fieldErr("CredsFile", err))
 	}
+	if err := checkNKeySeed(n.NKeyFile); err != nil {
+		errs = append(errs, fieldErr("NKeyFile", err))
+	}
+	if n.NKeyFile != "" && n.CredsFile != "" {
+		errs = append(errs, fieldErr("NKeyFile", errors.New("set either it or the creds file, not both")))
+	}
+	if err := checkCABundle(n.CAFile); err != nil {
+		errs = append(errs, fieldErr("CAFile", err))
+	}
+	switch {
+	case n.CertFile != "" && n.KeyFile == "":
+		errs = append(errs, fieldErr("KeyFile", fmt.Errorf("%w with a client certificate", ErrRequired)))
+	case n.CertFile == "" && n.KeyFile != "":
+		errs = append(errs, fieldErr("CertFile", fmt.Errorf("%w with a client key", ErrRequired)))
+	case n.CertFile != "":
+		if err := checkReadable(n.CertFile); err != nil {
+			errs = append(errs, fieldErr("CertFile", err))
+		} else if err := checkReadable(n.KeyFile); err != nil {
+			errs = append(errs, fieldErr("KeyFile", err))
+		} else if _, err := tls.LoadX509KeyPair(n.CertFile, n.KeyFile); err != nil {
+			// crypto/tls names neither the key nor its bytes.
+			errs = append(errs, fieldErr("CertFile", fmt.Errorf("with the key file, not a usable certificate and key: %w", err)))
+		}
+	}
 	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
 		errs = append(errs, fieldErr("StreamReplicas", fmt.Errorf("must be between 1 and 5, got %d", n.StreamReplicas)))
 	}
 	return errors.Join(errs...)
+}
+
+// checkNKeySeed wants a user NKey seed; it never echoes the file's bytes.
+func checkNKeySeed(path string) error {
+	if err := checkReadable(path); err != nil || path == "" {
+		return err
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", path, pathReason(err))
+	}
+	seed := bytes.TrimSpace(raw)
+	defer clear(raw)
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return fmt.Errorf("%q does not hold an NKey seed (one line starting SU)", path)
+	}
+	defer kp.Wipe()
+	if pub, err := kp.PublicKey(); err != nil || !strings.HasPrefix(pub, "U") {
+		return fmt.Errorf("%q holds an NKey seed that is not a user's (want one starting SU)", path)
+	}
+	return nil
+}
+
+// checkCABundle wants a file of PEM certificates.
+func checkCABundle(path string) error {
+	if err := checkReadable(path); err != nil || path == "" {
+		return err
+	}
+	if _, err := tlsca.Pool(path); err != nil {
+		return err
+	}
+	return nil
 }
 
 func checkNATSURLs(s string) error {

@@ -32,6 +32,10 @@ type Config struct {
 	// 3 in a cluster (QFETCH_NATS_STREAM_REPLICAS, as for the streams).
 	// Default 1.
 	Replicas int
+	// KeepBuckets creates missing buckets but leaves existing ones as they
+	// are: set by processes that do not own the buckets' settings (workers,
+	// the exporter; the planner's NATS user alone may update them).
+	KeepBuckets bool
 }
 
 func (c Config) withDefaults() Config {
@@ -71,7 +75,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 	l := &Ledger{js: js}
 	var err error
 	for i, dst := range l.buckets() {
-		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i]); err != nil {
+		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i], cfg.KeepBuckets); err != nil {
 			return nil, err
 		}
 	}
@@ -148,13 +152,20 @@ func wanted(cfg Config) [4]jetstream.KeyValueConfig {
 }
 
 // ensureBucket creates a KV bucket or brings an existing one to cfg.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keep bool) (jetstream.KeyValue, error) {
 	kv, err := js.CreateKeyValue(ctx, cfg)
 	if err == nil {
 		return kv, nil
 	}
 	if !errors.Is(err, jetstream.ErrBucketExists) {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
+	}
+	if keep {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+		if err != nil {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
+		}
+		return kv, nil
 	}
 	kv, err = js.UpdateKeyValue(ctx, cfg)
 	if err != nil {

@@ -37,7 +37,16 @@ type Config struct {
 	// AckWait) instead of updating them to this Config: set by processes
 	// that do not own the fleet cap, such as the planner, so that only the
 	// workers' QFETCH_MAX_IN_FLIGHT decides it (I5).
+	//
+	// An adopting process does not create a missing consumer either (the
+	// workers' NATS user alone may): the queue binds to it when it first
+	// needs it.
 	AdoptConsumer bool
+	// KeepStreams creates missing streams but leaves existing ones as they
+	// are, once checked compatible: set by processes that do not own the
+	// streams' settings (workers, the exporter; the planner's NATS user
+	// alone may update them).
+	KeepStreams bool
 	// DLQMaxAge is how long dead letters are kept. 0 keeps them until an
 	// operator removes them: a dead letter is evidence of a run that cannot
 	// complete.

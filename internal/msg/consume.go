@@ -42,7 +42,11 @@ func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver
 	}
 	// Shorter pull requests mostly measure round trips.
 	maxWait = max(maxWait, 100*time.Millisecond)
-	batch, err := q.consumer.Fetch(n, jetstream.FetchMaxWait(maxWait))
+	c, err := q.workers(ctx)
+	if err != nil {
+		return err
+	}
+	batch, err := c.Fetch(n, jetstream.FetchMaxWait(maxWait))
 	if err != nil {
 		return ClassifyAPI(fmt.Errorf("msg: fetch: %w", err))
 	}

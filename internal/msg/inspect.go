@@ -151,9 +151,28 @@ type QueueState struct {
 
 // State reads the consumer's and the streams' counters.
 func (q *Queue) State(ctx context.Context) (QueueState, error) {
-	ci, err := q.consumer.Info(ctx)
-	if err != nil {
-		return QueueState{}, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+	var st QueueState
+	c, err := q.workers(ctx)
+	switch {
+	case errors.Is(err, ErrNotSetUp):
+		// No worker has started yet (only workers create the consumer):
+		// every batch in the stream is queued, none in flight, no cap set.
+		counts, err := q.subjectCounts(ctx, StreamBatches, batchSubjects)
+		if err != nil {
+			return QueueState{}, ClassifyAPI(fmt.Errorf("msg: queued batches: %w", err))
+		}
+		for _, n := range counts {
+			st.Queued += n
+		}
+		st.At = time.Now().UTC()
+	case err != nil:
+		return QueueState{}, err
+	default:
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return QueueState{}, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+		}
+		st = QueueState{Queued: ci.NumPending, InFlight: ci.NumAckPending, MaxInFlight: ci.Config.MaxAckPending, At: ci.TimeStamp}
 	}
 	dls, err := q.DeadLetterCount(ctx, "")
 	if err != nil {
@@ -163,12 +182,6 @@ func (q *Queue) State(ctx context.Context) (QueueState, error) {
 	if err != nil {
 		return QueueState{}, err
 	}
-	return QueueState{
-		Queued:      ci.NumPending,
-		InFlight:    ci.NumAckPending,
-		MaxInFlight: ci.Config.MaxAckPending,
-		Waiting:     waiting,
-		DeadLetters: uint64(dls),
-		At:          ci.TimeStamp,
-	}, nil
+	st.Waiting, st.DeadLetters = waiting, uint64(dls)
+	return st, nil
 }

@@ -146,7 +146,11 @@ func (q *Queue) Progress(ctx context.Context, m jetstream.Msg) error {
 // InFlight is the consumer's count of delivered, unacknowledged batches
 // and its MaxAckPending, the fleet's cap on them (I5).
 func (q *Queue) InFlight(ctx context.Context) (pending, limit int, err error) {
-	ci, err := q.consumer.Info(ctx)
+	c, err := q.workers(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	ci, err := c.Info(ctx)
 	if err != nil {
 		return 0, 0, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}
@@ -158,7 +162,11 @@ func (q *Queue) InFlight(ctx context.Context) (pending, limit int, err error) {
 // the newest pod's configuration), and a lease must be timed by the
 // server's value, not by this process's setting.
 func (q *Queue) AckWait(ctx context.Context) (time.Duration, error) {
-	ci, err := q.consumer.Info(ctx)
+	c, err := q.workers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ci, err := c.Info(ctx)
 	if err != nil {
 		return 0, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 	}

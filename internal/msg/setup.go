@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,9 +40,11 @@ var ErrIncompatible = errors.New("incompatible JetStream object")
 // Queue is the streams and the consumer qfetch's batches travel by, created
 // or checked by [Setup]. It is safe for concurrent use.
 type Queue struct {
-	js       jetstream.JetStream
-	cfg      Config
-	consumer jetstream.Consumer
+	js  jetstream.JetStream
+	cfg Config
+
+	mu       sync.Mutex
+	consumer jetstream.Consumer // nil until bound: see workers
 }
 
 // Config returns the configuration in force, defaults filled in.
@@ -77,15 +80,59 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, err
 	q := &Queue{js: js, cfg: cfg}
 	w := wanted(cfg)
 	for _, sc := range []jetstream.StreamConfig{w.batches, w.dlq} {
-		if err := ensureStream(ctx, js, sc); err != nil {
+		if err := ensureStream(ctx, js, sc, cfg.KeepStreams); err != nil {
 			return nil, err
 		}
 	}
+	if cfg.AdoptConsumer {
+		c, err := bindConsumer(ctx, js)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+		q.consumer = c
+		return q, nil
+	}
 	var err error
-	if q.consumer, err = ensureConsumer(ctx, js, w.consumer, cfg.AdoptConsumer); err != nil {
+	if q.consumer, err = ensureConsumer(ctx, js, w.consumer); err != nil {
 		return nil, err
 	}
 	return q, nil
+}
+
+// bindConsumer binds to the workers consumer and checks it compatible.
+func bindConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	c, err := js.Consumer(ctx, StreamBatches, ConsumerWorkers)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, err
+	case errors.Is(err, jetstream.ErrNotPullConsumer):
+		return nil, badConsumer(wanted(Config{}.withDefaults()).consumer, "mode", "push", "pull")
+	case err != nil:
+		return nil, ClassifyAPI(fmt.Errorf("msg: read consumer %s: %w", ConsumerWorkers, err))
+	}
+	if err := consumerCompatible(c.CachedInfo().Config, wanted(Config{}.withDefaults()).consumer); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// workers is the workers consumer, bound on first use when Setup found
+// none (a planner or exporter that started before any worker).
+func (q *Queue) workers(ctx context.Context) (jetstream.Consumer, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.consumer != nil {
+		return q.consumer, nil
+	}
+	c, err := bindConsumer(ctx, q.js)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, failure.Retryable(fmt.Errorf("msg: consumer %s: %w: no worker has created it yet (%w)", ConsumerWorkers, ErrNotSetUp, err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	q.consumer = c
+	return c, nil
 }
 
 // objects are the JetStream objects qfetch wants for a Config.
@@ -153,7 +200,7 @@ func durationOr(d, def time.Duration) time.Duration {
 }
 
 // ensureStream creates want or reconciles an existing stream with it.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, keep bool) error {
 	_, err := js.CreateStream(ctx, want)
 	if err == nil {
 		return nil
@@ -172,7 +219,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return err
 	}
 	upd := tuned(have, want)
-	if streamTunablesEqual(have, upd) {
+	if keep || streamTunablesEqual(have, upd) {
 		return nil
 	}
 	if _, err := js.UpdateStream(ctx, upd); err != nil {
@@ -235,7 +282,7 @@ func sameSet(a, b []string) bool {
 }
 
 // ensureConsumer creates the workers consumer or reconciles an existing one.
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig, adopt bool) (jetstream.Consumer, error) {
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	c, err := js.CreateConsumer(ctx, StreamBatches, want)
 	if err == nil {
 		return c, nil
@@ -253,11 +300,6 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.
 	have := c.CachedInfo().Config
 	if err := consumerCompatible(have, want); err != nil {
 		return nil, err
-	}
-	if adopt {
-		// Not this process's to tune: the fleet cap (I5) is the workers'
-		// setting, and a planner with another environment must not move it.
-		return c, nil
 	}
 	upd := have
 	upd.Description = want.Description

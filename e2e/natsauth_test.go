@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/natsperm"
+	"github.com/qfetch/qfetch/internal/testrun"
+)
+
+// The real planner and worker on a TLS NATS with per-role users: each
+// started with another role's NATS user is refused what its job needs, and
+// exits 3 with a log line naming the refused operation. With its own user,
+// the planner plans (the in-process test in natsperm runs the whole job).
+func TestNATSRolesRefusedExit3(t *testing.T) {
+	b := buildBinaries(t, t.TempDir())
+	sim := startSim(t, b, dataset(2000, 1)...)
+	w := newWorld(t, b, sim, sharedBucket(t))
+	n := testrun.StartSecureNATS(t)
+	as := func(r natsperm.Role) []string {
+		c := n.Config(r)
+		return append(w.env(""), "QFETCH_NATS_URL="+c.URL, "QFETCH_NATS_CA_FILE="+c.CAFile, "QFETCH_NATS_NKEY_FILE="+c.NKeyFile)
+	}
+	for _, tt := range []struct {
+		name, bin string
+		role      natsperm.Role
+		refused   string // the operation the log names
+	}{
+		// It may not create the workers consumer (the fleet cap).
+		{"worker as exporter", b.Worker, natsperm.Exporter, "create consumer workers on stream QFETCH_BATCHES"},
+		// It may not take the planner lock.
+		{"planner as exporter", b.Planner, natsperm.Exporter, "write key planner of bucket QFETCH_LOCKS"},
+		// Workers may not take the planner lock either.
+		{"planner as worker", b.Planner, natsperm.Worker, "write key planner of bucket QFETCH_LOCKS"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProc(t, strings.ReplaceAll(tt.name, " ", "-"), tt.bin, nil, as(tt.role))
+			p.Wait(2*time.Minute, app.ExitFleetWide)
+			if log := p.tail(logTail); !strings.Contains(log, "NATS refused") || !strings.Contains(log, tt.refused) {
+				t.Errorf("the log does not name the refused operation %q:\n%s", tt.refused, log)
+			}
+		})
+	}
+	t.Run("planner as planner", func(t *testing.T) {
+		p := startProc(t, "planner-as-planner", b.Planner, nil, as(natsperm.Planner))
+		p.Wait(2*time.Minute, app.ExitOK)
+		if log := p.tail(logTail); strings.Contains(log, "NATS refused") {
+			t.Errorf("the planner was refused with its own user:\n%s", log)
+		}
+	})
+}
