@@ -103,9 +103,10 @@ func (p *DetectionPager) Open(ctx context.Context, onID func(uint64)) (*Response
 }
 
 // Advance moves past the current page, whose answer resp was read to io.EOF:
-// to the page its truncation WARNING names, or to the end. Its errors are
-// retryable: a WARNING that cannot be followed, or more pages than any
-// batch should take.
+// to the page its truncation WARNING names, or to the end. A WARNING that
+// cannot be followed, or more pages than any batch should take, is a
+// retryable error; a WARNING URL that names another endpoint or no single
+// id_min is a permanent one (ErrWarningRefused, see followWarning).
 func (p *DetectionPager) Advance(resp *Response) error {
 	if resp.v.final != io.EOF {
 		// The WARNING comes last: a page not read whole looks like the end.
@@ -116,7 +117,7 @@ func (p *DetectionPager) Advance(resp *Response) error {
 		p.done = true
 		return nil
 	}
-	next, nextMin, err := followWarning(p.form, sum.Warning, Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
+	next, nextMin, err := followWarning(p.form, sum.Warning, p.c.detectionPath(), Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
 	if err != nil {
 		return err
 	}

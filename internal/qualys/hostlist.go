@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -193,7 +194,7 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		p.done = true
 		return true, nil
 	}
-	next, nextMin, err := followWarning(p.form, w, p.cursor)
+	next, nextMin, err := followWarning(p.form, w, p.c.hostListPath(), p.cursor)
 	if err != nil {
 		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
 	}
@@ -203,31 +204,52 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 	return true, nil
 }
 
-// followWarning turns a truncation WARNING into the next page's form: the
-// URL's query merged over the current parameters (it may carry parameters
-// we never sent), sent to our own configured server whatever host it names.
-func followWarning(form url.Values, w *Warning, cur Cursor) (url.Values, uint64, error) {
+// ErrWarningRefused is wrapped when a truncation WARNING's URL points at
+// another endpoint or carries no single usable id_min: following it could
+// send a request qfetch never meant to make.
+var ErrWarningRefused = errors.New("truncation WARNING URL refused")
+
+// followWarning turns a truncation WARNING of the page read from path into
+// the next page's form: our own parameters with the URL's id_min, and
+// nothing else from it.
+//
+// The URL is an answer's text, so it steers paging and nothing more. Its
+// other parameters are ignored rather than refused: Qualys repeats every
+// parameter of the request there, in its own spelling, so comparing them
+// would refuse genuine answers, and ignoring them means action, ids or
+// anything else it names is never sent. Its host is ignored too (the next
+// request goes to our configured server, whatever host Qualys calls
+// itself). A URL naming another path is refused as permanent: it is not
+// about this call, and asking again gets the same answer.
+func followWarning(form url.Values, w *Warning, path string, cur Cursor) (url.Values, uint64, error) {
 	if w.Code != CodeTruncated {
 		return nil, 0, failure.Retryable(fmt.Errorf("unexpected WARNING code %d: %s", w.Code, w.Text))
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil {
-		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL unreadable: %w", err))
+		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL unreadable: %w", stripURL(err)))
 	}
-	q := u.Query()
-	nextMin, err := strconv.ParseUint(q.Get("id_min"), 10, 64)
-	if err != nil {
-		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL has no usable id_min: %q", q.Get("id_min")))
+	if strings.TrimSuffix(u.Path, "/") != strings.TrimSuffix(path, "/") {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: it names path %q, not %s, the path called", ErrWarningRefused, clip(u.Path, 100), path))
+	}
+	// Parameters that fail to decode are among those ignored; only id_min
+	// must be readable.
+	q, _ := url.ParseQuery(u.RawQuery)
+	mins := q["id_min"]
+	if len(mins) != 1 {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: it holds %d id_min values, want one", ErrWarningRefused, len(mins)))
+	}
+	nextMin, ok := valParseID([]byte(mins[0]))
+	if !ok {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: id_min %q is not a positive integer", ErrWarningRefused, clip(mins[0], 40)))
 	}
 	if nextMin <= cur.IDMin || nextMin <= cur.Last {
 		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING does not advance: id_min %d after id %d", nextMin, cur.Last))
 	}
-	next := url.Values{}
+	next := make(url.Values, len(form)+1)
 	for k, v := range form {
 		next[k] = v
 	}
-	for k, v := range q {
-		next[k] = v
-	}
+	next.Set("id_min", strconv.FormatUint(nextMin, 10))
 	return next, nextMin, nil
 }
