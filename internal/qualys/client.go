@@ -156,8 +156,9 @@ var errResponseClosed = errors.New("response closed")
 var ErrIdleTimeout = errors.New("no byte received within the idle timeout")
 
 // post sends one form request and returns the streaming answer, or a
-// classified error for anything but HTTP 200.
-func (c *Client) post(ctx context.Context, path string, form url.Values, root string, onID func(uint64)) (*Response, error) {
+// classified error for anything but HTTP 200. onID and onRange are the
+// validator's OnID and OnRange.
+func (c *Client) post(ctx context.Context, path string, form url.Values, root string, onID func(uint64), onRange func(lo, hi uint64)) (*Response, error) {
 	callCtx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.endpoint(path), strings.NewReader(form.Encode()))
 	if err != nil {
@@ -205,7 +206,7 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		Status: resp.StatusCode,
 		Limits: lim,
 		v: NewValidator(body, ValidatorConfig{
-			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, Limits: lim, Waits: c.waits,
+			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, OnRange: onRange, Limits: lim, Waits: c.waits,
 			Scrub: c.scrub,
 		}),
 		body:   resp.Body,

@@ -396,7 +396,7 @@ func TestSamplesThroughClient(t *testing.T) {
 			if strings.HasPrefix(tt.file, "hostlist") {
 				root = RootHostList
 			}
-			resp, err := c.post(context.Background(), "/api/2.0/fo/asset/host/vm/detection/", url.Values{"action": {"list"}}, root, nil)
+			resp, err := c.post(context.Background(), "/api/2.0/fo/asset/host/vm/detection/", url.Values{"action": {"list"}}, root, nil, nil)
 			if err == nil {
 				var got []byte
 				got, err = io.ReadAll(resp)

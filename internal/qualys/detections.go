@@ -65,7 +65,7 @@ func (q DetectionQuery) Form() url.Values {
 // Response to io.EOF before trusting it. A batch whose answer may be
 // truncated is walked with a DetectionPager instead.
 func (c *Client) Detections(ctx context.Context, form url.Values, onID func(uint64)) (*Response, error) {
-	return c.post(ctx, c.detectionPath(), form, RootDetections, onID)
+	return c.post(ctx, c.detectionPath(), form, RootDetections, onID, nil)
 }
 
 // maxDetectionPages bounds how many truncated pages one batch may take: an
@@ -161,7 +161,7 @@ func (c *Client) Probe(ctx context.Context) (Limits, error) {
 // has a rate limit of its own). The Limits of the answer are returned too.
 // The fleet's fault probe uses Probe instead: see there why.
 func (c *Client) Check(ctx context.Context) (Limits, error) {
-	resp, err := c.post(ctx, "/msp/about.php", url.Values{}, "ABOUT", nil)
+	resp, err := c.post(ctx, "/msp/about.php", url.Values{}, "ABOUT", nil, nil)
 	if err != nil {
 		return NoLimits, err
 	}

@@ -121,6 +121,9 @@ func (p *HostPager) All(ctx context.Context) iter.Seq2[uint64, error] {
 	}
 }
 
+// idSpan is the host IDs lo to hi, both included.
+type idSpan struct{ lo, hi uint64 }
+
 // errStopped means the consumer broke out of the loop.
 var errStopped = errors.New("stopped by caller")
 
@@ -138,13 +141,19 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		}
 	}
 
-	var pending []uint64
-	last := p.cursor.Last
-	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList, func(id uint64) {
-		if id > last { // already yielded before a retry of this page
-			pending = append(pending, id)
+	// pending holds the IDs of one Read as the spans the page wrote them
+	// in: a range is taken one ID at a time as the consumer asks, so a
+	// small page naming millions of hosts costs no memory (#17.6). Its
+	// length is bounded by the elements one Read can hold.
+	var pending []idSpan
+	last := p.cursor.Last // IDs up to it were yielded before a retry of this page
+	keep := func(lo, hi uint64) {
+		if hi > last {
+			pending = append(pending, idSpan{max(lo, last+1), hi})
 		}
-	})
+	}
+	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList,
+		func(id uint64) { keep(id, id) }, keep)
 	if err != nil {
 		abort(err)
 		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
@@ -160,18 +169,23 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 				return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, werr)
 			}
 		}
-		for _, id := range pending {
-			if id <= p.cursor.Last {
+		for _, s := range pending {
+			if s.lo <= p.cursor.Last {
 				// The validator checks well-formedness, not order; a
 				// repeat or a step back would break every cursor.
-				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, id, p.cursor.Last))
+				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, s.lo, p.cursor.Last))
 				abort(err)
 				return true, err
 			}
-			p.cursor.Last = id
-			if !yield(id, nil) {
-				abort(errStopped)
-				return false, nil
+			for id := s.lo; ; id++ {
+				p.cursor.Last = id
+				if !yield(id, nil) {
+					abort(errStopped)
+					return false, nil
+				}
+				if id == s.hi {
+					break
+				}
 			}
 		}
 		pending = pending[:0]
