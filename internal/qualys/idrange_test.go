@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -163,9 +164,9 @@ func (s *idSeq) add(lo, hi uint64) {
 	}
 }
 
-// FuzzValidatorRanges: handing an ID_RANGE to OnRange changes nothing but
-// how the IDs arrive: the same IDs in the same order, the same summary and
-// the same verdict as OnID taking every ID.
+// FuzzValidatorRanges: handing an ID_RANGE to OnRange, or to no hook at
+// all, changes nothing but how the IDs arrive: the same IDs in the same
+// order, the same summary and the same verdict as OnID taking every ID.
 func FuzzValidatorRanges(f *testing.F) {
 	for _, s := range []string{
 		wideRangePage,
@@ -193,6 +194,11 @@ func FuzzValidatorRanges(f *testing.F) {
 		if fmt.Sprint(err1) != fmt.Sprint(err2) {
 			t.Fatalf("verdicts differ: %v, %v", err1, err2)
 		}
+		// Without any hook, ranges are only counted.
+		v3 := NewValidator(bytes.NewReader(data), ValidatorConfig{Root: RootHostList, Limits: NoLimits, Waits: DefaultWaits})
+		if _, err3 := io.Copy(io.Discard, v3); fmt.Sprint(err1) != fmt.Sprint(err3) || !reflect.DeepEqual(v1.Summary(), v3.Summary()) {
+			t.Fatalf("without hooks: %v, %+v; with OnID: %v, %+v", err3, v3.Summary(), err1, v1.Summary())
+		}
 		if each != ranged || !reflect.DeepEqual(v1.Summary(), v2.Summary()) {
 			t.Fatalf("IDs %+v, %+v; summaries %+v, %+v", each, ranged, v1.Summary(), v2.Summary())
 		}
@@ -200,4 +206,28 @@ func FuzzValidatorRanges(f *testing.F) {
 			t.Fatalf("summary counts %d hosts, %d seen", v1.Summary().Hosts, each.n)
 		}
 	})
+}
+
+// TestValidatorRangesCounted: without OnID, a range is counted, not
+// walked: a worker (which passes no hook) reads an answer claiming 2^34
+// hosts in a few KiB at once.
+func TestValidatorRangesCounted(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<" + RootDetections + "><RESPONSE><ID_SET>")
+	const n = 1024
+	for i := range uint64(n) {
+		fmt.Fprintf(&b, "<ID_RANGE>%d-%d</ID_RANGE>", i<<24+1, (i+1)<<24)
+	}
+	b.WriteString("</ID_SET></RESPONSE></" + RootDetections + ">")
+	start := time.Now()
+	v := NewValidator(strings.NewReader(b.String()), ValidatorConfig{Root: RootDetections})
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	if got := v.Summary(); got.Hosts != n<<24 || got.FirstID != 1 || got.LastID != n<<24 {
+		t.Fatalf("summary %+v", got)
+	}
 }
