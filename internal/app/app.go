@@ -96,6 +96,8 @@ func Qualys(c config.Qualys) (*qualys.Client, error) {
 		ConnectTimeout: c.ConnectTimeout,
 		HeaderTimeout:  c.HeaderTimeout,
 		IdleTimeout:    c.IdleTimeout,
+		MinRateBytes:   c.MinRateBytes,
+		MinRateWindow:  c.MinRateWindow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)

@@ -33,6 +33,11 @@ type Qualys struct {
 	IdleTimeout    time.Duration `envconfig:"IDLE_TIMEOUT" default:"5m" desc:"longest wait for the next body byte"`
 	APIVersion     string        `envconfig:"API_VERSION" default:"2.0" desc:"API path version"`
 
+	// The minimum transfer rate: a body that brings fewer than
+	// MinRateBytes in a MinRateWindow fails, retryable, as a stall does.
+	MinRateBytes  int64         `envconfig:"MIN_RATE_BYTES" default:"262144" desc:"body bytes each MIN_RATE_WINDOW must bring, or the call fails"`
+	MinRateWindow time.Duration `envconfig:"MIN_RATE_WINDOW" default:"10m" desc:"window of the minimum rate; at least IDLE_TIMEOUT"`
+
 	HostListParams           Params `envconfig:"HOSTLIST_PARAMS" desc:"extra Host List parameters (the filters), URL-encoded"`
 	DetectionParams          Params `envconfig:"DETECTION_PARAMS" desc:"extra Host List Detection parameters, URL-encoded"`
 	DetectionTruncationLimit int    `envconfig:"TRUNCATION_LIMIT" default:"0" desc:"hosts per detection response; 0 = the whole batch"`
@@ -67,6 +72,13 @@ func (q Qualys) Validate() error {
 		if d.v <= 0 {
 			bad(d.field, fmt.Errorf("must be positive, got %s", d.v))
 		}
+	}
+	if q.MinRateBytes <= 0 {
+		bad("MinRateBytes", fmt.Errorf("must be positive, got %d", q.MinRateBytes))
+	}
+	if q.MinRateWindow < q.IdleTimeout {
+		// A shorter window would cut a pause the idle timeout allows.
+		bad("MinRateWindow", fmt.Errorf("must be at least the idle timeout (%s), got %s", q.IdleTimeout, q.MinRateWindow))
 	}
 	if !apiVersionRE.MatchString(q.APIVersion) {
 		bad("APIVersion", fmt.Errorf("must look like 2.0, got %q", q.APIVersion))

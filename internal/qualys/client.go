@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,15 @@ type Config struct {
 	HeaderTimeout  time.Duration // request sent → response headers; default 10m
 	IdleTimeout    time.Duration // no body byte for this long; default 5m
 
+	// MinRateBytes body bytes must arrive in each MinRateWindow, or the
+	// call fails with ErrTooSlow: a trickle that beats the idle timeout
+	// must not hold a call, and a fleet slot, forever. Defaults 256 KiB
+	// per 10m: far below any healthy answer, and a window twice the
+	// default idle timeout, so a pause the idle timeout allows is no
+	// fault on its own.
+	MinRateBytes  int64
+	MinRateWindow time.Duration
+
 	Waits Waits // back-pressure waits when Qualys does not say; DefaultWaits unless set
 
 	// Transport replaces the HTTP transport (tests). Timeouts other than
@@ -48,6 +58,8 @@ type Client struct {
 	version   string
 	userAgent string
 	idle      time.Duration
+	minBytes  int64
+	window    time.Duration
 	waits     Waits
 	hc        *http.Client
 }
@@ -56,6 +68,12 @@ type Client struct {
 const (
 	RootHostList   = "HOST_LIST_OUTPUT"
 	RootDetections = "HOST_LIST_VM_DETECTION_OUTPUT"
+)
+
+// Defaults of the minimum transfer rate (Config.MinRateBytes).
+const (
+	DefaultMinRateBytes  = 256 << 10
+	DefaultMinRateWindow = 10 * time.Minute
 )
 
 // New checks cfg and builds a client.
@@ -77,7 +95,12 @@ func New(cfg Config) (*Client, error) {
 		version:   orDefault(cfg.APIVersion, "2.0"),
 		userAgent: orDefault(cfg.UserAgent, "qfetch"),
 		idle:      orDefaultDur(cfg.IdleTimeout, 5*time.Minute),
+		minBytes:  cfg.MinRateBytes,
+		window:    orDefaultDur(cfg.MinRateWindow, DefaultMinRateWindow),
 		waits:     cfg.Waits,
+	}
+	if c.minBytes <= 0 {
+		c.minBytes = DefaultMinRateBytes
 	}
 	if c.waits == (Waits{}) {
 		c.waits = DefaultWaits
@@ -88,8 +111,9 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	// No Client.Timeout: it would kill a long, healthy stream. The idle
-	// timer on the body and the transport's phase timeouts bound stalls.
+	// No Client.Timeout: it would kill a long, healthy stream. The body's
+	// watchdog (idle timeout, minimum rate) and the transport's phase
+	// timeouts bound stalls.
 	c.hc = &http.Client{Transport: rt, CheckRedirect: noRedirect}
 	return c, nil
 }
@@ -131,7 +155,7 @@ type Response struct {
 
 	v      *Validator
 	body   io.Closer
-	idle   *idleTimer
+	watch  *watchdog
 	cancel context.CancelCauseFunc
 }
 
@@ -143,7 +167,7 @@ func (r *Response) Summary() Summary { return r.v.Summary() }
 // Close ends the call. Closing before EOF drops the connection, which is
 // what tells Qualys the call is over.
 func (r *Response) Close() error {
-	r.idle.stop()
+	r.watch.stop()
 	err := r.body.Close()
 	r.cancel(errResponseClosed)
 	return err
@@ -154,9 +178,21 @@ var errResponseClosed = errors.New("response closed")
 // ErrIdleTimeout is wrapped when no body byte arrived for the idle timeout.
 var ErrIdleTimeout = errors.New("no byte received within the idle timeout")
 
+// ErrTooSlow is wrapped when fewer body bytes than the minimum arrived in
+// one window (Config.MinRateBytes). Like a stall it is a timeout (its
+// Timeout method says so), which the worker takes as a call too big for
+// its time and counts toward splitting the batch.
+var ErrTooSlow error = tooSlowError{}
+
+type tooSlowError struct{}
+
+func (tooSlowError) Error() string { return "body arrived slower than the minimum transfer rate" }
+func (tooSlowError) Timeout() bool { return true }
+
 // post sends one form request and returns the streaming answer, or a
-// classified error for anything but HTTP 200.
-func (c *Client) post(ctx context.Context, path string, form url.Values, root string, onID func(uint64)) (*Response, error) {
+// classified error for anything but HTTP 200. onID and onRange are the
+// validator's OnID and OnRange.
+func (c *Client) post(ctx context.Context, path string, form url.Values, root string, onID func(uint64), onRange func(lo, hi uint64)) (*Response, error) {
 	callCtx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.endpoint(path), strings.NewReader(form.Encode()))
 	if err != nil {
@@ -198,17 +234,17 @@ func (c *Client) post(ctx context.Context, path string, form url.Values, root st
 		return nil, classify(e, lim, c.waits)
 	}
 
-	idle := startIdleTimer(c.idle, cancel)
-	body := &streamReader{ctx: ctx, callCtx: callCtx, r: resp.Body, path: path, idle: idle, timeout: c.idle}
+	watch := startWatchdog(c.idle, c.minBytes, c.window, cancel)
+	body := &streamReader{ctx: ctx, callCtx: callCtx, r: resp.Body, path: path, watch: watch, timeout: c.idle}
 	return &Response{
 		Status: resp.StatusCode,
 		Limits: lim,
 		v: NewValidator(body, ValidatorConfig{
-			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, Limits: lim, Waits: c.waits,
+			Endpoint: path, Status: resp.StatusCode, Root: root, OnID: onID, OnRange: onRange, Limits: lim, Waits: c.waits,
 			Scrub: c.scrub,
 		}),
 		body:   resp.Body,
-		idle:   idle,
+		watch:  watch,
 		cancel: cancel,
 	}, nil
 }
@@ -290,7 +326,7 @@ type streamReader struct {
 	ctx, callCtx context.Context
 	r            io.Reader
 	path         string
-	idle         *idleTimer
+	watch        *watchdog
 	timeout      time.Duration
 	n            int64
 }
@@ -299,7 +335,7 @@ func (s *streamReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	s.n += int64(n)
 	if n > 0 {
-		s.idle.reset()
+		s.watch.got(n)
 	}
 	if err == nil || err == io.EOF {
 		return n, err
@@ -309,6 +345,8 @@ func (s *streamReader) Read(p []byte) (int, error) {
 		err = fmt.Errorf("qualys %s: reading body after %d bytes: %w", s.path, s.n, context.Cause(s.ctx))
 	case errors.Is(context.Cause(s.callCtx), ErrIdleTimeout):
 		err = failure.Retryable(fmt.Errorf("qualys %s: body stalled after %d bytes, %s: %w", s.path, s.n, s.timeout, ErrIdleTimeout))
+	case errors.Is(context.Cause(s.callCtx), ErrTooSlow):
+		err = failure.Retryable(fmt.Errorf("qualys %s: body too slow after %d bytes: %w", s.path, s.n, context.Cause(s.callCtx)))
 	case errors.Is(context.Cause(s.callCtx), errResponseClosed):
 		err = fmt.Errorf("qualys %s: read after close: %w", s.path, errResponseClosed)
 	default:
@@ -317,40 +355,70 @@ func (s *streamReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// idleTimer cancels a call when no byte has arrived for its timeout. Reset
-// is called per Read, so it is an atomic timestamp checked by one timer,
-// not a timer reset per Read.
-type idleTimer struct {
-	timeout time.Duration
-	last    atomic.Int64 // unix nanos of the last byte
-	stopped atomic.Bool
-	timer   *time.Timer
-	cancel  context.CancelCauseFunc
+// watchdog cancels a call whose body stalls for its idle timeout, or
+// brings fewer than minBytes in a window. Reads only record the time and
+// count of their bytes (atomics); one timer checks both, woken at the next
+// idle deadline or window end, not reset per Read.
+type watchdog struct {
+	idle     time.Duration
+	minBytes int64
+	window   time.Duration
+	last     atomic.Int64 // unix nanos of the last byte
+	bytes    atomic.Int64 // body bytes so far
+	stopped  atomic.Bool
+	cancel   context.CancelCauseFunc
+
+	mu        sync.Mutex // the timer's own state, below
+	timer     *time.Timer
+	windowEnd time.Time
+	mark      int64 // bytes at the start of the window
 }
 
-func startIdleTimer(timeout time.Duration, cancel context.CancelCauseFunc) *idleTimer {
-	t := &idleTimer{timeout: timeout, cancel: cancel}
-	t.last.Store(time.Now().UnixNano())
-	t.timer = time.AfterFunc(timeout, t.check)
-	return t
+func startWatchdog(idle time.Duration, minBytes int64, window time.Duration, cancel context.CancelCauseFunc) *watchdog {
+	now := time.Now()
+	w := &watchdog{idle: idle, minBytes: minBytes, window: window, cancel: cancel, windowEnd: now.Add(window)}
+	w.last.Store(now.UnixNano())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(min(idle, window), w.check)
+	return w
 }
 
-func (t *idleTimer) check() {
-	if t.stopped.Load() {
+func (w *watchdog) check() {
+	if w.stopped.Load() {
 		return
 	}
-	since := time.Since(time.Unix(0, t.last.Load()))
-	if since >= t.timeout {
-		t.cancel(ErrIdleTimeout)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	since := now.Sub(time.Unix(0, w.last.Load()))
+	if since >= w.idle {
+		w.cancel(ErrIdleTimeout)
 		return
 	}
-	t.timer.Reset(t.timeout - since)
+	if !now.Before(w.windowEnd) {
+		got := w.bytes.Load() - w.mark
+		if got < w.minBytes {
+			w.cancel(fmt.Errorf("%d bytes in the last %s, under the minimum of %d: %w", got, w.window, w.minBytes, ErrTooSlow))
+			return
+		}
+		// Tumbling windows: each must bring the minimum on its own.
+		w.mark += got
+		w.windowEnd = now.Add(w.window)
+	}
+	w.timer.Reset(min(w.idle-since, w.windowEnd.Sub(now)))
 }
 
-func (t *idleTimer) reset() { t.last.Store(time.Now().UnixNano()) }
-func (t *idleTimer) stop() {
-	t.stopped.Store(true)
-	t.timer.Stop()
+func (w *watchdog) got(n int) {
+	w.last.Store(time.Now().UnixNano())
+	w.bytes.Add(int64(n))
+}
+
+func (w *watchdog) stop() {
+	w.stopped.Store(true)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer.Stop()
 }
 
 func orDefault(s, d string) string {

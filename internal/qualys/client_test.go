@@ -196,10 +196,14 @@ func TestHostPagerThreePages(t *testing.T) {
 			t.Errorf("first request %s = %q, want %q", k, got, want)
 		}
 	}
-	// The URL's query is merged over ours: its extra parameter arrives, our
-	// window stays.
-	if forms[2].Get("added_by_qualys") != "1" || forms[2].Get("vm_processed_before") == "" {
-		t.Errorf("third request lost merged parameters: %v", forms[2])
+	// Only the URL's id_min is taken (#17.4): its extra parameter never
+	// arrives, and each later request is the first one plus id_min.
+	for n, f := range forms[1:] {
+		want := maps.Clone(first)
+		want.Set("id_min", strconv.FormatUint(pages[n+1][0], 10))
+		if f.Encode() != want.Encode() {
+			t.Errorf("request %d = %s, want %s", n+2, f.Encode(), want.Encode())
+		}
 	}
 
 	if len(store.pages) != 3 || store.aborted != 0 {
@@ -392,7 +396,7 @@ func TestSamplesThroughClient(t *testing.T) {
 			if strings.HasPrefix(tt.file, "hostlist") {
 				root = RootHostList
 			}
-			resp, err := c.post(context.Background(), "/api/2.0/fo/asset/host/vm/detection/", url.Values{"action": {"list"}}, root, nil)
+			resp, err := c.post(context.Background(), "/api/2.0/fo/asset/host/vm/detection/", url.Values{"action": {"list"}}, root, nil, nil)
 			if err == nil {
 				var got []byte
 				got, err = io.ReadAll(resp)

@@ -65,7 +65,7 @@ func (q DetectionQuery) Form() url.Values {
 // Response to io.EOF before trusting it. A batch whose answer may be
 // truncated is walked with a DetectionPager instead.
 func (c *Client) Detections(ctx context.Context, form url.Values, onID func(uint64)) (*Response, error) {
-	return c.post(ctx, c.detectionPath(), form, RootDetections, onID)
+	return c.post(ctx, c.detectionPath(), form, RootDetections, onID, nil)
 }
 
 // maxDetectionPages bounds how many truncated pages one batch may take: an
@@ -103,9 +103,10 @@ func (p *DetectionPager) Open(ctx context.Context, onID func(uint64)) (*Response
 }
 
 // Advance moves past the current page, whose answer resp was read to io.EOF:
-// to the page its truncation WARNING names, or to the end. Its errors are
-// retryable: a WARNING that cannot be followed, or more pages than any
-// batch should take.
+// to the page its truncation WARNING names, or to the end. A WARNING that
+// cannot be followed, or more pages than any batch should take, is a
+// retryable error; a WARNING URL that names another endpoint or no single
+// id_min is a permanent one (ErrWarningRefused, see followWarning).
 func (p *DetectionPager) Advance(resp *Response) error {
 	if resp.v.final != io.EOF {
 		// The WARNING comes last: a page not read whole looks like the end.
@@ -116,7 +117,7 @@ func (p *DetectionPager) Advance(resp *Response) error {
 		p.done = true
 		return nil
 	}
-	next, nextMin, err := followWarning(p.form, sum.Warning, Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
+	next, nextMin, err := followWarning(p.form, sum.Warning, p.c.detectionPath(), Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func (c *Client) Probe(ctx context.Context) (Limits, error) {
 // has a rate limit of its own). The Limits of the answer are returned too.
 // The fleet's fault probe uses Probe instead: see there why.
 func (c *Client) Check(ctx context.Context) (Limits, error) {
-	resp, err := c.post(ctx, "/msp/about.php", url.Values{}, "ABOUT", nil)
+	resp, err := c.post(ctx, "/msp/about.php", url.Values{}, "ABOUT", nil, nil)
 	if err != nil {
 		return NoLimits, err
 	}

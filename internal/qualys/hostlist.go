@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -120,6 +121,9 @@ func (p *HostPager) All(ctx context.Context) iter.Seq2[uint64, error] {
 	}
 }
 
+// idSpan is the host IDs lo to hi, both included.
+type idSpan struct{ lo, hi uint64 }
+
 // errStopped means the consumer broke out of the loop.
 var errStopped = errors.New("stopped by caller")
 
@@ -137,13 +141,19 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		}
 	}
 
-	var pending []uint64
-	last := p.cursor.Last
-	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList, func(id uint64) {
-		if id > last { // already yielded before a retry of this page
-			pending = append(pending, id)
+	// pending holds the IDs of one Read as the spans the page wrote them
+	// in: a range is taken one ID at a time as the consumer asks, so a
+	// small page naming millions of hosts costs no memory (#17.6). Its
+	// length is bounded by the elements one Read can hold.
+	var pending []idSpan
+	last := p.cursor.Last // IDs up to it were yielded before a retry of this page
+	keep := func(lo, hi uint64) {
+		if hi > last {
+			pending = append(pending, idSpan{max(lo, last+1), hi})
 		}
-	})
+	}
+	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList,
+		func(id uint64) { keep(id, id) }, keep)
 	if err != nil {
 		abort(err)
 		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
@@ -159,18 +169,23 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 				return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, werr)
 			}
 		}
-		for _, id := range pending {
-			if id <= p.cursor.Last {
+		for _, s := range pending {
+			if s.lo <= p.cursor.Last {
 				// The validator checks well-formedness, not order; a
 				// repeat or a step back would break every cursor.
-				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, id, p.cursor.Last))
+				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, s.lo, p.cursor.Last))
 				abort(err)
 				return true, err
 			}
-			p.cursor.Last = id
-			if !yield(id, nil) {
-				abort(errStopped)
-				return false, nil
+			for id := s.lo; ; id++ {
+				p.cursor.Last = id
+				if !yield(id, nil) {
+					abort(errStopped)
+					return false, nil
+				}
+				if id == s.hi {
+					break
+				}
 			}
 		}
 		pending = pending[:0]
@@ -193,7 +208,7 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		p.done = true
 		return true, nil
 	}
-	next, nextMin, err := followWarning(p.form, w, p.cursor)
+	next, nextMin, err := followWarning(p.form, w, p.c.hostListPath(), p.cursor)
 	if err != nil {
 		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
 	}
@@ -203,31 +218,52 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 	return true, nil
 }
 
-// followWarning turns a truncation WARNING into the next page's form: the
-// URL's query merged over the current parameters (it may carry parameters
-// we never sent), sent to our own configured server whatever host it names.
-func followWarning(form url.Values, w *Warning, cur Cursor) (url.Values, uint64, error) {
+// ErrWarningRefused is wrapped when a truncation WARNING's URL points at
+// another endpoint or carries no single usable id_min: following it could
+// send a request qfetch never meant to make.
+var ErrWarningRefused = errors.New("truncation WARNING URL refused")
+
+// followWarning turns a truncation WARNING of the page read from path into
+// the next page's form: our own parameters with the URL's id_min, and
+// nothing else from it.
+//
+// The URL is an answer's text, so it steers paging and nothing more. Its
+// other parameters are ignored rather than refused: Qualys repeats every
+// parameter of the request there, in its own spelling, so comparing them
+// would refuse genuine answers, and ignoring them means action, ids or
+// anything else it names is never sent. Its host is ignored too (the next
+// request goes to our configured server, whatever host Qualys calls
+// itself). A URL naming another path is refused as permanent: it is not
+// about this call, and asking again gets the same answer.
+func followWarning(form url.Values, w *Warning, path string, cur Cursor) (url.Values, uint64, error) {
 	if w.Code != CodeTruncated {
 		return nil, 0, failure.Retryable(fmt.Errorf("unexpected WARNING code %d: %s", w.Code, w.Text))
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil {
-		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL unreadable: %w", err))
+		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL unreadable: %w", stripURL(err)))
 	}
-	q := u.Query()
-	nextMin, err := strconv.ParseUint(q.Get("id_min"), 10, 64)
-	if err != nil {
-		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING URL has no usable id_min: %q", q.Get("id_min")))
+	if strings.TrimSuffix(u.Path, "/") != strings.TrimSuffix(path, "/") {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: it names path %q, not %s, the path called", ErrWarningRefused, clip(u.Path, 100), path))
+	}
+	// Parameters that fail to decode are among those ignored; only id_min
+	// must be readable.
+	q, _ := url.ParseQuery(u.RawQuery)
+	mins := q["id_min"]
+	if len(mins) != 1 {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: it holds %d id_min values, want one", ErrWarningRefused, len(mins)))
+	}
+	nextMin, ok := valParseID([]byte(mins[0]))
+	if !ok {
+		return nil, 0, failure.Permanent(fmt.Errorf("%w: id_min %q is not a positive integer", ErrWarningRefused, clip(mins[0], 40)))
 	}
 	if nextMin <= cur.IDMin || nextMin <= cur.Last {
 		return nil, 0, failure.Retryable(fmt.Errorf("truncation WARNING does not advance: id_min %d after id %d", nextMin, cur.Last))
 	}
-	next := url.Values{}
+	next := make(url.Values, len(form)+1)
 	for k, v := range form {
 		next[k] = v
 	}
-	for k, v := range q {
-		next[k] = v
-	}
+	next.Set("id_min", strconv.FormatUint(nextMin, 10))
 	return next, nextMin, nil
 }

@@ -26,6 +26,12 @@ type ValidatorConfig struct {
 	// <root>/RESPONSE/HOST_LIST/HOST/ID. It runs inside Read.
 	OnID func(id uint64)
 
+	// OnRange, when set, is called instead of OnID for an ID_RANGE "a-b",
+	// once with its bounds, so that a wide range costs its reader nothing
+	// until it takes the IDs (#17.6). Without it OnID sees every ID of the
+	// range, one call each; without either, a range is only counted.
+	OnRange func(lo, hi uint64)
+
 	Limits Limits // limit headers of the response, for classify
 	Waits  Waits  // for classify
 
@@ -441,6 +447,18 @@ func (v *valState) emitRange(text []byte, off int64) error {
 		return valFault(xmlscan.KindContent, off, "ID_RANGE %q runs backwards", text)
 	case b-a >= valMaxRange:
 		return valFault(xmlscan.KindLimit, off, "ID_RANGE %q holds more than %d IDs", text, valMaxRange)
+	}
+	if v.cfg.OnRange != nil || v.cfg.OnID == nil {
+		// Counted, not walked: a range costs the same whatever its width.
+		if v.sum.Hosts == 0 {
+			v.sum.FirstID = a
+		}
+		v.sum.Hosts += int(b-a) + 1
+		v.sum.LastID = b
+		if v.cfg.OnRange != nil {
+			v.cfg.OnRange(a, b)
+		}
+		return nil
 	}
 	for id := a; ; id++ {
 		v.emit(id)
