@@ -16,7 +16,6 @@ import (
 	"github.com/qfetch/qfetch/internal/local"
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/objstore"
-	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
@@ -81,9 +80,8 @@ func runLocal(ctx context.Context, cmd *cobra.Command, cfg local.Config) error {
 		if err := app.LoadConfig(&s); err != nil {
 			return err
 		}
-		cfg.Qualys = &qualys.Config{BaseURL: s.Qualys.URL, Username: s.Qualys.Username, Password: s.Qualys.Password.Reveal(),
-			APIVersion: s.Qualys.APIVersion, CAFile: s.Qualys.CAFile, UserAgent: "qfetch/" + app.Version,
-			ConnectTimeout: s.Qualys.ConnectTimeout, HeaderTimeout: s.Qualys.HeaderTimeout, IdleTimeout: s.Qualys.IdleTimeout}
+		qc := app.QualysConfig(s.Qualys)
+		cfg.Qualys = &qc
 	}
 	if os.Getenv("QFETCH_S3_ENDPOINT") != "" {
 		var s struct{ S3 config.S3 }

@@ -86,7 +86,16 @@ func Logger(c config.Log) (*slog.Logger, error) {
 
 // Qualys builds the API client.
 func Qualys(c config.Qualys) (*qualys.Client, error) {
-	cl, err := qualys.New(qualys.Config{
+	cl, err := qualys.New(QualysConfig(c))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return cl, nil
+}
+
+// QualysConfig is the API client's configuration from its section.
+func QualysConfig(c config.Qualys) qualys.Config {
+	return qualys.Config{
 		BaseURL:        c.URL,
 		Username:       c.Username,
 		Password:       c.Password.Reveal(),
@@ -98,11 +107,7 @@ func Qualys(c config.Qualys) (*qualys.Client, error) {
 		IdleTimeout:    c.IdleTimeout,
 		MinRateBytes:   c.MinRateBytes,
 		MinRateWindow:  c.MinRateWindow,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return cl, nil
 }
 
 // S3 builds the object store; partSize 0 is the default part size.
