@@ -159,8 +159,9 @@ func TestDeadLetterFailureWedges(t *testing.T) {
 	stop := e.start(w)
 	testenv.Eventually(t, 30*time.Second, func() bool { return errors.Is(w.Ready(), fetch.ErrWedged) },
 		"worker ready although a message cannot be dead-lettered")
-	if err := w.Ready(); failure.ClassOf(err) != failure.ClassPermanent {
-		t.Fatalf("Ready: %v is not classed permanent", err)
+	var st interface{ ReadyState() string }
+	if err := w.Ready(); failure.ClassOf(err) != failure.ClassPermanent || !errors.As(err, &st) || st.ReadyState() != "wedged" {
+		t.Fatalf("Ready: %v is not classed permanent with the readiness state wedged", err)
 	}
 	if g := gauge(t, reg, "qfetch_worker_wedged"); g != 1 {
 		t.Fatalf("qfetch_worker_wedged = %v", g)

@@ -106,9 +106,19 @@ func (ws *wedges) err() error {
 	if n == 0 {
 		return nil
 	}
-	return failure.Permanent(fmt.Errorf("%w: %d message(s) failed %d tries; last error: %s",
-		ErrWedged, n, deadLetterTries, errText(last)))
+	return failure.Permanent(&wedgedError{fmt.Errorf("%w: %d message(s) failed %d tries; last error: %s",
+		ErrWedged, n, deadLetterTries, errText(last))})
 }
+
+// wedgedError names its readiness state, for /readyz (app.Stater).
+type wedgedError struct{ err error }
+
+func (e *wedgedError) Error() string { return e.err.Error() }
+
+func (e *wedgedError) Unwrap() error { return e.err }
+
+// ReadyState is the /readyz state word of a wedged worker.
+func (e *wedgedError) ReadyState() string { return "wedged" }
 
 // wedgeKey names m's batch across its deliveries: its Msg-Id (a retry's
 // copy has the batch's), else its stream sequence.
