@@ -75,6 +75,7 @@ var stateDefaults = map[string]string{
 // workerDefaults are the series a worker serves besides the run-level ones.
 var workerDefaults = map[string]string{
 	"qfetch_worker_fleet_fault":                            "0",
+	"qfetch_worker_wedged":                                 "0",
 	`qfetch_worker_fleet_paused{kind="outage"}`:            "0",
 	`qfetch_worker_fleet_paused{kind="maintenance"}`:       "0",
 	`qfetch_worker_batches_total{outcome="done",class=""}`: "0",
@@ -438,6 +439,20 @@ func TestAlertScenarios(t *testing.T) {
 				{at: 20 * m, firing: []string{"QfetchFleetFault"}},
 				// No batch done in an hour, but the fault says why.
 				{at: 2 * h, firing: []string{"QfetchFleetFault"}},
+			},
+		},
+		{
+			name:  "a worker cannot dead-letter a message while another works on",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "40-1"},
+			pods: []scenarioPod{exporter,
+				workerPod("w1", 0, 0, map[string]string{"qfetch_worker_wedged": "0; 1@10m; 0@1h"}),
+				workerPod("w2", 0, 0, map[string]string{`qfetch_worker_batches_total{outcome="done",class=""}`: "0+1"}),
+			},
+			check: []checkpoint{
+				{at: 10 * m},
+				{at: 20 * m, firing: []string{"QfetchWorkerWedged"}, values: map[string]float64{"QfetchWorkerWedged": 1}},
+				{at: h + 10*m},
 			},
 		},
 		{

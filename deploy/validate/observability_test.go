@@ -44,6 +44,7 @@ var requiredAlerts = []string{
 	"QfetchStatusRefreshFailing",   // the run-level series are out of date
 	"QfetchFleetPaused",            // the fleet paused as one (outage, maintenance)
 	"QfetchRateBudgetShort",        // Qualys' rate budget cannot finish the open run at the current pace
+	"QfetchWorkerWedged",           // a batch message that cannot be dead-lettered (a worker wedged)
 }
 
 var severities = []string{"critical", "warning", "info"}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/qfetch/qfetch/internal/logging"
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 // testSpec is composed the way the package doc tells binaries to.
@@ -346,6 +347,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`QFETCH_QUALYS_DETECTION_PARAMS: not a URL-encoded query (like a=1&b=x,y): invalid URL escape "%zz", got "a=%zz"`}},
 		{"params empty name", with("QFETCH_QUALYS_HOSTLIST_PARAMS", "=1"),
 			[]string{"QFETCH_QUALYS_HOSTLIST_PARAMS: has a parameter without a name"}},
+		{"params unknown", with("QFETCH_QUALYS_DETECTION_PARAMS", "made_up=1&status=Fixed"),
+			[]string{"QFETCH_QUALYS_DETECTION_PARAMS: parameter made_up is not a Host List Detection parameter qfetch allows"}},
+		{"hostlist owned any case", with("QFETCH_QUALYS_HOSTLIST_PARAMS", "Action=purge&ag_ids=1"),
+			[]string{"QFETCH_QUALYS_HOSTLIST_PARAMS: parameter Action is set by qfetch and cannot be given here"}},
 		{"params allowed", with("QFETCH_QUALYS_HOSTLIST_PARAMS", "ag_ids=1,2&use_tags=1", "QFETCH_QUALYS_DETECTION_PARAMS", "status=Fixed&show_reopened_info=0"), nil},
 
 		{"nats scheme", with("QFETCH_NATS_URL", "http://n:4222"), []string{`QFETCH_NATS_URL: URL 1 of the list has scheme "http"; want nats, tls, ws or wss`}},
@@ -587,13 +592,22 @@ func TestUnknown(t *testing.T) {
 }
 
 func TestParamsCheck(t *testing.T) {
-	for _, k := range controlledParams {
-		if err := (Params{k: {"1"}}).check(); err == nil {
-			t.Errorf("%s accepted", k)
+	for _, k := range qparams.OwnedNames() {
+		for _, name := range []string{k, strings.ToUpper(k)} {
+			if err := (Params{name: {"1"}}).checkDetection(); err == nil {
+				t.Errorf("%s accepted for detections", name)
+			}
+			if err := (Params{name: {"1"}}).checkHostList(); err == nil {
+				t.Errorf("%s accepted for the Host List", name)
+			}
 		}
-		if err := (Params{strings.ToUpper(k): {"1"}}).check(); err == nil {
-			t.Errorf("%s accepted", strings.ToUpper(k))
-		}
+	}
+	// Only the names each API's allowlist holds.
+	if err := (Params{"made_up": {"1"}}).checkDetection(); err == nil {
+		t.Error("made_up accepted for detections")
+	}
+	if err := (Params{"status": {"New"}}).checkHostList(); err == nil {
+		t.Error("status accepted for the Host List, which has no such filter")
 	}
 	p := Params{"status": {"New"}}
 	v := p.Values()
@@ -617,10 +631,12 @@ func FuzzParams(f *testing.F) {
 		if err := q.UnmarshalText([]byte(p.String())); err != nil || !reflect.DeepEqual(p.Values(), q.Values()) && len(p) > 0 {
 			t.Fatalf("%q → %q → %v (%v)", s, p.String(), q, err)
 		}
-		err := p.check()
+		// check refuses exactly the empty, owned (any case) and unlisted names.
+		err := p.checkDetection()
 		reserved := false
+		allowed := qparams.Allowed(qparams.Detection)
 		for k := range p {
-			reserved = reserved || k == "" || slices.Contains(controlledParams, strings.ToLower(k))
+			reserved = reserved || k == "" || qparams.Owned(k) || !slices.Contains(allowed, k)
 		}
 		if (err != nil) != reserved {
 			t.Fatalf("check(%v) = %v", p, err)

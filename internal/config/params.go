@@ -1,11 +1,11 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
+
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 // Params are extra Qualys request parameters, given as a URL-encoded query
@@ -36,28 +36,8 @@ func (p Params) Values() url.Values {
 	return out
 }
 
-// controlledParams are set by qfetch on every request (paging, batching,
-// the run window, the output shape); an operator value would break them.
-var controlledParams = []string{"action", "details", "id_max", "id_min", "ids", "output_format",
-	"truncation_limit", "vm_processed_after", "vm_processed_before"}
+// checkHostList names the parameters p may not carry on a Host List
+// request; checkDetection on a detection request (see package qparams).
+func (p Params) checkHostList() error { return qparams.CheckHostList(url.Values(p)) }
 
-// check names the parameters p may not carry.
-func (p Params) check() error {
-	var bad []string
-	for k := range p {
-		if k == "" {
-			return errors.New("has a parameter without a name")
-		}
-		if slices.Contains(controlledParams, strings.ToLower(k)) {
-			bad = append(bad, k)
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	slices.Sort(bad)
-	if len(bad) == 1 {
-		return fmt.Errorf("parameter %s is set by qfetch and cannot be given here", bad[0])
-	}
-	return fmt.Errorf("parameters %s are set by qfetch and cannot be given here", strings.Join(bad, ", "))
-}
+func (p Params) checkDetection() error { return qparams.CheckDetection(url.Values(p)) }

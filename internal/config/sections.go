@@ -83,10 +83,10 @@ func (q Qualys) Validate() error {
 	if !apiVersionRE.MatchString(q.APIVersion) {
 		bad("APIVersion", fmt.Errorf("must look like 2.0, got %q", q.APIVersion))
 	}
-	if err := q.HostListParams.check(); err != nil {
+	if err := q.HostListParams.checkHostList(); err != nil {
 		bad("HostListParams", err)
 	}
-	if err := q.DetectionParams.check(); err != nil {
+	if err := q.DetectionParams.checkDetection(); err != nil {
 		bad("DetectionParams", err)
 	}
 	if q.DetectionTruncationLimit < 0 {

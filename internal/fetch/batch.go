@@ -14,6 +14,7 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qparams"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
@@ -25,7 +26,12 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	b, err := msg.Decode(m.Data())
 	if err != nil {
 		log := w.log.With("subject", m.Subject(), "delivery", delivery)
-		w.deadLetter(ctx, m, log, "undecodable batch message", err)
+		reason := "undecodable batch message"
+		if pe := (*qparams.Error)(nil); errors.As(err, &pe) {
+			// Forged or misrouted: say which parameter (never its value).
+			reason = "batch message refused: " + pe.Error()
+		}
+		w.deadLetter(ctx, m, log, reason, err)
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
@@ -494,14 +500,39 @@ func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {
 	}
 }
 
+// deadLetter records m in the dead letters and ends it. A record that
+// cannot be written leaves m queued. When NATS does not answer at all, that
+// is everyone's fault, not the batch's (I6): m waits a probe period, and
+// nothing counts. Otherwise the failure is counted; after deadLetterTries
+// the worker is wedged (Ready says so, a metric and an alert show it) and m
+// waits the longest probe back-off between tries: never a tight Nak loop.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, reason string, err error) {
-	w.metrics.batches.WithLabelValues("dead-lettered", failure.ClassOf(err).String()).Inc()
-	if dlErr := w.q.DeadLetter(ctx, m, reason, err); dlErr != nil {
-		log.Error("dead-lettering failed; the batch stays queued", "reason", reason, "err", err, "dlq_err", dlErr)
+	key := wedgeKey(m)
+	dlErr := w.q.DeadLetter(ctx, m, reason, err)
+	if dlErr == nil {
+		w.wedges.done(key)
+		w.metrics.batches.WithLabelValues("dead-lettered", failure.ClassOf(err).String()).Inc()
+		log.Error("batch dead-lettered", "reason", reason, "class", failure.ClassOf(err).String(), "err", err)
+		return
+	}
+	if _, _, nerr := w.q.InFlight(ctx); nerr != nil {
+		log.Error("dead-lettering failed and NATS does not answer; the batch stays queued", "reason", reason,
+			"err", err, "dlq_err", dlErr, "nats_err", nerr)
 		w.nak(m, w.cfg.ProbeEvery, log)
 		return
 	}
-	log.Error("batch dead-lettered", "reason", reason, "class", failure.ClassOf(err).String(), "err", err)
+	w.metrics.deadLetterFailures.Inc()
+	tries := w.wedges.fail(key, dlErr)
+	if tries < deadLetterTries {
+		log.Error("dead-lettering failed; the batch stays queued and is tried again", "reason", reason,
+			"try", tries, "of", deadLetterTries, "err", err, "dlq_err", dlErr)
+		w.nak(m, w.cfg.ProbeEvery, log)
+		return
+	}
+	wait := wedgeBackoff * w.cfg.ProbeEvery
+	log.Error("dead-lettering keeps failing: this worker reports not ready until it succeeds; the batch waits",
+		"reason", reason, "tries", tries, "next", wait, "err", err, "dlq_err", dlErr)
+	w.nak(m, wait, log)
 }
 
 // split replaces a batch that keeps timing out with its two halves.

@@ -3,6 +3,7 @@ package fetch
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,12 @@ type Metrics struct {
 	paused     *prometheus.GaugeVec   // kind
 	leasesLost prometheus.Counter
 	limits     map[string]prometheus.Gauge // by Qualys header
+	// deadLetterFailures counts dead-letter records that could not be
+	// written while NATS answered; wedged is how many messages failed
+	// deadLetterTries times (the worker's wedges, read when scraped).
+	deadLetterFailures prometheus.Counter
+	wedged             prometheus.GaugeFunc
+	wedgeSrc           atomic.Pointer[wedges]
 }
 
 // pauseKinds are the values of qfetch_worker_fleet_paused's kind label.
@@ -85,11 +92,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Batches this worker gave up mid-call because their lease could not be shown alive (a partition, a disconnect).",
 		}),
 		limits: map[string]prometheus.Gauge{},
+		deadLetterFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "qfetch_worker_dead_letter_failures_total",
+			Help: "Dead-letter records this worker could not write while NATS answered (a dead-letter stream missing or refusing).",
+		}),
 	}
+	m.wedged = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qfetch_worker_wedged",
+		Help: "Batch messages this worker failed to dead-letter several times in a row: while above 0 the worker reports not ready (/readyz) and such a message is tried again only every 16 probe periods.",
+	}, func() float64 {
+		ws := m.wedgeSrc.Load()
+		if ws == nil {
+			return 0
+		}
+		n, _ := ws.wedged()
+		return float64(n)
+	})
 	for _, k := range pauseKinds {
 		m.paused.WithLabelValues(k).Set(0)
 	}
-	cs := []prometheus.Collector{m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes, m.paused, m.leasesLost}
+	cs := []prometheus.Collector{m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes, m.paused, m.leasesLost,
+		m.deadLetterFailures, m.wedged}
 	for _, g := range limitGauges {
 		m.limits[g.name] = prometheus.NewGauge(prometheus.GaugeOpts{Name: g.name, Help: g.help})
 		cs = append(cs, m.limits[g.name])
@@ -150,3 +173,6 @@ func (m *Metrics) observeResponse(err error, status int) {
 	}
 	m.responses.WithLabelValues(strconv.Itoa(status), strconv.Itoa(code)).Inc()
 }
+
+// watchWedges makes qfetch_worker_wedged read ws.
+func (m *Metrics) watchWedges(ws *wedges) { m.wedgeSrc.Store(ws) }

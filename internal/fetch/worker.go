@@ -200,6 +200,8 @@ type Worker struct {
 	// written (NATS unreachable): a pause must not wait for the store that
 	// records it.
 	local *gate
+	// wedges are the messages this worker failed to dead-letter.
+	wedges *wedges
 }
 
 // Deps are a worker's collaborators; Finish and Metrics may be nil.
@@ -222,15 +224,24 @@ func New(cfg Config, d Deps) *Worker {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	// A wedged message comes back after wedgeBackoff probe periods (plus
+	// AckWait at worst): unseen for two of those, it is no longer ours.
+	ws := newWedges(cfg.Now, 2*(wedgeBackoff*cfg.ProbeEvery+d.Queue.Config().AckWait))
+	m.watchWedges(ws)
 	return &Worker{
 		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, store: d.Store,
-		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now),
+		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now), wedges: ws,
 	}
 }
 
 // Ready reports nil when the worker is pulling, or why it is not: a fleet
-// pause, for /readyz. A back-pressure hold is no reason: it ends by itself.
+// pause, for /readyz; or an error wrapping [ErrWedged] while a batch
+// message cannot be dead-lettered. A back-pressure hold is no reason: it
+// ends by itself.
 func (w *Worker) Ready() error {
+	if err := w.wedges.err(); err != nil {
+		return err
+	}
 	if err := w.local.fault(); err != nil {
 		return err
 	}

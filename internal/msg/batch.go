@@ -14,6 +14,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 // SchemaVersion is the batch message version this code writes.
@@ -49,6 +50,14 @@ func readVersions() string {
 	return strings.Join(out, ", ")
 }
 
+// MaxBatchBytes bounds a batch message, well below the server's max
+// payload (1 MiB by default), so that a batch always fits whole in its
+// dead-letter record, and its split halves and retries fit the stream. The
+// largest batch the configuration allows, 10000 hosts of 20-digit IDs,
+// takes about 210 KB. [Publisher.Publish] refuses a larger batch and
+// Decode refuses a larger message.
+const MaxBatchBytes = 256 << 10
+
 // ErrBadBatch is wrapped by every Encode/Decode failure; the error is also
 // classified permanent, since no redelivery can fix a message.
 var ErrBadBatch = errors.New("bad batch message")
@@ -76,7 +85,8 @@ type Batch struct {
 	IDs string `json:"ids"`
 	// Hosts is the number of hosts IDs holds; Decode checks it.
 	Hosts int `json:"hosts"`
-	// Params are the extra detection request parameters of the run.
+	// Params are the extra detection request parameters of the run: only
+	// names qparams allows for detections, checked by Encode and Decode.
 	Params url.Values `json:"params,omitempty"`
 }
 
@@ -140,10 +150,18 @@ func (b Batch) Validate() error {
 	} else if ids.Len() != b.Hosts {
 		problems = append(problems, fmt.Sprintf("hosts is %d but IDs hold %d", b.Hosts, ids.Len()))
 	}
-	if len(problems) == 0 {
-		return nil
+	// A worker must send nothing the planner's configuration could not
+	// hold: Params come from outside the worker (design.md I7).
+	perr := qparams.CheckDetection(b.Params)
+	switch {
+	case perr != nil && len(problems) > 0:
+		return failure.Permanent(fmt.Errorf("%w: %s; %w", ErrBadBatch, strings.Join(problems, "; "), perr))
+	case perr != nil:
+		return failure.Permanent(fmt.Errorf("%w: %w", ErrBadBatch, perr))
+	case len(problems) > 0:
+		return failure.Permanent(fmt.Errorf("%w: %s", ErrBadBatch, strings.Join(problems, "; ")))
 	}
-	return failure.Permanent(fmt.Errorf("%w: %s", ErrBadBatch, strings.Join(problems, "; ")))
+	return nil
 }
 
 // Encode sets the schema version and returns the message body, or a
@@ -161,10 +179,16 @@ func Encode(b Batch) ([]byte, error) {
 }
 
 // Decode parses a message body of any version in [decoders]; the batch's V
-// is the version it was written in. A garbled body, an unknown version or an
-// invalid batch is an error wrapping [ErrBadBatch], classified permanent,
-// that says what is wrong.
+// is the version it was written in. A garbled or oversized body, an unknown
+// version or an invalid batch (Params included: see package qparams) is an
+// error wrapping [ErrBadBatch], classified permanent, that says what is
+// wrong.
 func Decode(data []byte) (Batch, error) {
+	if len(data) > MaxBatchBytes {
+		// No publisher of ours writes it; parsing it would only cost.
+		return Batch{}, failure.Permanent(fmt.Errorf("%w: message is %d bytes, a batch takes at most %d",
+			ErrBadBatch, len(data), MaxBatchBytes))
+	}
 	var head struct {
 		V *int `json:"v"`
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -164,6 +165,8 @@ func FuzzDecode(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"v":1,"run":"r","batch":1,"before":"2025-03-01T00:00:00Z","ids":"1-1048576","hosts":1048576}`))
+	f.Add([]byte(`{"v":1,"run":"r","batch":1,"before":"2025-03-01T00:00:00Z","ids":"1","hosts":1,"params":{"Action":["purge"],"IDS":["1-9"]}}`))
+	f.Add([]byte(`{"v":1,"run":"r","batch":1,"before":"2025-03-01T00:00:00Z","ids":"1","hosts":1,"params":{"status":["Fixed"]}}`))
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`not json`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -173,6 +176,10 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("error is not a permanent ErrBadBatch: %v", err)
 			}
 			return
+		}
+		// What decodes asks for nothing the configuration could not.
+		if err := qparams.CheckDetection(b.Params); err != nil {
+			t.Fatalf("decoded batch carries parameters qfetch refuses: %v", err)
 		}
 		// What decodes must survive a round trip unchanged.
 		again, err := Encode(b)

@@ -1,7 +1,10 @@
 package msg
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,9 +90,15 @@ type DeadLetter struct {
 	// StreamSeq is the original's sequence in QFETCH_BATCHES.
 	StreamSeq uint64 `json:"stream_seq"`
 	// Batch is the original body when it is JSON (the usual case), Body
-	// otherwise (base64 in JSON), so a garbled message is kept byte for byte.
-	Batch json.RawMessage `json:"batch,omitempty"`
-	Body  []byte          `json:"body,omitempty"`
+	// otherwise (base64 in JSON), so a garbled message is kept byte for byte
+	// — up to [MaxBatchBytes]: of a larger message, which cannot be a batch,
+	// Body keeps the first bytes and Truncated is set. Size and SHA256 (hex)
+	// are the whole original's, so a kept copy can still be matched.
+	Batch     json.RawMessage `json:"batch,omitempty"`
+	Body      []byte          `json:"body,omitempty"`
+	Truncated bool            `json:"truncated,omitempty"`
+	Size      int             `json:"size,omitempty"`
+	SHA256    string          `json:"sha256,omitempty"`
 	// Reason is the decision ("permanent failure", "max deliveries reached").
 	Reason string `json:"reason"`
 	// Class is the failure class of the last error.
@@ -109,42 +118,76 @@ type DeadLetter struct {
 // dead letter.
 const maxTermReason = 256
 
+// Bounds of a dead-letter record, so that any message the batch stream
+// accepts (up to its MaxMsgSize, 1 MiB) can be dead-lettered: a record that
+// does not fit the server's max payload cannot be written, and a batch
+// that can be neither fetched nor dead-lettered would come back for ever.
+const (
+	// maxRecordBytes bounds the encoded record; half the server's max
+	// payload when that is smaller.
+	maxRecordBytes = 512 << 10
+	// keptHead is how much of a message too large to keep whole is kept.
+	keptHead = 4 << 10
+	// maxLastError bounds the error text: it may quote a Qualys answer.
+	maxLastError = 4 << 10
+	// maxMsgIDKept bounds the Msg-Id copied from the message's header; a
+	// qfetch Msg-Id is a run ID (64) and a batch key.
+	maxMsgIDKept = 200
+)
+
 // DeadLetter records m in QFETCH_DLQ on qfetch.dlq.<run> with reason and
 // the last error, then terminates m so it is never redelivered. If the
 // record cannot be written, m is left alone and the error returned: the
 // caller should Nak it, since a batch must never vanish without a trace.
 // A repeated dead-lettering of the same delivery chain is deduplicated.
+// The record is bounded (see [DeadLetter.Truncated]), so that no message
+// the stream accepts is too large to be dead-lettered.
 func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("msg: dead-letter: %w", err)
 	}
+	body := m.Data()
+	sum := sha256.Sum256(body)
 	dl := DeadLetter{
 		Subject:    m.Subject(),
-		MsgID:      msgID(m),
+		MsgID:      clip(msgID(m), maxMsgIDKept),
 		StreamSeq:  md.Sequence.Stream,
 		Reason:     reason,
 		Deliveries: Deliveries(m),
 		At:         time.Now().UTC(),
+		Size:       len(body),
+		SHA256:     hex.EncodeToString(sum[:]),
 	}
 	dl.Run = strings.TrimPrefix(m.Subject(), batchSubjectPrefix)
 	if !ValidRunID(dl.Run) {
 		dl.Run = "unknown"
 	}
-	if json.Valid(m.Data()) {
-		dl.Batch = json.RawMessage(m.Data())
-	} else {
-		dl.Body = m.Data()
+	switch {
+	case len(body) > MaxBatchBytes:
+		dl.Body, dl.Truncated = body[:keptHead], true
+	case json.Valid(body):
+		dl.Batch = json.RawMessage(body)
+	default:
+		dl.Body = body
 	}
 	if lastErr != nil {
 		dl.Class = failure.ClassOf(lastErr).String()
 		// Defence in depth (I7): error texts are built without secrets, and
 		// whatever looks like one is cut again before it is stored.
-		dl.LastError = logging.Scrub(lastErr.Error())
+		dl.LastError = clip(logging.Scrub(lastErr.Error()), maxLastError)
 	}
-	data, err := json.Marshal(dl)
+	data, err := encodeRecord(dl)
 	if err != nil {
 		return fmt.Errorf("msg: dead-letter: %w", err)
+	}
+	if limit := q.recordLimit(); len(data) > limit {
+		// JSON escaping can still grow a kept body (control characters):
+		// keep the head only.
+		dl.Batch, dl.Body, dl.Truncated = nil, body[:min(len(body), keptHead)], true
+		if data, err = encodeRecord(dl); err != nil {
+			return fmt.Errorf("msg: dead-letter: %w", err)
+		}
 	}
 	out := &nats.Msg{Subject: dlqSubjectPrefix + dl.Run, Data: data, Header: nats.Header{}}
 	// Stream sequence stays the same across redeliveries of one message.
@@ -163,6 +206,37 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 		return ClassifyAPI(fmt.Errorf("msg: terminate %s after dead-lettering: %w", m.Subject(), err))
 	}
 	return nil
+}
+
+// recordLimit is the largest dead-letter record this connection writes.
+func (q *Queue) recordLimit() int {
+	limit := maxRecordBytes
+	if nc := q.js.Conn(); nc != nil {
+		if mp := nc.MaxPayload(); mp > 0 {
+			limit = min(limit, int(mp)/2)
+		}
+	}
+	return limit
+}
+
+// encodeRecord encodes a dead letter without HTML escaping: escaped, a
+// kept body of '<' would grow sixfold.
+func encodeRecord(dl DeadLetter) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(dl); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// clip cuts s to at most n bytes, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // DeadLetters returns the dead letters of run ("" for every run), oldest

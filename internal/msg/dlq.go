@@ -77,8 +77,12 @@ func (q *Queue) Replay(ctx context.Context, seq uint64, before func(Batch) error
 		return Batch{}, err
 	}
 	if len(dl.Batch) == 0 {
+		size := len(dl.Body)
+		if dl.Size > 0 {
+			size = dl.Size
+		}
 		return Batch{}, failure.Permanent(fmt.Errorf("msg: dead letter %d holds a garbled message (%d bytes), not a batch: %w; drop it",
-			seq, len(dl.Body), ErrNotReplayable))
+			seq, size, ErrNotReplayable))
 	}
 	b, err := Decode(dl.Batch)
 	if err != nil {

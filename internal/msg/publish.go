@@ -67,7 +67,7 @@ func (q *Queue) Publisher(opts PublisherOptions) *Publisher {
 	}
 	return &Publisher{
 		js:     q.js,
-		maxMsg: int(q.cfg.MaxMsgSize),
+		maxMsg: min(int(q.cfg.MaxMsgSize), MaxBatchBytes),
 		opts:   opts,
 		slots:  make(chan struct{}, opts.Window),
 	}
@@ -84,7 +84,10 @@ func (p *Publisher) Publish(ctx context.Context, b Batch) error {
 		return err
 	}
 	if len(data) > p.maxMsg {
-		return failure.Permanent(fmt.Errorf("%w: batch %s is %d bytes, the stream takes at most %d; lower the batch size",
+		// Refused, not split: the run's batch count and numbering are the
+		// ledger's, and only a worker's split (recorded first) may change them.
+		return failure.Permanent(fmt.Errorf("%w: batch %s is %d bytes, a batch message takes at most %d; "+
+			"lower the batch size (QFETCH_BATCH_SIZE) or the detection parameters",
 			ErrBadBatch, b.MsgID(), len(data), p.maxMsg))
 	}
 	if err := p.Err(); err != nil {

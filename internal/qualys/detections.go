@@ -11,6 +11,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 // DetectionQuery is one batch's Host List Detection request.
@@ -44,8 +45,10 @@ func (q DetectionQuery) Form() url.Values {
 	for k, v := range q.Extra {
 		form[k] = append([]string(nil), v...)
 	}
-	for _, k := range controlled {
-		form.Del(k)
+	for k := range form {
+		if qparams.Owned(k) {
+			delete(form, k) // IDS would reach Qualys beside ids
+		}
 	}
 	form.Set("action", "list")
 	form.Set("output_format", "XML")

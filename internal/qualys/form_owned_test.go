@@ -1,0 +1,22 @@
+package qualys
+
+import (
+	"net/url"
+	"testing"
+)
+
+// TestFormDropsOwnedAnyCase: an extra parameter qfetch owns is dropped in
+// whatever case it comes, so that Action=purge or IDS=… never reaches
+// Qualys beside the ones qfetch sets.
+func TestFormDropsOwnedAnyCase(t *testing.T) {
+	q := DetectionQuery{IDs: []uint64{5, 6}, Extra: url.Values{
+		"Action": {"purge"}, "IDS": {"1-999999999"}, "Truncation_Limit": {"1"}, "OUTPUT_FORMAT": {"CSV"},
+		"show_igs": {"1"},
+	}}
+	got := q.Form()
+	want := url.Values{"action": {"list"}, "ids": {"5,6"}, "truncation_limit": {"0"}, "output_format": {"XML"},
+		"show_igs": {"1"}, "status": {"New,Active,Re-Opened,Fixed"}, "show_reopened_info": {"1"}}
+	if got.Encode() != want.Encode() {
+		t.Fatalf("form %s\nwant %s", got.Encode(), want.Encode())
+	}
+}
