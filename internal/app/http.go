@@ -29,7 +29,7 @@ const (
 	StateStore       State = "store"       // the bucket is unreachable, missing or not writable
 	StateQualys      State = "qualys"      // the Qualys login fails, or Qualys does not answer
 	StatePaused      State = "paused"      // the fleet (or this worker) is paused by a fleet-wide fault (I6)
-	StateWedged      State = "wedged"      // a batch could not be dead-lettered: this worker stopped pulling
+	StateWedged      State = "wedged"      // a batch could not be dead-lettered; the worker pulls other batches meanwhile
 	StateUnavailable State = "unavailable" // any other reason; the log says which
 )
 

@@ -20,3 +20,19 @@ func TestFormDropsOwnedAnyCase(t *testing.T) {
 		t.Fatalf("form %s\nwant %s", got.Encode(), want.Encode())
 	}
 }
+
+// TestHostPagerDropsOwnedAnyCase: the Host List form drops the owned names
+// of the operator's extras in any case, as the detection form does.
+func TestHostPagerDropsOwnedAnyCase(t *testing.T) {
+	c, err := New(Config{BaseURL: "https://qualysapi.example", Username: "u", Password: "password1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.HostPager(HostListQuery{PageSize: 7, Extra: url.Values{
+		"Action": {"purge"}, "IDS": {"1-999999999"}, "ID_MIN": {"1"}, "Details": {"All"}, "use_tags": {"1"},
+	}}, nil)
+	want := url.Values{"action": {"list"}, "details": {"None"}, "truncation_limit": {"7"}, "use_tags": {"1"}}
+	if p.form.Encode() != want.Encode() {
+		t.Fatalf("form %s\nwant %s", p.form.Encode(), want.Encode())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/qparams"
 )
 
 // HostListQuery selects the hosts of one run.
@@ -61,20 +62,14 @@ type HostPager struct {
 // FormatTime renders a time as Qualys date parameters want it.
 func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 
-// controlled are the parameters qfetch sets itself; the operator's extras
-// cannot override them.
-var controlled = []string{"action", "details", "truncation_limit", "id_min", "id_max", "ids",
-	"vm_processed_after", "vm_processed_before", "output_format"}
-
 // HostPager starts a walk over the hosts q selects, teeing each raw page to
 // open (nil: no tee).
 func (c *Client) HostPager(q HostListQuery, open OpenPage) *HostPager {
 	form := url.Values{}
 	for k, v := range q.Extra {
-		form[k] = append([]string(nil), v...)
-	}
-	for _, k := range controlled {
-		form.Del(k)
+		if !qparams.Owned(k) { // the operator's extras cannot override ours, in any case
+			form[k] = append([]string(nil), v...)
+		}
 	}
 	form.Set("action", "list")
 	form.Set("details", "None")
