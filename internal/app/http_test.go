@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/natsperm"
 )
 
 type stater struct{ state string }
@@ -153,6 +156,22 @@ func TestGatePass(t *testing.T) {
 			Run: func(context.Context) error { return bad }})
 		if app.ExitCode(err) != app.ExitConfig {
 			t.Errorf("Pass: %v, exit code %d", err, app.ExitCode(err))
+		}
+	})
+	t.Run("refused by NATS", func(t *testing.T) {
+		// Credentials the server refuses, or a role's operation it
+		// refuses: no wait fixes the pod's Secret; exit 3 at once.
+		for _, refused := range []error{
+			failure.FleetWide(fmt.Errorf("connecting to NATS: %w", nats.ErrAuthorization)),
+			failure.FleetWide(&natsperm.RefusedError{Subject: "$JS.API.CONSUMER.CREATE.QFETCH_BATCHES.workers"}),
+		} {
+			g := app.NewGate()
+			runs := 0
+			err := g.Pass(t.Context(), log, time.Millisecond, app.StartCheck{State: app.StateNATS, Max: time.Hour,
+				Run: func(context.Context) error { runs++; return refused }})
+			if app.ExitCode(err) != app.ExitFleetWide || runs != 1 {
+				t.Errorf("Pass on %v: %v, exit code %d after %d runs; want 3 after 1", refused, err, app.ExitCode(err), runs)
+			}
 		}
 	})
 	t.Run("stopped", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/natsperm"
 	"github.com/qfetch/qfetch/internal/ops"
 	"github.com/qfetch/qfetch/internal/retry"
 )
@@ -88,6 +89,14 @@ func (g *Gate) Pass(ctx context.Context, log *slog.Logger, base time.Duration, c
 			}
 			if errors.Is(err, ErrConfig) {
 				// No wait fixes a configuration error: exit 2.
+				return err
+			}
+			if refusedByNATS(err) {
+				// The pod holds credentials its role does not have (its
+				// Secret, or the server's users): exit 3, as the planner
+				// does, so the pod's status shows it rather than a quiet
+				// "not ready" (#17: each role refused outside its rights
+				// exits 3).
 				return err
 			}
 			if err == nil {
@@ -241,4 +250,12 @@ func (p Parts) Preflight(ctx context.Context) error {
 		return failure.FleetWide(err)
 	}
 	return err
+}
+
+// refusedByNATS reports whether NATS refused this process's credentials or
+// one of its role's operations.
+func refusedByNATS(err error) bool {
+	var re *natsperm.RefusedError
+	return errors.As(err, &re) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked)
 }
