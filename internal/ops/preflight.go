@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -39,7 +40,9 @@ func CheckBucket(ctx context.Context, s ProbeStore, prefix string) error {
 	}
 	key := probeKey(prefix)
 	if _, err := s.Put(ctx, key, strings.NewReader("qfetch check probe; safe to delete\n"), objstore.PutOptions{ContentType: "text/plain"}); err != nil {
-		return fmt.Errorf("bucket %s: writing the probe object %s: %w", s.Describe(), key, err)
+		// The directory, not the random key: the text stays the same from
+		// one try to the next, so the start checks log the fault once.
+		return fmt.Errorf("bucket %s: writing a probe object under %s: %w", s.Describe(), path.Dir(key)+"/", err)
 	}
 	if err := s.Delete(ctx, key); err != nil {
 		return fmt.Errorf("bucket %s: wrote the probe object %s but cannot delete it (delete it by hand): %w", s.Describe(), key, err)
