@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -57,7 +58,8 @@ type Login interface {
 
 // ErrLoginUnverified is matched (errors.Is) by CheckLogin's error when
 // /msp/about.php answered in a way that says nothing about the login: a
-// 404 from a gateway that passes only the API paths qfetch fetches, a
+// 403, 404 or 405 from a gateway that passes only the API paths qfetch
+// fetches, a
 // 400, or a 409 (about.php's own limit in use). The caller goes on: the
 // real calls decide, as for the fleet's probe.
 var ErrLoginUnverified = errors.New("the Qualys login could not be verified")
@@ -79,10 +81,12 @@ func CheckLogin(ctx context.Context, api Login) error {
 	}
 	var a qualys.APIError
 	answered := errors.As(err, &a)
-	if answered && a.Status == http.StatusNotFound && a.Code == 0 {
+	if answered && a.Code == 0 && slices.Contains([]int{http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed}, a.Status) {
 		// Not Qualys' answer about the login: a gateway that serves only
-		// the API paths qfetch fetches (or a wrong URL, which the first
-		// real call reports as a fleet-wide fault).
+		// the API paths qfetch fetches refuses the others with its own
+		// 403, 404 or 405 (or a wrong URL, which the first real call
+		// reports as a fleet-wide fault). Taken as a refused login it
+		// would keep every worker from ever being ready.
 		return fmt.Errorf("%w: /msp/about.php is not served there: %w", ErrLoginUnverified, err)
 	}
 	switch failure.ClassOf(err) {
