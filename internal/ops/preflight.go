@@ -58,10 +58,9 @@ type Login interface {
 
 // ErrLoginUnverified is matched (errors.Is) by CheckLogin's error when
 // /msp/about.php answered in a way that says nothing about the login: a
-// 403, 404 or 405 from a gateway that passes only the API paths qfetch
-// fetches, a
-// 400, or a 409 (about.php's own limit in use). The caller goes on: the
-// real calls decide, as for the fleet's probe.
+// gateway's own 403, 404 or 405 (it passes only the API paths qfetch
+// fetches), a 400, or a 409 (about.php's own limit in use). The caller
+// goes on: the real calls decide, as for the fleet's probe.
 var ErrLoginUnverified = errors.New("the Qualys login could not be verified")
 
 // CheckLogin checks that the Qualys credentials log in, with one call of
