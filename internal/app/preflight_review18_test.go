@@ -6,13 +6,18 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/ops"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
 )
 
 // readOnlyStore is a bucket that exists but refuses every write, as with a
@@ -53,5 +58,38 @@ func TestGateLogsABucketFaultOnce(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d ERROR lines for one cause met 3 times, want 1:\n%s", n, buf.String())
+	}
+}
+
+// TestPreflightRidesOutABlip: one 503 from Qualys (or one reset) at the
+// planner's start is not a fault: the Host List calls that follow retry
+// such an answer eight times, so the preflight must not fail the whole
+// CronJob run on it (exit 1, a window skipped until the next schedule).
+func TestPreflightRidesOutABlip(t *testing.T) {
+	sim := qualysim.New(qualysim.Config{Seed: 1, Hosts: 10})
+	t.Cleanup(sim.Close)
+	var abouts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/msp/about.php" && abouts.Add(1) == 1 {
+			http.Error(w, "<html><title>503 Service Temporarily Unavailable</title></html>", http.StatusServiceUnavailable)
+			return
+		}
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := qualys.New(qualys.Config{BaseURL: srv.URL, Username: sim.Username(), Password: sim.Password(), ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := app.Parts{Log: slog.New(slog.DiscardHandler), Qualys: c, Store: store, Prefix: "qualys"}
+	if err := p.Preflight(t.Context()); err != nil {
+		t.Fatalf("Preflight after one 503: %v (exit %d)", err, app.ExitCode(err))
+	}
+	if n := abouts.Load(); n != 2 {
+		t.Errorf("%d about.php calls, want 2", n)
 	}
 }
