@@ -2,7 +2,10 @@ package runstat
 
 import (
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/qfetch/qfetch/internal/ledger"
 )
 
 // TestBytesRoundsIntoNextUnit: a size that rounds up to 1024 of a unit is
@@ -23,6 +26,17 @@ func TestBytesRoundsIntoNextUnit(t *testing.T) {
 	} {
 		if got := Bytes(tc.n); got != tc.want {
 			t.Errorf("Bytes(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestActionCountsDeadLetters: the action of a run with one dead letter
+// says "1 batch", as every other count (#18.8), not "1 batch(es)".
+func TestActionCountsDeadLetters(t *testing.T) {
+	for n, want := range map[int]string{1: "1 batch dead-lettered", 3: "3 batches dead-lettered"} {
+		got := action(Status{Run: "r1", State: ledger.RunFailed, DeadLetters: n})
+		if !strings.HasPrefix(got, want+":") {
+			t.Errorf("action with %d dead letters: %q, want it to start %q", n, got, want)
 		}
 	}
 }
