@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net"
 	"testing"
 
@@ -46,4 +45,4 @@ func TestStoppedPlannerExits130(t *testing.T) {
 type stopSignal struct{}
 
 func (stopSignal) Error() string        { return "terminated signal received" }
-func (stopSignal) Is(target error) bool { return errors.Is(context.Canceled, target) }
+func (stopSignal) Is(target error) bool { return target == context.Canceled }
