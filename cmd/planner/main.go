@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -52,7 +53,14 @@ func main() {
 	os.Exit(app.ExitCode(err))
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context) (err error) {
+	defer func() {
+		// A stop asked for is what ended the planner, whatever it met on
+		// the way out (NATS dials ignore ctx): 130, as for the worker.
+		if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("interrupted: %w (and: %w)", context.Cause(ctx), err)
+		}
+	}()
 	var s spec
 	if err := app.LoadConfig(&s); err != nil {
 		return err

@@ -229,9 +229,7 @@ func StartParts(ctx context.Context, name string, role Role, s Sections, log *sl
 func (p Parts) Preflight(ctx context.Context) error {
 	var errs []error
 	check := func(what string, f func(context.Context) error) {
-		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-		defer cancel()
-		err := f(ctx)
+		err := retried(ctx, f)
 		if errors.Is(err, ops.ErrLoginUnverified) {
 			p.Log.Warn("the Qualys login could not be verified; planning, and the Host List calls decide", "err", err)
 			return
@@ -258,4 +256,31 @@ func refusedByNATS(err error) bool {
 	var re *natsperm.RefusedError
 	return errors.As(err, &re) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked)
+}
+
+// preflightTries is how often the planner tries a check that meets a
+// retryable failure (a 5xx, a reset, a timeout): the Host List calls that
+// follow ride out such a blip, so the preflight must too, rather than
+// fail the run it guards.
+const preflightTries = 5
+
+// retried runs f, each try bounded by checkTimeout, until it passes, fails
+// with anything but a retryable error, or has been tried preflightTries
+// times, with the back-off between tries.
+func retried(ctx context.Context, f func(context.Context) error) error {
+	for n := 1; ; n++ {
+		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		err := f(cctx)
+		cancel()
+		if err == nil || n == preflightTries || ctx.Err() != nil || failure.ClassOf(err) != failure.ClassRetryable {
+			return err
+		}
+		t := time.NewTimer(retry.Backoff(n, time.Second, 30*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }

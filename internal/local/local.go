@@ -308,7 +308,7 @@ func watch(ctx context.Context, q app.JetStream, run string, cfg Config, start t
 				// then finishes.
 				if dl, _ := q.DeadLetters(ctx, run); len(dl) > 0 {
 					p.end()
-					return rec, fmt.Errorf("%w: %d batch(es) dead-lettered, e.g. batch %s: %s", ErrIncomplete, len(dl), dl[0].MsgID, dl[0].LastError)
+					return rec, fmt.Errorf("%w: %s dead-lettered, e.g. batch %s: %s", ErrIncomplete, runstat.Count(len(dl), "batch", "batches"), dl[0].MsgID, dl[0].LastError)
 				}
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -39,7 +41,9 @@ func CheckBucket(ctx context.Context, s ProbeStore, prefix string) error {
 	}
 	key := probeKey(prefix)
 	if _, err := s.Put(ctx, key, strings.NewReader("qfetch check probe; safe to delete\n"), objstore.PutOptions{ContentType: "text/plain"}); err != nil {
-		return fmt.Errorf("bucket %s: writing the probe object %s: %w", s.Describe(), key, err)
+		// The directory, not the random key: the text stays the same from
+		// one try to the next, so the start checks log the fault once.
+		return fmt.Errorf("bucket %s: writing a probe object under %s: %w", s.Describe(), path.Dir(key)+"/", err)
 	}
 	if err := s.Delete(ctx, key); err != nil {
 		return fmt.Errorf("bucket %s: wrote the probe object %s but cannot delete it (delete it by hand): %w", s.Describe(), key, err)
@@ -54,9 +58,9 @@ type Login interface {
 
 // ErrLoginUnverified is matched (errors.Is) by CheckLogin's error when
 // /msp/about.php answered in a way that says nothing about the login: a
-// 404 from a gateway that passes only the API paths qfetch fetches, a
-// 400, or a 409 (about.php's own limit in use). The caller goes on: the
-// real calls decide, as for the fleet's probe.
+// gateway's own 403, 404 or 405 (it passes only the API paths qfetch
+// fetches), a 400, or a 409 (about.php's own limit in use). The caller
+// goes on: the real calls decide, as for the fleet's probe.
 var ErrLoginUnverified = errors.New("the Qualys login could not be verified")
 
 // CheckLogin checks that the Qualys credentials log in, with one call of
@@ -76,10 +80,12 @@ func CheckLogin(ctx context.Context, api Login) error {
 	}
 	var a qualys.APIError
 	answered := errors.As(err, &a)
-	if answered && a.Status == http.StatusNotFound && a.Code == 0 {
+	if answered && a.Code == 0 && slices.Contains([]int{http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed}, a.Status) {
 		// Not Qualys' answer about the login: a gateway that serves only
-		// the API paths qfetch fetches (or a wrong URL, which the first
-		// real call reports as a fleet-wide fault).
+		// the API paths qfetch fetches refuses the others with its own
+		// 403, 404 or 405 (or a wrong URL, which the first real call
+		// reports as a fleet-wide fault). Taken as a refused login it
+		// would keep every worker from ever being ready.
 		return fmt.Errorf("%w: /msp/about.php is not served there: %w", ErrLoginUnverified, err)
 	}
 	switch failure.ClassOf(err) {

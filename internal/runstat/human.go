@@ -9,16 +9,19 @@ func Bytes(n int64) string {
 	if n < unit && n > -unit {
 		return fmt.Sprintf("%d B", n)
 	}
-	sign := ""
+	sign, m := "", uint64(n)
 	if n < 0 {
-		sign, n = "-", -n
+		// Two's complement: MinInt64's magnitude fits a uint64.
+		sign, m = "-", -m
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
+	// The unit is chosen on the printed value, so that a size rounding
+	// up to 1024.0 of one unit reads as 1.0 of the next.
+	f, exp := float64(m)/unit, 0
+	for f >= unit-0.05 && exp < 5 {
+		f /= unit
 		exp++
 	}
-	return fmt.Sprintf("%s%.1f %ciB", sign, float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%s%.1f %ciB", sign, f, "KMGTPE"[exp])
 }
 
 // Count is n and the noun it counts, singular for exactly one: "1 batch",

@@ -168,8 +168,8 @@ func later(a, b time.Time) time.Time {
 func action(s Status) string {
 	switch {
 	case s.State == ledger.RunFailed && s.DeadLetters > 0:
-		return fmt.Sprintf("%d batch(es) dead-lettered: see `qfetch dlq list --run %s`, fix the cause, then `qfetch dlq replay --run %s` (or `qfetch dlq drop --run %s --yes` to accept the run as incomplete)",
-			s.DeadLetters, s.Run, s.Run, s.Run)
+		return fmt.Sprintf("%s dead-lettered: see `qfetch dlq list --run %s`, fix the cause, then `qfetch dlq replay --run %s` (or `qfetch dlq drop --run %s --yes` to accept the run as incomplete)",
+			Count(s.DeadLetters, "batch", "batches"), s.Run, s.Run, s.Run)
 	case s.State == ledger.RunFailed:
 		return "planning failed (see error); the next planner run opens a new run from the watermark"
 	case s.State == ledger.RunStale && s.BatchesQueued > 0:
