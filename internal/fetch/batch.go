@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +48,13 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	if err == nil {
 		switch {
+		case !sameRequest(b, rec):
+			// Validate passes any allowed name and any window: only the
+			// run's record says what its batches ask (I7), and its
+			// manifest reports that, not this message.
+			w.deadLetter(context.WithoutCancel(ctx), m, log, "batch window or parameters are not its run's",
+				failure.Permanent(fmt.Errorf("batch %s: %w: window or parameters differ from the run record", b.Key(), msg.ErrBadBatch)))
+			return
 		case rec.State == ledger.RunComplete:
 			// A cheap early exit only: the batch's claim is what keeps a
 			// late copy out of a sealed run (I8).
@@ -617,4 +626,11 @@ func (w *Worker) tryFinish(ctx context.Context, run string, log *slog.Logger) {
 	if err := w.finish.TryFinish(ctx, run); err != nil {
 		log.Warn("trying to finish the run", "err", err)
 	}
+}
+
+// sameRequest reports whether b asks what its run's record says its
+// batches ask: the window and the detection parameters.
+func sameRequest(b msg.Batch, rec ledger.RunRecord) bool {
+	return b.After.Equal(rec.After) && b.Before.Equal(rec.Before) &&
+		maps.EqualFunc(b.Params, rec.Params, slices.Equal)
 }

@@ -58,6 +58,11 @@ func readVersions() string {
 // Decode refuses a larger message.
 const MaxBatchBytes = 256 << 10
 
+// MaxBatchHosts is the most hosts a batch holds, QFETCH_BATCH_SIZE's upper
+// limit: a message naming more was not planned by qfetch, and would put
+// many batches' worth of hosts in one call and one object (design.md I7).
+const MaxBatchHosts = 10000
+
 // ErrBadBatch is wrapped by every Encode/Decode failure; the error is also
 // classified permanent, since no redelivery can fix a message.
 var ErrBadBatch = errors.New("bad batch message")
@@ -149,6 +154,8 @@ func (b Batch) Validate() error {
 		problems = append(problems, err.Error())
 	} else if ids.Len() != b.Hosts {
 		problems = append(problems, fmt.Sprintf("hosts is %d but IDs hold %d", b.Hosts, ids.Len()))
+	} else if b.Hosts > MaxBatchHosts {
+		problems = append(problems, fmt.Sprintf("%d hosts, a batch holds at most %d", b.Hosts, MaxBatchHosts))
 	}
 	// A worker must send nothing the planner's configuration could not
 	// hold: Params come from outside the worker (design.md I7).

@@ -99,8 +99,10 @@ func TestBatchBound(t *testing.T) {
 func TestPublishBound(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	b := testBatch("r1", 1)
-	b.IDs, b.Hosts = bigIDs(60000), 60000 // ~400 KB
+	// No batch holds more than MaxBatchHosts: the largest one and long
+	// detection parameters (~310 KB) are what can exceed the bound.
+	b := maxBatch()
+	b.Params = url.Values{"status": {strings.Repeat("New,", 25<<10)}}
 	err := e.q.Publisher(PublisherOptions{}).Publish(e.Ctx, b)
 	if failure.ClassOf(err) != failure.ClassPermanent || !strings.Contains(err.Error(), "lower the batch size") ||
 		!strings.Contains(err.Error(), strconv.Itoa(MaxBatchBytes)) {
