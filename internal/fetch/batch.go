@@ -69,6 +69,14 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	st, _ := w.fleet.Snapshot()
 	d := delivered{m: m, b: b, log: log, started: start, since: st.Revision, copy: w.copyOf(m, delivery)}
+	if err != nil {
+		// Unchecked against its record, the batch could ask what its run
+		// does not (I7); the claim needs the same KV anyway. Give it back
+		// uncharged, without a call.
+		log.Warn("reading the run record failed: batch given back without a call", "err", err, "next", w.cfg.ProbeEvery)
+		w.later(context.WithoutCancel(ctx), d, w.cfg.ProbeEvery)
+		return
+	}
 	if st.Paused(w.cfg.Now()) {
 		// A pull already waiting at the server when the fleet paused: give
 		// the batch back uncharged, without a call.
