@@ -21,7 +21,9 @@ func TestNATSRolesRefusedExit3(t *testing.T) {
 	n := testrun.StartSecureNATS(t)
 	as := func(r natsperm.Role) []string {
 		c := n.Config(r)
-		return append(w.env(""), "QFETCH_NATS_URL="+c.URL, "QFETCH_NATS_CA_FILE="+c.CAFile, "QFETCH_NATS_NKEY_FILE="+c.NKeyFile)
+		// Port 0: the default :8080 may be taken by anything else on the machine.
+		return append(w.env(""), "QFETCH_NATS_URL="+c.URL, "QFETCH_NATS_CA_FILE="+c.CAFile, "QFETCH_NATS_NKEY_FILE="+c.NKeyFile,
+			"QFETCH_WORKER_LISTEN=127.0.0.1:0")
 	}
 	for _, tt := range []struct {
 		name, bin string
