@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/natsperm"
 	"github.com/qfetch/qfetch/internal/ops"
 	"github.com/qfetch/qfetch/internal/retry"
 )
@@ -88,6 +89,12 @@ func (g *Gate) Pass(ctx context.Context, log *slog.Logger, base time.Duration, c
 			}
 			if errors.Is(err, ErrConfig) {
 				// No wait fixes a configuration error: exit 2.
+				return err
+			}
+			if errors.As(err, new(*natsperm.RefusedError)) {
+				// Nor NATS credentials of another role: exit 3, naming
+				// what was refused (#17.1), rather than a pod that stays
+				// up not ready with nothing to wait for.
 				return err
 			}
 			if err == nil {
