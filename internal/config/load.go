@@ -29,6 +29,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -444,7 +445,7 @@ func (f *field) hint(err error) error {
 func readSecretFile(path string) (string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("cannot read %q: %w", path, pathReason(err))
+		return "", fmt.Errorf("cannot read %s: %w", unopened(path), pathReason(err))
 	}
 	defer fh.Close()
 	b, err := io.ReadAll(io.LimitReader(fh, secretFileLimit+1))
@@ -467,6 +468,19 @@ func readSecretFile(path string) (string, error) {
 }
 
 // pathReason drops the path an *os.PathError repeats.
+// unopened quotes a path that could not be opened only when its directory
+// exists: a value that names no directory may be the credential itself,
+// pasted where its file's path belongs (a seed in QFETCH_NATS_NKEY_FILE),
+// and must not reach the error line.
+func unopened(path string) string {
+	if dir := filepath.Dir(path); dir != "." {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return strconv.Quote(path)
+		}
+	}
+	return "the file it names (not shown: it is no path in an existing directory, and may be the secret itself)"
+}
+
 func pathReason(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {

@@ -353,7 +353,7 @@ func checkReadable(path string) error {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("cannot read %q: %w", path, pathReason(err))
+		return fmt.Errorf("cannot read %s: %w", unopened(path), pathReason(err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {

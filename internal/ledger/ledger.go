@@ -78,8 +78,37 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i], cfg.KeepBuckets); err != nil {
 			return nil, err
 		}
+		if b := wanted(cfg)[i].Bucket; !cfg.KeepBuckets && (b == BucketRuns || b == BucketState) {
+			if err := denyRollups(ctx, js, wanted(cfg)[i].Bucket); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return l, nil
+}
+
+// denyRollups turns off roll-ups on a bucket whose keys qfetch never
+// purges (run records, the watermark): the server lets a "Nats-Rollup: all"
+// header on any key a role may write empty the whole bucket, which NATS
+// permissions cannot refuse (they see subjects, not headers). The locks
+// bucket keeps them (its delete markers need them), and so does the fleet
+// bucket (an operator resets the fleet by purging its key). Only the
+// buckets' owner (the planner) may change them; DenyPurge stays as it is,
+// since the server never lets it be taken back.
+func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
+	}
+	c := s.CachedInfo().Config
+	if !c.AllowRollup {
+		return nil
+	}
+	c.AllowRollup = false
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		return failure.FleetWide(fmt.Errorf("%w: bucket %s: turning off roll-ups: %w", msg.ErrIncompatible, bucket, err))
+	}
+	return nil
 }
 
 // Open binds to the buckets a planner or worker set up, creating and

@@ -32,11 +32,11 @@ import (
 const MinSecretLen = 8
 
 // Secrets is a set of credentials to hide in text, each in every encoding
-// it reaches a log or an error in: as is, URL query- and path-escaped,
-// HTML-escaped (named and numeric), JSON-escaped, and base64 (standard and
-// URL alphabets, at each of the three alignments a credential can have
-// inside a longer encoded value, as the password does in a Basic
-// "user:password" header), and those base64 forms escaped again
+// it reaches a log or an error in: as is, URL query- and path-escaped (hex
+// in upper or lower case), HTML-escaped (named and numeric), JSON-escaped,
+// and base64 (standard and URL alphabets, at each of the three alignments a
+// credential can have inside a longer encoded value, as the password does
+// in a Basic "user:password" header), and those base64 forms escaped again
 // ("Authorization%3A+Basic+dXNlcjpw…%3D"). The zero value is empty and
 // ready; a Secrets is safe for concurrent use.
 type Secrets struct {
@@ -144,7 +144,8 @@ func encodings(v string) []string {
 	}
 	var out []string
 	for _, b := range bases {
-		out = append(out, b, url.QueryEscape(b), url.PathEscape(b), html.EscapeString(b),
+		q, p := url.QueryEscape(b), url.PathEscape(b)
+		out = append(out, b, q, p, lowerHex(q), lowerHex(p), html.EscapeString(b),
 			numericEntities(b), jsonInner(b), quoteInner(b))
 	}
 	return out
@@ -160,6 +161,24 @@ func base64Inner(enc *base64.Encoding, v string, k int) string {
 	first := (8*k + 5) / 6       // first character whose 6 bits all lie in v
 	last := 8 * (k + len(v)) / 6 // one past the last such character
 	return s[first:last]
+}
+
+// lowerHex writes a percent-escaped text's hex digits in lower case
+// ("%2f"): RFC 3986 makes both cases equivalent, and many encoders (.NET's
+// UrlEncode among them) write these.
+func lowerHex(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			for j := i + 1; j <= i+2; j++ {
+				if 'A' <= b[j] && b[j] <= 'F' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			i += 2
+		}
+	}
+	return string(b)
 }
 
 // numericEntities writes every character but letters and digits as an HTML
