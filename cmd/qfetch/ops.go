@@ -235,12 +235,17 @@ func seqs(args []string) ([]uint64, error) {
 	return out, nil
 }
 
-// openChecked checks src and opens it.
-func openChecked(ctx context.Context, src *source) (app.JetStream, func(), error) {
+// withQueue checks src, opens it, runs f on its queue and closes it.
+func withQueue(ctx context.Context, src *source, f func(app.JetStream) error) error {
 	if err := src.check(); err != nil {
-		return app.JetStream{}, nil, err
+		return err
 	}
-	return src.open(ctx)
+	q, done, err := src.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return f(q)
 }
 
 func dlqList(src *source) *cobra.Command {
@@ -256,12 +261,9 @@ func dlqList(src *source) *cobra.Command {
 			if err := checkRun("--run", run); err != nil {
 				return err
 			}
-			q, done, err := openChecked(cmd.Context(), src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.DLQList(cmd.Context(), q, run, output(cmd.OutOrStdout(), asJSON))
+			return withQueue(cmd.Context(), src, func(q app.JetStream) error {
+				return ops.DLQList(cmd.Context(), q, run, output(cmd.OutOrStdout(), asJSON))
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&run, "run", "", "the dead letters of this run")
@@ -280,12 +282,9 @@ func dlqShow(src *source) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, done, err := openChecked(cmd.Context(), src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.DLQShow(cmd.Context(), q, seq[0], output(cmd.OutOrStdout(), asJSON))
+			return withQueue(cmd.Context(), src, func(q app.JetStream) error {
+				return ops.DLQShow(cmd.Context(), q, seq[0], output(cmd.OutOrStdout(), asJSON))
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -327,12 +326,9 @@ func dlqReplay(src *source) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, done, err := openChecked(cmd.Context(), src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.DLQReplay(cmd.Context(), q, s, output(cmd.OutOrStdout(), asJSON))
+			return withQueue(cmd.Context(), src, func(q app.JetStream) error {
+				return ops.DLQReplay(cmd.Context(), q, s, output(cmd.OutOrStdout(), asJSON))
+			})
 		}),
 	}
 	sel.addFlags(cmd.Flags())
@@ -354,12 +350,9 @@ func dlqDrop(src *source) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, done, err := openChecked(cmd.Context(), src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.DLQDrop(cmd.Context(), q, s, by, reason, yes, output(cmd.OutOrStdout(), asJSON))
+			return withQueue(cmd.Context(), src, func(q app.JetStream) error {
+				return ops.DLQDrop(cmd.Context(), q, s, by, reason, yes, output(cmd.OutOrStdout(), asJSON))
+			})
 		}),
 	}
 	sel.addFlags(cmd.Flags())
@@ -389,12 +382,9 @@ and why in its history.`,
 		Short: "show the watermark and its history, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			q, done, err := openChecked(cmd.Context(), &src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.WatermarkShow(cmd.Context(), q, output(cmd.OutOrStdout(), showJSON))
+			return withQueue(cmd.Context(), &src, func(q app.JetStream) error {
+				return ops.WatermarkShow(cmd.Context(), q, output(cmd.OutOrStdout(), showJSON))
+			})
 		}),
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON (current, and the history oldest first)")
@@ -420,12 +410,9 @@ and why in its history.`,
 			if by == "" {
 				return usagef("say who with --by")
 			}
-			q, done, err := openChecked(cmd.Context(), &src)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return ops.WatermarkSet(cmd.Context(), q, t, by, reason, yes, output(cmd.OutOrStdout(), setJSON))
+			return withQueue(cmd.Context(), &src, func(q app.JetStream) error {
+				return ops.WatermarkSet(cmd.Context(), q, t, by, reason, yes, output(cmd.OutOrStdout(), setJSON))
+			})
 		}),
 	}
 	set.Flags().StringVar(&at, "time", "", "new watermark, RFC 3339")
