@@ -170,11 +170,7 @@ func (g *Gate) Pass(ctx context.Context, log *slog.Logger, base time.Duration, c
 // worker); the login's cap is four times that, as about.php's own budget
 // (300 calls an hour on a standard subscription) is shared by every pod.
 func StartParts(ctx context.Context, name string, role Role, s Sections, log *slog.Logger, gate *Gate, every time.Duration) (*Parts, error) {
-	client, err := Qualys(s.Qualys)
-	if err != nil {
-		return nil, err
-	}
-	store, err := S3(s.S3, role.partSize())
+	client, store, err := clients(s, role)
 	if err != nil {
 		return nil, err
 	}

@@ -99,11 +99,7 @@ func Build(ctx context.Context, name string, role Role, s Sections) (*Parts, err
 	if err != nil {
 		return nil, err
 	}
-	client, err := Qualys(s.Qualys)
-	if err != nil {
-		return nil, err
-	}
-	store, err := S3(s.S3, role.partSize())
+	client, store, err := clients(s, role)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +113,19 @@ func Build(ctx context.Context, name string, role Role, s Sections) (*Parts, err
 		return nil, err
 	}
 	return &Parts{Log: log, Qualys: client, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: Owner(), NATS: nc}, nil
+}
+
+// clients builds the Qualys client and the store of a process in role.
+func clients(s Sections, role Role) (*qualys.Client, *objstore.S3, error) {
+	client, err := Qualys(s.Qualys)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := S3(s.S3, role.partSize())
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, store, nil
 }
 
 // Close closes the NATS connection Build opened.
