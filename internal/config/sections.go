@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/qfetch/qfetch/internal/logging"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/tlsca"
 )
@@ -390,8 +391,9 @@ type Fleet struct {
 // Validate checks the Fleet section on its own.
 func (f Fleet) Validate() error {
 	var errs []error
-	if f.BatchSize < 1 || f.BatchSize > 10000 {
-		errs = append(errs, fieldErr("BatchSize", fmt.Errorf("must be between 1 and 10000, got %d", f.BatchSize)))
+	// A worker refuses a batch message above msg.MaxBatchHosts: one bound.
+	if f.BatchSize < 1 || f.BatchSize > msg.MaxBatchHosts {
+		errs = append(errs, fieldErr("BatchSize", fmt.Errorf("must be between 1 and %d, got %d", msg.MaxBatchHosts, f.BatchSize)))
 	}
 	if f.MaxInFlight < 1 {
 		errs = append(errs, fieldErr("MaxInFlight", fmt.Errorf("must be 1 or more, got %d", f.MaxInFlight)))
