@@ -50,8 +50,8 @@ type Store interface {
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
 	// Delete removes key; a missing key is no error.
 	Delete(ctx context.Context, key string) error
-	// AbortUploads aborts the uploads still open under a folder.
-	AbortUploads(ctx context.Context, prefix string) (int, error)
+	// AbortUploads aborts the uploads still open under the folders.
+	AbortUploads(ctx context.Context, folders ...string) (int, error)
 }
 
 // Finisher completes runs.
@@ -423,6 +423,7 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 			batches[batchStem(o.Key)] = true
 		}
 	}
+	runPrefix := objstore.RunPrefix(f.prefix, run)
 	var removed []string
 	var unused, stale, pages int
 	for _, key := range slices.Sorted(maps.Keys(stored)) {
@@ -434,7 +435,7 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 		}
 		removed = append(removed, key)
 		switch {
-		case strings.HasPrefix(key, objstore.RunPrefix(f.prefix, run)+"hostlist/"):
+		case strings.HasPrefix(key, runPrefix+"hostlist/"):
 			pages++
 		case batches[batchStem(key)]:
 			stale++
@@ -450,13 +451,9 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 	// An upload that escaped its record (created by the service while its
 	// writer saw an error, or begun by a writer that died before recording
 	// it) can never be completed now, but would stay in the prefix.
-	aborted := 0
-	for _, dir := range []string{"detections/", "hostlist/"} {
-		n, err := f.store.AbortUploads(ctx, objstore.RunPrefix(f.prefix, run)+dir)
-		aborted += n
-		if err != nil {
-			return fmt.Errorf("finish %s: aborting uploads left under %s: %w", run, dir, err)
-		}
+	aborted, err := f.store.AbortUploads(ctx, runPrefix+"detections/", runPrefix+"hostlist/")
+	if err != nil {
+		return fmt.Errorf("finish %s: aborting uploads left in the run: %w", run, err)
 	}
 	if aborted > 0 {
 		f.log.Info("aborted uploads the run's result does not name", "run", run, "uploads", aborted)

@@ -23,7 +23,7 @@ type store interface {
 	Begin(ctx context.Context, key string, opts PutOptions) (Upload, error)
 	Complete(ctx context.Context, u Upload, r io.Reader) (Object, error)
 	Abort(ctx context.Context, u Upload) error
-	AbortUploads(ctx context.Context, prefix string) (int, error)
+	AbortUploads(ctx context.Context, folders ...string) (int, error)
 }
 
 var (

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -210,27 +211,28 @@ func (d *Dir) validUpload(u Upload) (string, error) {
 	return path.Join(path.Dir(u.Key), u.ID), nil
 }
 
-// AbortUploads aborts every upload still open under prefix (a folder: it
-// ends in "/") and returns how many it aborted. Uploads are recorded where
+// AbortUploads aborts every upload still open under the folders (each ends
+// in "/") and returns how many it aborted. Uploads are recorded where
 // whoever takes the work over aborts them, but one can escape its record:
 // the service may create it and the answer be lost (a cancelled Begin), or
 // its writer die between Begin and the record. The finisher calls this once
-// nothing in the prefix may be completed any more.
-func (s *S3) AbortUploads(ctx context.Context, prefix string) (int, error) {
-	if err := validFolder(prefix); err != nil {
+// nothing in the folders may be completed any more.
+func (s *S3) AbortUploads(ctx context.Context, folders ...string) (int, error) {
+	if err := validFolders(folders); err != nil {
 		return 0, err
 	}
 	n := 0
 	var keyMarker, idMarker string
 	for {
-		// The whole bucket's uploads, filtered here: MinIO lists the
-		// uploads of one object name, or all, but not those under a prefix.
+		// The whole bucket's uploads, filtered here, in one listing for all
+		// folders: MinIO lists the uploads of one object name, or all, but
+		// not those under a prefix.
 		res, err := s.core.ListMultipartUploads(ctx, s.bucket, "", keyMarker, idMarker, "", 1000)
 		if err != nil {
-			return n, s.classify(ctx, "list uploads under", prefix, err)
+			return n, s.classify(ctx, "list uploads under", folders[0], err)
 		}
 		for _, u := range res.Uploads {
-			if !strings.HasPrefix(u.Key, prefix) {
+			if !slices.ContainsFunc(folders, func(f string) bool { return strings.HasPrefix(u.Key, f) }) {
 				continue
 			}
 			if err := s.abortUpload(ctx, Upload{Key: u.Key, ID: u.UploadID}); err != nil {
@@ -246,9 +248,9 @@ func (s *S3) AbortUploads(ctx context.Context, prefix string) (int, error) {
 }
 
 // AbortUploads: see [S3.AbortUploads]. It removes the temporary files of
-// uploads under prefix.
-func (d *Dir) AbortUploads(ctx context.Context, prefix string) (int, error) {
-	if err := validFolder(prefix); err != nil {
+// uploads under the folders.
+func (d *Dir) AbortUploads(ctx context.Context, folders ...string) (int, error) {
+	if err := validFolders(folders); err != nil {
 		return 0, err
 	}
 	root, err := d.open("abort uploads under")
@@ -257,35 +259,45 @@ func (d *Dir) AbortUploads(ctx context.Context, prefix string) (int, error) {
 	}
 	defer root.Close()
 	n := 0
-	err = fs.WalkDir(root.FS(), strings.TrimSuffix(prefix, "/"), func(name string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // nothing under prefix, or gone since listed
+	for _, folder := range folders {
+		err = fs.WalkDir(root.FS(), strings.TrimSuffix(folder, "/"), func(name string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // nothing under folder, or gone since listed
+				}
+				return err
 			}
-			return err
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		if e.IsDir() || !strings.HasPrefix(e.Name(), uploadPrefix) {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			if e.IsDir() || !strings.HasPrefix(e.Name(), uploadPrefix) {
+				return nil
+			}
+			if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			n++
 			return nil
+		})
+		if err != nil {
+			return n, d.classify("abort uploads under", folder, err)
 		}
-		if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		n++
-		return nil
-	})
-	if err != nil {
-		return n, d.classify("abort uploads under", prefix, err)
 	}
 	return n, nil
 }
 
-// validFolder checks a prefix that names a folder of keys.
-func validFolder(prefix string) error {
-	if !strings.HasSuffix(prefix, "/") {
-		return failure.Permanent(fmt.Errorf("%w prefix %q: must end in /", ErrInvalidKey, prefix))
+// validFolders checks prefixes that name folders of keys; there must be one.
+func validFolders(folders []string) error {
+	if len(folders) == 0 {
+		return failure.Permanent(fmt.Errorf("%w: no folder given", ErrInvalidKey))
 	}
-	return validPrefix(prefix)
+	for _, f := range folders {
+		if !strings.HasSuffix(f, "/") {
+			return failure.Permanent(fmt.Errorf("%w prefix %q: must end in /", ErrInvalidKey, f))
+		}
+		if err := validPrefix(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }

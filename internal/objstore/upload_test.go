@@ -245,14 +245,16 @@ func testIfAbsent(t *testing.T, sub subject) {
 	}
 }
 
-// AbortUploads ends every upload open under a folder, and only those: an
+// AbortUploads ends every upload open under the folders given (one listing
+// for all), and only those: an
 // upload beside the folder, or under a key that merely starts like it,
 // still completes.
 func testAbortUploads(t *testing.T, sub subject) {
 	ctx := context.Background()
 	run := RunPrefix("q", "r1")
 	var inside []Upload
-	for _, key := range []string{DetectionKey("q", "r1", 1, 1), DetectionKey("q", "r1", 1, 2), DetectionKey("q", "r1", 7, 1)} {
+	for _, key := range []string{DetectionKey("q", "r1", 1, 1), DetectionKey("q", "r1", 1, 2), DetectionKey("q", "r1", 7, 1),
+		run + "hostlist/page-000002.xml"} {
 		u, err := sub.s.Begin(ctx, key, PutOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -267,7 +269,7 @@ func testAbortUploads(t *testing.T, sub subject) {
 		}
 		outside = append(outside, u)
 	}
-	n, err := sub.s.AbortUploads(ctx, run+"detections/")
+	n, err := sub.s.AbortUploads(ctx, run+"detections/", run+"hostlist/")
 	if err != nil || n != len(inside) {
 		t.Fatalf("AbortUploads = %d, %v; want %d, nil", n, err, len(inside))
 	}
@@ -286,7 +288,10 @@ func testAbortUploads(t *testing.T, sub subject) {
 	if n, err := sub.s.AbortUploads(ctx, RunPrefix("q", "none")+"detections/"); err != nil || n != 0 {
 		t.Errorf("AbortUploads of an empty folder = %d, %v; want 0, nil", n, err)
 	}
-	if _, err := sub.s.AbortUploads(ctx, run+"detections"); !errors.Is(err, ErrInvalidKey) {
+	if _, err := sub.s.AbortUploads(ctx, run+"hostlist/", run+"detections"); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("AbortUploads of a prefix that is no folder = %v, want ErrInvalidKey", err)
+	}
+	if _, err := sub.s.AbortUploads(ctx); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("AbortUploads of no folder = %v, want ErrInvalidKey", err)
 	}
 }
