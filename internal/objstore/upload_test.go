@@ -246,9 +246,8 @@ func testIfAbsent(t *testing.T, sub subject) {
 }
 
 // AbortUploads ends every upload open under the folders given (one listing
-// for all), and only those: an
-// upload beside the folder, or under a key that merely starts like it,
-// still completes.
+// for all), and only those: an upload beside them, or under a key that
+// merely starts like one, still completes.
 func testAbortUploads(t *testing.T, sub subject) {
 	ctx := context.Background()
 	run := RunPrefix("q", "r1")
