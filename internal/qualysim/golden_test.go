@@ -74,6 +74,8 @@ func TestGeneratedBytesPinned(t *testing.T) {
 			"123764385faa47d515742603c6d7f74f6f4dbb01a47800554c04dec878f9cc28"},
 		{"host list Basic", cfg, epHostList, "action=list&details=Basic&truncation_limit=0",
 			"2563a4031a457431bd6844f96b0bdf0292b6670bf1a8c3005b3602f330ee4edb"},
+		{"host list All", cfg, epHostList, "action=list&details=All&truncation_limit=0",
+			"5132efca3af005a32ba841027ab213d7b689328ecbdf4f614564c5c3064890bc"},
 		{"host list default", cfg, epHostList, "action=list&truncation_limit=500&vm_processed_before=2025-12-30",
 			"b98e8961f79cd5c299701f19d1d0f47e48652768994f0f61303ec53236ddf0e8"},
 	} {
