@@ -180,8 +180,9 @@ type ReporterConfig struct {
 	Status Config
 }
 
-// statusLock names the lock of the process that writes status.json.
-const statusLock = "status-writer"
+// statusLock names the lock of the process that writes status.json; the
+// ledger keeps it in a bucket of its own, apart from the planner lock.
+const statusLock = ledger.StatusWriterLock
 
 // recentRuns is how many of the newest runs the state gauge counts.
 const recentRuns = 10
