@@ -56,6 +56,15 @@ func TestCheckDeadLetters(t *testing.T) {
 			if tt.broken && failure.ClassOf(err) != failure.ClassFleetWide {
 				t.Fatalf("class %s, want fleet-wide", failure.ClassOf(err))
 			}
+			findings, err := Inspect(e.Ctx, e.JS, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range findings {
+				if f.Object == "stream "+StreamDLQ && f.Problem == "" && tt.broken {
+					t.Errorf("qfetch check says of the broken stream: %q", f.Problem)
+				}
+			}
 			if tt.broken {
 				// What a worker meets: dead-lettering fails with it.
 				publishAll(t, e, testBatch("r1", 1))
