@@ -190,7 +190,7 @@ func TestExporterNATSOutage(t *testing.T) {
 			t.Fatal("no exit after SIGTERM")
 		}
 		js := testrun.Connect(t, ns.URL())
-		kv, err := js.KeyValue(t.Context(), "QFETCH_LOCKS")
+		kv, err := js.KeyValue(t.Context(), "QFETCH_STATUS_LOCK")
 		if err != nil {
 			t.Fatal(err)
 		}

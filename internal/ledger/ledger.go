@@ -18,6 +18,16 @@ const (
 	BucketState = "QFETCH_STATE"
 	BucketLocks = "QFETCH_LOCKS"
 	BucketFleet = "QFETCH_FLEET"
+	// BucketStatusLock holds the status writer's lock alone. Lock buckets
+	// must allow roll-ups (their TTL markers need them) and NATS
+	// permissions cannot refuse a "Nats-Rollup: all" header, so whoever
+	// may write one key of a lock bucket may empty it: the workers and the
+	// exporter write here, and so cannot touch the planner lock.
+	BucketStatusLock = "QFETCH_STATUS_LOCK"
+
+	// StatusWriterLock is the lock of the process that writes status.json;
+	// it lives in BucketStatusLock, every other lock in BucketLocks.
+	StatusWriterLock = "status-writer"
 
 	runsHistory  = 5
 	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
@@ -62,6 +72,10 @@ type Ledger struct {
 	// by a version before it, whose operator commands still work (see
 	// [Ledger.Fleet]).
 	fleet jetstream.KeyValue
+	// statusLock is nil when Open finds no QFETCH_STATUS_LOCK (set up by a
+	// version before it): taking the status writer's lock then fails with
+	// [msg.ErrNotSetUp] until a planner creates the bucket.
+	statusLock jetstream.KeyValue
 }
 
 // Setup creates the ledger's buckets, or brings existing ones to cfg (every
@@ -116,7 +130,7 @@ func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) err
 // error wrapping [msg.ErrNotSetUp], except QFETCH_FLEET: a deployment set
 // up by a version before it has none until its first new planner or
 // worker, and reading runs needs none; the fleet's methods fail with
-// [msg.ErrNotSetUp] meanwhile.
+// [msg.ErrNotSetUp] meanwhile. The same holds for QFETCH_STATUS_LOCK.
 func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 	l := &Ledger{js: js}
 	var err error
@@ -124,7 +138,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 		name := wanted(Config{})[i].Bucket
 		*dst, err = js.KeyValue(ctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			if name == BucketFleet {
+			if name == BucketFleet || name == BucketStatusLock {
 				*dst = nil
 				continue
 			}
@@ -138,13 +152,14 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 }
 
 // buckets are where Setup and Open put the buckets, in the order of wanted.
-func (l *Ledger) buckets() [4]*jetstream.KeyValue {
-	return [4]*jetstream.KeyValue{&l.runs, &l.state, &l.locks, &l.fleet}
+func (l *Ledger) buckets() [5]*jetstream.KeyValue {
+	return [5]*jetstream.KeyValue{&l.runs, &l.state, &l.locks, &l.fleet, &l.statusLock}
 }
 
-// wanted are the buckets qfetch wants for cfg: runs, state, locks, fleet.
-func wanted(cfg Config) [4]jetstream.KeyValueConfig {
-	return [4]jetstream.KeyValueConfig{{
+// wanted are the buckets qfetch wants for cfg: runs, state, locks, fleet,
+// the status writer's lock.
+func wanted(cfg Config) [5]jetstream.KeyValueConfig {
+	return [5]jetstream.KeyValueConfig{{
 		Bucket:      BucketRuns,
 		Description: "qfetch: run records, batch results and splits",
 		History:     runsHistory,
@@ -177,6 +192,15 @@ func wanted(cfg Config) [4]jetstream.KeyValueConfig {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+	}, {
+		// The locks bucket's settings, for the one lock the workers and
+		// the exporter take (see BucketStatusLock).
+		Bucket:         BucketStatusLock,
+		Description:    "qfetch: the status writer's lock, with its TTL",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: markerTTL,
 	}}
 }
 

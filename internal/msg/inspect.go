@@ -81,6 +81,11 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 				f.Problem, f.Fatal = err.Error(), true
 			} else if !streamTunablesEqual(have, tuned(have, want)) {
 				f.Problem = "settings differ from this configuration (subjects, schedules, replicas, duplicate window, size, count or age limits); the next worker or planner updates them"
+			} else if want.Name == StreamDLQ {
+				// Full: no batch can be dead-lettered, and the fleet pauses.
+				if err := (&Queue{js: js}).CheckDeadLetters(ctx); errors.Is(err, ErrDeadLettersBroken) {
+					f.Problem = err.Error()
+				}
 			}
 		}
 		out = append(out, f)

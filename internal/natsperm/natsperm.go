@@ -56,9 +56,14 @@ const (
 	dlqSubjects   = "qfetch.dlq.>"
 )
 
+// The status writer's lock has a bucket of its own: lock buckets allow
+// roll-ups, so the workers and the exporter hold no right on the one of
+// the planner lock.
+const kvStatusLock = "KV_" + ledger.BucketStatusLock
+
 var (
 	streams = []string{batches, dlq}
-	buckets = []string{kvRuns, kvState, kvLocks, kvFleet}
+	buckets = []string{kvRuns, kvState, kvLocks, kvFleet, kvStatusLock}
 )
 
 // For returns role's permissions. It panics on an unknown role: the roles
@@ -80,7 +85,8 @@ var (
 //     retry schedules and dead letters; write batch records (claims,
 //     results, splits, failure counts, drained), run records (the finisher)
 //     and the watermark (the finisher); write the fleet state and probe;
-//     hold the status-writer lock (its status reporter).
+//     hold the status-writer lock (its status reporter), in its own bucket:
+//     no right on QFETCH_LOCKS, whose roll-ups would reach the planner lock.
 //   - exporter: create the streams and buckets when missing (never change
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a
@@ -112,23 +118,24 @@ func For(role Role) Permissions {
 		p.pub(batchSubjects, retrySubjects, dlqSubjects)
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
 		p.pub(kvRun, kvBatchRecords("done"), kvBatchRecords("claim"), kvBatchRecords("split"),
 			kvBatchRecords("fail"), kvBatchRecords("drained"), kvWatermark,
-			kvLock("status-writer"), kvFleetKeys)
+			kvStatusWriter, kvFleetKeys)
 	case Exporter:
 		p.create(false)
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
-		p.pub(kvLock("status-writer"))
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
+		p.pub(kvStatusWriter)
 	case Operator:
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.pub(api + "STREAM.MSG.DELETE." + dlq)
 		p.pub(batchSubjects)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
-		p.pub("$KV."+ledger.BucketRuns+".>", kvWatermark, "$KV."+ledger.BucketLocks+".>", kvFleetKeys)
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
+		p.pub("$KV."+ledger.BucketRuns+".>", kvWatermark, "$KV."+ledger.BucketLocks+".>", kvFleetKeys,
+			"$KV."+ledger.BucketStatusLock+".>")
 	default:
 		panic(fmt.Sprintf("natsperm: unknown role %q", role))
 	}
@@ -142,6 +149,9 @@ var (
 	kvWatermark = "$KV." + ledger.BucketState + ".watermark"
 	kvFleetKeys = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
 )
+
+// kvStatusWriter is the one key of QFETCH_STATUS_LOCK.
+var kvStatusWriter = "$KV." + ledger.BucketStatusLock + "." + ledger.StatusWriterLock
 
 func kvBatchRecords(kind string) string { return "$KV." + ledger.BucketRuns + ".*." + kind + ".>" }
 
