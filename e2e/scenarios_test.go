@@ -603,6 +603,7 @@ func testDailyRuns(t *testing.T, b bins) {
 func testWorkerInterrupted(t *testing.T, b bins) {
 	sim := startSim(t, b, dataset(100, 9)...)
 	w := newWorld(t, b, sim, sharedBucket(t))
+	w.Queue() // the planner's part: a worker creates no stream or bucket (#17)
 	wp := w.worker("worker-1", 1, "")
 	testenv.Eventually(t, time.Minute, func() bool { r, err := wp.Ready(); return err == nil && r }, "worker ready")
 	if err := wp.cmd.Process.Signal(os.Interrupt); err != nil {
