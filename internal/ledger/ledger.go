@@ -219,7 +219,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 		kv, err := js.KeyValue(ctx, want.Bucket)
 		switch {
 		case errors.Is(err, jetstream.ErrBucketNotFound):
-			f.Problem = "missing; the first planner or worker creates it"
+			f.Problem = "missing; the first planner creates it (workers and the exporter wait for it)"
 		case err != nil:
 			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 		default:
@@ -227,8 +227,14 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 			if err != nil {
 				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				if err := bucketCompatible(bs.StreamInfo().Config, want); err != nil {
+					f.Problem, f.Fatal = err.Error(), true
+					break
+				}
+			}
 			if st.History() != int64(want.History) {
-				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next worker or planner updates it", st.History(), want.History)
+				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next planner updates it", st.History(), want.History)
 			}
 		}
 		out = append(out, f)

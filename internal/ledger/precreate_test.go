@@ -63,6 +63,16 @@ func TestSetupRefusesAPreCreatedBucket(t *testing.T) {
 				!strings.Contains(err.Error(), "bucket "+BucketState+" exists with "+tt.want) {
 				t.Fatalf("Setup: %v (class %v); want a fleet-wide refusal naming %q", err, failure.ClassOf(err), tt.want)
 			}
+			// `qfetch check` says so.
+			findings, err := Inspect(e.Ctx, e.JS, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range findings {
+				if f.Object == "bucket "+BucketState && (!f.Fatal || !strings.Contains(f.Problem, tt.want)) {
+					t.Errorf("Inspect: %+v, want a fatal finding naming %q", f, tt.want)
+				}
+			}
 			// Nor does a keeping process (a worker) use it.
 			if _, err := Setup(e.Ctx, e.JS, Config{KeepBuckets: true}); !errors.Is(err, msg.ErrIncompatible) {
 				t.Errorf("keeping Setup: %v, want %v", err, msg.ErrIncompatible)

@@ -1,5 +1,6 @@
 // Package plan runs one planner pass: open (or take over) a run, page the
-// Host List into batch messages and stored pages, fenced by the run record.
+// Host List into batch messages and stored pages, fenced by the run record;
+// and it alone advances the watermark over completed runs (Advancer).
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is

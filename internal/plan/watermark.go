@@ -43,14 +43,22 @@ type Advancer struct {
 	// when its window starts at or before it.
 	FirstAfter time.Time
 	By         string // who advances, for the watermark's history
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Now is the planner's clock, the one its runs' windows end by
+	// (default time.Now).
+	Now func() time.Time
+	Log *slog.Logger
 }
+
+// maxSkew is how far past the advancing planner's clock a run's window
+// may end: planner pods on other nodes cut windows by their own clocks.
+const maxSkew = time.Minute
 
 // Advance moves the watermark over every completed run newer than it,
 // oldest first, each one checked: its record complete, its _SUCCESS
-// stored, and its window starting at or before the watermark as it stands
-// then (no gap between the two, I1). A run that fails a check is logged
+// stored, its window starting at or before the watermark as it stands
+// then (no gap between the two, I1) and ending no later than this
+// planner's clock (a record forged with a window ending in the future
+// would hold every later window empty). A run that fails a check is logged
 // and passed over; a later run may still be contiguous, since its window
 // was cut from the same watermark. It returns the watermark it leaves, or
 // an error wrapping ledger.ErrNoWatermark when there is none.
@@ -80,7 +88,7 @@ func (a Advancer) Advance(ctx context.Context) (ledger.Watermark, error) {
 		if exists {
 			start = wm.Time
 		}
-		if reason, err := a.check(ctx, r, start); err != nil {
+		if reason, err := a.check(ctx, r, start, now()); err != nil {
 			return wm, err
 		} else if reason != "" {
 			log.Error("not advancing the watermark over a completed run: "+reason, "run", r.ID,
@@ -88,7 +96,7 @@ func (a Advancer) Advance(ctx context.Context) (ledger.Watermark, error) {
 			continue
 		}
 		next := ledger.Watermark{Time: r.Before, Run: r.ID, By: a.By, Reason: "run complete",
-			At: now().UTC(), RunOpened: r.Created}
+			At: time.Now().UTC(), RunOpened: r.Created}
 		moved, err := a.Ledger.AdvanceWatermark(ctx, next)
 		if err != nil {
 			return wm, fmt.Errorf("advancing the watermark over run %s: %w", r.ID, err)
@@ -140,14 +148,17 @@ func (a Advancer) completedSince(ctx context.Context, wm ledger.Watermark, exist
 	return out, nil
 }
 
-// check says why complete run r may not move the watermark from start, or
-// "" when it may. An error means the store could not be asked.
-func (a Advancer) check(ctx context.Context, r ledger.RunRecord, start time.Time) (string, error) {
+// check says why complete run r may not move the watermark from start at
+// now, or "" when it may. An error means the store could not be asked.
+func (a Advancer) check(ctx context.Context, r ledger.RunRecord, start, now time.Time) (string, error) {
 	if r.After.After(start) {
 		return "its window starts after the watermark: the hosts between would never be fetched", nil
 	}
 	if !r.Before.After(r.After) {
 		return "its window is empty or reversed", nil
+	}
+	if r.Before.After(now.Add(maxSkew)) {
+		return "its window ends after this planner's clock: no planner cut it", nil
 	}
 	key := objstore.SuccessKey(a.Prefix, r.ID)
 	if _, err := a.Store.Stat(ctx, key); errors.Is(err, objstore.ErrNotFound) {
