@@ -209,11 +209,12 @@ type Latest struct {
 
 // complete makes the run's prefix hold exactly what its result names (see
 // seal), then writes the manifest, then _SUCCESS, then latest.json, then
-// marks the run complete (the planner moves the watermark over it then). Every step is safe to repeat,
-// so a finisher taking over a stale claim simply does them all again; and a
-// stale finisher that wakes up after another one sealed the run changes
-// nothing in it: it removes the same keys, finds the same manifest there
-// and adopts it, and finds _SUCCESS there.
+// marks the run complete (the planner moves the watermark over it then).
+// Every step is safe to repeat, so a finisher taking over a stale claim
+// simply does them all again; and a stale finisher that wakes up after
+// another one sealed the run changes nothing in it: it removes the same
+// keys, finds the same manifest there and adopts it, and finds _SUCCESS
+// there.
 func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []ledger.BatchResult, splits []ledger.Split) error {
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,

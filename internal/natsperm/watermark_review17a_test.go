@@ -3,6 +3,7 @@ package natsperm_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,22 @@ func TestWorkerAndExporterWaitForThePlanner(t *testing.T) {
 		if _, err := app.Queue(t.Context(), js, n.Config(r), config.Fleet{MaxInFlight: 2}, 0, appRole[r]); err != nil {
 			t.Errorf("%s sets up once the planner has: %v\nlog:\n%s", r, err, log.String())
 		}
+	}
+}
+
+// A bucket pre-created with settings qfetch did not choose (by a worker's
+// credential before this version, or anyone with the server's admin
+// rights) is refused by the planner, naming the setting, with exit code 3.
+func TestPlannerRefusesAPreCreatedBucket(t *testing.T) {
+	n := testrun.StartSecureNATS(t)
+	var log syncBuf
+	_, js := conn(t, n, natsperm.Planner, &log)
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: ledger.BucketState, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.Queue(t.Context(), js, n.Config(natsperm.Planner), config.Fleet{MaxInFlight: 2}, 0, app.RolePlanner)
+	if !errors.Is(err, msg.ErrIncompatible) || app.ExitCode(err) != app.ExitFleetWide ||
+		!strings.Contains(err.Error(), "bucket "+ledger.BucketState+" exists with storage Memory") {
+		t.Fatalf("planner sets up on a pre-created bucket: %v (exit %d); want exit 3 naming the storage", err, app.ExitCode(err))
 	}
 }
