@@ -249,9 +249,13 @@ type JetStream struct {
 
 // Queue sets up the ledger's buckets, the streams and the consumer for a
 // process in role, as far as the role's NATS rights go (natsperm.For):
-// every role creates what is missing; only a planner brings existing
-// streams and buckets to its settings, and only a worker creates and tunes
-// the consumer (the fleet cap, I5); the others bind to it when it exists.
+// only a planner creates the streams and buckets and brings them to its
+// settings (refusing, fleet-wide, one pre-created with other subjects,
+// retention or storage); the others bind to them, and until a planner
+// has created them fail with a retryable error wrapping msg.ErrNotSetUp,
+// to be tried again (a worker's or the exporter's start check waits,
+// not ready). Only a worker creates and tunes the consumer (the fleet
+// cap, I5); the others bind to it when it exists.
 func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, role Role) (JetStream, error) {
 	l, err := ledger.Setup(ctx, js, ledger.Config{Replicas: c.StreamReplicas, KeepBuckets: !role.ownsStreams()})
 	if err != nil {

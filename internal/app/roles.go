@@ -35,8 +35,8 @@ const (
 
 func (r Role) ownsConsumer() bool { return r == RoleWorker }
 
-// ownsStreams: planners bring the streams and buckets to their settings;
-// the other roles create what is missing and change nothing that exists.
+// ownsStreams: planners create the streams and buckets and bring them to
+// their settings; the other roles bind to them and wait for a planner.
 func (r Role) ownsStreams() bool { return r == RolePlanner }
 
 // partSize is the store's multipart part size (0: the default). The

@@ -42,9 +42,10 @@ type Config struct {
 	// 3 in a cluster (QFETCH_NATS_STREAM_REPLICAS, as for the streams).
 	// Default 1.
 	Replicas int
-	// KeepBuckets creates missing buckets but leaves existing ones as they
-	// are: set by processes that do not own the buckets' settings (workers,
-	// the exporter; the planner's NATS user alone may update them).
+	// KeepBuckets binds to the buckets as they are, creating none: set by
+	// processes that do not own the buckets' settings (workers, the
+	// exporter; the planner's NATS user alone may create or update them).
+	// A missing bucket is a retryable error wrapping msg.ErrNotSetUp.
 	KeepBuckets bool
 }
 
@@ -204,8 +205,12 @@ func wanted(cfg Config) [5]jetstream.KeyValueConfig {
 	}}
 }
 
-// ensureBucket creates a KV bucket or brings an existing one to cfg.
+// ensureBucket creates a KV bucket or brings an existing one to cfg; with
+// keep it binds to it as it is (see Config.KeepBuckets).
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keep bool) (jetstream.KeyValue, error) {
+	if keep {
+		return bindBucket(ctx, js, cfg)
+	}
 	kv, err := js.CreateKeyValue(ctx, cfg)
 	if err == nil {
 		return kv, nil
@@ -213,12 +218,8 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	if !errors.Is(err, jetstream.ErrBucketExists) {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
 	}
-	if keep {
-		kv, err = js.KeyValue(ctx, cfg.Bucket)
-		if err != nil {
-			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
-		}
-		return kv, nil
+	if err := checkBucket(ctx, js, cfg); err != nil {
+		return nil, err
 	}
 	kv, err = js.UpdateKeyValue(ctx, cfg)
 	if err != nil {
@@ -242,7 +243,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 		kv, err := js.KeyValue(ctx, want.Bucket)
 		switch {
 		case errors.Is(err, jetstream.ErrBucketNotFound):
-			f.Problem = "missing; the first planner or worker creates it"
+			f.Problem = "missing; the first planner creates it (workers and the exporter wait for it)"
 		case err != nil:
 			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 		default:
@@ -250,8 +251,14 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 			if err != nil {
 				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				if err := bucketCompatible(bs.StreamInfo().Config, want); err != nil {
+					f.Problem, f.Fatal = err.Error(), true
+					break
+				}
+			}
 			if st.History() != int64(want.History) {
-				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next worker or planner updates it", st.History(), want.History)
+				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next planner updates it", st.History(), want.History)
 			}
 		}
 		out = append(out, f)

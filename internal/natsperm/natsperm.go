@@ -74,20 +74,22 @@ var (
 //   - every role: read the stream, bucket and consumer information it binds
 //     to and the account's JetStream limits, and receive JetStream's answers
 //     in _INBOX.
-//   - planner: create and update the streams and buckets (it owns their
-//     settings); publish batches; read the queue's counts; read and write
-//     run records and Host List page records; write the watermark (the
-//     finisher runs in planners); hold the planner lock; read the fleet
-//     state and the dead letters.
-//   - worker: create the streams and buckets when missing (never change
-//     them); create and tune the workers consumer (it owns the fleet cap,
-//     I5) and pull, ack, nak and extend its batches; publish split halves,
-//     retry schedules and dead letters; write batch records (claims,
-//     results, splits, failure counts, drained), run records (the finisher)
-//     and the watermark (the finisher); write the fleet state and probe;
-//     hold the status-writer lock (its status reporter), in its own bucket:
-//     no right on QFETCH_LOCKS, whose roll-ups would reach the planner lock.
-//   - exporter: create the streams and buckets when missing (never change
+//   - planner: create and update the streams and buckets (it alone: it
+//     owns their settings); publish batches; read the queue's counts; read
+//     and write run records and Host List page records; advance the
+//     watermark over completed runs (plan.Advancer); hold the planner lock;
+//     read the fleet state and the dead letters.
+//   - worker: bind to the streams and buckets (never create or change
+//     them: it waits for the planner); create and tune the workers consumer
+//     (it owns the fleet cap, I5) and pull, ack, nak and extend its
+//     batches; publish split halves, retry schedules and dead letters;
+//     write batch records (claims, results, splits, failure counts,
+//     drained) and run records (the finisher); never the watermark (NATS
+//     cannot tell a compare-and-set advance from a set); write the fleet
+//     state and probe; hold the status-writer lock (its status reporter),
+//     in its own bucket: no right on QFETCH_LOCKS, whose roll-ups would
+//     reach the planner lock.
+//   - exporter: bind to the streams and buckets (never create or change
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a
 //     batch, delete a dead letter); write run records, the watermark, the
@@ -112,7 +114,6 @@ func For(role Role) Permissions {
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
 		p.pub(kvRun, kvPage, kvWatermark, kvLock("planner"))
 	case Worker:
-		p.create(false)
 		p.pub(api+"CONSUMER.CREATE."+batches+"."+consumer, api+"CONSUMER.CREATE."+batches+"."+consumer+".>",
 			api+"CONSUMER.MSG.NEXT."+batches+"."+consumer, "$JS.ACK."+batches+"."+consumer+".>")
 		p.pub(batchSubjects, retrySubjects, dlqSubjects)
@@ -120,10 +121,9 @@ func For(role Role) Permissions {
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
 		p.pub(kvRun, kvBatchRecords("done"), kvBatchRecords("claim"), kvBatchRecords("split"),
-			kvBatchRecords("fail"), kvBatchRecords("drained"), kvWatermark,
+			kvBatchRecords("fail"), kvBatchRecords("drained"),
 			kvStatusWriter, kvFleetKeys)
 	case Exporter:
-		p.create(false)
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)

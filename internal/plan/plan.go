@@ -1,5 +1,6 @@
 // Package plan runs one planner pass: open (or take over) a run, page the
-// Host List into batch messages and stored pages, fenced by the run record.
+// Host List into batch messages and stored pages, fenced by the run record;
+// and it alone advances the watermark over completed runs (Advancer).
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is
@@ -90,6 +91,7 @@ type Store interface {
 	// Check reports a store no write can succeed on (missing bucket, bad
 	// credentials) before anything is published.
 	Check(ctx context.Context) error
+	Marks
 }
 
 // Queue is the part of the JetStream transport a planner uses.
@@ -103,9 +105,7 @@ type Queue interface {
 // Ledger is the part of the run ledger a planner reads and records in.
 type Ledger interface {
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*ledger.Lock, error)
-	Watermark(ctx context.Context) (ledger.Watermark, error)
-	RunIDs(ctx context.Context) ([]string, error)
-	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	Watermarks
 	CreateRun(ctx context.Context, r ledger.RunRecord) (ledger.RunRecord, error)
 	// TakePlanning makes pass id the planner of a run being planned,
 	// aborting its predecessor's page uploads first.
@@ -210,6 +210,11 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		}
 	}()
 
+	// Runs completed since the last pass move the watermark before
+	// anything reads it (finishers no longer do: see Advancer).
+	if _, err := p.advancer().Advance(lockCtx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+		return Outcome{}, fmt.Errorf("plan: %w", err)
+	}
 	pass := newPassID(p.cfg.Owner)
 	rec, resumed, skip, err := p.open(lockCtx, pass)
 	if err != nil {
@@ -259,6 +264,14 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 			// failure here is theirs to repeat.
 			log.Warn("trying to finish the run", "err", err)
 		}
+		// A run that completed here (nothing to fetch, or the workers were
+		// quicker than the last page) moves the watermark now; otherwise
+		// the next pass moves it.
+		if r, err := p.l.GetRun(ctx, rec.ID); err == nil && r.State == ledger.RunComplete {
+			if _, err := p.advancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+				log.Warn("advancing the watermark; the next pass does", "err", err)
+			}
+		}
 	}
 	return out, nil
 }
@@ -295,6 +308,7 @@ func (p *Planner) open(ctx context.Context, pass string) (rec ledger.RunRecord, 
 	}
 	// Run IDs sort by time; look from the newest back to the newest
 	// complete one.
+	finished := false
 scan:
 	for i := len(ids) - 1; i >= 0; i-- {
 		r, err := p.l.GetRun(ctx, ids[i])
@@ -320,6 +334,7 @@ scan:
 					return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 				}
 				if r.State == ledger.RunComplete {
+					finished = true
 					break scan
 				}
 			}
@@ -349,6 +364,13 @@ scan:
 		}
 	}
 
+	if finished {
+		// Completed just now by this pass: its window ends where the new
+		// one starts.
+		if _, err := p.advancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+			return rec, false, "", fmt.Errorf("plan: %w", err)
+		}
+	}
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	after := p.cfg.FirstAfter
 	wm, err := p.l.Watermark(ctx)
