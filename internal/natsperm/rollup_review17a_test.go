@@ -11,7 +11,6 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/ledger"
-	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/natsperm"
 	"github.com/qfetch/qfetch/internal/testrun"
 )
@@ -20,9 +19,11 @@ import (
 // behind it: a "Nats-Rollup: all" header on one allowed KV key or batch
 // subject must not delete what other keys and subjects hold (I7: the
 // exporter writes only its lock; a worker cannot erase run records, the
-// watermark's history, the planner lock or queued batches). The status
-// writer's lock bucket allows roll-ups (TTL markers) and holds nothing but
-// that lock, so rolling it up erases only what its writer may overwrite.
+// watermark's history or the planner lock). The status writer's lock bucket
+// allows roll-ups (TTL markers) and holds nothing but that lock, so rolling
+// it up erases only what its writer may overwrite. The batch queue is the
+// one stream a worker can still roll up (message schedules need roll-ups,
+// README "Security"); purge_test.go shows that such a purge is reported.
 func TestNoRoleRollsUpAWholeStream(t *testing.T) {
 	n := testrun.StartSecureNATS(t)
 	var log syncBuf
@@ -55,20 +56,15 @@ func TestNoRoleRollsUpAWholeStream(t *testing.T) {
 		role           natsperm.Role
 		subject        string
 		stream, victim string // the stream and a subject of it that must survive
-		open           string // why this one still rolls up
 	}{
-		{natsperm.Exporter, "$KV." + ledger.BucketLocks + ".status-writer", locks, planner, ""},
-		{natsperm.Worker, "$KV." + ledger.BucketLocks + ".status-writer", locks, planner, ""},
-		{natsperm.Exporter, "$KV." + ledger.BucketStatusLock + ".status-writer", locks, planner, ""},
-		{natsperm.Worker, "$KV." + ledger.BucketStatusLock + ".status-writer", locks, planner, ""},
-		{natsperm.Worker, "$KV." + ledger.BucketRuns + ".20260110T000000Z-mine", "KV_" + ledger.BucketRuns, "$KV." + ledger.BucketRuns + ".20260110T000000Z-other", ""},
-		{natsperm.Worker, "$KV." + ledger.BucketState + ".watermark", "KV_" + ledger.BucketState, "", ""},
-		{natsperm.Worker, "qfetch.batch.20260110T000000Z-mine", msg.StreamBatches, "qfetch.batch.20260110T000000Z-other", batchOpen},
+		{natsperm.Exporter, "$KV." + ledger.BucketLocks + ".status-writer", locks, planner},
+		{natsperm.Worker, "$KV." + ledger.BucketLocks + ".status-writer", locks, planner},
+		{natsperm.Exporter, "$KV." + ledger.BucketStatusLock + ".status-writer", locks, planner},
+		{natsperm.Worker, "$KV." + ledger.BucketStatusLock + ".status-writer", locks, planner},
+		{natsperm.Worker, "$KV." + ledger.BucketRuns + ".20260110T000000Z-mine", "KV_" + ledger.BucketRuns, "$KV." + ledger.BucketRuns + ".20260110T000000Z-other"},
+		{natsperm.Worker, "$KV." + ledger.BucketState + ".watermark", "KV_" + ledger.BucketState, ""},
 	} {
 		t.Run(string(tt.role)+" on "+tt.subject, func(t *testing.T) {
-			if tt.open != "" {
-				t.Skip(tt.open)
-			}
 			_, js := conn(t, n, tt.role, &log)
 			before := msgs(ctx, t, pjs, tt.stream)
 			m := nats.NewMsg(tt.subject)
@@ -88,11 +84,6 @@ func TestNoRoleRollsUpAWholeStream(t *testing.T) {
 		})
 	}
 }
-
-// Still open: the server requires roll-ups on a stream with message
-// schedules, cannot turn schedules off again, and forbids sources on such a
-// stream (README "Security" says why and what detects it).
-const batchOpen = "message schedules need roll-ups: anyone who may publish a batch can empty the queue"
 
 func msgs(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()
