@@ -263,6 +263,15 @@ func TestSimulator(t *testing.T) {
 		if r.LastProcessedDatetime.IsZero() || r.Status == "" || r.IP == "" {
 			t.Fatalf("row with empty columns: %+v", r)
 		}
+		// RESULTS is kept byte for byte, whitespace included.
+		det := string(body[r.SourceOffset:])
+		det = det[:strings.Index(det, "</DETECTION>")]
+		if i := strings.Index(det, "<![CDATA["); i >= 0 {
+			want := det[i+len("<![CDATA[") : strings.Index(det, "]]></RESULTS>")]
+			if r.Results != want {
+				t.Fatalf("QID %d: results %q, the XML holds %q", r.QID, r.Results, want)
+			}
+		}
 	}
 	for id, n := range counts {
 		if perHost[int64(id)] != n {
