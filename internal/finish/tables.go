@@ -2,6 +2,7 @@ package finish
 
 import (
 	"context"
+	"time"
 
 	"github.com/qfetch/qfetch/internal/ledger"
 )
@@ -15,6 +16,10 @@ type Tables interface {
 	Sealed(ctx context.Context, run string, batches []string, pages []int) error
 }
 
+// tablesHookTimeout bounds the hook: it publishes one job per page (and
+// per batch whose part is missing) and reads the part records.
+const tablesHookTimeout = time.Minute
+
 // sealedTables tells the tables of run m, sealed. Derived data never holds
 // up the record (design.md I9): a failure is logged, the run stays sealed,
 // and `qfetch tables rebuild` repairs.
@@ -22,6 +27,10 @@ func (f *Finisher) sealedTables(ctx context.Context, m Manifest) {
 	if f.tables == nil {
 		return
 	}
+	// The run is marked complete already: a caller stopping now (a worker
+	// whose soft stop began) must not lose its pages' conversions.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tablesHookTimeout)
+	defer cancel()
 	batches := make([]string, len(m.Batches))
 	for i, b := range m.Batches {
 		batches[i] = b.Batch

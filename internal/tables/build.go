@@ -94,9 +94,6 @@ type partWriter interface {
 	Close() (Stats, error)
 }
 
-// newWriter starts table's converter on w.
-type newWriter func(table string, w io.Writer, src Source, opt Options) partWriter
-
 func converter(table string, w io.Writer, src Source, opt Options) partWriter {
 	if table == Hosts {
 		return NewHostWriter(w, src, opt)
@@ -109,7 +106,6 @@ type parts struct {
 	store  Store
 	prefix string
 	opt    Options
-	conv   newWriter
 }
 
 // write converts it's objects, in order, into its part, streamed into the
@@ -148,11 +144,7 @@ func (p parts) write(ctx context.Context, src Source, it item) (Part, error) {
 }
 
 func (p parts) convert(ctx context.Context, w io.Writer, src Source, it item) (Stats, error) {
-	conv := p.conv
-	if conv == nil {
-		conv = converter
-	}
-	cw := conv(it.table, w, src, p.opt)
+	cw := converter(it.table, w, src, p.opt)
 	for _, key := range it.objects {
 		r, err := p.store.Get(ctx, key)
 		if err != nil {
