@@ -141,6 +141,19 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	if err := b.ledger.RecordTablePart(ctx, ledger.TablePart{Run: j.Run, Kind: j.Kind, Item: j.Item, Key: p.Key, Rows: p.Rows, Bytes: p.Bytes}); err != nil {
 		return Result{}, err
 	}
+	if j.Kind == msg.TableDetections && rec.State != ledger.RunComplete {
+		// Sealed while this part was written: if its halves stand for the
+		// batch, a completion that listed the parts before this one landed
+		// kept it, so it is removed here (one of the two always sees it).
+		if cur, err := b.ledger.GetRun(ctx, j.Run); err == nil && cur.State == ledger.RunComplete {
+			if used, err := b.used(ctx, cur, j.Item); err == nil && !used {
+				if err := b.parts.store.Delete(ctx, p.Key); err != nil {
+					return Result{}, err
+				}
+				return Result{Skipped: "the sealed run does not use this batch (its halves stand for it)"}, nil
+			}
+		}
+	}
 	complete, err := b.TryComplete(ctx, j.Run)
 	if err != nil {
 		b.log.Warn("trying to complete the run's tables", "run", j.Run, "err", err)
