@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/finish"
@@ -254,6 +255,11 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The manifest and the runs row go together: a stop between them would
+	// leave a complete run that the documented queries (which read the
+	// runs table) never show, and no later job to write its row.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWrites)
+	defer cancel()
 	_, err = store.Put(ctx, ManifestKey(prefix, run), bytes.NewReader(data), objstore.PutOptions{ContentType: "application/json", IfAbsent: true})
 	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		return false, fmt.Errorf("tables: writing the table manifest of %s: %w", run, err)
@@ -264,6 +270,10 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	b.log.Info("run's tables complete", "run", run, "parts", len(ps), "detection_rows", tm.DetectionRows, "host_rows", tm.HostRows)
 	return true, nil
 }
+
+// finalWrites bounds the table manifest and runs row writes, which a
+// caller's stop does not cut short.
+const finalWrites = time.Minute
 
 // ensureRunRow writes the runs row of a run whose table manifest exists,
 // unless it is there.
@@ -320,7 +330,7 @@ type Status struct {
 	State    ledger.RunState
 	Recorded int  // part records
 	Expected int  // parts a complete run's tables hold (0 until sealed)
-	Complete bool // the table manifest is written
+	Complete bool // the table manifest and the runs row are written
 }
 
 // Status reports run's tables.
@@ -336,10 +346,14 @@ func (b *Builder) Status(ctx context.Context, run string) (Status, error) {
 	if rec.Totals != nil {
 		st.Expected = rec.Totals.Batches + rec.Totals.HostListPages
 	}
-	_, err = b.parts.store.Stat(ctx, ManifestKey(b.parts.prefix, run))
+	_, err = b.parts.store.Stat(ctx, PartKey(b.parts.prefix, Runs, run, rec.Created, Runs))
 	switch {
 	case err == nil:
-		st.Complete = true
+		_, err = b.parts.store.Stat(ctx, ManifestKey(b.parts.prefix, run))
+		st.Complete = err == nil
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			return st, err
+		}
 	case !errors.Is(err, objstore.ErrNotFound):
 		return st, err
 	}
