@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"maps"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -49,9 +47,6 @@ func setupTablesWith(t *testing.T, o testrun.Options) *tablesEnv {
 		t.Fatal(err)
 	}
 	e.Q.Tables = tq
-	if testing.Verbose() {
-		e.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
 	return &tablesEnv{Env: e, t: t}
 }
 
@@ -213,7 +208,7 @@ func checkTables(t *testing.T, e *tablesEnv, store tables.Store, run string) tab
 // processes racing to complete them; a rebuild then writes the very same
 // bytes.
 func TestTablesCompleteAfterRun(t *testing.T) {
-	e := setupTables(t, 300)
+	e := setupTables(t, 120)
 	e.loop(e.process(e.Store), 2, 5)
 	e.loop(e.process(e.Store), 2, 5)
 	run := e.fetchRun()
@@ -249,7 +244,7 @@ func (s failingStore) Get(ctx context.Context, key string) (io.ReadCloser, error
 // the job is given up after its deliveries with a metric, and a rebuild
 // completes the tables.
 func TestTableFailureNeverBlocksRun(t *testing.T) {
-	e := setupTables(t, 200)
+	e := setupTables(t, 120)
 	p := e.process(failingStore{Store: e.Store, bad: "/batch-000002.xml"})
 	e.loop(p, 1, 2)
 	run := e.fetchRun()
@@ -277,7 +272,7 @@ func TestTableFailureNeverBlocksRun(t *testing.T) {
 // Two workers converting the same job at once give one valid part and one
 // record; the complete tables stay as they were.
 func TestTablesSameJobConcurrently(t *testing.T) {
-	e := setupTables(t, 200)
+	e := setupTables(t, 120)
 	e.loop(e.process(e.Store), 1, 5)
 	run := e.fetchRun()
 	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
@@ -322,7 +317,7 @@ func TestTablesSameJobConcurrently(t *testing.T) {
 // A forged job converts nothing it should not: only what the ledger names
 // for the job's own run, and Host List pages only once the run is sealed.
 func TestForgedTableJobs(t *testing.T) {
-	e := setupTables(t, 200)
+	e := setupTables(t, 120)
 	out := e.Plan() // planned, not fetched: nothing is done or sealed
 	p := e.process(e.Store)
 	tests := []struct {
@@ -375,7 +370,7 @@ func TestForgedTableJobs(t *testing.T) {
 // in MinIO, and in a directory bucket holding the same runs, byte for byte
 // what the fleet wrote.
 func TestTablesRebuildAll(t *testing.T) {
-	e := setupTables(t, 200)
+	e := setupTables(t, 120)
 	e.loop(e.process(e.Store), 2, 5)
 	var runs []string
 	for range 2 {
@@ -434,7 +429,7 @@ func TestTablesRebuildAll(t *testing.T) {
 // A split batch's halves are the run's parts, named for their XML
 // (part-batch-000001.1 and .2); the whole batch, never stored, has none.
 func TestTablesSplitBatch(t *testing.T) {
-	e := setupTablesWith(t, testrun.Options{Hosts: 200, BatchSize: 200, PageSize: 70,
+	e := setupTablesWith(t, testrun.Options{Hosts: 100, BatchSize: 100, PageSize: 70,
 		Sim: qualysim.Config{Faults: qualysim.Faults{StallFor: time.Minute}}})
 	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 2); err != nil {
 		t.Fatal(err)
