@@ -18,6 +18,7 @@ import (
 	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
@@ -186,11 +187,16 @@ func (w *world) checkRun(id string, at time.Time) runContent {
 	return runContent{Rec: rec, Manifest: m, Planned: planned, Counts: counts}
 }
 
-// checkLatest checks that the watermark and latest.json point at run id.
+// checkLatest checks that the watermark and latest.json point at run id,
+// once the planner's watermark step (what the next planner pass does
+// first) has run: workers seal runs but hold no right on the watermark.
 func (w *world) checkLatest(id string) {
 	t := w.t
 	t.Helper()
 	rec := w.Run(id)
+	if _, err := (plan.Advancer{Ledger: w.Queue().Ledger, Store: w.store, Prefix: prefix, By: "e2e"}).Advance(t.Context()); err != nil {
+		t.Errorf("the planner's watermark step: %v", err)
+	}
 	wm, err := w.Queue().Watermark(t.Context())
 	if err != nil || !wm.Time.Equal(rec.Before) || wm.Run != id {
 		t.Errorf("watermark %+v, %v; want %s from run %s", wm, err, rec.Before, id)

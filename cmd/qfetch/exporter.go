@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -52,27 +53,39 @@ func runExporter(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	// Like the planner it may create what is missing on a new
-	// installation, and adopts the consumer as the workers set it (I5).
-	q, err := app.Queue(ctx, js, s.NATS, s.Fleet, 0, app.RoleExporter)
-	if err != nil {
-		return err
-	}
-	parts := app.Parts{Log: log, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: app.Owner()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	app.RegisterBuildInfo(reg)
-	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Exporter.Every}, runstat.NewMetrics(reg))
-
-	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, app.Connected(nc)))
+	gate := app.NewGate()
+	ready := app.NewReadiness(log, gate.Ready, app.Connected(nc))
+	srv, err := app.Listen(s.Exporter.Listen, "QFETCH_EXPORTER_LISTEN", app.Handler(reg, ready.Ready))
 	if err != nil {
 		return err
 	}
-	log.Info("exporter started", app.BuildAttr(), "listen", srv.Addr(), "every", s.Exporter.Every.String(), "store", store.Describe())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(srv.Serve)
 	g.Go(func() error {
 		defer srv.Shutdown()
+		// It binds to the streams and buckets the planner creates (it may
+		// create none, #17) and adopts the consumer as the workers set it
+		// (I5): on a new installation it waits, not ready, for the first
+		// planner.
+		var q app.JetStream
+		err := gate.Pass(gctx, log, time.Second, app.StartCheck{State: app.StateNATS, Name: "qfetch's streams and buckets",
+			Max: 30 * time.Second, Run: func(ctx context.Context) error {
+				var err error
+				q, err = app.Queue(ctx, js, s.NATS, s.Fleet, 0, app.RoleExporter)
+				return err
+			}})
+		if err != nil {
+			if gctx.Err() != nil {
+				return nil // stopped while waiting: as at any other time
+			}
+			return err
+		}
+		parts := app.Parts{Log: log, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: app.Owner()}
+		reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Exporter.Every}, runstat.NewMetrics(reg))
+		log.Info("exporter started", app.BuildAttr(), "listen", srv.Addr(), "every", s.Exporter.Every.String(), "store", store.Describe())
 		return reporter.Run(gctx)
 	})
 	// The reporter ends at a signal, the server with it: exit 0.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/testenv"
 	"github.com/qfetch/qfetch/internal/testrun"
 )
@@ -169,7 +171,26 @@ func TestExporterNATSOutage(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode
 		}
-		testenv.Eventually(t, 20*time.Second, func() bool { return ready() == 200 }, "ready")
+		// A new installation: it creates no stream or bucket (#17) and
+		// waits, not ready and without exiting, for the planner's.
+		testenv.Eventually(t, 20*time.Second, func() bool { return ready() == 503 }, "not ready before any planner")
+		if !strings.Contains(p.logs(), "waiting for a planner to create it") {
+			t.Errorf("the log does not say what the exporter waits for:\n%s", p.logs())
+		}
+		select {
+		case code := <-p.done:
+			p.done <- code
+			t.Fatalf("exit %d before any planner: %s", code, p.errs.String())
+		default:
+		}
+		js := testrun.Connect(t, ns.URL())
+		if _, err := ledger.Setup(t.Context(), js, ledger.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := msg.Setup(t.Context(), js, msg.Config{AdoptConsumer: true}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 40*time.Second, func() bool { return ready() == 200 }, "ready")
 		ns.Stop()
 		testenv.Eventually(t, 20*time.Second, func() bool { return ready() == 503 }, "not ready while NATS is away")
 		ns.Start()
@@ -189,8 +210,7 @@ func TestExporterNATSOutage(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("no exit after SIGTERM")
 		}
-		js := testrun.Connect(t, ns.URL())
-		kv, err := js.KeyValue(t.Context(), "QFETCH_LOCKS")
+		kv, err := js.KeyValue(t.Context(), "QFETCH_STATUS_LOCK")
 		if err != nil {
 			t.Fatal(err)
 		}

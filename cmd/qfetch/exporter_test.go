@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
@@ -44,6 +45,10 @@ func TestExporterServesRunMetrics(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	if _, err := msg.Setup(t.Context(), js, msg.Config{MaxInFlight: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// The planner's part: the exporter creates no bucket (#17).
+	if _, err := ledger.Setup(t.Context(), js, ledger.Config{}); err != nil {
 		t.Fatal(err)
 	}
 

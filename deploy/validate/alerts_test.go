@@ -65,6 +65,7 @@ type alertScenario struct {
 var stateDefaults = map[string]string{
 	"qfetch_last_complete_run_timestamp_seconds": "0",
 	"qfetch_dead_letters":                        "0",
+	"qfetch_batches_lost":                        "0",
 	"qfetch_queue_batches":                       "0",
 	"qfetch_queue_waiting_batches":               "0",
 	"qfetch_queue_in_flight_batches":             "0",
@@ -410,6 +411,20 @@ func TestAlertScenarios(t *testing.T) {
 				{at: 25*h + 45*m},
 				{at: 26*h + 30*m, firing: []string{"QfetchNoCompleteRun"}},
 				{at: 27 * h},
+			},
+		},
+		{
+			name: "the queue is purged: its run's batches are lost, until the run drops out of the newest",
+			step: 5 * m,
+			state: map[string]string{
+				"qfetch_batches_lost":         "0; 7@30m; 0@3h",
+				`qfetch_runs{state="failed"}`: "0; 1@30m; 0@3h",
+			},
+			pods: []scenarioPod{exporter},
+			check: []checkpoint{
+				{at: 30 * m},
+				{at: 40 * m, firing: []string{"QfetchBatchesLost"}, values: map[string]float64{"QfetchBatchesLost": 7}},
+				{at: 3*h + 5*m},
 			},
 		},
 		{

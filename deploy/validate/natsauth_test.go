@@ -15,7 +15,8 @@ const prodNATS = k8sDir + "/overlays/prod"
 
 // The NATS users and permissions the prod servers load are natsperm's,
 // byte for byte: a change of rights is a change of natsperm.For, rendered
-// here (go test -run TestNATSAuthConfigRendered -update writes it).
+// here (QFETCH_UPDATE_NATS_AUTH=1 go test -run TestNATSAuthConfigRendered
+// writes it).
 func TestNATSAuthConfigRendered(t *testing.T) {
 	path := filepath.Join(prodNATS, "nats", "qfetch-auth.conf")
 	want := natsperm.Authorization(natsperm.EnvUsers())

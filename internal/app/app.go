@@ -252,9 +252,13 @@ type JetStream struct {
 
 // Queue sets up the ledger's buckets, the streams and the consumer for a
 // process in role, as far as the role's NATS rights go (natsperm.For):
-// every role creates what is missing; only a planner brings existing
-// streams and buckets to its settings, and only a worker creates and tunes
-// the consumer (the fleet cap, I5); the others bind to it when it exists.
+// only a planner creates the streams and buckets and brings them to its
+// settings (refusing, fleet-wide, one pre-created with other subjects,
+// retention or storage); the others bind to them, and until a planner
+// has created them fail with a retryable error wrapping msg.ErrNotSetUp,
+// to be tried again (a worker's or the exporter's start check waits,
+// not ready). Only a worker creates and tunes the consumer (the fleet
+// cap, I5); the others bind to it when it exists.
 func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.Fleet, ackWait time.Duration, role Role) (JetStream, error) {
 	l, err := ledger.Setup(ctx, js, ledger.Config{Replicas: c.StreamReplicas, KeepBuckets: !role.ownsStreams()})
 	if err != nil {
@@ -267,7 +271,13 @@ func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.
 	}
 	t, err := msg.SetupTables(ctx, js, msg.TablesConfig{Replicas: c.StreamReplicas,
 		AdoptConsumer: !role.ownsConsumer(), KeepStreams: !role.ownsStreams()})
-	if err != nil {
+	switch {
+	case err != nil && !role.ownsStreams() && errors.Is(err, msg.ErrNotSetUp):
+		// Derived data never holds up the record (I9): without the tables
+		// stream (no planner of this version has run yet) the process
+		// fetches and converts nothing; `qfetch tables rebuild` catches up.
+		t = nil
+	case err != nil:
 		return JetStream{}, Refused(js.Conn(), fmt.Errorf("setting up JetStream: %w", err))
 	}
 	return JetStream{Queue: q, Ledger: l, Tables: t}, nil

@@ -36,8 +36,8 @@ const (
 
 func (r Role) ownsConsumer() bool { return r == RoleWorker }
 
-// ownsStreams: planners bring the streams and buckets to their settings;
-// the other roles create what is missing and change nothing that exists.
+// ownsStreams: planners create the streams and buckets and bring them to
+// their settings; the other roles bind to them and wait for a planner.
 func (r Role) ownsStreams() bool { return r == RolePlanner }
 
 // partSize is the store's multipart part size (0: the default). The
@@ -224,6 +224,7 @@ func PlanConfig(q config.Qualys, f config.Fleet, c config.Plan) plan.Config {
 	return plan.Config{
 		BatchSize:       f.BatchSize,
 		PageSize:        q.HostListPageSize,
+		HostListDetails: q.HostListDetails,
 		Overlap:         c.Overlap,
 		FirstAfter:      firstAfter,
 		HostListParams:  q.HostListParams.Values(),

@@ -508,6 +508,18 @@ func (w *Worker) later(ctx context.Context, d delivered, delay time.Duration) {
 	}
 }
 
+// park takes m off the queue for delay without holding a slot (see
+// msg.Queue.Park); should that fail, a Nak with the delay keeps it.
+func (w *Worker) park(ctx context.Context, m jetstream.Msg, log *slog.Logger, delay time.Duration) {
+	switch err := w.q.Park(ctx, m, time.Now().Add(delay)); {
+	case errors.Is(err, msg.ErrRetryNotAcked):
+		log.Warn("message parked but the delivered copy could not be acked; it returns after AckWait as a duplicate", "err", err)
+	case err != nil:
+		log.Warn("parking the message failed; it waits in the queue instead", "err", err)
+		w.nak(m, delay, log)
+	}
+}
+
 func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {
 	var err error
 	if delay > 0 {
@@ -524,8 +536,13 @@ func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {
 // deadLetter records m in the dead letters and ends it. A record that
 // cannot be written leaves m queued. When NATS does not answer at all, that
 // is everyone's fault, not the batch's (I6): m waits a probe period, and
-// nothing counts. Otherwise the failure is counted; after deadLetterTries
-// the worker is wedged (Ready says so, a metric and an alert show it) and m
+// nothing counts. A dead-letter stream that can take no record at all is a
+// fleet-wide fault too (I6): the fleet pauses as one (not ready, the fault
+// alert) until its probe finds the stream repaired, and m is parked, so
+// that it holds no slot — at cap 2, two such messages Nak'ed with a delay
+// held every slot, and the probe, which waits for a free one, never ran.
+// Otherwise the failure is m's own and counted; after deadLetterTries the
+// worker is wedged (Ready says so, a metric and an alert show it) and m
 // waits the longest probe back-off between tries: never a tight Nak loop.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, reason string, err error) {
 	key := wedgeKey(m)
@@ -543,6 +560,14 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logg
 		return
 	}
 	w.metrics.deadLetterFailures.Inc()
+	if errors.Is(dlErr, msg.ErrDeadLettersBroken) {
+		w.wedges.done(key)
+		w.pauseFleet(ctx, pauseFault, "the dead-letter stream is broken", dlErr)
+		log.Error("dead-lettering failed: the dead-letter stream is broken; pausing the fleet, the message stays queued",
+			"reason", reason, "err", err, "dlq_err", dlErr, "next", w.cfg.ProbeEvery)
+		w.park(ctx, m, log, w.cfg.ProbeEvery)
+		return
+	}
 	tries := w.wedges.fail(key, dlErr)
 	if tries < deadLetterTries {
 		log.Error("dead-lettering failed; the batch stays queued and is tried again", "reason", reason,

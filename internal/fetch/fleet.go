@@ -206,8 +206,8 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 	return true, nil
 }
 
-// probeOnce checks both sides a fault may come from: a fault does not
-// always say which (a certificate, a DNS name). Without a fleet pause (this
+// probeOnce checks every side a fault may come from: a fault does not
+// always say which (a certificate, a DNS name); the dead-letter stream too. Without a fleet pause (this
 // worker alone is paused) it calls no Qualys: the other workers may be
 // using every call the cap allows, and the fault that paused this one, if
 // it lasts, pauses the fleet at its next call, now that NATS records it.
@@ -224,7 +224,12 @@ func (w *Worker) probeOnce(ctx context.Context, st ledger.FleetState, period tim
 			return err
 		}
 	}
-	return w.store.Check(ctx)
+	if err := w.store.Check(ctx); err != nil {
+		return err
+	}
+	// A fleet paused because no batch could be dead-lettered resumes only
+	// once the stream takes records again.
+	return w.q.CheckDeadLetters(ctx)
 }
 
 // probeQualys makes the probe's detection call, bounded by timeout, and

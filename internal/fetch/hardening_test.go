@@ -142,15 +142,24 @@ func TestOversizedMessagesDeadLettered(t *testing.T) {
 	}
 }
 
-// TestDeadLetterFailureWedges: with the dead-letter stream gone, a message
-// that must be dead-lettered fails a few times, then the worker reports
-// not ready (ErrWedged) and counts it, and the message waits 16 probe
-// periods between tries instead of coming back every period. The rest of
-// the queue proceeds; once the stream is back, the next try succeeds and
-// the worker is ready again.
+// TestDeadLetterFailureWedges: with a dead-letter stream that refuses this
+// message's record (a message size limit below it; the stream itself takes
+// records, so no fleet fault), a message that must be dead-lettered fails
+// a few times, then the worker reports not ready (ErrWedged) and counts
+// it, and the message waits 16 probe periods between tries instead of
+// coming back every period. The rest of the queue proceeds; once the
+// stream is back to qfetch's settings, the next try succeeds and the
+// worker is ready again. (A stream that takes no record at all pauses the
+// fleet instead: TestBrokenDeadLetterStreamPausesTheFleet.)
 func TestDeadLetterFailureWedges(t *testing.T) {
 	e := setup(t, opts{hosts: 100, batchSize: 100})
-	if err := e.js.DeleteStream(t.Context(), msg.StreamDLQ); err != nil {
+	s, err := e.js.Stream(t.Context(), msg.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 64 // every record is larger
+	if _, err := e.js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.publishRaw([]byte("not a batch"))
@@ -168,7 +177,11 @@ func TestDeadLetterFailureWedges(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, func() bool { return e.done() == 1 }, "the real batch is not done while the worker is wedged")
 
-	// The operator's fix: the stream is back (Setup recreates it).
+	if st, _ := e.q.Fleet("test").State(t.Context()); st.Pause != nil {
+		t.Fatalf("one message's dead-lettering paused the fleet: %+v", st.Pause)
+	}
+	// The operator's fix: the stream is back to qfetch's settings (Setup
+	// brings its message size limit back).
 	if _, err := msg.Setup(t.Context(), e.js, e.q.Config()); err != nil {
 		t.Fatal(err)
 	}

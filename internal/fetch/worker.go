@@ -136,6 +136,12 @@ type Queue interface {
 	// AckWait is the consumer's AckWait as the server has it now.
 	AckWait(ctx context.Context) (time.Duration, error)
 	DeadLetter(ctx context.Context, m jetstream.Msg, reason string, lastErr error) error
+	// Park takes any message off the queue until at, as Retry does for a
+	// batch (its slot is free meanwhile); on error m is untouched.
+	Park(ctx context.Context, m jetstream.Msg, at time.Time) error
+	// CheckDeadLetters reports a dead-letter stream that cannot take any
+	// record (msg.ErrDeadLettersBroken): a fault of the fleet, not of a batch.
+	CheckDeadLetters(ctx context.Context) error
 	Config() msg.Config
 }
 

@@ -1,7 +1,8 @@
 // Package finish completes a run once every batch is stored: it removes
 // what the run's result does not name, writes manifest.json, then
-// _SUCCESS, advances the watermark, and points latest.json at the run —
-// once, whoever gets there first.
+// _SUCCESS, points latest.json at the run and marks it complete — once,
+// whoever gets there first. The planner then moves the watermark over it
+// (plan.Advancer): workers, which finish runs, hold no right on it.
 //
 // Workers call it after recording each batch, the planner after planning;
 // a compare-and-set claim on the run record makes one caller the finisher,
@@ -37,7 +38,6 @@ type Ledger interface {
 	DoneBatches(ctx context.Context, run string) ([]ledger.BatchResult, error)
 	Splits(ctx context.Context, run string) ([]ledger.Split, error)
 	Pages(ctx context.Context, run string) ([]objstore.Object, error)
-	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
 }
 
 // Store is where the manifest and markers go, and what the run's prefix is
@@ -211,12 +211,13 @@ type Latest struct {
 }
 
 // complete makes the run's prefix hold exactly what its result names (see
-// seal), then writes the manifest, then _SUCCESS, then the watermark, then
-// latest.json, then marks the run complete. Every step is safe to repeat,
-// so a finisher taking over a stale claim simply does them all again; and a
-// stale finisher that wakes up after another one sealed the run changes
-// nothing in it: it removes the same keys, finds the same manifest there
-// and adopts it, and finds _SUCCESS there.
+// seal), then writes the manifest, then _SUCCESS, then latest.json, then
+// marks the run complete (the planner moves the watermark over it then).
+// Every step is safe to repeat, so a finisher taking over a stale claim
+// simply does them all again; and a stale finisher that wakes up after
+// another one sealed the run changes nothing in it: it removes the same
+// keys, finds the same manifest there and adopts it, and finds _SUCCESS
+// there.
 func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []ledger.BatchResult, splits []ledger.Split) error {
 	now := f.now().UTC()
 	m := Manifest{Run: rec.ID, After: rec.After, Before: rec.Before, Params: rec.Params,
@@ -261,11 +262,6 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	_, err = f.store.Put(ctx, successKey, strings.NewReader(""), objstore.PutOptions{ContentType: "text/plain", IfAbsent: true})
 	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		return fmt.Errorf("finish %s: writing _SUCCESS: %w", rec.ID, err)
-	}
-	// The watermark moves only now that the run is complete (I1), and only
-	// forward: an older run completing late leaves it alone.
-	if _, err := f.q.AdvanceWatermark(ctx, ledger.Watermark{Time: rec.Before, Run: rec.ID, By: f.owner, At: now, RunOpened: rec.Created}); err != nil {
-		return fmt.Errorf("finish %s: advancing the watermark: %w", rec.ID, err)
 	}
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)

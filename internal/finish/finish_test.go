@@ -186,6 +186,14 @@ func TestRunCompletesWithManifest(t *testing.T) {
 	if bytes != m.Totals.Bytes {
 		t.Fatalf("objects add up to %d bytes, totals say %d", bytes, m.Totals.Bytes)
 	}
+	// Workers hold no right on the watermark (#17): the finisher leaves
+	// it, and the planner's step moves it over the sealed run.
+	if wm, err := e.q.Watermark(t.Context()); !errors.Is(err, ledger.ErrNoWatermark) {
+		t.Fatalf("the finisher moved the watermark: %+v, %v", wm, err)
+	}
+	if _, err := e.r.AdvanceWatermark(); err != nil {
+		t.Fatal(err)
+	}
 	wm, err := e.q.Watermark(t.Context())
 	if err != nil || !wm.Time.Equal(rec.Before) || wm.Run != out.Run {
 		t.Fatalf("watermark %+v, %v; want %s", wm, err, rec.Before)

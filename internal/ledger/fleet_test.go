@@ -589,7 +589,7 @@ func TestOpenWithoutFleetBucket(t *testing.T) {
 		t.Errorf("Follow without the bucket: %v", err)
 	}
 	findings, err := Inspect(e.Ctx, e.JS, Config{})
-	if err != nil || len(findings) != 4 || findings[3].Object != "bucket "+BucketFleet || findings[3].Problem == "" {
+	if err != nil || len(findings) != 5 || findings[3].Object != "bucket "+BucketFleet || findings[3].Problem == "" {
 		t.Fatalf("Inspect: %+v, %v", findings, err)
 	}
 	if _, err := Setup(e.Ctx, e.JS, Config{}); err != nil {

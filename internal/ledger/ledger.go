@@ -18,6 +18,16 @@ const (
 	BucketState = "QFETCH_STATE"
 	BucketLocks = "QFETCH_LOCKS"
 	BucketFleet = "QFETCH_FLEET"
+	// BucketStatusLock holds the status writer's lock alone. Lock buckets
+	// must allow roll-ups (their TTL markers need them) and NATS
+	// permissions cannot refuse a "Nats-Rollup: all" header, so whoever
+	// may write one key of a lock bucket may empty it: the workers and the
+	// exporter write here, and so cannot touch the planner lock.
+	BucketStatusLock = "QFETCH_STATUS_LOCK"
+
+	// StatusWriterLock is the lock of the process that writes status.json;
+	// it lives in BucketStatusLock, every other lock in BucketLocks.
+	StatusWriterLock = "status-writer"
 
 	runsHistory  = 5
 	stateHistory = jetstream.KeyValueMaxHistory // the watermark's audit trail
@@ -32,9 +42,10 @@ type Config struct {
 	// 3 in a cluster (QFETCH_NATS_STREAM_REPLICAS, as for the streams).
 	// Default 1.
 	Replicas int
-	// KeepBuckets creates missing buckets but leaves existing ones as they
-	// are: set by processes that do not own the buckets' settings (workers,
-	// the exporter; the planner's NATS user alone may update them).
+	// KeepBuckets binds to the buckets as they are, creating none: set by
+	// processes that do not own the buckets' settings (workers, the
+	// exporter; the planner's NATS user alone may create or update them).
+	// A missing bucket is a retryable error wrapping msg.ErrNotSetUp.
 	KeepBuckets bool
 }
 
@@ -62,6 +73,10 @@ type Ledger struct {
 	// by a version before it, whose operator commands still work (see
 	// [Ledger.Fleet]).
 	fleet jetstream.KeyValue
+	// statusLock is nil when Open finds no QFETCH_STATUS_LOCK (set up by a
+	// version before it): taking the status writer's lock then fails with
+	// [msg.ErrNotSetUp] until a planner creates the bucket.
+	statusLock jetstream.KeyValue
 }
 
 // Setup creates the ledger's buckets, or brings existing ones to cfg (every
@@ -116,7 +131,7 @@ func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) err
 // error wrapping [msg.ErrNotSetUp], except QFETCH_FLEET: a deployment set
 // up by a version before it has none until its first new planner or
 // worker, and reading runs needs none; the fleet's methods fail with
-// [msg.ErrNotSetUp] meanwhile.
+// [msg.ErrNotSetUp] meanwhile. The same holds for QFETCH_STATUS_LOCK.
 func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 	l := &Ledger{js: js}
 	var err error
@@ -124,7 +139,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 		name := wanted(Config{})[i].Bucket
 		*dst, err = js.KeyValue(ctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			if name == BucketFleet {
+			if name == BucketFleet || name == BucketStatusLock {
 				*dst = nil
 				continue
 			}
@@ -138,13 +153,14 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 }
 
 // buckets are where Setup and Open put the buckets, in the order of wanted.
-func (l *Ledger) buckets() [4]*jetstream.KeyValue {
-	return [4]*jetstream.KeyValue{&l.runs, &l.state, &l.locks, &l.fleet}
+func (l *Ledger) buckets() [5]*jetstream.KeyValue {
+	return [5]*jetstream.KeyValue{&l.runs, &l.state, &l.locks, &l.fleet, &l.statusLock}
 }
 
-// wanted are the buckets qfetch wants for cfg: runs, state, locks, fleet.
-func wanted(cfg Config) [4]jetstream.KeyValueConfig {
-	return [4]jetstream.KeyValueConfig{{
+// wanted are the buckets qfetch wants for cfg: runs, state, locks, fleet,
+// the status writer's lock.
+func wanted(cfg Config) [5]jetstream.KeyValueConfig {
+	return [5]jetstream.KeyValueConfig{{
 		Bucket:      BucketRuns,
 		Description: "qfetch: run records, batch results and splits",
 		History:     runsHistory,
@@ -177,11 +193,24 @@ func wanted(cfg Config) [4]jetstream.KeyValueConfig {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+	}, {
+		// The locks bucket's settings, for the one lock the workers and
+		// the exporter take (see BucketStatusLock).
+		Bucket:         BucketStatusLock,
+		Description:    "qfetch: the status writer's lock, with its TTL",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: markerTTL,
 	}}
 }
 
-// ensureBucket creates a KV bucket or brings an existing one to cfg.
+// ensureBucket creates a KV bucket or brings an existing one to cfg; with
+// keep it binds to it as it is (see Config.KeepBuckets).
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keep bool) (jetstream.KeyValue, error) {
+	if keep {
+		return bindBucket(ctx, js, cfg)
+	}
 	kv, err := js.CreateKeyValue(ctx, cfg)
 	if err == nil {
 		return kv, nil
@@ -189,12 +218,8 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	if !errors.Is(err, jetstream.ErrBucketExists) {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
 	}
-	if keep {
-		kv, err = js.KeyValue(ctx, cfg.Bucket)
-		if err != nil {
-			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
-		}
-		return kv, nil
+	if err := checkBucket(ctx, js, cfg); err != nil {
+		return nil, err
 	}
 	kv, err = js.UpdateKeyValue(ctx, cfg)
 	if err != nil {
@@ -218,7 +243,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 		kv, err := js.KeyValue(ctx, want.Bucket)
 		switch {
 		case errors.Is(err, jetstream.ErrBucketNotFound):
-			f.Problem = "missing; the first planner or worker creates it"
+			f.Problem = "missing; the first planner creates it (workers and the exporter wait for it)"
 		case err != nil:
 			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 		default:
@@ -226,8 +251,14 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 			if err != nil {
 				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				if err := bucketCompatible(bs.StreamInfo().Config, want); err != nil {
+					f.Problem, f.Fatal = err.Error(), true
+					break
+				}
+			}
 			if st.History() != int64(want.History) {
-				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next worker or planner updates it", st.History(), want.History)
+				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next planner updates it", st.History(), want.History)
 			}
 		}
 		out = append(out, f)

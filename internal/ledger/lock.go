@@ -15,7 +15,8 @@ import (
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
-// A lock is the key <name> in QFETCH_LOCKS, created only if absent and
+// A lock is the key <name> in QFETCH_LOCKS (the status writer's in
+// QFETCH_STATUS_LOCK, see BucketStatusLock), created only if absent and
 // written with a per-message TTL (the bucket has limit markers, so the server
 // removes an expired lock by itself). Each refresh rewrites it with a fresh
 // TTL under compare-and-set on the holder's revision. KeyValue.Update cannot
@@ -81,13 +82,20 @@ func (led *Ledger) Acquire(ctx context.Context, name, owner string, ttl time.Dur
 		return nil, failure.Permanent(fmt.Errorf("ledger: lock TTL %s is below the server's 1s resolution", ttl))
 	}
 	ttl = ttl.Round(time.Second)
+	kv, bucket := led.locks, BucketLocks
+	if name == StatusWriterLock {
+		kv, bucket = led.statusLock, BucketStatusLock
+	}
+	if kv == nil {
+		return nil, failure.FleetWide(fmt.Errorf("ledger: lock %s: bucket %s: %w", name, bucket, msg.ErrNotSetUp))
+	}
 	l := &Lock{
-		kv:      led.locks,
+		kv:      kv,
 		js:      led.js,
 		name:    name,
 		key:     name,
 		ttl:     ttl,
-		subject: "$KV." + BucketLocks + "." + name,
+		subject: "$KV." + bucket + "." + name,
 	}
 	now := time.Now().UTC()
 	l.info = LockInfo{Owner: owner, Acquired: now, Refreshed: now, TTL: ttl.String()}

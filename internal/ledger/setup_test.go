@@ -12,7 +12,7 @@ import (
 func TestSetupCreatesBuckets(t *testing.T) {
 	t.Parallel()
 	e := setup(t, Config{})
-	for bucket, history := range map[string]int64{BucketRuns: runsHistory, BucketState: stateHistory, BucketLocks: 1, BucketFleet: 1} {
+	for bucket, history := range map[string]int64{BucketRuns: runsHistory, BucketState: stateHistory, BucketLocks: 1, BucketFleet: 1, BucketStatusLock: 1} {
 		kv, err := e.JS.KeyValue(e.Ctx, bucket)
 		if err != nil {
 			t.Fatalf("bucket %s: %v", bucket, err)
@@ -26,7 +26,7 @@ func TestSetupCreatesBuckets(t *testing.T) {
 		}
 	}
 	findings, err := Inspect(e.Ctx, e.JS, Config{})
-	if err != nil || len(findings) != 4 {
+	if err != nil || len(findings) != 5 {
 		t.Fatalf("Inspect: %+v, %v", findings, err)
 	}
 	for _, f := range findings {
@@ -67,7 +67,7 @@ func TestOpenCreatesNothing(t *testing.T) {
 		t.Errorf("Open created bucket %s", n)
 	}
 	findings, err := Inspect(e.Ctx, e.JS, Config{})
-	if err != nil || len(findings) != 4 || findings[0].Problem == "" {
+	if err != nil || len(findings) != 5 || findings[0].Problem == "" {
 		t.Fatalf("Inspect of an empty server: %+v, %v", findings, err)
 	}
 	if _, err := Setup(e.Ctx, e.JS, Config{}); err != nil {

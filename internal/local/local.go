@@ -103,6 +103,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer stopNATS()
+	// One process plays every role: the planner's part creates the
+	// streams and buckets (no other role may), the worker's the consumer.
+	if _, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, ackWait, app.RolePlanner); err != nil {
+		return Summary{}, err
+	}
 	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, ackWait, app.RoleWorker)
 	if err != nil {
 		return Summary{}, err
@@ -188,6 +193,11 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	}
 	if err != nil {
 		return Summary{Run: out.Run}, err
+	}
+	// The planner's step after its run completed: the watermark moves over
+	// it, and the next qfetch local starts its window there.
+	if _, err := planner.AdvanceWatermark(ctx); err != nil {
+		return Summary{Run: out.Run}, fmt.Errorf("advancing the watermark: %w", err)
 	}
 	// The run's final status.json (the reporter stopped with the worker),
 	// and the status lock released for the next run.

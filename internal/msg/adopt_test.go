@@ -17,7 +17,7 @@ import (
 func TestAdoptingSetupCreatesNoConsumer(t *testing.T) {
 	js := testenv.Connect(t, testenv.NATSURL(t))
 	ctx := t.Context()
-	q, err := Setup(ctx, js, Config{AdoptConsumer: true, KeepStreams: true})
+	q, err := Setup(ctx, js, Config{AdoptConsumer: true}) // a planner's
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,10 +42,13 @@ type Config struct {
 	// workers' NATS user alone may): the queue binds to it when it first
 	// needs it.
 	AdoptConsumer bool
-	// KeepStreams creates missing streams but leaves existing ones as they
-	// are, once checked compatible: set by processes that do not own the
+	// KeepStreams binds to the streams as they are, once checked
+	// compatible, creating none: set by processes that do not own the
 	// streams' settings (workers, the exporter; the planner's NATS user
-	// alone may update them).
+	// alone may create or update them, so that no other credential can
+	// pre-create one with settings of its choosing). A missing stream is a
+	// retryable error wrapping [ErrNotSetUp]: such a process waits for the
+	// planner.
 	KeepStreams bool
 	// DLQMaxAge is how long dead letters are kept. 0 keeps them until an
 	// operator removes them: a dead letter is evidence of a run that cannot

@@ -193,6 +193,9 @@ func (q *Queue) DeadLetter(ctx context.Context, m jetstream.Msg, reason string, 
 	// Stream sequence stays the same across redeliveries of one message.
 	id := fmt.Sprintf("dlq.%s.%d", dl.MsgID, dl.StreamSeq)
 	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamDLQ)); err != nil {
+		if cerr := q.CheckDeadLetters(ctx); errors.Is(cerr, ErrDeadLettersBroken) {
+			return fmt.Errorf("msg: dead-letter %s: %w (publish: %w)", m.Subject(), cerr, err)
+		}
 		return ClassifyAPI(fmt.Errorf("msg: dead-letter %s: %w", m.Subject(), err))
 	}
 	termReason := reason

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,45 @@ var ErrNoDeadLetter = errors.New("no such dead letter")
 // ErrNotReplayable is wrapped when a dead letter holds a message that is not
 // a valid batch: it can only be dropped.
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
+
+// ErrDeadLettersBroken is wrapped, classified fleet-wide, when QFETCH_DLQ
+// cannot take any record: missing, sealed, not on qfetch's subjects, or
+// full and refusing more. No batch is to blame then, and none can be
+// dead-lettered until an operator (or the next planner's setup) repairs it.
+var ErrDeadLettersBroken = errors.New("dead-letter stream cannot take records")
+
+// CheckDeadLetters reports whether QFETCH_DLQ can take a record, asking the
+// server for its settings and state and writing nothing: nil, or an error
+// wrapping [ErrDeadLettersBroken] (fleet-wide), or another error when the
+// server could not be asked (classified by [ClassifyAPI]).
+func (q *Queue) CheckDeadLetters(ctx context.Context) error {
+	broken := func(why string, err error) error {
+		if err != nil {
+			return failure.FleetWide(fmt.Errorf("msg: stream %s: %w: %s: %w", StreamDLQ, ErrDeadLettersBroken, why, err))
+		}
+		return failure.FleetWide(fmt.Errorf("msg: stream %s: %w: %s", StreamDLQ, ErrDeadLettersBroken, why))
+	}
+	s, err := q.js.Stream(ctx, StreamDLQ)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return broken("missing (the next planner recreates it)", err)
+	}
+	if err != nil {
+		return ClassifyAPI(fmt.Errorf("msg: stream %s: %w", StreamDLQ, err))
+	}
+	info := s.CachedInfo()
+	c, st := info.Config, info.State
+	full := c.Discard == jetstream.DiscardNew &&
+		((c.MaxMsgs > 0 && st.Msgs >= uint64(c.MaxMsgs)) || (c.MaxBytes > 0 && st.Bytes >= uint64(c.MaxBytes)))
+	switch {
+	case c.Sealed:
+		return broken("sealed", nil)
+	case !slices.Contains(c.Subjects, dlqSubjects):
+		return broken("not on "+dlqSubjects, nil)
+	case full:
+		return broken(fmt.Sprintf("full (%d records, %d bytes; limits %d, %d)", st.Msgs, st.Bytes, c.MaxMsgs, c.MaxBytes), nil)
+	}
+	return nil
+}
 
 // garbledRecord is the Reason of a dead-letter record that does not decode
 // (written by hand, or by another version).

@@ -53,7 +53,8 @@ type Finding struct {
 	// Problem is empty when the object is as qfetch wants it.
 	Problem string
 	// Fatal problems stop planners and workers ([ErrIncompatible]); the
-	// others are put right by the next worker or planner to start.
+	// others are put right by the next planner (streams, buckets) or worker
+	// (the consumer) to start.
 	Fatal bool
 }
 
@@ -72,7 +73,7 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 		s, err := js.Stream(ctx, want.Name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
-			f.Problem = "missing; the first planner or worker creates it"
+			f.Problem = "missing; the first planner creates it (workers and the exporter wait for it)"
 		case err != nil:
 			return nil, ClassifyAPI(fmt.Errorf("msg: stream %s: %w", want.Name, err))
 		default:
@@ -80,7 +81,12 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Finding
 			if err := streamCompatible(have, want); err != nil {
 				f.Problem, f.Fatal = err.Error(), true
 			} else if !streamTunablesEqual(have, tuned(have, want)) {
-				f.Problem = "settings differ from this configuration (subjects, schedules, replicas, duplicate window, size, count or age limits); the next worker or planner updates them"
+				f.Problem = "settings differ from this configuration (subjects, schedules, replicas, duplicate window, size, count or age limits); the next planner updates them"
+			} else if want.Name == StreamDLQ {
+				// Full: no batch can be dead-lettered, and the fleet pauses.
+				if err := (&Queue{js: js}).CheckDeadLetters(ctx); errors.Is(err, ErrDeadLettersBroken) {
+					f.Problem = err.Error()
+				}
 			}
 		}
 		out = append(out, f)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +63,36 @@ func (q *Queue) Retry(ctx context.Context, m jetstream.Msg, at time.Time) error 
 		return failure.Permanent(fmt.Errorf("msg: retry: message on %q holds a batch of run %s, only %s is retried",
 			m.Subject(), b.Run, b.Subject()))
 	}
-	out := &nats.Msg{Subject: retrySubject(b), Data: m.Data(), Header: nats.Header{}}
+	return q.schedule(ctx, m, retrySubject(b), b.MsgID(), at)
+}
+
+// Park takes any message of the batch subjects off the queue until at, as
+// [Queue.Retry] does for a batch, so that it holds no slot meanwhile: a
+// message that is no batch of its subject (undecodable, forged) waits on a
+// subject of its own stream sequence, where it can replace no batch's
+// retry. What a dead-letter stream that is broken leaves behind: such a
+// message can be neither fetched nor dead-lettered, and a Nak with delay
+// would keep its slot (see fetch's wedge). Errors are [Queue.Retry]'s.
+func (q *Queue) Park(ctx context.Context, m jetstream.Msg, at time.Time) error {
+	if b, err := Decode(m.Data()); err == nil && m.Subject() == b.Subject() {
+		return q.Retry(ctx, m, at)
+	}
+	md, err := m.Metadata()
+	if err != nil || !strings.HasPrefix(m.Subject(), batchSubjectPrefix) {
+		return failure.Permanent(fmt.Errorf("msg: park %s: not a delivery of the batch stream", m.Subject()))
+	}
+	seq := strconv.FormatUint(md.Sequence.Stream, 10)
+	return q.schedule(ctx, m, retrySubjectPrefix+parkedToken+"."+seq, "message "+seq, at)
+}
+
+// parkedToken starts the retry subjects of messages that are no batch: no
+// run ID holds '~', so no batch's retry subject is one of them.
+const parkedToken = "~parked"
+
+// schedule re-publishes m as a message schedule on subject, targeting the
+// subject m came on, and acks m once the server has stored it.
+func (q *Queue) schedule(ctx context.Context, m jetstream.Msg, subject, name string, at time.Time) error {
+	out := &nats.Msg{Subject: subject, Data: m.Data(), Header: nats.Header{}}
 	// jetstream.WithScheduleAt cuts to the second; the server parses
 	// RFC 3339 with a fraction as well.
 	out.Header.Set(scheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
@@ -72,10 +102,10 @@ func (q *Queue) Retry(ctx context.Context, m jetstream.Msg, at time.Time) error 
 	// window would be dropped as a duplicate. A repeated publish replaces
 	// the schedule instead (roll-up).
 	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithExpectStream(StreamBatches)); err != nil {
-		return ClassifyAPI(fmt.Errorf("msg: retry %s: schedule: %w", b.MsgID(), err))
+		return ClassifyAPI(fmt.Errorf("msg: retry %s: schedule: %w", name, err))
 	}
 	if err := m.DoubleAck(ctx); err != nil {
-		return ClassifyAPI(fmt.Errorf("msg: retry %s: %w: %w", b.MsgID(), ErrRetryNotAcked, err))
+		return ClassifyAPI(fmt.Errorf("msg: retry %s: %w: %w", name, ErrRetryNotAcked, err))
 	}
 	return nil
 }

@@ -199,8 +199,19 @@ func durationOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// ensureStream creates want or reconciles an existing stream with it.
+// ensureStream creates want or reconciles an existing stream with it; with
+// keep it only checks the stream there (see Config.KeepStreams).
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, keep bool) error {
+	if keep {
+		s, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return failure.Retryable(fmt.Errorf("msg: stream %s: %w: waiting for a planner to create it (%w)", want.Name, ErrNotSetUp, err))
+		}
+		if err != nil {
+			return ClassifyAPI(fmt.Errorf("msg: read stream %s: %w", want.Name, err))
+		}
+		return streamCompatible(s.CachedInfo().Config, want)
+	}
 	_, err := js.CreateStream(ctx, want)
 	if err == nil {
 		return nil

@@ -58,9 +58,14 @@ const (
 	tableSubjects = "qfetch.table.>"
 )
 
+// The status writer's lock has a bucket of its own: lock buckets allow
+// roll-ups, so the workers and the exporter hold no right on the one of
+// the planner lock.
+const kvStatusLock = "KV_" + ledger.BucketStatusLock
+
 var (
 	streams = []string{batches, dlq, tables}
-	buckets = []string{kvRuns, kvState, kvLocks, kvFleet}
+	buckets = []string{kvRuns, kvState, kvLocks, kvFleet, kvStatusLock}
 )
 
 // For returns role's permissions. It panics on an unknown role: the roles
@@ -71,22 +76,25 @@ var (
 //   - every role: read the stream, bucket and consumer information it binds
 //     to and the account's JetStream limits, and receive JetStream's answers
 //     in _INBOX.
-//   - planner: create and update the streams and buckets (it owns their
-//     settings); publish batches; read the queue's counts; read and write
-//     run records and Host List page records; write the watermark (the
-//     finisher runs in planners); hold the planner lock; read the fleet
-//     state and the dead letters; publish table jobs (its finisher queues
-//     a sealed run's Host List pages).
-//   - worker: create the streams and buckets when missing (never change
-//     them); create and tune the workers consumer (it owns the fleet cap,
-//     I5) and pull, ack, nak and extend its batches; publish split halves,
-//     retry schedules and dead letters; write batch records (claims,
-//     results, splits, failure counts, drained), run records (the finisher)
-//     and the watermark (the finisher); write the fleet state and probe;
-//     hold the status-writer lock (its status reporter); create and pull
-//     the tables consumer, publish table jobs and write table part records
-//     (its table loop and finisher).
-//   - exporter: create the streams and buckets when missing (never change
+//   - planner: create and update the streams and buckets (it alone: it
+//     owns their settings); publish batches; read the queue's counts; read
+//     and write run records and Host List page records; advance the
+//     watermark over completed runs (plan.Advancer); hold the planner lock;
+//     read the fleet state and the dead letters; publish table jobs (its
+//     finisher queues a sealed run's Host List pages).
+//   - worker: bind to the streams and buckets (never create or change
+//     them: it waits for the planner); create and tune the workers consumer
+//     (it owns the fleet cap, I5) and pull, ack, nak and extend its
+//     batches; publish split halves, retry schedules and dead letters;
+//     write batch records (claims, results, splits, failure counts,
+//     drained) and run records (the finisher); never the watermark (NATS
+//     cannot tell a compare-and-set advance from a set); write the fleet
+//     state and probe; hold the status-writer lock (its status reporter),
+//     in its own bucket: no right on QFETCH_LOCKS, whose roll-ups would
+//     reach the planner lock; create and pull the tables consumer, publish
+//     table jobs and write table part records (its table loop and
+//     finisher).
+//   - exporter: bind to the streams and buckets (never create or change
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a
 //     batch, delete a dead letter); write run records, the watermark, the
@@ -112,34 +120,33 @@ func For(role Role) Permissions {
 		p.pub(kvRun, kvPage, kvWatermark, kvLock("planner"))
 		p.pub(tableSubjects) // its finisher queues the Host List pages' conversions
 	case Worker:
-		p.create(false)
 		p.pub(api+"CONSUMER.CREATE."+batches+"."+consumer, api+"CONSUMER.CREATE."+batches+"."+consumer+".>",
 			api+"CONSUMER.MSG.NEXT."+batches+"."+consumer, "$JS.ACK."+batches+"."+consumer+".>")
 		p.pub(batchSubjects, retrySubjects, dlqSubjects)
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
 		// The table loop: its own consumer, jobs and part records.
 		p.pub(api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables, api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables+".>",
 			api+"CONSUMER.INFO."+tables+"."+msg.ConsumerTables,
 			api+"CONSUMER.MSG.NEXT."+tables+"."+msg.ConsumerTables, "$JS.ACK."+tables+"."+msg.ConsumerTables+".>")
 		p.pub(tableSubjects, kvBatchRecords("table"))
 		p.pub(kvRun, kvBatchRecords("done"), kvBatchRecords("claim"), kvBatchRecords("split"),
-			kvBatchRecords("fail"), kvBatchRecords("drained"), kvWatermark,
-			kvLock("status-writer"), kvFleetKeys)
+			kvBatchRecords("fail"), kvBatchRecords("drained"),
+			kvStatusWriter, kvFleetKeys)
 	case Exporter:
-		p.create(false)
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
-		p.pub(kvLock("status-writer"))
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
+		p.pub(kvStatusWriter)
 	case Operator:
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.pub(api + "STREAM.MSG.DELETE." + dlq)
 		p.pub(batchSubjects)
-		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
-		p.pub("$KV."+ledger.BucketRuns+".>", kvWatermark, "$KV."+ledger.BucketLocks+".>", kvFleetKeys)
+		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
+		p.pub("$KV."+ledger.BucketRuns+".>", kvWatermark, "$KV."+ledger.BucketLocks+".>", kvFleetKeys,
+			"$KV."+ledger.BucketStatusLock+".>")
 	default:
 		panic(fmt.Sprintf("natsperm: unknown role %q", role))
 	}
@@ -153,6 +160,9 @@ var (
 	kvWatermark = "$KV." + ledger.BucketState + ".watermark"
 	kvFleetKeys = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
 )
+
+// kvStatusWriter is the one key of QFETCH_STATUS_LOCK.
+var kvStatusWriter = "$KV." + ledger.BucketStatusLock + "." + ledger.StatusWriterLock
 
 func kvBatchRecords(kind string) string { return "$KV." + ledger.BucketRuns + ".*." + kind + ".>" }
 

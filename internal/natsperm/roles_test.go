@@ -79,8 +79,8 @@ func TestEveryRoleDoesItsJobInsideItsRights(t *testing.T) {
 	var log syncBuf
 	conns := map[natsperm.Role]*nats.Conn{}
 	parts := map[natsperm.Role]app.Parts{}
-	// Workers first, as in e2e: they create what is missing.
-	for _, r := range []natsperm.Role{natsperm.Worker, natsperm.Planner, natsperm.Exporter} {
+	// The planner first: it alone creates the streams and buckets (#17).
+	for _, r := range []natsperm.Role{natsperm.Planner, natsperm.Worker, natsperm.Exporter} {
 		nc, js := conn(t, n, r, &log)
 		q, err := app.Queue(ctx, js, n.Config(r), config.Fleet{MaxInFlight: 2}, 0, appRole[r])
 		if err != nil {
@@ -130,6 +130,15 @@ func TestEveryRoleDoesItsJobInsideItsRights(t *testing.T) {
 		}
 	}
 
+	// The workers finished the run but hold no right on the watermark
+	// (#17): the planner's step moves it over the sealed run.
+	if wm, err := parts[natsperm.Planner].Queue.Watermark(ctx); !errors.Is(err, ledger.ErrNoWatermark) {
+		t.Errorf("the watermark moved before the planner's step: %+v, %v", wm, err)
+	}
+	if _, err := p.AdvanceWatermark(ctx); err != nil {
+		t.Errorf("the planner advances the watermark: %v\nlog:\n%s", err, log.String())
+	}
+
 	// The operator's commands read and change what they must.
 	nc, js := conn(t, n, natsperm.Operator, &log)
 	conns[natsperm.Operator] = nc
@@ -138,8 +147,8 @@ func TestEveryRoleDoesItsJobInsideItsRights(t *testing.T) {
 		t.Fatalf("operator opens: %v", err)
 	}
 	wm, err := op.Watermark(ctx)
-	if err != nil || wm.Run != out.Run {
-		t.Errorf("operator reads the watermark: %+v, %v; want run %s", wm, err, out.Run)
+	if err != nil || wm.Run != out.Run || wm.By != string(natsperm.Planner) {
+		t.Errorf("operator reads the watermark: %+v, %v; want run %s, moved by the planner", wm, err, out.Run)
 	}
 	if _, err := op.WatermarkHistory(ctx); err != nil {
 		t.Errorf("operator reads the watermark's history: %v", err)
@@ -212,6 +221,25 @@ func TestEachRoleIsRefusedOutsideItsRights(t *testing.T) {
 	setWatermark := func(ctx context.Context, q app.JetStream, _ jetstream.JetStream) error {
 		return q.SetWatermark(ctx, wm)
 	}
+	advanceWatermark := func(ctx context.Context, q app.JetStream, _ jetstream.JetStream) error {
+		_, err := q.AdvanceWatermark(ctx, wm)
+		return err
+	}
+	// What a hostile pre-creation does, before any planner ran: the
+	// request is refused whether or not the object exists.
+	createStream := func(ctx context.Context, _ app.JetStream, js jetstream.JetStream) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: msg.StreamDLQ, Subjects: []string{"qfetch.dlq.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage})
+		return err
+	}
+	createBucket := func(ctx context.Context, _ app.JetStream, js jetstream.JetStream) error {
+		_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ledger.BucketState, Storage: jetstream.MemoryStorage, TTL: time.Minute})
+		return err
+	}
+	updateBucket := func(ctx context.Context, _ app.JetStream, js jetstream.JetStream) error {
+		_, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ledger.BucketState, TTL: time.Minute})
+		return err
+	}
 	dropDeadLetter := func(ctx context.Context, q app.JetStream, _ jetstream.JetStream) error {
 		_, err := q.DropDeadLetter(ctx, 1, func(msg.DeadLetter) error { return nil })
 		return err
@@ -271,6 +299,13 @@ func TestEachRoleIsRefusedOutsideItsRights(t *testing.T) {
 		{natsperm.Exporter, "replay a dead letter", replayDeadLetter},
 		{natsperm.Exporter, "pause the fleet", pauseFleet},
 		{natsperm.Exporter, "forge a dead letter", forgeDeadLetter},
+		{natsperm.Exporter, "create a stream", createStream},
+		{natsperm.Exporter, "create a bucket", createBucket},
+		{natsperm.Worker, "move the watermark", setWatermark},
+		{natsperm.Worker, "advance the watermark", advanceWatermark},
+		{natsperm.Worker, "create a stream", createStream},
+		{natsperm.Worker, "create a bucket", createBucket},
+		{natsperm.Worker, "update a bucket", updateBucket},
 		{natsperm.Worker, "replay a dead letter", replayDeadLetter},
 		{natsperm.Worker, "drop a dead letter", dropDeadLetter},
 		{natsperm.Worker, "take the planner lock", takeLock("planner")},

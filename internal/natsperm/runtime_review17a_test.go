@@ -35,7 +35,7 @@ func TestRefusedAtRunTimeIsNotReady(t *testing.T) {
 	ctx := t.Context()
 	var log syncBuf
 	parts := map[natsperm.Role]app.Parts{}
-	for _, r := range []natsperm.Role{natsperm.Worker, natsperm.Planner} {
+	for _, r := range []natsperm.Role{natsperm.Planner, natsperm.Worker} { // the planner creates the streams
 		nc, js, err := app.Connect(cfgFor(r), "qfetch-"+string(r), slog.New(slog.NewTextHandler(&log, nil)))
 		if err != nil {
 			t.Fatal(err)

@@ -28,6 +28,10 @@ func TestWatermarkSetUndoneByOpenRun(t *testing.T) {
 	}
 	t.Logf("set said: %s", buf.String())
 	e.Work(e.Complete(a.Run))
+	_, err = e.AdvanceWatermark() // the next planner pass's step
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	wm, err := e.Q.Watermark(ctx)
 	if err != nil {

@@ -1,5 +1,6 @@
 // Package plan runs one planner pass: open (or take over) a run, page the
-// Host List into batch messages and stored pages, fenced by the run record.
+// Host List into batch messages and stored pages, fenced by the run record;
+// and it alone advances the watermark over completed runs (Advancer).
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is
@@ -36,6 +37,7 @@ type Config struct {
 	Prefix          string        // object key prefix
 	BatchSize       int           // host IDs per batch
 	PageSize        int           // Host List truncation_limit; 0 = one page
+	HostListDetails string        // Host List details (qualys.DetailsNone, …); "" = Basic
 	Overlap         time.Duration // subtracted from the watermark to start a window
 	FirstAfter      time.Time     // window start of the very first run; zero = everything
 	HostListParams  url.Values    // operator filters for the Host List
@@ -89,6 +91,7 @@ type Store interface {
 	// Check reports a store no write can succeed on (missing bucket, bad
 	// credentials) before anything is published.
 	Check(ctx context.Context) error
+	Marks
 }
 
 // Queue is the part of the JetStream transport a planner uses.
@@ -102,9 +105,7 @@ type Queue interface {
 // Ledger is the part of the run ledger a planner reads and records in.
 type Ledger interface {
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*ledger.Lock, error)
-	Watermark(ctx context.Context) (ledger.Watermark, error)
-	RunIDs(ctx context.Context) ([]string, error)
-	GetRun(ctx context.Context, id string) (ledger.RunRecord, error)
+	Watermarks
 	CreateRun(ctx context.Context, r ledger.RunRecord) (ledger.RunRecord, error)
 	// TakePlanning makes pass id the planner of a run being planned,
 	// aborting its predecessor's page uploads first.
@@ -209,6 +210,11 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		}
 	}()
 
+	// Runs completed since the last pass move the watermark before
+	// anything reads it (finishers no longer do: see Advancer).
+	if _, err := p.advancer().Advance(lockCtx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+		return Outcome{}, fmt.Errorf("plan: %w", err)
+	}
 	pass := newPassID(p.cfg.Owner)
 	rec, resumed, skip, err := p.open(lockCtx, pass)
 	if err != nil {
@@ -258,6 +264,14 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 			// failure here is theirs to repeat.
 			log.Warn("trying to finish the run", "err", err)
 		}
+		// A run that completed here (nothing to fetch, or the workers were
+		// quicker than the last page) moves the watermark now; otherwise
+		// the next pass moves it.
+		if r, err := p.l.GetRun(ctx, rec.ID); err == nil && r.State == ledger.RunComplete {
+			if _, err := p.advancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+				log.Warn("advancing the watermark; the next pass does", "err", err)
+			}
+		}
 	}
 	return out, nil
 }
@@ -294,6 +308,7 @@ func (p *Planner) open(ctx context.Context, pass string) (rec ledger.RunRecord, 
 	}
 	// Run IDs sort by time; look from the newest back to the newest
 	// complete one.
+	finished := false
 scan:
 	for i := len(ids) - 1; i >= 0; i-- {
 		r, err := p.l.GetRun(ctx, ids[i])
@@ -319,6 +334,7 @@ scan:
 					return rec, false, "", fmt.Errorf("plan: reading run %s: %w", ids[i], err)
 				}
 				if r.State == ledger.RunComplete {
+					finished = true
 					break scan
 				}
 			}
@@ -348,6 +364,13 @@ scan:
 		}
 	}
 
+	if finished {
+		// Completed just now by this pass: its window ends where the new
+		// one starts.
+		if _, err := p.advancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+			return rec, false, "", fmt.Errorf("plan: %w", err)
+		}
+	}
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	after := p.cfg.FirstAfter
 	wm, err := p.l.Watermark(ctx)
@@ -402,6 +425,7 @@ func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, l
 		ProcessedAfter:  rec.After,
 		ProcessedBefore: rec.Before,
 		PageSize:        p.cfg.PageSize,
+		Details:         p.cfg.HostListDetails,
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
 	}, p.openPage(pass, rec.ID))

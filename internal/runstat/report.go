@@ -31,6 +31,7 @@ type Metrics struct {
 	inFlight     prometheus.Gauge
 	maxInFlight  prometheus.Gauge
 	runs         *prometheus.GaugeVec // state
+	lost         prometheus.Gauge
 	current      *prometheus.GaugeVec // measure; only from the status writer
 	refreshed    prometheus.Gauge
 	errors       prometheus.Counter
@@ -78,6 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s))
 	}
+	m.lost = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "qfetch_batches_lost",
+		Help: "Planned batches of the 10 newest runs that are neither done, queued nor dead-lettered: the queue lost them (purged); their runs count as failed.",
+	})
 	m.current = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "qfetch_current_run",
 		Help: "The newest open run: batches_planned, batches_done, batches_queued, bytes, eta_seconds. Served by the worker that writes status.json.",
@@ -91,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Refreshes of the run-level series that failed.",
 	})
 	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.waiting, m.inFlight,
-		m.maxInFlight, m.runs, m.current, m.refreshed}}
+		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed}}
 	if reg != nil {
 		reg.MustRegister(m.gate, m.errors)
 	}
@@ -146,6 +151,7 @@ type Reporter struct {
 	metrics *Metrics
 	log     *slog.Logger
 
+	lost    int // batches lost by the recent runs, summed by one Refresh
 	lock    *ledger.Lock
 	lockOK  time.Time          // last successful take or refresh
 	written map[string]written // by run: what this process last wrote
@@ -180,8 +186,9 @@ type ReporterConfig struct {
 	Status Config
 }
 
-// statusLock names the lock of the process that writes status.json.
-const statusLock = "status-writer"
+// statusLock names the lock of the process that writes status.json; the
+// ledger keeps it in a bucket of its own, apart from the planner lock.
+const statusLock = ledger.StatusWriterLock
 
 // recentRuns is how many of the newest runs the state gauge counts.
 const recentRuns = 10
@@ -248,6 +255,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		return err
 	}
 	counts := map[ledger.RunState]int{}
+	r.lost = 0
 	var open, recentIDs []string // newest first
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
@@ -281,6 +289,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
+	m.lost.Set(float64(r.lost))
 	if !lastComplete.IsZero() {
 		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
 		m.lastCompleteNS.Store(lastComplete.UnixNano())
@@ -335,6 +344,14 @@ func (r *Reporter) quickState(ctx context.Context, rec ledger.RunRecord, now tim
 		if dls, err = r.q.DeadLetterCount(ctx, rec.ID); err != nil {
 			return "", err
 		}
+	}
+	n, err := Lost(ctx, r.q, rec, queued, dls)
+	if err != nil {
+		return "", err
+	}
+	if n > 0 {
+		r.lost += n
+		return ledger.RunFailed, nil
 	}
 	return ledger.Classify(rec, queued, dls, now, r.cfg.StaleAfter), nil
 }

@@ -74,6 +74,9 @@ type Status struct {
 	// Drained are the run's batches acknowledged without a call after it
 	// failed or was dropped, so that the next run's came first.
 	Drained int `json:"batches_drained"`
+	// Lost are planned batches neither done, queued nor dead-lettered: the
+	// queue lost them (see [Lost]); the run is then failed.
+	Lost int `json:"batches_lost,omitempty"`
 
 	// BytesPerSecond and ETASeconds are averages since the run opened;
 	// ETASeconds is set only while batches remain.
@@ -151,11 +154,47 @@ func Of(ctx context.Context, q Queue, cfg Config, rec ledger.RunRecord) (Status,
 		s.BytesPerSecond = float64(s.Bytes) / elapsed
 	}
 	s.State = ledger.Classify(rec, s.BatchesQueued, s.DeadLetters, now, cfg.StaleAfter)
+	if s.Lost = lost(rec, s.BatchesQueued, s.DeadLetters, s.BatchesDone); s.Lost > 0 {
+		s.State = ledger.RunFailed
+	}
 	if left := s.BatchesPlanned - s.BatchesDone; !s.State.Terminal() && s.BatchesDone > 0 && left > 0 {
 		s.ETASeconds = now.Sub(rec.Created).Seconds() / float64(s.BatchesDone) * float64(left)
 	}
 	s.Action = action(s)
 	return s, nil
+}
+
+// lost is how many of rec's planned batches the queue lost: its planning
+// is over, nothing of it is queued, in flight, waiting or dead-lettered, and
+// yet done covers fewer than planned. Until then the run reads as fetching
+// (and after a day stale), which hid a purged queue. done must be read
+// after queued: a batch is recorded done before it leaves the queue, so the
+// two never miss a batch between them.
+func lost(rec ledger.RunRecord, queued uint64, deadLetters, done int) int {
+	if rec.State != ledger.RunFetching || !rec.PlanningComplete || rec.Accepted != nil ||
+		queued > 0 || deadLetters > 0 || done >= rec.BatchesPlanned {
+		return 0
+	}
+	return rec.BatchesPlanned - done
+}
+
+// Lost counts rec's lost batches (see [Status.Lost]) from the queue alone,
+// listing its batch results only when nothing of it is queued or
+// dead-lettered.
+func Lost(ctx context.Context, q Queue, rec ledger.RunRecord, queued uint64, deadLetters int) (int, error) {
+	if lost(rec, queued, deadLetters, 0) == 0 {
+		return 0, nil
+	}
+	results, err := q.DoneBatches(ctx, rec.ID)
+	if err != nil {
+		return 0, fmt.Errorf("lost batches of %s: %w", rec.ID, err)
+	}
+	splits, err := q.Splits(ctx, rec.ID)
+	if err != nil {
+		return 0, fmt.Errorf("lost batches of %s: %w", rec.ID, err)
+	}
+	done, _ := ledger.Progress(rec.BatchesPlanned, results, splits)
+	return lost(rec, queued, deadLetters, done), nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -170,6 +209,12 @@ func action(s Status) string {
 	case s.State == ledger.RunFailed && s.DeadLetters > 0:
 		return fmt.Sprintf("%s dead-lettered: see `qfetch dlq list --run %s`, fix the cause, then `qfetch dlq replay --run %s` (or `qfetch dlq drop --run %s --yes` to accept the run as incomplete)",
 			Count(s.DeadLetters, "batch", "batches"), s.Run, s.Run, s.Run)
+	case s.State == ledger.RunFailed && s.Lost > 0:
+		return fmt.Sprintf("%s left the queue unfetched and undead-lettered: the queue was purged or its messages deleted "+
+			"(a Nats-Rollup header from a credential that may publish batches, or an operator; see README \"Security\"); "+
+			"nothing can bring them back, the watermark stays, and the next run asks for this window again; "+
+			"find who purged QFETCH_BATCHES and rotate that credential",
+			Count(s.Lost, "batch", "batches"))
 	case s.State == ledger.RunFailed:
 		return "planning failed (see error); the next planner run opens a new run from the watermark"
 	case s.State == ledger.RunStale && s.BatchesQueued > 0:

@@ -198,6 +198,13 @@ func (e *Env) WorkWith(p app.Parts, cond func() bool) {
 	testenv.Eventually(e.T, 60*time.Second, cond, "worker did not get there")
 }
 
+// AdvanceWatermark runs the planner's watermark step (plan.Advancer) as
+// the next planner pass would, and returns the watermark it leaves.
+func (e *Env) AdvanceWatermark() (ledger.Watermark, error) {
+	return plan.Advancer{Ledger: e.Q.Ledger, Store: e.Store, Prefix: Prefix, By: "test", Now: e.Sim.Clock().Now,
+		Log: e.Log}.Advance(e.T.Context())
+}
+
 // Record reads run id's record.
 func (e *Env) Record(id string) ledger.RunRecord {
 	e.T.Helper()
