@@ -37,6 +37,7 @@ type workerSpec struct {
 	S3     config.S3
 	Log    config.Log
 	Worker config.Worker
+	Tables config.Tables
 	config.Fleet
 }
 

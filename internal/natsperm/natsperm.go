@@ -50,10 +50,12 @@ const (
 	kvLocks  = "KV_" + ledger.BucketLocks
 	kvFleet  = "KV_" + ledger.BucketFleet
 	consumer = msg.ConsumerWorkers
+	tables   = msg.StreamTables
 
 	batchSubjects = "qfetch.batch.>"
 	retrySubjects = "qfetch.retry.>"
 	dlqSubjects   = "qfetch.dlq.>"
+	tableSubjects = "qfetch.table.>"
 )
 
 // The status writer's lock has a bucket of its own: lock buckets allow
@@ -62,7 +64,7 @@ const (
 const kvStatusLock = "KV_" + ledger.BucketStatusLock
 
 var (
-	streams = []string{batches, dlq}
+	streams = []string{batches, dlq, tables}
 	buckets = []string{kvRuns, kvState, kvLocks, kvFleet, kvStatusLock}
 )
 
@@ -78,7 +80,8 @@ var (
 //     owns their settings); publish batches; read the queue's counts; read
 //     and write run records and Host List page records; advance the
 //     watermark over completed runs (plan.Advancer); hold the planner lock;
-//     read the fleet state and the dead letters.
+//     read the fleet state and the dead letters; publish table jobs (its
+//     finisher queues a sealed run's Host List pages).
 //   - worker: bind to the streams and buckets (never create or change
 //     them: it waits for the planner); create and tune the workers consumer
 //     (it owns the fleet cap, I5) and pull, ack, nak and extend its
@@ -88,7 +91,9 @@ var (
 //     cannot tell a compare-and-set advance from a set); write the fleet
 //     state and probe; hold the status-writer lock (its status reporter),
 //     in its own bucket: no right on QFETCH_LOCKS, whose roll-ups would
-//     reach the planner lock.
+//     reach the planner lock; create and pull the tables consumer, publish
+//     table jobs and write table part records (its table loop and
+//     finisher).
 //   - exporter: bind to the streams and buckets (never create or change
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a
@@ -113,6 +118,7 @@ func For(role Role) Permissions {
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
 		p.pub(kvRun, kvPage, kvWatermark, kvLock("planner"))
+		p.pub(tableSubjects) // its finisher queues the Host List pages' conversions
 	case Worker:
 		p.pub(api+"CONSUMER.CREATE."+batches+"."+consumer, api+"CONSUMER.CREATE."+batches+"."+consumer+".>",
 			api+"CONSUMER.MSG.NEXT."+batches+"."+consumer, "$JS.ACK."+batches+"."+consumer+".>")
@@ -120,6 +126,11 @@ func For(role Role) Permissions {
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet, kvStatusLock)
+		// The table loop: its own consumer, jobs and part records.
+		p.pub(api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables, api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables+".>",
+			api+"CONSUMER.INFO."+tables+"."+msg.ConsumerTables,
+			api+"CONSUMER.MSG.NEXT."+tables+"."+msg.ConsumerTables, "$JS.ACK."+tables+"."+msg.ConsumerTables+".>")
+		p.pub(tableSubjects, kvBatchRecords("table"))
 		p.pub(kvRun, kvBatchRecords("done"), kvBatchRecords("claim"), kvBatchRecords("split"),
 			kvBatchRecords("fail"), kvBatchRecords("drained"),
 			kvStatusWriter, kvFleetKeys)
