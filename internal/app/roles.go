@@ -213,6 +213,7 @@ func PlanConfig(q config.Qualys, f config.Fleet, c config.Plan) plan.Config {
 	return plan.Config{
 		BatchSize:       f.BatchSize,
 		PageSize:        q.HostListPageSize,
+		HostListDetails: q.HostListDetails,
 		Overlap:         c.Overlap,
 		FirstAfter:      firstAfter,
 		HostListParams:  q.HostListParams.Values(),

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/tlsca"
 )
 
@@ -43,6 +45,10 @@ type Qualys struct {
 	DetectionParams          Params `envconfig:"DETECTION_PARAMS" desc:"extra Host List Detection parameters, URL-encoded"`
 	DetectionTruncationLimit int    `envconfig:"TRUNCATION_LIMIT" default:"0" desc:"hosts per detection response; 0 = the whole batch"`
 	HostListPageSize         int    `envconfig:"HOSTLIST_PAGE_SIZE" default:"100000" desc:"hosts per Host List page; 0 = one page"`
+	// HostListDetails is the details the planner asks the Host List for:
+	// the hosts table needs Basic or All; None lists IDs only, the
+	// cheapest pages.
+	HostListDetails string `envconfig:"HOSTLIST_DETAILS" default:"Basic" desc:"Host List details: None (IDs only), Basic or All"`
 }
 
 // Validate checks the Qualys section on its own.
@@ -95,6 +101,9 @@ func (q Qualys) Validate() error {
 	}
 	if q.HostListPageSize < 0 {
 		bad("HostListPageSize", fmt.Errorf("must be 0 or more, got %d", q.HostListPageSize))
+	}
+	if !slices.Contains(qualys.HostListDetails, q.HostListDetails) {
+		bad("HostListDetails", fmt.Errorf("must be None, Basic or All, got %q", q.HostListDetails))
 	}
 	return errors.Join(errs...)
 }

@@ -36,6 +36,7 @@ type Config struct {
 	Prefix          string        // object key prefix
 	BatchSize       int           // host IDs per batch
 	PageSize        int           // Host List truncation_limit; 0 = one page
+	HostListDetails string        // Host List details (qualys.DetailsNone, …); "" = Basic
 	Overlap         time.Duration // subtracted from the watermark to start a window
 	FirstAfter      time.Time     // window start of the very first run; zero = everything
 	HostListParams  url.Values    // operator filters for the Host List
@@ -402,6 +403,7 @@ func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, l
 		ProcessedAfter:  rec.After,
 		ProcessedBefore: rec.Before,
 		PageSize:        p.cfg.PageSize,
+		Details:         p.cfg.HostListDetails,
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
 	}, p.openPage(pass, rec.ID))

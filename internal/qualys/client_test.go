@@ -162,7 +162,7 @@ func TestHostPagerThreePages(t *testing.T) {
 	store := &pageStore{}
 	after := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	before := time.Date(2026, 11, 24, 6, 30, 0, 0, time.UTC)
-	p := c.HostPager(HostListQuery{ProcessedAfter: after, ProcessedBefore: before, PageSize: 3,
+	p := c.HostPager(HostListQuery{ProcessedAfter: after, ProcessedBefore: before, PageSize: 3, Details: DetailsNone,
 		Extra: url.Values{"ag_ids": {"42"}, "truncation_limit": {"99"}}}, store.open)
 
 	var got []uint64

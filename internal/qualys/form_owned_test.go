@@ -31,8 +31,25 @@ func TestHostPagerDropsOwnedAnyCase(t *testing.T) {
 	p := c.HostPager(HostListQuery{PageSize: 7, Extra: url.Values{
 		"Action": {"purge"}, "IDS": {"1-999999999"}, "ID_MIN": {"1"}, "Details": {"All"}, "use_tags": {"1"},
 	}}, nil)
-	want := url.Values{"action": {"list"}, "details": {"None"}, "truncation_limit": {"7"}, "use_tags": {"1"}}
+	// Without Details, Basic: the default since #20 (the hosts table needs
+	// the host fields), and what Qualys answers when details is not sent.
+	want := url.Values{"action": {"list"}, "details": {"Basic"}, "truncation_limit": {"7"}, "use_tags": {"1"}}
 	if p.form.Encode() != want.Encode() {
 		t.Fatalf("form %s\nwant %s", p.form.Encode(), want.Encode())
+	}
+}
+
+// TestHostPagerSendsDetails: the configured detail level is sent, and an
+// operator's extra cannot change it.
+func TestHostPagerSendsDetails(t *testing.T) {
+	c, err := New(Config{BaseURL: "https://qualysapi.example", Username: "u", Password: "password1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range HostListDetails {
+		p := c.HostPager(HostListQuery{Details: d, Extra: url.Values{"details": {"Basic/AGs"}}}, nil)
+		if got := p.form["details"]; len(got) != 1 || got[0] != d {
+			t.Errorf("Details %s: form details %q", d, got)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package qualys
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,10 @@ type HostListQuery struct {
 	ProcessedAfter, ProcessedBefore time.Time
 	// PageSize is the truncation_limit: hosts per page; 0 asks for all in one.
 	PageSize int
+	// Details is the details parameter, one of HostListDetails; "" asks
+	// for Basic, as Qualys does when it is not sent. None pages are the
+	// smallest (IDs only); Basic and All describe each host.
+	Details string
 	// Extra holds the operator's filters (ag_ids, use_tags, …). Parameters
 	// qfetch controls are set after it and win.
 	Extra url.Values
@@ -36,6 +41,17 @@ type Cursor struct {
 	IDMin uint64 // id_min the current page was requested with; 0 for the first
 	Last  uint64 // last ID yielded; IDs up to it are not yielded again
 }
+
+// Host List detail levels qfetch asks for (the details parameter; the
+// "/AGs" variants are not offered: asset groups are All's ASSET_GROUP_IDS).
+const (
+	DetailsNone  = "None"
+	DetailsBasic = "Basic"
+	DetailsAll   = "All"
+)
+
+// HostListDetails lists the detail levels, cheapest first.
+var HostListDetails = []string{DetailsNone, DetailsBasic, DetailsAll}
 
 // PageWriter receives the raw bytes of one Host List page as they arrive.
 // Close is called once the page arrived whole and valid, with the number of
@@ -72,7 +88,7 @@ func (c *Client) HostPager(q HostListQuery, open OpenPage) *HostPager {
 		}
 	}
 	form.Set("action", "list")
-	form.Set("details", "None")
+	form.Set("details", cmp.Or(q.Details, DetailsBasic))
 	form.Set("truncation_limit", strconv.Itoa(q.PageSize))
 	if !q.ProcessedAfter.IsZero() {
 		form.Set("vm_processed_after", FormatTime(q.ProcessedAfter))

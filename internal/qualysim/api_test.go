@@ -345,7 +345,8 @@ func TestRefusals(t *testing.T) {
 		{"bad date", detectionPath, form("action", "list", "vm_processed_after", "yesterday"), nil, 400, 1905, ""},
 		{"bad status", detectionPath, form("action", "list", "status", "Closed"), nil, 400, 1905, ""},
 		{"bad bool", detectionPath, form("action", "list", "show_igs", "yes"), nil, 400, 1905, ""},
-		{"details All", hostListPath, form("action", "list", "details", "All"), nil, 400, 1905, ""},
+		{"details All/AGs", hostListPath, form("action", "list", "details", "All/AGs"), nil, 400, 1905,
+			"parameter details has invalid value: All/AGs (the simulator serves None, Basic and All)"},
 		{"CSV", detectionPath, form("action", "list", "output_format", "CSV"), nil, 400, 1905, ""},
 		{"status on Host List", hostListPath, form("action", "list", "status", "Fixed"), nil, 400, 1901, ""},
 	} {

@@ -25,7 +25,11 @@
 //
 // HostListTruth, Hosts, DetectionTruth and DetectionCounts (and
 // GET /__sim/truth) answer from the same selection code the endpoints
-// stream from.
+// stream from. HostRows and DetectionRows (rows.go) give every field of
+// every HOST and DETECTION, typed, from the same values the writers write:
+// the truth the analyst tables are checked against. The Host List serves
+// details None, Basic and All (All adds QG_HOSTID, FIRST_FOUND_DATE,
+// LAST_VM_AUTH_SCANNED_*, COMMENTS, USER_DEF and ASSET_GROUP_IDS).
 //
 // # Faults
 //

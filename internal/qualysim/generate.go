@@ -2,6 +2,7 @@ package qualysim
 
 import (
 	"math/bits"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -93,9 +94,10 @@ func appendWarningURL(o *out, pg page, ps params, next uint64) {
 
 // writeHostList streams a Host List answer.
 func (s *Sim) writeHostList(o *out, req *request, pg page) {
-	if req.details == "Basic" {
+	if req.details != "None" {
+		all := req.details == "All"
 		s.writePage(o, req, pg, "HOST_LIST_OUTPUT", "host_list_output.dtd",
-			func(o *out, h hostRef) { s.basicHost(o, h) },
+			func(o *out, h hostRef) { s.listHost(o, h, all) },
 			"    <HOST_LIST>\n", closeTag("    </HOST_LIST>\n"))
 		return
 	}
@@ -147,7 +149,8 @@ func (s *Sim) writeHostList(o *out, req *request, pg page) {
 
 func closeTag(tag string) func(*out) { return func(o *out) { o.s(tag) } }
 
-// hostAttrs are a host's descriptive fields.
+// hostAttrs are a host's descriptive fields: the values both the writers
+// and the truth (HostFields) take, computed once per host.
 type hostAttrs struct {
 	h        uint64
 	tracking string
@@ -176,38 +179,119 @@ func (s *Sim) attrs(h hostRef) hostAttrs {
 	return a
 }
 
-func (o *out) ip(i int64) {
+// allAttrs are the fields only details=All adds to a Host List HOST, in
+// DTD order; zero means the element is absent.
+type allAttrs struct {
+	qgHostID     bool  // QG_HOSTID: agent-tracked hosts
+	firstFound   int64 // FIRST_FOUND_DATE
+	authScan     int64 // LAST_VM_AUTH_SCANNED_DATE
+	authDuration int64 // LAST_VM_AUTH_SCANNED_DURATION
+	comments     bool  // COMMENTS
+	userDef      uint64
+	groups       [2]uint64 // ASSET_GROUP_IDS; groups[1] == 0: one group
+}
+
+func (s *Sim) allAttrs(a *hostAttrs, h hostRef) allAttrs {
+	g := s.m.h(sHostAll, uint64(h.i))
+	x := allAttrs{
+		qgHostID:   a.tracking == "AGENT",
+		firstFound: min(h.sch.origin-int64(g%(400*day)), a.scanEnd),
+		comments:   (g>>32)&3 == 0,
+		userDef:    100 + (g>>36)%900,
+		groups:     [2]uint64{1000 + (g>>48)%40},
+	}
+	if h.i >= s.m.hosts {
+		x.firstFound = min(h.sch.origin, a.scanEnd) // created when first processed
+	}
+	if (g>>34)&1 == 0 {
+		x.authScan, x.authDuration = a.vmScan, a.duration/2+10
+	}
+	if (g>>40)&1 == 0 {
+		x.groups[1] = 1040 + (g>>56)%40
+	}
+	return x
+}
+
+// Host fields as text: one code path for the XML and the truth.
+
+func appendIP(b []byte, i int64) []byte {
 	i++ // no 10.0.0.0
-	o.s("10.")
-	o.u(uint64(i>>16) & 255)
-	o.s(".")
-	o.u(uint64(i>>8) & 255)
-	o.s(".")
-	o.u(uint64(i) & 255)
+	b = append(b, "10."...)
+	b = strconv.AppendUint(b, uint64(i>>16)&255, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(i>>8)&255, 10)
+	b = append(b, '.')
+	return strconv.AppendUint(b, uint64(i)&255, 10)
 }
 
-func (o *out) hostname(a *hostAttrs, id uint64) {
-	o.s(a.prefix)
-	o.s("-")
-	o.u(id)
+func appendHostname(b []byte, a *hostAttrs, id uint64) []byte {
+	b = append(b, a.prefix...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, id, 10)
 }
 
-func (o *out) fqdn(a *hostAttrs, id uint64) {
-	o.hostname(a, id)
-	o.s(".")
-	o.s(a.domain)
+func appendFQDN(b []byte, a *hostAttrs, id uint64) []byte {
+	b = appendHostname(b, a, id)
+	b = append(b, '.')
+	return append(b, a.domain...)
 }
+
+// appendNetBIOS is a Windows host's NETBIOS name; others have none.
+func appendNetBIOS(b []byte, a *hostAttrs, id uint64) []byte {
+	b = append(b, netbiosPrefixes[(a.h>>16)%uint64(len(hostPrefixes))]...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, id, 10)
+}
+
+// appendQGHostID is an agent host's QG_HOSTID, UUID-shaped.
+func appendQGHostID(b []byte, a *hostAttrs) []byte {
+	const hex = "0123456789abcdef"
+	x, y := a.h, mix(a.h)
+	for k := range 32 {
+		if k == 8 || k == 12 || k == 16 || k == 20 {
+			b = append(b, '-')
+		}
+		v := x
+		if k >= 16 {
+			v = y
+		}
+		b = append(b, hex[(v>>(4*(k%16)))&15])
+	}
+	return b
+}
+
+func appendComments(b []byte, a *hostAttrs) []byte {
+	b = append(b, "Owner: team-"...)
+	b = append(b, a.prefix...)
+	return append(b, "\n\tpatch window: Sunday 02:00 & 04:00 <UTC>"...)
+}
+
+func appendUserDef(b []byte, x *allAttrs) []byte {
+	b = append(b, "cost-center-"...)
+	return strconv.AppendUint(b, x.userDef, 10)
+}
+
+func appendGroups(b []byte, x *allAttrs) []byte {
+	b = strconv.AppendUint(b, x.groups[0], 10)
+	if x.groups[1] != 0 {
+		b = append(b, ',')
+		b = strconv.AppendUint(b, x.groups[1], 10)
+	}
+	return b
+}
+
+func (o *out) ip(i int64) { o.buf = appendIP(o.buf, i) }
 
 func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
 	o.s(indent)
 	o.s("<DNS><![CDATA[")
-	o.fqdn(a, id)
+	o.buf = appendFQDN(o.buf, a, id)
 	o.s("]]></DNS>\n")
 	o.s(indent)
 	o.s("<DNS_DATA>\n")
 	o.s(indent)
 	o.s("  <HOSTNAME><![CDATA[")
-	o.hostname(a, id)
+	o.buf = appendHostname(o.buf, a, id)
 	o.s("]]></HOSTNAME>\n")
 	o.s(indent)
 	o.s("  <DOMAIN><![CDATA[")
@@ -215,16 +299,14 @@ func (o *out) dnsData(a *hostAttrs, id uint64, indent string) {
 	o.s("]]></DOMAIN>\n")
 	o.s(indent)
 	o.s("  <FQDN><![CDATA[")
-	o.fqdn(a, id)
+	o.buf = appendFQDN(o.buf, a, id)
 	o.s("]]></FQDN>\n")
 	o.s(indent)
 	o.s("</DNS_DATA>\n")
 	if a.windows {
 		o.s(indent)
 		o.s("<NETBIOS><![CDATA[")
-		o.s(netbiosPrefixes[(a.h>>16)%uint64(len(hostPrefixes))])
-		o.s("-")
-		o.u(id)
+		o.buf = appendNetBIOS(o.buf, a, id)
 		o.s("]]></NETBIOS>\n")
 	}
 }
@@ -240,14 +322,44 @@ func (o *out) hostHead(a *hostAttrs, h hostRef) {
 	o.s("</TRACKING_METHOD>\n")
 }
 
-// basicHost is a Host List HOST with details=Basic.
-func (s *Sim) basicHost(o *out, h hostRef) {
+// listHost is a Host List HOST with details=Basic or, with all, All.
+func (s *Sim) listHost(o *out, h hostRef, all bool) {
 	a := s.attrs(h)
 	o.hostHead(&a, h)
 	o.dnsData(&a, h.id, "        ")
 	o.hostOS(&a, false)
+	if !all {
+		o.scanDates(&a, "LAST_VULN_SCAN_DATETIME")
+		o.s("      </HOST>\n")
+		return
+	}
+	x := s.allAttrs(&a, h)
+	if x.qgHostID {
+		o.s("        <QG_HOSTID><![CDATA[")
+		o.buf = appendQGHostID(o.buf, &a)
+		o.s("]]></QG_HOSTID>\n")
+	}
+	o.s("        <FIRST_FOUND_DATE>")
+	o.t(x.firstFound)
+	o.s("</FIRST_FOUND_DATE>\n")
 	o.scanDates(&a, "LAST_VULN_SCAN_DATETIME")
-	o.s("      </HOST>\n")
+	if x.authScan != 0 {
+		o.s("        <LAST_VM_AUTH_SCANNED_DATE>")
+		o.t(x.authScan)
+		o.s("</LAST_VM_AUTH_SCANNED_DATE>\n        <LAST_VM_AUTH_SCANNED_DURATION>")
+		o.i(x.authDuration)
+		o.s("</LAST_VM_AUTH_SCANNED_DURATION>\n")
+	}
+	if x.comments {
+		o.s("        <COMMENTS><![CDATA[")
+		o.buf = appendComments(o.buf, &a)
+		o.s("]]></COMMENTS>\n")
+	}
+	o.s("        <USER_DEF>\n          <VALUE_1><![CDATA[")
+	o.buf = appendUserDef(o.buf, &x)
+	o.s("]]></VALUE_1>\n        </USER_DEF>\n        <ASSET_GROUP_IDS>")
+	o.buf = appendGroups(o.buf, &x)
+	o.s("</ASSET_GROUP_IDS>\n      </HOST>\n")
 }
 
 // hostOS writes a HOST's OS; spaced puts whitespace around the CDATA, as in
@@ -294,12 +406,27 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	o.dnsData(&a, h.id, "        ")
 	o.scanDates(&a, "LAST_SCAN_DATETIME")
 	o.s("        <DETECTION_LIST>\n")
+	opts := req.outOpts()
+	var v detVals
+	s.eachDetection(h, &a, &req.filter, func(d *det) bool {
+		s.detValues(opts, d, &v)
+		o.detection(d, &v)
+		return len(o.buf) < flushAt || o.flush()
+	})
+	if o.err != nil {
+		return
+	}
+	o.s("        </DETECTION_LIST>\n      </HOST>\n")
+}
 
+// eachDetection calls fn with each of h's detections that f's statuses and
+// show_igs select, in order, until fn returns false. The writer and the
+// truth both walk a host's detections here.
+func (s *Sim) eachDetection(h hostRef, a *hostAttrs, f *Filter, fn func(d *det) bool) {
 	// Dates shared by every detection of the host, formatted once.
 	var lastBuf, scanBuf [20]byte
 	d := det{h: h, scan: a.scanEnd, lastTS: appendTime(lastBuf[:0], h.last), scanTS: appendTime(scanBuf[:0], a.scanEnd)}
-	sel := &req.filter
-	statuses := sel.Statuses
+	statuses := f.Statuses
 	if statuses == 0 {
 		statuses = DefaultStatuses
 	}
@@ -308,7 +435,7 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 		d.j, d.key = j, s.m.detKey(h.i, j)
 		d.da = s.m.h(sDet, d.key)
 		d.typ = s.m.detType(d.da)
-		if d.typ == typeInfo && !sel.ShowIGs {
+		if d.typ == typeInfo && !f.ShowIGs {
 			continue
 		}
 		d.st = s.m.status(d.key, h.epoch)
@@ -316,12 +443,10 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 			continue
 		}
 		d.db = s.m.h(sResults, d.key)
-		s.detection(o, req, &d)
-		if len(o.buf) >= flushAt && !o.flush() {
+		if !fn(&d) {
 			return
 		}
 	}
-	o.s("        </DETECTION_LIST>\n      </HOST>\n")
 }
 
 var typeNames = [...]string{"Confirmed", "Potential", "Info"}
@@ -351,33 +476,138 @@ type det struct {
 	lastTS, scanTS []byte // the host's last processed and last scan times, formatted
 }
 
-// detection writes one DETECTION, its elements in DTD order.
-func (s *Sim) detection(o *out, req *request, d *det) {
-	o.detectionHead(d)
-	if req.showResults && s.corpus.mean > 0 {
-		o.results(s.corpus.slice(d.db), d.db>>60 == 0)
+// outOpts are a detection call's output switches.
+type outOpts struct {
+	results, reopened, qds, factors bool
+}
+
+// detVals is one DETECTION's values, computed once: the writer writes
+// them, the truth (DetectionTruth) returns them. Zero marks an absent
+// optional element.
+type detVals struct {
+	uvid, qid, sev uint64
+	port           uint64 // PORT and PROTOCOL; 0: neither
+	hasResults     bool   // RESULTS
+	results        []byte
+	resultsNL      bool   // a newline inside RESULTS' start tag
+	first, last    int64  // FIRST_FOUND_DATETIME, LAST_FOUND_DATETIME
+	qds            uint64 // QDS; 0: absent (with its factors)
+	factors        bool   // QDS_FACTORS
+	cvss, cvssTen  uint64 // QDS_FACTOR CVSS: cvss.cvssTen
+	epss           uint64 // QDS_FACTOR epss: 0.epss
+	vector         string // QDS_FACTOR CVSS_vector
+	timesFound     int64
+	lastFixed      int64 // LAST_FIXED_DATETIME; 0: absent
+	reopened       bool  // FIRST/LAST_REOPENED_DATETIME and TIMES_REOPENED
+	firstReopened  int64
+	timesReopened  uint64
+	kernel         bool // AFFECT_RUNNING_KERNEL
+}
+
+// detValues computes detection d's values under opts into v.
+func (s *Sim) detValues(opts outOpts, d *det, v *detVals) {
+	*v = detVals{uvid: d.h.id<<16 | uint64(d.j), sev: 1 + (d.da>>8)%5}
+	if d.typ == typeInfo {
+		v.qid = 45000 + (d.da>>16)%1000
+	} else {
+		v.qid = 10000 + (d.da>>16)%380000
+		if (d.da>>36)&3 != 0 {
+			v.port = uint64(commonPorts[(d.da>>40)%uint64(len(commonPorts))])
+		}
 	}
-	first, lastFound := d.found()
+	if opts.results && s.corpus.mean > 0 {
+		v.hasResults, v.results, v.resultsNL = true, s.corpus.slice(d.db), d.db>>60 == 0
+	}
+	v.first, v.last = d.found()
+	if d.typ != typeInfo && opts.qds {
+		v.qds = 1 + (d.da>>44)%100
+		if opts.factors {
+			v.factors = true
+			v.cvss, v.cvssTen = 1+(d.da>>50)%9, (d.da>>54)%10
+			v.epss = 10000 + (d.db>>8)%90000
+			v.vector = cvssVectors[(d.da>>58)%uint64(len(cvssVectors))]
+		}
+	}
+	v.timesFound = 1 + (v.last-v.first)/d.h.sch.period
+	scan := d.scan
+	switch {
+	case d.st == StatusFixed:
+		v.lastFixed = scan
+	case d.st == StatusReopened:
+		v.lastFixed = v.first + (scan-v.first)/2
+	case (d.db>>4)&7 == 0:
+		v.lastFixed = v.first + (scan-v.first)/3
+	}
+	if d.st == StatusReopened && opts.reopened {
+		v.reopened = true
+		v.firstReopened = v.lastFixed + (scan-v.lastFixed)/2
+		v.timesReopened = 1 + d.db%3
+	}
+	v.kernel = d.typ != typeInfo && (d.da>>28)&7 == 0
+}
+
+// detection writes one DETECTION, its elements in DTD order.
+func (o *out) detection(d *det, v *detVals) {
+	o.s("          <DETECTION>\n            <UNIQUE_VULN_ID>")
+	o.u(v.uvid)
+	o.s("</UNIQUE_VULN_ID>\n            <QID>")
+	o.u(v.qid)
+	o.s("</QID>\n            <TYPE>")
+	o.s(typeNames[d.typ])
+	o.s("</TYPE>\n            <SEVERITY>")
+	o.u(v.sev)
+	o.s("</SEVERITY>\n")
+	if d.typ != typeInfo {
+		// Information Gathered has neither port nor SSL.
+		if v.port != 0 {
+			o.s("            <PORT>")
+			o.u(v.port)
+			o.s("</PORT>\n            <PROTOCOL>")
+			o.s(protocol(v.port))
+			o.s("</PROTOCOL>\n")
+		}
+		if ssl(v.port) {
+			o.s("            <SSL>1</SSL>\n")
+		} else {
+			o.s("            <SSL>0</SSL>\n")
+		}
+	}
+	if v.hasResults {
+		o.results(v.results, v.resultsNL)
+	}
 	o.s("            <STATUS>")
-	o.s(statusNames[bits.TrailingZeros8(uint8(d.st))])
+	o.s(statusName(d.st))
 	o.s("</STATUS>\n            <FIRST_FOUND_DATETIME>")
-	o.t(first)
+	o.t(v.first)
 	o.s("</FIRST_FOUND_DATETIME>\n            <LAST_FOUND_DATETIME>")
-	o.t(lastFound)
+	o.t(v.last)
 	o.s("</LAST_FOUND_DATETIME>\n")
-	if d.typ != typeInfo && req.showQDS {
-		o.qds(d, req.showFactors)
+	if v.qds != 0 {
+		o.qds(v)
 	}
 	o.s("            <TIMES_FOUND>")
-	o.i(1 + (lastFound-first)/d.h.sch.period)
+	o.i(v.timesFound)
 	o.s("</TIMES_FOUND>\n            <LAST_TEST_DATETIME>")
 	o.b(d.scanTS)
 	o.s("</LAST_TEST_DATETIME>\n            <LAST_UPDATE_DATETIME>")
 	o.b(d.lastTS)
 	o.s("</LAST_UPDATE_DATETIME>\n")
-	o.fixHistory(d, first, req.showReopened)
+	if v.lastFixed != 0 {
+		o.s("            <LAST_FIXED_DATETIME>")
+		o.t(v.lastFixed)
+		o.s("</LAST_FIXED_DATETIME>\n")
+	}
+	if v.reopened {
+		o.s("            <FIRST_REOPENED_DATETIME>")
+		o.t(v.firstReopened)
+		o.s("</FIRST_REOPENED_DATETIME>\n            <LAST_REOPENED_DATETIME>")
+		o.b(d.scanTS)
+		o.s("</LAST_REOPENED_DATETIME>\n            <TIMES_REOPENED>")
+		o.u(v.timesReopened)
+		o.s("</TIMES_REOPENED>\n")
+	}
 	o.s("            <IS_IGNORED>0</IS_IGNORED>\n            <IS_DISABLED>0</IS_DISABLED>\n")
-	if d.typ != typeInfo && (d.da>>28)&7 == 0 {
+	if v.kernel {
 		o.s("            <AFFECT_RUNNING_KERNEL>1</AFFECT_RUNNING_KERNEL>\n")
 	}
 	o.s("            <LAST_PROCESSED_DATETIME>")
@@ -385,44 +615,17 @@ func (s *Sim) detection(o *out, req *request, d *det) {
 	o.s("</LAST_PROCESSED_DATETIME>\n          </DETECTION>\n")
 }
 
-// detectionHead opens a DETECTION with what identifies it: ID, QID, type,
-// severity and, but for Information Gathered, port and SSL.
-func (o *out) detectionHead(d *det) {
-	o.s("          <DETECTION>\n            <UNIQUE_VULN_ID>")
-	o.u(d.h.id<<16 | uint64(d.j))
-	o.s("</UNIQUE_VULN_ID>\n            <QID>")
-	if d.typ == typeInfo {
-		o.u(45000 + (d.da>>16)%1000)
-	} else {
-		o.u(10000 + (d.da>>16)%380000)
+// statusName names a single status.
+func statusName(st StatusSet) string { return statusNames[bits.TrailingZeros8(uint8(st))] }
+
+func protocol(port uint64) string {
+	if port == 53 {
+		return "udp"
 	}
-	o.s("</QID>\n            <TYPE>")
-	o.s(typeNames[d.typ])
-	o.s("</TYPE>\n            <SEVERITY>")
-	o.u(1 + (d.da>>8)%5)
-	o.s("</SEVERITY>\n")
-	if d.typ == typeInfo {
-		return
-	}
-	port := 0
-	if (d.da>>36)&3 != 0 {
-		port = commonPorts[(d.da>>40)%uint64(len(commonPorts))]
-		o.s("            <PORT>")
-		o.u(uint64(port))
-		o.s("</PORT>\n            <PROTOCOL>")
-		if port == 53 {
-			o.s("udp")
-		} else {
-			o.s("tcp")
-		}
-		o.s("</PROTOCOL>\n")
-	}
-	if port == 443 || port == 8443 {
-		o.s("            <SSL>1</SSL>\n")
-	} else {
-		o.s("            <SSL>0</SSL>\n")
-	}
+	return "tcp"
 }
+
+func ssl(port uint64) bool { return port == 443 || port == 8443 }
 
 // results writes RESULTS; newlineInTag breaks the start tag, as in the
 // JupiterOne fixture.
@@ -453,52 +656,41 @@ func (d *det) found() (first, last int64) {
 }
 
 // qds writes the QDS score and, with factors, the QDS_FACTORS behind it.
-func (o *out) qds(d *det, factors bool) {
-	score := 1 + (d.da>>44)%100
+func (o *out) qds(v *detVals) {
 	o.s("            <QDS severity=\"")
-	o.s(qdsSeverity(score))
+	o.s(qdsSeverity(v.qds))
 	o.s("\">")
-	o.u(score)
+	o.u(v.qds)
 	o.s("</QDS>\n")
-	if !factors {
+	if !v.factors {
 		return
 	}
-	o.s("            <QDS_FACTORS>\n              <QDS_FACTOR name=\"CVSS\"><![CDATA[")
-	o.u(1 + (d.da>>50)%9)
-	o.s(".")
-	o.u((d.da >> 54) % 10)
-	o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_version\"><![CDATA[v3.x]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"epss\"><![CDATA[0.")
-	o.u(10000 + (d.db>>8)%90000)
-	o.s("]]></QDS_FACTOR>\n              <QDS_FACTOR name=\"CVSS_vector\"><![CDATA[")
-	o.s(cvssVectors[(d.da>>58)%uint64(len(cvssVectors))])
-	o.s("]]></QDS_FACTOR>\n            </QDS_FACTORS>\n")
+	o.s("            <QDS_FACTORS>\n")
+	for k := range qdsFactorNames {
+		o.s("              <QDS_FACTOR name=\"")
+		o.s(qdsFactorNames[k])
+		o.s("\"><![CDATA[")
+		o.buf = v.appendFactor(o.buf, k)
+		o.s("]]></QDS_FACTOR>\n")
+	}
+	o.s("            </QDS_FACTORS>\n")
 }
 
-// fixHistory writes when the detection was last fixed, if ever, and for a
-// reopened one with show_reopened_info, when it was reopened.
-func (o *out) fixHistory(d *det, first int64, showReopened bool) {
-	scan := d.scan
-	var lastFixed int64
-	switch {
-	case d.st == StatusFixed:
-		lastFixed = scan
-	case d.st == StatusReopened:
-		lastFixed = first + (scan-first)/2
-	case (d.db>>4)&7 == 0:
-		lastFixed = first + (scan-first)/3
+// qdsFactorNames are the QDS_FACTOR names, in the order they are written.
+var qdsFactorNames = [...]string{"CVSS", "CVSS_version", "epss", "CVSS_vector"}
+
+// appendFactor appends the value of QDS factor k (qdsFactorNames).
+func (v *detVals) appendFactor(b []byte, k int) []byte {
+	switch k {
+	case 0:
+		b = strconv.AppendUint(b, v.cvss, 10)
+		b = append(b, '.')
+		return strconv.AppendUint(b, v.cvssTen, 10)
+	case 1:
+		return append(b, "v3.x"...)
+	case 2:
+		b = append(b, "0."...)
+		return strconv.AppendUint(b, v.epss, 10)
 	}
-	if lastFixed != 0 {
-		o.s("            <LAST_FIXED_DATETIME>")
-		o.t(lastFixed)
-		o.s("</LAST_FIXED_DATETIME>\n")
-	}
-	if d.st == StatusReopened && showReopened {
-		o.s("            <FIRST_REOPENED_DATETIME>")
-		o.t(lastFixed + (scan-lastFixed)/2)
-		o.s("</FIRST_REOPENED_DATETIME>\n            <LAST_REOPENED_DATETIME>")
-		o.b(d.scanTS)
-		o.s("</LAST_REOPENED_DATETIME>\n            <TIMES_REOPENED>")
-		o.u(1 + d.db%3)
-		o.s("</TIMES_REOPENED>\n")
-	}
+	return append(b, v.vector...)
 }

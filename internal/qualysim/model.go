@@ -41,6 +41,7 @@ const (
 	sStatus
 	sResults
 	sFault
+	sHostAll // the fields only details=All adds to a host
 )
 
 // mix is the splitmix64 finaliser: a bijective, well-distributed 64-bit hash.

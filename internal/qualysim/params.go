@@ -171,6 +171,11 @@ type request struct {
 	showFactors  bool
 }
 
+// outOpts are the call's output switches.
+func (r *request) outOpts() outOpts {
+	return outOpts{results: r.showResults, reopened: r.showReopened, qds: r.showQDS, factors: r.showFactors}
+}
+
 // apiError is a refusal written as a SIMPLE_RETURN.
 type apiError struct {
 	status int
@@ -286,8 +291,8 @@ func parseOutput(req *request) *apiError {
 	ps := req.ps
 	if req.ep == epHostList {
 		if v, ok := ps.get("details"); ok {
-			if v != "None" && v != "Basic" {
-				return badValue("details", v, "the simulator serves None and Basic")
+			if v != "None" && v != "Basic" && v != "All" {
+				return badValue("details", v, "the simulator serves None, Basic and All")
 			}
 			req.details = v
 		}
@@ -352,6 +357,22 @@ type Filter struct {
 	Statuses      StatusSet // status; 0 means DefaultStatuses (detections only)
 	ShowIGs       bool      // show_igs: count Information Gathered detections
 	At            time.Time // evaluate at this simulated time; zero: the clock's now
+
+	// Output switches of a detection call (DetectionRows); they select
+	// nothing. The zero values are what the simulator does when the
+	// parameter is not sent.
+	ShowReopened bool // show_reopened_info=1 (qfetch sends it)
+	NoResults    bool // show_results=0
+	NoQDS        bool // show_qds=0
+	NoQDSFactors bool // show_qds_factors=0
+
+	// HostDetails is a Host List call's details (HostRows): "" or Basic,
+	// All, None.
+	HostDetails string
+}
+
+func (f *Filter) outOpts() outOpts {
+	return outOpts{results: !f.NoResults, reopened: f.ShowReopened, qds: !f.NoQDS, factors: !f.NoQDSFactors}
 }
 
 // selector is a Filter compiled for one scan.
