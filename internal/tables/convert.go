@@ -34,37 +34,99 @@ type Source struct {
 
 // DetectionWriter writes one Parquet file of the detections table from the
 // detection XML objects added to it, in order (a batch's pages).
-type DetectionWriter struct{}
+//
+// A failed Add leaves the file unusable: every later call returns its error.
+type DetectionWriter struct {
+	sink  sink[DetectionRow]
+	f     feeder
+	p     detParser
+	stats Stats
+	err   error
+}
 
 // NewDetectionWriter starts a detections file on w.
 func NewDetectionWriter(w io.Writer, src Source, opt Options) *DetectionWriter {
-	panic("tables: not implemented")
+	d := &DetectionWriter{sink: newSink[DetectionRow](w, Detections, opt)}
+	d.p = detParser{f: &d.f, sink: &d.sink, src: sourceCols{Run: src.Run, SchemaVersion: SchemaVersion}}
+	return d
 }
 
 // Add converts one stored detection XML object, key naming it in each row.
+// An object that is not a whole detection document fails with an error
+// wrapping ErrMalformed, classed permanent.
 func (d *DetectionWriter) Add(ctx context.Context, key string, r io.Reader) error {
-	panic("tables: not implemented")
+	if d.err != nil {
+		return d.err
+	}
+	n, err := d.p.convert(ctx, key, r)
+	d.stats.Objects++
+	d.stats.XMLBytes += n
+	d.stats.Hosts += d.p.hosts
+	d.err = err
+	return err
 }
 
 // Close flushes the last row group and the footer.
-func (d *DetectionWriter) Close() (Stats, error) { panic("tables: not implemented") }
+func (d *DetectionWriter) Close() (Stats, error) {
+	if d.err != nil {
+		return d.stats, d.err
+	}
+	d.err = d.sink.close()
+	d.stats.Rows = d.sink.total
+	if d.err == nil {
+		d.err = errClosed
+		return d.stats, nil
+	}
+	return d.stats, d.err
+}
 
 // HostWriter writes one Parquet file of the hosts table from Host List XML
-// pages (details=Basic or All) added to it.
-type HostWriter struct{}
+// pages (details=Basic or All) added to it. A page with details=None gives
+// rows that hold the host ID alone.
+type HostWriter struct {
+	sink  sink[HostRow]
+	f     feeder
+	p     hostParser
+	stats Stats
+	err   error
+}
 
 // NewHostWriter starts a hosts file on w.
 func NewHostWriter(w io.Writer, src Source, opt Options) *HostWriter {
-	panic("tables: not implemented")
+	h := &HostWriter{sink: newSink[HostRow](w, Hosts, opt)}
+	h.p = hostParser{f: &h.f, sink: &h.sink, src: sourceCols{Run: src.Run, SchemaVersion: SchemaVersion}}
+	return h
 }
 
-// Add converts one stored Host List page.
+// Add converts one stored Host List page; errors as DetectionWriter.Add's.
 func (h *HostWriter) Add(ctx context.Context, key string, r io.Reader) error {
-	panic("tables: not implemented")
+	if h.err != nil {
+		return h.err
+	}
+	n, err := h.p.convert(ctx, key, r)
+	h.stats.Objects++
+	h.stats.XMLBytes += n
+	h.stats.Hosts += h.p.hosts
+	h.err = err
+	return err
 }
 
 // Close flushes the last row group and the footer.
-func (h *HostWriter) Close() (Stats, error) { panic("tables: not implemented") }
+func (h *HostWriter) Close() (Stats, error) {
+	if h.err != nil {
+		return h.stats, h.err
+	}
+	h.err = h.sink.close()
+	h.stats.Rows = h.sink.total
+	if h.err == nil {
+		h.err = errClosed
+		return h.stats, nil
+	}
+	return h.stats, h.err
+}
+
+// errClosed is what a writer returns once closed.
+var errClosed = errors.New("tables: writer closed")
 
 // RunRow is the one row a complete run has in the runs table.
 type RunRow struct {
@@ -77,6 +139,3 @@ type RunRow struct {
 	DetectionRows int64
 	HostRows      int64
 }
-
-// WriteRun writes the runs table's file for one run.
-func WriteRun(w io.Writer, r RunRow) error { panic("tables: not implemented") }
