@@ -37,6 +37,7 @@ type EstateConfig struct {
 	BatchSize int // default 100
 	PageSize  int // Host List page size; default 200
 	Slots     int // worker slots; default 2
+	Overlap   time.Duration
 	Log       *slog.Logger
 }
 
@@ -52,6 +53,9 @@ type Estate struct {
 	cfg   EstateConfig
 	parts app.Parts
 	stop  func()
+	// convert, if set, converts a completed run's tables in place of the
+	// fleet's table loop.
+	convert func(ctx context.Context, rec ledger.RunRecord) error
 }
 
 // Run is one completed run and the simulated instant it was fetched at.
@@ -155,7 +159,7 @@ func (e *Estate) Tables() string { return filepath.Join(e.Bucket, Prefix, "table
 func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 	at := e.Sim.Advance(d)
 	planner := e.parts.Planner(plan.Config{BatchSize: e.cfg.BatchSize, PageSize: e.cfg.PageSize,
-		LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now})
+		Overlap: e.cfg.Overlap, LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now})
 	worker := e.parts.Worker(fetch.Config{Slots: e.cfg.Slots, MaxBackoff: 200 * time.Millisecond,
 		ProbeEvery: time.Second, Grace: 5 * time.Second, PullWait: 200 * time.Millisecond}, nil)
 
@@ -182,6 +186,11 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 		}
 		if rec.State != ledger.RunComplete {
 			return false, nil
+		}
+		if e.convert != nil && !e.tablesComplete(rec) {
+			if err := e.convert(gctx, rec); err != nil {
+				return false, err
+			}
 		}
 		return e.tablesComplete(rec), nil
 	})
