@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // The columns of the three tables, as Go structs parquet-go reads the
@@ -193,7 +192,7 @@ type runCols struct {
 // different bytes), the schema version in the key/value metadata.
 func writerOptions(table string) []parquet.WriterOption {
 	return []parquet.WriterOption{
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.Compression(zstdCodec),
 		&parquet.WriterConfig{CreatedBy: "qfetch tables, schema " + strconv.Itoa(SchemaVersion)},
 		parquet.KeyValueMetadata(MetaSchemaVersion, strconv.Itoa(SchemaVersion)),
 		parquet.KeyValueMetadata(MetaTable, table),
