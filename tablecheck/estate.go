@@ -38,7 +38,9 @@ type EstateConfig struct {
 	PageSize  int // Host List page size; default 200
 	Slots     int // worker slots; default 2
 	Overlap   time.Duration
-	Log       *slog.Logger
+	// RunTimeout bounds one run and its tables; default 2 minutes.
+	RunTimeout time.Duration
+	Log        *slog.Logger
 }
 
 // Estate is the real pipeline (planner, workers with their table
@@ -90,6 +92,9 @@ func StartEstate(ctx context.Context, cfg EstateConfig) (_ *Estate, err error) {
 	}
 	if cfg.Slots == 0 {
 		cfg.Slots = 2
+	}
+	if cfg.RunTimeout == 0 {
+		cfg.RunTimeout = 2 * time.Minute
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -176,7 +181,7 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 		return Run{}, fmt.Errorf("planner made no run: %s", out.Reason)
 	}
 	var rec ledger.RunRecord
-	err = poll(gctx, 2*time.Minute, func() (bool, error) {
+	err = poll(gctx, e.cfg.RunTimeout, func() (bool, error) {
 		rec, err = e.parts.Queue.GetRun(gctx, out.Run)
 		if err != nil {
 			return false, err

@@ -31,19 +31,26 @@ func docQueries(t testing.TB, names ...string) map[string]string {
 	return q
 }
 
+// openDB opens DuckDB for the rest of the test.
+func openDB(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := OpenDuckDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // openTables opens DuckDB on the tables under root (a bucket directory
 // and prefix, in place of the doc's s3://my-bucket/qualys) through the
 // documented views.
 func openTables(t testing.TB, root string) *sql.DB {
 	t.Helper()
-	q := docQueries(t, "duckdb-views")
 	db := openDB(t)
-	mustExec(t, db, "SET TimeZone = 'UTC'")
-	views := strings.ReplaceAll(q["duckdb-views"], DocBucket, filepath.ToSlash(root))
-	if strings.Contains(views, "s3://") {
-		t.Fatalf("the views still read S3 after replacing %s:\n%s", DocBucket, views)
+	if err := CreateViews(db, docQueries(t, "duckdb-views"), root); err != nil {
+		t.Fatal(err)
 	}
-	mustExec(t, db, views)
 	return db
 }
 
