@@ -1,7 +1,7 @@
 // Command bench measures qfetch end to end against its real parts (pinned
 // nats-server and MinIO, the Qualys simulator, the built planner and worker).
 //
-//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner,fleet,sweep,faults,faultsprod,outage] [-cpuprofile f] [-v]
+//	go run ./bench [-size small|default|big] [-reps 3] [-json out.json] [-scenarios pipeline,memory,planner,hostlist,fleet,sweep,faults,faultsprod,outage] [-cpuprofile f] [-v]
 //
 // The machine is assumed shared and noisy: each figure is the min and median
 // of -reps runs, and each case with a baseline is interleaved with it, rep by
@@ -127,7 +127,7 @@ const (
 	plannerBatch  = 1000    // QFETCH_BATCH_SIZE for the planner scenario
 	plannerPage   = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
 	bucketName    = "qfetch-bench"
-	allScenarios  = "pipeline,memory,planner,fleet,sweep,faults,faultsprod,outage"
+	allScenarios  = "pipeline,memory,planner,hostlist,fleet,sweep,faults,faultsprod,outage"
 	rssTarget     = 64 << 20
 	pipelineRatio = 0.95
 )
@@ -270,6 +270,8 @@ func run(ctx context.Context, o options) (err error) {
 					break
 				}
 			}
+		case "hostlist":
+			err = h.hostListDetails(ctx, o.spec.PlannerHosts[0])
 		case "fleet":
 			err = h.fleetUtil(ctx)
 		case "sweep":

@@ -42,7 +42,8 @@ func (h *harness) plannerScale(ctx context.Context, hosts int64) error {
 	return nil
 }
 
-func (h *harness) plannerRep(ctx context.Context, sim *simServer, tag string) (_ sample, err error) {
+// plannerRep runs the planner once; extra are more QFETCH_* settings.
+func (h *harness) plannerRep(ctx context.Context, sim *simServer, tag string, extra ...string) (_ sample, err error) {
 	dir := filepath.Join(h.tmp, "nats-planner-"+tag)
 	n, err := startNATS(ctx, h.natsBin, dir)
 	if err != nil {
@@ -82,9 +83,9 @@ func (h *harness) plannerRep(ctx context.Context, sim *simServer, tag string) (_
 		return sample{}, err
 	}
 
-	env := h.qfetchEnv(sim, n.URL,
-		"QFETCH_BATCH_SIZE="+strconv.Itoa(plannerBatch),
-		"QFETCH_QUALYS_HOSTLIST_PAGE_SIZE="+strconv.Itoa(plannerPage))
+	env := h.qfetchEnv(sim, n.URL, append([]string{
+		"QFETCH_BATCH_SIZE=" + strconv.Itoa(plannerBatch),
+		"QFETCH_QUALYS_HOSTLIST_PAGE_SIZE=" + strconv.Itoa(plannerPage)}, extra...)...)
 	others := cpuSince(h.s3.pid(), n.pid())
 	start := time.Now()
 	p, err := startProc("planner", h.planner, nil, env, h.secrets(sim))
@@ -127,6 +128,14 @@ func (h *harness) plannerRep(ctx context.Context, sim *simServer, tag string) (_
 	if err != nil {
 		return sample{}, fmt.Errorf("saw %d of %d batches published: %w", seen, rec.BatchesPlanned, err)
 	}
+	pages, err := q.Pages(ctx, rec.ID)
+	if err != nil {
+		return sample{}, err
+	}
+	var pageBytes int64
+	for _, p := range pages {
+		pageBytes += p.Bytes
+	}
 	if err := h.removePrefix(ctx, "qualys/runs/"+rec.ID+"/"); err != nil {
 		return sample{}, err
 	}
@@ -135,7 +144,7 @@ func (h *harness) plannerRep(ctx context.Context, sim *simServer, tag string) (_
 	return sample{
 		Seconds: wall.Seconds(), CPUSeconds: rusageCPU(ru).Seconds(), PeakRSS: rusageMaxRSS(ru),
 		FirstBatch: first.Sub(start).Seconds(), Batches: rec.BatchesPlanned, Hosts: rec.HostsPlanned,
-		MinIOCPU: minioCPU, NATSCPU: natsCPU, HarnessCPU: harnessCPU,
+		MinIOCPU: minioCPU, NATSCPU: natsCPU, HarnessCPU: harnessCPU, HostListBytes: pageBytes,
 	}, nil
 }
 

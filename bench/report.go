@@ -34,6 +34,8 @@ type sample struct {
 	MinIOCPU   float64 `json:"minio_cpu_seconds"`
 	NATSCPU    float64 `json:"nats_cpu_seconds"`
 	HarnessCPU float64 `json:"harness_cpu_seconds"`
+	// HostListBytes is what a planner stored of the Host List: its pages' bytes.
+	HostListBytes int64 `json:"hostlist_bytes,omitempty"`
 }
 
 // row is one case: its samples and what is derived from them.

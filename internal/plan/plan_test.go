@@ -111,7 +111,7 @@ func setup(t *testing.T, hosts int64, simCfg qualysim.Config) *env {
 	sim := r.Sim
 	return &env{
 		r: r, sim: sim, gate: g, js: r.JS, q: r.Q, store: r.Store, prefix: testrun.Prefix,
-		cfg: plan.Config{BatchSize: 1000, PageSize: 5000, Owner: "test-planner",
+		cfg: plan.Config{BatchSize: 1000, PageSize: 5000, Owner: "test-planner", HostListDetails: "None",
 			Now: func() time.Time { return sim.Clock().Now() }},
 	}
 }
@@ -699,5 +699,48 @@ func TestRunIDsSortAfterSameSecond(t *testing.T) {
 	}
 	if ids[0] != first.Run || ids[1] != second.Run {
 		t.Fatalf("runs sort %v; want the failed %s before the new %s", ids, first.Run, second.Run)
+	}
+}
+
+// TestPlanAsksWithDetails: the planner asks the Host List with its
+// configured details (Basic when unset), stores the pages as they came,
+// and reads the same IDs from an ID_SET (None) as from HOSTs (Basic, All).
+func TestPlanAsksWithDetails(t *testing.T) {
+	for _, tc := range []struct{ details, want string }{
+		{"", "<LAST_VULN_SCAN_DATETIME>"},
+		{qualys.DetailsNone, "<ID_SET>"},
+		{qualys.DetailsBasic, "<LAST_VULN_SCAN_DATETIME>"},
+		{qualys.DetailsAll, "<ASSET_GROUP_IDS>"},
+	} {
+		t.Run("details="+tc.details, func(t *testing.T) {
+			e := setup(t, 3_000, qualysim.Config{})
+			cfg := e.cfg
+			cfg.PageSize, cfg.HostListDetails = 1000, tc.details
+			out, err := e.planner(t, cfg).Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := e.q.GetRun(t.Context(), out.Run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			truth := slices.Collect(e.sim.HostListTruth(rec.After, rec.Before))
+			checkBatches(t, e.batches(t), truth, 1000, rec)
+			if hosts := e.checkPages(t, rec.ID); hosts != len(truth) {
+				t.Fatalf("page records hold %d hosts, truth %d", hosts, len(truth))
+			}
+			r, err := e.store.Get(t.Context(), objstore.HostListPageKey(e.prefix, rec.ID, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			page, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(page, []byte(tc.want)) || bytes.Contains(page, []byte("<ID_SET>")) != (tc.details == qualys.DetailsNone) {
+				t.Fatalf("page 1 of a details=%q run holds no %s:\n%.600s", tc.details, tc.want, page)
+			}
+		})
 	}
 }

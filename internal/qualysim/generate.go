@@ -407,46 +407,61 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	o.scanDates(&a, "LAST_SCAN_DATETIME")
 	o.s("        <DETECTION_LIST>\n")
 	opts := req.outOpts()
+	var it detIter
 	var v detVals
-	s.eachDetection(h, &a, &req.filter, func(d *det) bool {
-		s.detValues(opts, d, &v)
-		o.detection(d, &v)
-		return len(o.buf) < flushAt || o.flush()
-	})
-	if o.err != nil {
-		return
+	s.startDetections(&it, h, &a, &req.filter)
+	for s.nextDetection(&it) {
+		s.detValues(opts, &it.d, &v)
+		o.detection(&it.d, &v)
+		if len(o.buf) >= flushAt && !o.flush() {
+			return
+		}
 	}
 	o.s("        </DETECTION_LIST>\n      </HOST>\n")
 }
 
-// eachDetection calls fn with each of h's detections that f's statuses and
-// show_igs select, in order, until fn returns false. The writer and the
-// truth both walk a host's detections here.
-func (s *Sim) eachDetection(h hostRef, a *hostAttrs, f *Filter, fn func(d *det) bool) {
+// detIter walks a host's detections that a filter's statuses and show_igs
+// select, in order: the writer and the truth both walk them here. It is a
+// value on the caller's stack, not a callback, so that the hot path
+// allocates nothing.
+type detIter struct {
+	d        det
+	j, n     int
+	statuses StatusSet
+	igs      bool
+}
+
+func (s *Sim) startDetections(it *detIter, h hostRef, a *hostAttrs, f *Filter) {
 	// Dates shared by every detection of the host, formatted once.
-	var lastBuf, scanBuf [20]byte
-	d := det{h: h, scan: a.scanEnd, lastTS: appendTime(lastBuf[:0], h.last), scanTS: appendTime(scanBuf[:0], a.scanEnd)}
-	statuses := f.Statuses
-	if statuses == 0 {
-		statuses = DefaultStatuses
+	it.d = det{h: h, scan: a.scanEnd}
+	appendTime(it.d.lastTS[:0], h.last)
+	appendTime(it.d.scanTS[:0], a.scanEnd)
+	it.j, it.n = 0, s.m.ndet(h.i)
+	it.statuses, it.igs = f.Statuses, f.ShowIGs
+	if it.statuses == 0 {
+		it.statuses = DefaultStatuses
 	}
-	n := s.m.ndet(h.i)
-	for j := range n {
-		d.j, d.key = j, s.m.detKey(h.i, j)
+}
+
+// nextDetection moves it.d to the next selected detection; false at the end.
+func (s *Sim) nextDetection(it *detIter) bool {
+	d := &it.d
+	for ; it.j < it.n; it.j++ {
+		d.j, d.key = it.j, s.m.detKey(d.h.i, it.j)
 		d.da = s.m.h(sDet, d.key)
 		d.typ = s.m.detType(d.da)
-		if d.typ == typeInfo && !f.ShowIGs {
+		if d.typ == typeInfo && !it.igs {
 			continue
 		}
-		d.st = s.m.status(d.key, h.epoch)
-		if d.st&statuses == 0 {
+		d.st = s.m.status(d.key, d.h.epoch)
+		if d.st&it.statuses == 0 {
 			continue
 		}
 		d.db = s.m.h(sResults, d.key)
-		if !fn(&d) {
-			return
-		}
+		it.j++
+		return true
 	}
+	return false
 }
 
 var typeNames = [...]string{"Confirmed", "Potential", "Info"}
@@ -473,7 +488,7 @@ type det struct {
 	key, da, db    uint64
 	typ            int
 	st             StatusSet
-	lastTS, scanTS []byte // the host's last processed and last scan times, formatted
+	lastTS, scanTS [20]byte // the host's last processed and last scan times, formatted
 }
 
 // outOpts are a detection call's output switches.
@@ -588,9 +603,9 @@ func (o *out) detection(d *det, v *detVals) {
 	o.s("            <TIMES_FOUND>")
 	o.i(v.timesFound)
 	o.s("</TIMES_FOUND>\n            <LAST_TEST_DATETIME>")
-	o.b(d.scanTS)
+	o.b(d.scanTS[:])
 	o.s("</LAST_TEST_DATETIME>\n            <LAST_UPDATE_DATETIME>")
-	o.b(d.lastTS)
+	o.b(d.lastTS[:])
 	o.s("</LAST_UPDATE_DATETIME>\n")
 	if v.lastFixed != 0 {
 		o.s("            <LAST_FIXED_DATETIME>")
@@ -601,7 +616,7 @@ func (o *out) detection(d *det, v *detVals) {
 		o.s("            <FIRST_REOPENED_DATETIME>")
 		o.t(v.firstReopened)
 		o.s("</FIRST_REOPENED_DATETIME>\n            <LAST_REOPENED_DATETIME>")
-		o.b(d.scanTS)
+		o.b(d.scanTS[:])
 		o.s("</LAST_REOPENED_DATETIME>\n            <TIMES_REOPENED>")
 		o.u(v.timesReopened)
 		o.s("</TIMES_REOPENED>\n")
@@ -611,7 +626,7 @@ func (o *out) detection(d *det, v *detVals) {
 		o.s("            <AFFECT_RUNNING_KERNEL>1</AFFECT_RUNNING_KERNEL>\n")
 	}
 	o.s("            <LAST_PROCESSED_DATETIME>")
-	o.b(d.lastTS)
+	o.b(d.lastTS[:])
 	o.s("</LAST_PROCESSED_DATETIME>\n          </DETECTION>\n")
 }
 

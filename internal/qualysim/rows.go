@@ -119,12 +119,13 @@ func (s *Sim) DetectionRows(f Filter) iter.Seq2[uint64, HostDetections] {
 		s.m.scan(&sel, func(h hostRef) bool {
 			a := s.attrs(h)
 			hd := HostDetections{Host: hostFields(&a, h)}
+			var it detIter
 			var v detVals
-			s.eachDetection(h, &a, &f, func(d *det) bool {
-				s.detValues(opts, d, &v)
-				hd.Detections = append(hd.Detections, v.truth(d))
-				return true
-			})
+			s.startDetections(&it, h, &a, &f)
+			for s.nextDetection(&it) {
+				s.detValues(opts, &it.d, &v)
+				hd.Detections = append(hd.Detections, v.truth(&it.d))
+			}
 			return yield(h.id, hd)
 		})
 	}
