@@ -143,9 +143,6 @@ func detectionValues(d *qualysim.DetectionTruth) []value {
 	}
 }
 
-// sourceColumns say where a row came from; the checks test them apart.
-var sourceColumns = []string{"run", "run_date", "source_key", "source_offset", "schema_version"}
-
 // alwaysNull are the columns the simulator never fills (it writes no
 // IPV6, ASSET_ID, NETWORK_ID, detection FQDN, tags, cloud or compliance
 // fields): a value there came from somewhere else.
