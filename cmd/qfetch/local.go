@@ -120,6 +120,14 @@ func printSummary(w io.Writer, sum local.Summary, localFlag string) {
 		runstat.Count(sum.Batches, "batch", "batches"), runstat.Count(sum.HostsRequested, "host", "hosts"),
 		sum.HostsReturned, runstat.Bytes(sum.Bytes), sum.Seconds, runstat.Bytes(int64(float64(sum.Bytes)/max(sum.Seconds, 0.001))))
 	fmt.Fprintf(w, "  manifest %s\n  %s\n", sum.Manifest, sum.Success)
+	switch {
+	case sum.Tables != "":
+		fmt.Fprintf(w, "  tables %s\n", sum.Tables)
+		// One line to paste into duckdb; the glob reads every run's parts.
+		fmt.Fprintf(w, "  query: duckdb -c \"SELECT severity, count(*) FROM read_parquet('%s', hive_partitioning=true) GROUP BY ALL ORDER BY 1\"\n", sum.TablesGlob)
+	case sum.TablesNote != "":
+		fmt.Fprintf(w, "  %s\n", sum.TablesNote)
+	}
 	if sum.Dir != "" {
 		fmt.Fprintf(w, "  data kept in %s (%s)\n", sum.Dir, runstat.Bytes(sum.DirBytes))
 	}

@@ -134,6 +134,7 @@ the Qualys simulator, and a whole run in one process.`,
 		runsCommand(),
 		simCommand(),
 		statusCommand(),
+		tablesCommand(),
 		versionCommand(),
 		watermarkCommand(),
 	)

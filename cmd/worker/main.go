@@ -131,7 +131,10 @@ func run(soft, hard context.Context) error {
 	}
 	defer parts.Close()
 
+	parts.TableMetrics = fetch.NewTableMetrics(reg)
 	w := parts.Worker(s.FetchConfig(), fetch.NewMetrics(reg))
+	// Conversions run beside the fetches, off the Qualys slots (I9).
+	conversions := parts.TableLoop(s.Tables.Concurrency)
 	reporter := parts.Reporter(runstat.ReporterConfig{Every: s.Worker.StatusEvery}, runstat.NewMetrics(reg))
 	ready.Use(gate.Ready, app.Connected(parts.NATS), workerReady(w))
 
@@ -140,6 +143,7 @@ func run(soft, hard context.Context) error {
 	g.Go(func() error { return <-served })
 	// Run-level metrics and status.json, until the first signal.
 	g.Go(func() error { return reporter.Run(soft) })
+	g.Go(func() error { return conversions.Run(soft) })
 	g.Go(func() error {
 		defer srv.Shutdown()
 		return w.Run(soft, hard)

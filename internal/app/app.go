@@ -245,6 +245,9 @@ func Refused(nc *nats.Conn, err error) error {
 type JetStream struct {
 	*msg.Queue
 	*ledger.Ledger
+	// Tables is the analyst tables' conversions; nil where the stream is
+	// not set up (an operator command on a deployment before it).
+	Tables *msg.TableQueue
 }
 
 // Queue sets up the ledger's buckets, the streams and the consumer for a
@@ -262,7 +265,12 @@ func Queue(ctx context.Context, js jetstream.JetStream, c config.NATS, f config.
 	if err != nil {
 		return JetStream{}, Refused(js.Conn(), fmt.Errorf("setting up JetStream: %w", err))
 	}
-	return JetStream{Queue: q, Ledger: l}, nil
+	t, err := msg.SetupTables(ctx, js, msg.TablesConfig{Replicas: c.StreamReplicas,
+		AdoptConsumer: !role.ownsConsumer(), KeepStreams: !role.ownsStreams()})
+	if err != nil {
+		return JetStream{}, Refused(js.Conn(), fmt.Errorf("setting up JetStream: %w", err))
+	}
+	return JetStream{Queue: q, Ledger: l, Tables: t}, nil
 }
 
 // Open binds to the ledger, streams and consumer a planner or worker set up,
@@ -276,7 +284,11 @@ func Open(ctx context.Context, js jetstream.JetStream) (JetStream, error) {
 	if err != nil {
 		return JetStream{}, Refused(js.Conn(), err)
 	}
-	return JetStream{Queue: q, Ledger: l}, nil
+	t, err := msg.OpenTables(ctx, js)
+	if err != nil && !errors.Is(err, msg.ErrNotSetUp) {
+		return JetStream{}, Refused(js.Conn(), err)
+	}
+	return JetStream{Queue: q, Ledger: l, Tables: t}, nil
 }
 
 // Owner names this process for locks and records: the pod name in a

@@ -15,6 +15,7 @@ import (
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/runstat"
+	"github.com/qfetch/qfetch/internal/tables"
 )
 
 // Role is what a process does in the fleet. It decides what the process may
@@ -55,6 +56,7 @@ type Store interface {
 	finish.Store
 	plan.Store
 	runstat.Store
+	tables.Store
 	// Describe names the store for logs, without secrets.
 	Describe() string
 }
@@ -77,6 +79,9 @@ type Parts struct {
 	// Finish is the finisher planners and workers on these parts call; nil:
 	// one built by Finisher. Tests set their own.
 	Finish Finisher
+	// TableMetrics count the table conversions of the worker and table
+	// loop built on these parts; nil: unregistered ones.
+	TableMetrics *fetch.TableMetrics
 	// NATS is the connection Build opened, closed by Close; nil otherwise.
 	NATS *nats.Conn
 }
@@ -138,6 +143,9 @@ func (p Parts) Close() {
 // Finisher builds a finisher on p; cfg's Prefix and Owner are p's.
 func (p Parts) Finisher(cfg finish.Config) *finish.Finisher {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	if cfg.Tables == nil && p.Queue.Tables != nil {
+		cfg.Tables = p.TableBuilder()
+	}
 	return finish.New(cfg, p.Queue.Ledger, p.Store, p.Log)
 }
 
@@ -160,15 +168,17 @@ func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
 	q := p.Queue
 	return fetch.New(cfg, fetch.Deps{
-		Queue:     q.Queue,
-		Ledger:    q.Ledger,
-		Fleet:     q.Ledger.Fleet(p.Owner),
-		Publisher: func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
-		API:       p.Qualys,
-		Store:     p.Store,
-		Finish:    p.finisher(),
-		Metrics:   metrics,
-		Log:       p.Log,
+		Queue:        q.Queue,
+		Ledger:       q.Ledger,
+		Fleet:        q.Ledger.Fleet(p.Owner),
+		Publisher:    func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
+		API:          p.Qualys,
+		Store:        p.Store,
+		Finish:       p.finisher(),
+		Metrics:      metrics,
+		Log:          p.Log,
+		Tables:       p.tablePublisher(),
+		TableMetrics: p.TableMetrics,
 	})
 }
 
@@ -187,6 +197,7 @@ type WorkerSpec struct {
 	S3     config.S3
 	Log    config.Log
 	Worker config.Worker
+	Tables config.Tables
 	config.Fleet
 }
 

@@ -409,3 +409,17 @@ func (f Fleet) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Tables is the analyst tables' conversion work in a worker
+// (QFETCH_TABLES_*).
+type Tables struct {
+	Concurrency int `envconfig:"CONCURRENCY" default:"1" desc:"table conversions this worker runs at once (0: none); they take no Qualys slot"`
+}
+
+// Validate checks the Tables section on its own.
+func (t Tables) Validate() error {
+	if t.Concurrency < 0 || t.Concurrency > 64 {
+		return fieldErr("Concurrency", fmt.Errorf("must be between 0 and 64, got %d", t.Concurrency))
+	}
+	return nil
+}

@@ -363,7 +363,11 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, held *ledger.Held,
 	if err := held.Done(ctx, r); err != nil {
 		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
 	}
-	if err := m.DoubleAck(ctx); err != nil {
+	err := m.DoubleAck(ctx)
+	// After the ack, so a conversion never delays it; the done record is
+	// final, so its objects are what the sealed run holds.
+	w.queueTable(ctx, r, w.log)
+	if err != nil {
 		// The result is recorded; a redelivery just acks it.
 		return fmt.Errorf("acking batch %s: %w", r.Batch, failure.Retryable(err))
 	}

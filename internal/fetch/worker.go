@@ -191,6 +191,9 @@ type Worker struct {
 	finish  Finisher
 	log     *slog.Logger
 	metrics *Metrics
+	// tables queues each done batch's conversion; nil: none.
+	tables       TablePublisher
+	tableMetrics *TableMetrics
 
 	ackMu   sync.Mutex
 	ackLive time.Duration // the consumer's AckWait, read at ackAt
@@ -215,6 +218,10 @@ type Deps struct {
 	Finish    Finisher
 	Metrics   *Metrics
 	Log       *slog.Logger
+	// Tables queues the conversion of each batch recorded done; nil
+	// queues none. TableMetrics may be nil.
+	Tables       TablePublisher
+	TableMetrics *TableMetrics
 }
 
 // New builds a worker.
@@ -228,7 +235,11 @@ func New(cfg Config, d Deps) *Worker {
 	// AckWait at worst): unseen for two of those, it is no longer ours.
 	ws := newWedges(cfg.Now, 2*(wedgeBackoff*cfg.ProbeEvery+d.Queue.Config().AckWait))
 	m.watchWedges(ws)
-	return &Worker{
+	tm := d.TableMetrics
+	if tm == nil {
+		tm = NewTableMetrics(nil)
+	}
+	return &Worker{tables: d.Tables, tableMetrics: tm,
 		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, store: d.Store,
 		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now), wedges: ws,
 	}

@@ -63,6 +63,7 @@ type Finisher struct {
 	stale  time.Duration
 	now    func() time.Time
 	log    *slog.Logger
+	tables Tables
 }
 
 // Config is a finisher's settings.
@@ -73,6 +74,8 @@ type Config struct {
 	// takes the completion over; default 5m.
 	StaleClaim time.Duration
 	Now        func() time.Time
+	// Tables is told of every run this finisher seals; nil: nobody.
+	Tables Tables
 }
 
 // New builds a finisher.
@@ -83,7 +86,7 @@ func New(cfg Config, q Ledger, store Store, log *slog.Logger) *Finisher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Finisher{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner, stale: cfg.StaleClaim, now: cfg.Now, log: log}
+	return &Finisher{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner, stale: cfg.StaleClaim, now: cfg.Now, log: log, tables: cfg.Tables}
 }
 
 // errNotMine ends a claim attempt that found the run claimed or done.
@@ -281,6 +284,7 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err != nil && !errors.Is(err, errNotMine) {
 		return fmt.Errorf("finish %s: marking complete: %w", rec.ID, err)
 	}
+	f.sealedTables(ctx, m)
 	f.log.Info("run complete", "run", rec.ID, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
 		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
 		"manifest", manifestKey)

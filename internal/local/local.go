@@ -50,6 +50,9 @@ type Config struct {
 	Progress  io.Writer          // live progress line (a terminal), or nil for log lines
 	Log       *slog.Logger
 	TickEvery time.Duration // progress cadence; default 1s on a terminal, 10s otherwise
+	// Tables is how many table conversions run at once: 0 is 2, below 0
+	// none (the run's analyst tables are then not written).
+	Tables int
 }
 
 // Summary is what a local run did.
@@ -66,6 +69,12 @@ type Summary struct {
 	Skipped        string // why nothing ran, if so
 	Dir            string // the data directory, absolute: the kept NATS store and the directory bucket
 	DirBytes       int64  // its size after the run
+	// Tables is where the run's table manifest is once its analyst tables
+	// are complete, "" when they are not (see TablesNote); TablesGlob is
+	// where the detections table's files are, for a query.
+	Tables     string
+	TablesGlob string
+	TablesNote string
 }
 
 // ackWait is the local consumer's: a batch held by a qfetch local that was
@@ -133,6 +142,7 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	// status.json as the worker fleet writes it, more often: a local run
 	// is short.
 	reporter := parts.Reporter(runstat.ReporterConfig{Every: 5 * time.Second}, nil)
+	conversions := parts.TableLoop(tableConcurrency(cfg.Tables))
 
 	// The worker runs until the run ends; the planner's pass ends earlier.
 	g, gctx := errgroup.WithContext(ctx)
@@ -140,6 +150,7 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	defer stopWork()
 	g.Go(func() error { return worker.Run(workCtx, ctx) })
 	g.Go(func() error { return reporter.Run(workCtx) })
+	g.Go(func() error { return conversions.Run(workCtx) })
 
 	start := time.Now()
 	out, err := planner.Run(gctx)
@@ -167,6 +178,10 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 		return Summary{Skipped: out.Reason}, g.Wait()
 	}
 	rec, err := watch(gctx, parts.Queue, out.Run, cfg, start)
+	var tables tablesDone
+	if err == nil && tableConcurrency(cfg.Tables) > 0 {
+		tables, err = waitTables(gctx, parts, rec.ID)
+	}
 	stopWork()
 	if werr := g.Wait(); err == nil {
 		err = werr
@@ -179,8 +194,14 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	if err := reporter.Final(ctx); err != nil {
 		cfg.Log.Warn("writing the run's final status.json", "run", rec.ID, "err", err)
 	}
-	return summarize(ctx, parts.Queue, rec, start, where(objstore.SuccessKey(cfg.Prefix, rec.ID)),
+	sum, err := summarize(ctx, parts.Queue, rec, start, where(objstore.SuccessKey(cfg.Prefix, rec.ID)),
 		where(objstore.ManifestKey(cfg.Prefix, rec.ID)))
+	if tables.complete {
+		sum.Tables = where(tablesManifestKey(cfg.Prefix, rec.ID))
+		sum.TablesGlob = where(tablesGlob(cfg.Prefix))
+	}
+	sum.TablesNote = tables.note
+	return sum, err
 }
 
 // unfinished returns the newest run still being fetched with batches

@@ -50,14 +50,16 @@ const (
 	kvLocks  = "KV_" + ledger.BucketLocks
 	kvFleet  = "KV_" + ledger.BucketFleet
 	consumer = msg.ConsumerWorkers
+	tables   = msg.StreamTables
 
 	batchSubjects = "qfetch.batch.>"
 	retrySubjects = "qfetch.retry.>"
 	dlqSubjects   = "qfetch.dlq.>"
+	tableSubjects = "qfetch.table.>"
 )
 
 var (
-	streams = []string{batches, dlq}
+	streams = []string{batches, dlq, tables}
 	buckets = []string{kvRuns, kvState, kvLocks, kvFleet}
 )
 
@@ -105,6 +107,7 @@ func For(role Role) Permissions {
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
 		p.pub(kvRun, kvPage, kvWatermark, kvLock("planner"))
+		p.pub(tableSubjects) // its finisher queues the Host List pages' conversions
 	case Worker:
 		p.create(false)
 		p.pub(api+"CONSUMER.CREATE."+batches+"."+consumer, api+"CONSUMER.CREATE."+batches+"."+consumer+".>",
@@ -113,6 +116,11 @@ func For(role Role) Permissions {
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
+		// The table loop: its own consumer, jobs and part records.
+		p.pub(api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables, api+"CONSUMER.CREATE."+tables+"."+msg.ConsumerTables+".>",
+			api+"CONSUMER.INFO."+tables+"."+msg.ConsumerTables,
+			api+"CONSUMER.MSG.NEXT."+tables+"."+msg.ConsumerTables, "$JS.ACK."+tables+"."+msg.ConsumerTables+".>")
+		p.pub(tableSubjects, kvBatchRecords("table"))
 		p.pub(kvRun, kvBatchRecords("done"), kvBatchRecords("claim"), kvBatchRecords("split"),
 			kvBatchRecords("fail"), kvBatchRecords("drained"), kvWatermark,
 			kvLock("status-writer"), kvFleetKeys)
