@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -55,9 +56,6 @@ type Estate struct {
 	cfg   EstateConfig
 	parts app.Parts
 	stop  func()
-	// convert, if set, converts a completed run's tables in place of the
-	// fleet's table loop.
-	convert func(ctx context.Context, rec ledger.RunRecord) error
 }
 
 // Run is one completed run and the simulated instant it was fetched at.
@@ -172,6 +170,10 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 	workCtx, stopWork := context.WithCancel(gctx)
 	defer func() { stopWork(); _ = g.Wait() }()
 	g.Go(func() error { return worker.Run(workCtx, workCtx) })
+	// The worker's table loop, as qfetch local runs it: the conversions
+	// queued after each batch and at the seal.
+	conversions := e.parts.TableLoop(e.cfg.Slots)
+	g.Go(func() error { return conversions.Run(workCtx) })
 
 	out, err := planner.Run(gctx)
 	if err != nil {
@@ -192,15 +194,13 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 		if rec.State != ledger.RunComplete {
 			return false, nil
 		}
-		if e.convert != nil && !e.tablesComplete(rec) {
-			if err := e.convert(gctx, rec); err != nil {
-				return false, err
-			}
-		}
 		return e.tablesComplete(rec), nil
 	})
 	if err != nil {
-		return Run{}, fmt.Errorf("run %s: %w", out.Run, err)
+		// Say how far it got: the run's state, its tables' parts.
+		st, serr := e.parts.TableBuilder().Status(context.WithoutCancel(ctx), out.Run)
+		return Run{}, fmt.Errorf("run %s (state %s; tables: %d of %d parts recorded, manifest %t; %v): %w",
+			out.Run, st.State, st.Recorded, st.Expected, st.Complete, serr, err)
 	}
 	r := Run{RunRecord: rec, At: at}
 	e.Runs = append(e.Runs, r)
@@ -208,17 +208,15 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 }
 
 // tablesComplete says whether the run's tables are complete: its table
-// manifest and, written last, its runs-table file exist.
+// manifest and, written last, its file in the runs table exist (by glob:
+// the file's part name is the converter's business).
 func (e *Estate) tablesComplete(rec ledger.RunRecord) bool {
-	for _, key := range []string{
-		tables.ManifestKey(Prefix, rec.ID),
-		tables.PartKey(Prefix, tables.Runs, rec.ID, rec.Created, "run"),
-	} {
-		if _, err := os.Stat(filepath.Join(e.Bucket, filepath.FromSlash(key))); err != nil {
-			return false
-		}
+	if _, err := os.Stat(filepath.Join(e.Bucket, filepath.FromSlash(tables.ManifestKey(Prefix, rec.ID)))); err != nil {
+		return false
 	}
-	return true
+	dir := path.Dir(tables.PartKey(Prefix, tables.Runs, rec.ID, rec.Created, "x"))
+	files, err := filepath.Glob(filepath.Join(e.Bucket, filepath.FromSlash(dir), "*.parquet"))
+	return err == nil && len(files) > 0
 }
 
 // poll calls cond every 50ms until it is true, fails, or timeout passes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,10 +52,8 @@ func estate(t *testing.T) *Estate {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
 		sharedEstate, sharedErr = StartEstate(ctx, EstateConfig{Dir: sharedDir, Hosts: 300, Seed: 20,
-			BatchSize: 40, PageSize: 100, Overlap: time.Hour})
-		if sharedErr == nil {
-			sharedEstate.convert = convertRun(sharedEstate.Bucket)
-		}
+			BatchSize: 40, PageSize: 100, Overlap: time.Hour, RunTimeout: 40 * time.Second,
+			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		for _, d := range advances {
 			if sharedErr != nil {
 				return
