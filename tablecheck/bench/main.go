@@ -6,6 +6,9 @@
 //	go run ./bench                          # 2,000 hosts, 4 runs (a minute)
 //	go run ./bench -hosts 1000000 -runs 4   # the 1M-host estate (long: the whole pipeline runs)
 //	go run ./bench -tables DIR              # tables already written: DIR is <bucket>/<prefix>
+//
+// Making the estate is not timed: it runs the whole pipeline (planner,
+// workers, the table loop) on the simulator, as the tests do.
 package main
 
 import (
@@ -46,14 +49,16 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	root := *tables
+	root, cleanup := *tables, func() {}
 	if root == "" {
-		root, err = makeEstate(*dir, *hosts, *runs, *advance, *batch, *slots)
+		root, cleanup, err = makeEstate(*dir, *hosts, *runs, *advance, *batch, *slots)
 		if err != nil {
 			log.Fatal(err)
 		}
 	}
-	if err := bench(root, q, *reps); err != nil {
+	err = bench(root, q, *reps)
+	cleanup()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -73,23 +78,27 @@ func findDoc(path string) (string, error) {
 }
 
 // makeEstate runs the pipeline over a simulated estate and returns where
-// its tables are.
-func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch, slots int) (string, error) {
-	temp := dir == ""
-	if temp {
-		tmp, err := os.MkdirTemp("", "tablecheck-bench-")
-		if err != nil {
-			return "", err
+// its tables are, and what removes a temporary estate once read.
+func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch, slots int) (root string, cleanup func(), err error) {
+	cleanup = func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "tablecheck-bench-"); err != nil {
+			return "", nil, err
 		}
-		defer os.RemoveAll(tmp) // the tables are copied out below
-		dir = tmp
+		tmp := dir
+		cleanup = func() { os.RemoveAll(tmp) }
+		defer func() {
+			if err != nil {
+				cleanup()
+			}
+		}()
 	}
 	ctx := context.Background()
 	start := time.Now()
 	e, err := tablecheck.StartEstate(ctx, tablecheck.EstateConfig{Dir: dir, Hosts: hosts, Seed: 1, BatchSize: batch,
 		PageSize: 10 * batch, Slots: slots, Overlap: time.Hour, RunTimeout: 4 * time.Hour})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer e.Close()
 	for i := range runs {
@@ -99,21 +108,12 @@ func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch,
 		}
 		r, err := e.Next(ctx, d)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		fmt.Fprintf(os.Stderr, "run %d/%d %s: %d batches (%s so far)\n", i+1, runs, r.ID, r.BatchesPlanned,
 			time.Since(start).Round(time.Second))
 	}
-	root := filepath.Join(e.Bucket, tablecheck.Prefix)
-	if !temp {
-		return root, nil
-	}
-	// A temporary estate goes when this returns: keep its tables only.
-	keep, err := os.MkdirTemp("", "tablecheck-tables-")
-	if err != nil {
-		return "", err
-	}
-	return keep, os.CopyFS(keep, os.DirFS(root))
+	return filepath.Join(e.Bucket, tablecheck.Prefix), cleanup, nil
 }
 
 type question struct {
@@ -163,9 +163,10 @@ func bench(root string, q map[string]string, reps int) error {
 		Scan(&nDet, &nHosts, &nRuns); err != nil {
 		return err
 	}
-	size, files := treeSize(root)
-	fmt.Printf("tables: %s — %d runs, %d host rows, %d detection rows; %d files, %.1f MiB\n\n",
-		root, nRuns, nHosts, nDet, files, float64(size)/(1<<20))
+	size, files := treeSize(filepath.Join(root, "tables"))
+	xml, _ := treeSize(filepath.Join(root, "runs"))
+	fmt.Printf("tables: %s — %d runs, %d host rows, %d detection rows; %d files, %.1f MiB (the runs' XML: %.1f MiB)\n\n",
+		filepath.Join(root, "tables"), nRuns, nHosts, nDet, files, float64(size)/(1<<20), float64(xml)/(1<<20))
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "question\trows\tbest\tmedian\t")
 	for _, x := range qs {
