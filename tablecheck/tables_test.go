@@ -49,10 +49,10 @@ func estate(t *testing.T) *Estate {
 		if sharedErr != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
 		sharedEstate, sharedErr = StartEstate(ctx, EstateConfig{Dir: sharedDir, Hosts: 300, Seed: 20,
-			BatchSize: 40, PageSize: 100, Overlap: time.Hour, RunTimeout: 40 * time.Second,
+			BatchSize: 40, PageSize: 100, Overlap: time.Hour, RunTimeout: 2 * time.Minute,
 			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		for _, d := range advances {
 			if sharedErr != nil {
