@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,23 +60,10 @@ func firstDiff(got, want string) string {
 	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
 	for i := range min(len(g), len(w)) {
 		if g[i] != w[i] {
-			return "line " + itoa(i+1) + ":\n got  " + g[i] + "\n want " + w[i]
+			return "line " + strconv.Itoa(i+1) + ":\n got  " + g[i] + "\n want " + w[i]
 		}
 	}
-	return "lengths differ: got " + itoa(len(g)) + " lines, want " + itoa(len(w))
-}
-
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(i)) }
-
-func fmtInt(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
+	return "lengths differ: got " + strconv.Itoa(len(g)) + " lines, want " + strconv.Itoa(len(w))
 }
 
 func ts(s string) time.Time {
@@ -274,6 +262,15 @@ func TestSimulator(t *testing.T) {
 		}
 		if r.LastProcessedDatetime.IsZero() || r.Status == "" || r.IP == "" {
 			t.Fatalf("row with empty columns: %+v", r)
+		}
+		// RESULTS is kept byte for byte, whitespace included.
+		det := string(body[r.SourceOffset:])
+		det = det[:strings.Index(det, "</DETECTION>")]
+		if i := strings.Index(det, "<![CDATA["); i >= 0 {
+			want := det[i+len("<![CDATA[") : strings.Index(det, "]]></RESULTS>")]
+			if r.Results != want {
+				t.Fatalf("QID %d: results %q, the XML holds %q", r.QID, r.Results, want)
+			}
 		}
 	}
 	for id, n := range counts {

@@ -185,6 +185,14 @@ func (p *detParser) End(ctx xmlscan.Context, off int64) error {
 	if ctx&xmlscan.WantText == 0 {
 		return nil
 	}
+	if ctx == fResults {
+		// Scanner output, kept as sent: its whitespace (a table's tabs,
+		// a last newline) is part of it.
+		if len(p.text.b) > 0 {
+			p.cur.Results = string(p.text.b)
+		}
+		return nil
+	}
 	v := p.text.value()
 	if ok, err := p.host.set(ctx, v, off); ok {
 		return err
@@ -236,8 +244,6 @@ func (p *detParser) setDetection(f xmlscan.Context, v []byte, off int64) error {
 		return setBool(&r.SSL, &r.ssl, v, off, "SSL")
 	case fInstance:
 		r.Instance = string(v)
-	case fResults:
-		r.Results = string(v)
 	case fStatus:
 		r.Status = in.get(v)
 	case fFirstFound:

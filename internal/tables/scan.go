@@ -227,7 +227,7 @@ func (t *textBuf) add(p []byte, off int64, path func() string) error {
 }
 
 // value is the text, whitespace around it trimmed: Qualys puts line breaks
-// around some CDATA sections (Elastic's sample).
+// around some CDATA sections (Elastic's sample). RESULTS is kept whole.
 func (t *textBuf) value() []byte { return bytes.Trim(t.b, " \t\r\n") }
 
 // interner gives one string per distinct short value, so that columns

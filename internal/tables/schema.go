@@ -187,7 +187,7 @@ type runCols struct {
 	HostRows      int64     `parquet:"host_rows"`
 }
 
-// writerOptions are every table's: zstd, qfetch's own created_by (the
+// writerOptions are every table's: zstd, data pages every reader knows, qfetch's own created_by (the
 // library's default names the build, which would make two builds write
 // different bytes), the schema version in the key/value metadata.
 func writerOptions(table string) []parquet.WriterOption {
@@ -197,6 +197,10 @@ func writerOptions(table string) []parquet.WriterOption {
 		parquet.KeyValueMetadata(MetaSchemaVersion, strconv.Itoa(SchemaVersion)),
 		parquet.KeyValueMetadata(MetaTable, table),
 		parquet.MaxRowsPerRowGroup(1 << 40), // we flush ourselves
+		// The most widely read profile (parquet-mr's default): v1 data
+		// pages, PLAIN or dictionary values. ZSTD does the rest.
+		parquet.DataPageVersion(1),
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
 	}
 }
 
