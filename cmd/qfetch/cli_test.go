@@ -349,6 +349,9 @@ func TestLocalSummary(t *testing.T) {
 			"--local=/data", []string{"[2026-01-02T03:04:05Z, 2026-01-02T04:04:05Z)", "20 batches, 20000 hosts requested", "512 B in 1.0s (512 B/s)",
 				"qfetch status r2 --local=/data"}},
 		{"nothing to do", local.Summary{Skipped: "the window is empty"}, "--local", []string{"nothing to do: the window is empty\n"}},
+		{"tables", local.Summary{Run: "r3", Batches: 1, Tables: "/d/qualys/tables/manifests/r3.json", TablesGlob: "/d/qualys/tables/detections/**/*.parquet"},
+			"--local", []string{"tables /d/qualys/tables/manifests/r3.json", `duckdb -c "SELECT severity, count(*) FROM read_parquet('/d/qualys/tables/detections/**/*.parquet', hive_partitioning=true)`}},
+		{"tables incomplete", local.Summary{Run: "r4", Batches: 1, TablesNote: "the run's tables are incomplete"}, "--local", []string{"  the run's tables are incomplete\n"}},
 	} {
 		var b strings.Builder
 		printSummary(&b, tc.sum, tc.flag)

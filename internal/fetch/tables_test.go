@@ -8,8 +8,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"maps"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +22,7 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/qualysim"
 	"github.com/qfetch/qfetch/internal/tables"
 	"github.com/qfetch/qfetch/internal/testenv"
 	"github.com/qfetch/qfetch/internal/testrun"
@@ -37,7 +38,12 @@ type tablesEnv struct {
 
 func setupTables(t *testing.T, hosts int64) *tablesEnv {
 	t.Helper()
-	e := testrun.New(t, testrun.Options{Hosts: hosts, BatchSize: 40, PageSize: 70})
+	return setupTablesWith(t, testrun.Options{Hosts: hosts, BatchSize: 40, PageSize: 70})
+}
+
+func setupTablesWith(t *testing.T, o testrun.Options) *tablesEnv {
+	t.Helper()
+	e := testrun.New(t, o)
 	tq, err := msg.SetupTables(t.Context(), e.JS, msg.TablesConfig{AckWait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +100,19 @@ func (e *tablesEnv) fetchRun() string {
 }
 
 func (e *tablesEnv) tablesComplete(store tables.Store, run string) func() bool {
+	// Complete: the manifest is there, and then the runs row (written last).
 	return func() bool {
-		_, err := store.Stat(e.t.Context(), tables.ManifestKey(testrun.Prefix, run))
+		r, err := store.Get(e.t.Context(), tables.ManifestKey(testrun.Prefix, run))
+		if err != nil {
+			return false
+		}
+		var tm tables.Manifest
+		err = json.NewDecoder(r).Decode(&tm)
+		r.Close()
+		if err != nil {
+			return false
+		}
+		_, err = store.Stat(e.t.Context(), tm.RunsKey)
 		return err == nil
 	}
 }
@@ -411,5 +428,36 @@ func TestTablesRebuildAll(t *testing.T) {
 		if got := snapshot(t, store); !maps.Equal(got, fleet) {
 			t.Fatalf("rebuilt tables differ from the fleet's:\n got %v\nwant %v", got, fleet)
 		}
+	}
+}
+
+// A split batch's halves are the run's parts, named for their XML
+// (part-batch-000001.1 and .2); the whole batch, never stored, has none.
+func TestTablesSplitBatch(t *testing.T) {
+	e := setupTablesWith(t, testrun.Options{Hosts: 200, BatchSize: 200, PageSize: 70,
+		Sim: qualysim.Config{Faults: qualysim.Faults{StallFor: time.Minute}}})
+	if err := e.Sim.ForceFault(qualysim.Detection, qualysim.FaultStall, 2); err != nil {
+		t.Fatal(err)
+	}
+	e.loop(e.process(e.Store), 1, 5)
+	out := e.Plan()
+	p := e.Parts("")
+	p.Finish = e.Finisher()
+	w := p.Worker(fetch.Config{Slots: 1, SplitAfter: 2, PullWait: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(ctx, ctx) })
+	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, out.Run), "the run's tables did not complete")
+	cancel()
+	wg.Wait()
+	tm := checkTables(t, e, e.Store, out.Run)
+	var items []string
+	for _, p := range tm.Parts {
+		if p.Table == tables.Detections {
+			items = append(items, p.Item+"="+p.Key[strings.LastIndex(p.Key, "/")+1:])
+		}
+	}
+	if want := "1.1=part-batch-000001.1.parquet,1.2=part-batch-000001.2.parquet"; strings.Join(items, ",") != want {
+		t.Fatalf("detections parts %v, want %s", items, want)
 	}
 }

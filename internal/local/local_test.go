@@ -33,6 +33,13 @@ func TestLocalTwice(t *testing.T) {
 		}
 	}
 	checkStatus(t, first)
+	// The run's analyst tables are complete when its summary is printed.
+	if _, err := os.Stat(first.Tables); err != nil || first.TablesGlob == "" {
+		t.Fatalf("first run's tables %q (%v), glob %q", first.Tables, err, first.TablesGlob)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(dir, "bucket", "qualys", "tables", "detections", "run_date=*", "run="+first.Run, "*.parquet")); len(parts) != first.Batches {
+		t.Fatalf("first run: %d detections parts, want %d", len(parts), first.Batches)
+	}
 	second, err := local.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

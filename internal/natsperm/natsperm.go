@@ -75,14 +75,17 @@ var (
 //     settings); publish batches; read the queue's counts; read and write
 //     run records and Host List page records; write the watermark (the
 //     finisher runs in planners); hold the planner lock; read the fleet
-//     state and the dead letters.
+//     state and the dead letters; publish table jobs (its finisher queues
+//     a sealed run's Host List pages).
 //   - worker: create the streams and buckets when missing (never change
 //     them); create and tune the workers consumer (it owns the fleet cap,
 //     I5) and pull, ack, nak and extend its batches; publish split halves,
 //     retry schedules and dead letters; write batch records (claims,
 //     results, splits, failure counts, drained), run records (the finisher)
 //     and the watermark (the finisher); write the fleet state and probe;
-//     hold the status-writer lock (its status reporter).
+//     hold the status-writer lock (its status reporter); create and pull
+//     the tables consumer, publish table jobs and write table part records
+//     (its table loop and finisher).
 //   - exporter: create the streams and buckets when missing (never change
 //     them); read everything; write only the status-writer lock.
 //   - operator: read everything; replay and drop dead letters (publish a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/finish"
@@ -141,6 +142,19 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	if err := b.ledger.RecordTablePart(ctx, ledger.TablePart{Run: j.Run, Kind: j.Kind, Item: j.Item, Key: p.Key, Rows: p.Rows, Bytes: p.Bytes}); err != nil {
 		return Result{}, err
 	}
+	if j.Kind == msg.TableDetections && rec.State != ledger.RunComplete {
+		// Sealed while this part was written: if its halves stand for the
+		// batch, a completion that listed the parts before this one landed
+		// kept it, so it is removed here (one of the two always sees it).
+		if cur, err := b.ledger.GetRun(ctx, j.Run); err == nil && cur.State == ledger.RunComplete {
+			if used, err := b.used(ctx, cur, j.Item); err == nil && !used {
+				if err := b.parts.store.Delete(ctx, p.Key); err != nil {
+					return Result{}, err
+				}
+				return Result{Skipped: "the sealed run does not use this batch (its halves stand for it)"}, nil
+			}
+		}
+	}
 	complete, err := b.TryComplete(ctx, j.Run)
 	if err != nil {
 		b.log.Warn("trying to complete the run's tables", "run", j.Run, "err", err)
@@ -241,6 +255,11 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The manifest and the runs row go together: a stop between them would
+	// leave a complete run that the documented queries (which read the
+	// runs table) never show, and no later job to write its row.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWrites)
+	defer cancel()
 	_, err = store.Put(ctx, ManifestKey(prefix, run), bytes.NewReader(data), objstore.PutOptions{ContentType: "application/json", IfAbsent: true})
 	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		return false, fmt.Errorf("tables: writing the table manifest of %s: %w", run, err)
@@ -251,6 +270,10 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	b.log.Info("run's tables complete", "run", run, "parts", len(ps), "detection_rows", tm.DetectionRows, "host_rows", tm.HostRows)
 	return true, nil
 }
+
+// finalWrites bounds the table manifest and runs row writes, which a
+// caller's stop does not cut short.
+const finalWrites = time.Minute
 
 // ensureRunRow writes the runs row of a run whose table manifest exists,
 // unless it is there.
@@ -307,7 +330,7 @@ type Status struct {
 	State    ledger.RunState
 	Recorded int  // part records
 	Expected int  // parts a complete run's tables hold (0 until sealed)
-	Complete bool // the table manifest is written
+	Complete bool // the table manifest and the runs row are written
 }
 
 // Status reports run's tables.
@@ -323,10 +346,14 @@ func (b *Builder) Status(ctx context.Context, run string) (Status, error) {
 	if rec.Totals != nil {
 		st.Expected = rec.Totals.Batches + rec.Totals.HostListPages
 	}
-	_, err = b.parts.store.Stat(ctx, ManifestKey(b.parts.prefix, run))
+	_, err = b.parts.store.Stat(ctx, PartKey(b.parts.prefix, Runs, run, rec.Created, Runs))
 	switch {
 	case err == nil:
-		st.Complete = true
+		_, err = b.parts.store.Stat(ctx, ManifestKey(b.parts.prefix, run))
+		st.Complete = err == nil
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			return st, err
+		}
 	case !errors.Is(err, objstore.ErrNotFound):
 		return st, err
 	}
