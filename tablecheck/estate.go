@@ -1,0 +1,266 @@
+package tablecheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/qfetch/qfetch/internal/app"
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/qualysim"
+	"github.com/qfetch/qfetch/internal/tables"
+)
+
+// Prefix is the key prefix an Estate's runs write under, as qfetch local's.
+const Prefix = "qualys"
+
+// EstateConfig is a simulated subscription and how it is fetched.
+type EstateConfig struct {
+	Dir       string // holds the NATS store and the directory bucket (bucket/)
+	Hosts     int64  // simulated hosts
+	Seed      uint64
+	BatchSize int // default 100
+	PageSize  int // Host List page size; default 200
+	Slots     int // worker slots; default 2
+	Overlap   time.Duration
+	// RunTimeout bounds one run and its tables; default 2 minutes.
+	RunTimeout time.Duration
+	Log        *slog.Logger
+}
+
+// Estate is the real pipeline (planner, workers with their table
+// conversions, finisher, all built by app as qfetch local builds them) on
+// the simulator, an embedded NATS and a directory bucket, driven run after
+// run on the simulator's frozen clock so that each run's truth is fixed.
+type Estate struct {
+	Sim    *qualysim.Sim
+	Bucket string // the directory bucket's root
+	Runs   []Run  // the completed runs, oldest first
+
+	cfg   EstateConfig
+	parts app.Parts
+	stop  func()
+}
+
+// Run is one completed run and the simulated instant it was fetched at.
+type Run struct {
+	ledger.RunRecord
+	At time.Time // the simulator's clock during the run (frozen)
+}
+
+// Filter is what the run asked the simulator: its window, at its instant,
+// with qfetch's default statuses.
+func (r Run) Filter() qualysim.Filter {
+	return qualysim.Filter{After: r.After, Before: r.Before, At: r.At, Statuses: DefaultStatuses}
+}
+
+// DefaultStatuses are the detection statuses qfetch asks for by default.
+var DefaultStatuses = func() qualysim.StatusSet {
+	s, err := qualysim.ParseStatuses("New,Active,Re-Opened,Fixed")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// StartEstate starts the simulator (frozen clock, ten days in, so the
+// first window holds every host), an embedded NATS and the parts.
+func StartEstate(ctx context.Context, cfg EstateConfig) (_ *Estate, err error) {
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 200
+	}
+	if cfg.Slots == 0 {
+		cfg.Slots = 2
+	}
+	if cfg.RunTimeout == 0 {
+		cfg.RunTimeout = 2 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stopAll()
+		}
+	}()
+
+	sim := qualysim.New(qualysim.Config{Seed: cfg.Seed, Hosts: cfg.Hosts, RateLimit: qualysim.Off, ConcurrencyLimit: cfg.Slots})
+	stops = append(stops, sim.Close)
+	sim.Advance(10 * 24 * time.Hour)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	var simGroup errgroup.Group
+	simGroup.Go(func() error { return sim.Serve(simCtx, ln) })
+	stops = append(stops, func() { stopSim(); _ = simGroup.Wait() })
+	client, err := qualys.New(qualys.Config{BaseURL: qualysim.URL(ln), Username: sim.Username(), Password: sim.Password(),
+		IdleTimeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+
+	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, stopNATS)
+	q, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 10*time.Second, app.RolePlanner)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := app.Queue(ctx, js, config.NATS{}, config.Fleet{MaxInFlight: cfg.Slots}, 10*time.Second, app.RoleWorker); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(cfg.Dir, "bucket")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	store, err := objstore.NewDir(root)
+	if err != nil {
+		return nil, err
+	}
+	parts := app.Parts{Log: cfg.Log, Qualys: client, Store: store, Queue: q, Prefix: Prefix, Owner: "tablecheck"}
+	return &Estate{Sim: sim, Bucket: root, cfg: cfg, parts: parts, stop: stopAll}, nil
+}
+
+// Close stops what StartEstate started; the bucket stays.
+func (e *Estate) Close() { e.stop() }
+
+// Tables is the directory that holds the estate's tables.
+func (e *Estate) Tables() string { return filepath.Join(e.Bucket, Prefix, "tables") }
+
+// Next advances the simulated clock by d, then plans one run and works it
+// until the run is complete and so are its tables (its runs-table file
+// is there).
+func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
+	at := e.Sim.Advance(d)
+	planner := e.parts.Planner(plan.Config{BatchSize: e.cfg.BatchSize, PageSize: e.cfg.PageSize,
+		Overlap: e.cfg.Overlap, LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now})
+	worker := e.parts.Worker(fetch.Config{Slots: e.cfg.Slots, MaxBackoff: 200 * time.Millisecond,
+		ProbeEvery: time.Second, Grace: 5 * time.Second, PullWait: 200 * time.Millisecond}, nil)
+
+	g, gctx := errgroup.WithContext(ctx)
+	workCtx, stopWork := context.WithCancel(gctx)
+	defer func() { stopWork(); _ = g.Wait() }()
+	g.Go(func() error { return worker.Run(workCtx, workCtx) })
+	// The worker's table loop, as qfetch local runs it: the conversions
+	// queued after each batch and at the seal.
+	conversions := e.parts.TableLoop(e.cfg.Slots)
+	g.Go(func() error { return conversions.Run(workCtx) })
+
+	out, err := planner.Run(gctx)
+	if err != nil {
+		return Run{}, fmt.Errorf("planner: %w", err)
+	}
+	if out.Skipped || out.Superseded {
+		return Run{}, fmt.Errorf("planner made no run: %s", out.Reason)
+	}
+	var rec ledger.RunRecord
+	err = poll(gctx, e.cfg.RunTimeout, func() (bool, error) {
+		rec, err = e.parts.Queue.GetRun(gctx, out.Run)
+		if err != nil {
+			return false, err
+		}
+		if rec.State == ledger.RunFailed {
+			return false, fmt.Errorf("run %s failed: %s", rec.ID, rec.Error)
+		}
+		if rec.State != ledger.RunComplete {
+			return false, nil
+		}
+		return e.tablesComplete(rec), nil
+	})
+	if err != nil {
+		// Say how far it got: the run's state, its tables' parts.
+		st, serr := e.parts.TableBuilder().Status(context.WithoutCancel(ctx), out.Run)
+		return Run{}, fmt.Errorf("run %s (state %s; tables: %d of %d parts recorded, manifest %t; %v): %w",
+			out.Run, st.State, st.Recorded, st.Expected, st.Complete, serr, err)
+	}
+	r := Run{RunRecord: rec, At: at}
+	e.Runs = append(e.Runs, r)
+	return r, nil
+}
+
+// tablesComplete says whether the run's tables are complete: its table
+// manifest and, written last, its file in the runs table exist (by glob:
+// the file's part name is the converter's business).
+func (e *Estate) tablesComplete(rec ledger.RunRecord) bool {
+	if _, err := os.Stat(filepath.Join(e.Bucket, filepath.FromSlash(tables.ManifestKey(Prefix, rec.ID)))); err != nil {
+		return false
+	}
+	dir := path.Dir(tables.PartKey(Prefix, tables.Runs, rec.ID, rec.Created, "x"))
+	files, err := filepath.Glob(filepath.Join(e.Bucket, filepath.FromSlash(dir), "*.parquet"))
+	return err == nil && len(files) > 0
+}
+
+// poll calls cond every 50ms until it is true, fails, or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done within %v: %w", timeout, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// startNATS starts an embedded NATS with JetStream stored in dir, reached
+// in process (no port), as qfetch local does.
+func startNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
+	ns, err := server.NewServer(&server.Options{ServerName: "tablecheck", DontListen: true, JetStream: true,
+		StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.Start()
+	shutdown := func() { ns.Shutdown(); ns.WaitForShutdown() }
+	if !ns.ReadyForConnections(30 * time.Second) {
+		shutdown()
+		return nil, nil, errors.New("embedded NATS did not start within 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		shutdown()
+		return nil, nil, err
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		shutdown()
+		return nil, nil, err
+	}
+	return js, func() { nc.Close(); shutdown() }, nil
+}
