@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
@@ -164,7 +165,18 @@ func tableCounter(t *testing.T, reg *prometheus.Registry, name string, labels ma
 // and the runs row.
 func checkTables(t *testing.T, e *tablesEnv, store tables.Store, run string) tables.Manifest {
 	t.Helper()
-	rec := e.Record(run)
+	// The sealed run's totals, from its manifest.json: its record may not
+	// say complete yet (a finisher that died marking it).
+	var sealed finish.Manifest
+	mr, err := store.Get(t.Context(), objstore.ManifestKey(testrun.Prefix, run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(mr).Decode(&sealed)
+	mr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := store.Get(t.Context(), tables.ManifestKey(testrun.Prefix, run))
 	if err != nil {
 		t.Fatal(err)
@@ -191,9 +203,9 @@ func checkTables(t *testing.T, e *tablesEnv, store tables.Store, run string) tab
 			hosts++
 		}
 	}
-	if det != rec.Totals.Batches || hosts != rec.Totals.HostListPages {
+	if det != sealed.Totals.Batches || hosts != sealed.Totals.HostListPages {
 		t.Errorf("table manifest of %s: %d detections parts and %d hosts parts, the run has %d batches and %d pages",
-			run, det, hosts, rec.Totals.Batches, rec.Totals.HostListPages)
+			run, det, hosts, sealed.Totals.Batches, sealed.Totals.HostListPages)
 	}
 	if tm.DetectionRows == 0 || tm.HostRows == 0 {
 		t.Errorf("table manifest of %s: %d detection rows, %d host rows", run, tm.DetectionRows, tm.HostRows)

@@ -266,6 +266,11 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
 		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
 	}
+	// Before the run is marked complete: a finisher that dies after this
+	// mark and before queueing the tables would leave them to nobody, while
+	// one that dies before it leaves them to the finisher taking its claim
+	// over, which does every step again.
+	f.sealedTables(ctx, m)
 	_, err = f.q.UpdateRun(ctx, rec.ID, func(r *ledger.RunRecord) error {
 		if r.State == ledger.RunComplete {
 			return errNotMine // completed by the finisher that took this one's claim over: its record stands
@@ -280,7 +285,6 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err != nil && !errors.Is(err, errNotMine) {
 		return fmt.Errorf("finish %s: marking complete: %w", rec.ID, err)
 	}
-	f.sealedTables(ctx, m)
 	f.log.Info("run complete", "run", rec.ID, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
 		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
 		"manifest", manifestKey)

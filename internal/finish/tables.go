@@ -27,8 +27,8 @@ func (f *Finisher) sealedTables(ctx context.Context, m Manifest) {
 	if f.tables == nil {
 		return
 	}
-	// The run is marked complete already: a caller stopping now (a worker
-	// whose soft stop began) must not lose its pages' conversions.
+	// The run is sealed already: a caller stopping now (a worker whose soft
+	// stop began) must not lose its pages' conversions.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tablesHookTimeout)
 	defer cancel()
 	batches := make([]string, len(m.Batches))

@@ -115,9 +115,15 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 		}
 	case msg.TableHosts:
 		// Pages are final only once the run is sealed: before, a resumed
-		// planner may still rewrite them.
+		// planner may still rewrite them. The finisher queues them between
+		// _SUCCESS and marking the run complete, so that a finisher dying
+		// there leaves them to the one that takes its claim over.
 		if rec.State != ledger.RunComplete {
-			return Result{}, failure.Permanent(fmt.Errorf("tables: job %s: the run is %s, Host List pages are converted once it is sealed", j, rec.State))
+			if _, err := b.parts.store.Stat(ctx, objstore.SuccessKey(b.parts.prefix, j.Run)); errors.Is(err, objstore.ErrNotFound) {
+				return Result{}, failure.Permanent(fmt.Errorf("tables: job %s: the run is %s, Host List pages are converted once it is sealed", j, rec.State))
+			} else if err != nil {
+				return Result{}, fmt.Errorf("tables: job %s: %w", j, err)
+			}
 		}
 		n, _ := strconv.Atoi(j.Item)
 		if rec.HostListPages > 0 && n > rec.HostListPages {
@@ -185,16 +191,26 @@ func (b *Builder) used(ctx context.Context, rec ledger.RunRecord, batch string) 
 	return false, nil
 }
 
-// TryComplete completes run's tables if the run is sealed and every part
+// TryComplete completes run's tables if the run is sealed (its _SUCCESS is
+// there) and every part
 // it needs is recorded: it removes parts of batches the run does not use,
 // writes the table manifest (if none is there), then the run's row in the
 // runs table. It is cheap while parts are missing (one count).
 func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	rec, err := b.ledger.GetRun(ctx, run)
-	if err != nil || rec.State != ledger.RunComplete {
+	if err != nil || rec.State == ledger.RunFailed {
 		return false, err
 	}
 	store, prefix := b.parts.store, b.parts.prefix
+	if rec.State != ledger.RunComplete {
+		// Sealed but not yet marked complete (the finisher queues the
+		// tables in between), or its finisher died there: _SUCCESS decides.
+		if _, err := store.Stat(ctx, objstore.SuccessKey(prefix, run)); errors.Is(err, objstore.ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+	}
 	if _, err := store.Stat(ctx, ManifestKey(prefix, run)); err == nil {
 		// Complete; the runs row may have been lost to a crash after it.
 		m, err := sealed(ctx, store, prefix, run)
