@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,12 +35,19 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 	// The deadline runs on its own timer: a renewal waiting for its answer
 	// must not hold it back.
 	var once sync.Once
-	deadline := time.AfterFunc(time.Until(delivered.Add(life)), func() {
+	lapse := func() {
 		once.Do(func() {
 			cancel(ErrLeaseLost)
 			w.metrics.leasesLost.Inc()
 		})
-	})
+	}
+	// expires is the lease's end as last confirmed. stop checks it too: a
+	// process thawed after a freeze runs whichever overdue timer comes
+	// first, and a call's idle timeout must not pass for a failure of a
+	// batch whose lease had lapsed meanwhile.
+	var expires atomic.Int64
+	expires.Store(delivered.Add(life).UnixNano())
+	deadline := time.AfterFunc(time.Until(delivered.Add(life)), lapse)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -59,6 +67,7 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 				// A timer that fired stays fired: a late answer revives
 				// nothing.
 				if err == nil && lctx.Err() == nil {
+					expires.Store(sent.Add(life).UnixNano())
 					deadline.Reset(time.Until(sent.Add(life)))
 				}
 			}
@@ -68,6 +77,9 @@ func (w *Worker) lease(ctx context.Context, m jetstream.Msg, delivered time.Time
 		close(done)
 		wg.Wait()
 		deadline.Stop()
+		if time.Now().UnixNano() >= expires.Load() {
+			lapse()
+		}
 		cancel(nil)
 	}
 }
