@@ -28,20 +28,11 @@ type detParser struct {
 }
 
 func (p *detParser) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
-	if string(name) == "SIMPLE_RETURN" || string(name) == "GENERIC_RETURN" {
-		return xmlscan.Skip, fault(off, "error document %s", name)
+	if ctx, ok, err := envelope(parent, name, off, rootDetections); ok {
+		return ctx, err
 	}
 	ctx := xmlscan.Skip
 	switch parent {
-	case xmlscan.Document:
-		if string(name) != rootDetections {
-			return xmlscan.Skip, fault(off, "root element %s, want %s", name, rootDetections)
-		}
-		return ctxRoot, nil
-	case ctxRoot:
-		if string(name) == "RESPONSE" {
-			ctx = ctxResponse
-		}
 	case ctxResponse:
 		if string(name) == "HOST_LIST" {
 			ctx = ctxHostList

@@ -27,20 +27,11 @@ type hostParser struct {
 }
 
 func (p *hostParser) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
-	if string(name) == "SIMPLE_RETURN" || string(name) == "GENERIC_RETURN" {
-		return xmlscan.Skip, fault(off, "error document %s", name)
+	if ctx, ok, err := envelope(parent, name, off, rootHostList); ok {
+		return ctx, err
 	}
 	ctx := xmlscan.Skip
 	switch parent {
-	case xmlscan.Document:
-		if string(name) != rootHostList {
-			return xmlscan.Skip, fault(off, "root element %s, want %s", name, rootHostList)
-		}
-		return ctxRoot, nil
-	case ctxRoot:
-		if string(name) == "RESPONSE" {
-			ctx = ctxResponse
-		}
 	case ctxResponse:
 		switch string(name) {
 		case "HOST_LIST":

@@ -351,3 +351,26 @@ func fastTime(b []byte) (time.Time, bool) {
 	}
 	return t, true
 }
+
+// envelope places an element of the frame both tables' documents share:
+// an error document fails the part, the root must be root, and RESPONSE
+// sits under it. ok is false below RESPONSE, where each parser places the
+// element itself.
+func envelope(parent xmlscan.Context, name []byte, off int64, root string) (ctx xmlscan.Context, ok bool, err error) {
+	if string(name) == "SIMPLE_RETURN" || string(name) == "GENERIC_RETURN" {
+		return xmlscan.Skip, true, fault(off, "error document %s", name)
+	}
+	switch parent {
+	case xmlscan.Document:
+		if string(name) != root {
+			return xmlscan.Skip, true, fault(off, "root element %s, want %s", name, root)
+		}
+		return ctxRoot, true, nil
+	case ctxRoot:
+		if string(name) == "RESPONSE" {
+			return ctxResponse, true, nil
+		}
+		return xmlscan.Skip, true, nil
+	}
+	return xmlscan.Skip, false, nil
+}
