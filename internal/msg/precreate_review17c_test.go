@@ -47,3 +47,23 @@ func TestSetupRefusesARePublishingDeadLetterStream_review17c(t *testing.T) {
 	t.Fatalf("Setup accepted a dead-letter stream that republishes to the watermark (setup: %v; republish kept: %v); "+
 		"a record published on %swm made the watermark %s", err, s.CachedInfo().Config.RePublish != nil, dlqSubjectPrefix, got)
 }
+
+// Either stream pre-created with a RePublish or a subject transform is
+// refused, by the planner and by the processes that only bind to it.
+func TestStreamCompatibleRefusesRedirection_review17c(t *testing.T) {
+	w := wanted(Config{}.withDefaults())
+	for _, want := range []jetstream.StreamConfig{w.batches, w.dlq} {
+		rp := want
+		rp.RePublish = &jetstream.RePublish{Source: ">", Destination: "elsewhere.>"}
+		st := want
+		st.SubjectTransform = &jetstream.SubjectTransformConfig{Source: ">", Destination: "elsewhere.>"}
+		for name, have := range map[string]jetstream.StreamConfig{"republish": rp, "subject transform": st} {
+			if err := streamCompatible(have, want); !errors.Is(err, ErrIncompatible) {
+				t.Errorf("%s with a %s: %v, want %v", want.Name, name, err, ErrIncompatible)
+			}
+		}
+		if err := streamCompatible(want, want); err != nil {
+			t.Errorf("%s as qfetch creates it: %v", want.Name, err)
+		}
+	}
+}
