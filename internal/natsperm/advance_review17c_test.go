@@ -88,6 +88,9 @@ func TestWorkerCompletesOpenRunMovesWatermark_review17c(t *testing.T) {
 		State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 5}); err != nil {
 		t.Fatalf("planner opens a run: %v", err)
 	}
+	if err := planner.MarkPage(ctx, id, 1, objstore.Object{Key: "page-1", Hosts: 500}); err != nil {
+		t.Fatalf("planner records its Host List page: %v", err)
+	}
 	// The worker's credential rewrites the record as complete (a raw put:
 	// no state rule of the ledger library stands in its way) and stores
 	// the run's _SUCCESS.
