@@ -37,6 +37,8 @@ func bucketCompatible(have jetstream.StreamConfig, want jetstream.KeyValueConfig
 		return bad("mirror/sources", "set", "none")
 	case have.RePublish != nil:
 		return bad("republish", have.RePublish.Destination, "none")
+	case have.SubjectTransform != nil:
+		return bad("subject transform", have.SubjectTransform.Destination, "none")
 	case have.Sealed:
 		return bad("sealed", true, false)
 	}

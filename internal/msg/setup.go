@@ -260,6 +260,13 @@ func streamCompatible(have, want jetstream.StreamConfig) error {
 		return bad("deny purge", true, false)
 	case have.Mirror != nil || len(have.Sources) > 0:
 		return bad("mirror/sources", "set", "none")
+	case have.RePublish != nil:
+		// The server republishes every stored message, and another stream
+		// (a bucket: the watermark) stores what arrives there: whoever may
+		// publish on this stream's subjects would write into it.
+		return bad("republish", have.RePublish.Destination, "none")
+	case have.SubjectTransform != nil:
+		return bad("subject transform", have.SubjectTransform.Destination, "none")
 	case have.Sealed:
 		return bad("sealed", true, false)
 	}

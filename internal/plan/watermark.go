@@ -20,6 +20,9 @@ type Watermarks interface {
 	// AdvanceWatermark moves the watermark forward only, by
 	// compare-and-set, and says whether it moved.
 	AdvanceWatermark(ctx context.Context, w ledger.Watermark) (bool, error)
+	// Pages are the run's Host List page records: only a planner's
+	// credential may write them (a worker's may write run records).
+	Pages(ctx context.Context, run string) ([]objstore.Object, error)
 }
 
 // Marks is where a sealed run's _SUCCESS is looked for.
@@ -56,7 +59,8 @@ const maxSkew = time.Minute
 // Advance moves the watermark over every completed run newer than it,
 // oldest first, each one checked: its record complete, its _SUCCESS
 // stored, its window starting at or before the watermark as it stands
-// then (no gap between the two, I1) and ending no later than this
+// then (no gap between the two, I1), a Host List page recorded (which only
+// a planner may write) and ending no later than this
 // planner's clock (a record forged with a window ending in the future
 // would hold every later window empty). A run that fails a check is logged
 // and passed over; a later run may still be contiguous, since its window
@@ -159,6 +163,14 @@ func (a Advancer) check(ctx context.Context, r ledger.RunRecord, start, now time
 	}
 	if r.Before.After(now.Add(maxSkew)) {
 		return "its window ends after this planner's clock: no planner cut it", nil
+	}
+	// A worker's credential can write a complete run record and its
+	// _SUCCESS, but no Host List page record: a run no planner walked has
+	// none (review17c).
+	if pages, err := a.Ledger.Pages(ctx, r.ID); err != nil {
+		return "", fmt.Errorf("advancing the watermark: reading the Host List pages of %s: %w", r.ID, err)
+	} else if len(pages) == 0 {
+		return "no Host List page is recorded: no planner walked its window", nil
 	}
 	key := objstore.SuccessKey(a.Prefix, r.ID)
 	if _, err := a.Store.Stat(ctx, key); errors.Is(err, objstore.ErrNotFound) {

@@ -27,6 +27,7 @@ func TestAdvancerChecksEachRun(t *testing.T) {
 		after, before time.Time
 		state         ledger.RunState
 		noSuccess     bool
+		noPages       bool // a record no planner walked (a worker's credential wrote it)
 	}
 	complete := func(after, before time.Time) run { return run{after: after, before: before, state: ledger.RunComplete} }
 	tests := []struct {
@@ -42,6 +43,8 @@ func TestAdvancerChecksEachRun(t *testing.T) {
 		{name: "failed", runs: []run{{after: time.Time{}, before: h(1), state: ledger.RunFailed}}},
 		{name: "no _SUCCESS, the next run still contiguous", runs: []run{{before: h(1), state: ledger.RunComplete, noSuccess: true},
 			complete(time.Time{}, h(2))}, want: []int{1}, logged: "_SUCCESS is not stored"},
+		{name: "no Host List page, the next run still contiguous", runs: []run{{before: h(1), state: ledger.RunComplete, noPages: true},
+			complete(time.Time{}, h(2))}, want: []int{1}, logged: "no Host List page is recorded"},
 		{name: "a gap", runs: []run{complete(time.Time{}, h(1)), complete(h(3), h(4))}, want: []int{0},
 			logged: "starts after the watermark"},
 		{name: "first window after QFETCH_PLAN_FIRST_AFTER", firstAfter: h(1), runs: []run{complete(h(2), h(3))},
@@ -62,6 +65,11 @@ func TestAdvancerChecksEachRun(t *testing.T) {
 				ids = append(ids, id)
 				if _, err := e.Q.CreateRun(ctx, ledger.RunRecord{ID: id, After: r.after, Before: r.before, State: r.state}); err != nil {
 					t.Fatal(err)
+				}
+				if !r.noPages { // what the planner's walk records
+					if err := e.Q.MarkPage(ctx, id, 1, objstore.Object{Key: "page-1", Hosts: 1}); err != nil {
+						t.Fatal(err)
+					}
 				}
 				if r.state == ledger.RunComplete && !r.noSuccess {
 					if _, err := e.Store.Put(ctx, objstore.SuccessKey(testrun.Prefix, id), strings.NewReader(""), objstore.PutOptions{}); err != nil {
