@@ -1,7 +1,6 @@
 package natsperm_test
 
 import (
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -75,48 +74,6 @@ func TestWorkerForgedRunMovesWatermark_review17c(t *testing.T) {
 	if wm, log := advance(t, planner, store, firstAfter, now); wm.Run == id {
 		t.Fatalf("the planner moved the watermark to %v over run %s, which only a worker's credential wrote "+
 			"(no Host List page, no batch): the hosts of [%v, %v) are never fetched (I1)\nlog:\n%s",
-			wm.Time, id, firstAfter, wm.Time, log)
-	}
-}
-
-func TestWorkerCompletesOpenRunMovesWatermark_review17c(t *testing.T) {
-	t.Skip("review17c: a worker's credential marks the planner's open run complete and stores its _SUCCESS; the Advancer moves the watermark over hosts never fetched (I1)")
-	planner, worker, wjs, store, firstAfter, now := advanceSetup(t)
-	ctx := t.Context()
-	// The planner's own run, cut and still fetching: no batch is done.
-	id := now.Add(-time.Hour).Format("20060102T150405Z") + "-real"
-	if _, err := planner.CreateRun(ctx, ledger.RunRecord{ID: id, After: firstAfter, Before: now.Add(-time.Hour),
-		State: ledger.RunFetching, PlanningComplete: true, BatchesPlanned: 5}); err != nil {
-		t.Fatalf("planner opens a run: %v", err)
-	}
-	if err := planner.MarkPage(ctx, id, 1, objstore.Object{Key: "page-1", Hosts: 500}); err != nil {
-		t.Fatalf("planner records its Host List page: %v", err)
-	}
-	// The worker's credential rewrites the record as complete (a raw put:
-	// no state rule of the ledger library stands in its way) and stores
-	// the run's _SUCCESS.
-	r, err := worker.GetRun(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.State = ledger.RunComplete
-	data, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := wjs.KeyValue(ctx, ledger.BucketRuns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(ctx, id, data); err != nil {
-		t.Fatalf("worker rewrites the run record: %v", err)
-	}
-	if _, err := store.Put(ctx, objstore.SuccessKey(testrun.Prefix, id), strings.NewReader(""), objstore.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if wm, log := advance(t, planner, store, firstAfter, now); wm.Run == id {
-		t.Fatalf("the planner moved the watermark to %v over run %s, which no worker fetched a batch of "+
-			"(0 of 5 done): the hosts of [%v, %v) are never fetched (I1)\nlog:\n%s",
 			wm.Time, id, firstAfter, wm.Time, log)
 	}
 }
