@@ -242,13 +242,15 @@ func (w *Worker) probeQualys(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
-// keepProbe renews the probe claim every half period until stop; a claim
-// lost to another worker cancels nothing (the probe is nearly over).
+// keepProbe renews the probe claim every quarter period until stop, so
+// that one slow renewal (a loaded NATS) does not let the claim lapse while
+// the probe's call runs and another worker's probe start beside it (I5); a
+// claim lost to another worker cancels nothing (the probe is nearly over).
 func (w *Worker) keepProbe(ctx context.Context, period time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(period / 2)
+		t := time.NewTicker(period / 4)
 		defer t.Stop()
 		for {
 			select {
