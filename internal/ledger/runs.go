@@ -78,6 +78,15 @@ type RunRecord struct {
 	// Accepted is set when an operator dropped dead-lettered batches of the
 	// run: it stays incomplete on purpose (see [Acceptance]).
 	Accepted *Acceptance `json:"accepted_incomplete,omitempty"`
+	// Backfill is, for a KnowledgeBase pass (runid.IsKB), the QIDs it asks
+	// for beyond its listing: QIDs that completed runs' detections use and
+	// no completed pass returned (hostids form). Fixed when the pass opens,
+	// so a resumed pass cuts the same batches.
+	Backfill string `json:"backfill,omitempty"`
+	// Covers is, for a KnowledgeBase pass, the newest completed detection
+	// run whose detections' QIDs were checked for Backfill; the next pass
+	// looks at runs after it.
+	Covers string `json:"covers,omitempty"`
 	// Error says why a failed run failed.
 	Error     string    `json:"error,omitempty"`
 	Created   time.Time `json:"created"`
@@ -143,13 +152,17 @@ type BatchResult struct {
 	Batch string `json:"batch"` // Batch.Key()
 	// HostsRequested is the batch's Hosts; HostsReturned what the response
 	// held (hosts without detections are left out by the API).
-	HostsRequested int               `json:"hosts_requested"`
-	HostsReturned  int               `json:"hosts_returned"`
-	Objects        []objstore.Object `json:"objects"`
-	Delivery       uint64            `json:"delivery"`
-	Worker         string            `json:"worker,omitempty"`
-	Duration       float64           `json:"duration_seconds"`
-	At             time.Time         `json:"at"`
+	HostsRequested int `json:"hosts_requested"`
+	HostsReturned  int `json:"hosts_returned"`
+	// IDs are, for a KnowledgeBase batch, the QIDs its answer held
+	// (hostids form); the pass's manifest adds them up into the QIDs
+	// qfetch knows. Empty for a detection batch.
+	IDs      string            `json:"ids,omitempty"`
+	Objects  []objstore.Object `json:"objects"`
+	Delivery uint64            `json:"delivery"`
+	Worker   string            `json:"worker,omitempty"`
+	Duration float64           `json:"duration_seconds"`
+	At       time.Time         `json:"at"`
 }
 
 // Bytes is the size of all the batch's objects.

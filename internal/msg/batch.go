@@ -15,6 +15,7 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/qparams"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // SchemaVersion is the batch message version this code writes.
@@ -93,12 +94,20 @@ type Batch struct {
 	// Params are the extra detection request parameters of the run: only
 	// names qparams allows for detections, checked by Encode and Decode.
 	Params url.Values `json:"params,omitempty"`
+	// Kind is empty for a detection batch and [KindKB] for a KnowledgeBase
+	// batch, whose IDs are QIDs, whose Run is a KB pass (runid.IsKB), whose
+	// After is the pass's last_modified_after (zero for a full pass) and
+	// whose Params are KnowledgeBase parameters (qparams.CheckKB). A KB
+	// batch is written as schema version 2, so that a build that cannot
+	// fetch it refuses it instead of asking for detections of hosts whose
+	// IDs are QIDs. (Contract stub: H-plan implements it.)
+	Kind string `json:"kind,omitempty"`
 }
 
-var (
-	runIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	partPattern  = regexp.MustCompile(`^[12](\.[12])*$`)
-)
+// KindKB is the Kind of a KnowledgeBase batch.
+const KindKB = "kb"
+
+var partPattern = regexp.MustCompile(`^[12](\.[12])*$`)
 
 // maxSplitDepth bounds Part: 2^20 halves is far below a single host.
 const maxSplitDepth = 20
@@ -127,7 +136,7 @@ func BatchSubject(run string) string { return batchSubjectPrefix + run }
 func MsgID(run, key string) string { return run + "." + key }
 
 // ValidRunID reports whether id can name a run (a subject and KV key token).
-func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
+func ValidRunID(id string) bool { return runid.Valid(id) }
 
 // Validate reports what is wrong with b, as an error wrapping [ErrBadBatch]
 // and classified permanent. The version is not checked: Encode sets it.

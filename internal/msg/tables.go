@@ -33,6 +33,9 @@ const (
 const (
 	TableDetections = "detections"
 	TableHosts      = "hosts"
+	// TableKB is the kb table: one part per KnowledgeBase batch of a KB
+	// pass. (Contract stub: H-tables accepts it in Validate.)
+	TableKB = "kb"
 )
 
 // TableJobVersion is the table job message version this code writes.

@@ -17,9 +17,31 @@ import (
 // with no leading slash. The run is used as it is: an empty or malformed run
 // makes a key that [ValidKey] (and so every Put) rejects.
 
-// HostListPageKey is <prefix>/runs/<run>/hostlist/page-000001.xml.
+// A KnowledgeBase pass is a run whose ID starts with kbRunPrefix (package
+// runid's KBPrefix; objstore keeps its own copy to stay a leaf, and a test
+// checks they agree). Its objects live under <prefix>/kb/<pass>/: its QID
+// listing in qids/ where a run's Host List pages are, its KnowledgeBase
+// answers in vulns/ where a run's detections are.
+const kbRunPrefix = "kb-"
+
+func isKB(run string) bool { return strings.HasPrefix(run, kbRunPrefix) }
+
+// HostListPageKey is <prefix>/runs/<run>/hostlist/page-000001.xml, and
+// <prefix>/kb/<pass>/qids/page-000001.xml for a KnowledgeBase pass.
 func HostListPageKey(prefix, run string, page int) string {
-	return RunPrefix(prefix, run) + "hostlist/page-" + seq(page, 6) + ".xml"
+	dir := "hostlist/"
+	if isKB(run) {
+		dir = "qids/"
+	}
+	return RunPrefix(prefix, run) + dir + "page-" + seq(page, 6) + ".xml"
+}
+
+// itemDir is the folder of a run's batch answers.
+func itemDir(run string) string {
+	if isKB(run) {
+		return "vulns/"
+	}
+	return "detections/"
 }
 
 // DetectionKey is <prefix>/runs/<run>/detections/batch-000001.xml for the
@@ -34,7 +56,7 @@ func DetectionKey(prefix, run string, batch, page int) string {
 	if page >= 2 {
 		name += "-p" + seq(page, 4)
 	}
-	return RunPrefix(prefix, run) + "detections/" + name + ".xml"
+	return RunPrefix(prefix, run) + itemDir(run) + name + ".xml"
 }
 
 // DetectionPartKey is DetectionKey for a half of a split batch: part is the
@@ -48,7 +70,7 @@ func DetectionPartKey(prefix, run string, batch int, part string, page int) stri
 	if page >= 2 {
 		name += "-p" + seq(page, 4)
 	}
-	return RunPrefix(prefix, run) + "detections/" + name + ".xml"
+	return RunPrefix(prefix, run) + itemDir(run) + name + ".xml"
 }
 
 // ManifestKey is <prefix>/runs/<run>/manifest.json.
@@ -63,9 +85,19 @@ func StatusKey(prefix, run string) string { return RunPrefix(prefix, run) + "sta
 // LatestKey is <prefix>/latest.json.
 func LatestKey(prefix string) string { return join(prefix, "latest.json") }
 
+// KBLatestKey is <prefix>/kb/latest.json: the newest complete KnowledgeBase
+// pass, as latest.json is the newest complete run.
+func KBLatestKey(prefix string) string { return join(prefix, "kb/latest.json") }
+
 // RunPrefix is <prefix>/runs/<run>/, with the trailing slash, so that listing
-// run "r1" does not also list run "r10".
-func RunPrefix(prefix, run string) string { return join(prefix, "runs/"+run+"/") }
+// run "r1" does not also list run "r10"; <prefix>/kb/<pass>/ for a
+// KnowledgeBase pass.
+func RunPrefix(prefix, run string) string {
+	if isKB(run) {
+		return join(prefix, "kb/"+run+"/")
+	}
+	return join(prefix, "runs/"+run+"/")
+}
 
 func join(prefix, rest string) string {
 	prefix = strings.Trim(prefix, "/")

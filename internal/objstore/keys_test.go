@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 func TestKeys(t *testing.T) {
@@ -128,4 +129,25 @@ func FuzzValidKey(f *testing.F) {
 			t.Fatalf("ValidKey accepted %q", key)
 		}
 	})
+}
+
+func TestKBPassKeys(t *testing.T) {
+	const pass = "kb-20261204T120000Z-a1b2c3"
+	for _, tc := range []struct{ got, want string }{
+		{RunPrefix("p", pass), "p/kb/" + pass + "/"},
+		{HostListPageKey("p", pass, 1), "p/kb/" + pass + "/qids/page-000001.xml"},
+		{DetectionKey("p", pass, 3, 2), "p/kb/" + pass + "/vulns/batch-000003-p0002.xml"},
+		{DetectionPartKey("p", pass, 3, "1.2", 0), "p/kb/" + pass + "/vulns/batch-000003.1.2.xml"},
+		{ManifestKey("p", pass), "p/kb/" + pass + "/manifest.json"},
+		{SuccessKey("", pass), "kb/" + pass + "/_SUCCESS"},
+		{KBLatestKey("/p/"), "p/kb/latest.json"},
+		{RunPrefix("p", "20261204T120000Z-a1b2c3"), "p/runs/20261204T120000Z-a1b2c3/"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+	if kbRunPrefix != runid.KBPrefix {
+		t.Errorf("objstore's KB pass prefix %q differs from runid.KBPrefix %q", kbRunPrefix, runid.KBPrefix)
+	}
 }

@@ -178,3 +178,10 @@ func show(name string) string {
 	}
 	return fmt.Sprintf("%q", name)
 }
+
+// KnowledgeBase is the KnowledgeBase API (/fo/knowledge_base/vuln/).
+const KnowledgeBase API = "KnowledgeBase"
+
+// CheckKB is [Check] for KnowledgeBase requests. (Contract stub: H-api
+// gives KnowledgeBase its allowlist; until then every name is refused.)
+func CheckKB(v url.Values) error { return Check(KnowledgeBase, v) }
