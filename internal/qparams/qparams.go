@@ -59,13 +59,50 @@ var detection = []string{
 	"include_search_list_ids", "exclude_search_list_titles", "exclude_search_list_ids",
 }
 
-// Owned reports whether qfetch sets the parameter name itself, in any case:
-// Qualys may read IDS as ids, so IDS is as much qfetch's as ids.
+// kb are the KnowledgeBase output options and filters (qualys-api.md
+// §10.2) a pass may send: details and the show_* flags are the pass's own
+// request parameters (the planner sets them), the three filters an
+// operator's. Each only adds elements to a VULN or narrows which QIDs are
+// listed. details is here, not owned: a pass chooses Basic or All and its
+// batches carry the choice (CheckKB checks the value).
+var kb = []string{
+	"details", "show_disabled_flag", "show_qid_change_log", "show_supported_modules_info",
+	"show_pci_reasons", "is_patchable", "discovery_method", "discovery_auth_types",
+}
+
+// ownedKB are set by qfetch on every KnowledgeBase request: which QIDs
+// (ids, the id range, the pass's window) and what the call does.
+// ownedKBPrefixes own whole families, so that last_modified_by_service_after
+// or a published_ variant Qualys adds later cannot move a pass's window.
+var (
+	ownedKB         = []string{"action", "id_max", "id_min", "ids"}
+	ownedKBPrefixes = []string{"last_modified_", "published_"}
+)
+
+// Owned reports whether qfetch sets the parameter name itself on Host List
+// and detection requests, in any case: Qualys may read IDS as ids, so IDS
+// is as much qfetch's as ids. [OwnedIn] answers for one API.
 func Owned(name string) bool {
 	return slices.ContainsFunc(owned, func(o string) bool { return strings.EqualFold(o, name) })
 }
 
-// OwnedNames lists the parameters qfetch sets itself, sorted.
+// OwnedIn reports whether qfetch sets the parameter name itself on api's
+// requests, in any case. The KnowledgeBase owns other names than the Host
+// List and detections: details is a pass's choice there.
+func OwnedIn(api API, name string) bool {
+	if api != KnowledgeBase {
+		return Owned(name)
+	}
+	if slices.ContainsFunc(ownedKB, func(o string) bool { return strings.EqualFold(o, name) }) {
+		return true
+	}
+	return slices.ContainsFunc(ownedKBPrefixes, func(p string) bool {
+		return len(name) >= len(p) && strings.EqualFold(name[:len(p)], p)
+	})
+}
+
+// OwnedNames lists the parameters qfetch sets itself on Host List and
+// detection requests, sorted.
 func OwnedNames() []string { return slices.Clone(owned) }
 
 // API names the Qualys API a parameter set is for.
@@ -84,6 +121,8 @@ func Allowed(api API) []string {
 		names = slices.Clone(hostList)
 	case Detection:
 		names = slices.Clone(detection)
+	case KnowledgeBase:
+		names = slices.Clone(kb)
 	}
 	slices.Sort(names)
 	return names
@@ -94,9 +133,10 @@ var ErrNotAllowed = errors.New("request parameter not allowed")
 
 // Check refuses the parameters of v an operator may not set for api: a
 // name qfetch owns (in any case), a name outside api's allowlist (matched
-// exactly: Qualys' names are lower case), and an empty name. The error
-// wraps [ErrNotAllowed] and names the parameters, never their values; a
-// name from outside is quoted and cut short.
+// exactly: Qualys' names are lower case), and an empty name; for the
+// KnowledgeBase also a details other than one Basic or All (see
+// [CheckKB]). The error wraps [ErrNotAllowed] and names the parameters,
+// never their values; a name from outside is quoted and cut short.
 func Check(api API, v url.Values) error {
 	var own, other []string
 	empty := false
@@ -104,7 +144,7 @@ func Check(api API, v url.Values) error {
 		switch {
 		case k == "":
 			empty = true
-		case Owned(k):
+		case OwnedIn(api, k):
 			own = append(own, k)
 		case !slices.Contains(Allowed(api), k):
 			other = append(other, k)
@@ -113,6 +153,9 @@ func Check(api API, v url.Values) error {
 	var parts []string
 	if empty {
 		parts = append(parts, "has a parameter without a name")
+	}
+	if d, ok := v["details"]; ok && api == KnowledgeBase && !(len(d) == 1 && slices.Contains(kbDetails, d[0])) {
+		parts = append(parts, "parameter details must be one of "+strings.Join(kbDetails, ", "))
 	}
 	if len(own) > 0 {
 		parts = append(parts, listed(own, "is set by qfetch and cannot be given here", "are set by qfetch and cannot be given here"))
@@ -182,6 +225,11 @@ func show(name string) string {
 // KnowledgeBase is the KnowledgeBase API (/fo/knowledge_base/vuln/).
 const KnowledgeBase API = "KnowledgeBase"
 
-// CheckKB is [Check] for KnowledgeBase requests. (Contract stub: H-api
-// gives KnowledgeBase its allowlist; until then every name is refused.)
+// kbDetails are the details values a KnowledgeBase batch may ask for.
+// None is not among them: its answer is an ID_SET, and a batch stored as
+// that would hold no VULN while its QIDs counted as known.
+var kbDetails = []string{"Basic", "All"}
+
+// CheckKB is [Check] for KnowledgeBase requests: a pass's parameters, a KB
+// batch's Params and the operator's extras.
 func CheckKB(v url.Values) error { return Check(KnowledgeBase, v) }

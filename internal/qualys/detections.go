@@ -82,15 +82,19 @@ const maxDetectionPages = 10000
 // once it was read whole.
 type DetectionPager struct {
 	c        *Client
+	path     string // the endpoint: detections, or the KnowledgeBase (KBPager)
+	want     answer
 	form     url.Values
 	cursor   Cursor
 	maxPages int
 	done     bool
+	err      error // a query that must not be sent; Open returns it
 }
 
 // DetectionPager starts a walk over the detection answer q asks for.
 func (c *Client) DetectionPager(q DetectionQuery) *DetectionPager {
-	return &DetectionPager{c: c, form: q.Form(), cursor: Cursor{Page: 1}, maxPages: maxDetectionPages}
+	return &DetectionPager{c: c, path: c.detectionPath(), want: answer{root: RootDetections},
+		form: q.Form(), cursor: Cursor{Page: 1}, maxPages: maxDetectionPages}
 }
 
 // Cursor reports where the walk stands: Page is the page Open asks for.
@@ -102,7 +106,10 @@ func (p *DetectionPager) Done() bool { return p.done }
 // Open asks for the current page and returns its streaming answer (onID as
 // for Detections). Read it to io.EOF, close it, then Advance.
 func (p *DetectionPager) Open(ctx context.Context, onID func(uint64)) (*Response, error) {
-	return p.c.Detections(ctx, p.form, onID)
+	if p.err != nil {
+		return nil, p.err
+	}
+	return p.c.call(ctx, p.path, p.form, p.want, onID, nil)
 }
 
 // Advance moves past the current page, whose answer resp was read to io.EOF:
@@ -120,7 +127,7 @@ func (p *DetectionPager) Advance(resp *Response) error {
 		p.done = true
 		return nil
 	}
-	next, nextMin, err := followWarning(p.form, sum.Warning, p.c.detectionPath(), Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
+	next, nextMin, err := followWarning(p.form, sum.Warning, p.path, Cursor{IDMin: p.cursor.IDMin, Last: sum.LastID})
 	if err != nil {
 		return err
 	}

@@ -66,9 +66,13 @@ type PageWriter interface {
 // OpenPage gives the writer for page number page (1-based); nil tees nothing.
 type OpenPage func(ctx context.Context, page int) (PageWriter, error)
 
-// HostPager walks the Host List page by page.
+// HostPager walks the Host List page by page, or a KnowledgeBase QID
+// listing (QIDPager): both are ID listings paged by id_min.
 type HostPager struct {
 	c      *Client
+	path   string
+	want   answer
+	what   string // names the listing in errors: "host list", "kb qid list"
 	form   url.Values
 	open   OpenPage
 	cursor Cursor
@@ -96,14 +100,18 @@ func (c *Client) HostPager(q HostListQuery, open OpenPage) *HostPager {
 	if !q.ProcessedBefore.IsZero() {
 		form.Set("vm_processed_before", FormatTime(q.ProcessedBefore))
 	}
-	cur := q.Resume
+	return c.listPager(c.hostListPath(), answer{root: RootHostList}, "host list", form, q.Resume, open)
+}
+
+// listPager starts a walk over an ID listing at path, resumed from cur.
+func (c *Client) listPager(path string, want answer, what string, form url.Values, cur Cursor, open OpenPage) *HostPager {
 	if cur.Page < 1 {
 		cur.Page = 1
 	}
 	if cur.IDMin > 0 {
 		form.Set("id_min", strconv.FormatUint(cur.IDMin, 10))
 	}
-	return &HostPager{c: c, form: form, open: open, cursor: cur}
+	return &HostPager{c: c, path: path, want: want, what: what, form: form, open: open, cursor: cur}
 }
 
 // Cursor reports where the walk stands. Inside the loop body of All it
@@ -143,7 +151,7 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 	var pw PageWriter
 	if p.open != nil {
 		if pw, err = p.open(ctx, p.cursor.Page); err != nil {
-			return true, fmt.Errorf("qualys host list page %d: opening the page writer: %w", p.cursor.Page, err)
+			return true, fmt.Errorf("qualys %s page %d: opening the page writer: %w", p.what, p.cursor.Page, err)
 		}
 	}
 	abort := func(cause error) {
@@ -163,11 +171,11 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 			pending = append(pending, idSpan{max(lo, last+1), hi})
 		}
 	}
-	resp, err := p.c.post(ctx, p.c.hostListPath(), p.form, RootHostList,
+	resp, err := p.c.call(ctx, p.path, p.form, p.want,
 		func(id uint64) { keep(id, id) }, keep)
 	if err != nil {
 		abort(err)
-		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
+		return true, fmt.Errorf("%s page %d: %w", p.what, p.cursor.Page, err)
 	}
 	defer resp.Close()
 
@@ -177,14 +185,14 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		if n > 0 && pw != nil {
 			if _, werr := pw.Write(buf[:n]); werr != nil {
 				abort(werr)
-				return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, werr)
+				return true, fmt.Errorf("%s page %d: storing the page: %w", p.what, p.cursor.Page, werr)
 			}
 		}
 		for _, s := range pending {
 			if s.lo <= p.cursor.Last {
 				// The validator checks well-formedness, not order; a
 				// repeat or a step back would break every cursor.
-				err := failure.Retryable(fmt.Errorf("host list page %d: id %d after %d: hosts out of order", p.cursor.Page, s.lo, p.cursor.Last))
+				err := failure.Retryable(fmt.Errorf("%s page %d: id %d after %d: IDs out of order", p.what, p.cursor.Page, s.lo, p.cursor.Last))
 				abort(err)
 				return true, err
 			}
@@ -205,13 +213,13 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		}
 		if rerr != nil {
 			abort(rerr)
-			return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, rerr)
+			return true, fmt.Errorf("%s page %d: %w", p.what, p.cursor.Page, rerr)
 		}
 	}
 
 	if pw != nil {
 		if err := pw.Close(resp.Summary().Hosts); err != nil {
-			return true, fmt.Errorf("host list page %d: storing the page: %w", p.cursor.Page, err)
+			return true, fmt.Errorf("%s page %d: storing the page: %w", p.what, p.cursor.Page, err)
 		}
 	}
 	w := resp.Summary().Warning
@@ -219,9 +227,9 @@ func (p *HostPager) page(ctx context.Context, yield func(uint64, error) bool) (m
 		p.done = true
 		return true, nil
 	}
-	next, nextMin, err := followWarning(p.form, w, p.c.hostListPath(), p.cursor)
+	next, nextMin, err := followWarning(p.form, w, p.path, p.cursor)
 	if err != nil {
-		return true, fmt.Errorf("host list page %d: %w", p.cursor.Page, err)
+		return true, fmt.Errorf("%s page %d: %w", p.what, p.cursor.Page, err)
 	}
 	p.form = next
 	p.cursor.Page++

@@ -23,7 +23,9 @@ type ValidatorConfig struct {
 	// OnID, when set, is called with each host ID as soon as its element
 	// closes: <root>/RESPONSE/ID_SET/ID, every ID of
 	// <root>/RESPONSE/ID_SET/ID_RANGE "a-b", and
-	// <root>/RESPONSE/HOST_LIST/HOST/ID. It runs inside Read.
+	// <root>/RESPONSE/HOST_LIST/HOST/ID. Under the KnowledgeBase root
+	// (RootKB) the IDs are QIDs: those of its ID_SET, and
+	// <root>/RESPONSE/VULN_LIST/VULN/QID, one per VULN. It runs inside Read.
 	OnID func(id uint64)
 
 	// OnRange, when set, is called instead of OnID for an ID_RANGE "a-b",
@@ -38,14 +40,28 @@ type ValidatorConfig struct {
 	// Scrub, if set, cleans text copied from an error body before it goes
 	// into an error: a gateway may echo the request's credentials.
 	Scrub func(string) string
+
+	// list narrows which list a KnowledgeBase answer may hold: a batch
+	// asked for VULNs, and an ID_SET stored as its answer would hold none
+	// while its QIDs counted as fetched; a listing asked for an ID_SET.
+	list kbList
 }
+
+// kbList is the list a KnowledgeBase answer must hold, if any.
+type kbList uint8
+
+const (
+	kbAnyList   kbList = iota // either, or none (nothing matched)
+	kbVulnList                // VULN_LIST only: the request asked for details
+	kbIDSetList               // ID_SET only: the request asked for details=None
+)
 
 // Summary is what a Validator saw. It is complete once Read has returned
 // io.EOF; before that it holds what was read so far.
 type Summary struct {
 	Root            string
 	Bytes           int64
-	Hosts           int // host IDs reported through OnID
+	Hosts           int // IDs reported through OnID: host IDs, or QIDs under RootKB
 	Detections      int // DETECTION elements under HOST_LIST/HOST/DETECTION_LIST
 	FirstID, LastID uint64
 	Warning         *Warning // RESPONSE/WARNING, or nil
@@ -256,6 +272,8 @@ type valState struct {
 	scan *xmlscan.Scanner // for the path of the open elements in faults
 	sum  Summary
 	buf  []byte // text of the element being read
+	kb   bool   // the root is RootKB: IDs are QIDs
+	qid  bool   // the open VULN has had its QID
 }
 
 // valErrorRoots are the roots of Qualys error documents, which the
@@ -274,6 +292,10 @@ const (
 	valCtxHost
 	valCtxDetectionList
 	valCtxWarning
+	valCtxKBRoot     // RootKB
+	valCtxKBResponse // RootKB/RESPONSE
+	valCtxVulnList
+	valCtxVuln
 
 	// Contexts whose text the validator reads.
 	valCtxID = iota + 1 | xmlscan.WantText
@@ -282,6 +304,7 @@ const (
 	valCtxWarningCode
 	valCtxWarningText
 	valCtxWarningURL
+	valCtxQID
 )
 
 // Capture limits. A WARNING URL repeats the request's parameters, which
@@ -352,6 +375,38 @@ func (v *valState) Start(parent xmlscan.Context, name []byte, off int64) (xmlsca
 		if string(name) == "DETECTION" {
 			v.sum.Detections++
 		}
+	case valCtxKBRoot:
+		if string(name) == "RESPONSE" {
+			ctx = valCtxKBResponse
+		}
+	case valCtxKBResponse:
+		switch string(name) {
+		case "VULN_LIST":
+			if v.cfg.list == kbIDSetList {
+				return xmlscan.Skip, valFault(xmlscan.KindContent, off, "VULN_LIST in the answer to a details=None listing")
+			}
+			ctx = valCtxVulnList
+		case "ID_SET":
+			if v.cfg.list == kbVulnList {
+				return xmlscan.Skip, valFault(xmlscan.KindContent, off, "ID_SET in the answer to a request for VULN details")
+			}
+			ctx = valCtxIDSet
+		case "WARNING":
+			v.sum.Warning = &Warning{}
+			ctx = valCtxWarning
+		}
+	case valCtxVulnList:
+		if string(name) == "VULN" {
+			v.qid = false
+			ctx = valCtxVuln
+		}
+	case valCtxVuln:
+		if string(name) == "QID" {
+			if v.qid {
+				return xmlscan.Skip, valFault(xmlscan.KindContent, off, "VULN with a second QID")
+			}
+			ctx = valCtxQID
+		}
 	case valCtxWarning:
 		switch string(name) {
 		case "CODE":
@@ -375,6 +430,12 @@ func (v *valState) startRoot(name []byte) (xmlscan.Context, error) {
 	v.sum.Root = string(name)
 	if valErrorRoot(v.sum.Root) || v.cfg.Root != "" && v.sum.Root != v.cfg.Root {
 		return xmlscan.Skip, xmlscan.ErrStop
+	}
+	if v.sum.Root == RootKB {
+		// Its own contexts, so that a KB answer's lists are read only
+		// under its root and a detection answer's only under theirs.
+		v.kb = true
+		return valCtxKBRoot, nil
 	}
 	return valCtxRoot, nil
 }
@@ -406,15 +467,21 @@ func (v *valState) Text(ctx xmlscan.Context, p []byte, off int64) error {
 // was read.
 func (v *valState) End(ctx xmlscan.Context, off int64) error {
 	if ctx&xmlscan.WantText == 0 {
+		if ctx == valCtxVuln && !v.qid {
+			// A VULN nobody can name cannot be told apart from a QID
+			// not asked for, nor stored under one.
+			return valFault(xmlscan.KindContent, off, "VULN without a QID")
+		}
 		return nil
 	}
 	text := bytes.Trim(v.buf, " \t\r\n")
 	switch ctx {
-	case valCtxID, valCtxHostID:
+	case valCtxID, valCtxHostID, valCtxQID:
 		id, ok := valParseID(text)
 		if !ok {
-			return valFault(xmlscan.KindContent, off, "host ID %q is not a positive integer", text)
+			return valFault(xmlscan.KindContent, off, "%s %q is not a positive integer", v.idName(), text)
 		}
+		v.qid = true
 		v.emit(id)
 	case valCtxIDRange:
 		if err := v.emitRange(text, off); err != nil {
@@ -442,7 +509,7 @@ func (v *valState) emitRange(text []byte, off int64) error {
 	b, okB := valParseID(bytes.Trim(hi, " \t\r\n"))
 	switch {
 	case !okA || !okB:
-		return valFault(xmlscan.KindContent, off, "ID_RANGE %q is not a range of host IDs", text)
+		return valFault(xmlscan.KindContent, off, "ID_RANGE %q is not a range of %ss", text, v.idName())
 	case b < a:
 		return valFault(xmlscan.KindContent, off, "ID_RANGE %q runs backwards", text)
 	case b-a >= valMaxRange:
@@ -466,6 +533,14 @@ func (v *valState) emitRange(text []byte, off int64) error {
 			return nil
 		}
 	}
+}
+
+// idName names the IDs of the answer, for faults.
+func (v *valState) idName() string {
+	if v.kb {
+		return "QID"
+	}
+	return "host ID"
 }
 
 func (v *valState) emit(id uint64) {
