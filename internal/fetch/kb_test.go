@@ -396,4 +396,3 @@ func kbClientReady(c *qualys.Client) (ok bool) {
 	c.KBPager(qualys.KBQuery{IDs: "1"})
 	return true
 }
-
