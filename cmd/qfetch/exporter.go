@@ -18,7 +18,8 @@ func exporterCommand() *cobra.Command {
 	return withExitCodes(&cobra.Command{
 		Use:   "exporter",
 		Short: "serve the run-level metrics and write status.json (one always-on pod)",
-		Long: `Serves the run-level metrics (/metrics) and writes runs/<run>/status.json,
+		Long: `Serves the run-level metrics (/metrics) and writes runs/<run>/status.json
+(kb/<pass>/status.json for a KnowledgeBase pass, whose series are apart),
 whether or not workers are running: run it as one always-on pod, so that
 alerts see the last complete run, dead letters and the queue even while the
 workers are scaled to zero. Reads QFETCH_NATS_*, QFETCH_S3_*, QFETCH_LOG_*,

@@ -151,20 +151,31 @@ func statusCommand() *cobra.Command {
 		watch  bool
 		every  time.Duration
 		asJSON bool
+		run    string
+		kb     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status [RUN] [flags]",
 		Short: "one run in detail; --watch follows it with a progress bar",
-		Long: `Shows one run (the newest without RUN) in detail; --watch then follows it
-with a progress line until it completes or fails.`,
+		Long: `Shows one run (the newest without RUN) in detail, and a line on the newest
+KnowledgeBase pass; --watch then follows it with a progress line until it
+completes or fails. A KnowledgeBase pass (kb-…) is shown as a run: name
+it as RUN (or --run), or take the newest with --kb.`,
 		Example: `  qfetch status
   qfetch status RUN --json
-  qfetch status RUN --watch --every 5s`,
+  qfetch status RUN --watch --every 5s
+  qfetch status --kb
+  qfetch status --run kb-20261204T120000Z-a1b2c3`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			run := ""
 			if len(args) > 0 {
+				if run != "" && run != args[0] {
+					return usagef("RUN %q and --run %q: say one", args[0], run)
+				}
 				run = args[0]
+			}
+			if kb && run != "" {
+				return usagef("--kb shows the newest KnowledgeBase pass: name no run with it")
 			}
 			if every <= 0 {
 				return usagef("--every %s: must be more than 0", every)
@@ -180,9 +191,16 @@ with a progress line until it completes or fails.`,
 				return err
 			}
 			defer done()
+			if kb {
+				if run, err = ops.NewestKBPass(cmd.Context(), q); err != nil {
+					return err
+				}
+			}
 			return ops.Status(cmd.Context(), q, runstat.Config{}, run, watch, every, output(cmd.OutOrStdout(), asJSON))
 		}),
 	}
+	cmd.Flags().StringVar(&run, "run", "", "the run or KnowledgeBase pass to show (as RUN)")
+	cmd.Flags().BoolVar(&kb, "kb", false, "show the newest KnowledgeBase pass")
 	cmd.Flags().BoolVar(&watch, "watch", false, "follow the run until it ends")
 	cmd.Flags().DurationVar(&every, "every", 2*time.Second, "refresh period with --watch")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (one object per line per refresh with --watch)")

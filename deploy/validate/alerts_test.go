@@ -414,6 +414,60 @@ func TestAlertScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "KnowledgeBase passes complete daily beside the runs: no alert",
+			step: 30 * m,
+			state: map[string]string{
+				"qfetch_last_complete_run_timestamp_seconds": "0+1800",
+				"qfetch_kb_last_complete_timestamp_seconds":  "0; 86400@24h; 172800@48h; 259200@72h",
+				`qfetch_kb_passes{state="complete"}`:         "1; 2@24h; 3@48h",
+				`qfetch_kb_passes{state="fetching"}`:         "0; 1@23h; 0@24h; 1@47h; 0@48h",
+			},
+			pods:  []scenarioPod{exporter},
+			check: []checkpoint{{at: 23 * h}, {at: 47*h + 30*m}, {at: 71 * h}},
+		},
+		{
+			name: "no KnowledgeBase pass completes for 2 days",
+			step: 30 * m,
+			state: map[string]string{
+				"qfetch_last_complete_run_timestamp_seconds": "0+1800",
+				"qfetch_kb_last_complete_timestamp_seconds":  "0; 180000@50h",
+				`qfetch_kb_passes{state="complete"}`:         "1",
+				`qfetch_kb_passes{state="fetching"}`:         "0; 1@24h",
+			},
+			pods: []scenarioPod{exporter},
+			check: []checkpoint{
+				{at: 47*h + 30*m},
+				{at: 48*h + 30*m},
+				{at: 49 * h, firing: []string{"QfetchNoCompleteKBPass"}},
+				{at: 50*h + 30*m},
+			},
+		},
+		{
+			name: "KnowledgeBase passes open for 2 days, none ever completed",
+			step: 30 * m,
+			state: map[string]string{
+				"qfetch_last_complete_run_timestamp_seconds": "0+1800",
+				"qfetch_kb_last_complete_timestamp_seconds":  "none",
+				`qfetch_kb_passes{state="complete"}`:         "0",
+				`qfetch_kb_passes{state="fetching"}`:         "0; 1@2h",
+			},
+			pods: []scenarioPod{exporter},
+			check: []checkpoint{
+				{at: 49 * h},
+				{at: 50*h + 30*m, firing: []string{"QfetchNoCompleteKBPass"}, values: map[string]float64{"QfetchNoCompleteKBPass": math.Inf(1)}},
+			},
+		},
+		{
+			name: "the KnowledgeBase step is off: no pass, no alert",
+			step: 30 * m,
+			state: map[string]string{
+				"qfetch_last_complete_run_timestamp_seconds": "0+1800",
+				`qfetch_kb_passes{state="complete"}`:         "0",
+			},
+			pods:  []scenarioPod{exporter},
+			check: []checkpoint{{at: 72 * h}},
+		},
+		{
 			name: "the queue is purged: its run's batches are lost, until the run drops out of the newest",
 			step: 5 * m,
 			state: map[string]string{

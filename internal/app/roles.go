@@ -173,6 +173,7 @@ func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
 		Fleet:        q.Ledger.Fleet(p.Owner),
 		Publisher:    func() fetch.Publisher { return q.Publisher(msg.PublisherOptions{}) },
 		API:          p.Qualys,
+		KB:           p.Qualys,
 		Store:        p.Store,
 		Finish:       p.finisher(),
 		Metrics:      metrics,

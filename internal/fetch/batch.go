@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -37,6 +38,13 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log := w.log.With("run", b.Run, "batch", b.Key(), "delivery", delivery, "hosts", b.Hosts)
+	if why := kindMismatch(b); why != "" {
+		// Before the record is read or a claim taken: nothing of it may
+		// be written anywhere.
+		w.deadLetter(context.WithoutCancel(ctx), m, log, "batch kind is not its run's",
+			failure.Permanent(fmt.Errorf("batch %s: %w: %s", b.Key(), msg.ErrBadBatch, why)))
+		return
+	}
 	rec, err := w.ledger.GetRun(ctx, b.Run)
 	if errors.Is(err, ledger.ErrRunNotFound) {
 		// Every batch is published after its run's record: this one was
@@ -271,33 +279,50 @@ func (w *Worker) fetch(ctx context.Context, d *delivered) (ledger.BatchResult, e
 	if err != nil {
 		return ledger.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: %w", b.Key(), err))
 	}
-	pager := w.api.DetectionPager(qualys.DetectionQuery{
-		IDs:             ids.IDs(),
-		ProcessedAfter:  b.After,
-		ProcessedBefore: b.Before,
-		TruncationLimit: w.cfg.TruncationLimit,
-		Extra:           b.Params,
-	})
+	var pager *qualys.DetectionPager
+	var kb *kbAnswer
+	if b.Kind == msg.KindKB {
+		if w.kb == nil {
+			return ledger.BatchResult{}, failure.Permanent(fmt.Errorf("batch %s: this worker has no KnowledgeBase client", b.Key()))
+		}
+		kb = &kbAnswer{asked: ids.IDs()}
+		pager = w.kb.KBPager(qualys.KBQuery{IDs: b.IDs, Details: b.Params.Get("details"), Extra: b.Params})
+	} else {
+		pager = w.api.DetectionPager(qualys.DetectionQuery{
+			IDs:             ids.IDs(),
+			ProcessedAfter:  b.After,
+			ProcessedBefore: b.Before,
+			TruncationLimit: w.cfg.TruncationLimit,
+			Extra:           b.Params,
+		})
+	}
 	res := ledger.BatchResult{Run: b.Run, Batch: b.Key(), HostsRequested: b.Hosts}
 	for !pager.Done() {
 		page := pager.Cursor().Page
+		// Routed by the run: a KB pass's answers go under kb/<pass>/vulns/.
 		key := objstore.DetectionPartKey(w.cfg.Prefix, b.Run, b.Number, b.Part, page)
 		u, err := w.begin(ctx, d, key)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
-		obj, resp, err := w.fetchPage(ctx, pager, u, d.log)
+		obj, resp, err := w.fetchPage(ctx, pager, u, kb, d.log)
 		if err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
 		sum := resp.Summary()
 		obj.Hosts = sum.Hosts
+		if kb != nil {
+			obj.Hosts = kb.pageVulns()
+		}
 		res.Objects = append(res.Objects, obj)
-		res.HostsReturned += sum.Hosts
+		res.HostsReturned += obj.Hosts
 		w.metrics.bytes.Add(float64(obj.Bytes))
 		if err := pager.Advance(resp); err != nil {
 			return res, fmt.Errorf("batch %s page %d: %w", b.Key(), page, err)
 		}
+	}
+	if kb != nil {
+		res.IDs = hostids.Of(kb.got).String()
 	}
 	return res, nil
 }
@@ -337,8 +362,15 @@ func (w *Worker) abort(ctx context.Context, u objstore.Upload, log *slog.Logger)
 // closed response, read whole. The validator inside the response fails the
 // last read of anything but a whole, well-formed answer, so the store
 // aborts the upload and nothing partial appears (I2).
-func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u objstore.Upload, log *slog.Logger) (objstore.Object, *qualys.Response, error) {
-	resp, err := pager.Open(ctx, nil)
+//
+// kb, set for a KnowledgeBase batch, sees the answer's QIDs and fails the
+// read that brings one the batch did not ask for.
+func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u objstore.Upload, kb *kbAnswer, log *slog.Logger) (objstore.Object, *qualys.Response, error) {
+	var onID func(uint64)
+	if kb != nil {
+		onID = kb.onID
+	}
+	resp, err := pager.Open(ctx, onID)
 	if err != nil {
 		w.metrics.observeResponse(err, 0)
 		w.abort(ctx, u, log)
@@ -347,7 +379,11 @@ func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u 
 	defer resp.Close()
 	putStart := w.cfg.Now()
 	w.metrics.observeLimits(resp.Limits)
-	obj, err := w.store.Complete(ctx, u, resp)
+	var body io.Reader = resp
+	if kb != nil {
+		body = kb.guard(resp)
+	}
+	obj, err := w.store.Complete(ctx, u, body)
 	w.metrics.observeResponse(err, resp.Status)
 	w.metrics.upload.Observe(w.cfg.Now().Sub(putStart).Seconds())
 	if err != nil {

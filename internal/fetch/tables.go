@@ -13,6 +13,7 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/runid"
 	"github.com/qfetch/qfetch/internal/tables"
 )
 
@@ -26,15 +27,19 @@ type TablePublisher interface {
 // run is sealed.
 const tablePublishTimeout = 5 * time.Second
 
-// queueTable publishes the detections conversion of a batch just recorded
-// done. Its failure is logged and counted, never the batch's (I9).
+// queueTable publishes the conversion of a batch just recorded done: into
+// the detections table, or the kb table for a KnowledgeBase pass's batch. Its failure is logged and counted, never the batch's (I9).
 func (w *Worker) queueTable(ctx context.Context, r ledger.BatchResult, log *slog.Logger) {
 	if w.tables == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tablePublishTimeout)
 	defer cancel()
-	if err := w.tables.PublishTableJob(ctx, r.Run, msg.TableDetections, r.Batch); err != nil {
+	kind := msg.TableDetections
+	if runid.IsKB(r.Run) {
+		kind = msg.TableKB
+	}
+	if err := w.tables.PublishTableJob(ctx, r.Run, kind, r.Batch); err != nil {
 		w.tableMetrics.publishFailures.Inc()
 		log.Warn("queueing the batch's table conversion failed; the finisher queues it again when the run is sealed",
 			"run", r.Run, "batch", r.Batch, "err", err)
@@ -209,7 +214,7 @@ func NewTableMetrics(reg prometheus.Registerer) *TableMetrics {
 	m := &TableMetrics{
 		conversions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfetch_table_conversions_total",
-			Help: "Analyst table conversions, by table (detections, hosts, unknown) and result (converted, skipped, retried, failed).",
+			Help: "Analyst table conversions, by table (detections, hosts, kb, unknown) and result (converted, skipped, retried, failed).",
 		}, []string{"table", "result"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "qfetch_table_conversion_seconds",
@@ -221,7 +226,7 @@ func NewTableMetrics(reg prometheus.Registerer) *TableMetrics {
 			Help: "Batches recorded done whose table conversion could not be queued (the finisher queues it again at the seal).",
 		}),
 	}
-	for _, table := range []string{msg.TableDetections, msg.TableHosts} {
+	for _, table := range []string{msg.TableDetections, msg.TableHosts, msg.TableKB} {
 		for _, r := range []string{"converted", "skipped", "retried", "failed"} {
 			m.conversions.WithLabelValues(table, r)
 		}

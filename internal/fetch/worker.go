@@ -193,6 +193,7 @@ type Worker struct {
 	fleet   Fleet
 	pub     func() Publisher
 	api     Detector
+	kb      KnowledgeBase // nil: KnowledgeBase batches fail as permanent
 	store   Store
 	finish  Finisher
 	log     *slog.Logger
@@ -220,10 +221,12 @@ type Deps struct {
 	Fleet     Fleet
 	Publisher func() Publisher
 	API       Detector
-	Store     Store
-	Finish    Finisher
-	Metrics   *Metrics
-	Log       *slog.Logger
+	// KB fetches KnowledgeBase batches; usually the same client as API.
+	KB      KnowledgeBase
+	Store   Store
+	Finish  Finisher
+	Metrics *Metrics
+	Log     *slog.Logger
 	// Tables queues the conversion of each batch recorded done; nil
 	// queues none. TableMetrics may be nil.
 	Tables       TablePublisher
@@ -246,7 +249,7 @@ func New(cfg Config, d Deps) *Worker {
 		tm = NewTableMetrics(nil)
 	}
 	return &Worker{tables: d.Tables, tableMetrics: tm,
-		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, store: d.Store,
+		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, kb: d.KB, store: d.Store,
 		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now), wedges: ws,
 	}
 }

@@ -1,7 +1,9 @@
 // Package finish completes a run once every batch is stored: it removes
 // what the run's result does not name, writes manifest.json, then
 // _SUCCESS, points latest.json at the run and marks it complete — once,
-// whoever gets there first. The planner then moves the watermark over it
+// whoever gets there first. A KnowledgeBase pass (runid.IsKB) is sealed
+// the same way under kb/<pass>/, its manifest adds the QIDs qfetch knows,
+// and kb/latest.json, never latest.json, points at it. The planner then moves the watermark over it
 // (plan.Advancer): workers, which finish runs, hold no right on it.
 //
 // Workers call it after recording each batch, the planner after planning;
@@ -28,6 +30,7 @@ import (
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Ledger is the part of the run ledger completion reads and claims.
@@ -162,7 +165,19 @@ type Manifest struct {
 	Batches   []ManifestBatch     `json:"batches"`
 	Splits    []ledger.Split      `json:"splits,omitempty"`
 	Totals    ledger.Totals       `json:"totals"`
+	// Kind is "kb" for a KnowledgeBase pass, whose hostlist holds its QID
+	// listing pages (qids/) and whose batches' objects its KnowledgeBase
+	// answers (vulns/); empty for a detection run.
+	Kind string `json:"kind,omitempty"`
+	// KnownQIDs are, for a KnowledgeBase pass, the QIDs qfetch knows after
+	// it (hostids form): the previous complete pass's, the ones this pass's
+	// answers held and the ones its backfill asked for, so that a QID
+	// Qualys does not return is not asked again every pass.
+	KnownQIDs string `json:"known_qids,omitempty"`
 }
+
+// KindKB is Manifest.Kind of a KnowledgeBase pass.
+const KindKB = "kb"
 
 // Objects are stored objects as manifest.json lists them: the one object
 // record, with sha256 left out when unknown and hosts when zero, as the
@@ -191,17 +206,20 @@ func (l Objects) MarshalJSON() ([]byte, error) {
 // matching detection out of its answer, so HostsReturned below
 // HostsRequested is normal, not loss.
 type ManifestBatch struct {
-	Batch          string    `json:"batch"`
-	HostsRequested int       `json:"hosts_requested"`
-	HostsReturned  int       `json:"hosts_returned"`
-	Objects        Objects   `json:"objects"`
-	Delivery       uint64    `json:"delivery"`
-	Worker         string    `json:"worker,omitempty"`
-	Seconds        float64   `json:"seconds"`
-	At             time.Time `json:"at"`
+	Batch          string `json:"batch"`
+	HostsRequested int    `json:"hosts_requested"`
+	HostsReturned  int    `json:"hosts_returned"`
+	// IDs are, for a KnowledgeBase batch, the QIDs its answer held.
+	IDs      string    `json:"ids,omitempty"`
+	Objects  Objects   `json:"objects"`
+	Delivery uint64    `json:"delivery"`
+	Worker   string    `json:"worker,omitempty"`
+	Seconds  float64   `json:"seconds"`
+	At       time.Time `json:"at"`
 }
 
-// Latest is latest.json: the newest complete run.
+// Latest is latest.json: the newest complete run; and kb/latest.json: the
+// newest complete KnowledgeBase pass.
 type Latest struct {
 	Run      string    `json:"run"`
 	Before   time.Time `json:"before"`
@@ -232,8 +250,15 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	}
 	m.HostList = hostList(f.prefix, rec, pages, stored)
 	slices.SortFunc(used, func(a, b ledger.BatchResult) int { return ledger.CompareBatchKeys(a.Batch, b.Batch) })
+	latestKey := objstore.LatestKey(f.prefix)
+	if runid.IsKB(rec.ID) {
+		m.Kind, latestKey = KindKB, objstore.KBLatestKey(f.prefix)
+		if m.KnownQIDs, err = f.knownQIDs(ctx, rec, used); err != nil {
+			return err
+		}
+	}
 	for _, r := range used {
-		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned,
+		mb := ManifestBatch{Batch: r.Batch, HostsRequested: r.HostsRequested, HostsReturned: r.HostsReturned, IDs: r.IDs,
 			Delivery: r.Delivery, Worker: r.Worker, Seconds: r.Duration, At: r.At}
 		for _, o := range r.Objects {
 			mb.Objects = append(mb.Objects, o)
@@ -263,8 +288,8 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		return fmt.Errorf("finish %s: writing _SUCCESS: %w", rec.ID, err)
 	}
-	if err := f.updateLatest(ctx, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
-		return fmt.Errorf("finish %s: writing latest.json: %w", rec.ID, err)
+	if err := f.updateLatest(ctx, latestKey, Latest{Run: rec.ID, Before: rec.Before, Manifest: manifestKey, Success: successKey, Updated: now}); err != nil {
+		return fmt.Errorf("finish %s: writing %s: %w", rec.ID, latestKey, err)
 	}
 	// Before the run is marked complete: a finisher that dies after this
 	// mark and before queueing the tables would leave them to nobody, while
@@ -285,17 +310,29 @@ func (f *Finisher) complete(ctx context.Context, rec ledger.RunRecord, used []le
 	if err != nil && !errors.Is(err, errNotMine) {
 		return fmt.Errorf("finish %s: marking complete: %w", rec.ID, err)
 	}
-	f.log.Info("run complete", "run", rec.ID, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
+	f.log.Info("run complete", "run", rec.ID, "kind", m.Kind, "batches", m.Totals.Batches, "objects", m.Totals.Objects,
 		"bytes", m.Totals.Bytes, "hosts_requested", m.Totals.HostsRequested, "hosts_returned", m.Totals.HostsReturned,
 		"manifest", manifestKey)
 	return nil
 }
 
-// stored lists what run's detections/ and hostlist/ hold, by key.
+// pageDir is the folder of run's listing pages: hostlist/, or qids/ for a
+// KnowledgeBase pass; itemDir the folder of its batches' answers:
+// detections/, or vulns/. Both come from the one place keys are made.
+func pageDir(prefix, run string) string {
+	return path.Dir(objstore.HostListPageKey(prefix, run, 1)) + "/"
+}
+
+func itemDir(prefix, run string) string {
+	return path.Dir(objstore.DetectionKey(prefix, run, 1, 1)) + "/"
+}
+
+// stored lists what run's batch answers and listing pages folders hold
+// (detections/ and hostlist/, or vulns/ and qids/), by key.
 func (f *Finisher) stored(ctx context.Context, run string) (map[string]objstore.Object, error) {
 	out := map[string]objstore.Object{}
-	for _, dir := range []string{"detections/", "hostlist/"} {
-		for o, err := range f.store.List(ctx, objstore.RunPrefix(f.prefix, run)+dir) {
+	for _, dir := range []string{itemDir(f.prefix, run), pageDir(f.prefix, run)} {
+		for o, err := range f.store.List(ctx, dir) {
 			if err != nil {
 				return nil, fmt.Errorf("finish %s: listing %s: %w", run, dir, err)
 			}
@@ -329,7 +366,7 @@ func (f *Finisher) stored(ctx context.Context, run string) (map[string]objstore.
 // record matches the object's size, so that the manifest lists every page
 // the prefix holds (I8).
 func hostList(prefix string, rec ledger.RunRecord, pages []objstore.Object, stored map[string]objstore.Object) Objects {
-	dir := objstore.RunPrefix(prefix, rec.ID) + "hostlist/"
+	dir := pageDir(prefix, rec.ID)
 	recorded := make(map[string]objstore.Object, len(pages))
 	last := ""
 	for _, p := range pages {
@@ -427,7 +464,6 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 			batches[batchStem(o.Key)] = true
 		}
 	}
-	runPrefix := objstore.RunPrefix(f.prefix, run)
 	var removed []string
 	var unused, stale, pages int
 	for _, key := range slices.Sorted(maps.Keys(stored)) {
@@ -439,7 +475,7 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 		}
 		removed = append(removed, key)
 		switch {
-		case strings.HasPrefix(key, runPrefix+"hostlist/"):
+		case strings.HasPrefix(key, pageDir(f.prefix, run)):
 			pages++
 		case batches[batchStem(key)]:
 			stale++
@@ -455,7 +491,7 @@ func (f *Finisher) seal(ctx context.Context, run string, m Manifest, stored map[
 	// An upload that escaped its record (created by the service while its
 	// writer saw an error, or begun by a writer that died before recording
 	// it) can never be completed now, but would stay in the prefix.
-	aborted, err := f.store.AbortUploads(ctx, runPrefix+"detections/", runPrefix+"hostlist/")
+	aborted, err := f.store.AbortUploads(ctx, itemDir(f.prefix, run), pageDir(f.prefix, run))
 	if err != nil {
 		return fmt.Errorf("finish %s: aborting uploads left in the run: %w", run, err)
 	}
@@ -540,10 +576,9 @@ func objectIDs(l Objects) []objectID {
 	return out
 }
 
-// updateLatest points latest.json at l unless it already names a run with a
-// later window end.
-func (f *Finisher) updateLatest(ctx context.Context, l Latest) error {
-	key := objstore.LatestKey(f.prefix)
+// updateLatest points key (latest.json or kb/latest.json) at l unless it
+// already names a run with a later window end.
+func (f *Finisher) updateLatest(ctx context.Context, key string, l Latest) error {
 	r, err := f.store.Get(ctx, key)
 	switch {
 	case err == nil:

@@ -37,6 +37,11 @@ func (f *Finisher) sealedTables(ctx context.Context, m Manifest) {
 	}
 	var pages []int
 	for _, o := range m.HostList {
+		if m.Kind == KindKB {
+			// A pass's listing pages feed no table: its batches feed the
+			// kb table, and tables.Builder picks it by the pass's ID.
+			break
+		}
 		if n, ok := ledger.PageNumber(o.Key); ok {
 			pages = append(pages, n)
 		}

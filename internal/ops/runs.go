@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/runid"
 	"github.com/qfetch/qfetch/internal/runstat"
 )
 
@@ -81,12 +83,19 @@ func Runs(ctx context.Context, q runstat.Queue, cfg runstat.Config, n int, out O
 // Status prints one run ("" for the newest) in detail. With watch it then
 // shows a progress line every period until the run reaches a terminal
 // state or ctx ends.
+//
+// A KnowledgeBase pass is shown as a run when named; without a run, the
+// table view ends with a line on the newest pass when q lists them
+// (runstat.Passes).
 func Status(ctx context.Context, q runstat.Queue, cfg runstat.Config, run string, watch bool, every time.Duration, out Output) error {
-	if run == "" {
+	newest := run == ""
+	if newest {
 		ids, err := q.RunIDs(ctx)
 		if err != nil {
 			return err
 		}
+		// Passes are shown apart, below.
+		ids = slices.DeleteFunc(ids, runid.IsKB)
 		if len(ids) == 0 {
 			return fmt.Errorf("no runs yet: %w", ledger.ErrRunNotFound)
 		}
@@ -110,6 +119,9 @@ func Status(ctx context.Context, q runstat.Queue, cfg runstat.Config, run string
 		printStatus(out.W, s)
 	}
 	if !watch {
+		if p, ok := q.(runstat.Passes); ok && newest && !out.JSON {
+			printKB(ctx, out.W, q, p, cfg)
+		}
 		return nil
 	}
 	t := time.NewTicker(every)
@@ -164,7 +176,12 @@ func printStatus(w io.Writer, s runstat.Status) {
 		drained = fmt.Sprintf(", %d drained (run %s)", s.Drained, s.State)
 	}
 	row("batches", "%d done of %s, %d queued, %d split%s", s.BatchesDone, planned, s.BatchesQueued, s.Splits, drained)
-	row("hosts", "%d planned, %d requested, %d with detections", s.HostsPlanned, s.HostsRequested, s.HostsReturned)
+	if s.Kind == runstat.KindKB {
+		row("kind", "KnowledgeBase pass")
+		row("qids", "%d planned, %d requested, %d returned", s.HostsPlanned, s.HostsRequested, s.HostsReturned)
+	} else {
+		row("hosts", "%d planned, %d requested, %d with detections", s.HostsPlanned, s.HostsRequested, s.HostsReturned)
+	}
 	row("stored", "%s (%s/s)", runstat.Bytes(s.Bytes), runstat.Bytes(int64(s.BytesPerSecond)))
 	row("retries", "%d", s.Retries)
 	row("dead letters", "%d", s.DeadLetters)

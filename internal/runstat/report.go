@@ -19,6 +19,7 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Metrics are the run-level series: what an alert on the whole system
@@ -35,6 +36,11 @@ type Metrics struct {
 	current      *prometheus.GaugeVec // measure; only from the status writer
 	refreshed    prometheus.Gauge
 	errors       prometheus.Counter
+
+	// The KnowledgeBase passes' series (see kb.go).
+	kbLastComplete *prometheus.GaugeVec // no labels; absent until a pass completed
+	kbPasses       *prometheus.GaugeVec // state
+	kbBatches      *prometheus.GaugeVec // state, of the newest pass
 
 	gate           *gate
 	lastCompleteNS atomic.Int64 // unix nanoseconds; 0 until a run completed
@@ -95,8 +101,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_status_refresh_errors_total",
 		Help: "Refreshes of the run-level series that failed.",
 	})
+	m.newKBMetrics()
 	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.waiting, m.inFlight,
-		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed}}
+		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed, m.kbLastComplete, m.kbPasses, m.kbBatches}}
 	if reg != nil {
 		reg.MustRegister(m.gate, m.errors)
 	}
@@ -167,6 +174,7 @@ type written struct {
 // batch counts, the queue's counters, and the status writer's lock.
 type ReporterQueue interface {
 	Queue
+	Passes
 	State(ctx context.Context) (msg.QueueState, error)
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (*ledger.Lock, error)
 }
@@ -254,6 +262,8 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// KnowledgeBase passes are reported apart (refreshKB).
+	ids = slices.DeleteFunc(ids, runid.IsKB)
 	counts := map[ledger.RunState]int{}
 	r.lost = 0
 	var open, recentIDs []string // newest first
@@ -289,6 +299,13 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	for _, s := range ledger.States {
 		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
+	kbOpen, kbRecent, err := r.refreshKB(ctx, now)
+	if err != nil {
+		// The KnowledgeBase is derived data (I9): its passes' status never
+		// holds up the runs'.
+		m.errors.Inc()
+		r.log.Warn("refreshing the KnowledgeBase passes' status failed; the runs' is refreshed", "err", err)
+	}
 	m.lost.Set(float64(r.lost))
 	if !lastComplete.IsZero() {
 		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
@@ -304,9 +321,9 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		// Whoever held the lock before may have died between a run's end
 		// and its last status.json: a new writer rewrites every recent
 		// run's once (unchanged ones cost a small PUT each).
-		open = recentIDs
+		open, kbOpen = recentIDs, kbRecent
 	}
-	if err := r.writeStatuses(ctx, open, recentIDs); err != nil {
+	if err := r.writeStatuses(ctx, slices.Concat(open, kbOpen), slices.Concat(recentIDs, kbRecent)); err != nil {
 		// The timestamp stays: status.json not being written (a missing
 		// bucket, wrong keys) is what its staleness alerts on.
 		m.gate.open.Store(true)
@@ -387,7 +404,8 @@ func (r *Reporter) holdLock(ctx context.Context) (fresh, held bool) {
 }
 
 // writeStatuses writes status.json of each run (newest first) whose status
-// changed since it was last written here, and the newest open run's gauges.
+// changed since it was last written here, and the newest open run's gauges
+// (a KnowledgeBase pass has gauges of its own).
 func (r *Reporter) writeStatuses(ctx context.Context, runs, recent []string) error {
 	r.metrics.current.Reset()
 	var errs []error
@@ -405,7 +423,7 @@ func (r *Reporter) writeStatuses(ctx context.Context, runs, recent []string) err
 			errs = append(errs, err)
 			continue
 		}
-		if !current && !s.State.Terminal() {
+		if !current && !s.State.Terminal() && !runid.IsKB(s.Run) {
 			current = true
 			c := r.metrics.current
 			c.WithLabelValues("batches_planned").Set(float64(s.BatchesPlanned))

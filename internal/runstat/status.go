@@ -8,9 +8,11 @@ package runstat
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Queue is what status is read from.
@@ -46,6 +48,9 @@ func (c Config) withDefaults() Config {
 // Status is one run as `qfetch status` shows it and status.json holds it.
 type Status struct {
 	Run string `json:"run"`
+	// Kind is "kb" for a KnowledgeBase pass, whose hosts_* figures count
+	// QIDs; empty for a detection run.
+	Kind string `json:"kind,omitempty"`
 	// State is the record's state refined by the queue ([ledger.Classify]).
 	State       ledger.RunState `json:"state"`
 	RecordState ledger.RunState `json:"record_state"`
@@ -97,7 +102,7 @@ type Status struct {
 func Of(ctx context.Context, q Queue, cfg Config, rec ledger.RunRecord) (Status, error) {
 	cfg = cfg.withDefaults()
 	now := cfg.Now().UTC()
-	s := Status{Run: rec.ID, RecordState: rec.State, After: rec.After, Before: rec.Before,
+	s := Status{Run: rec.ID, Kind: kindOf(rec.ID), RecordState: rec.State, After: rec.After, Before: rec.Before,
 		Created: rec.Created, Updated: rec.Updated, Completed: rec.Completed,
 		AgeSeconds: now.Sub(rec.Created).Seconds(), PlanningComplete: rec.PlanningComplete,
 		BatchesPlanned: rec.BatchesPlanned, HostsPlanned: rec.HostsPlanned,
@@ -233,6 +238,7 @@ func Recent(ctx context.Context, q Queue, cfg Config, n int) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	ids = slices.DeleteFunc(ids, runid.IsKB)
 	var out []Status
 	for i := len(ids) - 1; i >= 0 && len(out) < n; i-- {
 		rec, err := q.GetRun(ctx, ids[i])
