@@ -109,6 +109,21 @@ func TestKBDocumentMatchesTruth(t *testing.T) {
 			}
 		}
 		checkKBVariety(t, truth)
+
+		// Basic, as KBSelect says: no text, no vectors, no show_* elements.
+		a = f.call(t, http.MethodPost, kbPath, form("action", "list", "id_max", "200000"))
+		d = parseKB(t, a.body)
+		var basic []KBVuln
+		f.sim.KBSelect(time.Time{}, &KBQuery{IDMax: 200000}, func(v KBVuln) bool { basic = append(basic, v); return true })
+		if d.Response.Vulns == nil || len(*d.Response.Vulns) != len(basic) {
+			t.Fatalf("seed %d Basic: VULN count differs from KBSelect (%d)", seed, len(basic))
+		}
+		for i, x := range *d.Response.Vulns {
+			v := x.truth(t)
+			if !reflect.DeepEqual(v, basic[i]) || v.Solution != "" || v.ChangeLog != nil || (v.CVSS != nil && v.CVSS.Vector != "") {
+				t.Fatalf("seed %d Basic QID %d:\n got %+v\nwant %+v", seed, x.QID, v, basic[i])
+			}
+		}
 	}
 }
 
@@ -561,5 +576,29 @@ func TestKBTruthOverHTTP(t *testing.T) {
 	want := f.sim.KBChanged(after, time.Time{})
 	if got.Kind != "kb" || !slices.Equal(got.QIDs, want) || got.Count != len(want) || len(want) == 0 {
 		t.Errorf("truth over HTTP: %s %d QIDs, want %d", got.Kind, got.Count, len(want))
+	}
+}
+
+func TestKBCVSSTemporal(t *testing.T) {
+	for _, tc := range []struct {
+		v3        bool
+		idx       int
+		epoch     int64
+		patchable bool
+		want      string
+		vector    string
+	}{
+		{false, 0, 0, true, "5.5", "CVSS:2.0/AV:N/AC:L/Au:N/C:P/I:P/A:P/E:U/RL:OF/RC:C"}, // 7.5 × 0.85 × 0.87 = 5.546
+		{false, 2, 5, false, "10.0", "CVSS:2.0/AV:N/AC:L/Au:N/C:C/I:C/A:C/E:H/RL:U/RC:C"},
+		{true, 0, 0, true, "8.5", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/E:U/RL:O/RC:C"}, // 9.8 × 0.91 × 0.95 = 8.47, rounded up
+		{true, 9, 2, false, "5.2", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:N/A:N/E:F/RL:U/RC:C"}, // 5.3 × 0.97 = 5.141, rounded up
+	} {
+		v := kbVals{epoch: tc.epoch, patchable: tc.patchable, cvss: tc.idx, cvss3: tc.idx}
+		if got := string(appendTenths(nil, v.cvssTemporal(tc.v3))); got != tc.want {
+			t.Errorf("%+v: temporal %s, want %s", tc, got, tc.want)
+		}
+		if got := string(v.appendCVSSVector(nil, tc.v3)); got != tc.vector {
+			t.Errorf("%+v: vector %s", tc, got)
+		}
 	}
 }
