@@ -590,7 +590,7 @@ func TestKBCVSSTemporal(t *testing.T) {
 	}{
 		{false, 0, 0, true, "5.5", "CVSS:2.0/AV:N/AC:L/Au:N/C:P/I:P/A:P/E:U/RL:OF/RC:C"}, // 7.5 × 0.85 × 0.87 = 5.546
 		{false, 2, 5, false, "10.0", "CVSS:2.0/AV:N/AC:L/Au:N/C:C/I:C/A:C/E:H/RL:U/RC:C"},
-		{true, 0, 0, true, "8.5", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/E:U/RL:O/RC:C"}, // 9.8 × 0.91 × 0.95 = 8.47, rounded up
+		{true, 0, 0, true, "8.5", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/E:U/RL:O/RC:C"},  // 9.8 × 0.91 × 0.95 = 8.47, rounded up
 		{true, 9, 2, false, "5.2", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:N/A:N/E:F/RL:U/RC:C"}, // 5.3 × 0.97 = 5.141, rounded up
 	} {
 		v := kbVals{epoch: tc.epoch, patchable: tc.patchable, cvss: tc.idx, cvss3: tc.idx}
