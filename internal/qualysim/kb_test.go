@@ -82,7 +82,11 @@ func TestKBParams(t *testing.T) {
 // into the DTD's structure, sorted, each QID once, every field equal to the
 // truth.
 func TestKBDocumentMatchesTruth(t *testing.T) {
-	for _, seed := range []uint64{1, 2} {
+	seeds := []uint64{1, 2}
+	if RaceEnabled {
+		seeds = seeds[:1] // encoding/xml is tenfold slower under -race
+	}
+	for _, seed := range seeds {
 		cfg := kbConfig()
 		cfg.Seed = seed
 		f := setup(t, cfg)
