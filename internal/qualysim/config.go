@@ -7,8 +7,8 @@ import (
 )
 
 // Off disables a limit or a default-on fraction in Config (RateLimit,
-// ConcurrencyLimit, HighIDFraction, ZeroDetectionFraction, ResultsSize),
-// whose zero value means "the default".
+// ConcurrencyLimit, HighIDFraction, ZeroDetectionFraction, ResultsSize,
+// KBNewPerDay), whose zero value means "the default".
 const Off = -1
 
 // Config describes the synthetic subscription and how the simulator
@@ -31,6 +31,11 @@ type Config struct {
 	Start                 time.Time     // the clock's initial time; default 2026-01-01T00:00:00Z
 	ProcessedSpan         time.Duration // longest re-processing period; default 30 days
 	IDRanges              bool          // Host List details=None emits ID_RANGE for runs of consecutive IDs
+
+	// KnowledgeBase (kb.go). It always holds every QID a detection uses.
+	KBQIDs      int64 // QIDs in the KB at Start, detected ones included (approximate); default those + 1000
+	KBNewPerDay int64 // QIDs nobody detects published per simulated day after Start; default 5, Off for none
+	KBKeepAlive bool  // write the keep-alive comment where the recordings have it
 
 	// Account.
 	Username string // default "qsim_user"
@@ -110,6 +115,7 @@ func (c Config) withDefaults() Config {
 	}
 	setInt(&c.MaxDetections, 1000)
 	setInt(&c.ResultsSize, 400)
+	setI64(&c.KBNewPerDay, 5)
 	if c.Start.IsZero() {
 		c.Start = DefaultStart
 	}
@@ -144,6 +150,7 @@ func (c Config) Validate() error {
 	check(c.Hosts < 0, "qualysim: Hosts must be ≥ 0, got %d", c.Hosts)
 	check(c.Hosts > 1<<34, "qualysim: Hosts must be ≤ 2^34, got %d", c.Hosts)
 	check(c.NewHostsPerDay < 0, "qualysim: NewHostsPerDay must be ≥ 0")
+	check(c.KBQIDs < 0 || c.KBQIDs >= kbNewBase, "qualysim: KBQIDs must be in 0..%d, got %d", kbNewBase-1, c.KBQIDs)
 	check(c.IDRun < 1, "qualysim: IDRun must be ≥ 1, got %d", c.IDRun)
 	check(c.HighIDFraction > 1, "qualysim: HighIDFraction must be ≤ 1")
 	check(c.ZeroDetectionFraction >= 1, "qualysim: ZeroDetectionFraction must be < 1")

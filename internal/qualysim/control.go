@@ -26,14 +26,15 @@ import (
 //	POST /__sim/faults/outage/end[?id=N]  end outage N, or every outage
 //	POST /__sim/account?expired=1         also reject_logins=1; 0 switches off
 //	GET  /__sim/config                    seed, host counts, start, clock
-//	GET  /__sim/truth?kind=hostlist|detection&<API parameters>[&at=RFC 3339][&count_only=1]
+//	GET  /__sim/truth?kind=hostlist|detection|kb&<API parameters>[&at=RFC 3339][&count_only=1]
 //
 // /__sim/truth takes the API's own parameters (ids, id_min, id_max,
 // vm_processed_after/_before, status, show_igs) and answers
 // {"kind", "at", "ids": [...], "hosts": n} for hostlist or
 // {"kind", "at", "counts": [[id, n], ...], "hosts": n, "detections": n} for
 // detection; count_only=1 leaves out the list. Truncation parameters are
-// ignored: the truth is all pages together.
+// ignored: the truth is all pages together. kind=kb takes the KnowledgeBase
+// parameters and answers {"kind", "at", "qids": [...], "count": n}.
 
 func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -119,6 +120,7 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 			"processed_span": c.ProcessedSpan.String(), "id_ranges": c.IDRanges,
 			"concurrency_limit": c.ConcurrencyLimit, "rate_limit": c.RateLimit, "rate_window": c.RateWindow.String(),
 			"username": c.Username, "no_about": c.NoAbout,
+			"kb_qids": c.KBQIDs, "kb_new_per_day": c.KBNewPerDay,
 		})
 	case "GET /__sim/truth":
 		s.serveTruth(w, q)
@@ -163,8 +165,10 @@ func (s *Sim) serveTruth(w http.ResponseWriter, q url.Values) {
 	case "hostlist", "":
 	case "detection":
 		ep = epDetection
+	case "kb":
+		ep = epKB
 	default:
-		http.Error(w, "kind must be hostlist or detection", http.StatusBadRequest)
+		http.Error(w, "kind must be hostlist, detection or kb", http.StatusBadRequest)
 		return
 	}
 	at := s.clock.Now()
@@ -192,6 +196,10 @@ func (s *Sim) serveTruth(w http.ResponseWriter, q url.Values) {
 	req, aerr := parseRequest(ep, ps)
 	if aerr != nil {
 		http.Error(w, aerr.text, http.StatusBadRequest)
+		return
+	}
+	if ep == epKB {
+		s.serveKBTruth(w, req.kb, at, countOnly)
 		return
 	}
 	f := req.filter

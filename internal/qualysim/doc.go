@@ -1,4 +1,4 @@
-// Package qualysim simulates the Qualys VM API (Host List, Host List Detection)
+// Package qualysim simulates the Qualys VM API (Host List, Host List Detection, KnowledgeBase)
 // over a seeded synthetic subscription: it knows the right answer and misbehaves on request.
 //
 // It is how qfetch is demonstrated, tested end to end and benchmarked
@@ -31,6 +31,31 @@
 // details None, Basic and All (All adds QG_HOSTID, FIRST_FOUND_DATE,
 // LAST_VM_AUTH_SCANNED_*, COMMENTS, USER_DEF and ASSET_GROUP_IDS).
 //
+// # KnowledgeBase
+//
+// /api/<v>/fo/knowledge_base/vuln/ (GET or POST, action=list; Endpoint KB,
+// with its own limits, faults and stats) serves a KB generated from the
+// seed (kb.go): every QID a detection uses, visible no later than the
+// first detection that uses it, plus unused QIDs up to Config.KBQIDs, and
+// Config.KBNewPerDay more published per simulated day. QIDs are modified
+// as the Clock moves (LAST_SERVICE_MODIFICATION_DATETIME and content);
+// "late-visible" QIDs — half of those hosts added after Start
+// (NewHostsPerDay) bring, a quarter of the published ones — carry a
+// modification time backdated before they become visible, so an
+// incremental pass misses them (KBLate lists them). Parameters: details
+// (None → ID_SET with ID_RANGE for consecutive QIDs; Basic, the default,
+// and All → VULN_LIST, All adding DIAGNOSIS, CONSEQUENCE, SOLUTION,
+// CORRELATION and the CVSS vectors), ids (QIDs and ranges), id_min,
+// id_max, last_modified_after/_before and published_after/_before
+// (after inclusive, before exclusive), is_patchable, discovery_method,
+// discovery_auth_types, echo_request (ignored) and show_disabled_flag,
+// show_qid_change_log, show_supported_modules_info, show_pci_reasons;
+// anything else is refused (1901), a bad ids value with the recorded 1905.
+// Answers are sorted by QID, unknown QIDs left out, no match a RESPONSE
+// with DATETIME only; Config.KBKeepAlive adds the recorded keep-alive
+// comments. Truth: KBTruth, KBSelect, KBQIDs, KBChanged, KBLate,
+// KBVisibleFrom; Stats count the VULNs served.
+//
 // # Faults
 //
 // See Faults and FaultKind: 500, 503, an error document with 200, GENERIC_RETURN
@@ -58,6 +83,9 @@
 //	$ curl -u "qsim_user:$PASSWORD" -H 'X-Requested-With: curl' \
 //	    -d 'action=list&show_reopened_info=1&truncation_limit=2&ids=10000000-10000100' \
 //	    http://127.0.0.1:8080/api/2.0/fo/asset/host/vm/detection/
+//	$ curl -u "qsim_user:$PASSWORD" -H 'X-Requested-With: curl' \
+//	    -d 'action=list&details=All&last_modified_after=2025-12-31' \
+//	    http://127.0.0.1:8080/api/2.0/fo/knowledge_base/vuln/
 //	$ curl 'http://127.0.0.1:8080/__sim/truth?kind=detection&vm_processed_after=2025-12-31&count_only=1'
 //	$ curl -X POST 'http://127.0.0.1:8080/__sim/clock?advance=24h'
 package qualysim

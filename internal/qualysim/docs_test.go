@@ -53,6 +53,12 @@ func TestEveryDocumentParses(t *testing.T) {
 			{"999", detectionPath, form("action", "list"), Fault999, nil, want{"GENERIC_RETURN", 500}},
 			{"bad login", detectionPath, form("action", "list"), "", func(r *http.Request) { r.SetBasicAuth("x", "y") }, want{"SIMPLE_RETURN", 401}},
 			{"about", "/msp/about.php", nil, "", nil, want{"ABOUT", 200}},
+			{"kb all", kbPath, form("action", "list", "details", "All", "show_qid_change_log", "1", "show_pci_reasons", "1",
+				"show_disabled_flag", "1", "show_supported_modules_info", "1", "id_max", "30000"), "", nil, want{kbRoot, 200}},
+			{"kb basic", kbPath, form("action", "list", "last_modified_after", "2025-12-20"), "", nil, want{kbRoot, 200}},
+			{"kb ids", kbPath, form("action", "list", "details", "None"), "", nil, want{kbRoot, 200}},
+			{"kb empty", kbPath, form("action", "list", "ids", "1-5"), "", nil, want{kbRoot, 200}},
+			{"kb bad ids", kbPath, form("action", "list", "ids", "abc123"), "", nil, want{"SIMPLE_RETURN", 400}},
 		}
 		for _, tc := range cases {
 			if tc.name == "rate refusal" {

@@ -169,6 +169,7 @@ type request struct {
 	showReopened bool
 	showQDS      bool
 	showFactors  bool
+	kb           *KBQuery // a KnowledgeBase call's query
 }
 
 // outOpts are the call's output switches.
@@ -194,6 +195,9 @@ func badValue(key, val string, why string) *apiError {
 // parseRequest validates ps for ep. Each step returns the first refusal in
 // the order Qualys checks: names, action, selection, flags, output.
 func parseRequest(ep endpoint, ps params) (*request, *apiError) {
+	if ep == epKB {
+		return parseKBRequest(ps)
+	}
 	if err := checkNames(ep, ps); err != nil {
 		return nil, err
 	}

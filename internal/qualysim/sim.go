@@ -20,6 +20,7 @@ const (
 	HostList  Endpoint = "hostlist"  // /api/<v>/fo/asset/host/
 	Detection Endpoint = "detection" // /api/<v>/fo/asset/host/vm/detection/
 	About     Endpoint = "about"     // /msp/about.php
+	KB        Endpoint = "kb"        // /api/<v>/fo/knowledge_base/vuln/
 )
 
 type endpoint int
@@ -28,10 +29,11 @@ const (
 	epHostList endpoint = iota
 	epDetection
 	epAbout
+	epKB
 	numEndpoints
 )
 
-var epNames = [numEndpoints]Endpoint{HostList, Detection, About}
+var epNames = [numEndpoints]Endpoint{HostList, Detection, About, KB}
 
 func (e Endpoint) index() (endpoint, bool) {
 	for i, n := range epNames {
@@ -48,6 +50,7 @@ type Sim struct {
 	cfg    Config
 	m      *model
 	corpus *corpus
+	kb     *kbModel
 	clock  *Clock
 	lim    [numEndpoints]*limiter
 	faults faultState
@@ -68,6 +71,7 @@ func New(cfg Config) *Sim {
 	}
 	cfg = cfg.withDefaults()
 	s := &Sim{cfg: cfg, m: newModel(&cfg), corpus: newCorpus(cfg.Seed, max(cfg.ResultsSize, 0)), clock: cfg.Clock}
+	s.kb = newKBModel(s.m, &cfg)
 	if s.clock == nil {
 		s.clock = NewClock(cfg.Start, false)
 	}
@@ -126,7 +130,7 @@ func (s *Sim) SetRejectLogins(on bool) {
 	s.faults.cfg.RejectLogins = on
 }
 
-// ForceFault makes the next n calls to ep (HostList or Detection) suffer
+// ForceFault makes the next n calls to ep (HostList, Detection or KB) suffer
 // kind, ahead of the random draw. Forced faults queue in order per API;
 // FaultSlowStart and FaultBandwidth combine with an outcome fault.
 func (s *Sim) ForceFault(ep Endpoint, kind FaultKind, n int) error {
@@ -141,7 +145,7 @@ func (s *Sim) ForceFault(ep Endpoint, kind FaultKind, n int) error {
 // ClearForcedFaults drops every queued forced fault. Outages go on.
 func (s *Sim) ClearForcedFaults() { s.faults.clearForced() }
 
-// Outage makes every call to ep (HostList or Detection) suffer kind from
+// Outage makes every call to ep (HostList, Detection or KB) suffer kind from
 // now until end is called: an outage measured in real time, not in calls,
 // as a fleet meets it. Outcome outages take precedence over forced faults,
 // which wait in their queue for the end; when outages of several outcome
@@ -173,7 +177,7 @@ func (s *Sim) EndOutages() { s.faults.endOutage(0) }
 func faultTarget(ep Endpoint, kind FaultKind) (endpoint, error) {
 	i, ok := ep.index()
 	if !ok || i == epAbout {
-		return 0, errors.New("qualysim: faults apply to the hostlist and detection endpoints")
+		return 0, errors.New("qualysim: faults apply to the hostlist, detection and kb endpoints")
 	}
 	if !containsKind(AllFaults, kind) {
 		return 0, errors.New("qualysim: unknown fault kind " + string(kind))
@@ -242,6 +246,8 @@ func route(path string) (endpoint, bool) {
 		return epHostList, true
 	case "fo/asset/host/vm/detection/":
 		return epDetection, true
+	case "fo/knowledge_base/vuln/":
+		return epKB, true
 	}
 	return 0, false
 }
@@ -503,9 +509,15 @@ func (s *Sim) streamBody(c *apiCall, req *request, p plan) {
 	bp := s.bufs.Get().(*[]byte)
 	o := &out{buf: (*bp)[:0], sink: sink}
 	pg := page{base: c.base, path: c.r.URL.Path, now: c.now.Unix()}
-	if c.ep == epDetection {
+	switch c.ep {
+	case epDetection:
 		s.writeDetections(o, req, pg)
-	} else {
+	case epKB:
+		n := s.writeKB(o, req.kb, pg)
+		if o.err == nil && req.kb.Details != "None" {
+			c.st.vulns.Add(n)
+		}
+	default:
 		s.writeHostList(o, req, pg)
 	}
 	*bp = o.buf[:0]

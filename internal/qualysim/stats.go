@@ -24,6 +24,9 @@ type EndpointStats struct {
 	// Slowed counts calls slowed by FaultSlowStart or FaultBandwidth.
 	Slowed map[string]int64 `json:"slowed,omitempty"`
 	Bytes  int64            `json:"bytes"` // body bytes written
+	// VULNs counts the VULN elements of the KnowledgeBase answers that
+	// were written whole (details Basic or All; an ID_SET counts none).
+	VULNs int64 `json:"vulns,omitempty"`
 	// Running is the number of calls running now; PeakRunning the most
 	// ever running at once. A call runs from admission until its body is
 	// written or its client has gone.
@@ -34,6 +37,7 @@ type EndpointStats struct {
 
 type epStats struct {
 	bytes    atomic.Int64
+	vulns    atomic.Int64
 	mu       sync.Mutex
 	requests int64
 	outcomes map[string]int64
@@ -59,7 +63,7 @@ func (s *epStats) record(outcome string, slowed ...string) {
 func (s *epStats) snapshot() EndpointStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := EndpointStats{Requests: s.requests, Bytes: s.bytes.Load(), Outcomes: map[string]int64{}}
+	e := EndpointStats{Requests: s.requests, Bytes: s.bytes.Load(), VULNs: s.vulns.Load(), Outcomes: map[string]int64{}}
 	for k, v := range s.outcomes {
 		e.Outcomes[k] = v
 	}
@@ -77,4 +81,5 @@ func (s *epStats) reset() {
 	defer s.mu.Unlock()
 	s.requests, s.outcomes, s.slowed = 0, nil, nil
 	s.bytes.Store(0)
+	s.vulns.Store(0)
 }
