@@ -163,7 +163,9 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	}
 	complete, err := b.TryComplete(ctx, j.Run)
 	if err != nil {
-		b.log.Warn("trying to complete the run's tables", "run", j.Run, "err", err)
+		// This may be the run's last job: acked, it would leave nobody to
+		// complete the tables. Delivered again, it completes them.
+		return Result{}, fmt.Errorf("tables: job %s: completing the run's tables: %w", j, err)
 	}
 	return Result{Part: p, Complete: complete}, nil
 }
