@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/tables"
 	"github.com/qfetch/qfetch/internal/testenv"
@@ -95,6 +98,76 @@ func TestBlockedConversionIsBounded(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
 	if !store.blocked.Load() {
 		t.Fatal("no read blocked: the test did not test")
+	}
+	checkTables(t, e, e.Store, run)
+}
+
+// freezeStore holds the first Put of a key containing part until thaw is
+// closed, as a converter stopped (SIGSTOP) right before its part lands.
+type freezeStore struct {
+	tables.Store
+	part   string
+	frozen chan struct{}
+	thaw   chan struct{}
+	once   atomic.Bool
+}
+
+func (s *freezeStore) Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error) {
+	if strings.Contains(key, s.part) && s.once.CompareAndSwap(false, true) {
+		close(s.frozen)
+		<-s.thaw
+	}
+	return s.Store.Put(ctx, key, r, opts)
+}
+
+// A converter frozen before its part lands, woken after another process
+// completed the run's tables, changes no byte of them: its part, record,
+// table manifest and runs row are the ones there already.
+func TestFrozenConverterAfterTablesComplete(t *testing.T) {
+	e := setupTables(t, 120)
+	run := e.fetchRun() // no table loop yet: the jobs wait
+	fz := &freezeStore{Store: e.Store, part: "/part-batch-000001.", frozen: make(chan struct{}), thaw: make(chan struct{})}
+	a := e.process(fz)
+	type outcome struct {
+		res tables.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := a.builder.Convert(context.WithoutCancel(t.Context()), tables.Job{Run: run, Kind: msg.TableDetections, Item: "1"})
+		done <- outcome{res, err}
+	}()
+	select {
+	case <-fz.frozen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the converter did not reach its part's write")
+	}
+	e.loop(e.process(e.Store), 2, 5)
+	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+	before := snapshot(t, e.Store)
+	recs, err := e.Q.TableParts(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(fz.thaw)
+	var got outcome
+	select {
+	case got = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the thawed converter did not end")
+	}
+	if got.err != nil || !got.res.Complete {
+		t.Fatalf("thawed converter: %+v, %v", got.res, got.err)
+	}
+	if after := snapshot(t, e.Store); !maps.Equal(after, before) {
+		t.Fatalf("the thawed converter changed the tables:\n got %v\nwant %v", after, before)
+	}
+	after, err := e.Q.TableParts(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(after, recs) {
+		t.Fatalf("part records changed:\n got %v\nwant %v", after, recs)
 	}
 	checkTables(t, e, e.Store, run)
 }
