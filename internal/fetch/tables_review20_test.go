@@ -18,6 +18,7 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/tables"
 	"github.com/qfetch/qfetch/internal/testenv"
+	"github.com/qfetch/qfetch/internal/testrun"
 )
 
 // loopWith runs p's table loop with lease renewals every progress until the
@@ -170,4 +171,54 @@ func TestFrozenConverterAfterTablesComplete(t *testing.T) {
 		t.Fatalf("part records changed:\n got %v\nwant %v", after, recs)
 	}
 	checkTables(t, e, e.Store, run)
+}
+
+// The same with a converter that writes other bytes (another version of
+// qfetch in a rolling upgrade, modelled by another row group size): woken
+// after the tables completed, it must not land its part, since the table
+// manifest lists the part that is there. Before, the part's Put was
+// unconditional, so the late copy replaced it and the manifest's bytes no
+// longer matched the object: only a store-enforced create fences it.
+func TestFrozenConverterOfAnotherVersionLandsNothing(t *testing.T) {
+	e := setupTables(t, 120)
+	run := e.fetchRun() // no table loop yet: the jobs wait
+	fz := &freezeStore{Store: e.Store, part: "/part-batch-000001.", frozen: make(chan struct{}), thaw: make(chan struct{})}
+	a := e.process(fz)
+	a.builder = tables.NewBuilder(tables.Config{Prefix: testrun.Prefix, Options: tables.Options{RowGroupRows: 100}},
+		fz, e.Q.Ledger, nil, e.Log)
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.builder.Convert(context.WithoutCancel(t.Context()), tables.Job{Run: run, Kind: msg.TableDetections, Item: "1"})
+		done <- err
+	}()
+	select {
+	case <-fz.frozen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the converter did not reach its part's write")
+	}
+	e.loop(e.process(e.Store), 2, 5)
+	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+	before := snapshot(t, e.Store)
+	close(fz.thaw)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Logf("thawed converter: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the thawed converter did not end")
+	}
+	if after := snapshot(t, e.Store); !maps.Equal(after, before) {
+		t.Errorf("the thawed converter changed the tables:\n got %v\nwant %v", after, before)
+	}
+	checkTables(t, e, e.Store, run)
+	parts, err := e.Q.TableParts(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		if o, err := e.Store.Stat(t.Context(), p.Key); err != nil || o.Bytes != p.Bytes {
+			t.Errorf("part record %s/%s: %d bytes, the object holds %d (%v)", p.Kind, p.Item, p.Bytes, o.Bytes, err)
+		}
+	}
 }

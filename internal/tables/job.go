@@ -58,7 +58,7 @@ type Builder struct {
 
 // NewBuilder builds a builder; pub may be nil (nothing is queued then).
 func NewBuilder(cfg Config, store Store, l Ledger, pub Publisher, log *slog.Logger) *Builder {
-	return &Builder{parts: parts{store: store, prefix: cfg.Prefix, opt: cfg.Options}, ledger: l, pub: pub, log: log}
+	return &Builder{parts: parts{store: store, prefix: cfg.Prefix, opt: cfg.Options, once: true}, ledger: l, pub: pub, log: log}
 }
 
 // Result is what a job did.
