@@ -67,6 +67,10 @@ type TableConfig struct {
 	// Progress is how often a running conversion's lease is renewed;
 	// default 30s.
 	Progress time.Duration
+	// Timeout bounds one conversion, so that one stalled on the bucket
+	// gives its job back instead of renewing its lease for ever; default
+	// 60 × Progress.
+	Timeout time.Duration
 	// PullWait is one pull request's wait; default 5s.
 	PullWait time.Duration
 	// Backoff is the wait before delivery n+1 of a failed conversion;
@@ -93,6 +97,9 @@ func NewTableLoop(cfg TableConfig, jobs TableJobs, conv Converter, metrics *Tabl
 	}
 	if cfg.Progress <= 0 {
 		cfg.Progress = 30 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 60 * cfg.Progress
 	}
 	if cfg.PullWait <= 0 {
 		cfg.PullWait = 5 * time.Second
@@ -150,7 +157,7 @@ func (t *TableLoop) handle(ctx context.Context, d *msg.TableDelivery) {
 	}
 	log := t.log.With("run", j.Run, "kind", j.Kind, "item", j.Item)
 	start := time.Now()
-	cctx, stop := context.WithCancel(ctx)
+	cctx, stop := context.WithTimeout(ctx, t.cfg.Timeout)
 	go func() {
 		tick := time.NewTicker(t.cfg.Progress)
 		defer tick.Stop()

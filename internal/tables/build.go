@@ -106,6 +106,11 @@ type parts struct {
 	store  Store
 	prefix string
 	opt    Options
+	// once makes each part a create the store enforces (the fleet's
+	// conversions): a late or frozen copy, perhaps of another converter
+	// version, cannot replace a part a table manifest lists. A rebuild
+	// replaces parts on purpose and leaves it unset.
+	once bool
 }
 
 // write converts it's objects, in order, into its part, streamed into the
@@ -131,11 +136,16 @@ func (p parts) write(ctx context.Context, src Source, it item) (Part, error) {
 		pw.CloseWithError(err) // nil: EOF
 		done <- result{st, err}
 	}()
-	obj, err := p.store.Put(ctx, key, pr, objstore.PutOptions{ContentType: "application/vnd.apache.parquet"})
+	obj, err := p.store.Put(ctx, key, pr, objstore.PutOptions{ContentType: "application/vnd.apache.parquet", IfAbsent: p.once})
 	pr.CloseWithError(errors.Join(err, errors.New("tables: the store stopped reading")))
 	res := <-done
 	if res.err != nil {
 		return Part{}, res.err
+	}
+	if p.once && errors.Is(err, objstore.ErrExists) {
+		// Converted before (a redelivery, another worker): the part there
+		// stands, and its record names its bytes.
+		obj, err = p.store.Stat(ctx, key)
 	}
 	if err != nil {
 		return Part{}, fmt.Errorf("tables: writing %s: %w", key, err)

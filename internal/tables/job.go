@@ -58,7 +58,7 @@ type Builder struct {
 
 // NewBuilder builds a builder; pub may be nil (nothing is queued then).
 func NewBuilder(cfg Config, store Store, l Ledger, pub Publisher, log *slog.Logger) *Builder {
-	return &Builder{parts: parts{store: store, prefix: cfg.Prefix, opt: cfg.Options}, ledger: l, pub: pub, log: log}
+	return &Builder{parts: parts{store: store, prefix: cfg.Prefix, opt: cfg.Options, once: true}, ledger: l, pub: pub, log: log}
 }
 
 // Result is what a job did.
@@ -163,7 +163,9 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	}
 	complete, err := b.TryComplete(ctx, j.Run)
 	if err != nil {
-		b.log.Warn("trying to complete the run's tables", "run", j.Run, "err", err)
+		// This may be the run's last job: acked, it would leave nobody to
+		// complete the tables. Delivered again, it completes them.
+		return Result{}, fmt.Errorf("tables: job %s: completing the run's tables: %w", j, err)
 	}
 	return Result{Part: p, Complete: complete}, nil
 }
