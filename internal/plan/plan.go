@@ -30,6 +30,7 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/retry"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Config is one planner's settings.
@@ -384,11 +385,7 @@ scan:
 	// Run IDs sort by time to the second; a run opened in the same second
 	// as the newest one (a failed run retried at once) must still sort
 	// after it, since the scan above goes newest first.
-	id := newRunID(now)
-	for t := now; len(ids) > 0 && id <= ids[len(ids)-1]; {
-		t = t.Add(time.Second)
-		id = newRunID(t)
-	}
+	id := runid.After(runid.New, now, last(ids))
 	rec = ledger.RunRecord{
 		ID:        id,
 		After:     after.UTC(),
@@ -405,11 +402,12 @@ scan:
 	return rec, false, "", nil
 }
 
-// newRunID makes an ID that sorts by time and does not collide.
-func newRunID(t time.Time) string {
-	var b [3]byte
-	_, _ = crand.Read(b[:])
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+// last is the last of ids, "" when there is none.
+func last(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[len(ids)-1]
 }
 
 // page pages the Host List from the run's progress record and publishes
