@@ -593,3 +593,12 @@ func (p *Planner) kbAdvancer() Advancer {
 	a.kb = true
 	return a
 }
+
+// AdvanceKBWatermark is this planner's KB advancer run once, outside a
+// pass, as the next pass would run it.
+func (p *Planner) AdvanceKBWatermark(ctx context.Context) (ledger.Watermark, error) {
+	if p.kb.Ledger == nil {
+		return ledger.Watermark{}, errors.New("plan: the planner has no KB ledger (WithKB)")
+	}
+	return p.kbAdvancer().Advance(ctx)
+}
