@@ -1,5 +1,6 @@
 // Command planner opens (or resumes) one qfetch run: it pages the Qualys
-// Host List and publishes the host IDs as batches to JetStream.
+// Host List and publishes the host IDs as batches to JetStream; then it
+// does the same for a KnowledgeBase pass over the QIDs.
 //
 // Configuration comes from QFETCH_* variables (see README); the exit code
 // says what happened (README, "Exit codes").

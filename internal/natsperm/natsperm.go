@@ -160,9 +160,10 @@ var (
 	kvPage      = "$KV." + ledger.BucketRuns + ".*.page.*"
 	kvWatermark = "$KV." + ledger.BucketState + ".watermark"
 	// kvKBWatermark is the KnowledgeBase watermark: the planner's alone,
-	// operators included out (they reset a pass by running a full one).
+	// an operator's too being out: no command sets it, and the periodic
+	// full pass (QFETCH_KB_FULL_EVERY) repairs what a bad one would skip.
 	kvKBWatermark = "$KV." + ledger.BucketState + ".kb-watermark"
-	kvFleetKeys = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
+	kvFleetKeys   = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
 )
 
 // kvStatusWriter is the one key of QFETCH_STATUS_LOCK.

@@ -1,6 +1,8 @@
 // Package plan runs one planner pass: open (or take over) a run, page the
-// Host List into batch messages and stored pages, fenced by the run record;
-// and it alone advances the watermark over completed runs (Advancer).
+// Host List into batch messages and stored pages, fenced by the run record,
+// then the same for a KnowledgeBase pass over the QID listing (kb.go); and
+// it alone advances the watermark and the KB watermark over completed runs
+// and passes (Advancer).
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is
