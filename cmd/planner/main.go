@@ -1,5 +1,6 @@
 // Command planner opens (or resumes) one qfetch run: it pages the Qualys
-// Host List and publishes the host IDs as batches to JetStream.
+// Host List and publishes the host IDs as batches to JetStream; then it
+// does the same for a KnowledgeBase pass over the QIDs.
 //
 // Configuration comes from QFETCH_* variables (see README); the exit code
 // says what happened (README, "Exit codes").
@@ -15,6 +16,7 @@ import (
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/interrupt"
+	"github.com/qfetch/qfetch/internal/plan"
 )
 
 type spec struct {
@@ -23,6 +25,7 @@ type spec struct {
 	S3     config.S3
 	Log    config.Log
 	Plan   config.Plan
+	KB     config.KB
 	config.Fleet
 }
 
@@ -30,8 +33,12 @@ const usage = `usage: planner [--help | --version]
 
 planner opens (or resumes) one qfetch run: it pages the Qualys Host List
 for the hosts changed since the watermark and publishes their IDs as
-batches to JetStream, where the workers pick them up. It runs once and
-exits (a CronJob).
+batches to JetStream, where the workers pick them up. Then, unless
+QFETCH_KB_ENABLED=false, it does the same for the KnowledgeBase: a pass
+over the QIDs changed since the KB watermark (the whole KnowledgeBase the
+first time and every QFETCH_KB_FULL_EVERY). It runs once and exits (a
+CronJob). The exit code is the detection run's: a KnowledgeBase failure is
+logged and printed, and the next pass tries again.
 
 It takes no arguments: it is configured by QFETCH_* variables, mainly
 QFETCH_QUALYS_URL, QFETCH_QUALYS_USERNAME, QFETCH_QUALYS_PASSWORD,
@@ -77,9 +84,14 @@ func run(ctx context.Context) (err error) {
 	if err := parts.Preflight(ctx); err != nil {
 		return err
 	}
-	p := parts.Planner(app.PlanConfig(s.Qualys, s.Fleet, s.Plan))
+	cfg := app.PlanConfig(s.Qualys, s.Fleet, s.Plan)
+	cfg.KB = app.PlanKBConfig(s.Qualys, s.KB)
+	p := parts.Planner(cfg)
 
 	out, err := p.Run(ctx)
+	// The KnowledgeBase step's outcome is reported whatever the detection
+	// step's; it never decides the exit code (I9).
+	defer reportKB(log, out.KB)
 	if err != nil {
 		return err
 	}
@@ -96,4 +108,24 @@ func run(ctx context.Context) (err error) {
 	log.Info("planned", slog.String("run", out.Run), slog.Bool("resumed", out.Resumed),
 		slog.Int("batches", out.Batches), slog.Int("hosts", out.Hosts))
 	return nil
+}
+
+// reportKB logs what the KnowledgeBase step did; kb is nil when it is off
+// or did not run.
+func reportKB(log *slog.Logger, kb *plan.KBOutcome) {
+	switch {
+	case kb == nil:
+	case kb.Error != "":
+		log.Error("KnowledgeBase pass failed; the next planner pass tries again", slog.String("pass", kb.Pass),
+			slog.Int("batches", kb.Batches), slog.String("error", kb.Error))
+	case kb.Skipped:
+		log.Info("no KnowledgeBase pass to plan", slog.String("reason", kb.Reason))
+	case kb.Superseded:
+		log.Warn("stopped planning the KnowledgeBase pass: another planner took it over",
+			slog.String("pass", kb.Pass), slog.String("reason", kb.Reason))
+	default:
+		log.Info("planned KnowledgeBase pass", slog.String("pass", kb.Pass), slog.Bool("full", kb.Full),
+			slog.Bool("resumed", kb.Resumed), slog.Int("batches", kb.Batches), slog.Int("qids", kb.QIDs),
+			slog.Int("backfill", kb.Backfill))
+	}
 }

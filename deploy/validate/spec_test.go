@@ -28,6 +28,7 @@ type plannerSpec struct {
 	S3     config.S3
 	Log    config.Log
 	Plan   config.Plan
+	KB     config.KB
 	config.Fleet
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
@@ -156,10 +157,21 @@ func (p Parts) finisher() Finisher {
 	return p.Finisher(finish.Config{})
 }
 
-// Planner builds a planner on p; cfg's Prefix and Owner are p's.
+// Planner builds a planner on p; cfg's Prefix and Owner are p's. Its
+// KnowledgeBase step (on when cfg.KB.Enabled) lists QIDs with p's Qualys
+// client and reads the QIDs runs use from p's store's table manifests.
 func (p Parts) Planner(cfg plan.Config) *plan.Planner {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
-	return plan.New(cfg, p.Queue.Queue, p.Queue.Ledger, p.Qualys, p.Store, p.finisher(), p.Log)
+	pl := plan.New(cfg, p.Queue.Queue, p.Queue.Ledger, p.Qualys, p.Store, p.finisher(), p.Log)
+	store, prefix := p.Store, p.Prefix
+	return pl.WithKB(plan.KBDeps{
+		QIDs:    p.Qualys,
+		Ledger:  p.Queue.Ledger,
+		Objects: p.Store,
+		Used: func(ctx context.Context, runs []string) (hostids.Set, []string, error) {
+			return tables.UsedQIDs(ctx, store, prefix, runs)
+		},
+	})
 }
 
 // Worker builds a worker on p; cfg's Prefix and Owner are p's. metrics may
@@ -215,6 +227,34 @@ func (s WorkerSpec) FetchConfig() fetch.Config {
 		Grace:           s.Worker.Grace,
 		ProbeEvery:      s.Worker.ProbeEvery,
 		MaxBackoff:      s.Worker.MaxBackoff,
+	}
+}
+
+// kbShow are the show_* flags of every KnowledgeBase request (QETL's full
+// set): the kb table's columns need them.
+var kbShow = []string{"show_disabled_flag", "show_qid_change_log", "show_supported_modules_info", "show_pci_reasons"}
+
+// PlanKBConfig is a planner's KnowledgeBase step from its configuration
+// sections; LoadConfig has validated them. A pass's parameters are the
+// operator's extras (QFETCH_QUALYS_KB_PARAMS), the show_* flags set to 1
+// unless the operator set them, and details from QFETCH_KB_DETAILS,
+// which wins.
+func PlanKBConfig(q config.Qualys, kb config.KB) plan.KBConfig {
+	params := q.KBParams.Values()
+	for _, f := range kbShow {
+		if !params.Has(f) {
+			params.Set(f, "1")
+		}
+	}
+	params.Set("details", kb.Details)
+	return plan.KBConfig{
+		Enabled:    kb.Enabled,
+		BatchSize:  kb.BatchSize,
+		Params:     params,
+		ListParams: q.KBParams.Values(),
+		Overlap:    kb.Overlap,
+		Every:      kb.Every,
+		FullEvery:  kb.FullEvery,
 	}
 }
 

@@ -41,3 +41,6 @@ func (p Params) Values() url.Values {
 func (p Params) checkHostList() error { return qparams.CheckHostList(url.Values(p)) }
 
 func (p Params) checkDetection() error { return qparams.CheckDetection(url.Values(p)) }
+
+// checkKB names the parameters p may not carry on a KnowledgeBase request.
+func (p Params) checkKB() error { return qparams.CheckKB(url.Values(p)) }

@@ -49,6 +49,9 @@ type Qualys struct {
 	// the hosts table needs Basic or All; None lists IDs only, the
 	// cheapest pages.
 	HostListDetails string `envconfig:"HOSTLIST_DETAILS" default:"Basic" desc:"Host List details: None (IDs only), Basic or All"`
+	// KBParams are the operator's KnowledgeBase parameters: sent with the
+	// QID listing and every KnowledgeBase batch of a pass.
+	KBParams Params `envconfig:"KB_PARAMS" desc:"extra KnowledgeBase parameters, URL-encoded"`
 }
 
 // Validate checks the Qualys section on its own.
@@ -95,6 +98,9 @@ func (q Qualys) Validate() error {
 	}
 	if err := q.DetectionParams.checkDetection(); err != nil {
 		bad("DetectionParams", err)
+	}
+	if err := q.KBParams.checkKB(); err != nil {
+		bad("KBParams", err)
 	}
 	if q.DetectionTruncationLimit < 0 {
 		bad("DetectionTruncationLimit", fmt.Errorf("must be 0 or more, got %d", q.DetectionTruncationLimit))

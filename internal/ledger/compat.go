@@ -33,14 +33,9 @@ func bucketCompatible(have jetstream.StreamConfig, want jetstream.KeyValueConfig
 		return bad("retention", have.Retention, jetstream.LimitsPolicy)
 	case have.Storage != want.Storage:
 		return bad("storage", have.Storage, want.Storage)
-	case have.Mirror != nil || len(have.Sources) > 0:
-		return bad("mirror/sources", "set", "none")
-	case have.RePublish != nil:
-		return bad("republish", have.RePublish.Destination, "none")
-	case have.SubjectTransform != nil:
-		return bad("subject transform", have.SubjectTransform.Destination, "none")
-	case have.Sealed:
-		return bad("sealed", true, false)
+	}
+	if setting, h, w, found := msg.ForeignSetting(have); found {
+		return bad(setting, h, w)
 	}
 	return nil
 }

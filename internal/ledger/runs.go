@@ -19,6 +19,7 @@ import (
 	"github.com/qfetch/qfetch/internal/logging"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Keys in QFETCH_RUNS:
@@ -301,9 +302,16 @@ func (r *RunRecord) encode() ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// RunIDs returns the IDs of every run record, ascending (run IDs sort by
-// time).
+// RunIDs returns the IDs of every detection run record, ascending (run IDs
+// sort by time). KnowledgeBase passes are left out (see [Ledger.KBPassIDs]):
+// the watermark, latest.json and the planner's scan of runs are about
+// detection runs alone.
 func (l *Ledger) RunIDs(ctx context.Context) ([]string, error) {
+	return l.recordIDs(ctx, func(id string) bool { return !runid.IsKB(id) })
+}
+
+// recordIDs returns the IDs of the run records keep keeps, ascending.
+func (l *Ledger) recordIDs(ctx context.Context, keep func(id string) bool) ([]string, error) {
 	// Run records are the only single-token keys.
 	lister, err := l.runs.ListKeysFiltered(ctx, "*")
 	if err != nil {
@@ -311,7 +319,9 @@ func (l *Ledger) RunIDs(ctx context.Context) ([]string, error) {
 	}
 	var ids []string
 	for k := range lister.Keys() {
-		ids = append(ids, k)
+		if keep(k) {
+			ids = append(ids, k)
+		}
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), nil

@@ -39,12 +39,18 @@ type Watermark struct {
 // Watermark returns the current watermark, or an error wrapping
 // [ErrNoWatermark].
 func (l *Ledger) Watermark(ctx context.Context) (Watermark, error) {
-	e, err := l.state.Get(ctx, watermarkKey)
+	return l.readWatermark(ctx, watermarkKey)
+}
+
+// readWatermark reads the watermark under key (watermarkKey or
+// kbWatermarkKey).
+func (l *Ledger) readWatermark(ctx context.Context, key string) (Watermark, error) {
+	e, err := l.state.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Watermark{}, ErrNoWatermark
 	}
 	if err != nil {
-		return Watermark{}, msg.ClassifyAPI(fmt.Errorf("ledger: read watermark: %w", err))
+		return Watermark{}, msg.ClassifyAPI(fmt.Errorf("ledger: read %s: %w", key, err))
 	}
 	return decodeWatermark(e)
 }
@@ -66,8 +72,13 @@ func decodeWatermark(e jetstream.KeyValueEntry) (Watermark, error) {
 // was cut from the old watermark, and the operator asked for the next
 // window to start at theirs.
 func (l *Ledger) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error) {
+	return l.advanceWatermark(ctx, watermarkKey, w)
+}
+
+// advanceWatermark is AdvanceWatermark for the watermark under key.
+func (l *Ledger) advanceWatermark(ctx context.Context, key string, w Watermark) (bool, error) {
 	for attempt := 1; attempt <= maxCASAttempts; attempt++ {
-		cur, err := l.Watermark(ctx)
+		cur, err := l.readWatermark(ctx, key)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNoWatermark) {
 			return false, err
@@ -83,9 +94,9 @@ func (l *Ledger) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error
 			return false, err
 		}
 		if exists {
-			_, err = l.state.Update(ctx, watermarkKey, data, cur.Revision)
+			_, err = l.state.Update(ctx, key, data, cur.Revision)
 		} else {
-			_, err = l.state.Create(ctx, watermarkKey, data)
+			_, err = l.state.Create(ctx, key, data)
 		}
 		switch {
 		case err == nil:
@@ -93,10 +104,10 @@ func (l *Ledger) AdvanceWatermark(ctx context.Context, w Watermark) (bool, error
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
 			continue // someone moved it meanwhile: look again
 		default:
-			return false, msg.ClassifyAPI(fmt.Errorf("ledger: advance watermark: %w", err))
+			return false, msg.ClassifyAPI(fmt.Errorf("ledger: advance %s: %w", key, err))
 		}
 	}
-	return false, failure.Retryable(errors.New("ledger: advance watermark: still contended"))
+	return false, failure.Retryable(fmt.Errorf("ledger: advance %s: still contended", key))
 }
 
 // SetWatermark sets the watermark unconditionally, backwards too: the
@@ -118,12 +129,17 @@ func (l *Ledger) SetWatermark(ctx context.Context, w Watermark) error {
 // WatermarkHistory returns the watermark's past values, oldest first (the
 // last 64).
 func (l *Ledger) WatermarkHistory(ctx context.Context) ([]Watermark, error) {
-	entries, err := l.state.History(ctx, watermarkKey)
+	return l.watermarkHistory(ctx, watermarkKey)
+}
+
+// watermarkHistory is WatermarkHistory for the watermark under key.
+func (l *Ledger) watermarkHistory(ctx context.Context, key string) ([]Watermark, error) {
+	entries, err := l.state.History(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: watermark history: %w", err))
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: %s history: %w", key, err))
 	}
 	var out []Watermark
 	for _, e := range entries {

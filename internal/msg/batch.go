@@ -18,7 +18,10 @@ import (
 	"github.com/qfetch/qfetch/internal/runid"
 )
 
-// SchemaVersion is the batch message version this code writes.
+// SchemaVersion is the newest batch message version this code writes:
+// version 2 added Kind, and only KnowledgeBase batches are written in it;
+// detection batches are still written as version 1 (see [Batch.version]),
+// so that a build without KnowledgeBase support keeps fetching them.
 //
 // Batches wait in the stream across deploys, so a bump ships in two releases:
 // the first only adds the new version to [decoders], the second writes it,
@@ -26,19 +29,56 @@ import (
 // released version keeps an encoded message in testdata/batch-v<N>.json that
 // the tests decode. A version this build has no decoder for is refused as
 // permanent: guessing at a newer schema could fetch the wrong hosts.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// detectionVersion is the version detection batches are written in.
+const detectionVersion = 1
 
 // decoders reads each schema version this build accepts into today's Batch.
 // A previous version's entry maps its fields onto the current ones.
 var decoders = map[int]func(data []byte) (Batch, error){
 	1: decodeV1,
+	2: decodeV2,
 }
 
-// decodeV1 reads version 1, the current version: Batch's own JSON.
+// decodeV1 reads version 1: Batch's own JSON without Kind. A version 1
+// message naming a kind was not written by qfetch: a build that only read
+// version 1 would have fetched its QIDs as host IDs.
 func decodeV1(data []byte) (Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, err
+	}
+	if b.Kind != "" {
+		return b, fmt.Errorf("kind %q in a version 1 message: version 1 has no kind (a KnowledgeBase batch is version 2)", show(b.Kind))
+	}
+	return b, nil
+}
+
+// decodeV2 reads version 2, the current version: Batch's own JSON.
+func decodeV2(data []byte) (Batch, error) {
 	var b Batch
 	err := json.Unmarshal(data, &b)
 	return b, err
+}
+
+// version is the schema version b is written in: 2 for a KnowledgeBase
+// batch, 1 for a detection batch, whose bytes stay as every release wrote
+// them.
+func (b Batch) version() int {
+	if b.Kind == "" {
+		return detectionVersion
+	}
+	return SchemaVersion
+}
+
+// show bounds a string from outside for an error message.
+func show(s string) string {
+	const most = 20
+	if len(s) > most {
+		return s[:most] + "…"
+	}
+	return s
 }
 
 // readVersions lists the versions in [decoders], for an error message.
@@ -68,8 +108,9 @@ const MaxBatchHosts = 10000
 // classified permanent, since no redelivery can fix a message.
 var ErrBadBatch = errors.New("bad batch message")
 
-// Batch is one unit of work: the hosts one detection request covers. It is
-// the JSON body of a message on qfetch.batch.<run>.
+// Batch is one unit of work: the hosts one detection request covers, or
+// the QIDs one KnowledgeBase request covers (Kind). It is the JSON body of
+// a message on qfetch.batch.<run>.
 type Batch struct {
 	// V is the schema version; Encode sets it.
 	V int `json:"v"`
@@ -100,7 +141,7 @@ type Batch struct {
 	// whose Params are KnowledgeBase parameters (qparams.CheckKB). A KB
 	// batch is written as schema version 2, so that a build that cannot
 	// fetch it refuses it instead of asking for detections of hosts whose
-	// IDs are QIDs. (Contract stub: H-plan implements it.)
+	// IDs are QIDs.
 	Kind string `json:"kind,omitempty"`
 }
 
@@ -140,12 +181,30 @@ func ValidRunID(id string) bool { return runid.Valid(id) }
 
 // Validate reports what is wrong with b, as an error wrapping [ErrBadBatch]
 // and classified permanent. The version is not checked: Encode sets it.
+// The kind and the run must agree (a KnowledgeBase batch belongs to a KB
+// pass, a detection batch to a run: runid.IsKB), and Params must be ones
+// the kind's API allows, so that no message turns one kind of request into
+// the other (design.md I7).
 func (b Batch) Validate() error {
 	var problems []string
 	if b.Run == "" {
 		problems = append(problems, "missing run")
 	} else if !ValidRunID(b.Run) {
 		problems = append(problems, fmt.Sprintf("run %q is not 1-64 letters, digits, '-' or '_'", b.Run))
+	}
+	checkParams := qparams.CheckDetection
+	switch b.Kind {
+	case "":
+		if runid.IsKB(b.Run) {
+			problems = append(problems, fmt.Sprintf("run %s is a KnowledgeBase pass but the batch is a detection batch", b.Run))
+		}
+	case KindKB:
+		checkParams = qparams.CheckKB
+		if b.Run != "" && !runid.IsKB(b.Run) {
+			problems = append(problems, fmt.Sprintf("run %s is not a KnowledgeBase pass (%s…) but the batch is a KnowledgeBase batch", b.Run, runid.KBPrefix))
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("unknown kind %q", show(b.Kind)))
 	}
 	if b.Number < 1 {
 		problems = append(problems, fmt.Sprintf("batch number %d is not positive", b.Number))
@@ -168,7 +227,7 @@ func (b Batch) Validate() error {
 	}
 	// A worker must send nothing the planner's configuration could not
 	// hold: Params come from outside the worker (design.md I7).
-	perr := qparams.CheckDetection(b.Params)
+	perr := checkParams(b.Params)
 	switch {
 	case perr != nil && len(problems) > 0:
 		return failure.Permanent(fmt.Errorf("%w: %s; %w", ErrBadBatch, strings.Join(problems, "; "), perr))
@@ -180,10 +239,10 @@ func (b Batch) Validate() error {
 	return nil
 }
 
-// Encode sets the schema version and returns the message body, or a
-// permanent error when b is not a valid batch.
+// Encode sets the schema version (see [Batch.version]) and returns the
+// message body, or a permanent error when b is not a valid batch.
 func Encode(b Batch) ([]byte, error) {
-	b.V = SchemaVersion
+	b.V = b.version()
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}

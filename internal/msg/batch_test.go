@@ -23,7 +23,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	b.V = SchemaVersion
+	b.V = detectionVersion // detection batches stay version 1
 	if !reflect.DeepEqual(got, b) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, b)
 	}
@@ -48,7 +48,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"not an object", `[1,2]`, "not JSON"},
 		{"trailing garbage", `{"v":1,` + good + `} x`, "not JSON"},
 		{"missing version", `{` + good + `}`, "missing schema version"},
-		{"unknown version", `{"v":2,` + good + `}`, "unknown schema version 2"},
+		{"unknown version", `{"v":3,` + good + `}`, "unknown schema version 3"},
 		{"version as string", `{"v":"1",` + good + `}`, "not JSON"},
 		{"missing run", `{"v":1,"batch":3,"before":"2025-03-01T00:00:00Z","ids":"5","hosts":1}`, "missing run"},
 		{"run with a dot", `{"v":1,"run":"a.b","batch":3,"before":"2025-03-01T00:00:00Z","ids":"5","hosts":1}`, `run "a.b"`},

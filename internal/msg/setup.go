@@ -258,19 +258,35 @@ func streamCompatible(have, want jetstream.StreamConfig) error {
 	case want.AllowRollup && have.DenyPurge:
 		// The server never lifts deny-purge, and schedules need roll-ups.
 		return bad("deny purge", true, false)
+	}
+	if setting, h, w, found := ForeignSetting(have); found {
+		return bad(setting, h, w)
+	}
+	return nil
+}
+
+// ForeignSetting names the first setting of an existing stream (a queue's
+// or a bucket's) that qfetch never sets and no update may put right, with
+// the value found and the one qfetch needs; found is false when there is
+// none. Each one carries what is stored elsewhere or freezes it, so a
+// stream pre-created with one is not qfetch's: mirror or sources, republish,
+// a subject transform, sealed. Both the streams' check here and the
+// ledger's buckets' check use it, so the two never disagree.
+func ForeignSetting(have jetstream.StreamConfig) (setting string, h, w any, found bool) {
+	switch {
 	case have.Mirror != nil || len(have.Sources) > 0:
-		return bad("mirror/sources", "set", "none")
+		return "mirror/sources", "set", "none", true
 	case have.RePublish != nil:
 		// The server republishes every stored message, and another stream
 		// (a bucket: the watermark) stores what arrives there: whoever may
 		// publish on this stream's subjects would write into it.
-		return bad("republish", have.RePublish.Destination, "none")
+		return "republish", have.RePublish.Destination, "none", true
 	case have.SubjectTransform != nil:
-		return bad("subject transform", have.SubjectTransform.Destination, "none")
+		return "subject transform", have.SubjectTransform.Destination, "none", true
 	case have.Sealed:
-		return bad("sealed", true, false)
+		return "sealed", true, false, true
 	}
-	return nil
+	return "", nil, nil, false
 }
 
 func streamTunablesEqual(a, b jetstream.StreamConfig) bool {

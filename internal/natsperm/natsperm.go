@@ -79,7 +79,8 @@ var (
 //   - planner: create and update the streams and buckets (it alone: it
 //     owns their settings); publish batches; read the queue's counts; read
 //     and write run records and Host List page records; advance the
-//     watermark over completed runs (plan.Advancer); hold the planner lock;
+//     watermark over completed runs (plan.Advancer) and the KB watermark
+//     over completed KnowledgeBase passes (it alone); hold the planner lock;
 //     read the fleet state and the dead letters; publish table jobs (its
 //     finisher queues a sealed run's Host List pages).
 //   - worker: bind to the streams and buckets (never create or change
@@ -117,7 +118,7 @@ func For(role Role) Permissions {
 		p.pub(readQueue...)
 		p.pub(readStream(dlq)...)
 		p.readKV(kvRuns, kvState, kvLocks, kvFleet)
-		p.pub(kvRun, kvPage, kvWatermark, kvLock("planner"))
+		p.pub(kvRun, kvPage, kvWatermark, kvKBWatermark, kvLock("planner"))
 		p.pub(tableSubjects) // its finisher queues the Host List pages' conversions
 	case Worker:
 		p.pub(api+"CONSUMER.CREATE."+batches+"."+consumer, api+"CONSUMER.CREATE."+batches+"."+consumer+".>",
@@ -158,7 +159,11 @@ var (
 	kvRun       = "$KV." + ledger.BucketRuns + ".*" // the run record: <run>
 	kvPage      = "$KV." + ledger.BucketRuns + ".*.page.*"
 	kvWatermark = "$KV." + ledger.BucketState + ".watermark"
-	kvFleetKeys = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
+	// kvKBWatermark is the KnowledgeBase watermark: the planner's alone,
+	// an operator's too being out: no command sets it, and the periodic
+	// full pass (QFETCH_KB_FULL_EVERY) repairs what a bad one would skip.
+	kvKBWatermark = "$KV." + ledger.BucketState + ".kb-watermark"
+	kvFleetKeys   = "$KV." + ledger.BucketFleet + ".*" // fleet and probe
 )
 
 // kvStatusWriter is the one key of QFETCH_STATUS_LOCK.

@@ -1,6 +1,8 @@
 // Package plan runs one planner pass: open (or take over) a run, page the
-// Host List into batch messages and stored pages, fenced by the run record;
-// and it alone advances the watermark over completed runs (Advancer).
+// Host List into batch messages and stored pages, fenced by the run record,
+// then the same for a KnowledgeBase pass over the QID listing (kb.go); and
+// it alone advances the watermark and the KB watermark over completed runs
+// and passes (Advancer).
 //
 // Memory grows with nothing but the batch being filled: IDs stream from the
 // page into the batch, the raw page streams into the store, and progress is
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -30,6 +33,7 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/qualys"
 	"github.com/qfetch/qfetch/internal/retry"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Config is one planner's settings.
@@ -48,6 +52,8 @@ type Config struct {
 	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
 	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
 	Now             func() time.Time
+	// KB is the KnowledgeBase step's settings; the zero value is off.
+	KB KBConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +75,7 @@ func (c Config) withDefaults() Config {
 	if c.Owner == "" {
 		c.Owner = "planner"
 	}
+	c.KB = c.KB.withDefaults()
 	return c
 }
 
@@ -143,6 +150,7 @@ type Planner struct {
 	hosts  HostLister
 	store  Store
 	finish Finisher
+	kb     KBDeps
 	log    *slog.Logger
 }
 
@@ -166,6 +174,10 @@ type Outcome struct {
 	Reason     string
 	Batches    int
 	Hosts      int
+	// KB is what the KnowledgeBase step did; nil when it is off or did
+	// not run (no lock, or the pass was stopped). Its failure is in it,
+	// never in Run's error: the detection step alone decides that.
+	KB *KBOutcome
 }
 
 // ErrRunFailed is wrapped when the pass gave up on its run and marked it
@@ -210,6 +222,22 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		}
 	}()
 
+	out, err := p.detect(ctx, lockCtx)
+	// The KnowledgeBase step comes second, under the same lock, whatever
+	// the detection step did: its failure is its own (I9), and a detection
+	// failure does not hold KnowledgeBase changes back. Only a pass that
+	// lost its lock or was stopped leaves it to the next pass.
+	if p.cfg.KB.Enabled && lockCtx.Err() == nil {
+		kb := p.kbStep(ctx, lockCtx)
+		out.KB = &kb
+	}
+	return out, err
+}
+
+// detect is the detection step of a pass holding the lock (lockCtx ends
+// when it is lost): advance the watermark, open or take over a run, walk
+// the Host List.
+func (p *Planner) detect(ctx, lockCtx context.Context) (Outcome, error) {
 	// Runs completed since the last pass move the watermark before
 	// anything reads it (finishers no longer do: see Advancer).
 	if _, err := p.advancer().Advance(lockCtx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
@@ -384,11 +412,7 @@ scan:
 	// Run IDs sort by time to the second; a run opened in the same second
 	// as the newest one (a failed run retried at once) must still sort
 	// after it, since the scan above goes newest first.
-	id := newRunID(now)
-	for t := now; len(ids) > 0 && id <= ids[len(ids)-1]; {
-		t = t.Add(time.Second)
-		id = newRunID(t)
-	}
+	id := runid.After(runid.New, now, last(ids))
 	rec = ledger.RunRecord{
 		ID:        id,
 		After:     after.UTC(),
@@ -405,11 +429,12 @@ scan:
 	return rec, false, "", nil
 }
 
-// newRunID makes an ID that sorts by time and does not collide.
-func newRunID(t time.Time) string {
-	var b [3]byte
-	_, _ = crand.Read(b[:])
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+// last is the last of ids, "" when there is none.
+func last(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[len(ids)-1]
 }
 
 // page pages the Host List from the run's progress record and publishes
@@ -429,8 +454,26 @@ func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, l
 		Extra:           p.cfg.HostListParams,
 		Resume:          qualys.Cursor{Page: from.Page, IDMin: from.IDMin, Last: from.LastID},
 	}, p.openPage(pass, rec.ID))
+	return p.walkAll(ctx, pass, rec, pager, p.cfg.BatchSize, log)
+}
+
+// lister is what a walk takes IDs from: a Host List pager, or a QID
+// listing merged with a KnowledgeBase pass's backfill (see withExtra). All
+// yields IDs ascending and, after an error, retries the current page when
+// the loop goes on; Cursor is where the listing is.
+type lister interface {
+	All(ctx context.Context) iter.Seq2[uint64, error]
+	Cursor() qualys.Cursor
+}
+
+// walkAll takes every ID of src into batches of size, published with
+// write-ahead progress and fenced by the run record, and records planning
+// complete. Runs and KnowledgeBase passes share it, so both cut, resume
+// and stop alike.
+func (p *Planner) walkAll(ctx context.Context, pass string, rec ledger.RunRecord, src lister, size int, log *slog.Logger) (ledger.RunRecord, error) {
+	from := rec.Progress.Start
 	w := &walk{p: p, pass: pass, rec: rec, prog: rec.Progress, pub: p.q.Publisher(msg.PublisherOptions{}),
-		batch: make([]uint64, 0, p.cfg.BatchSize), hosts: from.Hosts, redo: rec.Progress.Batches}
+		size: size, batch: make([]uint64, 0, size), hosts: from.Hosts, redo: rec.Progress.Batches}
 	defer func() {
 		// No publish outlives the pass, whatever ended it; a stopped one is
 		// republished by the next pass (it is the recorded batch).
@@ -438,10 +481,10 @@ func (p *Planner) page(ctx context.Context, pass string, rec ledger.RunRecord, l
 		defer cancel()
 		_ = w.pub.Wait(wctx)
 	}()
-	if err := w.all(ctx, pager, log); err != nil {
+	if err := w.all(ctx, src, log); err != nil {
 		return w.rec, err
 	}
-	last := pager.Cursor().Page
+	last := src.Cursor().Page
 	return p.l.UpdatePlanned(ctx, rec.ID, pass, func(r *ledger.RunRecord) error {
 		r.PlanningComplete = true
 		r.BatchesPlanned = w.prog.Batches
@@ -465,6 +508,7 @@ type walk struct {
 	rec   ledger.RunRecord
 	prog  ledger.PlanProgress
 	pub   *msg.Publisher
+	size  int // IDs per batch
 	batch []uint64
 	hosts int // hosts in the batches before the one being filled
 	// redo is the recorded batch a resumed run rebuilds first; 0 once it is
@@ -474,7 +518,7 @@ type walk struct {
 
 // all takes every host ID of the window into batches, retrying failed
 // pages as decide says, and waits until every batch is published.
-func (w *walk) all(ctx context.Context, pager *qualys.HostPager, log *slog.Logger) error {
+func (w *walk) all(ctx context.Context, pager lister, log *slog.Logger) error {
 	attempts := 0
 	for id, err := range pager.All(ctx) {
 		if err != nil {
@@ -488,7 +532,7 @@ func (w *walk) all(ctx context.Context, pager *qualys.HostPager, log *slog.Logge
 			if giveUp {
 				return err
 			}
-			log.Warn("host list page failed; retrying", "page", pager.Cursor().Page,
+			log.Warn("listing page failed; retrying", "page", pager.Cursor().Page,
 				"attempt", attempts, "class", failure.ClassOf(err).String(), "wait", wait, "err", err)
 			if err := sleep(ctx, wait); err != nil {
 				return err
@@ -529,7 +573,7 @@ func (w *walk) add(ctx context.Context, id uint64, cur qualys.Cursor) error {
 		}
 	}
 	w.batch = append(w.batch, id)
-	if w.redo == 0 && len(w.batch) == w.p.cfg.BatchSize {
+	if w.redo == 0 && len(w.batch) == w.size {
 		if err := w.publish(ctx, w.prog.Batches+1, cur, true); err != nil {
 			return err
 		}
@@ -565,6 +609,7 @@ func (w *walk) publish(ctx context.Context, number int, cur qualys.Cursor, recor
 		return context.Cause(ctx)
 	}
 	b := msg.Batch{
+		Kind:   kindOf(w.rec.ID),
 		Run:    w.rec.ID,
 		Number: number,
 		After:  w.rec.After,

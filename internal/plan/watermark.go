@@ -50,6 +50,9 @@ type Advancer struct {
 	// (default time.Now).
 	Now func() time.Time
 	Log *slog.Logger
+	// kb is set when Ledger shows KnowledgeBase passes and the KB
+	// watermark (see Planner.kbAdvancer): for the logs and the reason.
+	kb bool
 }
 
 // maxSkew is how far past the advancing planner's clock a run's window
@@ -95,18 +98,21 @@ func (a Advancer) Advance(ctx context.Context) (ledger.Watermark, error) {
 		if reason, err := a.check(ctx, r, start, now()); err != nil {
 			return wm, err
 		} else if reason != "" {
-			log.Error("not advancing the watermark over a completed run: "+reason, "run", r.ID,
+			log.Error("not advancing the "+a.what()+" over a completed run: "+reason, "run", r.ID,
 				"after", r.After, "before", r.Before, "watermark", start)
 			continue
 		}
 		next := ledger.Watermark{Time: r.Before, Run: r.ID, By: a.By, Reason: "run complete",
 			At: time.Now().UTC(), RunOpened: r.Created}
+		if a.kb {
+			next.Reason = "KnowledgeBase pass complete"
+		}
 		moved, err := a.Ledger.AdvanceWatermark(ctx, next)
 		if err != nil {
-			return wm, fmt.Errorf("advancing the watermark over run %s: %w", r.ID, err)
+			return wm, fmt.Errorf("advancing the %s over %s: %w", a.what(), r.ID, err)
 		}
 		if moved {
-			log.Info("watermark advanced", "run", r.ID, "watermark", r.Before)
+			log.Info(a.what()+" advanced", "run", r.ID, "watermark", r.Before)
 		}
 		if wm, err = a.Ledger.Watermark(ctx); err != nil {
 			return wm, fmt.Errorf("advancing the watermark: reading it: %w", err)
@@ -117,6 +123,14 @@ func (a Advancer) Advance(ctx context.Context) (ledger.Watermark, error) {
 		return wm, ledger.ErrNoWatermark
 	}
 	return wm, nil
+}
+
+// what names the watermark a moves.
+func (a Advancer) what() string {
+	if a.kb {
+		return "KB watermark"
+	}
+	return "watermark"
 }
 
 // completedSince returns the complete runs that may move wm, oldest first:
