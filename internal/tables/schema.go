@@ -20,9 +20,12 @@ import (
 
 // MetaSchemaVersion is the key of the files' key/value metadata that holds
 // SchemaVersion; MetaTable names the table.
+// MetaQIDs, in a detections file, lists the distinct QIDs of its rows in
+// the hostids form ("6,45017-45019"; "" for none).
 const (
 	MetaSchemaVersion = "qfetch.schema_version"
 	MetaTable         = "qfetch.table"
+	MetaQIDs          = "qfetch.qids"
 )
 
 // defaultRowGroupRows is Options.RowGroupRows' default (see docs/tables.md
