@@ -151,6 +151,7 @@ var errClosed = errors.New("tables: writer closed")
 // RunRow is the one row a complete run has in the runs table.
 type RunRow struct {
 	Run           string
+	Kind          string // KindRun or KindKB ("" is KindRun)
 	RunDate       time.Time
 	After, Before time.Time
 	Completed     time.Time // when the run's XML was sealed
@@ -158,4 +159,5 @@ type RunRow struct {
 	HostListPages int
 	DetectionRows int64
 	HostRows      int64
+	KBRows        int64
 }

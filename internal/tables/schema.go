@@ -188,6 +188,9 @@ type runCols struct {
 	HostListPages int32     `parquet:"host_list_pages"`
 	DetectionRows int64     `parquet:"detection_rows"`
 	HostRows      int64     `parquet:"host_rows"`
+	// Added in schema 1 (additive: older rows read as NULL).
+	Kind   string `parquet:"kind,optional"`
+	KBRows int64  `parquet:"kb_rows"`
 }
 
 // writerOptions are every table's: zstd, data pages every reader knows, qfetch's own created_by (the
