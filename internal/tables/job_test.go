@@ -337,3 +337,32 @@ func TestTailWriter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPartQIDs reads the QIDs of a 1000-host detections part (the
+// simulator's, about 14 MB of XML) from its footer: by seeking (the
+// directory store) and streamed through (S3's reader).
+func BenchmarkPartQIDs(b *testing.B) {
+	s := newSim(100_000)
+	defer s.Close()
+	file, _ := convertDetections(b, Options{}, simDetections(b, s, 0, 1000))
+	dir, err := objstore.NewDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	o, err := dir.Put(ctx, "part.parquet", bytes.NewReader(file), objstore.PutOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, store := range map[string]Store{"seek": dir, "stream": noSeek{dir}} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(o.Bytes)
+			for b.Loop() {
+				q, ok, err := partQIDs(ctx, store, o.Key, o.Bytes)
+				if err != nil || !ok || q == "" {
+					b.Fatal(q, ok, err)
+				}
+			}
+		})
+	}
+}
