@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // The analyst tables' conversions travel apart from the batches: their own
@@ -34,7 +35,7 @@ const (
 	TableDetections = "detections"
 	TableHosts      = "hosts"
 	// TableKB is the kb table: one part per KnowledgeBase batch of a KB
-	// pass. (Contract stub: H-tables accepts it in Validate.)
+	// pass (its item is the batch key).
 	TableKB = "kb"
 )
 
@@ -59,7 +60,7 @@ type TableJob struct {
 	Run  string `json:"run"`
 	Kind string `json:"kind"`
 	// Item is the batch key ([Batch.Key]: "17", "17.2.1") of a detections
-	// job, or the Host List page number ("1") of a hosts job.
+	// or kb job, or the Host List page number ("1") of a hosts job.
 	Item string `json:"item"`
 }
 
@@ -77,8 +78,12 @@ func (j TableJob) Validate() error {
 	if !ValidRunID(j.Run) {
 		problems = append(problems, fmt.Sprintf("run %q is not 1-64 letters, digits, '-' or '_'", clip(j.Run, 80)))
 	}
+	// A KnowledgeBase pass has kb table parts only, a detection run none:
+	// the run's ID says which it is (runid.IsKB), so a job naming the other
+	// table is forged or garbled.
+	kb := runid.IsKB(j.Run)
 	switch j.Kind {
-	case TableDetections:
+	case TableDetections, TableKB:
 		if !ValidBatchKey(j.Item) || strings.Count(j.Item, ".") > maxSplitDepth {
 			problems = append(problems, fmt.Sprintf("item %q is not a batch key like 17 or 17.1.2", clip(j.Item, 80)))
 		}
@@ -87,7 +92,13 @@ func (j TableJob) Validate() error {
 			problems = append(problems, fmt.Sprintf("item %q is not a Host List page number", clip(j.Item, 80)))
 		}
 	default:
-		problems = append(problems, fmt.Sprintf("kind %q is neither %s nor %s", clip(j.Kind, 40), TableDetections, TableHosts))
+		problems = append(problems, fmt.Sprintf("kind %q is none of %s, %s, %s", clip(j.Kind, 40), TableDetections, TableHosts, TableKB))
+	}
+	switch {
+	case kb && (j.Kind == TableDetections || j.Kind == TableHosts):
+		problems = append(problems, fmt.Sprintf("a %s job on KnowledgeBase pass %s", j.Kind, clip(j.Run, 80)))
+	case !kb && j.Kind == TableKB:
+		problems = append(problems, fmt.Sprintf("a %s job on run %s, which is no KnowledgeBase pass", j.Kind, clip(j.Run, 80)))
 	}
 	if len(problems) > 0 {
 		return failure.Permanent(fmt.Errorf("%w: %s", ErrBadTableJob, strings.Join(problems, "; ")))

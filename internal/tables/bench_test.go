@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,4 +149,36 @@ func heapLive() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// BenchmarkConvertKB converts a KnowledgeBase answer made of the real
+// 42-QID sample's VULNs repeated (QFETCH_TABLES_BENCH_KB_REPEAT times, 100 by
+// default: about 8 MB, 4200 rows).
+func BenchmarkConvertKB(b *testing.B) {
+	repeat := 100
+	if v, err := strconv.Atoi(os.Getenv("QFETCH_TABLES_BENCH_KB_REPEAT")); err == nil && v > 0 {
+		repeat = v
+	}
+	sample := readSample(b, "kb_42vulns_details-default_ig-potential-vuln_gzip_recorded_200.xml")
+	open, close := bytes.Index(sample, []byte("<VULN_LIST>"))+len("<VULN_LIST>"), bytes.Index(sample, []byte("</VULN_LIST>"))
+	body := slices.Concat(sample[:open], bytes.Repeat(sample[open:close], repeat), sample[close:])
+	var out countingWriter
+	var st Stats
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		out.n = 0
+		w := NewKBWriter(&out, Source{Run: "kb-1"}, Options{})
+		if err := w.Add(context.Background(), "batch-000001.xml", bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+		var err error
+		if st, err = w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*float64(len(body))/(1<<20)/(cpuTime()-cpu0).Seconds(), "MiB/cpu-s")
+	b.ReportMetric(float64(st.Rows), "rows/op")
+	b.ReportMetric(100*float64(out.n)/float64(len(body)), "parquet-%-of-xml")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Store is the bucket a conversion reads the XML from and writes its part
@@ -40,6 +41,7 @@ type Store interface {
 // and a rebuild write the same bytes.
 type Manifest struct {
 	Run           string    `json:"run"`
+	Kind          string    `json:"kind"` // KindRun or KindKB
 	SchemaVersion int       `json:"schema_version"`
 	RunDate       string    `json:"run_date"`
 	After         time.Time `json:"after"`
@@ -48,7 +50,27 @@ type Manifest struct {
 	Parts         []Part    `json:"parts"`
 	DetectionRows int64     `json:"detection_rows"`
 	HostRows      int64     `json:"host_rows"`
+	KBRows        int64     `json:"kb_rows,omitempty"`
 	RunsKey       string    `json:"runs_key"`
+	// QIDs are, for a detection run, the distinct QIDs of its detections
+	// (hostids form: "6,45017-45019"), the union of its parts' MetaQIDs.
+	// Absent for a KB pass, and for a run whose parts were written before
+	// parts listed their QIDs (unknown then).
+	QIDs *string `json:"qids,omitempty"`
+}
+
+// Kinds of run a table manifest and the runs table name.
+const (
+	KindRun = "run" // a detection run
+	KindKB  = "kb"  // a KnowledgeBase pass
+)
+
+// kindOf is the kind of run the ID names.
+func kindOf(run string) string {
+	if runid.IsKB(run) {
+		return KindKB
+	}
+	return KindRun
 }
 
 // Part is one Parquet file of a run's detections or hosts table.
@@ -70,7 +92,7 @@ type item struct {
 // 17.2, page-000003 for page 3.
 func partName(table, it string) (string, error) {
 	switch table {
-	case Detections:
+	case Detections, KB:
 		num, part, _ := strings.Cut(it, ".")
 		n, err := strconv.Atoi(num)
 		if err != nil || !msg.ValidBatchKey(it) {
@@ -87,16 +109,18 @@ func partName(table, it string) (string, error) {
 	return "", failure.Permanent(fmt.Errorf("tables: no table %q", table))
 }
 
-// partWriter is what a converter is to a build: NewDetectionWriter's and
-// NewHostWriter's writers.
+// partWriter is what a converter is to a build: the tables' writers.
 type partWriter interface {
 	Add(ctx context.Context, key string, r io.Reader) error
 	Close() (Stats, error)
 }
 
 func converter(table string, w io.Writer, src Source, opt Options) partWriter {
-	if table == Hosts {
+	switch table {
+	case Hosts:
 		return NewHostWriter(w, src, opt)
+	case KB:
+		return NewKBWriter(w, src, opt)
 	}
 	return NewDetectionWriter(w, src, opt)
 }
@@ -205,15 +229,24 @@ func sealed(ctx context.Context, store Store, prefix, run string) (finish.Manife
 }
 
 // items are the parts a sealed run's tables hold, detections by batch key
-// then hosts by page, each with its objects in order.
+// then hosts by page, each with its objects in order; a KnowledgeBase
+// pass's are its kb parts by batch key (its QID listing pages make none).
 func items(m finish.Manifest) ([]item, error) {
 	var out []item
+	batchTable := Detections
+	if kindOf(m.Run) == KindKB {
+		batchTable = KB
+	}
 	for _, b := range m.Batches {
-		it := item{table: Detections, item: b.Batch}
+		it := item{table: batchTable, item: b.Batch}
 		for _, o := range b.Objects {
 			it.objects = append(it.objects, o.Key)
 		}
 		out = append(out, it)
+	}
+	if batchTable == KB {
+		sortItems(out, func(i item) (string, string) { return i.table, i.item })
+		return out, nil
 	}
 	for _, o := range m.HostList {
 		n, ok := ledger.PageNumber(o.Key)
@@ -238,23 +271,33 @@ func sortItems[T any](s []T, id func(T) (string, string)) {
 }
 
 func tableOrder(t string) int {
-	if t == Detections {
+	switch t {
+	case Detections:
 		return 0
+	case Hosts:
+		return 1
 	}
-	return 1
+	return 2
 }
 
-// manifestFor is the table manifest of sealed run m with its parts.
-func manifestFor(prefix string, m finish.Manifest, ps []Part) Manifest {
-	out := Manifest{Run: m.Run, SchemaVersion: SchemaVersion, RunDate: m.Created.UTC().Format(time.DateOnly),
+// manifestFor is the table manifest of sealed run m with its parts and,
+// for a detection run, the QIDs they hold (nil: unknown).
+func manifestFor(prefix string, m finish.Manifest, ps []Part, qids *string) Manifest {
+	out := Manifest{Run: m.Run, Kind: kindOf(m.Run), SchemaVersion: SchemaVersion, RunDate: m.Created.UTC().Format(time.DateOnly),
 		After: m.After.UTC(), Before: m.Before.UTC(), Completed: m.Completed.UTC(), Parts: slices.Clone(ps),
 		RunsKey: PartKey(prefix, Runs, m.Run, m.Created, Runs)}
+	if out.Kind == KindRun {
+		out.QIDs = qids
+	}
 	sortItems(out.Parts, func(p Part) (string, string) { return p.Table, p.Item })
 	for _, p := range out.Parts {
-		if p.Table == Detections {
+		switch p.Table {
+		case Detections:
 			out.DetectionRows += p.Rows
-		} else {
+		case Hosts:
 			out.HostRows += p.Rows
+		case KB:
+			out.KBRows += p.Rows
 		}
 	}
 	return out
@@ -262,9 +305,9 @@ func manifestFor(prefix string, m finish.Manifest, ps []Part) Manifest {
 
 // runRow is the run's row in the runs table.
 func runRow(m finish.Manifest, tm Manifest) RunRow {
-	return RunRow{Run: m.Run, RunDate: m.Created.UTC(), After: m.After.UTC(), Before: m.Before.UTC(),
+	return RunRow{Run: m.Run, Kind: kindOf(m.Run), RunDate: m.Created.UTC(), After: m.After.UTC(), Before: m.Before.UTC(),
 		Completed: m.Completed.UTC(), Batches: len(m.Batches), HostListPages: len(m.HostList),
-		DetectionRows: tm.DetectionRows, HostRows: tm.HostRows}
+		DetectionRows: tm.DetectionRows, HostRows: tm.HostRows, KBRows: tm.KBRows}
 }
 
 func encodeManifest(tm Manifest) ([]byte, error) {
@@ -287,12 +330,16 @@ func writeRunRow(ctx context.Context, store Store, key string, row RunRow) error
 	return nil
 }
 
-// removeStrays deletes the objects in the run's partitions of the
-// detections and hosts tables that keep does not name: parts of a batch the
-// sealed run does not use (its halves stand for it), or of a rebuild's
+// removeStrays deletes the objects in the run's partitions of its tables
+// (detections and hosts, or kb) that keep does not name: parts of a batch
+// the sealed run does not use (its halves stand for it), or of a rebuild's
 // earlier layout.
 func removeStrays(ctx context.Context, store Store, prefix string, m finish.Manifest, keep map[string]bool, log *slog.Logger) error {
-	for _, table := range []string{Detections, Hosts} {
+	tables := []string{Detections, Hosts}
+	if kindOf(m.Run) == KindKB {
+		tables = []string{KB}
+	}
+	for _, table := range tables {
 		dir := path.Dir(PartKey(prefix, table, m.Run, m.Created, "x")) + "/"
 		for o, err := range store.List(ctx, dir) {
 			if err != nil {

@@ -35,6 +35,8 @@ func TestGolden(t *testing.T) {
 				file, _ = convertDetections(t, Options{}, readSample(t, name))
 			case strings.HasPrefix(name, "hostlist_"):
 				file, _ = convertHosts(t, Options{}, readSample(t, name))
+			case strings.HasPrefix(name, "kb_"):
+				file, _ = convertKB(t, Options{}, readSample(t, name))
 			default:
 				t.Fatalf("sample %s is of no table", name)
 			}

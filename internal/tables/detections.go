@@ -1,10 +1,7 @@
 package tables
 
 import (
-	"context"
-	"errors"
-	"io"
-
+	"github.com/qfetch/qfetch/internal/hostids"
 	"github.com/qfetch/qfetch/internal/qualys/xmlscan"
 )
 
@@ -16,15 +13,13 @@ const rootDetections = "HOST_LIST_VM_DETECTION_OUTPUT"
 // Rows are made as each DETECTION closes, so a HOST's columns must come
 // before its DETECTION_LIST, as the DTD orders them.
 type detParser struct {
-	f      *feeder
+	scanBase
 	sink   *sink[DetectionRow]
-	src    sourceCols
 	host   hostState
 	cur    *DetectionRow
 	sawQID bool
 	text   textBuf
-	hosts  int64
-	werr   error // the writer's, which stopped the scan
+	qids   map[int32]struct{} // the file's, for MetaQIDs
 }
 
 func (p *detParser) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
@@ -40,7 +35,7 @@ func (p *detParser) Start(parent xmlscan.Context, name []byte, off int64) (xmlsc
 	case ctxHostList:
 		if string(name) == "HOST" {
 			p.host.start(off - int64(len(name)) - 1)
-			p.hosts++
+			p.units++
 			ctx = ctxHost
 		}
 	case ctxHost:
@@ -202,11 +197,10 @@ func (p *detParser) endDetection(off int64) error {
 	r.hostCols = p.host.cols
 	r.hostCols.link()
 	size := len(r.Results) + len(r.FQDN) + len(r.Instance) + len(r.Service) + 32*len(r.QDSFactors) + r.hostCols.textSize()
-	if err := p.sink.commit(size); err != nil {
-		p.werr = err
-		return xmlscan.ErrStop
+	if r.QID > 0 {
+		p.qids[r.QID] = struct{}{}
 	}
-	return nil
+	return p.committed(p.sink.commit(size))
 }
 
 func (p *detParser) setDetection(f xmlscan.Context, v []byte, off int64) error {
@@ -281,13 +275,12 @@ func (p *detParser) setDetection(f xmlscan.Context, v []byte, off int64) error {
 	return nil
 }
 
-// convert reads one object into the sink.
-func (p *detParser) convert(ctx context.Context, key string, r io.Reader) (int64, error) {
-	p.src.SourceKey = key
-	p.hosts, p.werr = 0, nil
-	err := p.f.run(ctx, key, r, p)
-	if errors.Is(err, errStopped) {
-		err = p.werr
+// writeQIDs puts the file's distinct QIDs into its footer (MetaQIDs), so
+// that a run's table manifest can list them without reading its rows.
+func (p *detParser) writeQIDs() {
+	ids := make([]uint64, 0, len(p.qids))
+	for q := range p.qids {
+		ids = append(ids, uint64(q))
 	}
-	return p.f.n, err
+	p.sink.w.SetKeyValueMetadata(MetaQIDs, hostids.Of(ids).String())
 }

@@ -99,6 +99,22 @@ func convertHosts(tb testing.TB, opt Options, objects ...[]byte) ([]byte, Stats)
 	return buf.Bytes(), st
 }
 
+func convertKB(tb testing.TB, opt Options, objects ...[]byte) ([]byte, Stats) {
+	tb.Helper()
+	var buf bytes.Buffer
+	w := NewKBWriter(&buf, Source{Run: "kb-1"}, opt)
+	for i, o := range objects {
+		if err := w.Add(context.Background(), fmt.Sprintf("kb/kb-1/vulns/batch-%06d.xml", i+1), bytes.NewReader(o)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	st, err := w.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes(), st
+}
+
 func readSample(tb testing.TB, name string) []byte {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "samples", name))

@@ -2,9 +2,6 @@ package tables
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"io"
 
 	"github.com/qfetch/qfetch/internal/qualys/xmlscan"
 )
@@ -16,14 +13,11 @@ const rootHostList = "HOST_LIST_OUTPUT"
 // one per HOST_LIST/HOST (details=Basic or All), or per ID of ID_SET
 // (details=None: the host ID alone).
 type hostParser struct {
-	f     *feeder
+	scanBase
 	sink  *sink[HostRow]
-	src   sourceCols
 	host  hostState
 	extra hostExtraCols
 	text  textBuf
-	hosts int64
-	werr  error
 }
 
 func (p *hostParser) Start(parent xmlscan.Context, name []byte, off int64) (xmlscan.Context, error) {
@@ -50,7 +44,7 @@ func (p *hostParser) Start(parent xmlscan.Context, name []byte, off int64) (xmls
 		if string(name) == "HOST" {
 			p.host.start(off - int64(len(name)) - 1)
 			p.extra = hostExtraCols{}
-			p.hosts++
+			p.units++
 			ctx = ctxHost
 		}
 	case ctxHost:
@@ -125,7 +119,7 @@ func (p *hostParser) End(ctx xmlscan.Context, off int64) error {
 		if err != nil {
 			return err
 		}
-		p.hosts++
+		p.units++
 		return p.emit(id)
 	case fIDRange:
 		return p.idRange(v, off)
@@ -175,7 +169,7 @@ func (p *hostParser) idRange(v []byte, off int64) error {
 		return &xmlscan.Error{Kind: xmlscan.KindLimit, Offset: off, Msg: "ID_RANGE " + string(v) + " is too wide"}
 	}
 	for id := a; id <= b; id++ {
-		p.hosts++
+		p.units++
 		if err := p.emit(id); err != nil {
 			return err
 		}
@@ -192,19 +186,5 @@ func (p *hostParser) emit(id int64) error {
 	r.hostCols.link()
 	r.hostExtraCols.link()
 	size := r.hostCols.textSize() + len(r.Owner) + len(r.Comments) + 8*len(r.AssetGroupIDs)
-	if err := p.sink.commit(size); err != nil {
-		p.werr = err
-		return xmlscan.ErrStop
-	}
-	return nil
-}
-
-func (p *hostParser) convert(ctx context.Context, key string, r io.Reader) (int64, error) {
-	p.src.SourceKey = key
-	p.hosts, p.werr = 0, nil
-	err := p.f.run(ctx, key, r, p)
-	if errors.Is(err, errStopped) {
-		err = p.werr
-	}
-	return p.f.n, err
+	return p.committed(p.sink.commit(size))
 }

@@ -92,7 +92,7 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	src := Source{Run: rec.ID, RunDate: rec.Created}
 	var it item
 	switch j.Kind {
-	case msg.TableDetections:
+	case msg.TableDetections, msg.TableKB:
 		res, ok, err := b.ledger.DoneBatch(ctx, j.Run, j.Item)
 		if err != nil {
 			return Result{}, err
@@ -109,7 +109,7 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 				return Result{Skipped: "the sealed run does not use this batch (its halves stand for it)"}, nil
 			}
 		}
-		it = item{table: Detections, item: j.Item}
+		it = item{table: batchTable(j.Kind), item: j.Item}
 		for _, o := range res.Objects {
 			it.objects = append(it.objects, o.Key)
 		}
@@ -148,7 +148,7 @@ func (b *Builder) Convert(ctx context.Context, j Job) (Result, error) {
 	if err := b.ledger.RecordTablePart(ctx, ledger.TablePart{Run: j.Run, Kind: j.Kind, Item: j.Item, Key: p.Key, Rows: p.Rows, Bytes: p.Bytes}); err != nil {
 		return Result{}, err
 	}
-	if j.Kind == msg.TableDetections && rec.State != ledger.RunComplete {
+	if j.Kind != msg.TableHosts && rec.State != ledger.RunComplete {
 		// Sealed while this part was written: if its halves stand for the
 		// batch, a completion that listed the parts before this one landed
 		// kept it, so it is removed here (one of the two always sees it).
@@ -228,7 +228,7 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if n < rec.Totals.Batches+rec.Totals.HostListPages {
+		if n < expectedParts(run, *rec.Totals) {
 			return false, nil
 		}
 	}
@@ -268,7 +268,13 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	if err := removeStrays(ctx, store, prefix, m, keep, b.log); err != nil {
 		return false, err
 	}
-	tm := manifestFor(prefix, m, ps)
+	var qids *string
+	if kindOf(run) == KindRun {
+		if qids, err = runQIDs(ctx, store, ps); err != nil {
+			return false, err
+		}
+	}
+	tm := manifestFor(prefix, m, ps, qids)
 	data, err := encodeManifest(tm)
 	if err != nil {
 		return false, err
@@ -285,7 +291,7 @@ func (b *Builder) TryComplete(ctx context.Context, run string) (bool, error) {
 	if err := writeRunRow(ctx, store, tm.RunsKey, runRow(m, tm)); err != nil {
 		return true, err
 	}
-	b.log.Info("run's tables complete", "run", run, "parts", len(ps), "detection_rows", tm.DetectionRows, "host_rows", tm.HostRows)
+	b.log.Info("run's tables complete", "run", run, "parts", len(ps), "detection_rows", tm.DetectionRows, "host_rows", tm.HostRows, "kb_rows", tm.KBRows)
 	return true, nil
 }
 
@@ -312,8 +318,14 @@ func (b *Builder) ensureRunRow(ctx context.Context, m finish.Manifest) error {
 // List pages', which are final only now, and any batch whose part is not
 // recorded: a publish a worker lost), then tries to complete its tables
 // (every batch part may be written already). The finisher calls it after
-// the seal; its failure changes nothing of the run (I9).
+// the seal; its failure changes nothing of the run (I9). For a
+// KnowledgeBase pass it queues kb jobs for the batches and none for pages
+// (its QID listing makes no table).
 func (b *Builder) Sealed(ctx context.Context, run string, batches []string, pages []int) error {
+	batchKind := msg.TableDetections
+	if kindOf(run) == KindKB {
+		batchKind, pages = msg.TableKB, nil
+	}
 	if b.pub != nil {
 		recs, err := b.ledger.TableParts(ctx, run)
 		if err != nil {
@@ -325,8 +337,8 @@ func (b *Builder) Sealed(ctx context.Context, run string, batches []string, page
 		}
 		var errs []error
 		for _, k := range batches {
-			if !have[msg.TableDetections+"/"+k] {
-				errs = append(errs, b.pub.PublishTableJob(ctx, run, msg.TableDetections, k))
+			if !have[batchKind+"/"+k] {
+				errs = append(errs, b.pub.PublishTableJob(ctx, run, batchKind, k))
 			}
 		}
 		for _, n := range pages {
@@ -362,7 +374,7 @@ func (b *Builder) Status(ctx context.Context, run string) (Status, error) {
 		return st, err
 	}
 	if rec.Totals != nil {
-		st.Expected = rec.Totals.Batches + rec.Totals.HostListPages
+		st.Expected = expectedParts(run, *rec.Totals)
 	}
 	_, err = b.parts.store.Stat(ctx, PartKey(b.parts.prefix, Runs, run, rec.Created, Runs))
 	switch {
@@ -376,4 +388,21 @@ func (b *Builder) Status(ctx context.Context, run string) (Status, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// batchTable is the table a batch job of kind writes a part of.
+func batchTable(kind string) string {
+	if kind == msg.TableKB {
+		return KB
+	}
+	return Detections
+}
+
+// expectedParts is how many parts a complete run's tables hold: one per
+// batch, and for a detection run one per Host List page.
+func expectedParts(run string, t ledger.Totals) int {
+	if kindOf(run) == KindKB {
+		return t.Batches
+	}
+	return t.Batches + t.HostListPages
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/runid"
 )
 
 // Rebuilder rebuilds sealed runs' tables from the bucket alone: no NATS,
@@ -74,7 +75,13 @@ func (r *Rebuilder) Rebuild(ctx context.Context, run string) (Manifest, error) {
 	if err := removeStrays(ctx, store, prefix, m, keep, r.log); err != nil {
 		return Manifest{}, err
 	}
-	tm := manifestFor(prefix, m, ps)
+	var qids *string
+	if kindOf(run) == KindRun {
+		if qids, err = runQIDs(ctx, store, ps); err != nil {
+			return Manifest{}, err
+		}
+	}
+	tm := manifestFor(prefix, m, ps, qids)
 	data, err := encodeManifest(tm)
 	if err != nil {
 		return Manifest{}, err
@@ -88,17 +95,20 @@ func (r *Rebuilder) Rebuild(ctx context.Context, run string) (Manifest, error) {
 	return tm, nil
 }
 
-// SealedRuns lists the runs whose _SUCCESS the bucket holds, ascending.
+// SealedRuns lists the runs and KnowledgeBase passes whose _SUCCESS the
+// bucket holds, ascending (runs first: "kb-" sorts after a digit).
 func (r *Rebuilder) SealedRuns(ctx context.Context) ([]string, error) {
 	var out []string
-	dir := strings.TrimSuffix(objstore.RunPrefix(r.parts.prefix, "x"), "x/")
-	for o, err := range r.parts.store.List(ctx, dir) {
-		if err != nil {
-			return nil, fmt.Errorf("tables: listing runs: %w", err)
-		}
-		rest := strings.TrimPrefix(o.Key, dir)
-		if run, name, ok := strings.Cut(rest, "/"); ok && name == "_SUCCESS" {
-			out = append(out, run)
+	for _, probe := range []string{"x", runid.KBPrefix + "x"} {
+		dir := strings.TrimSuffix(objstore.RunPrefix(r.parts.prefix, probe), probe+"/")
+		for o, err := range r.parts.store.List(ctx, dir) {
+			if err != nil {
+				return nil, fmt.Errorf("tables: listing runs: %w", err)
+			}
+			rest := strings.TrimPrefix(o.Key, dir)
+			if run, name, ok := strings.Cut(rest, "/"); ok && name == "_SUCCESS" && kindOf(run) == kindOf(probe) {
+				out = append(out, run)
+			}
 		}
 	}
 	return out, nil

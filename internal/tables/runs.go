@@ -12,8 +12,14 @@ func WriteRun(w io.Writer, r RunRow) error {
 		return fmt.Errorf("tables: run %s: batch or page count out of range", r.Run)
 	}
 	pw := newWriter[runCols](w, Runs)
+	kind := r.Kind
+	if kind == "" {
+		kind = KindRun
+	}
 	row := runCols{
 		Run:           r.Run,
+		Kind:          kind,
+		KBRows:        r.KBRows,
 		SchemaVersion: SchemaVersion,
 		Created:       r.RunDate.UTC(),
 		WindowAfter:   r.After.UTC(),

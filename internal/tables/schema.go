@@ -20,9 +20,12 @@ import (
 
 // MetaSchemaVersion is the key of the files' key/value metadata that holds
 // SchemaVersion; MetaTable names the table.
+// MetaQIDs, in a detections file, lists the distinct QIDs of its rows in
+// the hostids form ("6,45017-45019"; "" for none).
 const (
 	MetaSchemaVersion = "qfetch.schema_version"
 	MetaTable         = "qfetch.table"
+	MetaQIDs          = "qfetch.qids"
 )
 
 // defaultRowGroupRows is Options.RowGroupRows' default (see docs/tables.md
@@ -185,6 +188,9 @@ type runCols struct {
 	HostListPages int32     `parquet:"host_list_pages"`
 	DetectionRows int64     `parquet:"detection_rows"`
 	HostRows      int64     `parquet:"host_rows"`
+	// Added in schema 1 (additive: older rows read as NULL).
+	Kind   string `parquet:"kind,optional"`
+	KBRows int64  `parquet:"kb_rows"`
 }
 
 // writerOptions are every table's: zstd, data pages every reader knows, qfetch's own created_by (the
