@@ -2,7 +2,6 @@ package tablecheck
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,15 +10,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/local"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -126,7 +123,7 @@ func StartEstate(ctx context.Context, cfg EstateConfig) (_ *Estate, err error) {
 		return nil, err
 	}
 
-	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	js, stopNATS, err := local.StartNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return nil, err
 	}
@@ -236,31 +233,4 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		case <-t.C:
 		}
 	}
-}
-
-// startNATS starts an embedded NATS with JetStream stored in dir, reached
-// in process (no port), as qfetch local does.
-func startNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
-	ns, err := server.NewServer(&server.Options{ServerName: "tablecheck", DontListen: true, JetStream: true,
-		StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	ns.Start()
-	shutdown := func() { ns.Shutdown(); ns.WaitForShutdown() }
-	if !ns.ReadyForConnections(30 * time.Second) {
-		shutdown()
-		return nil, nil, errors.New("embedded NATS did not start within 30s")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		shutdown()
-		return nil, nil, err
-	}
-	if js, err = jetstream.New(nc); err != nil {
-		nc.Close()
-		shutdown()
-		return nil, nil, err
-	}
-	return js, func() { nc.Close(); shutdown() }, nil
 }
