@@ -227,8 +227,8 @@ func PlanConfig(q config.Qualys, f config.Fleet, c config.Plan) plan.Config {
 		HostListDetails: q.HostListDetails,
 		Overlap:         c.Overlap,
 		FirstAfter:      firstAfter,
-		HostListParams:  q.HostListParams.Values(),
-		DetectionParams: q.DetectionParams.Values(),
+		HostListParams:  q.HostListExtra(),
+		DetectionParams: q.DetectionExtra(),
 		LockTTL:         c.LockTTL,
 	}
 }

@@ -49,6 +49,9 @@ type Qualys struct {
 	// the hosts table needs Basic or All; None lists IDs only, the
 	// cheapest pages.
 	HostListDetails string `envconfig:"HOSTLIST_DETAILS" default:"Basic" desc:"Host List details: None (IDs only), Basic or All"`
+	// ShowTags asks both APIs for each host's tags: the tables' tags
+	// column (see HostListExtra).
+	ShowTags bool `envconfig:"SHOW_TAGS" default:"false" desc:"ask for each host's tags (show_tags=1 on Host List and detection requests)"`
 }
 
 // Validate checks the Qualys section on its own.
@@ -104,6 +107,9 @@ func (q Qualys) Validate() error {
 	}
 	if !slices.Contains(qualys.HostListDetails, q.HostListDetails) {
 		bad("HostListDetails", fmt.Errorf("must be None, Basic or All, got %q", q.HostListDetails))
+	}
+	if err := q.checkShowTags(); err != nil {
+		bad("ShowTags", err)
 	}
 	return errors.Join(errs...)
 }
