@@ -159,6 +159,9 @@ func (p Parts) finisher() Finisher {
 // Planner builds a planner on p; cfg's Prefix and Owner are p's.
 func (p Parts) Planner(cfg plan.Config) *plan.Planner {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	if cfg.Tables == nil {
+		cfg.Tables = p.tableSweeper()
+	}
 	return plan.New(cfg, p.Queue.Queue, p.Queue.Ledger, p.Qualys, p.Store, p.finisher(), p.Log)
 }
 

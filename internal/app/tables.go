@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/tables"
 )
 
@@ -36,4 +37,13 @@ func (p Parts) tablePublisher() fetch.TablePublisher {
 		return nil
 	}
 	return p.Queue.Tables
+}
+
+// tableSweeper is the planner's sweep of lost table conversions; nil
+// without the tables stream.
+func (p Parts) tableSweeper() plan.Tables {
+	if p.Queue.Tables == nil {
+		return nil
+	}
+	return tables.Sweeper{Builder: p.TableBuilder(), Queue: p.Queue.Tables}
 }

@@ -48,6 +48,12 @@ type Config struct {
 	MaxAttempts     int           // tries per Host List page for retryable failures; default 8
 	MaxBackoff      time.Duration // cap on the wait between tries; default 2m
 	Now             func() time.Time
+	// Tables re-queues lost table conversions of complete runs
+	// (tablesweep.go); nil: no sweep. TablesSweepRuns and TablesGrace
+	// bound it; defaults DefaultTablesSweepRuns and DefaultTablesGrace.
+	Tables          Tables
+	TablesSweepRuns int
+	TablesGrace     time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -68,6 +74,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Owner == "" {
 		c.Owner = "planner"
+	}
+	if c.TablesSweepRuns <= 0 {
+		c.TablesSweepRuns = DefaultTablesSweepRuns
+	}
+	if c.TablesGrace <= 0 {
+		c.TablesGrace = DefaultTablesGrace
 	}
 	return c
 }
@@ -215,6 +227,7 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	if _, err := p.advancer().Advance(lockCtx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
 		return Outcome{}, fmt.Errorf("plan: %w", err)
 	}
+	p.sweepTables(lockCtx)
 	pass := newPassID(p.cfg.Owner)
 	rec, resumed, skip, err := p.open(lockCtx, pass)
 	if err != nil {
