@@ -189,6 +189,9 @@ func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
 // Prefix and Owner are p's. metrics may be nil.
 func (p Parts) Reporter(cfg runstat.ReporterConfig, metrics *runstat.Metrics) *runstat.Reporter {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	if cfg.TablesComplete == nil {
+		cfg.TablesComplete = p.tablesComplete()
+	}
 	return runstat.NewReporter(cfg, p.Queue, p.Store, metrics, p.Log)
 }
 

@@ -35,6 +35,8 @@ type Metrics struct {
 	current      *prometheus.GaugeVec // measure; only from the status writer
 	refreshed    prometheus.Gauge
 	errors       prometheus.Counter
+	// tablesIncomplete has no labels; absent without a TablesComplete.
+	tablesIncomplete *prometheus.GaugeVec
 
 	gate           *gate
 	lastCompleteNS atomic.Int64 // unix nanoseconds; 0 until a run completed
@@ -95,8 +97,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "qfetch_status_refresh_errors_total",
 		Help: "Refreshes of the run-level series that failed.",
 	})
+	m.tablesIncomplete = newTablesIncomplete()
 	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.waiting, m.inFlight,
-		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed}}
+		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed, m.tablesIncomplete}}
 	if reg != nil {
 		reg.MustRegister(m.gate, m.errors)
 	}
@@ -155,6 +158,10 @@ type Reporter struct {
 	lock    *ledger.Lock
 	lockOK  time.Time          // last successful take or refresh
 	written map[string]written // by run: what this process last wrote
+
+	tablesComplete TablesComplete  // nil: tables not checked
+	tablesGrace    time.Duration   // see DefaultTablesGrace
+	tablesDone     map[string]bool // recent runs whose tables were found complete
 }
 
 // written is what a status.json held when this process wrote it.
@@ -184,6 +191,11 @@ type ReporterConfig struct {
 	// rewritten; default 30s.
 	Every  time.Duration
 	Status Config
+	// TablesComplete, if set, checks complete runs' analyst tables
+	// (qfetch_tables_incomplete_runs) TablesGrace after they completed
+	// (default DefaultTablesGrace).
+	TablesComplete TablesComplete
+	TablesGrace    time.Duration
 }
 
 // statusLock names the lock of the process that writes status.json; the
@@ -202,8 +214,12 @@ func NewReporter(cfg ReporterConfig, q ReporterQueue, store Store, m *Metrics, l
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	if cfg.TablesGrace <= 0 {
+		cfg.TablesGrace = DefaultTablesGrace
+	}
 	return &Reporter{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
-		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{}}
+		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{},
+		tablesComplete: cfg.TablesComplete, tablesGrace: cfg.TablesGrace, tablesDone: map[string]bool{}}
 }
 
 // Run refreshes at once and then every period until ctx ends; a failed
@@ -257,6 +273,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	counts := map[ledger.RunState]int{}
 	r.lost = 0
 	var open, recentIDs []string // newest first
+	var recentRecs []ledger.RunRecord
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
 		recent := len(ids)-1-i < recentRuns
@@ -279,6 +296,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		}
 		counts[st]++
 		recentIDs = append(recentIDs, rec.ID)
+		recentRecs = append(recentRecs, rec)
 		// Open runs, and runs whose end this process has not written yet
 		// (a run's record does not change when its last batch is
 		// dead-lettered, so its time says nothing).
@@ -290,6 +308,15 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		m.runs.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 	m.lost.Set(float64(r.lost))
+	if r.tablesComplete != nil {
+		// Derived data: a failed check leaves the gauge as it was and
+		// fails nothing else (design.md I9).
+		if n, err := r.tablesIncomplete(ctx, recentRecs, now); err != nil {
+			r.log.Warn("checking the recent runs' analyst tables", "err", err)
+		} else {
+			m.tablesIncomplete.WithLabelValues().Set(float64(n))
+		}
+	}
 	if !lastComplete.IsZero() {
 		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
 		m.lastCompleteNS.Store(lastComplete.UnixNano())
