@@ -2,7 +2,6 @@ package tablecheck
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,15 +10,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/local"
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
@@ -39,6 +36,11 @@ type EstateConfig struct {
 	PageSize  int // Host List page size; default 200
 	Slots     int // worker slots; default 2
 	Overlap   time.Duration
+	// HostListDetails and ShowTags are the planner's
+	// QFETCH_QUALYS_HOSTLIST_DETAILS ("" is Basic) and
+	// QFETCH_QUALYS_SHOW_TAGS.
+	HostListDetails string
+	ShowTags        bool
 	// RunTimeout bounds one run and its tables; default 2 minutes.
 	RunTimeout time.Duration
 	Log        *slog.Logger
@@ -62,12 +64,16 @@ type Estate struct {
 type Run struct {
 	ledger.RunRecord
 	At time.Time // the simulator's clock during the run (frozen)
+	// HostDetails and ShowTags are what the run asked for (EstateConfig).
+	HostDetails string
+	ShowTags    bool
 }
 
 // Filter is what the run asked the simulator: its window, at its instant,
-// with qfetch's default statuses.
+// with qfetch's default statuses, its Host List details and tags.
 func (r Run) Filter() qualysim.Filter {
-	return qualysim.Filter{After: r.After, Before: r.Before, At: r.At, Statuses: DefaultStatuses}
+	return qualysim.Filter{After: r.After, Before: r.Before, At: r.At, Statuses: DefaultStatuses,
+		HostDetails: r.HostDetails, ShowTags: r.ShowTags}
 }
 
 // DefaultStatuses are the detection statuses qfetch asks for by default.
@@ -126,7 +132,7 @@ func StartEstate(ctx context.Context, cfg EstateConfig) (_ *Estate, err error) {
 		return nil, err
 	}
 
-	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	js, stopNATS, err := local.StartNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +167,10 @@ func (e *Estate) Tables() string { return filepath.Join(e.Bucket, Prefix, "table
 // is there).
 func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 	at := e.Sim.Advance(d)
+	// The request parameters as the planner's configuration makes them.
+	q := config.Qualys{HostListDetails: e.cfg.HostListDetails, ShowTags: e.cfg.ShowTags}
 	planner := e.parts.Planner(plan.Config{BatchSize: e.cfg.BatchSize, PageSize: e.cfg.PageSize,
+		HostListDetails: q.HostListDetails, HostListParams: q.HostListExtra(), DetectionParams: q.DetectionExtra(),
 		Overlap: e.cfg.Overlap, LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now})
 	worker := e.parts.Worker(fetch.Config{Slots: e.cfg.Slots, MaxBackoff: 200 * time.Millisecond,
 		ProbeEvery: time.Second, Grace: 5 * time.Second, PullWait: 200 * time.Millisecond}, nil)
@@ -202,7 +211,7 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 		return Run{}, fmt.Errorf("run %s (state %s; tables: %d of %d parts recorded, manifest %t; %v): %w",
 			out.Run, st.State, st.Recorded, st.Expected, st.Complete, serr, err)
 	}
-	r := Run{RunRecord: rec, At: at}
+	r := Run{RunRecord: rec, At: at, HostDetails: e.cfg.HostListDetails, ShowTags: e.cfg.ShowTags}
 	e.Runs = append(e.Runs, r)
 	return r, nil
 }
@@ -236,31 +245,4 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		case <-t.C:
 		}
 	}
-}
-
-// startNATS starts an embedded NATS with JetStream stored in dir, reached
-// in process (no port), as qfetch local does.
-func startNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
-	ns, err := server.NewServer(&server.Options{ServerName: "tablecheck", DontListen: true, JetStream: true,
-		StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	ns.Start()
-	shutdown := func() { ns.Shutdown(); ns.WaitForShutdown() }
-	if !ns.ReadyForConnections(30 * time.Second) {
-		shutdown()
-		return nil, nil, errors.New("embedded NATS did not start within 30s")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		shutdown()
-		return nil, nil, err
-	}
-	if js, err = jetstream.New(nc); err != nil {
-		nc.Close()
-		shutdown()
-		return nil, nil, err
-	}
-	return js, func() { nc.Close(); shutdown() }, nil
 }

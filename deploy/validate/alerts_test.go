@@ -66,6 +66,7 @@ var stateDefaults = map[string]string{
 	"qfetch_last_complete_run_timestamp_seconds": "0",
 	"qfetch_dead_letters":                        "0",
 	"qfetch_batches_lost":                        "0",
+	"qfetch_tables_incomplete_runs":              "0",
 	"qfetch_queue_batches":                       "0",
 	"qfetch_queue_waiting_batches":               "0",
 	"qfetch_queue_in_flight_batches":             "0",
@@ -478,6 +479,19 @@ func TestAlertScenarios(t *testing.T) {
 			check: []checkpoint{
 				{at: 30 * m},
 				{at: 40 * m, firing: []string{"QfetchBatchesLost"}, values: map[string]float64{"QfetchBatchesLost": 7}},
+				{at: 3*h + 5*m},
+			},
+		},
+		{
+			name: "a complete run's tables stay incomplete until a rebuild",
+			step: 5 * m,
+			state: map[string]string{
+				"qfetch_tables_incomplete_runs": "0; 1@1h; 0@3h",
+			},
+			pods: []scenarioPod{exporter},
+			check: []checkpoint{
+				{at: 1*h + 20*m},
+				{at: 1*h + 40*m, firing: []string{"QfetchTablesIncomplete"}, values: map[string]float64{"QfetchTablesIncomplete": 1}},
 				{at: 3*h + 5*m},
 			},
 		},

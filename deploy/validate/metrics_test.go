@@ -305,6 +305,7 @@ func TestExportedSeries(t *testing.T) {
 		"qfetch_current_run":                         {dto.MetricType_GAUGE, []string{"measure"}, both},
 		"qfetch_status_refresh_timestamp_seconds":    {dto.MetricType_GAUGE, nil, both},
 		"qfetch_status_refresh_errors_total":         {dto.MetricType_COUNTER, nil, both},
+		"qfetch_tables_incomplete_runs":              {dto.MetricType_GAUGE, nil, both},
 		"process_resident_memory_bytes":              {dto.MetricType_GAUGE, nil, both},
 	} {
 		s, ok := got[name]

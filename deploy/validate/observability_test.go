@@ -45,6 +45,7 @@ var requiredAlerts = []string{
 	"QfetchFleetPaused",            // the fleet paused as one (outage, maintenance)
 	"QfetchRateBudgetShort",        // Qualys' rate budget cannot finish the open run at the current pace
 	"QfetchWorkerWedged",           // a batch message that cannot be dead-lettered (a worker wedged)
+	"QfetchTablesIncomplete",       // a complete run's analyst tables still missing after the grace
 }
 
 var severities = []string{"critical", "warning", "info"}

@@ -162,6 +162,9 @@ func (p Parts) finisher() Finisher {
 // client and reads the QIDs runs use from p's store's table manifests.
 func (p Parts) Planner(cfg plan.Config) *plan.Planner {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	if cfg.Tables == nil {
+		cfg.Tables = p.tableSweeper()
+	}
 	pl := plan.New(cfg, p.Queue.Queue, p.Queue.Ledger, p.Qualys, p.Store, p.finisher(), p.Log)
 	store, prefix := p.Store, p.Prefix
 	return pl.WithKB(plan.KBDeps{
@@ -199,6 +202,9 @@ func (p Parts) Worker(cfg fetch.Config, metrics *fetch.Metrics) *fetch.Worker {
 // Prefix and Owner are p's. metrics may be nil.
 func (p Parts) Reporter(cfg runstat.ReporterConfig, metrics *runstat.Metrics) *runstat.Reporter {
 	cfg.Prefix, cfg.Owner = p.Prefix, p.Owner
+	if cfg.TablesComplete == nil {
+		cfg.TablesComplete = p.tablesComplete()
+	}
 	return runstat.NewReporter(cfg, p.Queue, p.Store, metrics, p.Log)
 }
 
@@ -268,8 +274,8 @@ func PlanConfig(q config.Qualys, f config.Fleet, c config.Plan) plan.Config {
 		HostListDetails: q.HostListDetails,
 		Overlap:         c.Overlap,
 		FirstAfter:      firstAfter,
-		HostListParams:  q.HostListParams.Values(),
-		DetectionParams: q.DetectionParams.Values(),
+		HostListParams:  q.HostListExtra(),
+		DetectionParams: q.DetectionExtra(),
 		LockTTL:         c.LockTTL,
 	}
 }

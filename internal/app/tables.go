@@ -1,7 +1,11 @@
 package app
 
 import (
+	"context"
+
 	"github.com/qfetch/qfetch/internal/fetch"
+	"github.com/qfetch/qfetch/internal/plan"
+	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/tables"
 )
 
@@ -36,4 +40,22 @@ func (p Parts) tablePublisher() fetch.TablePublisher {
 		return nil
 	}
 	return p.Queue.Tables
+}
+
+// tableSweeper is the planner's sweep of lost table conversions; nil
+// without the tables stream.
+func (p Parts) tableSweeper() plan.Tables {
+	if p.Queue.Tables == nil {
+		return nil
+	}
+	return tables.Sweeper{Builder: p.TableBuilder(), Queue: p.Queue.Tables}
+}
+
+// tablesComplete is the reporter's check of a complete run's tables.
+func (p Parts) tablesComplete() runstat.TablesComplete {
+	b := p.TableBuilder()
+	return func(ctx context.Context, run string) (bool, error) {
+		st, err := b.Status(ctx, run)
+		return st.Complete, err
+	}
 }

@@ -76,6 +76,7 @@ var wantVars = []string{
 	"QFETCH_QUALYS_HOSTLIST_PARAMS", "QFETCH_QUALYS_DETECTION_PARAMS",
 	"QFETCH_QUALYS_TRUNCATION_LIMIT", "QFETCH_QUALYS_HOSTLIST_PAGE_SIZE", "QFETCH_QUALYS_HOSTLIST_DETAILS",
 	"QFETCH_QUALYS_KB_PARAMS",
+	"QFETCH_QUALYS_SHOW_TAGS",
 	"QFETCH_NATS_URL", "QFETCH_NATS_CREDS_FILE", "QFETCH_NATS_NKEY_FILE", "QFETCH_NATS_CA_FILE",
 	"QFETCH_NATS_CERT_FILE", "QFETCH_NATS_KEY_FILE", "QFETCH_NATS_STREAM_REPLICAS",
 	"QFETCH_S3_ENDPOINT", "QFETCH_S3_SECURE", "QFETCH_S3_ACCESS_KEY", "QFETCH_S3_SECRET_KEY",
@@ -323,6 +324,10 @@ func TestLoadErrors(t *testing.T) {
 		{"details lower case", with("QFETCH_QUALYS_HOSTLIST_DETAILS", "basic"), []string{`QFETCH_QUALYS_HOSTLIST_DETAILS: must be None, Basic or All, got "basic"`}},
 		{"details with asset groups", with("QFETCH_QUALYS_HOSTLIST_DETAILS", "All/AGs"), []string{`QFETCH_QUALYS_HOSTLIST_DETAILS: must be None, Basic or All, got "All/AGs"`}},
 		{"username colon", with("QFETCH_QUALYS_USERNAME", "bob:x"), []string{"QFETCH_QUALYS_USERNAME: must not contain ':'"}},
+		{"show tags", with("QFETCH_QUALYS_SHOW_TAGS", "true", "QFETCH_QUALYS_DETECTION_PARAMS", "show_tags=1"), nil},
+		{"show tags contradicted", with("QFETCH_QUALYS_SHOW_TAGS", "true", "QFETCH_QUALYS_HOSTLIST_PARAMS", "show_tags=0"),
+			[]string{"QFETCH_QUALYS_SHOW_TAGS: is true, but QUALYS_HOSTLIST_PARAMS sets show_tags=0; leave show_tags out of it"}},
+		{"show tags text", with("QFETCH_QUALYS_SHOW_TAGS", "1x"), []string{`QFETCH_QUALYS_SHOW_TAGS: not a boolean (true or false), got "1x"`}},
 
 		// http:// only to a loopback host (#17.9).
 		{"url http", with("QFETCH_QUALYS_URL", "http://qualysim:8080"), []string{`QFETCH_QUALYS_URL: http:// would send the password in clear text; use https:// (http:// is accepted only for a loopback host: localhost, 127.0.0.0/8, ::1), got host "qualysim"`}},

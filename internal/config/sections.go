@@ -52,6 +52,9 @@ type Qualys struct {
 	// KBParams are the operator's KnowledgeBase parameters: sent with the
 	// QID listing and every KnowledgeBase batch of a pass.
 	KBParams Params `envconfig:"KB_PARAMS" desc:"extra KnowledgeBase parameters, URL-encoded"`
+	// ShowTags asks both APIs for each host's tags: the tables' tags
+	// column (see HostListExtra).
+	ShowTags bool `envconfig:"SHOW_TAGS" default:"false" desc:"ask for each host's tags (show_tags=1 on Host List and detection requests)"`
 }
 
 // Validate checks the Qualys section on its own.
@@ -110,6 +113,9 @@ func (q Qualys) Validate() error {
 	}
 	if !slices.Contains(qualys.HostListDetails, q.HostListDetails) {
 		bad("HostListDetails", fmt.Errorf("must be None, Basic or All, got %q", q.HostListDetails))
+	}
+	if err := q.checkShowTags(); err != nil {
+		bad("ShowTags", err)
 	}
 	return errors.Join(errs...)
 }

@@ -77,7 +77,7 @@ func Open(ctx context.Context, dir string) (*Inspect, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, stopNATS, err := startNATS(natsDir)
+	js, stopNATS, err := StartNATS(natsDir)
 	if err != nil {
 		unlock()
 		return nil, err

@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer unlock()
-	js, stopNATS, err := startNATS(filepath.Join(cfg.Dir, "nats"))
+	js, stopNATS, err := StartNATS(filepath.Join(cfg.Dir, "nats"))
 	if err != nil {
 		return Summary{}, err
 	}
@@ -367,9 +367,10 @@ func summarize(ctx context.Context, q app.JetStream, rec ledger.RunRecord, start
 	return s, nil
 }
 
-// startNATS starts an embedded NATS with JetStream stored in dir and
-// connects to it in process; stop closes both.
-func startNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
+// StartNATS starts an embedded NATS with JetStream stored in dir and
+// connects to it in process (no port); stop closes both. qfetch local and
+// the tests that build the pipeline as it does (tablecheck) share it.
+func StartNATS(dir string) (js jetstream.JetStream, stop func(), err error) {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "qfetch-local",
 		DontListen: true,

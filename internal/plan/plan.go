@@ -54,6 +54,12 @@ type Config struct {
 	Now             func() time.Time
 	// KB is the KnowledgeBase step's settings; the zero value is off.
 	KB KBConfig
+	// Tables re-queues lost table conversions of complete runs
+	// (tablesweep.go); nil: no sweep. TablesSweepRuns and TablesGrace
+	// bound it; defaults DefaultTablesSweepRuns and DefaultTablesGrace.
+	Tables          Tables
+	TablesSweepRuns int
+	TablesGrace     time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +82,12 @@ func (c Config) withDefaults() Config {
 		c.Owner = "planner"
 	}
 	c.KB = c.KB.withDefaults()
+	if c.TablesSweepRuns <= 0 {
+		c.TablesSweepRuns = DefaultTablesSweepRuns
+	}
+	if c.TablesGrace <= 0 {
+		c.TablesGrace = DefaultTablesGrace
+	}
 	return c
 }
 
@@ -243,6 +255,7 @@ func (p *Planner) detect(ctx, lockCtx context.Context) (Outcome, error) {
 	if _, err := p.advancer().Advance(lockCtx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
 		return Outcome{}, fmt.Errorf("plan: %w", err)
 	}
+	p.sweepTables(lockCtx)
 	pass := newPassID(p.cfg.Owner)
 	rec, resumed, skip, err := p.open(lockCtx, pass)
 	if err != nil {

@@ -29,7 +29,8 @@
 // every HOST and DETECTION, typed, from the same values the writers write:
 // the truth the analyst tables are checked against. The Host List serves
 // details None, Basic and All (All adds QG_HOSTID, FIRST_FOUND_DATE,
-// LAST_VM_AUTH_SCANNED_*, COMMENTS, USER_DEF and ASSET_GROUP_IDS).
+// LAST_VM_AUTH_SCANNED_*, COMMENTS, USER_DEF and ASSET_GROUP_IDS); with
+// show_tags=1 both APIs add each host's seeded TAGS (tags.go).
 //
 // # KnowledgeBase
 //

@@ -97,7 +97,7 @@ func (s *Sim) writeHostList(o *out, req *request, pg page) {
 	if req.details != "None" {
 		all := req.details == "All"
 		s.writePage(o, req, pg, "HOST_LIST_OUTPUT", "host_list_output.dtd",
-			func(o *out, h hostRef) { s.listHost(o, h, all) },
+			func(o *out, h hostRef) { s.listHost(o, h, all, req.filter.ShowTags) },
 			"    <HOST_LIST>\n", closeTag("    </HOST_LIST>\n"))
 		return
 	}
@@ -322,13 +322,17 @@ func (o *out) hostHead(a *hostAttrs, h hostRef) {
 	o.s("</TRACKING_METHOD>\n")
 }
 
-// listHost is a Host List HOST with details=Basic or, with all, All.
-func (s *Sim) listHost(o *out, h hostRef, all bool) {
+// listHost is a Host List HOST with details=Basic or, with all, All;
+// tags adds its TAGS (show_tags=1).
+func (s *Sim) listHost(o *out, h hostRef, all, tags bool) {
 	a := s.attrs(h)
 	o.hostHead(&a, h)
 	o.dnsData(&a, h.id, "        ")
 	o.hostOS(&a, false)
 	if !all {
+		if tags {
+			s.writeTags(o, h)
+		}
 		o.scanDates(&a, "LAST_VULN_SCAN_DATETIME")
 		o.s("      </HOST>\n")
 		return
@@ -342,6 +346,9 @@ func (s *Sim) listHost(o *out, h hostRef, all bool) {
 	o.s("        <FIRST_FOUND_DATE>")
 	o.t(x.firstFound)
 	o.s("</FIRST_FOUND_DATE>\n")
+	if tags {
+		s.writeTags(o, h)
+	}
 	o.scanDates(&a, "LAST_VULN_SCAN_DATETIME")
 	if x.authScan != 0 {
 		o.s("        <LAST_VM_AUTH_SCANNED_DATE>")
@@ -405,6 +412,9 @@ func (s *Sim) detectionHost(o *out, req *request, h hostRef) {
 	o.hostOS(&a, (a.h>>32)&7 == 0)
 	o.dnsData(&a, h.id, "        ")
 	o.scanDates(&a, "LAST_SCAN_DATETIME")
+	if req.filter.ShowTags {
+		s.writeTags(o, h)
+	}
 	o.s("        <DETECTION_LIST>\n")
 	opts := req.outOpts()
 	var it detIter

@@ -138,7 +138,7 @@ func (ps params) get(key string) (string, bool) {
 // filter the model does not implement would make the truth wrong.
 var (
 	commonParams = []string{"action", "ids", "id_min", "id_max", "truncation_limit",
-		"vm_processed_after", "vm_processed_before"}
+		"vm_processed_after", "vm_processed_before", "show_tags"}
 	hostListParams  = []string{"details"}
 	detectionParams = []string{"status", "show_reopened_info", "show_results", "show_igs", "output_format",
 		"show_qds", "show_qds_factors"}
@@ -147,7 +147,7 @@ var (
 	// model, or filter on attributes every simulated detection passes
 	// (nothing is ignored, disabled or superseded; every kernel detection
 	// affects the running kernel).
-	ignoredBool = []string{"echo_request", "show_tags", "show_asset_id", "show_cloud_tags", "show_trurisk",
+	ignoredBool = []string{"echo_request", "show_asset_id", "show_cloud_tags", "show_trurisk",
 		"show_ars", "include_ignored", "include_disabled", "filter_superseded_qids",
 		"suppress_duplicated_data_from_csv"}
 	ignoredAny = []string{"host_metadata", "host_metadata_fields", "cloud_tag_fields", "active_kernels_only",
@@ -273,6 +273,7 @@ func parseFlags(req *request) *apiError {
 	for _, k := range ignoredBool {
 		flags = append(flags, flag{k, new(bool)})
 	}
+	flags = append(flags, flag{"show_tags", &req.filter.ShowTags})
 	if req.ep == epDetection {
 		flags = append(flags,
 			flag{"show_reopened_info", &req.showReopened},
@@ -373,6 +374,8 @@ type Filter struct {
 	// HostDetails is a Host List call's details (HostRows): "" or Basic,
 	// All, None.
 	HostDetails string
+	// ShowTags is show_tags=1 on either API: each HOST's TAGS.
+	ShowTags bool
 }
 
 func (f *Filter) outOpts() outOpts {

@@ -15,7 +15,8 @@ import (
 // Times are UTC to the second, as Qualys writes them. An optional element
 // is a nil pointer (or nil slice) when the simulator leaves it out. The
 // simulator never writes IPV6, ASSET_ID, NETWORK_ID, FQDN on a detection,
-// QG_HOSTID outside details=All, or tags: those columns stay null.
+// QG_HOSTID outside details=All, or tags without show_tags=1: those
+// columns stay null.
 
 // HostFields is one HOST: what a Host List call writes with details=Basic
 // or All (HostRows), or what a Host List Detection call writes before the
@@ -43,6 +44,10 @@ type HostFields struct {
 	Comments                  *string    // COMMENTS (CDATA: tabs, newlines, & and <)
 	UserDef1                  *string    // USER_DEF/VALUE_1
 	AssetGroupIDs             []uint64   // ASSET_GROUP_IDS, a comma list in the XML
+
+	// Tags are TAGS/TAG in document order, with show_tags=1 on either
+	// API (Filter.ShowTags); nil without it or for a host without a tag.
+	Tags []Tag
 }
 
 // HostDetections is one HOST of a Host List Detection answer: its fields
@@ -102,6 +107,9 @@ func (s *Sim) HostRows(f Filter) iter.Seq[HostFields] {
 				x := s.allAttrs(&a, h)
 				hf.addAll(&a, &x)
 			}
+			if f.ShowTags {
+				hf.Tags = s.hostTags(h)
+			}
 			return yield(hf)
 		})
 	}
@@ -119,6 +127,9 @@ func (s *Sim) DetectionRows(f Filter) iter.Seq2[uint64, HostDetections] {
 		s.m.scan(&sel, func(h hostRef) bool {
 			a := s.attrs(h)
 			hd := HostDetections{Host: hostFields(&a, h)}
+			if f.ShowTags {
+				hd.Host.Tags = s.hostTags(h)
+			}
 			var it detIter
 			var v detVals
 			s.startDetections(&it, h, &a, &f)

@@ -36,6 +36,7 @@ type xmlHost struct {
 	Comments       *string  `xml:"COMMENTS"`
 	UserDef1       *string  `xml:"USER_DEF>VALUE_1"`
 	AssetGroupIDs  *string  `xml:"ASSET_GROUP_IDS"`
+	Tags           []Tag    `xml:"TAGS>TAG"`
 	Detections     []xmlDet `xml:"DETECTION_LIST>DETECTION"`
 }
 
@@ -79,8 +80,10 @@ var known = map[string][]string{
 	"HOST": {"ID", "IP", "TRACKING_METHOD", "DNS", "DNS_DATA", "NETBIOS", "OS", "QG_HOSTID", "FIRST_FOUND_DATE",
 		"LAST_VULN_SCAN_DATETIME", "LAST_SCAN_DATETIME", "LAST_VM_SCANNED_DATE", "LAST_VM_SCANNED_DURATION",
 		"LAST_VM_AUTH_SCANNED_DATE", "LAST_VM_AUTH_SCANNED_DURATION", "COMMENTS", "USER_DEF", "ASSET_GROUP_IDS",
-		"DETECTION_LIST"},
+		"TAGS", "DETECTION_LIST"},
 	"DNS_DATA":       {"HOSTNAME", "DOMAIN", "FQDN"},
+	"TAGS":           {"TAG"},
+	"TAG":            {"TAG_ID", "NAME"},
 	"USER_DEF":       {"VALUE_1"},
 	"DETECTION_LIST": {"DETECTION"},
 	"DETECTION": {"UNIQUE_VULN_ID", "QID", "TYPE", "SEVERITY", "PORT", "PROTOCOL", "SSL", "RESULTS", "STATUS",
@@ -152,7 +155,7 @@ func hostFromXML(t *testing.T, x xmlHost) HostFields {
 		Domain: x.Domain, NetBIOS: x.NetBIOS, OS: strings.TrimSpace(x.OS), LastScan: parseTime(t, scan),
 		LastVMScanned: parseTime(t, x.LastVMScanned), LastVMScannedDuration: x.Duration,
 		QGHostID: x.QGHostID, FirstFound: parseTimePtr(t, x.FirstFound), LastVMAuthScanned: parseTimePtr(t, x.AuthScanned),
-		LastVMAuthScannedDuration: x.AuthDuration, Comments: x.Comments, UserDef1: x.UserDef1}
+		LastVMAuthScannedDuration: x.AuthDuration, Comments: x.Comments, UserDef1: x.UserDef1, Tags: x.Tags}
 	if x.AssetGroupIDs != nil {
 		for g := range strings.SplitSeq(*x.AssetGroupIDs, ",") {
 			id, err := strconv.ParseUint(g, 10, 64)

@@ -36,6 +36,8 @@ type Metrics struct {
 	current      *prometheus.GaugeVec // measure; only from the status writer
 	refreshed    prometheus.Gauge
 	errors       prometheus.Counter
+	// tablesIncomplete has no labels; absent without a TablesComplete.
+	tablesIncomplete *prometheus.GaugeVec
 
 	// The KnowledgeBase passes' series (see kb.go).
 	kbLastComplete *prometheus.GaugeVec // no labels; absent until a pass completed
@@ -102,8 +104,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Refreshes of the run-level series that failed.",
 	})
 	m.newKBMetrics()
+	m.tablesIncomplete = newTablesIncomplete()
 	m.gate = &gate{cs: []prometheus.Collector{m.lastComplete, age, m.deadLetters, m.queued, m.waiting, m.inFlight,
-		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed, m.kbLastComplete, m.kbPasses, m.kbBatches}}
+		m.maxInFlight, m.runs, m.lost, m.current, m.refreshed, m.tablesIncomplete, m.kbLastComplete, m.kbPasses, m.kbBatches}}
 	if reg != nil {
 		reg.MustRegister(m.gate, m.errors)
 	}
@@ -162,6 +165,10 @@ type Reporter struct {
 	lock    *ledger.Lock
 	lockOK  time.Time          // last successful take or refresh
 	written map[string]written // by run: what this process last wrote
+
+	tablesComplete TablesComplete  // nil: tables not checked
+	tablesGrace    time.Duration   // see DefaultTablesGrace
+	tablesDone     map[string]bool // recent runs whose tables were found complete
 }
 
 // written is what a status.json held when this process wrote it.
@@ -192,6 +199,11 @@ type ReporterConfig struct {
 	// rewritten; default 30s.
 	Every  time.Duration
 	Status Config
+	// TablesComplete, if set, checks complete runs' analyst tables
+	// (qfetch_tables_incomplete_runs) TablesGrace after they completed
+	// (default DefaultTablesGrace).
+	TablesComplete TablesComplete
+	TablesGrace    time.Duration
 }
 
 // statusLock names the lock of the process that writes status.json; the
@@ -210,8 +222,12 @@ func NewReporter(cfg ReporterConfig, q ReporterQueue, store Store, m *Metrics, l
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	if cfg.TablesGrace <= 0 {
+		cfg.TablesGrace = DefaultTablesGrace
+	}
 	return &Reporter{q: q, store: store, prefix: cfg.Prefix, owner: cfg.Owner,
-		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{}}
+		every: cfg.Every, cfg: cfg.Status.withDefaults(), metrics: m, log: log, written: map[string]written{},
+		tablesComplete: cfg.TablesComplete, tablesGrace: cfg.TablesGrace, tablesDone: map[string]bool{}}
 }
 
 // Run refreshes at once and then every period until ctx ends; a failed
@@ -267,6 +283,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 	counts := map[ledger.RunState]int{}
 	r.lost = 0
 	var open, recentIDs []string // newest first
+	var recentRecs []ledger.RunRecord
 	var lastComplete time.Time
 	for i := len(ids) - 1; i >= 0; i-- {
 		recent := len(ids)-1-i < recentRuns
@@ -289,6 +306,7 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		}
 		counts[st]++
 		recentIDs = append(recentIDs, rec.ID)
+		recentRecs = append(recentRecs, rec)
 		// Open runs, and runs whose end this process has not written yet
 		// (a run's record does not change when its last batch is
 		// dead-lettered, so its time says nothing).
@@ -307,6 +325,15 @@ func (r *Reporter) Refresh(ctx context.Context) error {
 		r.log.Warn("refreshing the KnowledgeBase passes' status failed; the runs' is refreshed", "err", err)
 	}
 	m.lost.Set(float64(r.lost))
+	if r.tablesComplete != nil {
+		// Derived data: a failed check leaves the gauge as it was and
+		// fails nothing else (design.md I9).
+		if n, err := r.tablesIncomplete(ctx, recentRecs, now); err != nil {
+			r.log.Warn("checking the recent runs' analyst tables", "err", err)
+		} else {
+			m.tablesIncomplete.WithLabelValues().Set(float64(n))
+		}
+	}
 	if !lastComplete.IsZero() {
 		m.lastComplete.WithLabelValues().Set(float64(lastComplete.UnixNano()) / 1e9)
 		m.lastCompleteNS.Store(lastComplete.UnixNano())
