@@ -389,8 +389,21 @@ func (p *Planner) backfill(ctx context.Context, prev *ledger.RunRecord, log *slo
 		// Asking again for what is known costs calls, never data.
 		log.Warn("asking for every used QID: reading the known QIDs", "err", err)
 	}
-	return hostids.Of(minus(used.IDs(), known)).String(), next
+	ask := minus(used.IDs(), known)
+	if len(ask) > maxBackfill {
+		// The backfill lives in the pass's record (a KV value): ask for
+		// the first part now and look at the same runs again next pass,
+		// when what this one fetched is known.
+		log.Warn("backfill capped; the next pass asks for the rest", "qids", len(ask), "asked", maxBackfill)
+		ask, next = ask[:maxBackfill], covers
+	}
+	return hostids.Of(ask).String(), next
 }
+
+// maxBackfill bounds the QIDs one pass asks for beyond its listing, so that
+// its record stays far below a KV value's limit (20000 QIDs take at most
+// about 140 KB in hostids form).
+const maxBackfill = 20000
 
 // minus returns the IDs of a (ascending) that are not in b (ascending).
 func minus(a, b []uint64) []uint64 {

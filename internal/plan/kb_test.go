@@ -575,3 +575,39 @@ func TestKBAndDetectionFailApart(t *testing.T) {
 		}
 	})
 }
+
+// TestKBBackfillCapped: a backfill larger than a pass may hold in its record
+// (the first pass knows nothing, so every used QID is unknown) is cut to
+// its first QIDs, and the runs are looked at again by the next pass.
+func TestKBBackfillCapped(t *testing.T) {
+	e := setupKB(t, 100)
+	now := e.sim.Clock().Now()
+	r1 := runid.New(now.Add(-72 * time.Hour))
+	completeRun(t, e, r1)
+	used := make([]uint64, 0, 25000)
+	for q := uint64(1_000_001); len(used) < cap(used); q += 2 {
+		used = append(used, q)
+	}
+	e.used.used = used
+
+	out := runKB(t, e.kbPlanner(t, e.cfg))
+	rec, err := e.q.GetRun(t.Context(), out.KB.Pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hostids.Of(used[:20000]).String(); rec.Backfill != want {
+		t.Fatalf("backfill holds %d QIDs (%.40q…), want the first 20000", mustCount(t, rec.Backfill), rec.Backfill)
+	}
+	if rec.Covers != "" {
+		t.Fatalf("covers %q: the capped runs must be looked at again", rec.Covers)
+	}
+}
+
+func mustCount(t *testing.T, ids string) int {
+	t.Helper()
+	n, err := hostids.Count(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
