@@ -462,18 +462,49 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	// Core's GetObject sends the request now (the Client's waits for the
 	// first Read), so a missing key is an error here.
-	body, _, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	body, info, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, s.classify(ctx, "get", key, err)
 	}
-	return &s3Reader{obj: body, s: s, ctx: ctx, key: key}, nil
+	return &s3Reader{obj: body, s: s, ctx: ctx, key: key, etag: info.ETag}, nil
 }
 
+// s3Reader is an object's body. It also seeks (from the start), by asking
+// again for the object from that byte, so that a reader after a file's
+// tail (a Parquet footer) fetches only the tail.
 type s3Reader struct {
-	obj io.ReadCloser
-	s   *S3
-	ctx context.Context
-	key string
+	obj  io.ReadCloser
+	s    *S3
+	ctx  context.Context
+	key  string
+	etag string
+}
+
+// Seek asks for the object again from offset (whence io.SeekStart only),
+// on condition that it is the same object the first request read: a key
+// replaced in between fails the seek instead of mixing two objects' bytes.
+func (r *s3Reader) Seek(offset int64, whence int) (int64, error) {
+	if whence != io.SeekStart || offset < 0 {
+		return 0, fmt.Errorf("objstore: get %q: the S3 reader seeks to an offset from the start only", r.key)
+	}
+	var opts minio.GetObjectOptions
+	if offset > 0 {
+		if err := opts.SetRange(offset, 0); err != nil {
+			return 0, fmt.Errorf("objstore: get %q from byte %d: %w", r.key, offset, err)
+		}
+	}
+	if r.etag != "" {
+		if err := opts.SetMatchETag(r.etag); err != nil {
+			return 0, fmt.Errorf("objstore: get %q: %w", r.key, err)
+		}
+	}
+	body, _, _, err := r.s.core.GetObject(r.ctx, r.s.bucket, r.key, opts)
+	if err != nil {
+		return 0, r.s.classify(r.ctx, "get", r.key, err)
+	}
+	_ = r.obj.Close()
+	r.obj = body
+	return offset, nil
 }
 
 func (r *s3Reader) Read(p []byte) (int, error) {

@@ -110,7 +110,7 @@ func runQIDs(ctx context.Context, store Store, ps []Part) (*string, error) {
 
 // partQIDs reads MetaQIDs from the footer of the Parquet object key of
 // size bytes, holding no more than the footer: a store whose reader seeks
-// (the directory store) reads the footer alone, any other is read through
+// (both of objstore's) reads the footer alone, any other is read through
 // with only its last bytes kept.
 func partQIDs(ctx context.Context, store Store, key string, size int64) (string, bool, error) {
 	rc, err := store.Get(ctx, key)
