@@ -182,32 +182,16 @@ func (p *Planner) kbPass(ctx, lockCtx context.Context, log *slog.Logger) (KBOutc
 	rec, err = p.walkKB(lockCtx, pass, rec, log)
 	out.Batches, out.QIDs = rec.Progress.Batches, rec.HostsPlanned
 	if err != nil {
-		if reason, ok := superseded(ctx, lockCtx, err); ok {
+		reason, sup, err := p.walkFailed(ctx, lockCtx, pass, rec.ID, err)
+		if sup {
 			out.Superseded, out.Reason = true, reason
 			log.Warn("stopped: another planner pass took the KnowledgeBase pass over", "reason", reason)
 			return out, nil
 		}
-		if ctx.Err() != nil || lockCtx.Err() != nil {
-			return out, err // stopped from outside: the next pass resumes it
-		}
-		ferr := p.fail(context.WithoutCancel(ctx), pass, rec.ID, err)
-		if reason, ok := superseded(ctx, lockCtx, ferr); ok {
-			out.Superseded, out.Reason = true, reason
-			return out, nil
-		}
-		return out, ferr
+		return out, err
 	}
 	log.Info("KnowledgeBase planning complete", "batches", out.Batches, "qids", out.QIDs)
-	if p.finish != nil {
-		if err := p.finish.TryFinish(ctx, rec.ID); err != nil {
-			log.Warn("trying to finish the KnowledgeBase pass", "err", err)
-		}
-		if r, err := p.l.GetRun(ctx, rec.ID); err == nil && r.State == ledger.RunComplete {
-			if _, err := p.kbAdvancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
-				log.Warn("advancing the KB watermark; the next pass does", "err", err)
-			}
-		}
-	}
+	p.settle(ctx, rec.ID, p.kbAdvancer(), log)
 	return out, nil
 }
 

@@ -279,42 +279,53 @@ func (p *Planner) detect(ctx, lockCtx context.Context) (Outcome, error) {
 	rec, err = p.page(lockCtx, pass, rec, log)
 	out.Batches, out.Hosts = rec.Progress.Batches, rec.HostsPlanned
 	if err != nil {
-		if reason, ok := superseded(ctx, lockCtx, err); ok {
+		reason, sup, err := p.walkFailed(ctx, lockCtx, pass, rec.ID, err)
+		if sup {
 			out.Superseded, out.Reason = true, reason
 			log.Warn("stopped: another planner pass took the run over", "reason", reason)
 			return out, nil
 		}
-		if ctx.Err() != nil || lockCtx.Err() != nil {
-			// Stopped from outside: leave the run open for the next pass.
-			return out, err
-		}
-		ferr := p.fail(context.WithoutCancel(ctx), pass, rec.ID, err)
-		if reason, ok := superseded(ctx, lockCtx, ferr); ok {
-			// The run is another pass's now: its failure is not ours to
-			// record.
-			out.Superseded, out.Reason = true, reason
-			log.Warn("stopped: another planner pass took the run over", "reason", reason, "err", err)
-			return out, nil
-		}
-		return out, ferr
+		return out, err
 	}
 	log.Info("planning complete", "batches", out.Batches, "hosts", out.Hosts)
-	if p.finish != nil {
-		if err := p.finish.TryFinish(ctx, rec.ID); err != nil {
-			// Workers finish the run when they record its last batch; a
-			// failure here is theirs to repeat.
-			log.Warn("trying to finish the run", "err", err)
-		}
-		// A run that completed here (nothing to fetch, or the workers were
-		// quicker than the last page) moves the watermark now; otherwise
-		// the next pass moves it.
-		if r, err := p.l.GetRun(ctx, rec.ID); err == nil && r.State == ledger.RunComplete {
-			if _, err := p.advancer().Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
-				log.Warn("advancing the watermark; the next pass does", "err", err)
-			}
+	p.settle(ctx, rec.ID, p.advancer(), log)
+	return out, nil
+}
+
+// walkFailed settles a walk of run id that ended in err: another pass took
+// the run over (superseded, with its reason: the failure is not ours to
+// record), the pass was stopped from outside (the run stays open for the
+// next pass), or the run is marked failed.
+func (p *Planner) walkFailed(ctx, lockCtx context.Context, pass, id string, err error) (reason string, sup bool, _ error) {
+	if reason, ok := superseded(ctx, lockCtx, err); ok {
+		return reason, true, nil
+	}
+	if ctx.Err() != nil || lockCtx.Err() != nil {
+		return "", false, err
+	}
+	ferr := p.fail(context.WithoutCancel(ctx), pass, id, err)
+	if reason, ok := superseded(ctx, lockCtx, ferr); ok {
+		return reason, true, nil
+	}
+	return "", false, ferr
+}
+
+// settle tries to finish run id once its planning is complete, and when
+// that completed it (nothing to fetch, or the workers were quicker than
+// the last page) moves adv's watermark now; otherwise workers finish it
+// and the next pass moves the watermark.
+func (p *Planner) settle(ctx context.Context, id string, adv Advancer, log *slog.Logger) {
+	if p.finish == nil {
+		return
+	}
+	if err := p.finish.TryFinish(ctx, id); err != nil {
+		log.Warn("trying to finish", "err", err)
+	}
+	if r, err := p.l.GetRun(ctx, id); err == nil && r.State == ledger.RunComplete {
+		if _, err := adv.Advance(ctx); err != nil && !errors.Is(err, ledger.ErrNoWatermark) {
+			log.Warn("advancing the watermark; the next pass does", "err", err)
 		}
 	}
-	return out, nil
 }
 
 // newPassID names one planner pass: owner, for operators, and a random
