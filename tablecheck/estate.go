@@ -44,6 +44,16 @@ type EstateConfig struct {
 	// RunTimeout bounds one run and its tables; default 2 minutes.
 	RunTimeout time.Duration
 	Log        *slog.Logger
+
+	// KB switches the planner's KnowledgeBase step on (QFETCH_KB_EVERY 0:
+	// a pass after every detection step, details=All and qfetch's show_*
+	// flags); Next then waits for the pass and its kb table too.
+	KB          bool
+	KBBatchSize int   // QIDs per KB batch; default 1000
+	KBQIDs      int64 // the simulator's KB size (Config.KBQIDs); 0: its default
+	// NewHostsPerDay is the simulator's: hosts added as the clock moves,
+	// which bring QIDs that become visible late (what backfill is for).
+	NewHostsPerDay int64
 }
 
 // Estate is the real pipeline (planner, workers with their table
@@ -67,6 +77,22 @@ type Run struct {
 	// HostDetails and ShowTags are what the run asked for (EstateConfig).
 	HostDetails string
 	ShowTags    bool
+	// KB is the KnowledgeBase pass the same planner pass planned; nil
+	// when EstateConfig.KB is off.
+	KB *KBPass
+}
+
+// KBPass is one completed KnowledgeBase pass, with what it cost.
+type KBPass struct {
+	ledger.RunRecord
+	At time.Time // the simulator's clock during the pass (frozen)
+	// VULNs are the VULN elements the simulator served while the planner
+	// pass ran (its KnowledgeBase calls are the pass's alone).
+	VULNs int64
+	// Fetched and Converted are how long after the planner pass's start
+	// the pass was complete (sealed) and its kb table complete (its runs
+	// row written): polled every 50ms.
+	Fetched, Converted time.Duration
 }
 
 // Filter is what the run asked the simulator: its window, at its instant,
@@ -115,7 +141,11 @@ func StartEstate(ctx context.Context, cfg EstateConfig) (_ *Estate, err error) {
 		}
 	}()
 
-	sim := qualysim.New(qualysim.Config{Seed: cfg.Seed, Hosts: cfg.Hosts, RateLimit: qualysim.Off, ConcurrencyLimit: cfg.Slots})
+	if cfg.KBBatchSize == 0 {
+		cfg.KBBatchSize = 1000
+	}
+	sim := qualysim.New(qualysim.Config{Seed: cfg.Seed, Hosts: cfg.Hosts, RateLimit: qualysim.Off, ConcurrencyLimit: cfg.Slots,
+		KBQIDs: cfg.KBQIDs, NewHostsPerDay: cfg.NewHostsPerDay})
 	stops = append(stops, sim.Close)
 	sim.Advance(10 * 24 * time.Hour)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,16 +192,23 @@ func (e *Estate) Close() { e.stop() }
 // Tables is the directory that holds the estate's tables.
 func (e *Estate) Tables() string { return filepath.Join(e.Bucket, Prefix, "tables") }
 
-// Next advances the simulated clock by d, then plans one run and works it
-// until the run is complete and so are its tables (its runs-table file
-// is there).
+// Next advances the simulated clock by d, then plans one run (and, with
+// EstateConfig.KB, a KnowledgeBase pass) and works it until the run is
+// complete and so are its tables (its runs-table file is there), and the
+// same for the KnowledgeBase pass and its kb table.
 func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 	at := e.Sim.Advance(d)
+	e.Sim.ResetStats()
 	// The request parameters as the planner's configuration makes them.
 	q := config.Qualys{HostListDetails: e.cfg.HostListDetails, ShowTags: e.cfg.ShowTags}
-	planner := e.parts.Planner(plan.Config{BatchSize: e.cfg.BatchSize, PageSize: e.cfg.PageSize,
+	pcfg := plan.Config{BatchSize: e.cfg.BatchSize, PageSize: e.cfg.PageSize,
 		HostListDetails: q.HostListDetails, HostListParams: q.HostListExtra(), DetectionParams: q.DetectionExtra(),
-		Overlap: e.cfg.Overlap, LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now})
+		Overlap: e.cfg.Overlap, LockTTL: 30 * time.Second, Now: e.Sim.Clock().Now}
+	if e.cfg.KB {
+		pcfg.KB = app.PlanKBConfig(q, config.KB{Enabled: true, BatchSize: e.cfg.KBBatchSize, Details: "All",
+			Overlap: time.Hour, FullEvery: 720 * time.Hour})
+	}
+	planner := e.parts.Planner(pcfg)
 	worker := e.parts.Worker(fetch.Config{Slots: e.cfg.Slots, MaxBackoff: 200 * time.Millisecond,
 		ProbeEvery: time.Second, Grace: 5 * time.Second, PullWait: 200 * time.Millisecond}, nil)
 
@@ -184,12 +221,19 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 	conversions := e.parts.TableLoop(e.cfg.Slots)
 	g.Go(func() error { return conversions.Run(workCtx) })
 
+	start := time.Now()
 	out, err := planner.Run(gctx)
 	if err != nil {
 		return Run{}, fmt.Errorf("planner: %w", err)
 	}
 	if out.Skipped || out.Superseded {
 		return Run{}, fmt.Errorf("planner made no run: %s", out.Reason)
+	}
+	var kb *KBPass
+	if e.cfg.KB {
+		if kb, err = e.waitKB(gctx, out.KB, at, start); err != nil {
+			return Run{}, err
+		}
 	}
 	var rec ledger.RunRecord
 	err = poll(gctx, e.cfg.RunTimeout, func() (bool, error) {
@@ -211,9 +255,48 @@ func (e *Estate) Next(ctx context.Context, d time.Duration) (Run, error) {
 		return Run{}, fmt.Errorf("run %s (state %s; tables: %d of %d parts recorded, manifest %t; %v): %w",
 			out.Run, st.State, st.Recorded, st.Expected, st.Complete, serr, err)
 	}
-	r := Run{RunRecord: rec, At: at, HostDetails: e.cfg.HostListDetails, ShowTags: e.cfg.ShowTags}
+	r := Run{RunRecord: rec, At: at, HostDetails: e.cfg.HostListDetails, ShowTags: e.cfg.ShowTags, KB: kb}
 	e.Runs = append(e.Runs, r)
 	return r, nil
+}
+
+// waitKB waits until the KnowledgeBase pass the planner pass planned is
+// complete and so is its kb table (its runs row is written).
+func (e *Estate) waitKB(ctx context.Context, out *plan.KBOutcome, at, start time.Time) (*KBPass, error) {
+	switch {
+	case out == nil:
+		return nil, fmt.Errorf("the planner's KnowledgeBase step did not run")
+	case out.Error != "":
+		return nil, fmt.Errorf("KnowledgeBase step: %s", out.Error)
+	case out.Skipped || out.Superseded || out.Pass == "":
+		return nil, fmt.Errorf("the planner made no KnowledgeBase pass: %s", out.Reason)
+	}
+	p := &KBPass{At: at}
+	err := poll(ctx, e.cfg.RunTimeout, func() (bool, error) {
+		rec, err := e.parts.Queue.GetRun(ctx, out.Pass)
+		if err != nil {
+			return false, err
+		}
+		if rec.State == ledger.RunFailed {
+			return false, fmt.Errorf("KnowledgeBase pass %s failed: %s", rec.ID, rec.Error)
+		}
+		if rec.State != ledger.RunComplete {
+			return false, nil
+		}
+		if p.Fetched == 0 {
+			p.Fetched = time.Since(start)
+		}
+		p.RunRecord = rec
+		return e.tablesComplete(rec), nil
+	})
+	if err != nil {
+		st, serr := e.parts.TableBuilder().Status(context.WithoutCancel(ctx), out.Pass)
+		return nil, fmt.Errorf("KnowledgeBase pass %s (kb table: %d of %d parts recorded, manifest %t; %v): %w",
+			out.Pass, st.Recorded, st.Expected, st.Complete, serr, err)
+	}
+	p.Converted = time.Since(start)
+	p.VULNs = e.Sim.Stats().Endpoints[qualysim.KB].VULNs
+	return p, nil
 }
 
 // tablesComplete says whether the run's tables are complete: its table

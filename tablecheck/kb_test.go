@@ -148,3 +148,25 @@ func TestKBQueries(t *testing.T) {
 		t.Fatalf("open detections with the KnowledgeBase:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestREADMEQueries: the SQL the README's "Analysing the data" shows is
+// docs/queries.md's, which the checks run, block by block.
+func TestREADMEQueries(t *testing.T) {
+	readme, err := Queries("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := docQueries(t, "duckdb-kb-current", "duckdb-open-detections-kb")
+	for _, name := range []string{"duckdb-kb-current", "duckdb-open-detections-kb"} {
+		if readme[name] == "" {
+			t.Errorf("README.md shows no block marked <!-- query: %s -->", name)
+		} else if readme[name] != doc[name] {
+			t.Errorf("README.md's %s differs from %s's:\n%s\nwant\n%s", name, queriesDoc, readme[name], doc[name])
+		}
+	}
+	for name := range readme {
+		if doc[name] == "" {
+			t.Errorf("README.md's block %s is not in %s, where the checks run it", name, queriesDoc)
+		}
+	}
+}

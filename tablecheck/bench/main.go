@@ -8,7 +8,12 @@
 //	go run ./bench -tables DIR              # tables already written: DIR is <bucket>/<prefix>
 //
 // Making the estate is not timed: it runs the whole pipeline (planner,
-// workers, the table loop) on the simulator, as the tests do.
+// workers, the table loop) on the simulator, as the tests do. With
+// -kb-qids the planner's KnowledgeBase step is on, over a simulated
+// KnowledgeBase of about that many QIDs, and each pass is timed (the
+// first is full, the later ones incremental):
+//
+//	go run ./bench -kb-qids 100000 -hosts 100 -runs 2 -advance 24h   # the 100k-QID KnowledgeBase
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -38,6 +44,8 @@ func main() {
 	tables := flag.String("tables", "", "read existing tables under this bucket directory and prefix instead of making an estate")
 	queries := flag.String("queries", "", "docs/queries.md (default: found from the working directory)")
 	reps := flag.Int("reps", 3, "times each question runs (the best and the median are shown)")
+	kbQIDs := flag.Int64("kb-qids", 0, "plan KnowledgeBase passes over a simulated KnowledgeBase of about this many QIDs (0: no KnowledgeBase step)")
+	kbBatch := flag.Int("kb-batch-size", 1000, "QIDs per KnowledgeBase batch")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -51,7 +59,7 @@ func main() {
 	}
 	root, cleanup := *tables, func() {}
 	if root == "" {
-		root, cleanup, err = makeEstate(*dir, *hosts, *runs, *advance, *batch, *slots)
+		root, cleanup, err = makeEstate(*dir, *hosts, *runs, *advance, *batch, *slots, *kbQIDs, *kbBatch)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -79,7 +87,7 @@ func findDoc(path string) (string, error) {
 
 // makeEstate runs the pipeline over a simulated estate and returns where
 // its tables are, and what removes a temporary estate once read.
-func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch, slots int) (root string, cleanup func(), err error) {
+func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch, slots int, kbQIDs int64, kbBatch int) (root string, cleanup func(), err error) {
 	cleanup = func() {}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "tablecheck-bench-"); err != nil {
@@ -96,24 +104,37 @@ func makeEstate(dir string, hosts int64, runs int, advance time.Duration, batch,
 	ctx := context.Background()
 	start := time.Now()
 	e, err := tablecheck.StartEstate(ctx, tablecheck.EstateConfig{Dir: dir, Hosts: hosts, Seed: 1, BatchSize: batch,
-		PageSize: 10 * batch, Slots: slots, Overlap: time.Hour, RunTimeout: 4 * time.Hour})
+		PageSize: 10 * batch, Slots: slots, Overlap: time.Hour, RunTimeout: 4 * time.Hour,
+		KB: kbQIDs > 0, KBQIDs: kbQIDs, KBBatchSize: kbBatch, NewHostsPerDay: max(1, hosts/100)})
 	if err != nil {
 		return "", nil, err
 	}
 	defer e.Close()
+	var kb []kbRow
 	for i := range runs {
 		d := advance
 		if i == 0 {
 			d = 0
 		}
+		m := watchMemory()
 		r, err := e.Next(ctx, d)
+		heap, rss := m.stop()
 		if err != nil {
 			return "", nil, err
 		}
 		fmt.Fprintf(os.Stderr, "run %d/%d %s: %d batches (%s so far)\n", i+1, runs, r.ID, r.BatchesPlanned,
 			time.Since(start).Round(time.Second))
+		if r.KB != nil {
+			kb = append(kb, kbRow{KBPass: *r.KB, heap: heap, rss: rss})
+		}
 	}
-	return filepath.Join(e.Bucket, tablecheck.Prefix), cleanup, nil
+	root = filepath.Join(e.Bucket, tablecheck.Prefix)
+	if len(kb) > 0 {
+		if err := printKB(root, kb); err != nil {
+			return "", nil, err
+		}
+	}
+	return root, cleanup, nil
 }
 
 type question struct {
@@ -147,6 +168,14 @@ func bench(root string, q map[string]string, reps int) error {
 		{name: fmt.Sprintf("one host's history (%d)", host), query: q["duckdb-host-history"]},
 		{name: "counts by status, last 30 runs", query: q["duckdb-status-last-30-runs"]},
 	}
+	// The KnowledgeBase's views exist once a pass is complete.
+	if _, err := os.Stat(filepath.Join(root, "tables", "kb")); err == nil {
+		views := strings.ReplaceAll(q["duckdb-kb-views"], tablecheck.DocBucket, filepath.ToSlash(root))
+		if _, err := db.Exec(views + q["duckdb-kb-current"]); err != nil {
+			return fmt.Errorf("the KnowledgeBase views: %w", err)
+		}
+		qs = append(qs, &question{name: "open detections with the KnowledgeBase", query: q["duckdb-open-detections-kb"]})
+	}
 	for _, x := range qs {
 		for range reps {
 			start := time.Now()
@@ -159,7 +188,7 @@ func bench(root string, q map[string]string, reps int) error {
 		}
 	}
 	var nDet, nHosts, nRuns int64
-	if err := db.QueryRow("SELECT (SELECT count(*) FROM detections), (SELECT count(*) FROM hosts), (SELECT count(*) FROM runs)").
+	if err := db.QueryRow("SELECT (SELECT count(*) FROM detections), (SELECT count(*) FROM hosts), (SELECT count(*) FROM runs WHERE coalesce(kind, 'run') = 'run')").
 		Scan(&nDet, &nHosts, &nRuns); err != nil {
 		return err
 	}
