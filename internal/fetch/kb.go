@@ -49,17 +49,32 @@ type kbAnswer struct {
 	vulns   int      // VULNs of the answer, on every page so far
 	counted int      // vulns up to the current page
 	foreign uint64   // the first QID not asked for; 0 while none
+	// seen marks the asked QIDs the answer held: one held twice would be
+	// two rows of a QID in one pass, which kb_current joins twice.
+	seen  []bool
+	twice uint64 // the first QID the answer held twice; 0 while none
 }
 
 // onID runs inside the answer's Read, for each VULN's QID.
 func (a *kbAnswer) onID(id uint64) {
 	a.vulns++
-	if _, ok := slices.BinarySearch(a.asked, id); !ok {
+	i, ok := slices.BinarySearch(a.asked, id)
+	if !ok {
 		if a.foreign == 0 {
 			a.foreign = id
 		}
 		return
 	}
+	if a.seen == nil {
+		a.seen = make([]bool, len(a.asked))
+	}
+	if a.seen[i] {
+		if a.twice == 0 {
+			a.twice = id
+		}
+		return
+	}
+	a.seen[i] = true
 	a.got = append(a.got, id)
 }
 
@@ -71,9 +86,9 @@ func (a *kbAnswer) pageVulns() int {
 }
 
 // guard fails the read of r that brought a QID the batch did not ask for,
-// so that the upload fed from it is aborted and nothing of the answer is
-// stored (I2): such an answer is malformed, as one cut short is, and
-// retried and charged the same way.
+// or one the answer held already, so that the upload fed from it is
+// aborted and nothing of the answer is stored (I2): such an answer is
+// malformed, as one cut short is, and retried and charged the same way.
 func (a *kbAnswer) guard(r io.Reader) io.Reader { return guarded{r: r, a: a} }
 
 type guarded struct {
@@ -86,6 +101,10 @@ func (g guarded) Read(p []byte) (int, error) {
 	if g.a.foreign != 0 {
 		return 0, failure.Retryable(&qualys.MalformedError{Endpoint: "knowledge_base",
 			Reason: fmt.Sprintf("QID %d is in the answer but not in the batch", g.a.foreign)})
+	}
+	if g.a.twice != 0 {
+		return 0, failure.Retryable(&qualys.MalformedError{Endpoint: "knowledge_base",
+			Reason: fmt.Sprintf("QID %d is in the answer twice", g.a.twice)})
 	}
 	return n, err
 }

@@ -340,6 +340,7 @@ func (p *Planner) backfill(ctx context.Context, prev *ledger.RunRecord, log *slo
 		return "", covers
 	}
 	var runs []string
+	open := "" // the oldest run that may still complete: Covers stays before it
 	for _, id := range ids {
 		if id <= covers {
 			continue
@@ -349,8 +350,13 @@ func (p *Planner) backfill(ctx context.Context, prev *ledger.RunRecord, log *slo
 			log.Warn("no backfill this pass: reading a run", "run", id, "err", err)
 			return "", covers
 		}
-		if r.State == ledger.RunComplete {
+		switch {
+		case r.State == ledger.RunComplete:
 			runs = append(runs, id)
+		case open == "" && r.State != ledger.RunFailed && r.Accepted == nil:
+			// A passed-over run whose dead letters are replayed completes
+			// after newer runs: the next pass must still look at it.
+			open = id
 		}
 	}
 	if len(runs) == 0 {
@@ -363,7 +369,7 @@ func (p *Planner) backfill(ctx context.Context, prev *ledger.RunRecord, log *slo
 	}
 	next := covers
 	for _, id := range runs {
-		if slices.Contains(pending, id) {
+		if slices.Contains(pending, id) || (open != "" && id > open) {
 			break
 		}
 		next = id
