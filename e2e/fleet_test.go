@@ -107,6 +107,13 @@ type world struct {
 	MaxInFlight int
 	PageSize    int
 	Extra       map[string]string // more variables for every process
+	// KB is QFETCH_KB_ENABLED for every process: off unless a scenario
+	// turns it on. The fault scenarios count batches, calls, dead letters
+	// and objects of their detection runs; a KnowledgeBase pass beside
+	// them (the planner's default) would add its own batches to the queue
+	// and its calls to the fleet cap, and make their figures depend on
+	// when it ran. 1_clean, 8_daily_runs and 15_knowledgebase run it.
+	KB bool
 
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -158,6 +165,7 @@ func (w *world) env(password string) []string {
 		"QFETCH_BATCH_SIZE=" + strconv.Itoa(w.BatchSize),
 		"QFETCH_MAX_IN_FLIGHT=" + strconv.Itoa(w.MaxInFlight),
 		"QFETCH_PLAN_LOCK_TTL=5s",
+		"QFETCH_KB_ENABLED=" + strconv.FormatBool(w.KB),
 		"QFETCH_LOG_FORMAT=json",
 		"GORACE=halt_on_error=0",
 	}

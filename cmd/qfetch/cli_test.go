@@ -352,6 +352,17 @@ func TestLocalSummary(t *testing.T) {
 		{"tables", local.Summary{Run: "r3", Batches: 1, Tables: "/d/qualys/tables/manifests/r3.json", TablesGlob: "/d/qualys/tables/detections/**/*.parquet"},
 			"--local", []string{"tables /d/qualys/tables/manifests/r3.json", `duckdb -c "SELECT severity, count(*) FROM read_parquet('/d/qualys/tables/detections/**/*.parquet', hive_partitioning=true)`}},
 		{"tables incomplete", local.Summary{Run: "r4", Batches: 1, TablesNote: "the run's tables are incomplete"}, "--local", []string{"  the run's tables are incomplete\n"}},
+		{"kb full", local.Summary{Run: "r5", Batches: 1, Tables: "/d/m.json", TablesGlob: "/d/det/**/*.parquet",
+			KB: &local.KBSummary{Pass: "kb-5", Full: true, Batches: 3, QIDs: 2938, Bytes: 10 << 20, Seconds: 7.5, Manifest: "/d/kb/kb-5/manifest.json",
+				KBGlob: "/d/kb/**/*.parquet", RunsGlob: "/d/runs/**/*.parquet"}},
+			"--local", []string{"kb pass kb-5 (full): 3 batches, 2938 QIDs returned (0 backfilled asked), 10.0 MiB in 7.5s\n",
+				"  manifest /d/kb/kb-5/manifest.json\n",
+				`  join: duckdb -c "SELECT d.host_id, d.qid, k.title, d.severity, [c.id FOR c IN k.cves] AS cves, k.cvss_base, k.cvss3_base FROM read_parquet('/d/det/**/*.parquet', hive_partitioning=true) d LEFT JOIN (SELECT * FROM read_parquet('/d/kb/**/*.parquet', hive_partitioning=true) WHERE run IN (SELECT run FROM read_parquet('/d/runs/**/*.parquet', hive_partitioning=true) WHERE kind = 'kb') QUALIFY row_number() OVER (PARTITION BY qid ORDER BY run DESC) = 1) k ON k.qid = d.qid WHERE d.run = 'r5' AND d.status IN ('New', 'Active', 'Re-Opened') ORDER BY d.severity DESC, k.cvss3_base DESC NULLS LAST LIMIT 20"` + "\n"}},
+		{"kb incremental incomplete", local.Summary{Run: "r6", Batches: 1,
+			KB: &local.KBSummary{Pass: "kb-6", Batches: 1, QIDs: 1, Backfill: 2, Bytes: 512, Seconds: 1, Note: "KnowledgeBase pass kb-6 incomplete"}},
+			"--local", []string{"kb pass kb-6 (incremental): 1 batch, 1 QID returned (2 backfilled asked), 512 B in 1.0s\n  KnowledgeBase pass kb-6 incomplete\n"}},
+		{"kb step failed", local.Summary{Run: "r7", Batches: 1, KB: &local.KBSummary{Note: "the KnowledgeBase step failed: x"}},
+			"--local", []string{"  the KnowledgeBase step failed: x\n"}},
 	} {
 		var b strings.Builder
 		printSummary(&b, tc.sum, tc.flag)

@@ -47,6 +47,7 @@ that S3 bucket (QFETCH_S3_* as for the worker).`,
 	fs.IntVar(&cfg.BatchSize, "batch-size", 1000, "host IDs per batch, 1-10000")
 	fs.IntVar(&cfg.PageSize, "page-size", 5000, "hosts per Host List page")
 	fs.DurationVar(&cfg.Overlap, "overlap", 0, "window overlap with the last completed run")
+	fs.BoolVar(&cfg.KB, "kb", true, "also fetch the KnowledgeBase (the whole of it the first time, then what changed) into kb/ and the kb table")
 	return withExitCodes(cmd)
 }
 
@@ -128,10 +129,50 @@ func printSummary(w io.Writer, sum local.Summary, localFlag string) {
 	case sum.TablesNote != "":
 		fmt.Fprintf(w, "  %s\n", sum.TablesNote)
 	}
+	printKB(w, sum)
 	if sum.Dir != "" {
 		fmt.Fprintf(w, "  data kept in %s (%s)\n", sum.Dir, runstat.Bytes(sum.DirBytes))
 	}
 	fmt.Fprintf(w, "  look again: qfetch status %s %s (also runs, dlq, watermark)\n", sum.Run, localFlag)
+}
+
+// printKB says what the run's KnowledgeBase pass did, and how to read the
+// run's open detections with their KnowledgeBase rows.
+func printKB(w io.Writer, sum local.Summary) {
+	k := sum.KB
+	if k == nil {
+		return
+	}
+	if k.Pass == "" {
+		fmt.Fprintf(w, "  %s\n", k.Note)
+		return
+	}
+	kind := "incremental"
+	if k.Full {
+		kind = "full"
+	}
+	fmt.Fprintf(w, "kb pass %s (%s): %s, %s returned (%d backfilled asked), %s in %.1fs\n", k.Pass, kind,
+		runstat.Count(k.Batches, "batch", "batches"), runstat.Count(k.QIDs, "QID", "QIDs"), k.Backfill, runstat.Bytes(k.Bytes), k.Seconds)
+	switch {
+	case k.Note != "":
+		fmt.Fprintf(w, "  %s\n", k.Note)
+	case k.KBGlob != "" && sum.TablesGlob != "":
+		fmt.Fprintf(w, "  manifest %s\n", k.Manifest)
+		fmt.Fprintf(w, "  join: duckdb -c \"%s\"\n", kbJoin(sum.TablesGlob, k.KBGlob, k.RunsGlob, sum.Run))
+	}
+}
+
+// kbJoin is docs/queries.md's "open detections with title, severity, CVEs
+// and CVSS" on one line: run's open detections joined to the current
+// KnowledgeBase (each QID's row from the newest complete pass).
+func kbJoin(detections, kb, runs, run string) string {
+	return "SELECT d.host_id, d.qid, k.title, d.severity, [c.id FOR c IN k.cves] AS cves, k.cvss_base, k.cvss3_base " +
+		"FROM read_parquet('" + detections + "', hive_partitioning=true) d " +
+		"LEFT JOIN (SELECT * FROM read_parquet('" + kb + "', hive_partitioning=true) " +
+		"WHERE run IN (SELECT run FROM read_parquet('" + runs + "', hive_partitioning=true) WHERE kind = 'kb') " +
+		"QUALIFY row_number() OVER (PARTITION BY qid ORDER BY run DESC) = 1) k ON k.qid = d.qid " +
+		"WHERE d.run = '" + run + "' AND d.status IN ('New', 'Active', 'Re-Opened') " +
+		"ORDER BY d.severity DESC, k.cvss3_base DESC NULLS LAST LIMIT 20"
 }
 
 // checkLocalFlags holds the flags to the rules the binaries hold their

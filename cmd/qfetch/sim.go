@@ -37,7 +37,7 @@ func (f faultFlag) Type() string { return "kind=probability" }
 func simCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim [flags]",
-		Short: "serve the Qualys API simulator (Host List, Host List Detection) for demos and tests",
+		Short: "serve the Qualys API simulator (Host List, Host List Detection, KnowledgeBase) for demos and tests",
 		Long: `Serves a simulated Qualys VM API until SIGINT/SIGTERM and prints the URL and
 credentials to use, as QFETCH_* lines (eval-able), then a curl example.
 The control plane (/__sim/stats, /__sim/clock, /__sim/faults, /__sim/truth,
@@ -83,6 +83,9 @@ func simFlags(fs *pflag.FlagSet) func(ctx context.Context, stdout io.Writer) err
 	fs.DurationVar(&cfg.Faults.StallFor, "stall", 30*time.Second, "length of a stall fault")
 	fs.DurationVar(&cfg.Faults.SlowStartFor, "slow-start", 5*time.Second, "delay of a slowstart fault")
 	fs.IntVar(&cfg.Faults.Bandwidth, "bandwidth", 1<<20, "bytes/s under a bandwidth fault (--fault bandwidth=1 caps every answer)")
+	fs.Int64Var(&cfg.KBQIDs, "kb-qids", 0, "QIDs in the KnowledgeBase at the start, detected ones included (0: those + 1000)")
+	fs.Int64Var(&cfg.KBNewPerDay, "kb-new-per-day", 5, "undetected QIDs published per simulated day (0: none)")
+	fs.BoolVar(&cfg.KBKeepAlive, "kb-keep-alive", false, "KnowledgeBase answers carry the keep-alive comment real ones have")
 	fs.BoolVar(&cfg.Faults.HTML503, "html-503", false, "503 faults carry an HTML page")
 	fs.IntVar(&cfg.Faults.ErrorDocCode, "error-doc-code", 1981, "code of the 200 + SIMPLE_RETURN fault")
 	return func(ctx context.Context, stdout io.Writer) error {
@@ -106,6 +109,9 @@ func serveSim(ctx context.Context, stdout io.Writer, cfg qualysim.Config, o simO
 	cfg.Hosts = o.hosts
 	cfg.HighIDFraction = orOff(o.highFrac)
 	cfg.ConcurrencyLimit = orOffInt(o.conc)
+	if cfg.KBNewPerDay == 0 {
+		cfg.KBNewPerDay = qualysim.Off
+	}
 	cfg.RateLimit = orOffInt(o.rateLim)
 	cfg.Faults.Prob = qualysim.Spread(o.spread)
 	for k, p := range o.faults {

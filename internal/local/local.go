@@ -53,6 +53,10 @@ type Config struct {
 	// Tables is how many table conversions run at once: 0 is 2, below 0
 	// none (the run's analyst tables are then not written).
 	Tables int
+	// KB runs the planner's KnowledgeBase step beside the run (a full pass
+	// the first time, then what changed) and waits for its pass too. The
+	// zero value is off; qfetch local turns it on unless --kb=false.
+	KB bool
 }
 
 // Summary is what a local run did.
@@ -75,6 +79,26 @@ type Summary struct {
 	Tables     string
 	TablesGlob string
 	TablesNote string
+	// KB is the KnowledgeBase pass the run's planner pass opened or
+	// resumed; nil when the step is off or opened none.
+	KB *KBSummary
+}
+
+// KBSummary is what a local run's KnowledgeBase pass did.
+type KBSummary struct {
+	Pass     string
+	Full     bool // the whole KnowledgeBase (the first pass), else what changed
+	Batches  int
+	QIDs     int   // VULNs returned
+	Backfill int   // QIDs asked for beyond the listing (used by runs, not yet known)
+	Bytes    int64 // of the KnowledgeBase answers
+	Seconds  float64
+	Manifest string
+	// KBGlob and RunsGlob are the kb and runs tables' files, for the join;
+	// "" when the pass's kb table is not complete (Note says why).
+	KBGlob   string
+	RunsGlob string
+	Note     string // why the pass is not complete or its table not, if so
 }
 
 // ackWait is the local consumer's: a batch held by a qfetch local that was
@@ -141,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 // fetchRun plans one run on parts and works it to its end with one worker.
 func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key string) string) (Summary, error) {
 	planner := parts.Planner(plan.Config{BatchSize: cfg.BatchSize, PageSize: cfg.PageSize, Overlap: cfg.Overlap,
-		LockTTL: 30 * time.Second})
+		LockTTL: 30 * time.Second, KB: kbConfig(cfg)})
 	worker := parts.Worker(fetch.Config{Slots: cfg.Slots, MaxBackoff: 2 * time.Second, ProbeEvery: 2 * time.Second,
 		Grace: 5 * time.Second, PullWait: 500 * time.Millisecond}, nil)
 	// status.json as the worker fleet writes it, more often: a local run
@@ -187,6 +211,10 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 	if err == nil && tableConcurrency(cfg.Tables) > 0 {
 		tables, err = waitTables(gctx, parts, rec.ID)
 	}
+	var kb *KBSummary
+	if err == nil {
+		kb, err = waitKB(gctx, parts, cfg, out.KB, start, where)
+	}
 	stopWork()
 	if werr := g.Wait(); err == nil {
 		err = werr
@@ -211,6 +239,14 @@ func fetchRun(ctx context.Context, parts app.Parts, cfg Config, where func(key s
 		sum.TablesGlob = where(tablesGlob(cfg.Prefix))
 	}
 	sum.TablesNote = tables.note
+	sum.KB = kb
+	if kb != nil && kb.Note == "" {
+		// As the planner's next pass would: the next qfetch local asks
+		// only for what changed since.
+		if _, err := planner.AdvanceKBWatermark(ctx); err != nil {
+			cfg.Log.Warn("advancing the KB watermark", "pass", kb.Pass, "err", err)
+		}
+	}
 	return sum, err
 }
 

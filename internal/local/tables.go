@@ -67,7 +67,10 @@ func waitTables(ctx context.Context, parts app.Parts, run string) (tablesDone, e
 func tablesManifestKey(prefix, run string) string { return tables.ManifestKey(prefix, run) }
 
 // tablesGlob is the detections table's files, every run, for read_parquet.
-func tablesGlob(prefix string) string {
-	dir := path.Dir(path.Dir(path.Dir(tables.PartKey(prefix, tables.Detections, "r", time.Time{}, "x"))))
+func tablesGlob(prefix string) string { return tableGlob(prefix, tables.Detections) }
+
+// tableGlob is a table's files, every run, for read_parquet.
+func tableGlob(prefix, table string) string {
+	dir := path.Dir(path.Dir(path.Dir(tables.PartKey(prefix, table, "r", time.Time{}, "x"))))
 	return dir + "/**/*.parquet"
 }

@@ -34,7 +34,10 @@ import (
 // {"kind", "at", "counts": [[id, n], ...], "hosts": n, "detections": n} for
 // detection; count_only=1 leaves out the list. Truncation parameters are
 // ignored: the truth is all pages together. kind=kb takes the KnowledgeBase
-// parameters and answers {"kind", "at", "qids": [...], "count": n}.
+// parameters and answers {"kind", "at", "qids": [...], "count": n}; with
+// rows=1 it adds "vulns": the KBVuln of each (KBSelect), and with
+// late_after=RFC 3339 "late": KBLate(late_after, at), so that a test in
+// another process holds qfetch's KB objects to the same truth.
 
 func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -183,7 +186,7 @@ func (s *Sim) serveTruth(w http.ResponseWriter, q url.Values) {
 	countOnly := q.Get("count_only") == "1"
 	var ps params
 	for k, vs := range q {
-		if k == "kind" || k == "at" || k == "count_only" {
+		if k == "kind" || k == "at" || k == "count_only" || k == "rows" || k == "late_after" {
 			continue
 		}
 		for _, v := range vs {
@@ -199,7 +202,7 @@ func (s *Sim) serveTruth(w http.ResponseWriter, q url.Values) {
 		return
 	}
 	if ep == epKB {
-		s.serveKBTruth(w, req.kb, at, countOnly)
+		s.serveKBTruth(w, req.kb, at, countOnly, q)
 		return
 	}
 	f := req.filter

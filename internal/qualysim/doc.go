@@ -88,5 +88,10 @@
 //	    -d 'action=list&details=All&last_modified_after=2025-12-31' \
 //	    http://127.0.0.1:8080/api/2.0/fo/knowledge_base/vuln/
 //	$ curl 'http://127.0.0.1:8080/__sim/truth?kind=detection&vm_processed_after=2025-12-31&count_only=1'
+//	$ curl 'http://127.0.0.1:8080/__sim/truth?kind=kb&last_modified_after=2025-12-31&count_only=1'
 //	$ curl -X POST 'http://127.0.0.1:8080/__sim/clock?advance=24h'
+//
+// The KnowledgeBase's size and growth are qfetch sim's --kb-qids,
+// --kb-new-per-day and --kb-keep-alive (Config.KBQIDs, KBNewPerDay,
+// KBKeepAlive); hosts added (--new-hosts-per-day) bring late-visible QIDs.
 package qualysim

@@ -2,6 +2,7 @@ package qualysim
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -281,11 +282,31 @@ func (v *kbVals) truth(q *KBQuery) KBVuln {
 }
 
 // serveKBTruth answers /__sim/truth?kind=kb.
-func (s *Sim) serveKBTruth(w http.ResponseWriter, q *KBQuery, at time.Time, countOnly bool) {
+func (s *Sim) serveKBTruth(w http.ResponseWriter, q *KBQuery, at time.Time, countOnly bool, ctl url.Values) {
 	ids := s.kbIDs(at, q)
 	v := map[string]any{"kind": KB, "at": at.UTC().Format(time.RFC3339), "count": len(ids)}
 	if !countOnly {
 		v["qids"] = ids
+	}
+	if ctl.Get("rows") == "1" {
+		vulns := []KBVuln{}
+		s.KBSelect(at, q, func(k KBVuln) bool {
+			vulns = append(vulns, k)
+			return true
+		})
+		v["vulns"] = vulns
+	}
+	if la := ctl.Get("late_after"); la != "" {
+		after, err := time.Parse(time.RFC3339, la)
+		if err != nil {
+			http.Error(w, "late_after: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		late := s.KBLate(after, at)
+		if late == nil {
+			late = []KBLateQID{}
+		}
+		v["late"] = late
 	}
 	writeJSON(w, v)
 }

@@ -51,6 +51,11 @@ type Options struct {
 
 	BatchSize int // default 100
 	PageSize  int // Host List page size; default 200
+	// KB is the planners' KnowledgeBase step. Its zero value is off (the
+	// binaries' default is on): the Env's users count the batches, calls,
+	// objects and dead letters of their detection runs, which a KB pass
+	// beside them would change. A test of the KB step sets Enabled.
+	KB plan.KBConfig
 }
 
 func (o Options) withDefaults() Options {
@@ -164,7 +169,8 @@ func (e *Env) Finisher() *finish.Finisher {
 func (e *Env) Planner() *plan.Planner {
 	p := e.Parts("planner")
 	p.Finish = e.Finisher()
-	return p.Planner(plan.Config{BatchSize: e.opts.BatchSize, PageSize: e.opts.PageSize, Now: func() time.Time { return e.Sim.Clock().Now() }})
+	return p.Planner(plan.Config{BatchSize: e.opts.BatchSize, PageSize: e.opts.PageSize, KB: e.opts.KB,
+		Now: func() time.Time { return e.Sim.Clock().Now() }})
 }
 
 // Plan runs one planner pass, failing the test on an error.
