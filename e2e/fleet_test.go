@@ -112,7 +112,8 @@ type world struct {
 	// and objects of their detection runs; a KnowledgeBase pass beside
 	// them (the planner's default) would add its own batches to the queue
 	// and its calls to the fleet cap, and make their figures depend on
-	// when it ran. 1_clean, 8_daily_runs and 15_knowledgebase run it.
+	// when it ran. 15_knowledgebase runs it (qfetch local, the package
+	// tests and tablecheck run it beside runs).
 	KB bool
 
 	nc      *nats.Conn
