@@ -22,6 +22,7 @@ import (
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/objstore"
+	"github.com/qfetch/qfetch/internal/serverproc"
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
@@ -99,8 +100,11 @@ type world struct {
 	t    *testing.T
 	bins bins
 	sim  *simProc
-	nats *natsProc
-	s3   s3Target
+	nats *natsProc // nil in a clustered world
+	// cluster is the three-node JetStream cluster of a world made by
+	// newClusterWorld; nil otherwise. Its streams and buckets are R3.
+	cluster *serverproc.NATSCluster
+	s3      s3Target
 
 	// Fleet settings (QFETCH_*).
 	BatchSize   int
@@ -125,8 +129,41 @@ type world struct {
 
 func newWorld(t *testing.T, b bins, sim *simProc, s3 s3Target) *world {
 	t.Helper()
-	w := &world{t: t, bins: b, sim: sim, nats: startNATS(t), s3: s3, BatchSize: 1000, MaxInFlight: 2, PageSize: 5000}
-	nc, err := nats.Connect(w.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	w := &world{t: t, bins: b, sim: sim, nats: startNATS(t), s3: s3}
+	w.connect()
+	return w
+}
+
+// newClusterWorld is newWorld on a three-node JetStream cluster: every
+// process is given all three URLs and QFETCH_NATS_STREAM_REPLICAS=3.
+func newClusterWorld(t *testing.T, b bins, sim *simProc, s3 s3Target) *world {
+	t.Helper()
+	w := &world{t: t, bins: b, sim: sim, cluster: startCluster(t), s3: s3}
+	w.connect()
+	return w
+}
+
+// natsURL is what QFETCH_NATS_URL names: the server, or every node.
+func (w *world) natsURL() string {
+	if w.cluster != nil {
+		return w.cluster.URLs()
+	}
+	return w.nats.URL()
+}
+
+// replicas is the JetStream replica count of the world's streams and buckets.
+func (w *world) replicas() int {
+	if w.cluster != nil {
+		return 3
+	}
+	return 1
+}
+
+func (w *world) connect() {
+	t, s3 := w.t, w.s3
+	t.Helper()
+	w.BatchSize, w.MaxInFlight, w.PageSize = 1000, 2, 5000
+	nc, err := nats.Connect(w.natsURL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +177,6 @@ func newWorld(t *testing.T, b bins, sim *simProc, s3 s3Target) *world {
 		t.Fatal(err)
 	}
 	w.store = store
-	return w
 }
 
 // env is the configuration of a planner or worker of this world.
@@ -156,7 +192,7 @@ func (w *world) env(password string) []string {
 		"QFETCH_QUALYS_CONNECT_TIMEOUT=5s",
 		"QFETCH_QUALYS_HEADER_TIMEOUT=30s",
 		"QFETCH_QUALYS_HOSTLIST_PAGE_SIZE=" + strconv.Itoa(w.PageSize),
-		"QFETCH_NATS_URL=" + w.nats.URL(),
+		"QFETCH_NATS_URL=" + w.natsURL(),
 		"QFETCH_S3_ENDPOINT=" + w.s3.Endpoint,
 		"QFETCH_S3_SECURE=false",
 		"QFETCH_S3_ACCESS_KEY=" + w.s3.AccessKey,
@@ -170,6 +206,9 @@ func (w *world) env(password string) []string {
 		"QFETCH_LOG_FORMAT=json",
 		"GORACE=halt_on_error=0",
 	}
+	if w.cluster != nil {
+		e = append(e, "QFETCH_NATS_STREAM_REPLICAS="+strconv.Itoa(w.replicas()))
+	}
 	for k, v := range w.Extra {
 		e = append(e, k+"="+v)
 	}
@@ -181,7 +220,7 @@ func (w *world) env(password string) []string {
 func (w *world) Queue() app.JetStream {
 	w.t.Helper()
 	if w.q.Queue == nil {
-		q, err := app.Queue(w.t.Context(), w.js, config.NATS{}, config.Fleet{MaxInFlight: w.MaxInFlight}, 0, app.RolePlanner)
+		q, err := app.Queue(w.t.Context(), w.js, config.NATS{StreamReplicas: w.replicas()}, config.Fleet{MaxInFlight: w.MaxInFlight}, 0, app.RolePlanner)
 		if err != nil {
 			w.t.Fatalf("test's JetStream view: %v", err)
 		}
