@@ -24,7 +24,7 @@ const (
 	// natsReadyTimeout bounds a node's start and the cluster's first meta
 	// leader election. Generous: on a loaded 2-core machine three JetStream
 	// servers start and elect in seconds, while an idle one takes under one.
-	natsReadyTimeout = 60 * time.Second
+	natsReadyTimeout = 90 * time.Second
 	natsStopGrace    = 10 * time.Second
 	// monitorTimeout keeps a lookup from stalling on a node that is stopped
 	// (SIGSTOP) or wedged; a killed node refuses at once.
@@ -121,6 +121,12 @@ func StartNATSCluster(binary, dir string, opts ClusterOptions) (*NATSCluster, er
 		}
 		if lastErr = c.start(opts.ExtraConfig); lastErr == nil {
 			return c, nil
+		}
+		// Only a node that died at start (a port taken under it) is worth a
+		// try on other ports; a cluster that came up but did not form would
+		// fail the same way again, after as long a wait.
+		if !errors.Is(lastErr, errExited) {
+			break
 		}
 	}
 	return nil, lastErr
@@ -614,6 +620,9 @@ func (n *NATSNode) signalAndWait(sig syscall.Signal, grace time.Duration) error 
 	return nil
 }
 
+// errExited is what a wait for a node says when its process ended first.
+var errExited = errors.New("exited before it was ready")
+
 // poll calls check until it returns nil, timeout passes, or exited closes
 // (nil: never); the error says what check said last.
 func poll(timeout time.Duration, exited <-chan struct{}, check func() error) error {
@@ -628,7 +637,7 @@ func poll(timeout time.Duration, exited <-chan struct{}, check func() error) err
 		}
 		select {
 		case <-exited:
-			return errors.New("exited before it was ready")
+			return errExited
 		case <-deadline.C:
 			return fmt.Errorf("not ready within %v: %w", timeout, last)
 		case <-tick.C:

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -290,4 +291,144 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestNATSClusterQuorumLossAndFullRestart takes the cluster below quorum
+// (the leader lookups then fail rather than name a dead node) and then
+// through a stop of every node: each restarted node comes up on its own,
+// although alone it has no quorum, and together they find their data again.
+func TestNATSClusterQuorumLossAndFullRestart(t *testing.T) {
+	bin := testenv.NATSBinary(t)
+	c, err := serverproc.StartNATSCluster(bin, t.TempDir(), serverproc.ClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range 20 {
+		if _, err := js.Publish(ctx, "events.x", fmt.Appendf(nil, "%d", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitStreamLeader("EVENTS", clusterWait); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two of three gone: no quorum, so neither lookup may name a leader.
+	meta, err := c.MetaLeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	survivor := (meta + 1) % 3
+	for i := range c.Nodes {
+		if i != survivor {
+			if err := c.KillNode(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The survivor notices the loss only after its election timeout, so
+	// these hold eventually, not at once.
+	testenv.EventuallyOK(t, clusterWait, func() error {
+		if i, err := c.MetaLeader(); err == nil {
+			return fmt.Errorf("meta leader %d reported without a quorum", i)
+		}
+		if i, err := c.StreamLeader("EVENTS"); err == nil {
+			return fmt.Errorf("stream leader %d reported without a quorum", i)
+		}
+		if err := c.WaitHealthy(0); err == nil {
+			return errors.New("healthy without a quorum")
+		}
+		return nil
+	})
+
+	// Every node stopped, then started one at a time: StartNode must not
+	// wait for a quorum the first node alone cannot have.
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Nodes {
+		if err := c.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitHealthy(clusterWait); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitStreamLeader("EVENTS", clusterWait); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MetaLeader(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.EventuallyOK(t, clusterWait, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 20 {
+			return fmt.Errorf("stream holds %d messages after the restart, want 20", info.State.Msgs)
+		}
+		return nil
+	})
+}
+
+// TestNATSClusterExtraConfigAccounts runs a cluster whose streams live in an
+// account of ExtraConfig's, as a deployment with per-role users has them: the
+// user connects through any node and the leader lookups find the stream
+// outside the global account.
+func TestNATSClusterExtraConfigAccounts(t *testing.T) {
+	bin := testenv.NATSBinary(t)
+	const extra = `accounts {
+  APP: { jetstream: enabled, users: [ { user: app, password: "app-pass" } ] }
+}
+`
+	c, err := serverproc.StartNATSCluster(bin, t.TempDir(), serverproc.ClusterOptions{ExtraConfig: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	if _, err := nats.Connect(c.URL(0)); err == nil {
+		t.Fatal("connected without credentials: ExtraConfig not applied")
+	}
+	nc, err := nats.Connect(c.URLs(), nats.UserInfo("app", "app-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "APPSTREAM", Subjects: []string{"app.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.WaitStreamLeader("APPSTREAM", clusterWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cluster == nil || info.Cluster.Leader != c.Nodes[leader].Name {
+		t.Fatalf("StreamLeader says %s, the stream info says %+v", c.Nodes[leader].Name, info.Cluster)
+	}
 }
