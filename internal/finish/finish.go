@@ -47,8 +47,11 @@ type Ledger interface {
 // checked and cleaned in.
 type Store interface {
 	// Put with IfAbsent fails with an error wrapping objstore.ErrExists,
-	// storing nothing, when the key holds an object.
+	// storing nothing, when the key holds an object; with IfMatch, with
+	// objstore.ErrChanged when it holds another than that ETag.
 	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	// Get's reader must be one objstore.ETag reads (both stores' are):
+	// latest.json is replaced on the ETag read.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
 	// Delete removes key; a missing key is no error.
