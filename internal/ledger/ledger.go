@@ -211,20 +211,49 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	if keep {
 		return bindBucket(ctx, js, cfg)
 	}
-	kv, err := js.CreateKeyValue(ctx, cfg)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketExists) {
-		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
-	}
-	if err := checkBucket(ctx, js, cfg); err != nil {
-		return nil, err
-	}
-	kv, err = js.UpdateKeyValue(ctx, cfg)
+	_, err := js.CreateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
-			msg.ErrIncompatible, cfg.Bucket, err))
+		if !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
+		}
+		if err := checkBucket(ctx, js, cfg); err != nil {
+			return nil, err
+		}
+		if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
+			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
+				msg.ErrIncompatible, cfg.Bucket, err))
+		}
+	}
+	return leaderReads(ctx, js, cfg.Bucket)
+}
+
+// leaderReads turns direct gets off on bucket's stream (nats.go creates and
+// updates every bucket with them on) and binds to the bucket again, so that
+// its Gets go to the stream leader. With direct gets, any current replica
+// answers a Get, and on a cluster a follower that has not caught up yet
+// (for seconds after a node restarts) answers with an older revision or
+// none: a run record or the watermark just written read back as missing,
+// which the cluster e2e met. The leader has every acknowledged write.
+// Watches are consumers, served by the leader either way.
+//
+// Processes that bind to the buckets without owning them (workers, the
+// exporter) read the setting when they bind: one that binds in the moment
+// between a planner's UpdateKeyValue and this update reads from any replica
+// until it restarts, as every process did before.
+func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
+	}
+	if c := s.CachedInfo().Config; c.AllowDirect {
+		c.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, c); err != nil {
+			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s: turning off direct gets: %w", msg.ErrIncompatible, bucket, err))
+		}
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
 	}
 	return kv, nil
 }
