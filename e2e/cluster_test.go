@@ -157,7 +157,7 @@ func testClusterLeaderKilled(t *testing.T, b bins) {
 // and the cluster is healthy before the next one goes.
 func testClusterRollingRestart(t *testing.T, b bins) {
 	start := time.Now()
-	sim := startSim(t, b, append(dataset(sized(10000, 8000), 22),
+	sim := startSim(t, b, append(dataset(sized(8000, 6000), 22),
 		"--concurrency-limit", "0", "--slow-start", "1s", "--fault", "slowstart=1")...)
 	w := newClusterWorld(t, b, sim, sharedBucket(t))
 	w.BatchSize = 200
