@@ -69,6 +69,20 @@ func (w *world) newLeader(stream string, old int) int {
 	return leader
 }
 
+// doneNow is how many batch results run id has, read until a read
+// succeeds: doneCount's 0 while NATS is away would make "more done than
+// before" true at once, and the figures logged wrong.
+func (w *world) doneNow(id string) int {
+	w.t.Helper()
+	var n int
+	testenv.EventuallyOK(w.t, clusterLeaderWait, func() error {
+		var err error
+		n, err = w.Queue().CountDone(w.t.Context(), id)
+		return err
+	}, "counting the batches done of run %s", id)
+	return n
+}
+
 // restartNode starts node i again and waits until the whole cluster is
 // healthy (the node caught up with every stream).
 func (w *world) restartNode(i int) {
@@ -128,17 +142,17 @@ func testClusterLeaderKilled(t *testing.T, b bins) {
 	testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) >= planned/4 }, "a quarter of the batches done")
 
 	leader := w.streamLeader(msg.StreamBatches)
+	doneAtKill := w.doneNow(id)
 	if err := w.cluster.KillNode(leader); err != nil {
 		t.Fatalf("killing node %d: %v", leader, err)
 	}
 	killed := time.Now()
-	doneAtKill := w.doneCount(id)
 	next := w.newLeader(msg.StreamBatches, leader)
 	t.Logf("killed node %d (leader of %s) with %d of %d batches done; node %d leads it %v later",
 		leader, msg.StreamBatches, doneAtKill, planned, next, time.Since(killed).Round(100*time.Millisecond))
 	more := min(doneAtKill+planned/4, planned)
 	testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) >= more }, "%d batches done while node %d is down", more, leader)
-	doneDown := w.doneCount(id)
+	doneDown := w.doneNow(id)
 	if doneDown >= planned {
 		t.Logf("the run's batches were all done before node %d came back", leader)
 	}
@@ -167,7 +181,7 @@ func testClusterRollingRestart(t *testing.T, b bins) {
 	testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) >= 2 }, "the first batches done")
 
 	for i := range w.cluster.Nodes {
-		before := w.doneCount(id)
+		before := w.doneNow(id)
 		if before >= planned {
 			t.Fatalf("the run was done before node %d was restarted; the rolling restart must happen mid-run (slow the calls down)", i)
 		}
@@ -178,7 +192,7 @@ func testClusterRollingRestart(t *testing.T, b bins) {
 		testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) > before }, "a batch done while node %d is down", i)
 		w.restartNode(i)
 		t.Logf("node %d restarted: down for %v, batches done %d -> %d of %d", i,
-			time.Since(stopped).Round(100*time.Millisecond), before, w.doneCount(id), planned)
+			time.Since(stopped).Round(100*time.Millisecond), before, w.doneNow(id), planned)
 	}
 
 	w.waitComplete(id, 3*time.Minute)
