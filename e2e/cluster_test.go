@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
@@ -115,6 +121,51 @@ func (w *world) logFailures(id string) {
 	w.t.Logf("run %s: batches charged a failure: %v", id, charged)
 }
 
+// waitCompleteOrExplain is waitComplete that, when the run does not
+// complete, says where it stands before failing: the workers consumer's
+// state and leader, every worker's readiness and pause and pull figures, so
+// that a fleet wedged after a failover is told apart from a slow one.
+func (w *world) waitCompleteOrExplain(id string, timeout time.Duration, workers []*workerProc) {
+	w.t.Helper()
+	complete := func() bool {
+		r, err := w.Queue().GetRun(w.t.Context(), id)
+		return err == nil && r.State == ledger.RunComplete
+	}
+	if pollUntil(timeout, time.Second, complete) {
+		return
+	}
+	w.t.Logf("run %s not complete after %v: %d of %d batches done", id, timeout, w.doneCount(id), w.Run(id).BatchesPlanned)
+	ctx, cancel := context.WithTimeout(w.t.Context(), 10*time.Second)
+	defer cancel()
+	if c, err := w.js.Consumer(ctx, msg.StreamBatches, msg.ConsumerWorkers); err != nil {
+		w.t.Logf("consumer %s: %v", msg.ConsumerWorkers, err)
+	} else if info, err := c.Info(ctx); err != nil {
+		w.t.Logf("consumer %s info: %v", msg.ConsumerWorkers, err)
+	} else {
+		b, _ := json.Marshal(struct {
+			Delivered, AckFloor     jetstream.SequenceInfo
+			AckPending, Redelivered int
+			Waiting                 int
+			Pending                 uint64
+			Cluster                 *jetstream.ClusterInfo
+			MaxAckPending           int
+		}{info.Delivered, info.AckFloor, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.NumPending, info.Cluster, info.Config.MaxAckPending})
+		w.t.Logf("consumer %s: %s", msg.ConsumerWorkers, b)
+	}
+	for _, wp := range workers {
+		ready, err := wp.Ready()
+		var figures []string
+		for name, v := range wp.Metrics() {
+			if v != 0 && strings.HasPrefix(name, "qfetch_worker_") && !strings.Contains(name, "_bucket{") {
+				figures = append(figures, fmt.Sprintf("%s=%g", name, v))
+			}
+		}
+		slices.Sort(figures)
+		w.t.Logf("worker %s: ready %v (%v); %s", wp.Name, ready, err, strings.Join(figures, " "))
+	}
+	w.t.Fatalf("run %s not complete after %v", id, timeout)
+}
+
 // clusterChecks are the checks every cluster scenario ends with.
 func (w *world) clusterChecks(id string, workers []*workerProc) runContent {
 	w.t.Helper()
@@ -160,7 +211,7 @@ func testClusterLeaderKilled(t *testing.T, b bins) {
 	t.Logf("node %d down %v; %d of %d batches done when it came back", leader,
 		time.Since(killed).Round(100*time.Millisecond), doneDown, planned)
 
-	w.waitComplete(id, 3*time.Minute)
+	w.waitCompleteOrExplain(id, 3*time.Minute, workers)
 	t.Logf("run complete %v after the start", time.Since(start).Round(time.Millisecond))
 	w.clusterChecks(id, workers)
 }
@@ -195,7 +246,7 @@ func testClusterRollingRestart(t *testing.T, b bins) {
 			time.Since(stopped).Round(100*time.Millisecond), before, w.doneNow(id), planned)
 	}
 
-	w.waitComplete(id, 3*time.Minute)
+	w.waitCompleteOrExplain(id, 3*time.Minute, workers)
 	t.Logf("run complete %v after the start", time.Since(start).Round(time.Millisecond))
 	w.clusterChecks(id, workers)
 }
@@ -261,7 +312,7 @@ func testClusterPlannerKVLeaderDown(t *testing.T, b bins) {
 		t.Errorf("run records %v; want the one run, resumed", ids)
 	}
 
-	w.waitComplete(id, 3*time.Minute)
+	w.waitCompleteOrExplain(id, 3*time.Minute, workers)
 	t.Logf("run complete %v after the start", time.Since(start).Round(time.Millisecond))
 	w.clusterChecks(id, workers)
 }
