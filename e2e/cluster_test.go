@@ -273,6 +273,17 @@ func testClusterPlannerKVLeaderDown(t *testing.T, b bins) {
 	killed := time.Now()
 	next := w.newLeader(runs, leader)
 	t.Logf("killed node %d (leader of %s); node %d leads it %v later", leader, runs, next, time.Since(killed).Round(100*time.Millisecond))
+	// The node led more than the runs' bucket: the planner starts once the
+	// batch stream and the workers consumer answer again too. (A planner
+	// started while the consumer was still electing a leader exited 1 at
+	// its set-up, "read consumer workers: context deadline exceeded": the
+	// quorum-loss work (D2) is to make that a fleet-wide fault it waits
+	// out or exits 3 for; this scenario is the kill mid-planning.)
+	w.streamLeader(msg.StreamBatches)
+	testenv.EventuallyOK(t, clusterLeaderWait, func() error {
+		_, _, err := w.Queue().InFlight(t.Context())
+		return err
+	}, "the workers consumer answering after node %d went down", leader)
 
 	p := w.planner("")
 	var id string
