@@ -122,19 +122,36 @@ func (w *world) logFailures(id string) {
 }
 
 // waitCompleteOrExplain is waitComplete that, when the run does not
-// complete, says where it stands before failing: the workers consumer's
-// state and leader, every worker's readiness and pause and pull figures, so
-// that a fleet wedged after a failover is told apart from a slow one.
+// complete, says where it stands before failing (see explainStall).
 func (w *world) waitCompleteOrExplain(id string, timeout time.Duration, workers []*workerProc) {
 	w.t.Helper()
 	complete := func() bool {
 		r, err := w.Queue().GetRun(w.t.Context(), id)
 		return err == nil && r.State == ledger.RunComplete
 	}
-	if pollUntil(timeout, time.Second, complete) {
-		return
+	if !pollUntil(timeout, time.Second, complete) {
+		w.explainStall(id, workers)
+		w.t.Fatalf("run %s not complete after %v", id, timeout)
 	}
-	w.t.Logf("run %s not complete after %v: %d of %d batches done", id, timeout, w.doneCount(id), w.Run(id).BatchesPlanned)
+}
+
+// waitDoneOrExplain waits until run id has at least n batches done, and
+// says where the fleet stands before failing if it has not after timeout.
+func (w *world) waitDoneOrExplain(id string, n int, timeout time.Duration, workers []*workerProc, what string) {
+	w.t.Helper()
+	if !pollUntil(timeout, time.Second, func() bool { return w.doneCount(id) >= n }) {
+		w.explainStall(id, workers)
+		w.t.Fatalf("not true after %v: %s", timeout, what)
+	}
+}
+
+// explainStall logs where a run that stopped moving stands: the workers
+// consumer's state and leader, each worker's readiness and non-zero
+// figures, and the lines of its log about pauses and probes, so that a
+// fleet wedged after a failover is told apart from a slow one.
+func (w *world) explainStall(id string, workers []*workerProc) {
+	w.t.Helper()
+	w.t.Logf("run %s: %d batches done", id, w.doneCount(id))
 	ctx, cancel := context.WithTimeout(w.t.Context(), 10*time.Second)
 	defer cancel()
 	if c, err := w.js.Consumer(ctx, msg.StreamBatches, msg.ConsumerWorkers); err != nil {
@@ -162,8 +179,12 @@ func (w *world) waitCompleteOrExplain(id string, timeout time.Duration, workers 
 		}
 		slices.Sort(figures)
 		w.t.Logf("worker %s: ready %v (%v); %s", wp.Name, ready, err, strings.Join(figures, " "))
+		for line := range strings.Lines(wp.Log()) {
+			if strings.Contains(line, "paus") || strings.Contains(line, "probe") || strings.Contains(line, "resum") {
+				w.t.Logf("worker %s: %s", wp.Name, strings.TrimSpace(line))
+			}
+		}
 	}
-	w.t.Fatalf("run %s not complete after %v", id, timeout)
 }
 
 // clusterChecks are the checks every cluster scenario ends with.
@@ -202,7 +223,7 @@ func testClusterLeaderKilled(t *testing.T, b bins) {
 	t.Logf("killed node %d (leader of %s) with %d of %d batches done; node %d leads it %v later",
 		leader, msg.StreamBatches, doneAtKill, planned, next, time.Since(killed).Round(100*time.Millisecond))
 	more := min(doneAtKill+planned/4, planned)
-	testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) >= more }, "%d batches done while node %d is down", more, leader)
+	w.waitDoneOrExplain(id, more, 2*time.Minute, workers, fmt.Sprintf("%d batches done while node %d is down", more, leader))
 	doneDown := w.doneNow(id)
 	if doneDown >= planned {
 		t.Logf("the run's batches were all done before node %d came back", leader)
@@ -240,7 +261,7 @@ func testClusterRollingRestart(t *testing.T, b bins) {
 		if err := w.cluster.StopNode(i); err != nil {
 			t.Fatalf("stopping node %d: %v", i, err)
 		}
-		testenv.Eventually(t, 2*time.Minute, func() bool { return w.doneCount(id) > before }, "a batch done while node %d is down", i)
+		w.waitDoneOrExplain(id, before+1, 2*time.Minute, workers, fmt.Sprintf("a batch done while node %d is down", i))
 		w.restartNode(i)
 		t.Logf("node %d restarted: down for %v, batches done %d -> %d of %d", i,
 			time.Since(stopped).Round(100*time.Millisecond), before, w.doneNow(id), planned)
