@@ -422,10 +422,14 @@ func (w *world) streamMsgs(name string) uint64 {
 // deadLetters returns the dead letters of every run.
 func (w *world) deadLetters() []msg.DeadLetter {
 	w.t.Helper()
-	dl, err := w.Queue().DeadLetters(w.t.Context(), "")
-	if err != nil {
-		w.t.Fatalf("dead letters: %v", err)
-	}
+	var dl []msg.DeadLetter
+	// A read fails while a cluster's stream has no leader yet (no
+	// responders): read again until one answers.
+	testenv.EventuallyOK(w.t, time.Minute, func() error {
+		var err error
+		dl, err = w.Queue().DeadLetters(w.t.Context(), "")
+		return err
+	}, "reading the dead letters")
 	return dl
 }
 
