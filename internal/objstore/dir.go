@@ -272,14 +272,23 @@ func fileETag(root *os.Root, key string) (string, error) {
 // seeks, reads at) that also knows its ETag.
 type dirReader struct {
 	*os.File
-	tag string
+	tag    string
+	closed bool // ETag refuses a closed reader (see [ETag])
+}
+
+func (r *dirReader) Close() error {
+	r.closed = true
+	return r.File.Close()
 }
 
 // etag: see [ETag]. It hashes the open file with ReadAt, which leaves the
 // reader's offset alone; the file is never written in place (Put renames a
 // new one over it), so the hash is that of what the reader reads.
 func (r *dirReader) etag() (string, error) {
-	if r.tag != "" {
+	switch {
+	case r.closed:
+		return "", fmt.Errorf("objstore: %s: %w", r.Name(), errETagClosed)
+	case r.tag != "":
 		return r.tag, nil
 	}
 	fi, err := r.Stat()

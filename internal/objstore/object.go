@@ -64,8 +64,9 @@ func (o PutOptions) check(key string) error {
 // ETag returns the entity tag of the object that r, a reader from Get,
 // reads: the one to give PutOptions.IfMatch to replace exactly that
 // object. It is the tag of what the reader returns, even if the key has
-// been replaced since Get. A reader that did not come from a store's Get
-// has none: that is an error.
+// been replaced since Get. Ask it before closing r: a closed reader's is an
+// error on both stores. A reader that did not come from a store's Get (one
+// a caller wrapped) has none: that is an error too.
 //
 // The S3 store knows it from Get's answer. The directory store hashes the
 // file it opened (its ETag is the content's hex SHA-256) on the first call:
@@ -78,6 +79,9 @@ func ETag(r io.Reader) (string, error) {
 	}
 	return t.etag()
 }
+
+// errETagClosed is ETag's error for a reader already closed.
+var errETagClosed = errors.New("ETag of a closed reader: ask it before Close")
 
 // ErrNotFound is wrapped by the error of Get and Stat for a key that does not
 // exist. It carries no failure class: whether a missing object is a failure

@@ -495,10 +495,16 @@ type s3Reader struct {
 	ctx context.Context
 	key string
 	tag string // the ETag of the object read, from Get's answer
+	// closed: ETag refuses a closed reader, as the directory store's must
+	// (it hashes the open file), so that a caller tested on S3 works on both.
+	closed bool
 }
 
 // etag: see [ETag].
 func (r *s3Reader) etag() (string, error) {
+	if r.closed {
+		return "", fmt.Errorf("objstore: get %q in %s: %w", r.key, r.s.Describe(), errETagClosed)
+	}
 	if r.tag == "" {
 		return "", fmt.Errorf("objstore: get %q in %s: the answer had no ETag", r.key, r.s.Describe())
 	}
@@ -542,7 +548,10 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *s3Reader) Close() error { return r.obj.Close() }
+func (r *s3Reader) Close() error {
+	r.closed = true
+	return r.obj.Close()
+}
 
 // Stat returns key's size and ETag, and its SHA-256 when it was recorded
 // (see Put). A missing key is ErrNotFound.

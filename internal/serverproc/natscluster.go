@@ -177,7 +177,28 @@ func (c *NATSCluster) waitReady() error {
 	}); err != nil {
 		return fmt.Errorf("nats cluster %s: no meta leader within %v: %w", c.Name, natsReadyTimeout, err)
 	}
-	return c.WaitHealthy(time.Until(deadline))
+	if err := c.WaitHealthy(time.Until(deadline)); err != nil {
+		return err
+	}
+	// WaitHealthy, rightly for a later wait, passes over a node that is not
+	// running; at start every node must be.
+	for _, node := range c.Nodes {
+		if err := node.alive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// alive fails with errExited when the node's process has ended.
+func (n *NATSNode) alive() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.running() {
+		return fmt.Errorf("nats node %s (client %d, route %d, monitor %d): %w",
+			n.Name, n.ClientPort, n.ClusterPort, n.MonitorPort, errExited)
+	}
+	return nil
 }
 
 // waitNodeUp waits until node answers its health check with JetStream
@@ -186,7 +207,21 @@ func (c *NATSCluster) waitReady() error {
 // no meta leader and the full check cannot pass.
 func (c *NATSCluster) waitNodeUp(node *NATSNode, timeout time.Duration) error {
 	u := node.monitorURL() + "/healthz?js-enabled-only=true"
-	err := poll(timeout, node.exited(), func() error { return c.healthz(u) })
+	exited := node.exited()
+	err := poll(timeout, exited, func() error {
+		if err := c.healthz(u); err != nil {
+			return err
+		}
+		// What answered may be another process on the node's port (taken
+		// after FreePort found it free), the node itself failing to bind it:
+		// an answer counts while the node's process lives.
+		select {
+		case <-exited:
+			return errExited
+		default:
+			return nil
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("nats node %s (client %d, route %d, monitor %d): %w",
 			node.Name, node.ClientPort, node.ClusterPort, node.MonitorPort, err)
