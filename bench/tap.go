@@ -143,16 +143,33 @@ func classify(subject, reply string, body []byte) (kind, detail string) {
 		}
 		return opOther, "ack " + string(body[:min(len(body), 8)])
 	case strings.HasPrefix(subject, "$KV."):
-		bucket, _, _ := strings.Cut(strings.TrimPrefix(subject, "$KV."), ".")
-		return opKVWrite, "kv-write " + bucket
+		return opKVWrite, "kv-write " + kvKey(subject)
 	case strings.HasPrefix(subject, "$JS.API.DIRECT.GET."), strings.HasPrefix(subject, "$JS.API.STREAM.MSG.GET."):
 		rest := strings.TrimPrefix(strings.TrimPrefix(subject, "$JS.API.DIRECT.GET."), "$JS.API.STREAM.MSG.GET.")
-		stream, _, _ := strings.Cut(rest, ".")
+		stream, key, _ := strings.Cut(rest, ".")
+		if strings.HasPrefix(key, "$KV.") {
+			// A direct get by subject names the key: its kind.
+			return opRead, "read " + kvKey(key)
+		}
 		return opRead, "read " + stream
 	case strings.HasPrefix(subject, "$JS.API."):
 		return opAPIOther, "api " + apiVerb(strings.TrimPrefix(subject, "$JS.API."))
 	}
 	return opOther, "other " + firstTokens(subject, 3)
+}
+
+// kvKey names a KV subject ($KV.<bucket>.<key>) by bucket and the kind of
+// key: the run ledger's keys are <run>, <run>.<kind>.<batch>…, so the
+// token after the run says what is written (done, claim, fail, …).
+func kvKey(subject string) string {
+	parts := strings.Split(strings.TrimPrefix(subject, "$KV."), ".")
+	switch {
+	case len(parts) >= 3:
+		return parts[0] + " <run>." + parts[2]
+	case len(parts) == 2:
+		return parts[0] + " <key>"
+	}
+	return parts[0]
 }
 
 // apiVerb is a JetStream API subject without its stream and consumer
