@@ -115,7 +115,7 @@ func classify(subject, reply string, body []byte) (kind, detail string) {
 	switch {
 	case strings.HasPrefix(reply, "$JS.ACK."):
 		if strings.HasPrefix(subject, "$KV.") {
-			return opDeliver, "deliver KV " + firstTokens(strings.TrimPrefix(subject, "$KV."), 1)
+			return opDeliver, "deliver " + kvKey(subject)
 		}
 		return opDeliver, "deliver " + firstTokens(subject, 2)
 	case strings.HasPrefix(subject, "_INBOX."):
