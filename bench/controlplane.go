@@ -306,10 +306,11 @@ type runResult struct {
 	Run        string             `json:"run"`
 	Batches    int                `json:"batches"`
 	Hosts      int                `json:"hosts"`
-	Wall       float64            `json:"wall_seconds"`     // planner start to the run marked complete
-	AckSpan    float64            `json:"ack_span_seconds"` // first +ACK to last, as the tap saw them
-	PlannerRun float64            `json:"planner_seconds"`  // the planner process's life
-	CPU        map[string]float64 `json:"cpu_seconds"`      // by process kind
+	Wall       float64            `json:"wall_seconds"`            // planner start to the run marked complete
+	AckSpan    float64            `json:"ack_span_seconds"`        // first +ACK to last, as the tap saw them
+	PlannerRun float64            `json:"planner_seconds"`         // the planner process's life
+	Drain      float64            `json:"drain_seconds,omitempty"` // drain rows: workers started (run wholly queued) to complete
+	CPU        map[string]float64 `json:"cpu_seconds"`             // by process kind
 	Tap        tapCounts          `json:"tap"`
 	Record     ledger.RunRecord   `json:"-"`
 	PlannerRSS int64              `json:"planner_peak_rss_bytes"`
@@ -325,7 +326,12 @@ type runResult struct {
 // planAndWait runs cmd/planner over the simulator's hosts at batch size
 // batch, then waits (at most limit) until the run is complete, measuring
 // everything on the way.
-func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duration) (runResult, error) {
+//
+// With drain set, the workers (sh) start only once the planner has exited:
+// the run is then wholly queued, and Drain is the workers' own rate, not
+// bounded by how fast the planner publishes. Otherwise the workers must
+// be running already.
+func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duration, drain bool, sh shape) (runResult, error) {
 	w.tap.reset()
 	for _, p := range w.workers {
 		_ = resetHWM(p.pid())
@@ -352,6 +358,13 @@ func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duratio
 		return runResult{}, fmt.Errorf("planner exited %d:\n%s", code, p.out)
 	}
 	ru := p.rusage()
+	var drainStart time.Time
+	if drain {
+		if err := w.startWorkers(ctx, sh); err != nil {
+			return runResult{}, err
+		}
+		drainStart = time.Now()
+	}
 	runs, err := w.q.RunIDs(ctx)
 	if err != nil || len(runs) != 1 {
 		return runResult{}, fmt.Errorf("want one run, got %v (%v)", runs, err)
@@ -384,6 +397,10 @@ func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duratio
 		r.CPU[k] = (v - cpu0[k]).Seconds()
 	}
 	r.CPU["planner"] = rusageCPU(ru).Seconds()
+	if drain {
+		// The workers' CPU counted from their start: cpu0 had none.
+		r.Drain = rec.Completed.Sub(drainStart).Seconds()
+	}
 	r.AckSpan = r.Tap.LastAck.Sub(r.Tap.FirstAck).Seconds()
 	for _, p := range w.workers {
 		if hwm, err := procHWM(p.pid()); err == nil {

@@ -73,6 +73,9 @@ type sizeSpec struct {
 	// server and on a three-node cluster at R3.
 	ControlBatches, ControlBatchHosts int
 	ControlShapes                     []shape
+	// DrainShapes run the same with the workers started once the planner
+	// has queued the whole run: the workers' side alone.
+	DrainShapes []shape
 	// Scenario subscription10m: SubHosts tiny hosts in batches of
 	// SubBatchHosts, planner to _SUCCESS through the cluster, W×S SubShape.
 	SubHosts      int64
@@ -106,7 +109,7 @@ var sizes = map[string]sizeSpec{
 		FaultBatches: 40, FaultBatchHosts: 10, FaultStall: time.Second, FaultMaxBackoff: 500 * time.Millisecond,
 		ProdFaultCases: []fleetCase{{C: 2, W: 1, S: 2}}, ProdFaultRounds: 10,
 		OutageBatches: 16, OutageAfter: 4, OutageFor: 10 * time.Second, OutageProbeEvery: 2 * time.Second,
-		ControlBatches: 300, ControlBatchHosts: 10, ControlShapes: []shape{{1, 4}, {2, 4}},
+		ControlBatches: 300, ControlBatchHosts: 10, ControlShapes: []shape{{1, 4}, {2, 4}}, DrainShapes: []shape{{2, 4}},
 		SubHosts: 200_000, SubBatchHosts: 1000, SubShape: shape{2, 4}},
 	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 3,
@@ -114,7 +117,7 @@ var sizes = map[string]sizeSpec{
 		FaultBatches: 40, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
 		ProdFaultCases: prodFaultCases, ProdFaultRounds: 30,
 		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second,
-		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes,
+		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes, DrainShapes: drainShapes,
 		SubHosts: 10_000_000, SubBatchHosts: 1000, SubShape: shape{4, 8}},
 	"big": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 5,
@@ -122,7 +125,7 @@ var sizes = map[string]sizeSpec{
 		FaultBatches: 80, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
 		ProdFaultCases: prodFaultCases, ProdFaultRounds: 60,
 		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second,
-		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes,
+		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes, DrainShapes: drainShapes,
 		SubHosts: 10_000_000, SubBatchHosts: 1000, SubShape: shape{4, 8}},
 }
 
@@ -137,6 +140,7 @@ var (
 	// W×S = C: every slot the cap allows, none more.
 	prodFaultCases = []fleetCase{{C: 2, W: 1, S: 2}, {C: 10, W: 5, S: 2}}
 	controlShapes  = []shape{{1, 4}, {2, 4}, {4, 4}, {4, 8}}
+	drainShapes    = []shape{{2, 4}, {4, 8}}
 )
 
 // Fixed shape of the runs.

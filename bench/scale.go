@@ -15,6 +15,7 @@ import (
 type cpRow struct {
 	Server    string    `json:"server"`
 	Shape     string    `json:"shape"`
+	Drain     bool      `json:"drain"` // workers started once the run was wholly queued
 	BatchSize int       `json:"batch_size"`
 	Load      string    `json:"load_average"`
 	Result    runResult `json:"result"`
@@ -35,12 +36,27 @@ type subRow struct {
 func (h *harness) controlPlane(ctx context.Context) error {
 	spec := h.o.spec
 	hosts := int64(spec.ControlBatches * spec.ControlBatchHosts)
+	type cpCase struct {
+		sh    shape
+		drain bool
+	}
+	var cases []cpCase
+	for _, sh := range spec.ControlShapes {
+		cases = append(cases, cpCase{sh, false})
+	}
+	for _, sh := range spec.DrainShapes {
+		cases = append(cases, cpCase{sh, true})
+	}
 	for _, kind := range []string{serverSingle, serverCluster} {
-		for _, sh := range spec.ControlShapes {
+		for _, c := range cases {
+			sh := c.sh
 			name := fmt.Sprintf("cp-%s-%dx%d", strings.Fields(kind)[0], sh.W, sh.S)
+			if c.drain {
+				name += "-drain"
+			}
 			progress("%s: %s, %d batches of %d hosts, W×S %s", name, kind, spec.ControlBatches, spec.ControlBatchHosts, sh)
 			limit := 2*time.Minute + time.Duration(spec.ControlBatches)*time.Second
-			r, err := h.oneRun(ctx, kind, name, hosts, spec.ControlBatchHosts, sh, limit)
+			r, err := h.oneRun(ctx, kind, name, hosts, spec.ControlBatchHosts, sh, limit, c.drain)
 			if errors.Is(err, errNoCluster) {
 				h.rep.note("controlplane: no cluster rows: %v", err)
 				break
@@ -48,7 +64,7 @@ func (h *harness) controlPlane(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			x := cpRow{Server: kind, Shape: sh.String(), BatchSize: spec.ControlBatchHosts, Load: loadAvg(), Result: r}
+			x := cpRow{Server: kind, Shape: sh.String(), Drain: c.drain, BatchSize: spec.ControlBatchHosts, Load: loadAvg(), Result: r}
 			progress("%s: %d batches in %.2f s (%.1f batches/s planner→complete, %.1f first→last ack), load %s; ops/batch %s; CPU ms/batch %s",
 				name, r.Batches, r.Wall, float64(r.Batches)/r.Wall, float64(r.Batches)/r.AckSpan, x.Load, opsText(r), cpuText(r))
 			h.rep.Control = append(h.rep.Control, x)
@@ -68,7 +84,7 @@ func (h *harness) subscription(ctx context.Context) error {
 	for _, kind := range []string{serverCluster, serverSingle} {
 		name := fmt.Sprintf("sub-%s", strings.Fields(kind)[0])
 		progress("%s: %s, %s in batches of %d, W×S %s", name, kind, hostsText(spec.SubHosts), spec.SubBatchHosts, sh)
-		r, err := h.oneRun(ctx, kind, name, spec.SubHosts, spec.SubBatchHosts, sh, limit)
+		r, err := h.oneRun(ctx, kind, name, spec.SubHosts, spec.SubBatchHosts, sh, limit, false)
 		if errors.Is(err, errNoCluster) {
 			h.rep.note("subscription: the cluster is unavailable (%v): measured on one server instead", err)
 			continue
@@ -86,16 +102,18 @@ func (h *harness) subscription(ctx context.Context) error {
 }
 
 // oneRun runs one planned run in a fresh world and removes what it stored.
-func (h *harness) oneRun(ctx context.Context, kind, name string, hosts int64, batch int, sh shape, limit time.Duration) (runResult, error) {
+func (h *harness) oneRun(ctx context.Context, kind, name string, hosts int64, batch int, sh shape, limit time.Duration, drain bool) (runResult, error) {
 	w, err := h.startWorld(ctx, kind, name, hosts)
 	if err != nil {
 		return runResult{}, err
 	}
 	defer w.stop()
-	if err := w.startWorkers(ctx, sh); err != nil {
-		return runResult{}, err
+	if !drain {
+		if err := w.startWorkers(ctx, sh); err != nil {
+			return runResult{}, err
+		}
 	}
-	r, err := w.planAndWait(ctx, batch, limit)
+	r, err := w.planAndWait(ctx, batch, limit, drain, sh)
 	if err != nil {
 		return r, err
 	}
@@ -140,14 +158,18 @@ func cpuText(r runResult) string {
 
 func (r *report) printScale(w io.Writer) {
 	if len(r.Control) > 0 {
-		fmt.Fprintln(w, "\nControl plane (tiny answers, no cap; one run per row; rate A = planner start → run complete, B = first → last +ACK seen by the tap):")
+		fmt.Fprintln(w, "\nControl plane (tiny answers, no cap; one run per row; rate A = planner start → run complete, B = first → last +ACK seen by the tap; a drain row starts its workers once the planner has queued the whole run, and its B is workers started → run complete; planner s = the planner process's life):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| server | W×S | batches × hosts | wall s | batches/s A / B | publish | fetch | ack | wpi | nak | term | KV write | KV read | other API | table job | delivered | CPU ms/batch nats / workers / planner / sim / MinIO / harness | load |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| server | W×S | batches × hosts | planner s | wall s | batches/s A / B | publish | fetch | ack | wpi | nak | term | KV write | KV read | other API | table job | delivered | CPU ms/batch nats / workers / planner / sim / MinIO / harness | load |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, x := range r.Control {
 			res := x.Result
-			fmt.Fprintf(w, "| %s | %s | %d × %d | %.1f | %.1f / %.1f | %s | %s | %.1f |\n", x.Server, x.Shape, res.Batches, x.BatchSize,
-				res.Wall, float64(res.Batches)/res.Wall, float64(res.Batches)/res.AckSpan, opsCells(res), cpuCells(res), loadFirst(x.Load))
+			shapeText, b := x.Shape, float64(res.Batches)/res.AckSpan
+			if x.Drain {
+				shapeText, b = x.Shape+" drain", float64(res.Batches)/res.Drain
+			}
+			fmt.Fprintf(w, "| %s | %s | %d × %d | %.1f | %.1f | %.1f / %.1f | %s | %s | %.1f |\n", x.Server, shapeText, res.Batches, x.BatchSize,
+				res.PlannerRun, res.Wall, float64(res.Batches)/res.Wall, b, opsCells(res), cpuCells(res), loadFirst(x.Load))
 		}
 	}
 	if len(r.Sub) > 0 {
