@@ -165,7 +165,9 @@ func (w *cpWorld) secrets() []string { return []string{w.simPass, w.h.s3.SecretK
 
 // startWorkers starts sh.W cmd/worker processes of sh.S slots, no fleet
 // cap beyond W×S, and waits until each one pulls.
-func (w *cpWorld) startWorkers(ctx context.Context, sh shape) error {
+// With the run wholly queued (drain) a pull is answered at once, so none
+// waits: then it only checks that they live.
+func (w *cpWorld) startWorkers(ctx context.Context, sh shape, drain bool) error {
 	for i := range sh.W {
 		name := fmt.Sprintf("worker-%d", i+1)
 		// No table conversions: derived data (I9), costed in the tables'
@@ -191,6 +193,9 @@ func (w *cpWorld) startWorkers(ctx context.Context, sh shape) error {
 			if p.exited() {
 				return false, fmt.Errorf("%s exited at start:\n%s", p.name, p.out)
 			}
+		}
+		if drain {
+			return true, nil
 		}
 		c, err := w.js.Consumer(ctx, msg.StreamBatches, msg.ConsumerWorkers)
 		if err != nil {
@@ -318,9 +323,12 @@ type runResult struct {
 	NATSRSS    int64              `json:"nats_rss_bytes"`        // VmRSS of the servers, summed, at the end
 	NATSHWM    int64              `json:"nats_peak_rss_bytes"`   // VmHWM, summed
 	StoreBytes int64              `json:"nats_store_bytes"`
-	Manifest   int64              `json:"manifest_bytes"`
-	Finish     float64            `json:"finish_seconds"` // completion claimed to complete (run record)
-	Finisher   string             `json:"finisher"`
+	// StreamBytes are each stream's bytes as JetStream reports them (one
+	// replica's): what of the store grows with batches, runs or neither.
+	StreamBytes map[string]uint64 `json:"stream_bytes"`
+	Manifest    int64             `json:"manifest_bytes"`
+	Finish      float64           `json:"finish_seconds"` // completion claimed to complete (run record)
+	Finisher    string            `json:"finisher"`
 }
 
 // planAndWait runs cmd/planner over the simulator's hosts at batch size
@@ -360,10 +368,10 @@ func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duratio
 	ru := p.rusage()
 	var drainStart time.Time
 	if drain {
-		if err := w.startWorkers(ctx, sh); err != nil {
+		drainStart = time.Now()
+		if err := w.startWorkers(ctx, sh, true); err != nil {
 			return runResult{}, err
 		}
-		drainStart = time.Now()
 	}
 	runs, err := w.q.RunIDs(ctx)
 	if err != nil || len(runs) != 1 {
@@ -417,6 +425,14 @@ func (w *cpWorld) planAndWait(ctx context.Context, batch int, limit time.Duratio
 	}
 	if r.StoreBytes, err = w.storeBytes(); err != nil {
 		return r, err
+	}
+	r.StreamBytes = map[string]uint64{}
+	streams := w.js.ListStreams(ctx)
+	for info := range streams.Info() {
+		r.StreamBytes[info.Config.Name] = info.State.Bytes
+	}
+	if err := streams.Err(); err != nil {
+		return r, fmt.Errorf("listing streams: %w", err)
 	}
 	st, err := w.h.s3.Client.StatObject(ctx, w.h.s3.Bucket, objstore.ManifestKey("qualys", rec.ID), minio.StatObjectOptions{})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -109,7 +110,7 @@ func (h *harness) oneRun(ctx context.Context, kind, name string, hosts int64, ba
 	}
 	defer w.stop()
 	if !drain {
-		if err := w.startWorkers(ctx, sh); err != nil {
+		if err := w.startWorkers(ctx, sh, false); err != nil {
 			return runResult{}, err
 		}
 	}
@@ -189,6 +190,11 @@ func (r *report) printScale(w io.Writer) {
 				float64(res.StoreBytes)/mib, float64(res.NATSRSS)/mib, float64(res.NATSHWM)/mib, sizeText(res.Manifest), res.Finish,
 				res.CPU["nats"], res.CPU["workers"], res.CPU["planner"], res.CPU["sim"], res.CPU["minio"], x.Load)
 			fmt.Fprintf(w, "\nops per batch: %s\n", opsText(res))
+			var streams []string
+			for _, k := range slices.Sorted(maps.Keys(res.StreamBytes)) {
+				streams = append(streams, fmt.Sprintf("%s %s", k, sizeText(int64(res.StreamBytes[k]))))
+			}
+			fmt.Fprintf(w, "\nstreams (one replica): %s\n", strings.Join(streams, ", "))
 		}
 	}
 }
