@@ -90,6 +90,11 @@ func (h *harness) startWorld(ctx context.Context, kind, name string, hosts int64
 			return w, fmt.Errorf("%w: %w", errNoCluster, err)
 		}
 		w.urls, w.replicas = w.cluster.URLs(), 3
+		// A meta leader is not yet every peer: stream placement at R3
+		// needs all three current ("no suitable peers" otherwise).
+		if err := w.cluster.WaitHealthy(readyTimeout); err != nil {
+			return w, err
+		}
 	}
 	if err := w.startSim(ctx, hosts); err != nil {
 		return w, err
@@ -102,8 +107,14 @@ func (h *harness) startWorld(ctx context.Context, kind, name string, hosts int64
 	}
 	// The harness sets the queue up as the planner would, at the replicas
 	// the workers use; the workers' QFETCH_MAX_IN_FLIGHT owns the consumer.
-	if w.q, err = app.Queue(ctx, w.js, config.NATS{StreamReplicas: w.replicas}, config.Fleet{MaxInFlight: 1}, 0, app.RolePlanner); err != nil {
-		return w, fmt.Errorf("setting the queue up: %w", err)
+	// A loaded machine can still report a peer offline for a moment.
+	var qerr error
+	err = poll(ctx, readyTimeout, 500*time.Millisecond, func() (bool, error) {
+		w.q, qerr = app.Queue(ctx, w.js, config.NATS{StreamReplicas: w.replicas}, config.Fleet{MaxInFlight: 1}, 0, app.RolePlanner)
+		return qerr == nil, nil
+	})
+	if err != nil {
+		return w, fmt.Errorf("setting the queue up: %w (last: %w)", err, qerr)
 	}
 	if w.tap, err = startTap(w.urls); err != nil {
 		return w, err
