@@ -191,6 +191,9 @@ func (w *cpWorld) startWorkers(ctx context.Context, sh shape, drain bool) error 
 			// The first worker is cmd/worker's wiring in this binary, under
 			// a CPU profile (-cpuprofile).
 			p, err = w.h.startChild(env, childJob{Mode: modeWorker, CPUProfile: w.h.o.cpuProfile}, w.secrets())
+			if p != nil {
+				p.name = name // its RSS is reported under its worker name
+			}
 		} else {
 			p, err = startProc(name, w.h.worker, nil, env, w.secrets())
 		}
