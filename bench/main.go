@@ -11,6 +11,12 @@
 // simulator that thinks before each detection answer, per call and per host
 // (sizeSpec.Think); faultsprod and outage keep the worker's production
 // back-off, so their runs last minutes whatever the size.
+//
+// Two scenarios run only when named (issue #19): controlplane (cmd/planner,
+// W×S workers and tiny instant answers, on one nats-server and on a
+// three-node cluster at R3, with a tap counting NATS operations a batch and
+// the CPU of each process kind) and subscription10m (10M hosts planner to
+// _SUCCESS through the cluster; -size small: 200k).
 package main
 
 import (
