@@ -11,6 +11,12 @@
 // simulator that thinks before each detection answer, per call and per host
 // (sizeSpec.Think); faultsprod and outage keep the worker's production
 // back-off, so their runs last minutes whatever the size.
+//
+// Two scenarios run only when named (issue #19): controlplane (cmd/planner,
+// W×S workers and tiny instant answers, on one nats-server and on a
+// three-node cluster at R3, with a tap counting NATS operations a batch and
+// the CPU of each process kind) and subscription10m (10M hosts planner to
+// _SUCCESS through the cluster; -size small: 200k).
 package main
 
 import (
@@ -67,6 +73,20 @@ type sizeSpec struct {
 	// workers' QFETCH_WORKER_PROBE_EVERY.
 	OutageBatches, OutageAfter  int
 	OutageFor, OutageProbeEvery time.Duration
+
+	// Scenario controlplane: ControlBatches batches of ControlBatchHosts
+	// tiny hosts, planned by cmd/planner, through each shape, on one
+	// server and on a three-node cluster at R3.
+	ControlBatches, ControlBatchHosts int
+	ControlShapes                     []shape
+	// DrainShapes run the same with the workers started once the planner
+	// has queued the whole run: the workers' side alone.
+	DrainShapes []shape
+	// Scenario subscription10m: SubHosts tiny hosts in batches of
+	// SubBatchHosts, planner to _SUCCESS through the cluster, W×S SubShape.
+	SubHosts      int64
+	SubBatchHosts int
+	SubShape      shape
 }
 
 // think is the simulator's per-call and per-host think-time.
@@ -94,19 +114,25 @@ var sizes = map[string]sizeSpec{
 		SweepHosts: 1000, SweepSizes: []int{250, 500, 1000}, Think: smallThink,
 		FaultBatches: 40, FaultBatchHosts: 10, FaultStall: time.Second, FaultMaxBackoff: 500 * time.Millisecond,
 		ProdFaultCases: []fleetCase{{C: 2, W: 1, S: 2}}, ProdFaultRounds: 10,
-		OutageBatches: 16, OutageAfter: 4, OutageFor: 10 * time.Second, OutageProbeEvery: 2 * time.Second},
+		OutageBatches: 16, OutageAfter: 4, OutageFor: 10 * time.Second, OutageProbeEvery: 2 * time.Second,
+		ControlBatches: 300, ControlBatchHosts: 10, ControlShapes: []shape{{1, 4}, {2, 4}}, DrainShapes: []shape{{2, 4}},
+		SubHosts: 200_000, SubBatchHosts: 1000, SubShape: shape{2, 4}},
 	"default": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 3,
 		SweepHosts: 10_000, SweepSizes: defaultSweep, Think: defaultThink,
 		FaultBatches: 40, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
 		ProdFaultCases: prodFaultCases, ProdFaultRounds: 30,
-		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second},
+		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second,
+		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes, DrainShapes: drainShapes,
+		SubHosts: 10_000_000, SubBatchHosts: 1000, SubShape: shape{4, 8}},
 	"big": {PipelineBytes: 1 << 30, MemoryBytes: 2 << 30, PlannerHosts: []int64{1_000_000, 10_000_000},
 		FleetCases: defaultFleet, FleetBatchSeconds: 4, FleetRounds: 5,
 		SweepHosts: 20_000, SweepSizes: defaultSweep, Think: defaultThink,
 		FaultBatches: 80, FaultBatchHosts: 250, FaultStall: 3 * time.Second, FaultMaxBackoff: 2 * time.Second,
 		ProdFaultCases: prodFaultCases, ProdFaultRounds: 60,
-		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second},
+		OutageBatches: 60, OutageAfter: 6, OutageFor: time.Minute, OutageProbeEvery: 10 * time.Second,
+		ControlBatches: 2000, ControlBatchHosts: 10, ControlShapes: controlShapes, DrainShapes: drainShapes,
+		SubHosts: 10_000_000, SubBatchHosts: 1000, SubShape: shape{4, 8}},
 }
 
 var (
@@ -119,17 +145,22 @@ var (
 	defaultSweep = []int{500, 1000, 2500, 5000, 10000}
 	// W×S = C: every slot the cap allows, none more.
 	prodFaultCases = []fleetCase{{C: 2, W: 1, S: 2}, {C: 10, W: 5, S: 2}}
+	controlShapes  = []shape{{1, 4}, {2, 4}, {4, 4}, {4, 8}}
+	drainShapes    = []shape{{2, 4}, {4, 8}}
 )
 
 // Fixed shape of the runs.
 const (
-	batchHosts    = 1000    // hosts in the detection batch (QFETCH_BATCH_SIZE default)
-	plannerBatch  = 1000    // QFETCH_BATCH_SIZE for the planner scenario
-	plannerPage   = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
-	bucketName    = "qfetch-bench"
-	allScenarios  = "pipeline,memory,planner,hostlist,fleet,sweep,faults,faultsprod,outage"
-	rssTarget     = 64 << 20
-	pipelineRatio = 0.95
+	batchHosts   = 1000    // hosts in the detection batch (QFETCH_BATCH_SIZE default)
+	plannerBatch = 1000    // QFETCH_BATCH_SIZE for the planner scenario
+	plannerPage  = 100_000 // QFETCH_QUALYS_HOSTLIST_PAGE_SIZE
+	bucketName   = "qfetch-bench"
+	allScenarios = "pipeline,memory,planner,hostlist,fleet,sweep,faults,faultsprod,outage"
+	// scaleScenarios run only when named: the control plane and a whole
+	// subscription (issue #19).
+	scaleScenarios = "controlplane,subscription10m"
+	rssTarget      = 64 << 20
+	pipelineRatio  = 0.95
 )
 
 type options struct {
@@ -149,7 +180,7 @@ func main() {
 	flag.StringVar(&o.size, "size", "default", "small (CI), default or big (adds the planner at 10M hosts)")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement (min and median are reported)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
-	flag.StringVar(&scen, "scenarios", allScenarios, "comma-separated subset of "+allScenarios)
+	flag.StringVar(&scen, "scenarios", allScenarios, "comma-separated subset of "+allScenarios+","+scaleScenarios+" (default: the first list)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "after the pipeline reps, run the worker path once more in-process and write its CPU profile here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, built binaries) for inspection")
 	flag.BoolVar(&verbose, "v", false, "copy the children's output (logs, secrets redacted) to stderr, and the faultsprod and outage runs' detection calls and queued spans")
@@ -174,8 +205,8 @@ func main() {
 		os.Exit(2)
 	}
 	for s := range strings.SplitSeq(scen, ",") {
-		if s = strings.TrimSpace(s); !slices.Contains(strings.Split(allScenarios, ","), s) {
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want a subset of %s)\n", s, allScenarios)
+		if s = strings.TrimSpace(s); !slices.Contains(strings.Split(allScenarios+","+scaleScenarios, ","), s) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want a subset of %s,%s)\n", s, allScenarios, scaleScenarios)
 			os.Exit(2)
 		}
 		o.scenarios = append(o.scenarios, s)
@@ -208,6 +239,7 @@ type harness struct {
 	minioBin string
 	planner  string
 	worker   string
+	qfetch   string // cmd/qfetch: the simulator as a process of its own
 	s3       *minioServer
 	rep      *report
 }
@@ -239,13 +271,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	progress("building cmd/planner and cmd/worker")
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(h.tmp, "bin")+"/", "./cmd/planner", "./cmd/worker")
+	progress("building cmd/planner, cmd/worker and cmd/qfetch")
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(h.tmp, "bin")+"/", "./cmd/planner", "./cmd/worker", "./cmd/qfetch")
 	build.Dir = h.root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	h.planner, h.worker = filepath.Join(h.tmp, "bin", "planner"), filepath.Join(h.tmp, "bin", "worker")
+	h.qfetch = filepath.Join(h.tmp, "bin", "qfetch")
 
 	progress("starting MinIO")
 	if h.s3, err = startMinIO(ctx, h.minioBin, filepath.Join(h.tmp, "minio"), bucketName); err != nil {
@@ -282,6 +315,10 @@ func run(ctx context.Context, o options) (err error) {
 			err = h.prodFaults(ctx)
 		case "outage":
 			err = h.outage(ctx)
+		case "controlplane":
+			err = h.controlPlane(ctx)
+		case "subscription10m":
+			err = h.subscription(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)

@@ -85,6 +85,8 @@ type report struct {
 	Finished time.Time `json:"finished"`
 	Rows     []*row    `json:"rows"`
 	Notes    []string  `json:"notes,omitempty"`
+	Control  []cpRow   `json:"controlplane,omitempty"`
+	Sub      []subRow  `json:"subscription,omitempty"`
 	Summary  string    `json:"summary"`
 }
 
@@ -216,6 +218,7 @@ func (r *report) print(w io.Writer) {
 			x.CPU, x.CPUUnit, x.MinIOCPU, x.NATSCPU, x.HarnessCPU,
 			float64(x.RSSMed)/mib, float64(x.RSSMax)/mib, first, ratio, target)
 	}
+	r.printScale(w)
 	if len(r.Notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range r.Notes {

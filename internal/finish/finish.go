@@ -111,19 +111,22 @@ func (f *Finisher) TryFinish(ctx context.Context, run string) error {
 	if rec.State == ledger.RunCompleting && f.now().Sub(rec.FinishStarted) < f.stale {
 		return nil
 	}
-	splits, err := f.q.Splits(ctx, run)
-	if err != nil {
-		return err
-	}
 	// Every planned batch needs at least one result (its own, or its
 	// halves'): a quick count rules out most calls before the full check
-	// lists every result.
+	// lists every result. It needs no splits, so they are read after it:
+	// workers call this after every batch, and reading the splits is a
+	// consumer created and deleted on the server each time.
 	n, err := f.q.CountDone(ctx, run)
 	if err != nil {
 		return err
 	}
 	if n < rec.BatchesPlanned {
 		return nil
+	}
+	// Splits are still read before the results, as they always were.
+	splits, err := f.q.Splits(ctx, run)
+	if err != nil {
+		return err
 	}
 	results, err := f.q.DoneBatches(ctx, run)
 	if err != nil {
