@@ -168,6 +168,7 @@ func TestDeadLetterFailureWedges(t *testing.T) {
 	stop := e.start(w)
 	testenv.Eventually(t, 30*time.Second, func() bool { return errors.Is(w.Ready(), fetch.ErrWedged) },
 		"worker ready although a message cannot be dead-lettered")
+	wedged := time.Now()
 	var st interface{ ReadyState() string }
 	if err := w.Ready(); failure.ClassOf(err) != failure.ClassPermanent || !errors.As(err, &st) || st.ReadyState() != "wedged" {
 		t.Fatalf("Ready: %v is not classed permanent with the readiness state wedged", err)
@@ -189,13 +190,17 @@ func TestDeadLetterFailureWedges(t *testing.T) {
 		return len(e.deadLetters()) == 1 && w.Ready() == nil && e.queued() == 0
 	}, "the message is not dead-lettered once the stream is back, or the worker stays not ready")
 	stop()
-	// Three failures, then one wait of 16 periods (1.6s) before the try
-	// that succeeded: a Nak loop would show a delivery every 100ms.
-	if n := counter(t, reg, "qfetch_worker_dead_letter_failures_total", nil); n != 3 {
-		t.Fatalf("%v dead-letter failures counted, want 3", n)
+	// Three failures, then a wait of 16 periods (1.6s) before each next
+	// try: a Nak loop would show a delivery every 100ms. The test's own
+	// steps before the stream was fixed may have outlasted a wait or two
+	// on a loaded machine, and each allows one more failed try.
+	waits := int(time.Since(wedged) / (16 * 100 * time.Millisecond))
+	n := int(counter(t, reg, "qfetch_worker_dead_letter_failures_total", nil))
+	if n < 3 || n > 3+waits {
+		t.Fatalf("%d dead-letter failures counted, want 3, plus at most one per 1.6s wait since the wedge (%d)", n, waits)
 	}
-	if dl := e.deadLetters()[0]; dl.Deliveries != 4 {
-		t.Fatalf("the message was delivered %d times, want 4 (3 failed tries, then the one after the wait)", dl.Deliveries)
+	if dl := e.deadLetters()[0]; dl.Deliveries != uint64(n+1) {
+		t.Fatalf("the message was delivered %d times, want %d (%d failed tries, then the one after the wait)", dl.Deliveries, n+1, n)
 	}
 	if g := gauge(t, reg, "qfetch_worker_wedged"); g != 0 {
 		t.Fatalf("qfetch_worker_wedged = %v after recovery", g)
