@@ -113,7 +113,10 @@ func (e *clusterEnv) ops() []struct {
 			_, err = e.kv.Update(ctx, "k", []byte("w"), en.Revision())
 			return kvErr(ctx, err)
 		}},
-		{"kv create", func(ctx context.Context) error { _, err := e.kv.Create(ctx, "new", []byte("w")); return kvErr(ctx, err) }},
+		{"kv create", func(ctx context.Context) error {
+			_, err := e.kv.Create(ctx, "new", []byte("w"))
+			return kvErr(ctx, err)
+		}},
 		{"stream info", func(ctx context.Context) error { _, err := e.q.State(ctx); return kvErr(ctx, err) }},
 		{"queue available", func(ctx context.Context) error { return e.q.Available(ctx) }},
 		{"available", func(ctx context.Context) error { return Available(ctx, e.js) }},
