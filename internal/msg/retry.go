@@ -168,7 +168,9 @@ func (q *Queue) Progress(ctx context.Context, m jetstream.Msg) error {
 		defer cancel()
 	}
 	if _, err := q.js.Conn().RequestWithContext(ctx, m.Reply(), []byte("+WPI")); err != nil {
-		return q.confirm(ctx, failure.Retryable(fmt.Errorf("msg: progress on %s: %w", m.Subject(), err)))
+		// Not confirmed (see Confirm): a renewal is retried at its next
+		// tick, and a question asked here would hold that tick back.
+		return failure.Retryable(fmt.Errorf("msg: progress on %s: %w", m.Subject(), err))
 	}
 	return nil
 }

@@ -119,6 +119,45 @@ func (q *Queue) Available(ctx context.Context) error {
 	return ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
 }
 
+// Confirm is [Confirm] on the queue's connection, for callers with a
+// failure of their own (a pass, a command) that may come from JetStream: it
+// asks both the meta leader ([Available]) and the workers consumer's
+// leader ([Queue.Available]), since either may notice a lost quorum first.
+// A write meets a lost quorum at once, while the leaders notice it only
+// seconds later (raft's election timeouts): while they still answer,
+// Confirm asks again, every half second for up to confirmSettle, before it
+// returns err as it is.
+func (q *Queue) Confirm(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, ErrJetStreamUnavailable) || !unanswered(err) {
+		return err
+	}
+	deadline := time.Now().Add(confirmSettle)
+	for {
+		if connected(q.js) {
+			if cerr := Confirm(ctx, q.js, err); errors.Is(cerr, ErrJetStreamUnavailable) {
+				return cerr
+			}
+			if cerr := q.confirm(ctx, err); errors.Is(cerr, ErrJetStreamUnavailable) {
+				return cerr
+			}
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// confirmSettle is how long [Queue.Confirm] waits for JetStream's leaders
+// to notice a lost quorum: a few of raft's election timeouts.
+const confirmSettle = 20 * time.Second
+
 // confirm is [Confirm] for the queue's own requests, asking [Queue.Available].
 func (q *Queue) confirm(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, ErrJetStreamUnavailable) || !unanswered(err) || !connected(q.js) {

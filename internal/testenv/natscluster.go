@@ -166,8 +166,9 @@ func (c *NATSCluster) MetaLeader() int {
 	return -1
 }
 
-// WaitMetaLeader waits until a running node leads the meta group and every
-// running node knows it, failing the test after timeout.
+// WaitMetaLeader waits until a running node leads the meta group, every
+// running node is current with it, and it has heard from every running
+// node, failing the test after timeout.
 func (c *NATSCluster) WaitMetaLeader(timeout time.Duration) int {
 	c.t.Helper()
 	leader := -1
@@ -176,10 +177,21 @@ func (c *NATSCluster) WaitMetaLeader(timeout time.Duration) int {
 		if leader < 0 {
 			return fmt.Errorf("no meta leader")
 		}
+		running := 0
 		for i := range ClusterSize {
-			if s := c.Server(i); s != nil && !s.JetStreamIsCurrent() {
+			s := c.Server(i)
+			if s == nil {
+				continue
+			}
+			running++
+			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("n%d not current with the meta leader", i+1)
 			}
+		}
+		// A stream at R3 is placed only on peers the leader has heard
+		// from: until then, creating one fails ("no suitable peers").
+		if s := c.Server(leader); s == nil || len(s.JetStreamClusterPeers()) < running {
+			return fmt.Errorf("the meta leader knows fewer than the %d running peers", running)
 		}
 		return nil
 	}, "a JetStream meta leader")
