@@ -28,7 +28,7 @@ type Metrics struct {
 	leasesLost prometheus.Counter
 	// jsUnavailable is 1 while this worker finds JetStream unavailable.
 	jsUnavailable prometheus.Gauge
-	limits     map[string]prometheus.Gauge // by Qualys header
+	limits        map[string]prometheus.Gauge // by Qualys header
 	// deadLetterFailures counts dead-letter records that could not be
 	// written while NATS answered; wedged is how many messages failed
 	// deadLetterTries times (the worker's wedges, read when scraped).

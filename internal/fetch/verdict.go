@@ -15,10 +15,10 @@ import (
 // plain values; assess gathers them, from this worker and from the fleet's
 // shared state.
 type attempt struct {
-	Stored      bool          // stored, recorded and acked
-	Class       failure.Class // the failure's class
-	Stopping    bool          // cut short by this worker's own stop
-	LeaseLost   bool          // cut short because the batch's lease could not be shown alive
+	Stored    bool          // stored, recorded and acked
+	Class     failure.Class // the failure's class
+	Stopping  bool          // cut short by this worker's own stop
+	LeaseLost bool          // cut short because the batch's lease could not be shown alive
 	// Unavailable: JetStream could not serve (a cluster without quorum):
 	// the failure says nothing about the batch, and it is no fault the
 	// fleet's shared state could record (I6).
