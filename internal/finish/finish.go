@@ -47,8 +47,11 @@ type Ledger interface {
 // checked and cleaned in.
 type Store interface {
 	// Put with IfAbsent fails with an error wrapping objstore.ErrExists,
-	// storing nothing, when the key holds an object.
+	// storing nothing, when the key holds an object; with IfMatch, with
+	// objstore.ErrChanged when it holds another than that ETag.
 	Put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Object, error)
+	// Get's reader must be one objstore.ETag reads (both stores' are):
+	// latest.json is replaced on the ETag read.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) iter.Seq2[objstore.Object, error]
 	// Delete removes key; a missing key is no error.
@@ -576,22 +579,67 @@ func objectIDs(l Objects) []objectID {
 	return out
 }
 
+// latestTries bounds updateLatest's attempts. Each refused write means
+// another finisher wrote the key in between: runs finishing at the same
+// moment are few, and the second round mostly finds a later run there.
+const latestTries = 16
+
 // updateLatest points key (latest.json or kb/latest.json) at l unless it
-// already names a run with a later window end.
+// already names l's run or a run with a later window end.
+//
+// Finishers of different runs (workers completing two runs at once) race
+// here, so the read and the write are a compare-and-set the store enforces,
+// never a check before a write: the write is made on condition that key
+// still holds what was read (IfMatch its ETag; IfAbsent when it held
+// nothing), and a refused write reads again and decides again. A finisher
+// of an older run that read before a newer run's finisher wrote is refused,
+// and then finds the newer run there: latest.json never moves back.
 func (f *Finisher) updateLatest(ctx context.Context, key string, l Latest) error {
+	var err error
+	for range latestTries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var opts objstore.PutOptions
+		var done bool
+		if opts, done, err = f.decideLatest(ctx, key, l); err != nil || done {
+			return err
+		}
+		opts.ContentType = "application/json"
+		err = f.putJSON(ctx, key, l, opts)
+		if !errors.Is(err, objstore.ErrChanged) && !errors.Is(err, objstore.ErrExists) {
+			return err
+		}
+	}
+	return failure.Retryable(fmt.Errorf("still changing after %d conditional writes: %w", latestTries, err))
+}
+
+// decideLatest reads key and says whether l is to be written there, and on
+// which condition: done when key already names l's run or a later one.
+// Content that does not decode is replaced; a failed read is an error, not
+// content. The store's Get must give a reader that has an objstore.ETag.
+func (f *Finisher) decideLatest(ctx context.Context, key string, l Latest) (opts objstore.PutOptions, done bool, err error) {
 	r, err := f.store.Get(ctx, key)
 	switch {
-	case err == nil:
-		var cur Latest
-		derr := json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&cur)
-		r.Close()
-		if derr == nil && cur.Before.After(l.Before) {
-			return nil
-		}
-	case !errors.Is(err, objstore.ErrNotFound):
-		return err
+	case errors.Is(err, objstore.ErrNotFound):
+		return objstore.PutOptions{IfAbsent: true}, false, nil
+	case err != nil:
+		return opts, false, err
 	}
-	return f.putJSON(ctx, key, l, objstore.PutOptions{ContentType: "application/json"})
+	defer r.Close()
+	body, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return opts, false, err
+	}
+	tag, err := objstore.ETag(r)
+	if err != nil {
+		return opts, false, err
+	}
+	var cur Latest
+	if json.Unmarshal(body, &cur) == nil && (cur.Run == l.Run || cur.Before.After(l.Before)) {
+		return opts, true, nil
+	}
+	return objstore.PutOptions{IfMatch: tag}, false, nil
 }
 
 func (f *Finisher) putJSON(ctx context.Context, key string, v any, opts objstore.PutOptions) error {

@@ -53,6 +53,9 @@ func TestConformance(t *testing.T) {
 			t.Run("UploadInvalid", func(t *testing.T) { testUploadInvalid(t, impl.setup(t)) })
 			t.Run("AbortUploads", func(t *testing.T) { testAbortUploads(t, impl.setup(t)) })
 			t.Run("IfAbsent", func(t *testing.T) { testIfAbsent(t, impl.setup(t)) })
+			t.Run("IfMatch", func(t *testing.T) { testIfMatch(t, impl.setup(t)) })
+			t.Run("IfMatchAndIfAbsent", func(t *testing.T) { testIfMatchAndIfAbsent(t, impl.setup(t)) })
+			t.Run("CompareAndSet", func(t *testing.T) { testCompareAndSet(t, impl.setup(t)) })
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/qfetch/qfetch/internal/failure"
@@ -28,8 +29,29 @@ import (
 // Names starting with '.' are the store's own (temporary files) and are never
 // objects. Unlike S3, a key cannot be both an object and the start of other
 // keys ("a" and "a/b"): the object layout never asks for that.
+//
+// A Dir serves one process. Its conditional writes (PutOptions.IfMatch) are
+// a compare and a rename under a lock that every Dir of the same root in
+// the process shares, and that every rename and remove of an object takes:
+// a lock another process does not see. qfetch local, the Dir's user, holds
+// the data directory's lock (flock) for as long as it runs, so a second
+// process never writes the same root; a fleet shares S3, whose service
+// enforces the conditions.
 type Dir struct {
 	root string
+	// mu orders the compare of IfMatch with its rename, and every other
+	// rename or remove of an object against them: see dirLock.
+	mu *sync.Mutex
+}
+
+// dirLocks holds one lock per root (absolute path), for every Dir of the
+// process on that root.
+var dirLocks sync.Map // string → *sync.Mutex
+
+// dirLock returns root's lock.
+func dirLock(root string) *sync.Mutex {
+	mu, _ := dirLocks.LoadOrStore(root, new(sync.Mutex))
+	return mu.(*sync.Mutex)
 }
 
 const (
@@ -55,7 +77,7 @@ func NewDir(root string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objstore: directory %s: %w", root, err)
 	}
-	return &Dir{root: abs}, nil
+	return &Dir{root: abs, mu: dirLock(abs)}, nil
 }
 
 // Describe names the directory for logs: dir:/path.
@@ -101,11 +123,16 @@ func (d *Dir) open(op string) (*os.Root, error) {
 // object or the whole new one, even across a crash (I2). If r fails, the
 // temporary file is removed and r's error is returned unchanged; so is a
 // cancelled ctx, checked between chunks. With IfAbsent the file is linked to
-// key instead, which fails if key exists (ErrExists). The other PutOptions
-// are not kept. Complete writes and renames an upload's temporary file the
-// same way.
+// key instead, which fails if key exists (ErrExists). With IfMatch the file
+// at key is hashed, under the root's lock, and the rename is made only if
+// its ETag (the hex SHA-256 of its content) is IfMatch's (else ErrChanged).
+// The other PutOptions are not kept. Complete writes and renames an
+// upload's temporary file the same way.
 func (d *Dir) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
+		return Object{}, err
+	}
+	if err := opts.check(key); err != nil {
 		return Object{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -120,7 +147,7 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, opts PutOptions)
 	if err != nil {
 		return Object{}, err
 	}
-	return d.commit(ctx, root, "put", key, tmp, f, r, opts.IfAbsent)
+	return d.commit(ctx, root, "put", key, tmp, f, r, opts)
 }
 
 // create makes the empty temporary file name in key's directory.
@@ -138,11 +165,13 @@ func (d *Dir) create(root *os.Root, op, key, name string) (string, *os.File, err
 }
 
 // commit streams r into f, the temporary file tmp beside key, syncs it and
-// moves it onto key: by rename, or for a create (ifAbsent) by a link, which
-// fails if key exists. Whatever fails, f is closed and tmp removed. If tmp
-// is removed under it (an aborted upload), the move fails with
-// ErrUploadGone: nothing is stored.
-func (d *Dir) commit(ctx context.Context, root *os.Root, op, key, tmp string, f *os.File, r io.Reader, ifAbsent bool) (Object, error) {
+// moves it onto key: by rename, or for a create (IfAbsent) by a link, which
+// fails if key exists; with IfMatch, the rename is made only if key holds
+// that object. Whatever fails, f is closed and tmp removed. If tmp is
+// removed under it (an aborted upload), the move fails with ErrUploadGone:
+// nothing is stored. Only opts' conditions are used.
+func (d *Dir) commit(ctx context.Context, root *os.Root, op, key, tmp string, f *os.File, r io.Reader, opts PutOptions) (Object, error) {
+	ifAbsent := opts.IfAbsent
 	committed := false
 	defer func() {
 		if !committed {
@@ -174,20 +203,8 @@ func (d *Dir) commit(ctx context.Context, root *os.Root, op, key, tmp string, f 
 	if err := ctx.Err(); err != nil {
 		return Object{}, fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), err)
 	}
-	move := root.Rename
-	if ifAbsent {
-		move = root.Link
-	}
-	if err := move(tmp, key); err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return Object{}, failure.Retryable(fmt.Errorf("objstore: %s %q in %s: %w: %w", op, key, d.Describe(), ErrUploadGone, err))
-		case ifAbsent && errors.Is(err, fs.ErrExist):
-			if fi, serr := root.Lstat(key); serr == nil && !fi.IsDir() {
-				return Object{}, failure.Permanent(fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), ErrExists))
-			}
-		}
-		return Object{}, d.classify(op, key, err)
+	if err := d.move(root, op, key, tmp, opts); err != nil {
+		return Object{}, err
 	}
 	committed = true
 	if ifAbsent {
@@ -198,7 +215,83 @@ func (d *Dir) commit(ctx context.Context, root *os.Root, op, key, tmp string, f 
 	if err := syncDir(root, path.Dir(key)); err != nil {
 		return Object{}, d.classify(op, key, err)
 	}
-	return Object{Key: key, Bytes: src.n, SHA256: hex.EncodeToString(src.h.Sum(nil))}, nil
+	sum := hex.EncodeToString(src.h.Sum(nil))
+	return Object{Key: key, Bytes: src.n, SHA256: sum, ETag: sum}, nil
+}
+
+// move puts tmp in key's place, under the root's lock: by a link for
+// IfAbsent, else by a rename, made for IfMatch only if key holds that
+// object.
+func (d *Dir) move(root *os.Root, op, key, tmp string, opts PutOptions) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if opts.IfMatch != "" {
+		tag, err := fileETag(root, key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return d.classify(op, key, err)
+		}
+		if tag != strings.Trim(opts.IfMatch, `"`) {
+			return failure.Permanent(fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), ErrChanged))
+		}
+	}
+	ifAbsent := opts.IfAbsent
+	move := root.Rename
+	if ifAbsent {
+		move = root.Link
+	}
+	if err := move(tmp, key); err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return failure.Retryable(fmt.Errorf("objstore: %s %q in %s: %w: %w", op, key, d.Describe(), ErrUploadGone, err))
+		case ifAbsent && errors.Is(err, fs.ErrExist):
+			if fi, serr := root.Lstat(key); serr == nil && !fi.IsDir() {
+				return failure.Permanent(fmt.Errorf("objstore: %s %q in %s: %w", op, key, d.Describe(), ErrExists))
+			}
+		}
+		return d.classify(op, key, err)
+	}
+	return nil
+}
+
+// fileETag is the ETag of the object at key: the hex SHA-256 of its
+// content. A key that holds no object (missing, a directory) is
+// ErrNotFound.
+func fileETag(root *os.Root, key string) (string, error) {
+	f, err := root.Open(key)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return (&dirReader{File: f}).etag()
+}
+
+// dirReader is an object's file, as Get returns it: an *os.File (it reads,
+// seeks, reads at) that also knows its ETag.
+type dirReader struct {
+	*os.File
+	tag string
+}
+
+// etag: see [ETag]. It hashes the open file with ReadAt, which leaves the
+// reader's offset alone; the file is never written in place (Put renames a
+// new one over it), so the hash is that of what the reader reads.
+func (r *dirReader) etag() (string, error) {
+	if r.tag != "" {
+		return r.tag, nil
+	}
+	fi, err := r.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r.File, 0, fi.Size())); err != nil {
+		return "", fmt.Errorf("objstore: hashing %s: %w", r.Name(), err)
+	}
+	r.tag = hex.EncodeToString(h.Sum(nil))
+	return r.tag, nil
 }
 
 // syncDir makes a rename or remove in dir durable.
@@ -235,7 +328,7 @@ func (d *Dir) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		}
 		return nil, fmt.Errorf("objstore: get %q in %s: %w", key, d.Describe(), ErrNotFound)
 	}
-	return f, nil
+	return &dirReader{File: f}, nil
 }
 
 // Stat returns key's size. A missing key, or a directory, is ErrNotFound.
@@ -360,7 +453,10 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 	case fi.IsDir():
 		return nil // a directory is no object
 	}
-	if err := root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	d.mu.Lock()
+	err = root.Remove(key)
+	d.mu.Unlock()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return d.classify("delete", key, err)
 	}
 	if err := syncDir(root, path.Dir(key)); err != nil {

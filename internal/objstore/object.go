@@ -2,8 +2,11 @@ package objstore
 
 import (
 	"errors"
+	"fmt"
 	"hash"
 	"io"
+
+	"github.com/qfetch/qfetch/internal/failure"
 )
 
 // Object describes a stored object: what Put returns, and the one record
@@ -23,8 +26,9 @@ type Object struct {
 	// the caller that parsed the content sets it.
 	Hosts int `json:"hosts"`
 	// ETag is the store's entity tag (S3: quotes removed; for a multipart
-	// upload it is not an MD5 of the content). The directory store has none.
-	// It is not recorded.
+	// upload it is not an MD5 of the content; the directory store: the
+	// content's hex SHA-256). Put and Complete set it, and S3's Stat and
+	// List; the directory store's Stat and List do not. It is not recorded.
 	ETag string `json:"-"`
 }
 
@@ -38,6 +42,41 @@ type PutOptions struct {
 	// nothing, when key already holds an object: a create that the store
 	// enforces (S3 If-None-Match: *), for objects written once per run.
 	IfAbsent bool
+	// IfMatch, when set, makes Put a replace that the store enforces (S3
+	// If-Match): it succeeds only if key still holds the object with this
+	// ETag (from [ETag] of a Get's reader, or from a Put), and otherwise
+	// fails with an error wrapping ErrChanged, storing nothing; a key that
+	// holds nothing fails the same way. Together with IfAbsent for a key
+	// that holds nothing, it makes a read–decide–write a compare-and-set:
+	// the decision is fenced by the store, not by a read made before the
+	// write. Setting both is an error.
+	IfMatch string
+}
+
+// check rejects options that cannot both hold.
+func (o PutOptions) check(key string) error {
+	if o.IfAbsent && o.IfMatch != "" {
+		return failure.Permanent(fmt.Errorf("objstore: put %q: IfAbsent and IfMatch exclude each other", key))
+	}
+	return nil
+}
+
+// ETag returns the entity tag of the object that r, a reader from Get,
+// reads: the one to give PutOptions.IfMatch to replace exactly that
+// object. It is the tag of what the reader returns, even if the key has
+// been replaced since Get. A reader that did not come from a store's Get
+// has none: that is an error.
+//
+// The S3 store knows it from Get's answer. The directory store hashes the
+// file it opened (its ETag is the content's hex SHA-256) on the first call:
+// a cost in proportion to the object, for the small objects that are
+// replaced conditionally.
+func ETag(r io.Reader) (string, error) {
+	t, ok := r.(interface{ etag() (string, error) })
+	if !ok {
+		return "", fmt.Errorf("objstore: a %T is not a reader from Get: it has no ETag", r)
+	}
+	return t.etag()
 }
 
 // ErrNotFound is wrapped by the error of Get and Stat for a key that does not

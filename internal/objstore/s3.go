@@ -225,12 +225,18 @@ func (s *S3) Check(ctx context.Context) error {
 //
 // With IfAbsent, the request that makes the object visible (the PUT, or the
 // completion of the multipart upload) carries If-None-Match: *, and the
-// service refuses it if key exists: the error wraps ErrExists. minio-go's
-// retry of a request whose answer was lost may be refused the same way; the
-// caller that finds the key taken reads it (finish adopts a manifest that
-// says the same).
+// service refuses it if key exists: the error wraps ErrExists. With IfMatch
+// that request carries If-Match: "etag" instead, and the service refuses it
+// unless key holds that object: the error wraps ErrChanged. minio-go's
+// retry of a request whose answer was lost may be refused the same way,
+// the first attempt having stored the object; the caller that is refused
+// reads the key again (finish adopts a manifest that says the same, and
+// finds latest.json already naming its run).
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
 	if err := ValidKey(key); err != nil {
+		return Object{}, err
+	}
+	if err := opts.check(key); err != nil {
 		return Object{}, err
 	}
 	started := time.Now()
@@ -245,9 +251,14 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	popts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: userMetadata(opts.Metadata)}
 	// The condition goes on the request that makes the object visible:
 	// the PUT, or the multipart upload's completion (not its creation).
-	copts := popts
-	if opts.IfAbsent {
+	copts, refused := popts, error(nil)
+	switch {
+	case opts.IfAbsent:
 		copts.SetMatchETagExcept("*")
+		refused = ErrExists
+	case opts.IfMatch != "":
+		copts.SetMatchETag(strings.Trim(opts.IfMatch, `"`))
+		refused = ErrChanged
 	}
 
 	if src.done {
@@ -258,7 +269,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		copts.DisableContentSha256 = true
 		info, err := s.core.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), "", sum, copts)
 		if err != nil {
-			return Object{}, s.classify(ctx, "put", key, err)
+			return Object{}, s.classifyCond(ctx, "put", key, err, refused)
 		}
 		return Object{Key: key, Bytes: src.n, SHA256: sum, ETag: info.ETag}, nil
 	}
@@ -267,7 +278,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	if err != nil {
 		return Object{}, s.classify(ctx, "put", key, err)
 	}
-	return s.upload(ctx, "put", Upload{Key: key, ID: uploadID}, src, buf, n, copts, started)
+	return s.upload(ctx, "put", Upload{Key: key, ID: uploadID}, src, buf, n, copts, refused, started)
 }
 
 // readFirst reads the start of r for Put and Complete: a little first, so
@@ -294,12 +305,13 @@ func (s *S3) readFirst(r io.Reader) (*source, []byte, int, error) {
 }
 
 // upload streams buf[:n] and the rest of src into the open upload u and
-// completes it with copts, for Put and Complete alike. If anything fails it
+// completes it with copts, for Put and Complete alike; refused is what a
+// refusal of copts' condition wraps (nil: none sent). If anything fails it
 // aborts u, and returns the stream's error unchanged, or the store's.
 func (s *S3) upload(ctx context.Context, op string, u Upload, src *source, buf []byte, n int,
-	copts minio.PutObjectOptions, started time.Time,
+	copts minio.PutObjectOptions, refused error, started time.Time,
 ) (Object, error) {
-	etag, err := s.putParts(ctx, op, u, src, buf, n, copts)
+	etag, err := s.putParts(ctx, op, u, src, buf, n, copts, refused)
 	if err != nil {
 		if aerr := s.abort(ctx, u); aerr != nil {
 			err = errors.Join(err, aerr)
@@ -368,7 +380,9 @@ func (s *S3) abortOrphans(ctx context.Context, key string, started time.Time) {
 
 // putParts uploads buf[:n], then the rest of src part by part, and completes
 // the upload. On error the caller aborts it.
-func (s *S3) putParts(ctx context.Context, op string, u Upload, src *source, buf []byte, n int, copts minio.PutObjectOptions) (string, error) {
+func (s *S3) putParts(ctx context.Context, op string, u Upload, src *source, buf []byte, n int,
+	copts minio.PutObjectOptions, refused error,
+) (string, error) {
 	var parts []minio.CompletePart
 	for {
 		if len(parts) == maxParts {
@@ -394,7 +408,7 @@ func (s *S3) putParts(ctx context.Context, op string, u Upload, src *source, buf
 			break // the stream ended exactly at a part boundary
 		}
 	}
-	return s.complete(ctx, op, u, parts, copts)
+	return s.complete(ctx, op, u, parts, copts, refused)
 }
 
 // complete completes u from parts. minio-go retries a request whose answer
@@ -403,13 +417,16 @@ func (s *S3) putParts(ctx context.Context, op string, u Upload, src *source, buf
 // these parts make (its multipart ETag), and if they match it is ours.
 // Identical content uploaded the same way by someone else is
 // indistinguishable, and is then the object we meant to store anyway.
-func (s *S3) complete(ctx context.Context, op string, u Upload, parts []minio.CompletePart, copts minio.PutObjectOptions) (string, error) {
+// refused: see upload.
+func (s *S3) complete(ctx context.Context, op string, u Upload, parts []minio.CompletePart,
+	copts minio.PutObjectOptions, refused error,
+) (string, error) {
 	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, u.Key, u.ID, parts, copts)
 	if err == nil {
 		return info.ETag, nil
 	}
 	if !noSuchUpload(err) || ctx.Err() != nil {
-		return "", s.classify(ctx, op, u.Key, err)
+		return "", s.classifyCond(ctx, op, u.Key, err, refused)
 	}
 	want, ok := multipartETag(parts)
 	if !ok {
@@ -466,18 +483,26 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, s.classify(ctx, "get", key, err)
 	}
-	return &s3Reader{obj: body, s: s, ctx: ctx, key: key, etag: info.ETag}, nil
+	return &s3Reader{obj: body, s: s, ctx: ctx, key: key, tag: info.ETag}, nil
 }
 
 // s3Reader is an object's body. It also seeks (from the start), by asking
 // again for the object from that byte, so that a reader after a file's
 // tail (a Parquet footer) fetches only the tail.
 type s3Reader struct {
-	obj  io.ReadCloser
-	s    *S3
-	ctx  context.Context
-	key  string
-	etag string
+	obj io.ReadCloser
+	s   *S3
+	ctx context.Context
+	key string
+	tag string // the ETag of the object read, from Get's answer
+}
+
+// etag: see [ETag].
+func (r *s3Reader) etag() (string, error) {
+	if r.tag == "" {
+		return "", fmt.Errorf("objstore: get %q in %s: the answer had no ETag", r.key, r.s.Describe())
+	}
+	return r.tag, nil
 }
 
 // Seek asks for the object again from offset (whence io.SeekStart only),
@@ -493,14 +518,16 @@ func (r *s3Reader) Seek(offset int64, whence int) (int64, error) {
 			return 0, fmt.Errorf("objstore: get %q from byte %d: %w", r.key, offset, err)
 		}
 	}
-	if r.etag != "" {
-		if err := opts.SetMatchETag(r.etag); err != nil {
+	var refused error
+	if r.tag != "" {
+		if err := opts.SetMatchETag(r.tag); err != nil {
 			return 0, fmt.Errorf("objstore: get %q: %w", r.key, err)
 		}
+		refused = ErrChanged
 	}
 	body, _, _, err := r.s.core.GetObject(r.ctx, r.s.bucket, r.key, opts)
 	if err != nil {
-		return 0, r.s.classify(r.ctx, "get", r.key, err)
+		return 0, r.s.classifyCond(r.ctx, "get", r.key, err, refused)
 	}
 	_ = r.obj.Close()
 	r.obj = body

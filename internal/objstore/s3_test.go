@@ -305,7 +305,9 @@ func TestS3ErrorClasses(t *testing.T) {
 		{400, "SomethingNew", failure.ClassFleetWide},
 		{404, "NoSuchKey", failure.ClassUnknown},
 		{404, "NoSuchUpload", failure.ClassRetryable},
-		{412, "PreconditionFailed", failure.ClassPermanent},
+		// Get sends no condition: a refusal is an answer we do not
+		// expect (TestS3ConditionRefusals has Put's).
+		{412, "PreconditionFailed", failure.ClassFleetWide},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%d %s", tc.status, tc.code), func(t *testing.T) {
@@ -332,8 +334,8 @@ func TestS3ErrorClasses(t *testing.T) {
 			if tc.code == "NoSuchUpload" && !errors.Is(err, ErrUploadGone) {
 				t.Errorf("%v, want ErrUploadGone", err)
 			}
-			if tc.code == "PreconditionFailed" && !errors.Is(err, ErrExists) {
-				t.Errorf("%v, want ErrExists", err)
+			if errors.Is(err, ErrExists) || errors.Is(err, ErrChanged) {
+				t.Errorf("%v: a refused condition, but Get sent none", err)
 			}
 		})
 	}

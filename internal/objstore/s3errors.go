@@ -57,7 +57,16 @@ func set(codes ...string) map[string]bool {
 // for the bucket), with its failure class and a message that names the bucket
 // and endpoint. It returns ErrNotFound for a missing key and leaves an error
 // of the caller's own context unclassified: the caller knows why it stopped.
+// The request carried no condition: see classifyCond.
 func (s *S3) classify(ctx context.Context, op, key string, err error) error {
+	return s.classifyCond(ctx, op, key, err, nil)
+}
+
+// classifyCond is classify for a request that carried a condition: refused
+// is what its refusal wraps, ErrExists for IfAbsent's If-None-Match: *,
+// ErrChanged for an If-Match. With refused nil a refusal (412) is an answer
+// we do not expect, since we sent no condition.
+func (s *S3) classifyCond(ctx context.Context, op, key string, err, refused error) error {
 	if err == nil {
 		return nil
 	}
@@ -71,6 +80,22 @@ func (s *S3) classify(ctx context.Context, op, key string, err error) error {
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) {
 		switch {
+		case refused != nil && (resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed),
+			refused == ErrChanged && resp.Code == "NoSuchKey":
+			// The condition does not hold: the key holds an object (If-None-Match),
+			// or not the one named (If-Match: another, or none, which some
+			// services answer with 404).
+			return failure.Permanent(fmt.Errorf("objstore: %s %s: %w: %w", op, where, refused, err))
+		case refused != nil && resp.Code == "ConditionalRequestConflict":
+			// AWS (409): another conditional write of the key was in
+			// flight, and whether ours holds is not known until it ends.
+			// Only an If-Match caller, which reads the key again and
+			// decides again, may take it for a refusal; an If-None-Match
+			// caller would take ErrExists for an object there.
+			if refused == ErrChanged {
+				return failure.Retryable(fmt.Errorf("objstore: %s %s: %w: %w", op, where, ErrChanged, err))
+			}
+			return failure.Retryable(fmt.Errorf("objstore: %s %s: %w", op, where, err))
 		case resp.Code == "NoSuchKey":
 			return fmt.Errorf("objstore: %s %s: %w", op, where, ErrNotFound)
 		case resp.Code == "NoSuchUpload":
@@ -78,9 +103,6 @@ func (s *S3) classify(ctx context.Context, op, key string, err error) error {
 			// I8) or by a lifecycle rule. The work can be tried again, as a
 			// new upload, if it is still ours.
 			return failure.Retryable(fmt.Errorf("objstore: %s %s: %w: %w", op, where, ErrUploadGone, err))
-		case resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed:
-			// The only condition we send is IfAbsent's If-None-Match: *.
-			return failure.Permanent(fmt.Errorf("objstore: %s %s: %w: %w", op, where, ErrExists, err))
 		case resp.Code == "NoSuchBucket":
 			return failure.FleetWide(fmt.Errorf("objstore: %s: bucket %q does not exist on %s: %w",
 				op, s.bucket, s.endpoint, err))

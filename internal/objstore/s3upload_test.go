@@ -135,7 +135,7 @@ func TestS3CompleteGoneCheck(t *testing.T) {
 		return u, parts
 	}
 	u, parts := upload(MinPartSize, 10)
-	etag, err := s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{})
+	etag, err := s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +143,13 @@ func TestS3CompleteGoneCheck(t *testing.T) {
 		t.Fatalf("MinIO's ETag %q, computed %q (ok %t)", etag, want, ok)
 	}
 	// The retry of that very request.
-	if again, err := s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{}); err != nil || again != etag {
+	if again, err := s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{}, nil); err != nil || again != etag {
 		t.Errorf("second completion = %q, %v; want %q, nil", again, err, etag)
 	}
 	// Other parts: the object there is not theirs.
 	other := append([]minio.CompletePart(nil), parts...)
 	other[1].ETag = fmt.Sprintf("%032x", 1)
-	_, err = s.complete(ctx, "complete", u, other, minio.PutObjectOptions{})
+	_, err = s.complete(ctx, "complete", u, other, minio.PutObjectOptions{}, nil)
 	wantGone(t, err)
 	// An aborted upload and no object at all.
 	if err := s.Delete(ctx, key); err != nil {
@@ -159,7 +159,7 @@ func TestS3CompleteGoneCheck(t *testing.T) {
 	if err := s.Abort(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{})
+	_, err = s.complete(ctx, "complete", u, parts, minio.PutObjectOptions{}, nil)
 	wantGone(t, err)
 	if _, err := s.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Stat = %v, want ErrNotFound", err)

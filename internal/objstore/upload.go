@@ -42,6 +42,13 @@ var ErrUploadGone = errors.New("upload aborted or no longer open")
 // service). Its class is permanent.
 var ErrExists = errors.New("object already exists")
 
+// ErrChanged is wrapped by Put's error when PutOptions.IfMatch is set and
+// the key no longer holds that object (replaced or removed; S3: If-Match,
+// enforced by the service), and by a read of a Get's reader that finds the
+// object it began reading replaced. Its class is permanent: read the key
+// again and decide again.
+var ErrChanged = errors.New("object changed")
+
 // Begin starts an upload to key with opts' content type and metadata
 // (IfAbsent does not apply). Nothing is visible until Complete.
 func (s *S3) Begin(ctx context.Context, key string, opts PutOptions) (Upload, error) {
@@ -83,7 +90,7 @@ func (s *S3) Complete(ctx context.Context, u Upload, r io.Reader) (Object, error
 		}
 		return Object{}, err
 	}
-	return s.upload(ctx, "complete", u, src, buf, n, minio.PutObjectOptions{}, started)
+	return s.upload(ctx, "complete", u, src, buf, n, minio.PutObjectOptions{}, nil, started)
 }
 
 // Abort ends u so that no Complete of it can succeed. An upload already
@@ -167,7 +174,7 @@ func (d *Dir) Complete(ctx context.Context, u Upload, r io.Reader) (Object, erro
 		root.Remove(tmp)
 		return Object{}, d.classify("complete", u.Key, err)
 	}
-	return d.commit(ctx, root, "complete", u.Key, tmp, f, r, false)
+	return d.commit(ctx, root, "complete", u.Key, tmp, f, r, PutOptions{})
 }
 
 // Abort: see [S3.Abort]. It removes u's temporary file.

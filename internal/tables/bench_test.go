@@ -3,6 +3,7 @@ package tables
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,6 +30,20 @@ func BenchmarkConvertDetections(b *testing.B) {
 	s := newSim(100_000)
 	defer s.Close()
 	body := simDetections(b, s, 0, 1000)
+	benchConvert(b, body, func(out io.Writer) convertWriter {
+		return NewDetectionWriter(out, Source{Run: "run-1"}, Options{})
+	})
+}
+
+// convertWriter is what the conversion benchmarks drive.
+type convertWriter interface {
+	Add(ctx context.Context, name string, r io.Reader) error
+	Close() (Stats, error)
+}
+
+// benchConvert converts body from memory with a writer of newWriter's, once
+// per iteration, and reports the cost per core and the Parquet's size.
+func benchConvert(b *testing.B, body []byte, newWriter func(io.Writer) convertWriter) {
 	var out countingWriter
 	var st Stats
 	b.SetBytes(int64(len(body)))
@@ -36,7 +51,7 @@ func BenchmarkConvertDetections(b *testing.B) {
 	cpu0 := cpuTime()
 	for b.Loop() {
 		out.n = 0
-		w := NewDetectionWriter(&out, Source{Run: "run-1"}, Options{})
+		w := newWriter(&out)
 		if err := w.Add(context.Background(), "batch-000001.xml", bytes.NewReader(body)); err != nil {
 			b.Fatal(err)
 		}
@@ -162,23 +177,7 @@ func BenchmarkConvertKB(b *testing.B) {
 	sample := readSample(b, "kb_42vulns_details-default_ig-potential-vuln_gzip_recorded_200.xml")
 	open, close := bytes.Index(sample, []byte("<VULN_LIST>"))+len("<VULN_LIST>"), bytes.Index(sample, []byte("</VULN_LIST>"))
 	body := slices.Concat(sample[:open], bytes.Repeat(sample[open:close], repeat), sample[close:])
-	var out countingWriter
-	var st Stats
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	cpu0 := cpuTime()
-	for b.Loop() {
-		out.n = 0
-		w := NewKBWriter(&out, Source{Run: "kb-1"}, Options{})
-		if err := w.Add(context.Background(), "batch-000001.xml", bytes.NewReader(body)); err != nil {
-			b.Fatal(err)
-		}
-		var err error
-		if st, err = w.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)*float64(len(body))/(1<<20)/(cpuTime()-cpu0).Seconds(), "MiB/cpu-s")
-	b.ReportMetric(float64(st.Rows), "rows/op")
-	b.ReportMetric(100*float64(out.n)/float64(len(body)), "parquet-%-of-xml")
+	benchConvert(b, body, func(out io.Writer) convertWriter {
+		return NewKBWriter(out, Source{Run: "kb-1"}, Options{})
+	})
 }

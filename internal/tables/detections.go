@@ -209,11 +209,9 @@ func (p *detParser) setDetection(f xmlscan.Context, v []byte, off int64) error {
 	case fUniqueVulnID:
 		return setInt64(&r.UniqueVulnID, &r.uniqueVulnID, v, off, "UNIQUE_VULN_ID")
 	case fQID:
-		n, ok, err := parseInt(v, 32, off, "QID")
-		if err == nil && !ok {
-			err = fault(off, "empty QID")
-		}
-		r.QID, p.sawQID = int32(n), err == nil
+		var err error
+		r.QID, err = parseQID(v, off)
+		p.sawQID = err == nil
 		return err
 	case fType:
 		r.Type = in.get(v)

@@ -382,11 +382,9 @@ func (p *kbParser) set(f xmlscan.Context, v []byte, off int64) error {
 	r, in := p.cur, p.in
 	switch f {
 	case kQID:
-		n, ok, err := parseInt(v, 32, off, "QID")
-		if err == nil && !ok {
-			err = fault(off, "empty QID")
-		}
-		r.QID, p.sawQID = int32(n), err == nil
+		var err error
+		r.QID, err = parseQID(v, off)
+		p.sawQID = err == nil
 		return err
 	case kVulnType:
 		r.VulnType = in.get(v)

@@ -250,6 +250,16 @@ func (in interner) get(b []byte) string {
 // Typed values. An empty element is NULL; anything else that does not
 // parse is a fault of the object.
 
+// parseQID parses a QID element's text, which must be there: detections
+// and KnowledgeBase rows alike are keyed by it.
+func parseQID(b []byte, off int64) (int32, error) {
+	n, ok, err := parseInt(b, 32, off, "QID")
+	if err == nil && !ok {
+		err = fault(off, "empty QID")
+	}
+	return int32(n), err
+}
+
 func parseInt(b []byte, bits int, off int64, what string) (int64, bool, error) {
 	if len(b) == 0 {
 		return 0, false, nil
