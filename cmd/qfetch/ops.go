@@ -83,6 +83,8 @@ func (s *source) open(ctx context.Context) (app.JetStream, func(), error) {
 	}
 	q, err := app.Open(ctx, js)
 	if err != nil {
+		// A cluster without quorum is fleet-wide (exit 3), as for the roles.
+		err = msg.Confirm(ctx, js, err)
 		nc.Close()
 		return app.JetStream{}, nil, err
 	}

@@ -7,8 +7,11 @@ import (
 	"net"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/msg"
 )
 
 // TestExitCode is the README's exit-code table, row by row, over the
@@ -40,6 +43,11 @@ func TestExitCode(t *testing.T) {
 		{"fleet-wide", failure.FleetWide(errors.New("401/2000")), ExitFleetWide},
 		{"S3 connection refused", refused, ExitFleetWide},
 		{"interrupted", fmt.Errorf("interrupted: %w", context.Canceled), ExitInterrupted},
+		// A JetStream cluster that lost its quorum answers 10008: a pass
+		// that meets it fails fleet-wide. A missing stream is no such fault.
+		{"JetStream without quorum", msg.ClassifyAPI(fmt.Errorf("plan: recording progress: %w",
+			&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"})), ExitFleetWide},
+		{"stream missing", msg.ClassifyAPI(fmt.Errorf("plan: %w", jetstream.ErrStreamNotFound)), ExitFailed},
 	} {
 		if got := ExitCode(tc.err); got != tc.want {
 			t.Errorf("%s: ExitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qfetch/qfetch/internal/msg"
 )
 
 // State is the word /readyz answers with while a process is not ready. The
@@ -68,7 +70,7 @@ func StateOf(err error) State {
 	if errors.As(err, &s) && slices.Contains(states, State(s.ReadyState())) {
 		return State(s.ReadyState())
 	}
-	if errors.Is(err, ErrNotConnected) {
+	if errors.Is(err, ErrNotConnected) || errors.Is(err, msg.ErrJetStreamUnavailable) {
 		return StateNATS
 	}
 	return StateUnavailable

@@ -115,6 +115,8 @@ func Build(ctx context.Context, name string, role Role, s Sections) (*Parts, err
 	}
 	q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, role)
 	if err != nil {
+		// A cluster without quorum fails every process alike: fleet-wide.
+		err = msg.Confirm(ctx, js, err)
 		nc.Close()
 		return nil, err
 	}

@@ -441,10 +441,21 @@ func (w *Worker) assess(ctx context.Context, d delivered, err error, lost bool) 
 	if st, _ := w.fleet.Snapshot(); st.Paused(w.cfg.Now()) || w.local.fault() != nil {
 		a.Paused = true
 	}
+	if errors.Is(err, msg.ErrJetStreamUnavailable) || w.nats.fault() != nil {
+		a.Unavailable = true
+	}
 	if !chargeable(a) {
 		return a
 	}
 	cctx := context.WithoutCancel(ctx)
+	// A failure of a request to JetStream (a claim, a record) does not
+	// always say that JetStream cannot serve: ask before charging, so that
+	// a quorum loss charges no batch.
+	if aerr := w.q.Available(cctx); errors.Is(aerr, msg.ErrJetStreamUnavailable) {
+		w.jetStreamDown(aerr)
+		a.Unavailable = true
+		return a
+	}
 	n, cerr := w.ledger.CountFailure(cctx, b.Run, b.Key())
 	if cerr != nil {
 		d.log.Warn("counting the failure", "err", cerr)

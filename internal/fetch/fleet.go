@@ -16,6 +16,12 @@ import (
 // nor held, and no local fallback pause is in force; or ctx's error.
 func (w *Worker) waitPull(ctx context.Context) error {
 	for {
+		if _, changed, down := w.nats.state(); down != nil {
+			if err := waitChange(ctx, 0, changed, nil); err != nil {
+				return err
+			}
+			continue
+		}
 		st, fleetChanged := w.fleet.Snapshot()
 		until, localChanged, faulted := w.local.state()
 		if st.HoldUntil.After(until) {

@@ -26,7 +26,9 @@ type Metrics struct {
 	probes     *prometheus.CounterVec // result
 	paused     *prometheus.GaugeVec   // kind
 	leasesLost prometheus.Counter
-	limits     map[string]prometheus.Gauge // by Qualys header
+	// jsUnavailable is 1 while this worker finds JetStream unavailable.
+	jsUnavailable prometheus.Gauge
+	limits        map[string]prometheus.Gauge // by Qualys header
 	// deadLetterFailures counts dead-letter records that could not be
 	// written while NATS answered; wedged is how many messages failed
 	// deadLetterTries times (the worker's wedges, read when scraped).
@@ -91,6 +93,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "qfetch_worker_leases_lost_total",
 			Help: "Batches this worker gave up mid-call because their lease could not be shown alive (a partition, a disconnect).",
 		}),
+		jsUnavailable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "qfetch_worker_jetstream_unavailable",
+			Help: "1 while JetStream cannot serve this worker (a cluster without quorum or leader): it pulls nothing and reports not ready until JetStream answers again; nothing is charged to a batch.",
+		}),
 		limits: map[string]prometheus.Gauge{},
 		deadLetterFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "qfetch_worker_dead_letter_failures_total",
@@ -112,7 +118,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.paused.WithLabelValues(k).Set(0)
 	}
 	cs := []prometheus.Collector{m.batches, m.bytes, m.inFlight, m.responses, m.waited, m.upload, m.faulted, m.probes, m.paused, m.leasesLost,
-		m.deadLetterFailures, m.wedged}
+		m.jsUnavailable, m.deadLetterFailures, m.wedged}
 	for _, g := range limitGauges {
 		m.limits[g.name] = prometheus.NewGauge(prometheus.GaugeOpts{Name: g.name, Help: g.help})
 		cs = append(cs, m.limits[g.name])

@@ -15,10 +15,14 @@ import (
 // plain values; assess gathers them, from this worker and from the fleet's
 // shared state.
 type attempt struct {
-	Stored      bool          // stored, recorded and acked
-	Class       failure.Class // the failure's class
-	Stopping    bool          // cut short by this worker's own stop
-	LeaseLost   bool          // cut short because the batch's lease could not be shown alive
+	Stored    bool          // stored, recorded and acked
+	Class     failure.Class // the failure's class
+	Stopping  bool          // cut short by this worker's own stop
+	LeaseLost bool          // cut short because the batch's lease could not be shown alive
+	// Unavailable: JetStream could not serve (a cluster without quorum):
+	// the failure says nothing about the batch, and it is no fault the
+	// fleet's shared state could record (I6).
+	Unavailable bool
 	Maintenance bool          // Qualys is in scheduled maintenance (1999)
 	TooBig      bool          // a stall or a size refusal: the batch is too big for one call
 	Wait        time.Duration // how long back-pressure asked us to wait
@@ -88,7 +92,7 @@ type verdict struct {
 // lost lease never do. A failure the fleet's breaker later attributes to an
 // outage is forgiven after the fact (see Worker.probe).
 func chargeable(a attempt) bool {
-	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Paused && retryable(a.Class)
+	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Unavailable && !a.Paused && retryable(a.Class)
 }
 
 // streaked reports whether a charged failure joins the fleet's streak:
@@ -123,6 +127,8 @@ func decide(a attempt, r rules) verdict {
 		return verdict{Kind: handBack}
 	case a.LeaseLost:
 		return verdict{Kind: abandon}
+	case a.Unavailable:
+		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "JetStream is unavailable"}
 	}
 	switch a.Class {
 	case failure.ClassBackPressure:

@@ -52,7 +52,11 @@ type Config struct {
 	// resumes within one period of its end; a fleet-wide fault (credentials,
 	// access, bucket) backs off to 16 periods.
 	ProbeEvery time.Duration
-	SplitAfter int // charged failures of an oversized batch before it is split; default 3
+	// JetStreamCheckEvery is how often the worker asks JetStream whether
+	// it serves (a cluster may lose its quorum); every second while it
+	// does not. Default 5s.
+	JetStreamCheckEvery time.Duration
+	SplitAfter          int // charged failures of an oversized batch before it is split; default 3
 	// BreakAfter is how many charged failures, over at least two batches
 	// and with no success anywhere in the fleet between, pause the fleet as
 	// a suspected outage; a probe then decides whether the charges stand.
@@ -85,6 +89,9 @@ func (c Config) withDefaults(ackWait time.Duration) Config {
 	}
 	if c.ProbeEvery <= 0 {
 		c.ProbeEvery = 30 * time.Second
+	}
+	if c.JetStreamCheckEvery <= 0 {
+		c.JetStreamCheckEvery = 5 * time.Second
 	}
 	if c.SplitAfter <= 0 {
 		c.SplitAfter = 3
@@ -139,6 +146,10 @@ type Queue interface {
 	// Park takes any message off the queue until at, as Retry does for a
 	// batch (its slot is free meanwhile); on error m is untouched.
 	Park(ctx context.Context, m jetstream.Msg, at time.Time) error
+	// Available reports nil when JetStream serves the workers, or an error
+	// wrapping msg.ErrJetStreamUnavailable when it cannot (a cluster
+	// without quorum); other errors say nothing either way.
+	Available(ctx context.Context) error
 	// CheckDeadLetters reports a dead-letter stream that cannot take any
 	// record (msg.ErrDeadLettersBroken): a fault of the fleet, not of a batch.
 	CheckDeadLetters(ctx context.Context) error
@@ -210,6 +221,9 @@ type Worker struct {
 	// written (NATS unreachable): a pause must not wait for the store that
 	// records it.
 	local *gate
+	// nats holds this process back while JetStream is unavailable (see
+	// jetstream.go).
+	nats *gate
 	// wedges are the messages this worker failed to dead-letter.
 	wedges *wedges
 }
@@ -250,15 +264,19 @@ func New(cfg Config, d Deps) *Worker {
 	}
 	return &Worker{tables: d.Tables, tableMetrics: tm,
 		cfg: cfg, q: d.Queue, ledger: d.Ledger, fleet: d.Fleet, pub: d.Publisher, api: d.API, kb: d.KB, store: d.Store,
-		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now), wedges: ws,
+		finish: d.Finish, log: d.Log, metrics: m, local: newGate(cfg.Now), nats: newGate(cfg.Now), wedges: ws,
 	}
 }
 
 // Ready reports nil when the worker is pulling, or why it is not: a fleet
-// pause, for /readyz; or an error wrapping [ErrWedged] while a batch
-// message cannot be dead-lettered. A back-pressure hold is no reason: it
-// ends by itself.
+// pause, for /readyz; JetStream unavailable (an error wrapping
+// msg.ErrJetStreamUnavailable, state "nats"); or an error wrapping
+// [ErrWedged] while a batch message cannot be dead-lettered. A
+// back-pressure hold is no reason: it ends by itself.
 func (w *Worker) Ready() error {
+	if err := w.nats.fault(); err != nil {
+		return &natsDownError{err}
+	}
 	if err := w.wedges.err(); err != nil {
 		return err
 	}
@@ -296,6 +314,7 @@ func (w *Worker) Run(ctx, hard context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.follow(gctx) })
 	g.Go(func() error { return w.probe(gctx) })
+	g.Go(func() error { return w.watchJetStream(gctx) })
 	for slot := range w.cfg.Slots {
 		g.Go(func() error { return w.slot(gctx, work, slot) })
 	}
@@ -319,6 +338,10 @@ func (w *Worker) slot(ctx, work context.Context, slot int) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, msg.ErrJetStreamUnavailable) {
+				w.jetStreamDown(err) // waitPull holds the slot until it serves again
+				continue
 			}
 			// NATS unreachable or the consumer gone: wait and pull again;
 			// the client reconnects by itself.

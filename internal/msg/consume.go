@@ -47,11 +47,11 @@ func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver
 	maxWait = max(maxWait, 100*time.Millisecond)
 	c, err := q.workers(ctx)
 	if err != nil {
-		return err
+		return q.confirm(ctx, err)
 	}
 	batch, err := c.Fetch(n, jetstream.FetchMaxWait(maxWait))
 	if err != nil {
-		return ClassifyAPI(fmt.Errorf("msg: fetch: %w", err))
+		return q.confirm(ctx, ClassifyAPI(fmt.Errorf("msg: fetch: %w", err)))
 	}
 	for m := range batch.Messages() {
 		if ctx.Err() != nil {
@@ -64,7 +64,9 @@ func (q *Queue) Fetch(ctx context.Context, n int, maxWait time.Duration, deliver
 		return context.Cause(ctx)
 	}
 	if err := batch.Error(); err != nil {
-		return ClassifyAPI(fmt.Errorf("msg: fetch: %w", err))
+		// A consumer without a leader (a cluster without quorum) has no
+		// responders for the pull request: see Confirm.
+		return q.confirm(ctx, ClassifyAPI(fmt.Errorf("msg: fetch: %w", err)))
 	}
 	return nil
 }

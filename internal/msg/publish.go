@@ -182,7 +182,9 @@ func (p *Publisher) publish(ctx context.Context, m *nats.Msg, id string) error {
 			return failure.Permanent(fmt.Errorf("msg: publish %s: %w", id, err))
 		}
 	}
-	return failure.Retryable(fmt.Errorf("msg: publish %s: gave up after %d attempts: %w", id, p.opts.Attempts, last))
+	// A stream without a leader (a cluster without quorum) answers no
+	// publish: see Confirm.
+	return Confirm(ctx, p.js, failure.Retryable(fmt.Errorf("msg: publish %s: gave up after %d attempts: %w", id, p.opts.Attempts, last)))
 }
 
 // publishDelay is the pause before retry n (from 1): 100ms doubling to a 3.2s

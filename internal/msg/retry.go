@@ -102,7 +102,7 @@ func (q *Queue) schedule(ctx context.Context, m jetstream.Msg, subject, name str
 	// window would be dropped as a duplicate. A repeated publish replaces
 	// the schedule instead (roll-up).
 	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithExpectStream(StreamBatches)); err != nil {
-		return ClassifyAPI(fmt.Errorf("msg: retry %s: schedule: %w", name, err))
+		return q.confirm(ctx, ClassifyAPI(fmt.Errorf("msg: retry %s: schedule: %w", name, err)))
 	}
 	if err := m.DoubleAck(ctx); err != nil {
 		return ClassifyAPI(fmt.Errorf("msg: retry %s: %w: %w", name, ErrRetryNotAcked, err))
@@ -168,6 +168,8 @@ func (q *Queue) Progress(ctx context.Context, m jetstream.Msg) error {
 		defer cancel()
 	}
 	if _, err := q.js.Conn().RequestWithContext(ctx, m.Reply(), []byte("+WPI")); err != nil {
+		// Not confirmed (see Confirm): a renewal is retried at its next
+		// tick, and a question asked here would hold that tick back.
 		return failure.Retryable(fmt.Errorf("msg: progress on %s: %w", m.Subject(), err))
 	}
 	return nil
@@ -178,11 +180,11 @@ func (q *Queue) Progress(ctx context.Context, m jetstream.Msg) error {
 func (q *Queue) InFlight(ctx context.Context) (pending, limit int, err error) {
 	c, err := q.workers(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, q.confirm(ctx, err)
 	}
 	ci, err := c.Info(ctx)
 	if err != nil {
-		return 0, 0, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err))
+		return 0, 0, q.confirm(ctx, ClassifyAPI(fmt.Errorf("msg: consumer %s: %w", ConsumerWorkers, err)))
 	}
 	return ci.NumAckPending, ci.Config.MaxAckPending, nil
 }

@@ -375,11 +375,19 @@ func consumerCompatible(have, want jetstream.ConsumerConfig) error {
 }
 
 // ClassifyAPI marks a JetStream error for callers that must decide: an
-// account without JetStream is fleet-wide, everything else (timeouts, no
-// responders while a leader is elected) is worth retrying.
+// account without JetStream is fleet-wide; a cluster that answers it has no
+// quorum ("JetStream system temporarily unavailable") is fleet-wide too,
+// wrapping [ErrJetStreamUnavailable]; everything else (timeouts, no
+// responders while a leader is elected) is worth retrying — [Confirm] tells
+// which of those are a cluster that cannot serve.
 func ClassifyAPI(err error) error {
-	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return failure.FleetWide(err)
+	case errors.Is(err, ErrJetStreamUnavailable):
+		return err
+	case unavailableAnswer(err):
+		return unavailable(err)
 	}
 	return failure.Retryable(err)
 }

@@ -119,6 +119,10 @@ type Queue interface {
 	Publisher(opts msg.PublisherOptions) *msg.Publisher
 	// Pending counts run's batches still queued or in flight.
 	Pending(ctx context.Context, run string) (uint64, error)
+	// Confirm returns err classified fleet-wide, wrapping
+	// msg.ErrJetStreamUnavailable, when it is JetStream that cannot serve
+	// (a cluster without quorum); otherwise err as it is.
+	Confirm(ctx context.Context, err error) error
 }
 
 // Ledger is the part of the run ledger a planner reads and records in.
@@ -200,7 +204,16 @@ var ErrRunFailed = errors.New("run failed")
 const lockName = "planner"
 
 // Run performs one planner pass.
-func (p *Planner) Run(ctx context.Context) (Outcome, error) {
+func (p *Planner) Run(ctx context.Context) (out Outcome, err error) {
+	defer func() {
+		// A pass that met a JetStream without quorum (its publishes and
+		// records unanswered) fails fleet-wide: exit 3, as every pass would
+		// until the servers are back; its run record and progress stay as
+		// the last write left them, and the next pass resumes it.
+		if err != nil && ctx.Err() == nil {
+			err = p.q.Confirm(ctx, err)
+		}
+	}()
 	if err := p.store.Check(ctx); err != nil {
 		return Outcome{}, fmt.Errorf("plan: the store is not usable: %w", err)
 	}
@@ -221,6 +234,12 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 	var keeper sync.WaitGroup
 	keeper.Go(func() {
 		if err := p.keep(lock, lockCtx); err != nil {
+			// A lock that could not be refreshed because JetStream cannot
+			// serve was not taken by anyone: the pass fails fleet-wide.
+			if cerr := p.q.Confirm(lockCtx, err); errors.Is(cerr, msg.ErrJetStreamUnavailable) {
+				cancel(fmt.Errorf("plan: refreshing the planner lock: %w", cerr))
+				return
+			}
 			cancel(fmt.Errorf("plan: planner lock lost: %w", err))
 		}
 	})
@@ -234,7 +253,12 @@ func (p *Planner) Run(ctx context.Context) (Outcome, error) {
 		}
 	}()
 
-	out, err := p.detect(ctx, lockCtx)
+	out, err = p.detect(ctx, lockCtx)
+	if cause := context.Cause(lockCtx); ctx.Err() == nil && errors.Is(cause, msg.ErrJetStreamUnavailable) {
+		// Not superseded, not stopped: JetStream went away under the pass.
+		out.Superseded, out.Reason = false, ""
+		return out, cause
+	}
 	// The KnowledgeBase step comes second, under the same lock, whatever
 	// the detection step did: its failure is its own (I9), and a detection
 	// failure does not hold KnowledgeBase changes back. Only a pass that
@@ -343,7 +367,8 @@ func superseded(ctx, lockCtx context.Context, err error) (reason string, ok bool
 	if errors.Is(err, ledger.ErrNotPlanner) {
 		return err.Error(), true
 	}
-	if cause := context.Cause(lockCtx); lockCtx.Err() != nil && ctx.Err() == nil && errors.Is(cause, ledger.ErrLockLost) {
+	if cause := context.Cause(lockCtx); lockCtx.Err() != nil && ctx.Err() == nil && errors.Is(cause, ledger.ErrLockLost) &&
+		!errors.Is(cause, msg.ErrJetStreamUnavailable) {
 		return cause.Error(), true
 	}
 	return "", false

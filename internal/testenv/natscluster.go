@@ -1,0 +1,223 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATSCluster is an embedded three-node JetStream cluster in this process,
+// owned by one test: servers n1..n3 on 127.0.0.1, routed to each other,
+// each with a file store in the test's temp dir. Every node keeps its client
+// and route ports and its store across Shutdown and Start, so a test can
+// take nodes away mid-run (down to a quorum loss) and bring them back with
+// their streams intact.
+type NATSCluster struct {
+	t     testing.TB
+	opts  []*server.Options
+	mu    sync.Mutex
+	nodes []*server.Server
+}
+
+// ClusterSize is the number of nodes of a NATSCluster.
+const ClusterSize = 3
+
+// StartNATSCluster starts the three nodes and waits until the cluster has a
+// JetStream meta leader; they are shut down when the test ends.
+func StartNATSCluster(t testing.TB) *NATSCluster {
+	t.Helper()
+	ports := freePorts(t, 2*ClusterSize)
+	client, routes := ports[:ClusterSize], ports[ClusterSize:]
+	var routeURLs []*url.URL
+	for _, p := range routes {
+		routeURLs = append(routeURLs, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	c := &NATSCluster{t: t, nodes: make([]*server.Server, ClusterSize)}
+	for i := range ClusterSize {
+		c.opts = append(c.opts, &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       client[i],
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      !verbose(),
+			Cluster: server.ClusterOpts{
+				Name: "qfetch-test",
+				Host: "127.0.0.1",
+				Port: routes[i],
+			},
+			Routes: routeURLs,
+		})
+	}
+	t.Cleanup(c.Stop)
+	// The nodes start together: each waits for its routes only once it is
+	// up, and JetStream needs a quorum before any of them is ready.
+	var wg sync.WaitGroup
+	errs := make([]error, ClusterSize)
+	for i := range ClusterSize {
+		wg.Go(func() { errs[i] = c.start(i) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("testenv: start NATS node n%d: %v", i+1, err)
+		}
+	}
+	c.WaitMetaLeader(natsReadyTimeout)
+	return c
+}
+
+// freePorts reserves n distinct loopback ports and frees them for the
+// caller: a fixed port is what lets a node restart where its peers and
+// clients look for it.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: reserve a port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// URL returns node i's client URL (i from 0); it stays the same across
+// restarts.
+func (c *NATSCluster) URL(i int) string {
+	return fmt.Sprintf("nats://%s:%d", c.opts[i].Host, c.opts[i].Port)
+}
+
+// URLs returns every node's client URL, comma-separated: what
+// QFETCH_NATS_URL names for a cluster.
+func (c *NATSCluster) URLs() string {
+	var us []string
+	for i := range ClusterSize {
+		us = append(us, c.URL(i))
+	}
+	return strings.Join(us, ",")
+}
+
+// Server returns node i, or nil while it is down.
+func (c *NATSCluster) Server(i int) *server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Running reports whether node i is up.
+func (c *NATSCluster) Running(i int) bool { return c.Server(i) != nil }
+
+// Shutdown stops node i and waits until it is gone; a node already down
+// is left alone.
+func (c *NATSCluster) Shutdown(i int) {
+	c.mu.Lock()
+	s := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Start starts node i again on its ports and store. It returns once the
+// node takes clients, which does not mean JetStream has a quorum again:
+// see WaitMetaLeader.
+func (c *NATSCluster) Start(i int) {
+	c.t.Helper()
+	if err := c.start(i); err != nil {
+		c.t.Fatalf("testenv: restart NATS node n%d: %v", i+1, err)
+	}
+}
+
+// Stop shuts every node down.
+func (c *NATSCluster) Stop() {
+	var wg sync.WaitGroup
+	for i := range ClusterSize {
+		wg.Go(func() { c.Shutdown(i) })
+	}
+	wg.Wait()
+}
+
+// MetaLeader is the index of the node that leads the JetStream meta group,
+// or -1 when none does (a quorum loss, an election).
+func (c *NATSCluster) MetaLeader() int {
+	for i := range ClusterSize {
+		if s := c.Server(i); s != nil && s.JetStreamIsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitMetaLeader waits until a running node leads the meta group, every
+// running node is current with it, and it has heard from every running
+// node, failing the test after timeout.
+func (c *NATSCluster) WaitMetaLeader(timeout time.Duration) int {
+	c.t.Helper()
+	leader := -1
+	EventuallyOK(c.t, timeout, func() error {
+		leader = c.MetaLeader()
+		if leader < 0 {
+			return fmt.Errorf("no meta leader")
+		}
+		running := 0
+		for i := range ClusterSize {
+			s := c.Server(i)
+			if s == nil {
+				continue
+			}
+			running++
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("n%d not current with the meta leader", i+1)
+			}
+		}
+		// A stream at R3 is placed only on peers the leader has heard
+		// from: until then, creating one fails ("no suitable peers").
+		if s := c.Server(leader); s == nil || len(s.JetStreamClusterPeers()) < running {
+			return fmt.Errorf("the meta leader knows fewer than the %d running peers", running)
+		}
+		return nil
+	}, "a JetStream meta leader")
+	return leader
+}
+
+func (c *NATSCluster) start(i int) error {
+	c.mu.Lock()
+	running := c.nodes[i] != nil
+	c.mu.Unlock()
+	if running {
+		return fmt.Errorf("already running on port %d", c.opts[i].Port)
+	}
+	s, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		return err
+	}
+	s.ConfigureLogger()
+	s.Start()
+	if !s.ReadyForConnections(natsReadyTimeout) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return fmt.Errorf("not ready for connections within %v", natsReadyTimeout)
+	}
+	c.mu.Lock()
+	c.nodes[i] = s
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,81 @@
+package testenv_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+// TestNATSCluster: an R3 stream written through one node is read through
+// another; with two nodes down JetStream refuses; both back, the stream
+// and its message are there, on the same URLs.
+func TestNATSCluster(t *testing.T) {
+	c := testenv.StartNATSCluster(t)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"},
+		Storage: jetstream.FileStorage, Replicas: 3}); err != nil {
+		t.Fatalf("create R3 stream: %v", err)
+	}
+	if _, err := js.Publish(ctx, "r3.a", []byte("kept")); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	other := testenv.Connect(t, c.URL(2))
+	testenv.EventuallyOK(t, 10*time.Second, func() error {
+		_, err := readR3(ctx, other)
+		return err
+	}, "the message read through n3")
+
+	c.Shutdown(0)
+	c.Shutdown(1)
+	if c.Running(0) || c.Running(1) || !c.Running(2) {
+		t.Fatal("Running does not follow Shutdown")
+	}
+	// The survivor may lead a moment longer, until it finds its quorum
+	// gone.
+	testenv.Eventually(t, 30*time.Second, func() bool { return c.MetaLeader() < 0 }, "no meta leader with one node of three")
+	down, cancelDown := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelDown()
+	if _, err := readR3(down, other); err == nil {
+		t.Fatal("a read with two nodes of three down succeeded")
+	}
+	c.Start(0)
+	c.Start(1)
+	c.WaitMetaLeader(30 * time.Second)
+	testenv.EventuallyOK(t, 30*time.Second, func() error {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		got, err := readR3(rctx, js)
+		if err == nil && !bytes.Equal(got, []byte("kept")) {
+			t.Fatalf("after restart: %q", got)
+		}
+		return err
+	}, "the message after both nodes came back")
+}
+
+func readR3(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
+	s, err := js.Stream(ctx, "R3")
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "r3.a")
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}
