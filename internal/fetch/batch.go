@@ -397,7 +397,7 @@ func (w *Worker) fetchPage(ctx context.Context, pager *qualys.DetectionPager, u 
 // redelivers the batch, whose copy finds the claim done and acks it.
 func (w *Worker) record(ctx context.Context, m jetstream.Msg, held *ledger.Held, r ledger.BatchResult) error {
 	if err := held.Done(ctx, r); err != nil {
-		return fmt.Errorf("recording batch %s done: %w", r.Batch, err)
+		return fmt.Errorf("recording batch %s done: %w: %w", r.Batch, errBookkeeping, err)
 	}
 	err := m.DoubleAck(ctx)
 	// After the ack, so a conversion never delays it; the done record is
@@ -405,10 +405,14 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, held *ledger.Held,
 	w.queueTable(ctx, r, w.log)
 	if err != nil {
 		// The result is recorded; a redelivery just acks it.
-		return fmt.Errorf("acking batch %s: %w", r.Batch, failure.Retryable(err))
+		return fmt.Errorf("acking batch %s: %w: %w", r.Batch, errBookkeeping, failure.Retryable(err))
 	}
 	return nil
 }
+
+// errBookkeeping marks a failure to record a stored batch done or to ack
+// it: see attempt.Bookkeeping.
+var errBookkeeping = errors.New("the batch is stored, its bookkeeping failed")
 
 // delivered is one message being handled, with its batch and logger.
 type delivered struct {
@@ -444,6 +448,7 @@ func (w *Worker) assess(ctx context.Context, d delivered, err error, lost bool) 
 	if errors.Is(err, msg.ErrJetStreamUnavailable) || w.nats.fault() != nil {
 		a.Unavailable = true
 	}
+	a.Bookkeeping = errors.Is(err, errBookkeeping)
 	if !chargeable(a) {
 		return a
 	}

@@ -23,6 +23,12 @@ type attempt struct {
 	// the failure says nothing about the batch, and it is no fault the
 	// fleet's shared state could record (I6).
 	Unavailable bool
+	// Bookkeeping: the batch was fetched and stored, and what failed was
+	// recording it done or acking it (a JetStream stream or bucket between
+	// leaders, on a cluster losing a node). Neither Qualys nor the batch
+	// failed: nobody is charged, and the fleet's outage streak, which is
+	// for Qualys, does not hear of it.
+	Bookkeeping bool
 	Maintenance bool          // Qualys is in scheduled maintenance (1999)
 	TooBig      bool          // a stall or a size refusal: the batch is too big for one call
 	Wait        time.Duration // how long back-pressure asked us to wait
@@ -92,7 +98,7 @@ type verdict struct {
 // lost lease never do. A failure the fleet's breaker later attributes to an
 // outage is forgiven after the fact (see Worker.probe).
 func chargeable(a attempt) bool {
-	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Unavailable && !a.Paused && retryable(a.Class)
+	return !a.Stored && !a.Stopping && !a.LeaseLost && !a.Unavailable && !a.Bookkeeping && !a.Paused && retryable(a.Class)
 }
 
 // streaked reports whether a charged failure joins the fleet's streak:
@@ -129,6 +135,10 @@ func decide(a attempt, r rules) verdict {
 		return verdict{Kind: abandon}
 	case a.Unavailable:
 		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "JetStream is unavailable"}
+	case a.Bookkeeping:
+		// The retry's copy finds the claim done and acks it, or, if the
+		// done record was what failed, fetches the batch again.
+		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "recording the stored batch failed"}
 	}
 	switch a.Class {
 	case failure.ClassBackPressure:

@@ -45,6 +45,8 @@ func TestDecide(t *testing.T) {
 			want: verdict{Kind: retryLater, Reason: "JetStream is unavailable"}, lo: r.ProbeEvery, hi: r.ProbeEvery},
 		{name: "JetStream unavailable beats a retryable class", a: attempt{Class: retryable, Unavailable: true, Failures: 1},
 			want: verdict{Kind: retryLater, Reason: "JetStream is unavailable"}, lo: r.ProbeEvery, hi: r.ProbeEvery},
+		{name: "a stored batch whose bookkeeping failed waits uncharged", a: attempt{Class: retryable, Bookkeeping: true, Failures: 1},
+			want: verdict{Kind: retryLater, Reason: "recording the stored batch failed"}, lo: r.ProbeEvery, hi: r.ProbeEvery},
 		{name: "permanent dead-letters at once", a: attempt{Class: failure.ClassPermanent},
 			want: verdict{Kind: deadLetter, Reason: "permanent failure"}},
 		{name: "a failure during a fleet pause waits it out uncharged", a: attempt{Class: retryable, Paused: true, Failures: 4},
