@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qfetch/qfetch/internal/msg"
 )
 
@@ -58,6 +60,13 @@ func (w *Worker) watchJetStream(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case err == nil:
+			w.jetStreamBack()
+		case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+			errors.Is(err, msg.ErrNotSetUp):
+			// JetStream answers, that qfetch's objects are missing (a
+			// cluster back without its storage, a deleted consumer): not
+			// unavailable. Let the slots pull, so that they report that
+			// error, rather than hold them back as unavailable forever.
 			w.jetStreamBack()
 		case errors.Is(err, msg.ErrJetStreamUnavailable):
 			w.jetStreamDown(err)

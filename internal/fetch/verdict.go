@@ -135,9 +135,12 @@ func decide(a attempt, r rules) verdict {
 		return verdict{Kind: abandon}
 	case a.Unavailable:
 		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "JetStream is unavailable"}
-	case a.Bookkeeping:
+	case a.Bookkeeping && retryable(a.Class):
 		// The retry's copy finds the claim done and acks it, or, if the
-		// done record was what failed, fetches the batch again.
+		// done record was what failed, fetches the batch again. A refusal
+		// that says it will never pass (permanent) or that is the fleet's
+		// is decided by its class below: retried uncharged, it would never
+		// be dead-lettered.
 		return verdict{Kind: retryLater, Delay: r.ProbeEvery, Reason: "recording the stored batch failed"}
 	}
 	switch a.Class {
