@@ -232,15 +232,19 @@ func (p *Planner) Run(ctx context.Context) (out Outcome, err error) {
 	// write of this pass checks that it still names the pass.
 	lockCtx, cancel := context.WithCancelCause(ctx)
 	var keeper sync.WaitGroup
+	// lockUnavailable is set by the keeper, read after keeper.Wait.
+	var lockUnavailable error
 	keeper.Go(func() {
 		if err := p.keep(lock, lockCtx); err != nil {
-			// A lock that could not be refreshed because JetStream cannot
-			// serve was not taken by anyone: the pass fails fleet-wide.
-			if cerr := p.q.Confirm(lockCtx, err); errors.Is(cerr, msg.ErrJetStreamUnavailable) {
-				cancel(fmt.Errorf("plan: refreshing the planner lock: %w", cerr))
-				return
-			}
+			// The pass stops at once: the lock may be another planner's
+			// now. Only then is it asked whether JetStream could not
+			// serve (Confirm may take seconds): a lock nobody could
+			// refresh was not taken by anyone, and the pass fails
+			// fleet-wide instead of reporting itself superseded.
 			cancel(fmt.Errorf("plan: planner lock lost: %w", err))
+			if cerr := p.q.Confirm(ctx, err); errors.Is(cerr, msg.ErrJetStreamUnavailable) {
+				lockUnavailable = fmt.Errorf("plan: refreshing the planner lock: %w", cerr)
+			}
 		}
 	})
 	defer func() {
@@ -254,10 +258,13 @@ func (p *Planner) Run(ctx context.Context) (out Outcome, err error) {
 	}()
 
 	out, err = p.detect(ctx, lockCtx)
-	if cause := context.Cause(lockCtx); ctx.Err() == nil && errors.Is(cause, msg.ErrJetStreamUnavailable) {
-		// Not superseded, not stopped: JetStream went away under the pass.
-		out.Superseded, out.Reason = false, ""
-		return out, cause
+	if ctx.Err() == nil && lockCtx.Err() != nil {
+		keeper.Wait() // the keeper stopped the pass: its verdict
+		if lockUnavailable != nil {
+			// Not superseded, not stopped: JetStream went away under the pass.
+			out.Superseded, out.Reason = false, ""
+			return out, lockUnavailable
+		}
 	}
 	// The KnowledgeBase step comes second, under the same lock, whatever
 	// the detection step did: its failure is its own (I9), and a detection
