@@ -167,17 +167,7 @@ func (p *MinIO) Client() (*minio.Client, error) {
 }
 
 // running is called with mu held.
-func (p *MinIO) running() bool {
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *MinIO) running() bool { return alive(p.done) }
 
 // signalAndWait is called with mu held; it releases mu while it waits so the
 // waiting goroutine can record the exit.
@@ -185,24 +175,47 @@ func (p *MinIO) signalAndWait(sig syscall.Signal, grace time.Duration) error {
 	if !p.running() {
 		return nil
 	}
-	done := p.done
-	_ = p.cmd.Process.Signal(sig)
+	done, proc := p.done, p.cmd.Process
 	p.mu.Unlock()
 	defer p.mu.Lock()
+	if !stopProcess(proc, done, sig, grace) {
+		return fmt.Errorf("minio on %s: did not stop within %v of SIGTERM; killed", p.Endpoint, grace)
+	}
+	return nil
+}
+
+// alive reports whether the process whose exit closes done is running;
+// nil: none was started.
+func alive(done <-chan struct{}) bool {
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stopProcess sends proc sig and waits until done closes; with a grace
+// period it kills proc once that has passed, and then reports false.
+func stopProcess(proc *os.Process, done <-chan struct{}, sig syscall.Signal, grace time.Duration) bool {
+	_ = proc.Signal(sig)
 	if grace > 0 {
 		timer := time.NewTimer(grace)
 		defer timer.Stop()
 		select {
 		case <-done:
-			return nil
+			return true
 		case <-timer.C:
-			_ = p.cmd.Process.Kill()
+			_ = proc.Kill()
 			<-done
-			return fmt.Errorf("minio on %s: did not stop within %v of SIGTERM; killed", p.Endpoint, grace)
+			return false
 		}
 	}
 	<-done
-	return nil
+	return true
 }
 
 // minioEnv is the environment of a MinIO process: the caller's, less any

@@ -617,17 +617,7 @@ func (n *NATSNode) exited() <-chan struct{} {
 }
 
 // running is called with mu held.
-func (n *NATSNode) running() bool {
-	if n.done == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
+func (n *NATSNode) running() bool { return alive(n.done) }
 
 // signalAndWait is called with mu held; it releases mu while it waits so the
 // waiting goroutine can record the exit.
@@ -636,22 +626,11 @@ func (n *NATSNode) signalAndWait(sig syscall.Signal, grace time.Duration) error 
 		return nil
 	}
 	done, proc := n.done, n.cmd.Process
-	_ = proc.Signal(sig)
 	n.mu.Unlock()
 	defer n.mu.Lock()
-	if grace > 0 {
-		timer := time.NewTimer(grace)
-		defer timer.Stop()
-		select {
-		case <-done:
-			return nil
-		case <-timer.C:
-			_ = proc.Kill()
-			<-done
-			return fmt.Errorf("nats node %s: did not stop within %v of SIGTERM; killed", n.Name, grace)
-		}
+	if !stopProcess(proc, done, sig, grace) {
+		return fmt.Errorf("nats node %s: did not stop within %v of SIGTERM; killed", n.Name, grace)
 	}
-	<-done
 	return nil
 }
 
