@@ -78,6 +78,7 @@ var stateDefaults = map[string]string{
 var workerDefaults = map[string]string{
 	"qfetch_worker_fleet_fault":                            "0",
 	"qfetch_worker_wedged":                                 "0",
+	"qfetch_worker_jetstream_unavailable":                  "0",
 	`qfetch_worker_fleet_paused{kind="outage"}`:            "0",
 	`qfetch_worker_fleet_paused{kind="maintenance"}`:       "0",
 	`qfetch_worker_batches_total{outcome="done",class=""}`: "0",
@@ -536,6 +537,23 @@ func TestAlertScenarios(t *testing.T) {
 				{at: 10 * m},
 				{at: 20 * m, firing: []string{"QfetchWorkerWedged"}, values: map[string]float64{"QfetchWorkerWedged": 1}},
 				{at: h + 10*m},
+			},
+		},
+		{
+			name:  "a JetStream cluster loses its quorum, then gets it back",
+			step:  5 * m,
+			state: map[string]string{"qfetch_queue_batches": "40"},
+			pods: []scenarioPod{exporter,
+				workerPod("w1", 0, 0, map[string]string{
+					"qfetch_worker_jetstream_unavailable":                  "0; 1@10m; 0@40m",
+					`qfetch_worker_batches_total{outcome="done",class=""}`: "0+1; 2@10m; 2+1@40m",
+				}),
+				workerPod("w2", 0, 0, map[string]string{"qfetch_worker_jetstream_unavailable": "0; 1@10m; 0@40m"}),
+			},
+			check: []checkpoint{
+				{at: 10 * m},
+				{at: 20 * m, firing: []string{"QfetchJetStreamUnavailable"}, values: map[string]float64{"QfetchJetStreamUnavailable": 1}},
+				{at: 45 * m},
 			},
 		},
 		{
