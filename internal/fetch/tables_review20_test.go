@@ -61,7 +61,7 @@ func TestTablesCompletionSurvivesAFailedFinalWrite(t *testing.T) {
 			store := &putFailsOnce{Store: e.Store, part: part}
 			e.loop(e.process(store), 1, 5)
 			run := e.fetchRun()
-			testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+			testenv.Eventually(t, 2*time.Minute, e.tablesComplete(e.Store, run), "the run's tables did not complete")
 			if !store.failed.Load() {
 				t.Fatal("no write failed: the test did not test")
 			}
@@ -96,7 +96,7 @@ func TestBlockedConversionIsBounded(t *testing.T) {
 	store := &getBlocksOnce{Store: e.Store, part: "/batch-000002.xml"}
 	e.loopWith(e.process(store), 1, 50*time.Millisecond)
 	run := e.fetchRun()
-	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+	testenv.Eventually(t, 2*time.Minute, e.tablesComplete(e.Store, run), "the run's tables did not complete")
 	if !store.blocked.Load() {
 		t.Fatal("no read blocked: the test did not test")
 	}
@@ -144,7 +144,7 @@ func TestFrozenConverterAfterTablesComplete(t *testing.T) {
 		t.Fatal("the converter did not reach its part's write")
 	}
 	e.loop(e.process(e.Store), 2, 5)
-	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+	testenv.Eventually(t, 2*time.Minute, e.tablesComplete(e.Store, run), "the run's tables did not complete")
 	before := snapshot(t, e.Store)
 	recs, err := e.Q.TableParts(t.Context(), run)
 	if err != nil {
@@ -197,7 +197,7 @@ func TestFrozenConverterOfAnotherVersionLandsNothing(t *testing.T) {
 		t.Fatal("the converter did not reach its part's write")
 	}
 	e.loop(e.process(e.Store), 2, 5)
-	testenv.Eventually(t, 60*time.Second, e.tablesComplete(e.Store, run), "the run's tables did not complete")
+	testenv.Eventually(t, 2*time.Minute, e.tablesComplete(e.Store, run), "the run's tables did not complete")
 	before := snapshot(t, e.Store)
 	close(fz.thaw)
 	select {
