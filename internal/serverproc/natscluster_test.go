@@ -49,17 +49,7 @@ func TestNATSClusterSurvivesLosingTheLeader(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js := connectCluster(t, c)
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -304,17 +294,7 @@ func TestNATSClusterQuorumLossAndFullRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Stop() })
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js := connectCluster(t, c)
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -431,4 +411,22 @@ func TestNATSClusterExtraConfigAccounts(t *testing.T) {
 	if info.Cluster == nil || info.Cluster.Leader != c.Nodes[leader].Name {
 		t.Fatalf("StreamLeader says %s, the stream info says %+v", c.Nodes[leader].Name, info.Cluster)
 	}
+}
+
+// connectCluster connects to every node of c, reconnecting for ever, for
+// the rest of the test, with a context that ends five minutes on.
+func connectCluster(t *testing.T, c *serverproc.NATSCluster) (context.Context, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	t.Cleanup(cancel)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, js
 }
