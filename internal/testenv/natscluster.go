@@ -166,6 +166,19 @@ func (c *NATSCluster) MetaLeader() int {
 	return -1
 }
 
+// StreamLeader is the index of the node that leads the named stream of the
+// global account, or -1 when none does. A leader cut off from its peers
+// keeps leading until its group notices the lost quorum, which need not
+// be when the meta group does.
+func (c *NATSCluster) StreamLeader(stream string) int {
+	for i := range ClusterSize {
+		if s := c.Server(i); s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
 // WaitMetaLeader waits until a running node leads the meta group, every
 // running node is current with it, and it has heard from every running
 // node, failing the test after timeout.
