@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/config"
 	"github.com/qfetch/qfetch/internal/fetch"
@@ -15,6 +18,7 @@ import (
 	"github.com/qfetch/qfetch/internal/objstore"
 	"github.com/qfetch/qfetch/internal/plan"
 	"github.com/qfetch/qfetch/internal/qualys"
+	"github.com/qfetch/qfetch/internal/retry"
 	"github.com/qfetch/qfetch/internal/runstat"
 	"github.com/qfetch/qfetch/internal/tables"
 )
@@ -96,7 +100,15 @@ type Sections struct {
 	Fleet  config.Fleet
 	// AckWait is the consumer's (workers only; 0: the default).
 	AckWait time.Duration
+	// SetupWait bounds how long Build asks JetStream again while its
+	// set-up gets no answer (0: DefaultSetupWait).
+	SetupWait time.Duration
 }
+
+// DefaultSetupWait is how long Build sets up JetStream again while the
+// cluster has no leader to answer: an election after a node's loss or
+// restart ends within seconds, a lost quorum does not.
+const DefaultSetupWait = 30 * time.Second
 
 // Build builds the parts for the process called name, in role. Close the
 // parts when done.
@@ -113,14 +125,62 @@ func Build(ctx context.Context, name string, role Role, s Sections) (*Parts, err
 	if err != nil {
 		return nil, err
 	}
-	q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, role)
+	q, err := setUp(ctx, js, s, role, log)
 	if err != nil {
-		// A cluster without quorum fails every process alike: fleet-wide.
-		err = msg.Confirm(ctx, js, err)
 		nc.Close()
 		return nil, err
 	}
 	return &Parts{Log: log, Qualys: client, Store: store, Queue: q, Prefix: s.S3.Prefix, Owner: Owner(), NATS: nc}, nil
+}
+
+// setUp is [Queue], asked again while JetStream does not answer it. The
+// set-up only creates what is missing and binds, so another try is safe;
+// a cluster electing leaders (a node lost or restarted) answers again in
+// seconds, and the pass then goes on instead of failing for its CronJob
+// to run it again. What still has no answer after s.SetupWait is a lost
+// quorum (fleet-wide, as [msg.Confirm] finds) or the request's own error.
+func setUp(ctx context.Context, js jetstream.JetStream, s Sections, role Role, log *slog.Logger) (JetStream, error) {
+	p := setupRetry{wait: s.SetupWait, base: 500 * time.Millisecond, max: 4 * time.Second}
+	if p.wait <= 0 {
+		p.wait = DefaultSetupWait
+	}
+	return p.do(ctx, log, func() (JetStream, error) {
+		q, err := Queue(ctx, js, s.NATS, s.Fleet, s.AckWait, role)
+		// A cluster without quorum fails every process alike: fleet-wide.
+		return q, msg.Confirm(ctx, js, err)
+	})
+}
+
+// setupRetry is how [setUp] asks again: for up to wait in all, backing
+// off from base to max between tries.
+type setupRetry struct{ wait, base, max time.Duration }
+
+func (p setupRetry) do(ctx context.Context, log *slog.Logger, try func() (JetStream, error)) (JetStream, error) {
+	start := time.Now()
+	for n := 1; ; n++ {
+		q, err := try()
+		if err == nil {
+			return q, nil
+		}
+		// A refusal also leaves requests unanswered; no wait mends the
+		// pod's credentials.
+		if !msg.Unanswered(err) || errors.Is(err, nats.ErrPermissionViolation) || ctx.Err() != nil {
+			return JetStream{}, err
+		}
+		d := retry.Backoff(n, p.base, p.max)
+		if time.Since(start)+d > p.wait {
+			return JetStream{}, fmt.Errorf("%w (no answer in %d tries over %s)", err, n, time.Since(start).Round(time.Second))
+		}
+		log.Warn("setting up JetStream: no answer (a leader election, or the cluster's quorum lost); asking again",
+			slog.Int("try", n), slog.Duration("in", d), slog.Any("error", err))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return JetStream{}, err
+		}
+	}
 }
 
 // clients builds the Qualys client and the store of a process in role.

@@ -50,6 +50,14 @@ func unanswered(err error) bool {
 		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
+// Unanswered reports whether err is a JetStream request that got no
+// answer: JetStream unavailable ([ErrJetStreamUnavailable]), or no
+// responder or no reply in time, which a leader election gives too. A
+// caller that may repeat the request (an idempotent set-up) asks again.
+func Unanswered(err error) bool {
+	return errors.Is(err, ErrJetStreamUnavailable) || unanswered(err)
+}
+
 // Available asks JetStream the smallest question there is (the account's
 // info, which the cluster's meta leader answers): nil when it answers; an
 // error wrapping [ErrJetStreamUnavailable] (fleet-wide) when, connected, it

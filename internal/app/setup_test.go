@@ -1,0 +1,166 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/failure"
+	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/natsperm"
+	"github.com/qfetch/qfetch/internal/testenv"
+)
+
+func TestSetupRetry(t *testing.T) {
+	unavailable := failure.FleetWide(fmt.Errorf("%w: no meta leader", msg.ErrJetStreamUnavailable))
+	timeout := fmt.Errorf("create bucket %s: %w", ledger.BucketRuns, context.DeadlineExceeded)
+	refused := failure.FleetWide(fmt.Errorf("%w (what needed it: %w)",
+		&natsperm.RefusedError{Op: "publish to", Subject: "$JS.API.STREAM.CREATE.X"}, nats.ErrNoResponders))
+	missing := failure.Retryable(fmt.Errorf("stream QFETCH_BATCHES: %w", msg.ErrNotSetUp))
+	for _, tc := range []struct {
+		name  string
+		errs  []error // what each try returns; the try after the last succeeds
+		tries int
+		want  error // nil: set up
+	}{
+		{"answered at once", nil, 1, nil},
+		{"an election: timeouts, then an answer", []error{timeout, timeout}, 3, nil},
+		{"quorum back within the wait", []error{unavailable, unavailable, unavailable}, 4, nil},
+		{"a refusal is not waited out", []error{refused}, 1, nats.ErrPermissionViolation},
+		{"an answered error is not asked again", []error{missing}, 1, msg.ErrNotSetUp},
+		{"no answer for the whole wait", repeat(unavailable, 100), 0, msg.ErrJetStreamUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := setupRetry{wait: 300 * time.Millisecond, base: 10 * time.Millisecond, max: 40 * time.Millisecond}
+			tries := 0
+			_, err := p.do(t.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)), func() (JetStream, error) {
+				tries++
+				if tries <= len(tc.errs) {
+					return JetStream{}, tc.errs[tries-1]
+				}
+				return JetStream{}, nil
+			})
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("err = %v after %d tries", err, tries)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("err = %v, want one wrapping %v", err, tc.want)
+			case tc.tries > 0 && tries != tc.tries:
+				t.Fatalf("%d tries, want %d", tries, tc.tries)
+			case tc.tries == 0 && (tries < 3 || tries >= len(tc.errs)):
+				t.Fatalf("%d tries in the wait, want a few", tries)
+			}
+			if tc.want != nil && failure.ClassOf(err) != failure.ClassOf(tc.errs[len(tc.errs)-1]) {
+				t.Fatalf("class %v, want the last error's %v", failure.ClassOf(err), failure.ClassOf(tc.errs[len(tc.errs)-1]))
+			}
+		})
+	}
+}
+
+func TestSetupRetryStopsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	p := setupRetry{wait: time.Hour, base: time.Hour, max: time.Hour}
+	unavailable := failure.FleetWide(fmt.Errorf("%w: no meta leader", msg.ErrJetStreamUnavailable))
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.do(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), func() (JetStream, error) {
+			return JetStream{}, unavailable
+		})
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, msg.ErrJetStreamUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func repeat(err error, n int) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// TestSetUpWaitsOutALostQuorum: a planner whose set-up meets a cluster
+// without quorum (two nodes of three down) asks again, and is set up once
+// the nodes are back, instead of failing its pass.
+func TestSetUpWaitsOutALostQuorum(t *testing.T) {
+	c := testenv.StartNATSCluster(t)
+	s := Sections{NATS: config.NATS{URL: c.URLs(), StreamReplicas: 3}, SetupWait: 3 * time.Minute}
+	nc, js := connect(t, c.URLs())
+	if _, err := setUp(t.Context(), js, s, RolePlanner, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("first set-up: %v", err)
+	}
+	nc.Close()
+
+	c.Shutdown(0)
+	c.Shutdown(1)
+	testenv.Eventually(t, time.Minute, func() bool { return c.MetaLeader() < 0 }, "no meta leader with one node of three")
+	_, js = connect(t, c.URL(2))
+	retries := &retryLog{seen: make(chan error, 1)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := setUp(t.Context(), js, s, RolePlanner, slog.New(retries))
+		done <- err
+	}()
+	var first error
+	select {
+	case first = <-retries.seen:
+	case err := <-done:
+		t.Fatalf("set-up without quorum returned before asking again: %v", err)
+	}
+	if !msg.Unanswered(first) {
+		t.Fatalf("the set-up asked again after %v", first)
+	}
+	c.Start(0)
+	c.Start(1)
+	if err := <-done; err != nil {
+		t.Fatalf("set-up once the quorum was back: %v", err)
+	}
+}
+
+func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// retryLog is a slog handler that hands over the error of the first
+// "asking again" record.
+type retryLog struct {
+	once sync.Once
+	seen chan error
+}
+
+func (h *retryLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *retryLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *retryLog) WithGroup(string) slog.Handler            { return h }
+func (h *retryLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			h.once.Do(func() { h.seen <- err })
+			return false
+		}
+		return true
+	})
+	return nil
+}
