@@ -194,8 +194,12 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 	// The cap first: a claim taken and then not used would leave the
 	// fleet unprobed for a period.
 	pending, limit, err := w.q.InFlight(ctx)
-	if err != nil || (st.Pause != nil && limit > 0 && pending >= limit) {
+	if err != nil {
 		return false, err
+	}
+	if st.Pause != nil && limit > 0 && pending >= limit {
+		w.freeLostCopies(ctx, limit)
+		return false, nil
 	}
 	if st.Pause == nil {
 		return true, nil
@@ -210,6 +214,34 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 		return false, err
 	}
 	return true, nil
+}
+
+// freeLostCopies frees the cap of a paused fleet from the copies whose
+// workers lost them (a killed pod, an ack lost in a failover). JetStream
+// hands such a copy out again, once its AckWait is over, only to a pull,
+// and a paused fleet pulls nothing: the copies would hold the cap, and so
+// keep the probe from running, for ever. At the cap a pull gets nothing
+// but such copies (or, should a call end meanwhile, a batch whose slot it
+// freed): each is taken off the queue as a retry due now, which holds no
+// slot, and no call is made for it (I5). The next period's probe runs in
+// the slots they held.
+func (w *Worker) freeLostCopies(ctx context.Context, n int) {
+	freed := 0
+	for range n {
+		m, err := w.q.Next(ctx, 100*time.Millisecond)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("fleet paused at the cap: pulling the copies that may hold it failed", "err", err)
+		}
+		if m == nil {
+			break
+		}
+		freed++
+		w.park(ctx, m, w.log.With("subject", m.Subject()), 0)
+	}
+	if freed > 0 {
+		w.log.Warn("fleet paused at the cap: copies their workers lost were taken off the queue as retries, so that the probe can run",
+			"copies", freed)
+	}
 }
 
 // probeOnce checks every side a fault may come from: a fault does not

@@ -474,3 +474,40 @@ func TestPartitionedWorkerYieldsItsCall(t *testing.T) {
 	}
 	e.checkBucket(e.batch)
 }
+
+// TestPausedFleetAtTheCapProbes: the fleet is paused for an outage while
+// its whole cap of two is held by copies a worker lost (it died before
+// acking them). JetStream hands such copies out again only to a pull, and
+// a paused fleet pulls nothing, while its probe waits for a free slot:
+// nothing would ever run again. A worker takes the copies off the queue
+// as retries; the probe runs in their slots and passes, and every batch,
+// the lost ones too, is fetched without a dead letter.
+func TestPausedFleetAtTheCapProbes(t *testing.T) {
+	d := &detectionCalls{}
+	e := setupCalls(t, opts{hosts: 400, batchSize: 100, maxInFlight: 2, ackWait: 2 * time.Second}, d)
+	for range 2 {
+		m, err := e.q.Next(t.Context(), 5*time.Second)
+		if err != nil || m == nil {
+			t.Fatalf("the lost worker's pull: %v, %v", m, err)
+		}
+	}
+	l, err := ledger.Open(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Fleet("test").Pause(t.Context(), ledger.PauseOutage, "test: an outage"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		e.start(e.pod(fmt.Sprintf("pod-%d", i), "", fetch.Config{Slots: 1}))
+	}
+	testenv.Eventually(t, time.Minute, func() bool { return e.done() == len(e.batch) },
+		"the fleet paused at its cap never probed and resumed")
+	if _, probes := d.stats(); len(probes) == 0 {
+		t.Fatal("the fleet resumed without a probe")
+	}
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Fatalf("%d dead letters", len(dl))
+	}
+	e.checkBucket(e.batch)
+}
