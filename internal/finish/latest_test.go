@@ -58,6 +58,16 @@ var (
 	newer  = latestOf(t0.Add(2 * time.Hour))
 )
 
+// farFuture is a latest.json naming a run whose window ends a year from
+// now: a planner's clock gone wrong, or a forged object.
+func farFuture() string {
+	b, err := json.Marshal(latestOf(time.Now().AddDate(1, 0, 0).Truncate(time.Second)))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 func latestFinisher(store Store) *Finisher {
 	return New(Config{Prefix: latestPrefix, Owner: "test"}, nil, store, slog.New(slog.DiscardHandler))
 }
@@ -95,6 +105,7 @@ func TestUpdateLatestSequence(t *testing.T) {
 		{"same run again keeps the first write", "", []Latest{older, {Run: older.Run, Before: older.Before, Updated: t0}}, older},
 		{"unreadable content is replaced", "{not json", []Latest{oldest}, oldest},
 		{"older after newer after oldest", "", []Latest{oldest, newer, older}, newer},
+		{"a window ending in a year is replaced", farFuture(), []Latest{older}, older},
 	}
 	for _, st := range latestStores {
 		for _, tc := range cases {
