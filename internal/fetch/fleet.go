@@ -1,14 +1,18 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/ledger"
+	"github.com/qfetch/qfetch/internal/msg"
 	"github.com/qfetch/qfetch/internal/qualys"
 )
 
@@ -222,9 +226,8 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 // and a paused fleet pulls nothing: the copies would hold the cap, and so
 // keep the probe from running, for ever. At the cap a pull gets nothing
 // but such copies (or, should a call end meanwhile, a batch whose slot it
-// freed): each is taken off the queue as a retry due now, which holds no
-// slot, and no call is made for it (I5). The next period's probe runs in
-// the slots they held.
+// freed), and no call is made for any of them (I5): see freeCopy. The
+// next period's probe runs in the slots they held.
 func (w *Worker) freeLostCopies(ctx context.Context, n int) {
 	freed := 0
 	for range n {
@@ -232,16 +235,48 @@ func (w *Worker) freeLostCopies(ctx context.Context, n int) {
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("fleet paused at the cap: pulling the copies that may hold it failed", "err", err)
 		}
-		if m == nil {
+		if m == nil || !w.freeCopy(ctx, m) {
 			break
 		}
 		freed++
-		w.park(ctx, m, w.log.With("subject", m.Subject()), 0)
 	}
 	if freed > 0 {
-		w.log.Warn("fleet paused at the cap: copies their workers lost were taken off the queue as retries, so that the probe can run",
+		w.log.Warn("fleet paused at the cap: copies their workers lost were taken off the queue, so that the probe can run",
 			"copies", freed)
 	}
+}
+
+// freeCopy takes m off the queue without a call, and reports whether its
+// slot is free now: parked as a retry due now, which holds no slot; or,
+// when it cannot be parked and is no batch (a forged message too large for
+// the schedule's headers), dead-lettered, as a delivery would. Failing
+// that, m waits a probe period with a Nak, holding its slot as it did, and
+// the rescue stops until the next period rather than pull it again at once.
+func (w *Worker) freeCopy(ctx context.Context, m jetstream.Msg) bool {
+	log := w.log.With("subject", m.Subject())
+	err := w.q.Park(ctx, m, time.Now())
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, msg.ErrRetryNotAcked):
+		log.Warn("a lost copy was parked but could not be acked; it returns after AckWait as a duplicate", "err", err)
+		return false
+	}
+	if b, derr := msg.Decode(m.Data()); derr != nil || m.Subject() != b.Subject() {
+		reason := "no batch, and it could not be taken off the queue while the fleet was paused at its cap"
+		cause := failure.Permanent(fmt.Errorf("%w (parking it: %w)", cmp.Or(derr, msg.ErrBadBatch), err))
+		dlErr := w.q.DeadLetter(ctx, m, reason, cause)
+		if dlErr == nil {
+			w.metrics.batches.WithLabelValues("dead-lettered", failure.ClassPermanent.String()).Inc()
+			log.Error("message dead-lettered", "reason", reason, "err", cause)
+			return true
+		}
+		err = errors.Join(err, dlErr)
+	}
+	log.Warn("a lost copy could not be taken off the queue; it waits a probe period, holding its slot",
+		"err", err, "next", w.cfg.ProbeEvery)
+	w.nak(m, w.cfg.ProbeEvery, log)
+	return false
 }
 
 // probeOnce checks every side a fault may come from: a fault does not
