@@ -94,6 +94,11 @@ type S3 struct {
 	// sync.Pool: a pool keeps one per processor, so memory would grow with
 	// GOMAXPROCS rather than with the Puts running (I4).
 	free chan []byte
+	// freeSmall holds idle first-read buffers (smallPut bytes): every Put
+	// and Complete takes one, and most objects (markers, manifests, the
+	// batches of a small run) fit in it; allocated anew each time, their
+	// zeroing was the worker's largest CPU cost with small batches.
+	freeSmall chan []byte
 	// orphanAge: see defaultOrphanAge.
 	orphanAge time.Duration
 }
@@ -103,8 +108,12 @@ type S3 struct {
 // never take one.
 const smallPut = 1 << 20
 
-// idleBuffers bounds the free list.
-const idleBuffers = 2
+// idleBuffers bounds the free list, idleSmall that of first-read buffers
+// (8 MiB at most).
+const (
+	idleBuffers = 2
+	idleSmall   = 8
+)
 
 // take returns an idle part buffer, or nil.
 func (s *S3) take() []byte {
@@ -116,13 +125,32 @@ func (s *S3) take() []byte {
 	}
 }
 
-// release keeps a full-size buffer for the next Put if there is room.
+// takeSmall returns an idle first-read buffer, or a new one.
+func (s *S3) takeSmall() []byte {
+	select {
+	case b := <-s.freeSmall:
+		return b
+	default:
+		return make([]byte, s.smallSize())
+	}
+}
+
+// smallSize is the size of a first-read buffer.
+func (s *S3) smallSize() int { return min(smallPut, s.partSize) }
+
+// release keeps a buffer for the next Put if there is room: a full-size
+// one on the free list, a first-read one on its own.
 func (s *S3) release(b []byte) {
-	if len(b) != s.partSize {
+	list := s.free
+	switch len(b) {
+	case s.partSize:
+	case s.smallSize():
+		list = s.freeSmall
+	default:
 		return
 	}
 	select {
-	case s.free <- b:
+	case list <- b:
 	default:
 	}
 }
@@ -184,6 +212,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	}
 	s := &S3{core: core, bucket: cfg.Bucket, endpoint: cfg.Endpoint, partSize: int(cfg.PartSize)}
 	s.free = make(chan []byte, idleBuffers)
+	s.freeSmall = make(chan []byte, idleSmall)
 	s.orphanAge = defaultOrphanAge
 	return s, nil
 }
@@ -287,7 +316,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 func (s *S3) readFirst(r io.Reader) (*source, []byte, int, error) {
 	buf := s.take()
 	if buf == nil {
-		buf = make([]byte, min(smallPut, s.partSize))
+		buf = s.takeSmall()
 	}
 	src := &source{r: r, h: sha256.New()}
 	n, err := src.fill(buf)
@@ -297,6 +326,7 @@ func (s *S3) readFirst(r io.Reader) (*source, []byte, int, error) {
 			full = make([]byte, s.partSize)
 		}
 		copy(full, buf[:n])
+		s.release(buf)
 		var m int
 		m, err = src.fill(full[n:])
 		n, buf = n+m, full
