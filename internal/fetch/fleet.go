@@ -202,7 +202,9 @@ func (w *Worker) claimProbe(ctx context.Context, st ledger.FleetState, period ti
 		return false, err
 	}
 	if st.Pause != nil && limit > 0 && pending >= limit {
-		w.freeLostCopies(ctx, limit)
+		// One free slot is all the probe needs; once it passes, the
+		// fleet's pulls take the other copies back as they come.
+		w.freeLostCopies(ctx, pending-limit+1)
 		return false, nil
 	}
 	if st.Pause == nil {
