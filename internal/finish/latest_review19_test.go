@@ -14,11 +14,14 @@ import (
 
 // What latest.json may hold that no finisher wrote: each is either left
 // (it names a later run) or replaced by the run finishing, never an error
-// that would hold up the run's completion for ever.
+// that would hold up the run's completion for ever. A run whose window
+// ends far in the future (a clock gone wrong, a forged object) is
+// replaced: kept, it would hold latest.json until that day.
 func TestReview19UpdateLatestHostileContent(t *testing.T) {
 	future := latestOf(time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC))
 	futureJSON, _ := jsonOf(future)
 	olderJSON, _ := jsonOf(older)
+	newerJSON, _ := jsonOf(newer)
 	cases := []struct {
 		name    string
 		content []byte
@@ -30,10 +33,11 @@ func TestReview19UpdateLatestHostileContent(t *testing.T) {
 		{"a string", []byte(`"x"`), older},
 		{"not UTF-8", []byte{0xff, 0xfe, '{'}, older},
 		{"over 1 MiB of junk", bytes.Repeat([]byte("x"), 3<<20), older},
-		{"a Latest, then 3 MiB of spaces", append(append([]byte{}, futureJSON...), bytes.Repeat([]byte(" "), 3<<20)...), future},
+		{"a Latest, then 3 MiB of spaces", append(append([]byte{}, newerJSON...), bytes.Repeat([]byte(" "), 3<<20)...), newer},
 		{"a Latest, then junk", append(append([]byte{}, futureJSON...), "junk"...), older},
 		{"the same run, other fields", []byte(`{"run":"` + older.Run + `","before":"2000-01-01T00:00:00Z"}`), Latest{Run: older.Run}},
-		{"a run that ends far in the future", futureJSON, future},
+		{"a later run", newerJSON, newer},
+		{"a run that ends far in the future", futureJSON, older},
 		{"this very Latest", olderJSON, older},
 	}
 	for _, st := range latestStores {
