@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -43,7 +42,7 @@ func TestSetupRetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := setupRetry{wait: 300 * time.Millisecond, base: 10 * time.Millisecond, max: 40 * time.Millisecond}
 			tries := 0
-			_, err := p.do(t.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)), func() (JetStream, error) {
+			_, err := p.do(t.Context(), slog.New(slog.DiscardHandler), func() (JetStream, error) {
 				tries++
 				if tries <= len(tc.errs) {
 					return JetStream{}, tc.errs[tries-1]
@@ -73,7 +72,7 @@ func TestSetupRetryStopsWithItsContext(t *testing.T) {
 	unavailable := failure.FleetWide(fmt.Errorf("%w: no meta leader", msg.ErrJetStreamUnavailable))
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.do(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), func() (JetStream, error) {
+		_, err := p.do(ctx, slog.New(slog.DiscardHandler), func() (JetStream, error) {
 			return JetStream{}, unavailable
 		})
 		done <- err
@@ -96,18 +95,8 @@ func repeat(err error, n int) []error {
 // without quorum (two nodes of three down) asks again, and is set up once
 // the nodes are back, instead of failing its pass.
 func TestSetUpWaitsOutALostQuorum(t *testing.T) {
-	c := testenv.StartNATSCluster(t)
-	s := Sections{NATS: config.NATS{URL: c.URLs(), StreamReplicas: 3}, SetupWait: 3 * time.Minute}
-	nc, js := connect(t, c.URLs())
-	if _, err := setUp(t.Context(), js, s, RolePlanner, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatalf("first set-up: %v", err)
-	}
-	nc.Close()
-
-	c.Shutdown(0)
-	c.Shutdown(1)
-	testenv.Eventually(t, time.Minute, func() bool { return c.MetaLeader() < 0 }, "no meta leader with one node of three")
-	_, js = connect(t, c.URL(2))
+	s := Sections{SetupWait: 3 * time.Minute}
+	c, js := lostQuorum(t, &s)
 	retries := &retryLog{seen: make(chan error, 1)}
 	done := make(chan error, 1)
 	go func() {
@@ -130,18 +119,22 @@ func TestSetUpWaitsOutALostQuorum(t *testing.T) {
 	}
 }
 
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+// lostQuorum sets JetStream up as a planner on a three-node cluster, with
+// s's wait, then stops two nodes and waits until none leads the meta
+// group; it returns the cluster and a JetStream on the survivor.
+func lostQuorum(t *testing.T, s *Sections) (*testenv.NATSCluster, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
+	c := testenv.StartNATSCluster(t)
+	s.NATS = config.NATS{URL: c.URLs(), StreamReplicas: 3}
+	js := testenv.Connect(t, c.URLs())
+	if _, err := setUp(t.Context(), js, *s, RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("first set-up: %v", err)
 	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	js.Conn().Close()
+	c.Shutdown(0)
+	c.Shutdown(1)
+	testenv.Eventually(t, time.Minute, func() bool { return c.MetaLeader() < 0 }, "no meta leader with one node of three")
+	return c, testenv.Connect(t, c.URL(2))
 }
 
 // retryLog is a slog handler that hands over the error of the first
