@@ -138,6 +138,18 @@ func (s *S3) takeSmall() []byte {
 // smallSize is the size of a first-read buffer.
 func (s *S3) smallSize() int { return min(smallPut, s.partSize) }
 
+// releaseSent releases buf after the requests that sent it ended with err.
+// Only a success returns it: a service that refuses a write (a condition
+// that fails, an upload aborted under us) answers before it reads the body,
+// and net/http may still be sending that body out of buf after the request
+// has returned (the RoundTripper's contract). A refused buffer is left to
+// the garbage collector.
+func (s *S3) releaseSent(buf []byte, err error) {
+	if err == nil {
+		s.release(buf)
+	}
+}
+
 // release keeps a buffer for the next Put if there is room: a full-size
 // one on the free list, a first-read one on its own.
 func (s *S3) release(b []byte) {
@@ -261,7 +273,7 @@ func (s *S3) Check(ctx context.Context) error {
 // the first attempt having stored the object; the caller that is refused
 // reads the key again (finish adopts a manifest that says the same, and
 // finds latest.json already naming its run).
-func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error) {
+func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (_ Object, err error) {
 	if err := ValidKey(key); err != nil {
 		return Object{}, err
 	}
@@ -270,7 +282,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	}
 	started := time.Now()
 	src, buf, n, err := s.readFirst(r)
-	defer s.release(buf)
+	defer func() { s.releaseSent(buf, err) }()
 	if err != nil {
 		return Object{}, err
 	}

@@ -72,13 +72,13 @@ func (s *S3) Begin(ctx context.Context, key string, opts PutOptions) (Upload, er
 // On S3 the object is always a multipart upload, even a tiny one (one part),
 // so the content type and metadata are those given to Begin. Any failure
 // aborts u: an upload is completed once or never.
-func (s *S3) Complete(ctx context.Context, u Upload, r io.Reader) (Object, error) {
+func (s *S3) Complete(ctx context.Context, u Upload, r io.Reader) (_ Object, err error) {
 	if err := s.validUpload(u); err != nil {
 		return Object{}, err
 	}
 	started := time.Now()
 	src, buf, n, err := s.readFirst(r)
-	defer s.release(buf)
+	defer func() { s.releaseSent(buf, err) }()
 	if err == nil {
 		if err = ctx.Err(); err != nil {
 			err = fmt.Errorf("objstore: complete %q in %s: %w", u.Key, s.Describe(), err)
