@@ -250,10 +250,12 @@ func (w *Worker) freeLostCopies(ctx context.Context, n int) {
 
 // freeCopy takes m off the queue without a call, and reports whether its
 // slot is free now: parked as a retry due now, which holds no slot; or,
-// when it cannot be parked and is no batch (a forged message too large for
-// the schedule's headers), dead-lettered, as a delivery would. Failing
-// that, m waits a probe period with a Nak, holding its slot as it did, and
-// the rescue stops until the next period rather than pull it again at once.
+// when it cannot be parked and is no batch (a forged message), or is a
+// batch that no schedule can hold (too large for the schedule's headers),
+// dead-lettered, where a replay can bring it back once the limit is
+// raised: kept, it would hold the cap for ever (I6). Failing that, m waits
+// a probe period with a Nak, holding its slot as it did, and the rescue
+// stops until the next period rather than pull it again at once.
 func (w *Worker) freeCopy(ctx context.Context, m jetstream.Msg) bool {
 	log := w.log.With("subject", m.Subject())
 	err := w.q.Park(ctx, m, time.Now())
@@ -264,9 +266,16 @@ func (w *Worker) freeCopy(ctx context.Context, m jetstream.Msg) bool {
 		log.Warn("a lost copy was parked but could not be acked; it returns after AckWait as a duplicate", "err", err)
 		return false
 	}
-	if b, derr := msg.Decode(m.Data()); derr != nil || m.Subject() != b.Subject() {
+	b, derr := msg.Decode(m.Data())
+	notBatch := derr != nil || m.Subject() != b.Subject()
+	if notBatch || errors.Is(err, msg.ErrTooLargeToRetry) {
 		reason := "no batch, and it could not be taken off the queue while the fleet was paused at its cap"
 		cause := failure.Permanent(fmt.Errorf("%w (parking it: %w)", cmp.Or(derr, msg.ErrBadBatch), err))
+		if !notBatch {
+			reason = "it could not be taken off the queue while the fleet was paused at its cap: " +
+				"too large to be scheduled again (raise the stream's maximum message size, then replay it)"
+			cause = err
+		}
 		dlErr := w.q.DeadLetter(ctx, m, reason, cause)
 		if dlErr == nil {
 			w.metrics.batches.WithLabelValues("dead-lettered", failure.ClassPermanent.String()).Inc()

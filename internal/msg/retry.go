@@ -102,12 +102,27 @@ func (q *Queue) schedule(ctx context.Context, m jetstream.Msg, subject, name str
 	// window would be dropped as a duplicate. A repeated publish replaces
 	// the schedule instead (roll-up).
 	if _, err := q.js.PublishMsg(ctx, out, jetstream.WithExpectStream(StreamBatches)); err != nil {
+		if tooLarge(err) {
+			return failure.Permanent(fmt.Errorf("msg: retry %s: schedule: %w: %w", name, ErrTooLargeToRetry, err))
+		}
 		return q.confirm(ctx, ClassifyAPI(fmt.Errorf("msg: retry %s: schedule: %w", name, err)))
 	}
 	if err := m.DoubleAck(ctx); err != nil {
 		return ClassifyAPI(fmt.Errorf("msg: retry %s: %w: %w", name, ErrRetryNotAcked, err))
 	}
 	return nil
+}
+
+// ErrTooLargeToRetry is wrapped, classified permanent, by [Queue.Retry]
+// and [Queue.Park] when the schedule cannot be stored because of its size:
+// a message within a few bytes of the stream's or the server's limit,
+// which the schedule's headers push past it. No try will store it.
+var ErrTooLargeToRetry = errors.New("too large to be scheduled again (the schedule's headers take it past the maximum message size)")
+
+func tooLarge(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
 }
 
 // retrySubject is where b waits out a retry: one subject per batch, so that
