@@ -620,8 +620,9 @@ func (f *Finisher) updateLatest(ctx context.Context, key string, l Latest) error
 // decideLatest reads key and says whether l is to be written there, and on
 // which condition: done when key already names l's run or a later one.
 // Content that does not decode, or names a window ending more than
-// latestSkew from now, is replaced; a failed read is an error, not content.
-// The store's Get must give a reader that has an objstore.ETag.
+// latestSkew after the store's time of it, is replaced; a failed read is an
+// error, not content. The store's Get must give a reader that has an
+// objstore.ETag and objstore.Modified.
 func (f *Finisher) decideLatest(ctx context.Context, key string, l Latest) (opts objstore.PutOptions, done bool, err error) {
 	r, err := f.store.Get(ctx, key)
 	switch {
@@ -639,18 +640,25 @@ func (f *Finisher) decideLatest(ctx context.Context, key string, l Latest) (opts
 	if err != nil {
 		return opts, false, err
 	}
+	stored, err := objstore.Modified(r)
+	if err != nil {
+		return opts, false, err
+	}
 	var cur Latest
-	if json.Unmarshal(body, &cur) == nil && !cur.Before.After(f.now().Add(latestSkew)) &&
+	if json.Unmarshal(body, &cur) == nil && !cur.Before.After(stored.Add(latestSkew)) &&
 		(cur.Run == l.Run || cur.Before.After(l.Before)) {
 		return opts, true, nil
 	}
 	return objstore.PutOptions{IfMatch: tag}, false, nil
 }
 
-// latestSkew is how far past this process's clock a window may end in
-// latest.json and still be kept. A run's window ends at its planner's
-// clock, so only a clock gone wrong or a forged object ends it later, and
-// it would hold latest.json from every run until that day.
+// latestSkew is how far past the time latest.json was stored (the store's
+// clock) the window it names may end and be kept. A run's window ends at
+// its planner's clock before the run is fetched, so only a planner's clock
+// gone wrong or a forged object ends it later, and it would hold
+// latest.json from every run until that day. The finisher's own clock
+// plays no part: one running behind must not take a newer run for a
+// future one and move latest.json back.
 const latestSkew = 24 * time.Hour
 
 func (f *Finisher) putJSON(ctx context.Context, key string, v any, opts objstore.PutOptions) error {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
 )
@@ -279,6 +280,15 @@ type dirReader struct {
 func (r *dirReader) Close() error {
 	r.closed = true
 	return r.File.Close()
+}
+
+// modified: see [Modified].
+func (r *dirReader) modified() (time.Time, error) {
+	fi, err := r.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // etag: see [ETag]. It hashes the open file with ReadAt, which leaves the

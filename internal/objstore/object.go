@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/qfetch/qfetch/internal/failure"
 )
@@ -78,6 +79,18 @@ func ETag(r io.Reader) (string, error) {
 		return "", fmt.Errorf("objstore: a %T is not a reader from Get: it has no ETag", r)
 	}
 	return t.etag()
+}
+
+// Modified is when the object r reads was stored, by the store's clock: r
+// must be a reader from a store's Get. The S3 store knows it from Get's
+// answer (Last-Modified, to the second); the directory store from the
+// file it opened.
+func Modified(r io.Reader) (time.Time, error) {
+	t, ok := r.(interface{ modified() (time.Time, error) })
+	if !ok {
+		return time.Time{}, fmt.Errorf("objstore: a %T is not a reader from Get: it has no time stored", r)
+	}
+	return t.modified()
 }
 
 // errETagClosed is ETag's error for a reader already closed.

@@ -525,7 +525,7 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, s.classify(ctx, "get", key, err)
 	}
-	return &s3Reader{obj: body, s: s, ctx: ctx, key: key, tag: info.ETag}, nil
+	return &s3Reader{obj: body, s: s, ctx: ctx, key: key, tag: info.ETag, stored: info.LastModified}, nil
 }
 
 // s3Reader is an object's body. It also seeks (from the start), by asking
@@ -537,6 +537,8 @@ type s3Reader struct {
 	ctx context.Context
 	key string
 	tag string // the ETag of the object read, from Get's answer
+	// stored is its Last-Modified, from the same answer.
+	stored time.Time
 	// closed: ETag refuses a closed reader, as the directory store's must
 	// (it hashes the open file), so that a caller tested on S3 works on both.
 	closed bool
@@ -551,6 +553,14 @@ func (r *s3Reader) etag() (string, error) {
 		return "", fmt.Errorf("objstore: get %q in %s: the answer had no ETag", r.key, r.s.Describe())
 	}
 	return r.tag, nil
+}
+
+// modified: see [Modified].
+func (r *s3Reader) modified() (time.Time, error) {
+	if r.stored.IsZero() {
+		return time.Time{}, fmt.Errorf("objstore: get %q in %s: the answer had no Last-Modified", r.key, r.s.Describe())
+	}
+	return r.stored, nil
 }
 
 // Seek asks for the object again from offset (whence io.SeekStart only),
