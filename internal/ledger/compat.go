@@ -64,5 +64,5 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyV
 	if err := checkBucket(ctx, js, want); err != nil {
 		return nil, err
 	}
-	return kv, nil
+	return newRebinding(js, kv), nil
 }

@@ -148,6 +148,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 		if err != nil {
 			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", name, err))
 		}
+		*dst = newRebinding(js, *dst)
 	}
 	return l, nil
 }
@@ -238,8 +239,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 //
 // Processes that bind to the buckets without owning them (workers, the
 // exporter) read the setting when they bind: one that binds in the moment
-// between a planner's UpdateKeyValue and this update reads from any replica
-// until it restarts, as every process did before.
+// between a planner's UpdateKeyValue and this update would send its Gets
+// where nothing answers once direct gets are off again; its binding is
+// made again then (see rebinding).
 func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
 	s, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
@@ -255,7 +257,7 @@ func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (je
 	if err != nil {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
 	}
-	return kv, nil
+	return newRebinding(js, kv), nil
 }
 
 // Inspect compares the ledger's buckets on the server with what cfg asks

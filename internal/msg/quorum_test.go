@@ -38,16 +38,21 @@ func newClusterEnv(t *testing.T, held int) *clusterEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	q, err := Setup(ctx, js, Config{StreamReplicas: 3, AckWait: time.Minute, MaxInFlight: 8})
-	if err != nil {
-		t.Fatalf("Setup: %v", err)
-	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "QUORUM_TEST", Replicas: 3})
-	if err != nil {
-		t.Fatalf("create bucket: %v", err)
-	}
+	// A loaded machine can time a request out while the new cluster
+	// places its first R3 streams (CI met it); the set-up is idempotent,
+	// and the planner's asks again too (app.Build).
+	var q *Queue
+	var kv jetstream.KeyValue
+	testenv.EventuallyOK(t, 2*time.Minute, func() error {
+		var err error
+		if q, err = Setup(ctx, js, Config{StreamReplicas: 3, AckWait: time.Minute, MaxInFlight: 8}); err != nil {
+			return fmt.Errorf("Setup: %w", err)
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "QUORUM_TEST", Replicas: 3})
+		return err
+	}, "the queue and a bucket set up on a new cluster")
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
