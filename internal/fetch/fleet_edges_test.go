@@ -220,15 +220,21 @@ func answerToWait(d *detectionCalls, first, toWait string) {
 // fleetState reads the fleet key as it is now.
 func (e *env) fleetState() ledger.FleetState {
 	e.t.Helper()
-	l, err := ledger.Open(e.t.Context(), e.js)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	st, err := l.Fleet("test").State(e.t.Context())
+	st, err := e.fleet("test").State(e.t.Context())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+// fleet is the fleet's record as the process called owner records in it.
+func (e *env) fleet(owner string) *ledger.Fleet {
+	e.t.Helper()
+	l, err := ledger.Open(e.t.Context(), e.js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Fleet(owner)
 }
 
 // TestEdgeHugeToWaitIsNoWait: a wait told in seconds is multiplied
@@ -344,11 +350,7 @@ func TestEdgeStallOutageDeadLettersNothing(t *testing.T) {
 func TestEdgeProbeHonoursTheHold(t *testing.T) {
 	d := &detectionCalls{}
 	e := setupCalls(t, opts{hosts: 200, batchSize: 100, maxFailures: 3}, d)
-	l, err := ledger.Open(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := l.Fleet("another-pod")
+	f := e.fleet("another-pod")
 	held := time.Now()
 	if err := f.Hold(t.Context(), held.Add(3*time.Second), "1965: wait 3 s"); err != nil {
 		t.Fatal(err)

@@ -491,11 +491,7 @@ func TestPausedFleetAtTheCapProbes(t *testing.T) {
 			t.Fatalf("the lost worker's pull: %v, %v", m, err)
 		}
 	}
-	l, err := ledger.Open(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Fleet("test").Pause(t.Context(), ledger.PauseOutage, "test: an outage"); err != nil {
+	if _, err := e.fleet("test").Pause(t.Context(), ledger.PauseOutage, "test: an outage"); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {

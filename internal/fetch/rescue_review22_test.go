@@ -70,11 +70,7 @@ func TestPausedFleetAtTheCapWithAMessageParkRefuses(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				l, err := ledger.Open(ctx, e.js)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := l.Fleet("test").Pause(ctx, ledger.PauseOutage, "test: an outage"); err != nil {
+				if _, err := e.fleet("test").Pause(ctx, ledger.PauseOutage, "test: an outage"); err != nil {
 					t.Fatal(err)
 				}
 			}

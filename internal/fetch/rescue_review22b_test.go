@@ -71,11 +71,7 @@ func TestReview22bPausedAtTheCapWithABatchParkRefuses(t *testing.T) {
 	if _, err := msg.Setup(ctx, e.js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ledger.Open(ctx, e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Fleet("test").Pause(ctx, ledger.PauseOutage, "test: an outage"); err != nil {
+	if _, err := e.fleet("test").Pause(ctx, ledger.PauseOutage, "test: an outage"); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
