@@ -55,8 +55,7 @@ func (r *rebinding) again(ctx context.Context, was jetstream.KeyValue, err error
 	return r.kv, true
 }
 
-// Get, GetRevision and Create (which reads a key it finds deleted) may
-// read; each is tried once more on a new binding.
+// Get and GetRevision read; each is tried once more on a new binding.
 
 func (r *rebinding) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	kv := r.cur()
@@ -76,10 +75,18 @@ func (r *rebinding) GetRevision(ctx context.Context, key string, revision uint64
 	return e, err
 }
 
+// Create: nats.go's Create, refused on a key's delete marker, reads the
+// key to see it deleted, and drops that read's error: through a binding
+// whose Gets find no responder, a deleted key is told to exist (a claim or
+// a lock would read as another's). A Get tells which, and binds again.
 func (r *rebinding) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
 	kv := r.cur()
 	rev, err := kv.Create(ctx, key, value, opts...)
-	if kv, ok := r.again(ctx, kv, err); ok {
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, err
+	}
+	_, gerr := kv.Get(ctx, key)
+	if kv, ok := r.again(ctx, kv, gerr); ok {
 		return kv.Create(ctx, key, value, opts...)
 	}
 	return rev, err
