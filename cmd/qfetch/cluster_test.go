@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/ledger"
 	"github.com/qfetch/qfetch/internal/msg"
@@ -46,12 +45,7 @@ func connectedNode(t *testing.T, c *testenv.NATSCluster, name string) int {
 func TestExporterAndOpsOnCluster(t *testing.T) {
 	c := testenv.StartNATSCluster(t)
 	m := testenv.MinIO(t)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	_, js := testenv.ConnectCluster(t, c.URLs(), nats.ReconnectWait(100*time.Millisecond))
 	if _, err := ledger.Setup(t.Context(), js, ledger.Config{Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qfetch/qfetch/internal/app"
@@ -66,16 +65,8 @@ func newClusterWorld(t *testing.T, hosts int64, batchSize int, ackWait time.Dura
 		sim.ServeHTTP(rw, r)
 	}))
 	t.Cleanup(srv.Close)
-	nc, err := nats.Connect(w.c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
+	nc, js := testenv.ConnectCluster(t, w.c.URLs(), nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
 	w.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := t.Context()
 	mq, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: 3, MaxInFlight: 4, AckWait: ackWait})
 	if err != nil {
@@ -124,6 +115,16 @@ func newClusterWorld(t *testing.T, hosts int64, batchSize int, ackWait time.Dura
 type noFinisher struct{}
 
 func (noFinisher) TryFinish(context.Context, string) error { return nil }
+
+// awaitCall waits for a detection call to reach the simulator.
+func (w *clusterWorld) awaitCall(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.entered:
+	case <-time.After(time.Minute):
+		t.Fatal("no detection call within a minute")
+	}
+}
 
 func (w *clusterWorld) releaseCalls() {
 	w.holding.Store(false)
@@ -193,11 +194,7 @@ func TestQuorumLossPausesWorker(t *testing.T) {
 	w.holding.Store(true)
 	reg := prometheus.NewRegistry()
 	wk, stop := w.worker(reg)
-	select {
-	case <-w.entered:
-	case <-time.After(time.Minute):
-		t.Fatal("no detection call within a minute")
-	}
+	w.awaitCall(t)
 	if err := wk.Ready(); err != nil {
 		t.Fatalf("not ready before the quorum loss: %v", err)
 	}
@@ -241,11 +238,7 @@ func TestConnectedNodeLost(t *testing.T) {
 	w.holding.Store(true)
 	reg := prometheus.NewRegistry()
 	wk, _ := w.worker(reg)
-	select {
-	case <-w.entered:
-	case <-time.After(time.Minute):
-		t.Fatal("no detection call within a minute")
-	}
+	w.awaitCall(t)
 	if got := w.nc.ConnectedServerName(); got != "n1" {
 		t.Fatalf("connected to %q, want n1", got)
 	}

@@ -29,15 +29,7 @@ type clusterEnv struct {
 func newClusterEnv(t *testing.T, held int) *clusterEnv {
 	t.Helper()
 	c := testenv.StartNATSCluster(t)
-	nc, err := nats.Connect(c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testenv.ConnectCluster(t, c.URLs(), nats.DontRandomize())
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	// A loaded machine can time a request out while the new cluster

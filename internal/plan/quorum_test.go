@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/app"
 	"github.com/qfetch/qfetch/internal/failure"
@@ -29,15 +28,7 @@ import (
 // the nodes back, the next pass resumes the same run and plans it whole.
 func TestQuorumLossFailsPassFleetWide(t *testing.T) {
 	c := testenv.StartNATSCluster(t)
-	nc, err := nats.Connect(c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.ConnectCluster(t, c.URLs(), nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
 	mq, err := msg.Setup(t.Context(), js, msg.Config{StreamReplicas: 3})
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,22 @@ func NATSURL(t testing.TB) string {
 // Connect opens a JetStream connection to url for the rest of the test.
 func Connect(t testing.TB, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	_, js := connect(t, url)
+	return js
+}
+
+// ConnectCluster opens a JetStream connection to urls, a cluster's
+// servers, for the rest of the test, as a pod's: it reconnects for ever,
+// every 50 ms, so that a test can take servers away and bring them back
+// under it. opts come after those, and may change them.
+func ConnectCluster(t testing.TB, urls string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return connect(t, urls, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+}
+
+func connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("testenv: connect %s: %v", url, err)
 	}
@@ -51,7 +66,7 @@ func Connect(t testing.TB, url string) jetstream.JetStream {
 	if err != nil {
 		t.Fatalf("testenv: jetstream: %v", err)
 	}
-	return js
+	return nc, js
 }
 
 // JetStream is one test's JetStream: a fresh embedded server, a connection,
