@@ -50,14 +50,19 @@ func TestNATSClusterSurvivesLosingTheLeader(t *testing.T) {
 	}
 
 	ctx, js := connectCluster(t, c)
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "cfg", Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A new cluster on a loaded machine can still count a peer offline
+	// ("no suitable peers for placement"; CI met it): the first R3
+	// objects are asked for until they are placed.
+	var stream jetstream.Stream
+	var kv jetstream.KeyValue
+	testenv.EventuallyOK(t, 2*time.Minute, func() error {
+		var err error
+		if stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3}); err != nil {
+			return err
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "cfg", Replicas: 3})
+		return err
+	}, "the first R3 stream and bucket placed")
 	publish := func(from, to int) {
 		t.Helper()
 		for n := from; n < to; n++ {
