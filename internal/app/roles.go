@@ -164,14 +164,23 @@ func (p setupRetry) do(ctx context.Context, log *slog.Logger, try func() (JetStr
 		}
 		// A refusal also leaves requests unanswered; no wait mends the
 		// pod's credentials.
-		if !msg.Unanswered(err) || errors.Is(err, nats.ErrPermissionViolation) || ctx.Err() != nil {
+		noPeers := msg.NoPeers(err)
+		if !(msg.Unanswered(err) || noPeers) || errors.Is(err, nats.ErrPermissionViolation) || ctx.Err() != nil {
 			return JetStream{}, err
 		}
 		d := retry.Backoff(n, p.base, p.max)
 		if time.Since(start)+d > p.wait {
+			if noPeers {
+				return JetStream{}, fmt.Errorf("%w (too few NATS servers up for QFETCH_NATS_STREAM_REPLICAS in %d tries over %s)",
+					err, n, time.Since(start).Round(time.Second))
+			}
 			return JetStream{}, fmt.Errorf("%w (no answer in %d tries over %s)", err, n, time.Since(start).Round(time.Second))
 		}
-		log.Warn("setting up JetStream: no answer (a leader election, or the cluster's quorum lost); asking again",
+		why := "no answer (a leader election, or the cluster's quorum lost)"
+		if noPeers {
+			why = "too few servers up to place the streams at their replicas (a server down, or not yet heard from after a start)"
+		}
+		log.Warn("setting up JetStream: "+why+"; asking again",
 			slog.Int("try", n), slog.Duration("in", d), slog.Any("error", err))
 		t := time.NewTimer(d)
 		select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ func TestSetupRetry(t *testing.T) {
 	refused := failure.FleetWide(fmt.Errorf("%w (what needed it: %w)",
 		&natsperm.RefusedError{Op: "publish to", Subject: "$JS.API.STREAM.CREATE.X"}, nats.ErrNoResponders))
 	missing := failure.Retryable(fmt.Errorf("stream QFETCH_BATCHES: %w", msg.ErrNotSetUp))
+	noPeers := fmt.Errorf("msg: create stream QFETCH_BATCHES: %w",
+		&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"})
+	otherAnswer := fmt.Errorf("msg: create stream QFETCH_BATCHES: %w",
+		&jetstream.APIError{Code: 400, ErrorCode: 10074, Description: "replicas > 1 not supported in non-clustered mode"})
 	for _, tc := range []struct {
 		name  string
 		errs  []error // what each try returns; the try after the last succeeds
@@ -38,6 +43,9 @@ func TestSetupRetry(t *testing.T) {
 		{"a refusal is not waited out", []error{refused}, 1, nats.ErrPermissionViolation},
 		{"an answered error is not asked again", []error{missing}, 1, msg.ErrNotSetUp},
 		{"no answer for the whole wait", repeat(unavailable, 100), 0, msg.ErrJetStreamUnavailable},
+		{"a server heard from within the wait", []error{noPeers, noPeers}, 3, nil},
+		{"too few servers for the whole wait", repeat(noPeers, 100), 0, noPeers},
+		{"another answer about replicas is not asked again", []error{otherAnswer}, 1, otherAnswer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := setupRetry{wait: 300 * time.Millisecond, base: 10 * time.Millisecond, max: 40 * time.Millisecond}
@@ -161,4 +169,35 @@ func (h *retryLog) Handle(_ context.Context, r slog.Record) error {
 		return true
 	})
 	return nil
+}
+
+// TestSetUpWithTooFewServers: a planner's set-up asked for more replicas
+// than the cluster counts servers up is answered "no suitable peers" (what
+// a new cluster answers R3 until its meta leader has heard from every
+// node, which CI met); it asks again for its wait, then fails saying what
+// to look at, with the server's answer still to be found by errors.As.
+func TestSetUpWithTooFewServers(t *testing.T) {
+	c := testenv.StartNATSCluster(t)
+	s := Sections{SetupWait: 2 * time.Second}
+	s.NATS = config.NATS{URL: c.URLs(), StreamReplicas: 5}
+	_, js := testenv.ConnectCluster(t, c.URLs())
+	retries := &retryLog{seen: make(chan error, 1)}
+	_, err := setUp(t.Context(), js, s, RolePlanner, slog.New(retries))
+	if !msg.NoPeers(err) {
+		t.Fatalf("set-up of R5 on three servers: %v, want a placement refusal", err)
+	}
+	select {
+	case first := <-retries.seen:
+		if !msg.NoPeers(first) {
+			t.Fatalf("asked again after %v", first)
+		}
+	default:
+		t.Fatal("the set-up did not ask again")
+	}
+	if !strings.Contains(err.Error(), "QFETCH_NATS_STREAM_REPLICAS") {
+		t.Fatalf("the error %q does not name the setting to look at", err)
+	}
+	if _, err := js.Stream(t.Context(), msg.StreamBatches); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the queue's stream after a refused set-up: %v", err)
+	}
 }

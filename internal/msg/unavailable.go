@@ -24,6 +24,21 @@ var ErrJetStreamUnavailable = errors.New("JetStream unavailable (no quorum or no
 // answers the JetStream API.
 const codeClusterNotAvailable jetstream.ErrorCode = 10008
 
+// codeNoPeers is the server's JSClusterNoPeersErrF, "no suitable peers for
+// placement": a cluster asked for a stream or bucket on more servers than
+// it counts up, a server being down or, just after a start, not yet heard
+// from by the meta leader.
+const codeNoPeers jetstream.ErrorCode = 10005
+
+// NoPeers reports whether err is JetStream answering that it has too few
+// servers up to place a stream or bucket at its replicas: a server back
+// (or first heard from) mends it, so an idempotent set-up may ask again
+// for a while; a cluster smaller than the replicas never will.
+func NoPeers(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == codeNoPeers
+}
+
 // availableWait bounds the question [Available] asks.
 const availableWait = 2 * time.Second
 

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATSCluster is an embedded three-node JetStream cluster in this process,
@@ -28,8 +31,8 @@ type NATSCluster struct {
 // ClusterSize is the number of nodes of a NATSCluster.
 const ClusterSize = 3
 
-// StartNATSCluster starts the three nodes and waits until the cluster has a
-// JetStream meta leader; they are shut down when the test ends.
+// StartNATSCluster starts the three nodes and waits until the cluster is
+// ready (see WaitReady); they are shut down when the test ends.
 func StartNATSCluster(t testing.TB) *NATSCluster {
 	t.Helper()
 	ports := freePorts(t, 2*ClusterSize)
@@ -70,7 +73,7 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 			t.Fatalf("testenv: start NATS node n%d: %v", i+1, err)
 		}
 	}
-	c.WaitMetaLeader(natsReadyTimeout)
+	c.WaitReady(2 * natsReadyTimeout)
 	return c
 }
 
@@ -186,29 +189,118 @@ func (c *NATSCluster) WaitMetaLeader(timeout time.Duration) int {
 	c.t.Helper()
 	leader := -1
 	EventuallyOK(c.t, timeout, func() error {
-		leader = c.MetaLeader()
-		if leader < 0 {
-			return fmt.Errorf("no meta leader")
-		}
-		running := 0
-		for i := range ClusterSize {
-			s := c.Server(i)
-			if s == nil {
-				continue
-			}
-			running++
-			if !s.JetStreamIsCurrent() {
-				return fmt.Errorf("n%d not current with the meta leader", i+1)
-			}
-		}
-		// A stream at R3 is placed only on peers the leader has heard
-		// from: until then, creating one fails ("no suitable peers").
-		if s := c.Server(leader); s == nil || len(s.JetStreamClusterPeers()) < running {
-			return fmt.Errorf("the meta leader knows fewer than the %d running peers", running)
-		}
-		return nil
+		var err error
+		leader, err = c.metaReady()
+		return err
 	}, "a JetStream meta leader")
 	return leader
+}
+
+// WaitReady waits until the cluster serves what a test asks of it, failing
+// the test after timeout: a meta leader as WaitMetaLeader's; every stream
+// of the account (KV buckets are streams too) led, with its replicas on
+// running nodes current; and, with every node up, a new R3 stream placed.
+// Each of these comes apart from the others after a start or a quorum
+// regained (CI met a bucket without a leader after the queue's stream had
+// one, and a first R3 stream refused "no suitable peers" after the meta
+// leader had heard from every node).
+func (c *NATSCluster) WaitReady(timeout time.Duration) {
+	c.t.Helper()
+	EventuallyOK(c.t, timeout, func() error {
+		if _, err := c.metaReady(); err != nil {
+			return err
+		}
+		return c.assetsReady()
+	}, "the NATS cluster ready")
+}
+
+// placementProbe is the stream WaitReady creates and deletes to learn that
+// an R3 stream can be placed.
+const placementProbe = "TESTENV_PLACEMENT_PROBE"
+
+func (c *NATSCluster) assetsReady() error {
+	var urls []string
+	running := map[string]bool{}
+	for i := range ClusterSize {
+		if c.Running(i) {
+			urls = append(urls, c.URL(i))
+			running[c.opts[i].ServerName] = true
+		}
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.NoReconnect())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The names come from the meta group; each stream's info from its
+	// leader, so a stream without one fails here (a listing of infos
+	// would pass over it).
+	names := js.StreamNames(ctx)
+	var all []string
+	for name := range names.Name() {
+		all = append(all, name)
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list streams: %w", err)
+	}
+	for _, name := range all {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		info := s.CachedInfo()
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", name)
+		}
+		for _, r := range info.Cluster.Replicas {
+			if running[r.Name] && (r.Offline || !r.Current) {
+				return fmt.Errorf("stream %s: replica %s not current (lag %d)", name, r.Name, r.Lag)
+			}
+		}
+	}
+	if len(running) < ClusterSize {
+		return nil
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: placementProbe, Subjects: []string{"testenv.placement.probe"},
+		Storage: jetstream.FileStorage, Replicas: ClusterSize}); err != nil {
+		return fmt.Errorf("place an R%d stream: %w", ClusterSize, err)
+	}
+	if err := js.DeleteStream(ctx, placementProbe); err != nil {
+		return fmt.Errorf("delete the placement probe: %w", err)
+	}
+	return nil
+}
+
+// metaReady is WaitMetaLeader's check: the leader's index, or why there is
+// none fit to use yet.
+func (c *NATSCluster) metaReady() (int, error) {
+	leader := c.MetaLeader()
+	if leader < 0 {
+		return -1, fmt.Errorf("no meta leader")
+	}
+	running := 0
+	for i := range ClusterSize {
+		s := c.Server(i)
+		if s == nil {
+			continue
+		}
+		running++
+		if !s.JetStreamIsCurrent() {
+			return -1, fmt.Errorf("n%d not current with the meta leader", i+1)
+		}
+	}
+	// A stream at R3 is placed only on peers the leader has heard from:
+	// until then, creating one fails ("no suitable peers").
+	if s := c.Server(leader); s == nil || len(s.JetStreamClusterPeers()) < running {
+		return -1, fmt.Errorf("the meta leader knows fewer than the %d running peers", running)
+	}
+	return leader, nil
 }
 
 func (c *NATSCluster) start(i int) error {

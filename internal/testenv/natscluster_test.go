@@ -49,16 +49,18 @@ func TestNATSCluster(t *testing.T) {
 	}
 	c.Start(0)
 	c.Start(1)
-	c.WaitMetaLeader(30 * time.Second)
-	testenv.EventuallyOK(t, 30*time.Second, func() error {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		got, err := readR3(rctx, js)
-		if err == nil && !bytes.Equal(got, []byte("kept")) {
-			t.Fatalf("after restart: %q", got)
-		}
-		return err
-	}, "the message after both nodes came back")
+	c.WaitReady(time.Minute)
+	// WaitReady promises a leader for every stream: the first read after
+	// it is answered.
+	if c.StreamLeader("R3") < 0 {
+		t.Fatal("no R3 leader after WaitReady")
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	got, err := readR3(rctx, js)
+	if err != nil || !bytes.Equal(got, []byte("kept")) {
+		t.Fatalf("after restart: %q, %v", got, err)
+	}
 }
 
 func readR3(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
