@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -40,13 +41,47 @@ func bucketCompatible(have jetstream.StreamConfig, want jetstream.KeyValueConfig
 	return nil
 }
 
-// checkBucket reads bucket's stream and checks it compatible with want.
-func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+// checkBucket reads bucket's stream and checks it compatible with want; it
+// returns the stream's settings.
+func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.StreamConfig, error) {
 	s, err := js.Stream(ctx, "KV_"+want.Bucket)
 	if err != nil {
-		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
+		return jetstream.StreamConfig{}, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 	}
-	return bucketCompatible(s.CachedInfo().Config, want)
+	have := s.CachedInfo().Config
+	return have, bucketCompatible(have, want)
+}
+
+// settled reports whether a bucket's stream already has every setting
+// UpdateKeyValue would bring from want, as nats.go derives them: the
+// planner then leaves it alone. An update also turns direct gets back on,
+// and roll-ups on the buckets that deny them, until leaderReads and
+// denyRollups turn them off again: each pass a moment in which a worker
+// binding reads from any replica, and a roll-up header could empty the run
+// records. Anything it does not recognise it updates, as before.
+func settled(have jetstream.StreamConfig, want jetstream.KeyValueConfig) bool {
+	orNone := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	dup := 2 * time.Minute
+	if want.TTL > 0 && want.TTL < dup {
+		dup = want.TTL
+	}
+	compression := jetstream.NoCompression
+	if want.Compression {
+		compression = jetstream.S2Compression
+	}
+	rollups := have.AllowRollup || !keepsRollups(want.Bucket)
+	return rollups && have.Description == want.Description &&
+		have.MaxMsgsPerSubject == int64(max(want.History, 1)) && have.MaxAge == want.TTL &&
+		have.MaxBytes == orNone(want.MaxBytes) && have.MaxMsgSize == int32(orNone(int64(want.MaxValueSize))) &&
+		have.Storage == want.Storage && have.Replicas == max(want.Replicas, 1) && have.Duplicates == dup &&
+		have.Compression == compression && have.DenyDelete && have.Discard == jetstream.DiscardNew &&
+		have.MaxMsgs == -1 && have.MaxConsumers == -1 && have.Placement == nil &&
+		have.AllowMsgTTL == (want.LimitMarkerTTL != 0) && have.SubjectDeleteMarkerTTL == want.LimitMarkerTTL
 }
 
 // bindBucket binds to bucket as it is, creating nothing: what a process
@@ -61,7 +96,7 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyV
 	if err != nil {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 	}
-	if err := checkBucket(ctx, js, want); err != nil {
+	if _, err := checkBucket(ctx, js, want); err != nil {
 		return nil, err
 	}
 	return newRebinding(js, kv), nil

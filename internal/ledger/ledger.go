@@ -93,7 +93,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i], cfg.KeepBuckets); err != nil {
 			return nil, err
 		}
-		if b := wanted(cfg)[i].Bucket; !cfg.KeepBuckets && (b == BucketRuns || b == BucketState) {
+		if b := wanted(cfg)[i].Bucket; !cfg.KeepBuckets && !keepsRollups(b) {
 			if err := denyRollups(ctx, js, wanted(cfg)[i].Bucket); err != nil {
 				return nil, err
 			}
@@ -101,6 +101,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 	}
 	return l, nil
 }
+
+// keepsRollups reports whether bucket keeps roll-ups (see denyRollups).
+func keepsRollups(bucket string) bool { return bucket != BucketRuns && bucket != BucketState }
 
 // denyRollups turns off roll-ups on a bucket whose keys qfetch never
 // purges (run records, the watermark): the server lets a "Nats-Rollup: all"
@@ -217,8 +220,12 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		if !errors.Is(err, jetstream.ErrBucketExists) {
 			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
 		}
-		if err := checkBucket(ctx, js, cfg); err != nil {
+		have, err := checkBucket(ctx, js, cfg)
+		if err != nil {
 			return nil, err
+		}
+		if settled(have, cfg) {
+			return leaderReads(ctx, js, cfg.Bucket)
 		}
 		if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
 			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
