@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qfetch/qfetch/internal/config"
+	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/fetch"
 	"github.com/qfetch/qfetch/internal/finish"
 	"github.com/qfetch/qfetch/internal/hostids"
@@ -171,8 +172,10 @@ func (p setupRetry) do(ctx context.Context, log *slog.Logger, try func() (JetStr
 		d := retry.Backoff(n, p.base, p.max)
 		if time.Since(start)+d > p.wait {
 			if noPeers {
-				return JetStream{}, fmt.Errorf("%w (too few NATS servers up for QFETCH_NATS_STREAM_REPLICAS in %d tries over %s)",
-					err, n, time.Since(start).Round(time.Second))
+				// Servers down, or fewer than the replicas asked: an
+				// operator's to mend, whichever process meets it.
+				return JetStream{}, failure.FleetWide(fmt.Errorf("%w (too few NATS servers up for QFETCH_NATS_STREAM_REPLICAS in %d tries over %s)",
+					err, n, time.Since(start).Round(time.Second)))
 			}
 			return JetStream{}, fmt.Errorf("%w (no answer in %d tries over %s)", err, n, time.Since(start).Round(time.Second))
 		}

@@ -67,8 +67,16 @@ func TestSetupRetry(t *testing.T) {
 			case tc.tries == 0 && (tries < 3 || tries >= len(tc.errs)):
 				t.Fatalf("%d tries in the wait, want a few", tries)
 			}
-			if tc.want != nil && failure.ClassOf(err) != failure.ClassOf(tc.errs[len(tc.errs)-1]) {
-				t.Fatalf("class %v, want the last error's %v", failure.ClassOf(err), failure.ClassOf(tc.errs[len(tc.errs)-1]))
+			if tc.want == nil {
+				return
+			}
+			// Too few servers is an operator's to mend: fleet-wide.
+			want := failure.ClassOf(tc.errs[len(tc.errs)-1])
+			if msg.NoPeers(err) && tries > 1 {
+				want = failure.ClassFleetWide
+			}
+			if failure.ClassOf(err) != want {
+				t.Fatalf("class %v, want %v", failure.ClassOf(err), want)
 			}
 		})
 	}
@@ -193,6 +201,9 @@ func TestSetUpWithTooFewServers(t *testing.T) {
 		}
 	default:
 		t.Fatal("the set-up did not ask again")
+	}
+	if code := ExitCode(err); code != ExitFleetWide {
+		t.Fatalf("exit code %d, want %d: an operator must start servers or lower the replicas", code, ExitFleetWide)
 	}
 	if !strings.Contains(err.Error(), "QFETCH_NATS_STREAM_REPLICAS") {
 		t.Fatalf("the error %q does not name the setting to look at", err)
