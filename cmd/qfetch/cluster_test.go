@@ -46,13 +46,15 @@ func TestExporterAndOpsOnCluster(t *testing.T) {
 	c := testenv.StartNATSCluster(t)
 	m := testenv.MinIO(t)
 	_, js := testenv.ConnectCluster(t, c.URLs(), nats.ReconnectWait(100*time.Millisecond))
-	if _, err := ledger.Setup(t.Context(), js, ledger.Config{Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
-	q, err := msg.Setup(t.Context(), js, msg.Config{StreamReplicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var q *msg.Queue
+	c.SetUp("the ledger and the queue on a new cluster", func(ctx context.Context) error {
+		if _, err := ledger.Setup(ctx, js, ledger.Config{Replicas: 3}); err != nil {
+			return err
+		}
+		var err error
+		q, err = msg.Setup(ctx, js, msg.Config{StreamReplicas: 3})
+		return err
+	})
 	p := startExporter(t, map[string]string{
 		"QFETCH_NATS_URL": c.URLs(), "QFETCH_NATS_STREAM_REPLICAS": "3",
 		"QFETCH_S3_ENDPOINT": m.Endpoint, "QFETCH_S3_SECURE": "false",

@@ -21,9 +21,10 @@ func TestReview23SetUpWithOneServerDown(t *testing.T) {
 	s := Sections{SetupWait: 20 * time.Second}
 	s.NATS = config.NATS{URL: c.URLs(), StreamReplicas: 3}
 	_, js := testenv.ConnectCluster(t, c.URLs())
-	if _, err := setUp(t.Context(), js, s, RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("the first set-up right after StartNATSCluster: %v", err)
-	}
+	c.SetUp("the first set-up on a new cluster", func(ctx context.Context) error {
+		_, err := setUp(ctx, js, s, RolePlanner, slog.New(slog.DiscardHandler))
+		return err
+	})
 	c.Shutdown(2)
 	c.WaitReady(time.Minute)
 	for _, role := range []Role{RolePlanner, RoleWorker} {

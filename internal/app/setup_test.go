@@ -143,14 +143,10 @@ func lostQuorum(t *testing.T, s *Sections) (*testenv.NATSCluster, jetstream.JetS
 	c := testenv.StartNATSCluster(t)
 	s.NATS = config.NATS{URL: c.URLs(), StreamReplicas: 3}
 	js := testenv.Connect(t, c.URLs())
-	// A loaded machine can find a new cluster still counting a peer
-	// offline ("no suitable peers for placement", an answer, so setUp
-	// does not ask again; CI met it): the first set-up is asked until it
-	// succeeds, as the next planner pass would.
-	testenv.EventuallyOK(t, 2*time.Minute, func() error {
-		_, err := setUp(t.Context(), js, *s, RolePlanner, slog.New(slog.DiscardHandler))
+	c.SetUp("the first set-up on a new cluster", func(ctx context.Context) error {
+		_, err := setUp(ctx, js, *s, RolePlanner, slog.New(slog.DiscardHandler))
 		return err
-	}, "the first set-up on a new cluster")
+	})
 	js.Conn().Close()
 	c.Shutdown(0)
 	c.Shutdown(1)

@@ -68,14 +68,15 @@ func newClusterWorld(t *testing.T, hosts int64, batchSize int, ackWait time.Dura
 	nc, js := testenv.ConnectCluster(t, w.c.URLs(), nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
 	w.nc = nc
 	ctx := t.Context()
-	mq, err := msg.Setup(ctx, js, msg.Config{StreamReplicas: 3, MaxInFlight: 4, AckWait: ackWait})
-	if err != nil {
-		t.Fatalf("msg.Setup: %v", err)
-	}
-	l, err := ledger.Setup(ctx, js, ledger.Config{Replicas: 3})
-	if err != nil {
-		t.Fatalf("ledger.Setup: %v", err)
-	}
+	var mq *msg.Queue
+	var l *ledger.Ledger
+	w.c.SetUp("the queue and the ledger on a new cluster", func(ctx context.Context) (err error) {
+		if mq, err = msg.Setup(ctx, js, msg.Config{StreamReplicas: 3, MaxInFlight: 4, AckWait: ackWait}); err != nil {
+			return err
+		}
+		l, err = ledger.Setup(ctx, js, ledger.Config{Replicas: 3})
+		return err
+	})
 	w.q = app.JetStream{Queue: mq, Ledger: l}
 	m := testenv.MinIO(t)
 	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,

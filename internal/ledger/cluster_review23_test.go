@@ -33,13 +33,16 @@ func TestReview23ClusterReplicasAndNormalisation(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Setup(ctx, js, Config{Replicas: 1}); err != nil {
-		t.Fatal(err)
-	}
+	// A new cluster may refuse its first placements for a while.
+	c.SetUp("the ledger at R1", func(ctx context.Context) error {
+		_, err := Setup(ctx, js, Config{Replicas: 1})
+		return err
+	})
 	replicas(1)
-	if _, err := Setup(ctx, js, Config{Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	c.SetUp("the ledger scaled to R3", func(ctx context.Context) error {
+		_, err := Setup(ctx, js, Config{Replicas: 3})
+		return err
+	})
 	replicas(3)
 
 	// The update requests themselves, seen on the connection that sends

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -53,13 +54,49 @@ func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Key
 }
 
 // settled reports whether a bucket's stream already has every setting
-// UpdateKeyValue would bring from want, as nats.go derives them: the
-// planner then leaves it alone. An update also turns direct gets back on,
-// and roll-ups on the buckets that deny them, until leaderReads and
-// denyRollups turn them off again: each pass a moment in which a worker
-// binding reads from any replica, and a roll-up header could empty the run
-// records. Anything it does not recognise it updates, as before.
+// UpdateKeyValue would send for want: the planner then leaves it alone. An
+// update also turns direct gets back on, and roll-ups on the buckets that
+// deny them, until leaderReads and denyRollups turn them off again: each
+// pass a moment in which a worker binding reads from any replica, and a
+// roll-up header could empty the run records.
+//
+// The whole configuration is compared, not a list of settings: an update
+// sends every setting nats.go does not set as zero, and so puts right an
+// operator's change to any of them (no_ack on the run records leaves every
+// write unanswered). Only what qfetch itself changes after an update, and
+// the server's own metadata, are set aside. A setting the server fills in
+// that this does not foresee makes a bucket look unsettled: updated every
+// pass, as before, never left wrong.
 func settled(have jetstream.StreamConfig, want jetstream.KeyValueConfig) bool {
+	h := have
+	h.AllowDirect = true
+	if !keepsRollups(want.Bucket) {
+		h.AllowRollup = true
+	}
+	h.Metadata = operatorMetadata(have.Metadata)
+	return reflect.DeepEqual(h, kvStream(want))
+}
+
+// operatorMetadata is m without the server's own keys (_nats.*, which the
+// server sets on every create and update); nil when nothing is left.
+func operatorMetadata(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, "_nats.") {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// kvStream is the stream configuration nats.go's UpdateKeyValue sends for
+// cfg (jetstream.prepareKeyValueConfig, nats.go v1.4x–1.5x, for a bucket
+// without mirror or sources, which bucketCompatible refuses anyway).
+func kvStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
 	orNone := func(v int64) int64 {
 		if v == 0 {
 			return -1
@@ -67,21 +104,37 @@ func settled(have jetstream.StreamConfig, want jetstream.KeyValueConfig) bool {
 		return v
 	}
 	dup := 2 * time.Minute
-	if want.TTL > 0 && want.TTL < dup {
-		dup = want.TTL
+	if cfg.TTL > 0 && cfg.TTL < dup {
+		dup = cfg.TTL
 	}
 	compression := jetstream.NoCompression
-	if want.Compression {
+	if cfg.Compression {
 		compression = jetstream.S2Compression
 	}
-	rollups := have.AllowRollup || !keepsRollups(want.Bucket)
-	return rollups && have.Description == want.Description &&
-		have.MaxMsgsPerSubject == int64(max(want.History, 1)) && have.MaxAge == want.TTL &&
-		have.MaxBytes == orNone(want.MaxBytes) && have.MaxMsgSize == int32(orNone(int64(want.MaxValueSize))) &&
-		have.Storage == want.Storage && have.Replicas == max(want.Replicas, 1) && have.Duplicates == dup &&
-		have.Compression == compression && have.DenyDelete && have.Discard == jetstream.DiscardNew &&
-		have.MaxMsgs == -1 && have.MaxConsumers == -1 && have.Placement == nil &&
-		have.AllowMsgTTL == (want.LimitMarkerTTL != 0) && have.SubjectDeleteMarkerTTL == want.LimitMarkerTTL
+	return jetstream.StreamConfig{
+		Name:                   "KV_" + cfg.Bucket,
+		Description:            cfg.Description,
+		Subjects:               []string{"$KV." + cfg.Bucket + ".>"},
+		MaxMsgsPerSubject:      int64(max(cfg.History, 1)),
+		MaxBytes:               orNone(cfg.MaxBytes),
+		MaxAge:                 cfg.TTL,
+		MaxMsgSize:             int32(orNone(int64(cfg.MaxValueSize))),
+		Storage:                cfg.Storage,
+		Replicas:               max(cfg.Replicas, 1),
+		Placement:              cfg.Placement,
+		AllowRollup:            true,
+		DenyDelete:             true,
+		Duplicates:             dup,
+		MaxMsgs:                -1,
+		MaxConsumers:           -1,
+		AllowDirect:            true,
+		RePublish:              cfg.RePublish,
+		Compression:            compression,
+		Discard:                jetstream.DiscardNew,
+		AllowMsgTTL:            cfg.LimitMarkerTTL != 0,
+		SubjectDeleteMarkerTTL: cfg.LimitMarkerTTL,
+		Metadata:               operatorMetadata(cfg.Metadata),
+	}
 }
 
 // bindBucket binds to bucket as it is, creating nothing: what a process

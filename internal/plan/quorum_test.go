@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
@@ -29,14 +30,15 @@ import (
 func TestQuorumLossFailsPassFleetWide(t *testing.T) {
 	c := testenv.StartNATSCluster(t)
 	_, js := testenv.ConnectCluster(t, c.URLs(), nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
-	mq, err := msg.Setup(t.Context(), js, msg.Config{StreamReplicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Setup(t.Context(), js, ledger.Config{Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var mq *msg.Queue
+	var l *ledger.Ledger
+	c.SetUp("the queue and the ledger on a new cluster", func(ctx context.Context) (err error) {
+		if mq, err = msg.Setup(ctx, js, msg.Config{StreamReplicas: 3}); err != nil {
+			return err
+		}
+		l, err = ledger.Setup(ctx, js, ledger.Config{Replicas: 3})
+		return err
+	})
 	m := testenv.MinIO(t)
 	store, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: m.Bucket})
 	if err != nil {

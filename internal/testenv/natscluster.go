@@ -197,28 +197,44 @@ func (c *NATSCluster) WaitMetaLeader(timeout time.Duration) int {
 }
 
 // WaitReady waits until the cluster serves what a test asks of it, failing
-// the test after timeout: a meta leader as WaitMetaLeader's; every stream
-// of the account (KV buckets are streams too) led, with its replicas on
-// running nodes current; and, with every node up, a new R3 stream placed.
-// Each of these comes apart from the others after a start or a quorum
-// regained (CI met a bucket without a leader after the queue's stream had
-// one, and a first R3 stream refused "no suitable peers" after the meta
-// leader had heard from every node).
+// the test after timeout: a meta leader as WaitMetaLeader's, and every
+// stream of the account (KV buckets are streams too) led, with its
+// replicas on running nodes current. Each comes apart from the others
+// after a start or a quorum regained: CI met a bucket without a leader
+// after the queue's stream had one.
+//
+// Two things it cannot promise. A new cluster can refuse the first R3
+// placements "no suitable peers" a while longer (the meta leader has not
+// yet heard every node's configuration, or counts one offline for a
+// moment): create them with SetUp. Consumers are not waited for, since an
+// ephemeral one on a node that went has no leader until its inactivity
+// runs out: a test asks its own durable consumer until it answers.
 func (c *NATSCluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
 	EventuallyOK(c.t, timeout, func() error {
 		if _, err := c.metaReady(); err != nil {
 			return err
 		}
-		return c.assetsReady()
+		return c.streamsLed()
 	}, "the NATS cluster ready")
 }
 
-// placementProbe is the stream WaitReady creates and deletes to learn that
-// an R3 stream can be placed.
-const placementProbe = "TESTENV_PLACEMENT_PROBE"
+// SetUp runs f, an idempotent set-up (creating streams, buckets,
+// consumers), until it succeeds, for up to two minutes, each try bounded
+// by 15 s; it fails the test after that. It is how a test makes its first
+// objects on a new or just restarted cluster, which may refuse a placement
+// or leave a request unanswered for a while after WaitReady, as the
+// planner's set-up asks again (app.setUp).
+func (c *NATSCluster) SetUp(what string, f func(ctx context.Context) error) {
+	c.t.Helper()
+	EventuallyOK(c.t, 2*time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 15*time.Second)
+		defer cancel()
+		return f(ctx)
+	}, "%s", what)
+}
 
-func (c *NATSCluster) assetsReady() error {
+func (c *NATSCluster) streamsLed() error {
 	var urls []string
 	running := map[string]bool{}
 	for i := range ClusterSize {
@@ -263,16 +279,6 @@ func (c *NATSCluster) assetsReady() error {
 				return fmt.Errorf("stream %s: replica %s not current (lag %d)", name, r.Name, r.Lag)
 			}
 		}
-	}
-	if len(running) < ClusterSize {
-		return nil
-	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: placementProbe, Subjects: []string{"testenv.placement.probe"},
-		Storage: jetstream.FileStorage, Replicas: ClusterSize}); err != nil {
-		return fmt.Errorf("place an R%d stream: %w", ClusterSize, err)
-	}
-	if err := js.DeleteStream(ctx, placementProbe); err != nil {
-		return fmt.Errorf("delete the placement probe: %w", err)
 	}
 	return nil
 }

@@ -19,10 +19,11 @@ func TestNATSCluster(t *testing.T) {
 	_, js := testenv.ConnectCluster(t, c.URLs())
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"},
-		Storage: jetstream.FileStorage, Replicas: 3}); err != nil {
-		t.Fatalf("create R3 stream: %v", err)
-	}
+	c.SetUp("an R3 stream", func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"},
+			Storage: jetstream.FileStorage, Replicas: 3})
+		return err
+	})
 	if _, err := js.Publish(ctx, "r3.a", []byte("kept")); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
