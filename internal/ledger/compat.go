@@ -54,11 +54,9 @@ func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Key
 }
 
 // settled reports whether a bucket's stream already has every setting
-// UpdateKeyValue would send for want: the planner then leaves it alone. An
-// update also turns direct gets back on, and roll-ups on the buckets that
-// deny them, until leaderReads and denyRollups turn them off again: each
-// pass a moment in which a worker binding reads from any replica, and a
-// roll-up header could empty the run records.
+// UpdateKeyValue would send for want: the planner then leaves it alone,
+// rather than updating five streams each pass (on a cluster, a meta-group
+// proposal each).
 //
 // The whole configuration is compared, not a list of settings: an update
 // sends every setting nats.go does not set as zero, and so puts right an

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qfetch/qfetch/internal/failure"
 	"github.com/qfetch/qfetch/internal/msg"
+	"github.com/qfetch/qfetch/internal/retry"
 )
 
 // Bucket names, shared by every process and by operators' nats CLI sessions.
@@ -87,6 +88,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 	if err := cfg.validate(); err != nil {
 		return nil, failure.Permanent(fmt.Errorf("ledger: invalid config: %w", err))
 	}
+	// A server without JetStream leaves a stream create unanswered; the
+	// account's info is answered "not enabled", which says what is wrong
+	// and is not asked again (what CreateKeyValue asked first).
+	if !cfg.KeepBuckets {
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: JetStream account info: %w", err))
+		}
+	}
 	l := &Ledger{js: js}
 	var err error
 	for i, dst := range l.buckets() {
@@ -124,7 +133,7 @@ func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) err
 	}
 	c.AllowRollup = false
 	if _, err := js.UpdateStream(ctx, c); err != nil {
-		return failure.FleetWide(fmt.Errorf("%w: bucket %s: turning off roll-ups: %w", msg.ErrIncompatible, bucket, err))
+		return refusedUpdate(bucket, "turning off roll-ups", err)
 	}
 	return nil
 }
@@ -211,28 +220,85 @@ func wanted(cfg Config) [5]jetstream.KeyValueConfig {
 
 // ensureBucket creates a KV bucket or brings an existing one to cfg; with
 // keep it binds to it as it is (see Config.KeepBuckets).
+//
+// The bucket's stream is created, or updated, with its final settings in
+// one request (bucketStream): direct gets and roll-ups are never on for a
+// moment, and no update follows a create. On a cluster, a second planner's
+// create arriving while the first updated the stream it had just created
+// left both requests unanswered.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keep bool) (jetstream.KeyValue, error) {
 	if keep {
 		return bindBucket(ctx, js, cfg)
 	}
-	_, err := js.CreateKeyValue(ctx, cfg)
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrBucketExists) {
-			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
+	want := bucketStream(cfg)
+	_, err := js.CreateStream(ctx, want)
+	switch {
+	case err == nil:
+		if err := awaitStream(ctx, js, want.Name); err != nil {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
+		}
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		if err := awaitStream(ctx, js, want.Name); err != nil {
+			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
 		}
 		have, err := checkBucket(ctx, js, cfg)
 		if err != nil {
 			return nil, err
 		}
-		if settled(have, cfg) {
-			return leaderReads(ctx, js, cfg.Bucket)
+		if !settled(have, cfg) {
+			if _, err := js.UpdateStream(ctx, want); err != nil {
+				return nil, refusedUpdate(cfg.Bucket, "bringing it to qfetch's settings", err)
+			}
 		}
-		if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
-			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
-				msg.ErrIncompatible, cfg.Bucket, err))
-		}
+	default:
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
 	}
 	return leaderReads(ctx, js, cfg.Bucket)
+}
+
+// awaitStream waits, for a few seconds at most, until stream answers its
+// info. On a cluster, a create answered while another planner's identical
+// create is still being placed can come before the stream is there, and
+// the next read of it finds none (10059); any other error is returned at
+// once.
+func awaitStream(ctx context.Context, js jetstream.JetStream, stream string) error {
+	const tries = 12 // ≈ 6 s in all, doubling from 50 ms to 1 s
+	for n := 1; ; n++ {
+		_, err := js.Stream(ctx, stream)
+		if !errors.Is(err, jetstream.ErrStreamNotFound) || n == tries {
+			return err
+		}
+		t := time.NewTimer(retry.Backoff(n, 50*time.Millisecond, time.Second))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// bucketStream is the stream qfetch wants for cfg: what UpdateKeyValue
+// would send (kvStream), with direct gets off (see leaderReads) and
+// roll-ups off where denyRollups turns them off.
+func bucketStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
+	s := kvStream(cfg)
+	s.AllowDirect = false
+	if !keepsRollups(cfg.Bucket) {
+		s.AllowRollup = false
+	}
+	return s
+}
+
+// refusedUpdate classes the failed update of bucket's stream: a request
+// that got no answer is what it is (a set-up asks again); an answer that
+// refuses the change means the bucket is not one qfetch can bring to its
+// settings.
+func refusedUpdate(bucket, what string, err error) error {
+	if msg.Unanswered(err) {
+		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %s: %w", bucket, what, err))
+	}
+	return failure.FleetWide(fmt.Errorf("%w: bucket %s: %s: %w", msg.ErrIncompatible, bucket, what, err))
 }
 
 // leaderReads turns direct gets off on bucket's stream (nats.go creates and
@@ -244,11 +310,12 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 // which the cluster e2e met. The leader has every acknowledged write.
 // Watches are consumers, served by the leader either way.
 //
-// Processes that bind to the buckets without owning them (workers, the
-// exporter) read the setting when they bind: one that binds in the moment
-// between a planner's UpdateKeyValue and this update would send its Gets
-// where nothing answers once direct gets are off again; its binding is
-// made again then (see rebinding).
+// Buckets are created and updated with direct gets off (bucketStream):
+// this turns them off on a bucket made by an earlier version. Processes
+// that bind to the buckets without owning them (workers, the exporter)
+// read the setting when they bind: one that bound while direct gets were
+// on sends its Gets where nothing answers once they are off; its binding
+// is made again then (see rebinding).
 func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
 	s, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
@@ -257,7 +324,7 @@ func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (je
 	if c := s.CachedInfo().Config; c.AllowDirect {
 		c.AllowDirect = false
 		if _, err := js.UpdateStream(ctx, c); err != nil {
-			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s: turning off direct gets: %w", msg.ErrIncompatible, bucket, err))
+			return nil, refusedUpdate(bucket, "turning off direct gets", err)
 		}
 	}
 	kv, err := js.KeyValue(ctx, bucket)
@@ -289,14 +356,18 @@ func Inspect(ctx context.Context, js jetstream.JetStream, cfg Config) ([]msg.Fin
 			if err != nil {
 				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 			}
-			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+			bs, ok := st.(*jetstream.KeyValueBucketStatus)
+			if ok {
 				if err := bucketCompatible(bs.StreamInfo().Config, want); err != nil {
 					f.Problem, f.Fatal = err.Error(), true
 					break
 				}
 			}
-			if st.History() != int64(want.History) {
+			switch {
+			case st.History() != int64(want.History):
 				f.Problem = fmt.Sprintf("keeps %d revisions per key, qfetch wants %d; the next planner updates it", st.History(), want.History)
+			case ok && !settled(bs.StreamInfo().Config, want):
+				f.Problem = "its settings differ from qfetch's (nats stream info KV_" + want.Bucket + "); the next planner brings them back"
 			}
 		}
 		out = append(out, f)

@@ -82,8 +82,29 @@ func TestSetupLeavesSettledBucketsAlone(t *testing.T) {
 	if _, err := e.JS.UpdateStream(e.Ctx, changed); err != nil {
 		t.Fatal(err)
 	}
+	// qfetch check says so, and what the next planner does about it.
+	problems := func() map[string]bool {
+		t.Helper()
+		findings, err := Inspect(e.Ctx, e.JS, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, f := range findings {
+			if f.Problem != "" {
+				out[f.Object] = f.Fatal
+			}
+		}
+		return out
+	}
+	if got := problems(); len(got) != 1 || got["bucket "+BucketRuns] {
+		t.Fatalf("findings after an operator's change: %v, want one, not fatal, for %s", got, BucketRuns)
+	}
 	if _, err := Setup(e.Ctx, e.JS, Config{}); err != nil {
 		t.Fatal(err)
+	}
+	if got := problems(); len(got) != 0 {
+		t.Fatalf("findings after the planner's pass: %v", got)
 	}
 	if got := updated(); len(got) == 0 || got[0] != kv {
 		t.Fatalf("streams updated after an operator's change: %v, want %s first", got, kv)
