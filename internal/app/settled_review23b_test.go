@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,35 +14,16 @@ import (
 )
 
 // updatesOf runs passes planner set-ups on js and returns the streams
-// whose update requests its connection sent meanwhile: the server delivers
-// them to the subscription before its answer to the flush after.
+// whose update requests its connection sent meanwhile.
 func updatesOf(t *testing.T, js jetstream.JetStream, s Sections, passes int) []string {
 	t.Helper()
-	nc := js.Conn()
-	sub, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for range passes {
-		if _, err := setUp(t.Context(), js, s, RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
-			t.Fatal(err)
+	return testenv.StreamUpdates(t, js.Conn(), func() {
+		for range passes {
+			if _, err := setUp(t.Context(), js, s, RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		m, err := sub.NextMsg(0)
-		if err != nil {
-			return got
-		}
-		got = append(got, m.Subject[strings.LastIndex(m.Subject, ".")+1:])
-	}
+	})
 }
 
 // TestReview23bPlannerPassesSettleOnOneServer: the planner's whole set-up

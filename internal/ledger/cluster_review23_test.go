@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -45,34 +44,13 @@ func TestReview23ClusterReplicasAndNormalisation(t *testing.T) {
 	})
 	replicas(3)
 
-	// The update requests themselves, seen on the connection that sends
-	// them: the server delivers them to it before its answer to a flush.
-	// (Advisories come from each stream's leader, in no order across
-	// servers.)
-	sub, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if _, err := Setup(ctx, js, Config{Replicas: 3}); err != nil {
-			t.Fatal(err)
+	got := testenv.StreamUpdates(t, nc, func() {
+		for range 2 {
+			if _, err := Setup(ctx, js, Config{Replicas: 3}); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		m, err := sub.NextMsg(0)
-		if err != nil {
-			break
-		}
-		got = append(got, m.Subject[strings.LastIndex(m.Subject, ".")+1:])
-	}
+	})
 	if len(got) != 0 {
 		t.Errorf("two passes over R3 buckets at qfetch's settings updated %v", got)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,4 +186,33 @@ func (n *NATSServer) start() error {
 	}
 	n.srv = s
 	return nil
+}
+
+// StreamUpdates runs f and returns the names of the streams whose update
+// requests nc sent meanwhile, in order: the server delivers nc's own
+// requests to nc's subscription before its answer to the flush after f.
+// It is how a test sees that a set-up changed nothing (a stream-updated
+// advisory comes from each stream's leader, in no order across servers).
+func StreamUpdates(t testing.TB, nc *nats.Conn, f func()) []string {
+	t.Helper()
+	sub, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.>")
+	if err != nil {
+		t.Fatalf("testenv: subscribe to stream updates: %v", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("testenv: flush: %v", err)
+	}
+	f()
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("testenv: flush: %v", err)
+	}
+	var names []string
+	for {
+		m, err := sub.NextMsg(0)
+		if err != nil {
+			return names
+		}
+		names = append(names, m.Subject[strings.LastIndex(m.Subject, ".")+1:])
+	}
 }
