@@ -234,6 +234,8 @@ func (c *NATSCluster) SetUp(what string, f func(ctx context.Context) error) {
 	}, "%s", what)
 }
 
+// streamsLed is WaitReady's look at the streams, through a connection of
+// its own to the running nodes: nil when each is led and current.
 func (c *NATSCluster) streamsLed() error {
 	var urls []string
 	running := map[string]bool{}
