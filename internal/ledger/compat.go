@@ -42,37 +42,30 @@ func bucketCompatible(have jetstream.StreamConfig, want jetstream.KeyValueConfig
 	return nil
 }
 
-// checkBucket reads bucket's stream and checks it compatible with want; it
-// returns the stream's settings.
-func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.StreamConfig, error) {
+// checkBucket reads bucket's stream and checks it compatible with want.
+func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
 	s, err := js.Stream(ctx, "KV_"+want.Bucket)
 	if err != nil {
-		return jetstream.StreamConfig{}, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
+		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 	}
-	have := s.CachedInfo().Config
-	return have, bucketCompatible(have, want)
+	return bucketCompatible(s.CachedInfo().Config, want)
 }
 
-// settled reports whether a bucket's stream already has every setting
-// UpdateKeyValue would send for want: the planner then leaves it alone,
-// rather than updating five streams each pass (on a cluster, a meta-group
-// proposal each).
+// settled reports whether a bucket's stream already is the one qfetch
+// wants (bucketStream): the planner then leaves it alone, rather than
+// updating five streams each pass (on a cluster, a meta-group proposal
+// each).
 //
 // The whole configuration is compared, not a list of settings: an update
-// sends every setting nats.go does not set as zero, and so puts right an
+// sends every setting qfetch does not set as zero, and so puts right an
 // operator's change to any of them (no_ack on the run records leaves every
-// write unanswered). Only what qfetch itself changes after an update, and
-// the server's own metadata, are set aside. A setting the server fills in
-// that this does not foresee makes a bucket look unsettled: updated every
-// pass, as before, never left wrong.
+// write unanswered). Only the server's own metadata is set aside. A
+// setting the server fills in that this does not foresee makes a bucket
+// look unsettled: updated every pass, never left wrong.
 func settled(have jetstream.StreamConfig, want jetstream.KeyValueConfig) bool {
 	h := have
-	h.AllowDirect = true
-	if !keepsRollups(want.Bucket) {
-		h.AllowRollup = true
-	}
 	h.Metadata = operatorMetadata(have.Metadata)
-	return reflect.DeepEqual(h, kvStream(want))
+	return reflect.DeepEqual(h, bucketStream(want))
 }
 
 // operatorMetadata is m without the server's own keys (_nats.*, which the
@@ -91,10 +84,28 @@ func operatorMetadata(m map[string]string) map[string]string {
 	return out
 }
 
-// kvStream is the stream configuration nats.go's UpdateKeyValue sends for
-// cfg (jetstream.prepareKeyValueConfig, nats.go v1.4x–1.5x, for a bucket
-// without mirror or sources, which bucketCompatible refuses anyway).
-func kvStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
+// bucketStream is the stream qfetch wants for cfg, created or updated in
+// one request: what nats.go's CreateKeyValue and UpdateKeyValue send
+// (jetstream.prepareKeyValueConfig, nats.go v1.4x–1.5x, for a bucket
+// without mirror or sources, which bucketCompatible refuses anyway), with
+// two changes:
+//
+//   - Direct gets off, so that every Get goes to the stream leader. With
+//     direct gets any current replica answers, and on a cluster a follower
+//     that has not caught up yet (for seconds after a node restarts)
+//     answers with an older revision or none: a run record or the
+//     watermark just written read back as missing, which the cluster e2e
+//     met. The leader has every acknowledged write; watches are consumers,
+//     served by the leader either way.
+//   - Roll-ups off where qfetch never purges a key (run records, the
+//     watermark; see keepsRollups): the server lets a "Nats-Rollup: all"
+//     header on any key a role may write empty the whole bucket, which
+//     NATS permissions cannot refuse (they see subjects, not headers).
+//
+// Neither is ever on for a moment: on a cluster, a second planner's create
+// arriving while the first updated the stream it had just created (as
+// nats.go's defaults made it do) left both requests unanswered.
+func bucketStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
 	orNone := func(v int64) int64 {
 		if v == 0 {
 			return -1
@@ -120,12 +131,12 @@ func kvStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
 		Storage:                cfg.Storage,
 		Replicas:               max(cfg.Replicas, 1),
 		Placement:              cfg.Placement,
-		AllowRollup:            true,
+		AllowRollup:            keepsRollups(cfg.Bucket),
 		DenyDelete:             true,
 		Duplicates:             dup,
 		MaxMsgs:                -1,
 		MaxConsumers:           -1,
-		AllowDirect:            true,
+		AllowDirect:            false,
 		RePublish:              cfg.RePublish,
 		Compression:            compression,
 		Discard:                jetstream.DiscardNew,
@@ -147,7 +158,7 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyV
 	if err != nil {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", want.Bucket, err))
 	}
-	if _, err := checkBucket(ctx, js, want); err != nil {
+	if err := checkBucket(ctx, js, want); err != nil {
 		return nil, err
 	}
 	return newRebinding(js, kv), nil

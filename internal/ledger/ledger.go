@@ -102,41 +102,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, er
 		if *dst, err = ensureBucket(ctx, js, wanted(cfg)[i], cfg.KeepBuckets); err != nil {
 			return nil, err
 		}
-		if b := wanted(cfg)[i].Bucket; !cfg.KeepBuckets && !keepsRollups(b) {
-			if err := denyRollups(ctx, js, wanted(cfg)[i].Bucket); err != nil {
-				return nil, err
-			}
-		}
 	}
 	return l, nil
 }
 
-// keepsRollups reports whether bucket keeps roll-ups (see denyRollups).
+// keepsRollups reports whether bucket keeps roll-ups: the locks bucket
+// does (its delete markers need them), and so does the fleet bucket (an
+// operator resets the fleet by purging its key); the run records and the
+// watermark, whose keys qfetch never purges, do not (see bucketStream).
 func keepsRollups(bucket string) bool { return bucket != BucketRuns && bucket != BucketState }
-
-// denyRollups turns off roll-ups on a bucket whose keys qfetch never
-// purges (run records, the watermark): the server lets a "Nats-Rollup: all"
-// header on any key a role may write empty the whole bucket, which NATS
-// permissions cannot refuse (they see subjects, not headers). The locks
-// bucket keeps them (its delete markers need them), and so does the fleet
-// bucket (an operator resets the fleet by purging its key). Only the
-// buckets' owner (the planner) may change them; DenyPurge stays as it is,
-// since the server never lets it be taken back.
-func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) error {
-	s, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
-	}
-	c := s.CachedInfo().Config
-	if !c.AllowRollup {
-		return nil
-	}
-	c.AllowRollup = false
-	if _, err := js.UpdateStream(ctx, c); err != nil {
-		return refusedUpdate(bucket, "turning off roll-ups", err)
-	}
-	return nil
-}
 
 // Open binds to the buckets a planner or worker set up, creating and
 // changing nothing: what operator commands use. A missing bucket is an
@@ -218,120 +192,65 @@ func wanted(cfg Config) [5]jetstream.KeyValueConfig {
 	}}
 }
 
-// ensureBucket creates a KV bucket or brings an existing one to cfg; with
+// ensureBucket creates a KV bucket or brings an existing one to cfg, in
+// one request with its final settings (bucketStream), and binds to it; with
 // keep it binds to it as it is (see Config.KeepBuckets).
-//
-// The bucket's stream is created, or updated, with its final settings in
-// one request (bucketStream): direct gets and roll-ups are never on for a
-// moment, and no update follows a create. On a cluster, a second planner's
-// create arriving while the first updated the stream it had just created
-// left both requests unanswered.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, keep bool) (jetstream.KeyValue, error) {
 	if keep {
 		return bindBucket(ctx, js, cfg)
 	}
 	want := bucketStream(cfg)
 	_, err := js.CreateStream(ctx, want)
-	switch {
-	case err == nil:
-		if err := awaitStream(ctx, js, want.Name); err != nil {
-			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
-		}
-	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
-		if err := awaitStream(ctx, js, want.Name); err != nil {
-			return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
-		}
-		have, err := checkBucket(ctx, js, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if !settled(have, cfg) {
-			if _, err := js.UpdateStream(ctx, want); err != nil {
-				return nil, refusedUpdate(cfg.Bucket, "bringing it to qfetch's settings", err)
-			}
-		}
-	default:
+	exists := errors.Is(err, jetstream.ErrStreamNameAlreadyInUse)
+	if err != nil && !exists {
 		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: create bucket %s: %w", cfg.Bucket, err))
 	}
-	return leaderReads(ctx, js, cfg.Bucket)
+	s, err := awaitStream(ctx, js, want.Name)
+	if err != nil {
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
+	}
+	if have := s.CachedInfo().Config; exists && !settled(have, cfg) {
+		if err := bucketCompatible(have, cfg); err != nil {
+			return nil, err
+		}
+		if _, err := js.UpdateStream(ctx, want); err != nil {
+			// No answer is what it is (a set-up asks again); an answer
+			// that refuses the change means the bucket is not one qfetch
+			// can bring to its settings.
+			if msg.Unanswered(err) {
+				return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: bringing it to qfetch's settings: %w", cfg.Bucket, err))
+			}
+			return nil, failure.FleetWide(fmt.Errorf("%w: bucket %s exists and cannot be brought to qfetch's settings: %w",
+				msg.ErrIncompatible, cfg.Bucket, err))
+		}
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err))
+	}
+	return newRebinding(js, kv), nil
 }
 
-// awaitStream waits, for a few seconds at most, until stream answers its
-// info. On a cluster, a create answered while another planner's identical
-// create is still being placed can come before the stream is there, and
-// the next read of it finds none (10059); any other error is returned at
-// once.
-func awaitStream(ctx context.Context, js jetstream.JetStream, stream string) error {
+// awaitStream reads stream, waiting for a few seconds at most while it is
+// not there. On a cluster, a create answered while another planner's
+// identical create is still being placed can come before the stream is,
+// and the next read of it finds none (10059); any other error is returned
+// at once.
+func awaitStream(ctx context.Context, js jetstream.JetStream, stream string) (jetstream.Stream, error) {
 	const tries = 12 // ≈ 6 s in all, doubling from 50 ms to 1 s
 	for n := 1; ; n++ {
-		_, err := js.Stream(ctx, stream)
+		s, err := js.Stream(ctx, stream)
 		if !errors.Is(err, jetstream.ErrStreamNotFound) || n == tries {
-			return err
+			return s, err
 		}
 		t := time.NewTimer(retry.Backoff(n, 50*time.Millisecond, time.Second))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return context.Cause(ctx)
+			return nil, context.Cause(ctx)
 		}
 	}
-}
-
-// bucketStream is the stream qfetch wants for cfg: what UpdateKeyValue
-// would send (kvStream), with direct gets off (see leaderReads) and
-// roll-ups off where denyRollups turns them off.
-func bucketStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
-	s := kvStream(cfg)
-	s.AllowDirect = false
-	if !keepsRollups(cfg.Bucket) {
-		s.AllowRollup = false
-	}
-	return s
-}
-
-// refusedUpdate classes the failed update of bucket's stream: a request
-// that got no answer is what it is (a set-up asks again); an answer that
-// refuses the change means the bucket is not one qfetch can bring to its
-// settings.
-func refusedUpdate(bucket, what string, err error) error {
-	if msg.Unanswered(err) {
-		return msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %s: %w", bucket, what, err))
-	}
-	return failure.FleetWide(fmt.Errorf("%w: bucket %s: %s: %w", msg.ErrIncompatible, bucket, what, err))
-}
-
-// leaderReads turns direct gets off on bucket's stream (nats.go creates and
-// updates every bucket with them on) and binds to the bucket again, so that
-// its Gets go to the stream leader. With direct gets, any current replica
-// answers a Get, and on a cluster a follower that has not caught up yet
-// (for seconds after a node restarts) answers with an older revision or
-// none: a run record or the watermark just written read back as missing,
-// which the cluster e2e met. The leader has every acknowledged write.
-// Watches are consumers, served by the leader either way.
-//
-// Buckets are created and updated with direct gets off (bucketStream):
-// this turns them off on a bucket made by an earlier version. Processes
-// that bind to the buckets without owning them (workers, the exporter)
-// read the setting when they bind: one that bound while direct gets were
-// on sends its Gets where nothing answers once they are off; its binding
-// is made again then (see rebinding).
-func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	s, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
-	}
-	if c := s.CachedInfo().Config; c.AllowDirect {
-		c.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, c); err != nil {
-			return nil, refusedUpdate(bucket, "turning off direct gets", err)
-		}
-	}
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, msg.ClassifyAPI(fmt.Errorf("ledger: bucket %s: %w", bucket, err))
-	}
-	return newRebinding(js, kv), nil
 }
 
 // Inspect compares the ledger's buckets on the server with what cfg asks

@@ -12,10 +12,11 @@ import (
 // rebinding is a bucket whose binding is made again when a read finds no
 // responder. nats.go fixes at bind time whether Gets are direct (any
 // replica answers $JS.API.DIRECT.GET) or go to the stream leader, from the
-// stream's AllowDirect then; and a planner's set-up turns AllowDirect on
-// (UpdateKeyValue does) and off again (leaderReads) on every pass. A
-// process that bound in between would send its Gets where nothing answers
-// once it is off, every Get failing with no responders until it restarted
+// stream's AllowDirect then; and a planner's set-up turns AllowDirect off
+// on a bucket an earlier version made with it on (an earlier version also
+// turned it on and off again on every pass). A process bound before would
+// send its Gets where nothing answers once it is off, every Get failing
+// with no responders until it restarted
 // (a worker that then gives every batch back, its status never refreshed:
 // the e2e met it). Bound again, it reads as the stream says now. No
 // responders also means a stream without a leader (an election, a lost

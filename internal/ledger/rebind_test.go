@@ -8,9 +8,9 @@ import (
 	"github.com/qfetch/qfetch/internal/testenv"
 )
 
-// A worker or an operator command that binds to the buckets while a
-// planner's set-up has direct gets on (its UpdateKeyValue turns them on,
-// leaderReads off again) still reads once they are off: every Get would
+// A worker or an operator command that binds to the buckets while direct
+// gets are on (a bucket an earlier version made, before a planner's set-up
+// turns them off) still reads once they are off: every Get would
 // otherwise find no responder until the process restarted, as a worker in
 // the e2e did (its run status never refreshed).
 func TestReadsAfterDirectGetsTurnOffUnderTheBinding(t *testing.T) {
